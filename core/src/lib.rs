@@ -1,0 +1,23 @@
+//! # rill-core
+//!
+//! Every protocol rill speaks, as pure sans-IO state machines: bytes and the current time go in,
+//! events and bytes come out. Nothing in this crate opens a socket or a file, reads a clock,
+//! spawns a thread or takes a lock; the caller (a runtime, a test, a fuzzer) does all of that.
+//!
+//! Every machine follows the same rules:
+//! - feed input together with `now`, then drain *all* outputs (`poll_*` until `None`) before
+//!   feeding the next input;
+//! - call `handle_timeout(now)` when the deadline from `poll_timeout()` passes;
+//! - parsers tell "incomplete, wait for more bytes" apart from "invalid", and invalid input
+//!   yields an error naming the layer, the field and the byte offset, never a panic;
+//! - every length read from the wire is checked against [`limits::Limits`] before allocating.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod amf;
+pub mod codec;
+pub mod flv;
+pub mod limits;
+pub mod media;
+pub mod rtmp;
