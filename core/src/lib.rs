@@ -18,6 +18,8 @@
 pub mod amf;
 pub mod codec;
 pub mod flv;
+pub mod http;
+pub mod hub;
 pub mod limits;
 pub mod media;
 pub mod rtmp;
