@@ -364,7 +364,8 @@ impl ChunkDecoder {
     /// The next complete message; `Ok(None)` when more bytes are needed.
     ///
     /// Set Chunk Size and Abort messages are acted upon and still returned. Aggregate messages are
-    /// not returned: their sub-messages are, one by one.
+    /// not returned: their sub-messages are, one by one, as they are (a Set Chunk Size, Abort or
+    /// aggregate inside an aggregate is not acted upon).
     pub fn poll_message(&mut self) -> Result<Option<Message>, ChunkError> {
         if let Some(msg) = self.ready.pop_front() {
             return Ok(Some(msg));
