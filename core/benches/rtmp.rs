@@ -1,0 +1,142 @@
+//! RTMP chunk stream throughput: decode, stateful encode and the fan-out path (`chunk_body`).
+//!
+//! Run with `cargo bench -p rill-core --bench rtmp`. Plain `Instant` timing, best of several runs;
+//! MB/s are 10^6 bytes per second of wire bytes (decode) or payload bytes (encode).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rill_core::limits::Limits;
+use rill_core::rtmp::chunk::{chunk_body, write_fmt0_header, ChunkDecoder, ChunkEncoder};
+
+const RUNS: usize = 5;
+/// How much the "socket" hands the decoder at a time.
+const READ_SIZE: usize = 64 * 1024;
+
+struct Workload {
+    name: &'static str,
+    csid: u32,
+    type_id: u8,
+    len: usize,
+    count: usize,
+}
+
+const WORKLOADS: [Workload; 2] = [
+    Workload {
+        name: "video 1 MB",
+        csid: 6,
+        type_id: 9,
+        len: 1 << 20,
+        count: 32,
+    },
+    Workload {
+        name: "audio 200 B",
+        csid: 4,
+        type_id: 8,
+        len: 200,
+        count: 100_000,
+    },
+];
+
+fn best<F: FnMut()>(mut f: F) -> Duration {
+    (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+fn mbps(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e6
+}
+
+/// The wire bytes of `w` at `chunk_size`, starting with the Set Chunk Size message.
+fn encode_stream(w: &Workload, chunk_size: u32) -> BytesMut {
+    let mut enc = ChunkEncoder::new();
+    let mut out = BytesMut::new();
+    enc.encode(2, 0, 1, 0, &chunk_size.to_be_bytes(), &mut out);
+    enc.set_chunk_size(chunk_size);
+    let payload = vec![0x5Au8; w.len];
+    for i in 0..w.count {
+        enc.encode(w.csid, i as u32 * 23, w.type_id, 1, &payload, &mut out);
+    }
+    out
+}
+
+fn bench_decode(w: &Workload, chunk_size: u32) {
+    let wire = encode_stream(w, chunk_size);
+    let limits = Limits::default();
+    let d = best(|| {
+        let mut dec = ChunkDecoder::new(&limits);
+        let mut n = 0;
+        for piece in wire.chunks(READ_SIZE) {
+            dec.push(piece);
+            while let Ok(Some(m)) = dec.poll_message() {
+                n += 1;
+                black_box(m);
+            }
+        }
+        assert_eq!(n, w.count + 1);
+    });
+    println!(
+        "decode  {:<12} chunk {:>5}: {:>8.0} MB/s  ({:.1} MB wire in {:.1} ms)",
+        w.name,
+        chunk_size,
+        mbps(wire.len(), d),
+        wire.len() as f64 / 1e6,
+        d.as_secs_f64() * 1e3
+    );
+}
+
+fn bench_encode(w: &Workload, chunk_size: u32) {
+    let payload = vec![0x5Au8; w.len];
+    let total = w.len * w.count;
+    let mut out = BytesMut::with_capacity(total * 2);
+    let d = best(|| {
+        out.clear();
+        let mut enc = ChunkEncoder::new();
+        enc.set_chunk_size(chunk_size);
+        for i in 0..w.count {
+            enc.encode(w.csid, i as u32 * 23, w.type_id, 1, &payload, &mut out);
+        }
+        black_box(&out);
+    });
+    println!(
+        "encode  {:<12} chunk {:>5}: {:>8.0} MB/s  (stateful encoder)",
+        w.name,
+        chunk_size,
+        mbps(total, d)
+    );
+    let d = best(|| {
+        out.clear();
+        for i in 0..w.count {
+            let body = chunk_body(w.csid, &payload, chunk_size);
+            write_fmt0_header(w.csid, i as u32 * 23, w.len as u32, w.type_id, 1, &mut out);
+            black_box(body);
+        }
+        black_box(&out);
+    });
+    println!(
+        "encode  {:<12} chunk {:>5}: {:>8.0} MB/s  (chunk_body + write_fmt0_header)",
+        w.name,
+        chunk_size,
+        mbps(total, d)
+    );
+}
+
+fn main() {
+    for w in &WORKLOADS {
+        for chunk_size in [4096, 128] {
+            bench_decode(w, chunk_size);
+        }
+    }
+    for w in &WORKLOADS {
+        for chunk_size in [4096, 128] {
+            bench_encode(w, chunk_size);
+        }
+    }
+}
