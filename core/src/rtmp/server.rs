@@ -1,1 +1,699 @@
-//! (being written)
+//! The server side of one RTMP connection.
+//!
+//! [`ServerSession`] takes the bytes a client sends and raises what the client asks for as
+//! [`ServerEvent`]s. Connect, publish and play are *requests*: the application decides (auth,
+//! stream already taken, ...) and answers with `accept_*` or `reject_*`. Media from a publisher
+//! comes out as [`ServerEvent::Media`]; media to a player is written by the application, either
+//! through [`ServerSession::send_media`] or, for fan-out, with a chunk body shared by all players
+//! (see [`crate::rtmp::chunk::chunk_body`]) at [`ServerSession::chunk_size`].
+//!
+//! Drive it like every rill machine: after each [`ServerSession::handle_input`] drain
+//! [`ServerSession::poll_transmit`] and [`ServerSession::poll_event`] until both give `None`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::chunk::Message;
+use super::command::{self, code, level, status_info, Command, DataMessage};
+use super::connection::{csid, SessionError, Transport};
+use super::control::{ControlMessage, UserControlEvent};
+use super::handshake::{HandshakeKind, ServerHandshake};
+use super::message_type;
+use crate::amf::Value;
+use crate::limits::Limits;
+
+/// Settings of a server session.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Chunk size rill sends with (announced right after connect).
+    pub chunk_size: u32,
+    /// Window acknowledgement size announced to the client.
+    pub window_ack_size: u32,
+    /// Peer bandwidth announced to the client.
+    pub peer_bandwidth: u32,
+    /// How long the handshake and connect may take, in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// Most message streams (createStream) one connection may open.
+    pub max_streams: usize,
+    /// Protocol limits.
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            peer_bandwidth: 2_500_000,
+            handshake_timeout_ms: 10_000,
+            max_streams: 8,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What a client asked for or sent.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// The handshake finished.
+    HandshakeDone {
+        /// Which handshake the client used.
+        kind: HandshakeKind,
+    },
+    /// `connect`: answer with [`ServerSession::accept_connect`] or [`ServerSession::reject_connect`].
+    ConnectRequest {
+        /// The application name (`app` of the command object, without any query).
+        app: String,
+        /// The `tcUrl` the client gave, if any.
+        tc_url: Option<String>,
+        /// The whole command object.
+        command_object: Value,
+    },
+    /// `publish`: answer with [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`].
+    PublishRequest {
+        /// The message stream the publish came on.
+        stream_id: u32,
+        /// The application name from connect.
+        app: String,
+        /// The stream name without its query.
+        stream_name: String,
+        /// The query after `?` in the stream name (or the tcUrl), without the `?`.
+        query: String,
+        /// `live`, `record` or `append`.
+        publish_type: String,
+    },
+    /// `play`: answer with [`ServerSession::accept_play`] or [`ServerSession::reject_play`].
+    PlayRequest {
+        /// The message stream the play came on.
+        stream_id: u32,
+        /// The application name from connect.
+        app: String,
+        /// The stream name without its query.
+        stream_name: String,
+        /// The query after `?`, without the `?`.
+        query: String,
+        /// Requested start (-2, -1 or seconds).
+        start: f64,
+    },
+    /// An audio (8) or video (9) message from an accepted publisher: an FLV tag body.
+    Media {
+        /// Message stream id.
+        stream_id: u32,
+        /// [`message_type::AUDIO`] or [`message_type::VIDEO`].
+        type_id: u8,
+        /// Timestamp in milliseconds (32-bit, wraps).
+        timestamp: u32,
+        /// The tag body, shared with the received buffer.
+        payload: Bytes,
+    },
+    /// Metadata (`@setDataFrame`/`onMetaData`) from an accepted publisher.
+    Metadata {
+        /// Message stream id.
+        stream_id: u32,
+        /// Timestamp in milliseconds.
+        timestamp: u32,
+        /// The metadata object.
+        value: Value,
+    },
+    /// The publisher stopped (FCUnpublish, closeStream or deleteStream).
+    PublishStopped {
+        /// Message stream id.
+        stream_id: u32,
+    },
+    /// The player stopped (closeStream or deleteStream).
+    PlayStopped {
+        /// Message stream id.
+        stream_id: u32,
+    },
+    /// The player paused (`true`) or resumed (`false`).
+    Pause {
+        /// Message stream id.
+        stream_id: u32,
+        /// Paused or resumed.
+        paused: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StreamRole {
+    Idle,
+    PublishPending,
+    Publishing,
+    PlayPending,
+    Playing,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    AwaitConnect,
+    ConnectPending,
+    Connected,
+}
+
+/// The server side of one RTMP connection. See the module docs.
+#[derive(Debug)]
+pub struct ServerSession {
+    config: ServerConfig,
+    handshake: ServerHandshake,
+    transport: Transport,
+    phase: Phase,
+    deadline: Option<u64>,
+    app: String,
+    connect_tid: f64,
+    object_encoding: f64,
+    streams: BTreeMap<u32, StreamRole>,
+    next_stream_id: u32,
+    events: VecDeque<ServerEvent>,
+}
+
+/// Splits `name?query` into its two parts.
+fn split_query(name: &str) -> (String, String) {
+    match name.split_once('?') {
+        Some((n, q)) => (n.to_owned(), q.to_owned()),
+        None => (name.to_owned(), String::new()),
+    }
+}
+
+impl ServerSession {
+    /// A session for a freshly accepted connection. `random` seeds the handshake (1528 bytes
+    /// are used; core has no random source), `now_ms` starts the handshake deadline.
+    pub fn new(config: ServerConfig, random: &[u8], now_ms: u64) -> Self {
+        let transport = Transport::new(&config.limits);
+        ServerSession {
+            handshake: ServerHandshake::new(random, now_ms as u32),
+            deadline: Some(now_ms.saturating_add(config.handshake_timeout_ms)),
+            config,
+            transport,
+            phase: Phase::Handshake,
+            app: String::new(),
+            connect_tid: 1.0,
+            object_encoding: 0.0,
+            streams: BTreeMap::new(),
+            next_stream_id: 1,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Feeds bytes received from the client.
+    pub fn handle_input(&mut self, mut data: &[u8], _now_ms: u64) -> Result<(), SessionError> {
+        if self.phase == Phase::Handshake {
+            let used = self.handshake.read(data)?;
+            data = data.get(used..).unwrap_or_default();
+            if !self.handshake.is_done() {
+                return Ok(());
+            }
+            self.phase = Phase::AwaitConnect;
+            self.events.push_back(ServerEvent::HandshakeDone {
+                kind: self.handshake.kind(),
+            });
+        }
+        self.transport.push(data);
+        while let Some(msg) = self.transport.poll_message()? {
+            self.on_message(msg)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the handshake/connect deadline.
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), SessionError> {
+        match self.deadline {
+            Some(d) if now_ms >= d => Err(SessionError::HandshakeTimeout),
+            _ => Ok(()),
+        }
+    }
+
+    /// The next deadline (until connect is answered), if any.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.deadline
+    }
+
+    /// Bytes to send to the client.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.handshake.poll_transmit() {
+            return Some(b);
+        }
+        self.transport.poll_transmit()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// The application name from connect.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The chunk size this session sends with. Shared fan-out bodies must be chunked with it.
+    pub fn chunk_size(&self) -> u32 {
+        self.transport.out_chunk_size()
+    }
+
+    fn on_message(&mut self, msg: Message) -> Result<(), SessionError> {
+        match msg.type_id {
+            message_type::COMMAND_AMF0 | message_type::COMMAND_AMF3 => {
+                let amf3 = msg.type_id == message_type::COMMAND_AMF3;
+                let cmd = Command::decode(&msg.payload, amf3, self.config.limits.max_amf_depth)?;
+                self.on_command(msg.stream_id, cmd)
+            }
+            message_type::DATA_AMF0 | message_type::DATA_AMF3 => {
+                if self.role(msg.stream_id) != StreamRole::Publishing {
+                    return Ok(());
+                }
+                let amf3 = msg.type_id == message_type::DATA_AMF3;
+                // Data messages that do not decode are dropped, not fatal: some encoders send odd ones.
+                if let Ok(data) =
+                    DataMessage::decode(&msg.payload, amf3, self.config.limits.max_amf_depth)
+                {
+                    if let Some(value) = data.metadata() {
+                        self.events.push_back(ServerEvent::Metadata {
+                            stream_id: msg.stream_id,
+                            timestamp: msg.timestamp,
+                            value: value.clone(),
+                        });
+                    }
+                }
+                Ok(())
+            }
+            message_type::AUDIO | message_type::VIDEO => {
+                if self.role(msg.stream_id) == StreamRole::Publishing {
+                    self.events.push_back(ServerEvent::Media {
+                        stream_id: msg.stream_id,
+                        type_id: msg.type_id,
+                        timestamp: msg.timestamp,
+                        payload: msg.payload,
+                    });
+                }
+                Ok(())
+            }
+            // Shared objects are not supported; other types are ignored.
+            _ => Ok(()),
+        }
+    }
+
+    fn role(&self, stream_id: u32) -> StreamRole {
+        self.streams
+            .get(&stream_id)
+            .copied()
+            .unwrap_or(StreamRole::Idle)
+    }
+
+    fn answer(&mut self, transaction_id: f64, args: Vec<Value>) {
+        if transaction_id != 0.0 {
+            self.transport.send_command(
+                csid::COMMAND,
+                0,
+                &Command::Result {
+                    transaction_id,
+                    args,
+                },
+            );
+        }
+    }
+
+    fn require_connected(&self, what: &str) -> Result<(), SessionError> {
+        if self.phase == Phase::Connected {
+            Ok(())
+        } else {
+            Err(SessionError::Protocol(format!(
+                "{what} before connect was accepted"
+            )))
+        }
+    }
+
+    fn on_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
+        match cmd {
+            Command::Connect {
+                transaction_id,
+                command_object,
+                ..
+            } => {
+                if self.phase != Phase::AwaitConnect {
+                    return Err(SessionError::Protocol(
+                        "second connect on one connection".into(),
+                    ));
+                }
+                let app_full = command_object
+                    .get("app")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let app = app_full
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('/')
+                    .to_owned();
+                self.app = app.clone();
+                self.connect_tid = transaction_id;
+                self.object_encoding = command_object
+                    .get("objectEncoding")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
+                self.phase = Phase::ConnectPending;
+                let tc_url = command_object
+                    .get("tcUrl")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                self.events.push_back(ServerEvent::ConnectRequest {
+                    app,
+                    tc_url,
+                    command_object,
+                });
+            }
+            Command::CreateStream { transaction_id } => {
+                self.require_connected("createStream")?;
+                if self.streams.len() >= self.config.max_streams {
+                    self.transport.send_command(
+                        csid::COMMAND,
+                        0,
+                        &Command::Error {
+                            transaction_id,
+                            args: vec![
+                                Value::Null,
+                                status_info(level::ERROR, code::STREAM_FAILED, "too many streams"),
+                            ],
+                        },
+                    );
+                    return Ok(());
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id = self.next_stream_id.saturating_add(1);
+                self.streams.insert(id, StreamRole::Idle);
+                self.answer(
+                    transaction_id,
+                    vec![Value::Null, Value::Number(f64::from(id))],
+                );
+            }
+            Command::ReleaseStream { transaction_id, .. }
+            | Command::FcPublish { transaction_id, .. } => {
+                self.answer(transaction_id, vec![Value::Null, Value::Undefined]);
+            }
+            Command::GetStreamLength { transaction_id, .. } => {
+                self.answer(transaction_id, vec![Value::Null, Value::Number(0.0)]);
+            }
+            Command::CheckBw { transaction_id } => self.answer(transaction_id, vec![Value::Null]),
+            Command::Publish {
+                stream_name,
+                publish_type,
+                ..
+            } => {
+                self.require_connected("publish")?;
+                let role = self.streams.get(&stream_id).copied();
+                if role != Some(StreamRole::Idle) {
+                    let info = status_info(
+                        level::ERROR,
+                        code::PUBLISH_BAD_NAME,
+                        "publish on a busy or unknown stream id",
+                    );
+                    self.transport.send_status(stream_id, info);
+                    return Ok(());
+                }
+                self.streams.insert(stream_id, StreamRole::PublishPending);
+                let (stream_name, query) = split_query(&stream_name);
+                self.events.push_back(ServerEvent::PublishRequest {
+                    stream_id,
+                    app: self.app.clone(),
+                    stream_name,
+                    query,
+                    publish_type,
+                });
+            }
+            Command::Play {
+                stream_name, start, ..
+            } => self.on_play(stream_id, &stream_name, start)?,
+            Command::Play2 { parameters, .. } => {
+                if let Some(name) = parameters.get("streamName").and_then(Value::as_str) {
+                    let name = name.to_owned();
+                    self.on_play(stream_id, &name, -2.0)?;
+                }
+            }
+            Command::FcUnpublish { transaction_id, .. } => {
+                self.answer(transaction_id, vec![Value::Null, Value::Undefined]);
+                let publishing: Vec<u32> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, r)| **r == StreamRole::Publishing)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in publishing {
+                    self.stop_stream(id);
+                }
+            }
+            Command::CloseStream { .. } => self.stop_stream(stream_id),
+            Command::DeleteStream { stream_id: id, .. } => {
+                let id = if id >= 0.0 && id <= f64::from(u32::MAX) {
+                    id as u32
+                } else {
+                    0
+                };
+                self.stop_stream(id);
+                self.streams.remove(&id);
+            }
+            Command::Pause { pause, .. } => {
+                if self.role(stream_id) == StreamRole::Playing {
+                    let c = if pause {
+                        code::PAUSE_NOTIFY
+                    } else {
+                        code::UNPAUSE_NOTIFY
+                    };
+                    self.transport
+                        .send_status(stream_id, status_info(level::STATUS, c, "pause toggled"));
+                    self.events.push_back(ServerEvent::Pause {
+                        stream_id,
+                        paused: pause,
+                    });
+                }
+            }
+            Command::ReceiveAudio { .. } | Command::ReceiveVideo { .. } => {}
+            Command::Result { .. } | Command::Error { .. } | Command::OnStatus { .. } => {}
+            Command::Other { transaction_id, .. } => {
+                // Unknown calls get an empty success so clients waiting on them move on.
+                self.answer(transaction_id, vec![Value::Null]);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_play(&mut self, stream_id: u32, name: &str, start: f64) -> Result<(), SessionError> {
+        self.require_connected("play")?;
+        if self.streams.get(&stream_id).copied() != Some(StreamRole::Idle) {
+            let info = status_info(
+                level::ERROR,
+                code::PLAY_FAILED,
+                "play on a busy or unknown stream id",
+            );
+            self.transport.send_status(stream_id, info);
+            return Ok(());
+        }
+        self.streams.insert(stream_id, StreamRole::PlayPending);
+        let (stream_name, query) = split_query(name);
+        self.events.push_back(ServerEvent::PlayRequest {
+            stream_id,
+            app: self.app.clone(),
+            stream_name,
+            query,
+            start,
+        });
+        Ok(())
+    }
+
+    fn stop_stream(&mut self, stream_id: u32) {
+        match self.role(stream_id) {
+            StreamRole::Publishing | StreamRole::PublishPending => {
+                self.streams.insert(stream_id, StreamRole::Idle);
+                let info =
+                    status_info(level::STATUS, code::UNPUBLISH_SUCCESS, "stream unpublished");
+                self.transport.send_status(stream_id, info);
+                self.events
+                    .push_back(ServerEvent::PublishStopped { stream_id });
+            }
+            StreamRole::Playing | StreamRole::PlayPending => {
+                self.streams.insert(stream_id, StreamRole::Idle);
+                self.events
+                    .push_back(ServerEvent::PlayStopped { stream_id });
+            }
+            StreamRole::Idle => {}
+        }
+    }
+
+    /// Accepts the pending connect: window size, peer bandwidth, chunk size, then `_result`.
+    pub fn accept_connect(&mut self) {
+        if self.phase != Phase::ConnectPending {
+            return;
+        }
+        self.phase = Phase::Connected;
+        self.deadline = None;
+        self.transport
+            .send_control(&ControlMessage::WindowAckSize(self.config.window_ack_size));
+        self.transport
+            .send_control(&ControlMessage::SetPeerBandwidth {
+                size: self.config.peer_bandwidth,
+                limit_type: 2,
+            });
+        self.transport.set_out_chunk_size(self.config.chunk_size);
+        let properties = Value::Object(vec![
+            (
+                "fmsVer".to_owned(),
+                Value::String("FMS/3,0,1,123".to_owned()),
+            ),
+            ("capabilities".to_owned(), Value::Number(31.0)),
+        ]);
+        let mut info = status_info(
+            level::STATUS,
+            code::CONNECT_SUCCESS,
+            "Connection succeeded.",
+        );
+        if let Value::Object(props) = &mut info {
+            props.push((
+                "objectEncoding".to_owned(),
+                Value::Number(self.object_encoding),
+            ));
+        }
+        let tid = self.connect_tid;
+        self.transport.send_command(
+            csid::COMMAND,
+            0,
+            &Command::Result {
+                transaction_id: tid,
+                args: vec![properties, info],
+            },
+        );
+    }
+
+    /// Refuses the pending connect with `NetConnection.Connect.Rejected`; close the connection after
+    /// flushing.
+    pub fn reject_connect(&mut self, description: &str) {
+        if self.phase != Phase::ConnectPending {
+            return;
+        }
+        let info = status_info(level::ERROR, code::CONNECT_REJECTED, description);
+        let tid = self.connect_tid;
+        self.transport.send_command(
+            csid::COMMAND,
+            0,
+            &Command::Error {
+                transaction_id: tid,
+                args: vec![Value::Null, info],
+            },
+        );
+    }
+
+    /// Accepts a pending publish: Stream Begin and `NetStream.Publish.Start`.
+    pub fn accept_publish(&mut self, stream_id: u32) {
+        if self.role(stream_id) != StreamRole::PublishPending {
+            return;
+        }
+        self.streams.insert(stream_id, StreamRole::Publishing);
+        self.transport
+            .send_control(&ControlMessage::UserControl(UserControlEvent::StreamBegin(
+                stream_id,
+            )));
+        let info = status_info(level::STATUS, code::PUBLISH_START, "Start publishing");
+        self.transport.send_status(stream_id, info);
+    }
+
+    /// Refuses a pending publish with an error status (`code`, e.g. [`code::PUBLISH_BAD_NAME`]).
+    pub fn reject_publish(&mut self, stream_id: u32, status_code: &str, description: &str) {
+        if self.role(stream_id) != StreamRole::PublishPending {
+            return;
+        }
+        self.streams.insert(stream_id, StreamRole::Idle);
+        self.transport.send_status(
+            stream_id,
+            status_info(level::ERROR, status_code, description),
+        );
+    }
+
+    /// Accepts a pending play: Stream Begin, `Play.Reset`, `Play.Start`, `|RtmpSampleAccess`.
+    /// Media may follow at once.
+    pub fn accept_play(&mut self, stream_id: u32) {
+        if self.role(stream_id) != StreamRole::PlayPending {
+            return;
+        }
+        self.streams.insert(stream_id, StreamRole::Playing);
+        self.transport
+            .send_control(&ControlMessage::UserControl(UserControlEvent::StreamBegin(
+                stream_id,
+            )));
+        self.transport.send_status(
+            stream_id,
+            status_info(level::STATUS, code::PLAY_RESET, "Playing and resetting"),
+        );
+        self.transport.send_status(
+            stream_id,
+            status_info(level::STATUS, code::PLAY_START, "Started playing"),
+        );
+        let mut body = bytes::BytesMut::new();
+        crate::amf::amf0::encode_all(
+            &[
+                Value::String("|RtmpSampleAccess".to_owned()),
+                Value::Boolean(true),
+                Value::Boolean(true),
+            ],
+            &mut body,
+        );
+        self.transport.send_message(
+            csid::STREAM_COMMAND,
+            0,
+            message_type::DATA_AMF0,
+            stream_id,
+            &body,
+        );
+    }
+
+    /// Refuses a pending play with an error status (e.g. [`code::PLAY_STREAM_NOT_FOUND`]).
+    pub fn reject_play(&mut self, stream_id: u32, status_code: &str, description: &str) {
+        if self.role(stream_id) != StreamRole::PlayPending {
+            return;
+        }
+        self.streams.insert(stream_id, StreamRole::Idle);
+        self.transport.send_status(
+            stream_id,
+            status_info(level::ERROR, status_code, description),
+        );
+    }
+
+    /// Tells a player its stream ended: `Play.UnpublishNotify`, `Play.Stop` and Stream EOF.
+    pub fn end_play(&mut self, stream_id: u32, description: &str) {
+        if self.role(stream_id) != StreamRole::Playing {
+            return;
+        }
+        self.streams.insert(stream_id, StreamRole::Idle);
+        self.transport.send_status(
+            stream_id,
+            status_info(level::STATUS, code::PLAY_UNPUBLISH_NOTIFY, description),
+        );
+        self.transport.send_status(
+            stream_id,
+            status_info(level::STATUS, code::PLAY_STOP, description),
+        );
+        self.transport
+            .send_control(&ControlMessage::UserControl(UserControlEvent::StreamEof(
+                stream_id,
+            )));
+    }
+
+    /// Sends one media or data message to a player through the session's own encoder (use the
+    /// shared fan-out encoding for many players; this is for one-off messages and timestamps
+    /// beyond 24 bits).
+    pub fn send_media(&mut self, stream_id: u32, type_id: u8, timestamp: u32, payload: &[u8]) {
+        let chunk_stream = match type_id {
+            message_type::AUDIO => csid::AUDIO,
+            message_type::VIDEO => csid::VIDEO,
+            _ => csid::DATA,
+        };
+        self.transport
+            .send_message(chunk_stream, timestamp, type_id, stream_id, payload);
+    }
+
+    /// Sends `onMetaData(value)` to a player.
+    pub fn send_metadata(&mut self, stream_id: u32, value: &Value) {
+        let body = command::encode_on_metadata(value);
+        self.transport
+            .send_message(csid::DATA, 0, message_type::DATA_AMF0, stream_id, &body);
+    }
+}
