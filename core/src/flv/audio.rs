@@ -1,0 +1,121 @@
+//! Audio tag bodies (AAC, MP3, G.711) to and from neutral frames.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{check_body_len, FlvError};
+use crate::codec::mp3;
+use crate::media::{Codec, Frame, FrameKind};
+
+/// SoundFormat values.
+const FORMAT_MP3: u8 = 2;
+const FORMAT_G711A: u8 = 7;
+const FORMAT_G711U: u8 = 8;
+const FORMAT_AAC: u8 = 10;
+const FORMAT_MP3_8K: u8 = 14;
+
+/// The flags byte FLV requires for AAC: 44 kHz, 16-bit, stereo (the real values are in the
+/// AudioSpecificConfig).
+const AAC_FLAGS: u8 = FORMAT_AAC << 4 | 0x0F;
+
+/// Converts an audio tag body (= RTMP audio message payload) to a frame.
+///
+/// AAC (SoundFormat 10) gives a Config frame (the AudioSpecificConfig) for AACPacketType 0 and
+/// a raw access unit for 1; MP3 (2, and 14 for 8 kHz MP3), G.711 A-law (7) and µ-law (8) give
+/// the data after the flags byte. Returns `None` for an empty body. Audio frames are key frames
+/// with `pts == dts == timestamp`; payloads are zero-copy slices of `body`.
+pub fn frame_from_audio_tag(timestamp: u32, body: &Bytes) -> Result<Option<Frame>, FlvError> {
+    let Some(&flags) = body.first() else {
+        return Ok(None);
+    };
+    let (codec, kind, start) = match flags >> 4 {
+        FORMAT_AAC => {
+            let packet_type = *body.get(1).ok_or(FlvError::Truncated {
+                tag: "audio tag",
+                field: "AACPacketType",
+                len: body.len(),
+            })?;
+            let kind = match packet_type {
+                0 => FrameKind::Config,
+                1 => FrameKind::Coded,
+                value => {
+                    return Err(FlvError::UnsupportedPacketType {
+                        field: "AACPacketType",
+                        value,
+                    })
+                }
+            };
+            (Codec::Aac, kind, 2)
+        }
+        FORMAT_MP3 | FORMAT_MP3_8K => (Codec::Mp3, FrameKind::Coded, 1),
+        FORMAT_G711A => (Codec::G711A, FrameKind::Coded, 1),
+        FORMAT_G711U => (Codec::G711U, FrameKind::Coded, 1),
+        format => return Err(FlvError::UnsupportedSoundFormat { format }),
+    };
+    let ts = i64::from(timestamp);
+    Ok(Some(Frame {
+        codec,
+        kind,
+        dts: ts,
+        pts: ts,
+        key: true,
+        payload: body.slice(start..),
+    }))
+}
+
+/// The MP3 flags byte, from the frame's own header when it parses (rate and channels), else
+/// 44 kHz stereo. 8 kHz streams use SoundFormat 14.
+fn mp3_flags(payload: &[u8]) -> u8 {
+    let Ok(h) = mp3::parse_header(payload) else {
+        return FORMAT_MP3 << 4 | 0x0F;
+    };
+    let stereo = u8::from(h.channels == 2);
+    let (format, rate) = match h.sample_rate {
+        8000 => (FORMAT_MP3_8K, 0),
+        r if r <= 11025 => (FORMAT_MP3, 1),
+        r if r <= 24000 => (FORMAT_MP3, 2),
+        _ => (FORMAT_MP3, 3),
+    };
+    format << 4 | rate << 2 | 0x02 | stereo
+}
+
+/// Writes the audio tag header for `frame`: the flags byte, plus the AACPacketType for AAC.
+///
+/// G.711 is written as ffmpeg does (8 kHz implied, 8-bit, mono); MP3 flags come from the MP3
+/// frame header. Only Config (AAC) and Coded frames have an FLV form. Audio tags carry no
+/// composition offset: the tag timestamp is the frame's `dts`.
+pub fn write_audio_tag_header(frame: &Frame, out: &mut BytesMut) -> Result<(), FlvError> {
+    let unrepresentable = FlvError::Unrepresentable {
+        codec: frame.codec,
+        kind: frame.kind,
+    };
+    match (frame.codec, frame.kind) {
+        (Codec::Aac, FrameKind::Config | FrameKind::Coded) => {
+            check_body_len(2, frame.payload.len())?;
+            out.reserve(2);
+            out.put_u8(AAC_FLAGS);
+            out.put_u8(u8::from(frame.kind == FrameKind::Coded));
+            return Ok(());
+        }
+        (_, FrameKind::Coded) => {}
+        _ => return Err(unrepresentable),
+    }
+    let flags = match frame.codec {
+        Codec::Mp3 => mp3_flags(&frame.payload),
+        Codec::G711A => FORMAT_G711A << 4,
+        Codec::G711U => FORMAT_G711U << 4,
+        _ => return Err(unrepresentable),
+    };
+    check_body_len(1, frame.payload.len())?;
+    out.reserve(1);
+    out.put_u8(flags);
+    Ok(())
+}
+
+/// Builds a whole audio tag body: [`write_audio_tag_header`] followed by the payload (copied
+/// once; use the header function with a shared payload to avoid the copy).
+pub fn audio_tag_body(frame: &Frame) -> Result<Bytes, FlvError> {
+    let mut out = BytesMut::with_capacity(2 + frame.payload.len());
+    write_audio_tag_header(frame, &mut out)?;
+    out.put_slice(&frame.payload);
+    Ok(out.freeze())
+}
