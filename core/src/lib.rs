@@ -17,6 +17,8 @@
 
 pub mod amf;
 pub mod codec;
+pub mod config;
+pub mod engine;
 pub mod flv;
 pub mod http;
 pub mod hub;

@@ -1,0 +1,362 @@
+//! The server's configuration: one TOML document, every key optional, unknown keys refused.
+//!
+//! [`DEFAULT_CONFIG`] is the complete default configuration with comments (what
+//! `rill --print-config` prints); [`Config::default`] is the same values, and a test keeps the
+//! two in step. Both runtimes read the same file and turn it into an [`EngineConfig`].
+
+use serde::Deserialize;
+
+use crate::engine::EngineConfig;
+use crate::http::HttpLimits;
+use crate::hub::HubConfig;
+use crate::limits::Limits;
+use crate::rtmp::server::ServerConfig;
+
+/// The complete default configuration, with comments.
+pub const DEFAULT_CONFIG: &str = r#"# rill configuration. Every key is optional; these are the defaults.
+# Unknown keys are an error, so a typo cannot silently fall back to a default.
+
+# Worker threads, each with its own event loop. 0 = one per CPU core.
+workers = 0
+
+[rtmp]
+enable = true
+addr = "0.0.0.0:1935"
+# Chunk size rill sends with (bytes). Larger chunks mean fewer headers and syscalls.
+chunk_size = 4096
+# Acknowledgement window and peer bandwidth announced to clients (bytes).
+window_ack_size = 2500000
+peer_bandwidth = 2500000
+
+[http]
+# HTTP-FLV (/{app}/{stream}.flv) and WebSocket-FLV (same path, Upgrade: websocket).
+enable = true
+addr = "0.0.0.0:8080"
+
+[hub]
+# GOPs cached per stream so a new player starts at once (0 = wait for the next key frame).
+gop_num = 1
+# Bounds of that cache.
+gop_max_frames = 2048
+gop_max_bytes = 33554432
+# A player whose queue passes the soft bound loses whole frames until the next key frame;
+# past the hard bound it is disconnected. The publisher and other players never notice.
+player_queue_soft_bytes = 4194304
+player_queue_hard_bytes = 16777216
+# A player asking for a stream that is not live waits this long (ms) before "not found".
+play_wait_timeout_ms = 10000
+# A publisher that comes back within this time (ms) continues its stream; players stay.
+publisher_grace_ms = 5000
+
+[limits]
+# Largest chunk size a peer may announce, and largest RTMP message (bytes).
+max_chunk_size = 16777216
+max_message_len = 8388608
+# Chunk streams per connection, and bytes of partial messages buffered per connection.
+max_chunk_streams = 64
+max_pending_bytes = 33554432
+# AMF nesting depth and element count.
+max_amf_depth = 32
+max_amf_elements = 65536
+# HTTP request head size, header count, request body size (bytes / count).
+http_max_head_bytes = 8192
+http_max_headers = 64
+http_max_body_bytes = 1048576
+# Largest WebSocket frame a player may send (bytes).
+ws_max_frame = 65536
+# Deadlines (ms): RTMP handshake + connect, HTTP request head, idle publisher, idle other.
+handshake_timeout_ms = 10000
+http_head_timeout_ms = 10000
+publish_idle_timeout_ms = 30000
+idle_timeout_ms = 60000
+
+[log]
+# tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
+level = "info"
+"#;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
+    /// RTMP listener.
+    pub rtmp: RtmpSection,
+    /// HTTP listener.
+    pub http: HttpSection,
+    /// Stream hub.
+    pub hub: HubSection,
+    /// Protocol limits and deadlines.
+    pub limits: LimitsSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[rtmp]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpSection {
+    /// Listen for RTMP.
+    pub enable: bool,
+    /// Listen address.
+    pub addr: String,
+    /// Outgoing chunk size.
+    pub chunk_size: u32,
+    /// Window acknowledgement size announced.
+    pub window_ack_size: u32,
+    /// Peer bandwidth announced.
+    pub peer_bandwidth: u32,
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Listen for HTTP.
+    pub enable: bool,
+    /// Listen address.
+    pub addr: String,
+}
+
+/// `[hub]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubSection {
+    /// GOPs cached.
+    pub gop_num: usize,
+    /// Cache bound in packets.
+    pub gop_max_frames: usize,
+    /// Cache bound in bytes.
+    pub gop_max_bytes: usize,
+    /// Player queue soft bound.
+    pub player_queue_soft_bytes: usize,
+    /// Player queue hard bound.
+    pub player_queue_hard_bytes: usize,
+    /// Wait for a stream that is not live (ms).
+    pub play_wait_timeout_ms: u64,
+    /// Publisher reconnect grace (ms).
+    pub publisher_grace_ms: u64,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest chunk size a peer may set.
+    pub max_chunk_size: u32,
+    /// Largest RTMP message.
+    pub max_message_len: u32,
+    /// Chunk streams per connection.
+    pub max_chunk_streams: usize,
+    /// Partial message bytes per connection.
+    pub max_pending_bytes: usize,
+    /// AMF nesting depth.
+    pub max_amf_depth: usize,
+    /// AMF elements per value.
+    pub max_amf_elements: usize,
+    /// HTTP request head bytes.
+    pub http_max_head_bytes: usize,
+    /// HTTP headers per request.
+    pub http_max_headers: usize,
+    /// HTTP request body bytes.
+    pub http_max_body_bytes: usize,
+    /// WebSocket frame from a player.
+    pub ws_max_frame: usize,
+    /// RTMP handshake + connect deadline.
+    pub handshake_timeout_ms: u64,
+    /// HTTP request head deadline.
+    pub http_head_timeout_ms: u64,
+    /// Idle publisher deadline.
+    pub publish_idle_timeout_ms: u64,
+    /// Idle connection deadline.
+    pub idle_timeout_ms: u64,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// tracing filter directive.
+    pub level: String,
+}
+
+impl Default for RtmpSection {
+    fn default() -> Self {
+        let s = ServerConfig::default();
+        RtmpSection {
+            enable: true,
+            addr: "0.0.0.0:1935".into(),
+            chunk_size: s.chunk_size,
+            window_ack_size: s.window_ack_size,
+            peer_bandwidth: s.peer_bandwidth,
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            enable: true,
+            addr: "0.0.0.0:8080".into(),
+        }
+    }
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        let h = HubConfig::default();
+        HubSection {
+            gop_num: h.gop_num,
+            gop_max_frames: h.gop_max_frames,
+            gop_max_bytes: h.gop_max_bytes,
+            player_queue_soft_bytes: h.player_queue_soft_bytes,
+            player_queue_hard_bytes: h.player_queue_hard_bytes,
+            play_wait_timeout_ms: h.play_wait_timeout_ms,
+            publisher_grace_ms: h.publisher_grace_ms,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let l = Limits::default();
+        let h = HttpLimits::default();
+        let e = EngineConfig::default();
+        LimitsSection {
+            max_chunk_size: l.max_chunk_size,
+            max_message_len: l.max_message_len,
+            max_chunk_streams: l.max_chunk_streams,
+            max_pending_bytes: l.max_pending_bytes,
+            max_amf_depth: l.max_amf_depth,
+            max_amf_elements: l.max_amf_elements,
+            http_max_head_bytes: h.max_head_bytes,
+            http_max_headers: h.max_headers,
+            http_max_body_bytes: h.max_body_bytes,
+            ws_max_frame: e.ws_max_frame,
+            handshake_timeout_ms: e.rtmp.handshake_timeout_ms,
+            http_head_timeout_ms: e.http_head_timeout_ms,
+            publish_idle_timeout_ms: e.publish_idle_timeout_ms,
+            idle_timeout_ms: e.idle_timeout_ms,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses a TOML document; missing keys take their defaults, unknown keys are an error.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(128..=self.limits.max_chunk_size.min(0x7FFF_FFFF)).contains(&self.rtmp.chunk_size) {
+            return Err(ConfigError(format!(
+                "rtmp.chunk_size {} must be between 128 and limits.max_chunk_size",
+                self.rtmp.chunk_size
+            )));
+        }
+        if self.hub.player_queue_soft_bytes > self.hub.player_queue_hard_bytes {
+            return Err(ConfigError(
+                "hub.player_queue_soft_bytes exceeds player_queue_hard_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The engine settings these values describe.
+    pub fn engine_config(&self) -> EngineConfig {
+        let l = &self.limits;
+        let limits = Limits {
+            max_chunk_size: l.max_chunk_size,
+            max_message_len: l.max_message_len,
+            max_chunk_streams: l.max_chunk_streams,
+            max_pending_bytes: l.max_pending_bytes,
+            max_amf_depth: l.max_amf_depth,
+            max_amf_elements: l.max_amf_elements,
+        };
+        let rtmp = ServerConfig {
+            chunk_size: self.rtmp.chunk_size,
+            window_ack_size: self.rtmp.window_ack_size,
+            peer_bandwidth: self.rtmp.peer_bandwidth,
+            handshake_timeout_ms: l.handshake_timeout_ms,
+            limits,
+            ..ServerConfig::default()
+        };
+        let h = &self.hub;
+        EngineConfig {
+            rtmp,
+            http: HttpLimits {
+                max_head_bytes: l.http_max_head_bytes,
+                max_headers: l.http_max_headers,
+                max_body_bytes: l.http_max_body_bytes,
+            },
+            hub: HubConfig {
+                gop_num: h.gop_num,
+                gop_max_frames: h.gop_max_frames,
+                gop_max_bytes: h.gop_max_bytes,
+                player_queue_soft_bytes: h.player_queue_soft_bytes,
+                player_queue_hard_bytes: h.player_queue_hard_bytes,
+                play_wait_timeout_ms: h.play_wait_timeout_ms,
+                publisher_grace_ms: h.publisher_grace_ms,
+            },
+            publish_idle_timeout_ms: l.publish_idle_timeout_ms,
+            idle_timeout_ms: l.idle_timeout_ms,
+            http_head_timeout_ms: l.http_head_timeout_ms,
+            ws_max_frame: l.ws_max_frame,
+            share_streams: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_default_config_equals_built_in_defaults() {
+        let parsed = Config::from_toml(DEFAULT_CONFIG).expect("default config parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("[rtmp]\nadress = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("adress"), "{err}");
+        assert!(Config::from_toml("bogus = 1\n").is_err());
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = Config::from_toml("[hub]\ngop_num = 2\n").unwrap();
+        assert_eq!(c.hub.gop_num, 2);
+        assert_eq!(c.rtmp, RtmpSection::default());
+    }
+
+    #[test]
+    fn nonsense_values_are_refused() {
+        assert!(Config::from_toml("[rtmp]\nchunk_size = 1\n").is_err());
+    }
+}

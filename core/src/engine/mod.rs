@@ -1,0 +1,1124 @@
+//! The sans-IO server: connections in, streams in the middle, bytes out.
+//!
+//! A runtime accepts sockets and tells the [`Engine`] about them ([`Engine::handle_accept`]),
+//! feeds what it reads ([`Engine::handle_input`]), reports closes ([`Engine::handle_close`]) and
+//! time ([`Engine::handle_timeout`]). The engine answers with [`Output`]s: which connections have
+//! bytes to send (fetch them with [`Engine::poll_transmit`] when the socket can take them), which
+//! to close, and session start/end records for the log. After every input the runtime drains
+//! [`Engine::poll_output`] until it returns `None`.
+//!
+//! Players' backlogs live in the hub's bounded per-player queues, not in the runtime: the runtime
+//! asks for more only when its socket has room, so a slow player's backlog is visible to the hub,
+//! which drops frames for it or disconnects it without disturbing anyone else.
+
+mod packet;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::amf::Value;
+use crate::flv;
+use crate::http::websocket::{self, Opcode, WsReader};
+use crate::http::{self, HttpLimits, Request, RequestReader, Response};
+use crate::hub::{Hub, HubConfig, HubEvent, PacketKind, PlayState};
+use crate::media::FrameKind;
+use crate::rtmp::command::{self, code};
+use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
+use crate::rtmp::message_type;
+use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
+
+pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
+
+/// A connection's id, chosen by the runtime and unique within one engine.
+pub type ConnId = u64;
+
+/// Which listener accepted a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Listener {
+    /// RTMP (1935).
+    Rtmp,
+    /// HTTP outputs: HTTP-FLV and WebSocket-FLV (8080).
+    Http,
+}
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// RTMP session settings (chunk size, windows, limits).
+    pub rtmp: ServerConfig,
+    /// HTTP request limits.
+    pub http: HttpLimits,
+    /// Stream hub settings (GOP cache, player queues, waits).
+    pub hub: HubConfig,
+    /// A publisher that sends nothing for this long is closed (ms).
+    pub publish_idle_timeout_ms: u64,
+    /// A connection that neither publishes nor plays is closed after this long idle (ms).
+    pub idle_timeout_ms: u64,
+    /// Time allowed for an HTTP request head to arrive (ms).
+    pub http_head_timeout_ms: u64,
+    /// Largest WebSocket frame accepted from a player (they only send pings and closes).
+    pub ws_max_frame: usize,
+    /// Announce local streams with [`Output::Broadcast`] so engines on other threads can serve
+    /// their players (set by multi-worker runtimes).
+    pub share_streams: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            rtmp: ServerConfig::default(),
+            http: HttpLimits::default(),
+            hub: HubConfig::default(),
+            publish_idle_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            http_head_timeout_ms: 10_000,
+            ws_max_frame: 64 * 1024,
+            share_streams: false,
+        }
+    }
+}
+
+/// Protocol of a session, as logged and reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// RTMP.
+    Rtmp,
+    /// HTTP-FLV.
+    HttpFlv,
+    /// WebSocket-FLV.
+    WsFlv,
+    /// An HTTP request that is not a stream (404, preflight, ...).
+    Http,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Rtmp => "RTMP",
+            Protocol::HttpFlv => "HTTP-FLV",
+            Protocol::WsFlv => "WS-FLV",
+            Protocol::Http => "HTTP",
+        })
+    }
+}
+
+/// Whether a session publishes or plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not (yet) publishing or playing.
+    None,
+    /// Publishing a stream.
+    Publish,
+    /// Playing a stream.
+    Play,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::None => "-",
+            Role::Publish => "publish",
+            Role::Play => "play",
+        })
+    }
+}
+
+/// A session record for the log: one at start, one at end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The connection.
+    pub conn: ConnId,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Publish or play.
+    pub role: Role,
+    /// `app/stream`, empty when none.
+    pub stream: String,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// How long the connection lasted, ms.
+    pub duration_ms: u64,
+    /// Why it ended (empty at start).
+    pub reason: String,
+}
+
+/// What the engine asks of the runtime.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// The connection has bytes to send; call [`Engine::poll_transmit`] when its socket can write.
+    Transmit(ConnId),
+    /// Close the connection; when `flush`, first send what [`Engine::poll_transmit`] still gives.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Send pending bytes first.
+        flush: bool,
+    },
+    /// A session started publishing or playing.
+    SessionStarted(SessionRecord),
+    /// A connection ended (always exactly once per accepted connection).
+    SessionEnded(SessionRecord),
+    /// Hand this to every other engine of the process ([`Engine::handle_remote`]); only with
+    /// [`EngineConfig::share_streams`].
+    Broadcast(StreamMessage),
+}
+
+/// What one engine tells the others about the streams published on it, so a player may sit on
+/// another thread than its publisher. Packets are shared, never copied.
+#[derive(Clone, Debug)]
+pub enum StreamMessage {
+    /// A stream started (or its publisher came back).
+    Start {
+        /// `app/stream`.
+        stream: Arc<str>,
+    },
+    /// A packet of a started stream.
+    Packet {
+        /// `app/stream`.
+        stream: Arc<str>,
+        /// The packet.
+        packet: Packet,
+    },
+    /// The publisher left (the receiving hub applies its grace period).
+    End {
+        /// `app/stream`.
+        stream: Arc<str>,
+    },
+}
+
+/// Hub ids of remote publishers have the top bit set so they never meet a runtime's ids.
+const REMOTE_PUBLISHER_BIT: u64 = 1 << 63;
+
+#[derive(Debug)]
+enum HttpState {
+    AwaitRequest,
+    Waiting { format: PlayerFormat },
+    Streaming,
+    Done,
+}
+
+#[derive(Debug)]
+enum ConnKind {
+    Rtmp {
+        session: Box<ServerSession>,
+        publish_id: Option<u32>,
+        play_id: Option<u32>,
+    },
+    Http {
+        reader: Box<RequestReader>,
+        ws: Option<Box<WsReader>>,
+        state: HttpState,
+    },
+}
+
+#[derive(Debug)]
+struct Conn {
+    peer: SocketAddr,
+    started_ms: u64,
+    last_input_ms: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    protocol: Protocol,
+    role: Role,
+    stream: String,
+    kind: ConnKind,
+    /// Bytes to send before any media: session output, HTTP heads.
+    pending: VecDeque<Bytes>,
+    writer: Option<PlayerWriter>,
+    /// The published stream's name, shared by every broadcast message.
+    published: Option<Arc<str>>,
+    closing: bool,
+    timer_armed: bool,
+}
+
+/// The server engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    hub: Hub<Packet>,
+    conns: HashMap<ConnId, Conn>,
+    outputs: VecDeque<Output>,
+    timers: BinaryHeap<Reverse<(u64, ConnId)>>,
+    rng: u64,
+    /// Streams published on other engines, by name, with the hub id standing for their publisher.
+    remote: HashMap<Arc<str>, u64>,
+    next_remote_id: u64,
+}
+
+/// Checks one path segment of a stream name (`app` or `stream`).
+fn valid_name_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'\\' | b'?' | b'#' | b'%' | b'"'))
+}
+
+/// The hub key for `app` and `stream`, if both are acceptable names.
+pub fn stream_key(app: &str, stream: &str) -> Option<String> {
+    (valid_name_segment(app) && valid_name_segment(stream)).then(|| format!("{app}/{stream}"))
+}
+
+impl Engine {
+    /// A new engine. `seed` feeds the handshake's random bytes (any value; vary it per process).
+    pub fn new(config: EngineConfig, seed: u64) -> Self {
+        Engine {
+            hub: Hub::new(config.hub.clone()),
+            config,
+            conns: HashMap::new(),
+            outputs: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            rng: seed | 1,
+            remote: HashMap::new(),
+            next_remote_id: 0,
+        }
+    }
+
+    /// The stream hub (read-only), for statistics.
+    pub fn hub(&self) -> &Hub<Packet> {
+        &self.hub
+    }
+
+    /// How many connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn random_bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            // xorshift64*: plenty for handshake filler, which needs no secrecy.
+            self.rng ^= self.rng >> 12;
+            self.rng ^= self.rng << 25;
+            self.rng ^= self.rng >> 27;
+            v.extend_from_slice(&self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// A connection was accepted on `listener` from `peer`.
+    pub fn handle_accept(
+        &mut self,
+        conn: ConnId,
+        listener: Listener,
+        peer: SocketAddr,
+        now_ms: u64,
+    ) {
+        let (kind, protocol) = match listener {
+            Listener::Rtmp => {
+                let random = self.random_bytes(HANDSHAKE_RANDOM_LEN);
+                let session = ServerSession::new(self.config.rtmp.clone(), &random, now_ms);
+                (
+                    ConnKind::Rtmp {
+                        session: Box::new(session),
+                        publish_id: None,
+                        play_id: None,
+                    },
+                    Protocol::Rtmp,
+                )
+            }
+            Listener::Http => (
+                ConnKind::Http {
+                    reader: Box::new(RequestReader::new(self.config.http.clone())),
+                    ws: None,
+                    state: HttpState::AwaitRequest,
+                },
+                Protocol::Http,
+            ),
+        };
+        self.conns.insert(
+            conn,
+            Conn {
+                peer,
+                started_ms: now_ms,
+                last_input_ms: now_ms,
+                bytes_in: 0,
+                bytes_out: 0,
+                protocol,
+                role: Role::None,
+                stream: String::new(),
+                kind,
+                pending: VecDeque::new(),
+                writer: None,
+                published: None,
+                closing: false,
+                timer_armed: false,
+            },
+        );
+        self.arm_timer(conn);
+    }
+
+    /// Bytes arrived on a connection.
+    pub fn handle_input(&mut self, conn: ConnId, data: &[u8], now_ms: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.bytes_in += data.len() as u64;
+        c.last_input_ms = now_ms;
+        match &mut c.kind {
+            ConnKind::Rtmp { session, .. } => {
+                let result = session.handle_input(data, now_ms);
+                self.drain_rtmp(conn, now_ms);
+                if let Err(e) = result {
+                    self.close(conn, false, &e.to_string(), now_ms);
+                }
+            }
+            ConnKind::Http { reader, ws, .. } => {
+                if let Some(ws) = ws {
+                    ws.push(data);
+                    self.drain_ws(conn, now_ms);
+                } else {
+                    match reader.push(data) {
+                        Ok(()) => self.drain_http(conn, now_ms),
+                        Err(e) => self.http_error(conn, e.status(), &e.to_string(), now_ms),
+                    }
+                }
+            }
+        }
+        self.drain_hub(now_ms);
+    }
+
+    /// The peer closed the connection, or the socket failed. The engine forgets it.
+    pub fn handle_close(&mut self, conn: ConnId, reason: &str, now_ms: u64) {
+        self.finish(conn, reason, now_ms);
+        self.drain_hub(now_ms);
+    }
+
+    /// Time passed: expire deadlines (handshakes, idle connections, waiting players, grace periods).
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.hub.handle_timeout(now_ms);
+        while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
+            if at > now_ms {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            c.timer_armed = false;
+            match self.deadline_of(conn) {
+                Some((deadline, reason)) if deadline <= now_ms => {
+                    self.close(conn, false, reason, now_ms)
+                }
+                Some(_) => self.arm_timer(conn),
+                None => {}
+            }
+        }
+        self.drain_hub(now_ms);
+    }
+
+    /// The earliest time [`Engine::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let conn_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        match (conn_timer, self.hub.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Appends up to about `budget` bytes for `conn` to `out` (whole messages; may exceed the budget
+    /// by one message). Returns the byte count; 0 when there is nothing to send now.
+    pub fn poll_transmit(&mut self, conn: ConnId, budget: usize, out: &mut Vec<Bytes>) -> usize {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return 0;
+        };
+        let mut n = 0;
+        if let ConnKind::Rtmp { session, .. } = &mut c.kind {
+            while let Some(b) = session.poll_transmit() {
+                c.pending.push_back(b);
+            }
+        }
+        while let Some(b) = c.pending.pop_front() {
+            n += b.len();
+            out.push(b);
+        }
+        if let Some(writer) = c.writer.as_mut() {
+            while n < budget {
+                let Some(packet) = self.hub.pop(conn) else {
+                    break;
+                };
+                n += writer.render(&packet, out);
+            }
+        }
+        c.bytes_out += n as u64;
+        n
+    }
+
+    fn arm_timer(&mut self, conn: ConnId) {
+        if let Some((deadline, _)) = self.deadline_of(conn) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if !c.timer_armed {
+                    c.timer_armed = true;
+                    self.timers.push(Reverse((deadline, conn)));
+                }
+            }
+        }
+    }
+
+    fn deadline_of(&self, conn: ConnId) -> Option<(u64, &'static str)> {
+        let c = self.conns.get(&conn)?;
+        match &c.kind {
+            ConnKind::Rtmp { session, .. } if c.role == Role::None => {
+                let idle = c.last_input_ms.saturating_add(self.config.idle_timeout_ms);
+                match session.poll_timeout() {
+                    Some(d) => Some((d.min(idle), "handshake/connect timeout")),
+                    None => Some((idle, "idle timeout")),
+                }
+            }
+            ConnKind::Http {
+                state: HttpState::AwaitRequest,
+                ..
+            } => Some((
+                c.started_ms
+                    .saturating_add(self.config.http_head_timeout_ms),
+                "HTTP request head timeout",
+            )),
+            _ if c.role == Role::Publish => Some((
+                c.last_input_ms
+                    .saturating_add(self.config.publish_idle_timeout_ms),
+                "publisher idle timeout",
+            )),
+            _ => None,
+        }
+    }
+
+    fn record(&self, conn: ConnId, now_ms: u64, reason: &str) -> Option<SessionRecord> {
+        let c = self.conns.get(&conn)?;
+        Some(SessionRecord {
+            conn,
+            peer: c.peer,
+            protocol: c.protocol,
+            role: c.role,
+            stream: c.stream.clone(),
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            duration_ms: now_ms.saturating_sub(c.started_ms),
+            reason: reason.to_owned(),
+        })
+    }
+
+    fn want_transmit(&mut self, conn: ConnId) {
+        self.outputs.push_back(Output::Transmit(conn));
+    }
+
+    /// Ends `conn`'s session now (detached from the hub, end record emitted) and asks the runtime
+    /// to close it, after sending what is pending when `flush`. A closing connection takes no input;
+    /// with `flush` it stays known until the runtime reports the close, so its bytes can drain.
+    fn close(&mut self, conn: ConnId, flush: bool, reason: &str, now_ms: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.closing = true;
+        c.writer = None;
+        if let ConnKind::Rtmp { session, .. } = &mut c.kind {
+            while let Some(b) = session.poll_transmit() {
+                c.pending.push_back(b);
+            }
+        }
+        self.detach(conn, now_ms);
+        if let Some(rec) = self.record(conn, now_ms, reason) {
+            self.outputs.push_back(Output::SessionEnded(rec));
+        }
+        self.outputs.push_back(Output::Close { conn, flush });
+        if !flush {
+            self.conns.remove(&conn);
+        }
+    }
+
+    fn detach(&mut self, conn: ConnId, now_ms: u64) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.role == Role::Publish {
+            self.hub.unpublish(conn, now_ms);
+            self.broadcast_end(conn);
+        } else {
+            // Players, and players still waiting for their stream, are known to the hub.
+            self.hub.stop_play(conn);
+        }
+    }
+
+    /// Forgets a connection, reporting its end unless [`Engine::close`] already did.
+    fn finish(&mut self, conn: ConnId, reason: &str, now_ms: u64) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.closing {
+            self.detach(conn, now_ms);
+            if let Some(rec) = self.record(conn, now_ms, reason) {
+                self.outputs.push_back(Output::SessionEnded(rec));
+            }
+        }
+        self.conns.remove(&conn);
+    }
+
+    fn start_session(
+        &mut self,
+        conn: ConnId,
+        role: Role,
+        protocol: Protocol,
+        stream: &str,
+        now_ms: u64,
+    ) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.role = role;
+            c.protocol = protocol;
+            c.stream = stream.to_owned();
+        }
+        if let Some(rec) = self.record(conn, now_ms, "") {
+            self.outputs.push_back(Output::SessionStarted(rec));
+        }
+        self.arm_timer(conn);
+    }
+
+    // ----- RTMP -----
+
+    fn drain_rtmp(&mut self, conn: ConnId, now_ms: u64) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let ConnKind::Rtmp { session, .. } = &mut c.kind else {
+                return;
+            };
+            let Some(event) = session.poll_event() else {
+                break;
+            };
+            self.on_rtmp_event(conn, event, now_ms);
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ConnKind::Rtmp { session, .. } = &mut c.kind else {
+            return;
+        };
+        let mut any = false;
+        while let Some(b) = session.poll_transmit() {
+            c.pending.push_back(b);
+            any = true;
+        }
+        if any {
+            self.want_transmit(conn);
+        }
+    }
+
+    fn session_mut(&mut self, conn: ConnId) -> Option<&mut ServerSession> {
+        match &mut self.conns.get_mut(&conn)?.kind {
+            ConnKind::Rtmp { session, .. } => Some(session),
+            ConnKind::Http { .. } => None,
+        }
+    }
+
+    fn on_rtmp_event(&mut self, conn: ConnId, event: ServerEvent, now_ms: u64) {
+        match event {
+            ServerEvent::ConnectRequest { app, .. } => {
+                let ok = valid_name_segment(&app);
+                if let Some(s) = self.session_mut(conn) {
+                    if ok {
+                        s.accept_connect();
+                    } else {
+                        s.reject_connect("invalid application name");
+                    }
+                }
+                if !ok {
+                    self.close(conn, true, "connect rejected: invalid app name", now_ms);
+                } else {
+                    self.arm_timer(conn);
+                }
+            }
+            ServerEvent::PublishRequest {
+                stream_id,
+                app,
+                stream_name,
+                ..
+            } => self.on_rtmp_publish(conn, stream_id, &app, &stream_name, now_ms),
+            ServerEvent::PlayRequest {
+                stream_id,
+                app,
+                stream_name,
+                ..
+            } => self.on_rtmp_play(conn, stream_id, &app, &stream_name, now_ms),
+            ServerEvent::Media {
+                type_id,
+                timestamp,
+                payload,
+                ..
+            } => {
+                self.on_rtmp_media(conn, type_id, timestamp, payload);
+            }
+            ServerEvent::Metadata {
+                value, timestamp, ..
+            } => self.on_rtmp_metadata(conn, &value, timestamp),
+            ServerEvent::PublishStopped { .. } => {
+                self.hub.unpublish(conn, now_ms);
+                self.broadcast_end(conn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.role = Role::None;
+                    if let ConnKind::Rtmp { publish_id, .. } = &mut c.kind {
+                        *publish_id = None;
+                    }
+                }
+            }
+            ServerEvent::PlayStopped { .. } => {
+                self.hub.stop_play(conn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.role = Role::None;
+                    c.writer = None;
+                    if let ConnKind::Rtmp { play_id, .. } = &mut c.kind {
+                        *play_id = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rtmp_publish(
+        &mut self,
+        conn: ConnId,
+        stream_id: u32,
+        app: &str,
+        name: &str,
+        now_ms: u64,
+    ) {
+        let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
+        let Some(key) = stream_key(app, name).filter(|_| !busy) else {
+            if let Some(s) = self.session_mut(conn) {
+                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "invalid stream name");
+            }
+            self.close(conn, true, "publish rejected: invalid stream name", now_ms);
+            return;
+        };
+        match self.hub.publish(&key, conn, now_ms) {
+            Ok(()) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if let ConnKind::Rtmp {
+                        session,
+                        publish_id,
+                        ..
+                    } = &mut c.kind
+                    {
+                        session.accept_publish(stream_id);
+                        *publish_id = Some(stream_id);
+                    }
+                }
+                self.start_session(conn, Role::Publish, Protocol::Rtmp, &key, now_ms);
+                if self.config.share_streams {
+                    let stream: Arc<str> = Arc::from(key.as_str());
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.published = Some(stream.clone());
+                    }
+                    self.outputs
+                        .push_back(Output::Broadcast(StreamMessage::Start { stream }));
+                }
+            }
+            Err(e) => {
+                if let Some(s) = self.session_mut(conn) {
+                    s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &e.to_string());
+                }
+                self.close(conn, true, &format!("publish rejected: {e}"), now_ms);
+            }
+        }
+    }
+
+    fn on_rtmp_play(&mut self, conn: ConnId, stream_id: u32, app: &str, name: &str, now_ms: u64) {
+        let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
+        let Some(key) = stream_key(app, name).filter(|_| !busy) else {
+            if let Some(s) = self.session_mut(conn) {
+                s.reject_play(
+                    stream_id,
+                    code::PLAY_STREAM_NOT_FOUND,
+                    "invalid stream name",
+                );
+            }
+            self.close(conn, true, "play rejected: invalid stream name", now_ms);
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stream = key.clone();
+            if let ConnKind::Rtmp { play_id, .. } = &mut c.kind {
+                *play_id = Some(stream_id);
+            }
+        }
+        if self.hub.play(&key, conn, now_ms) == PlayState::Playing {
+            self.start_player(conn, now_ms);
+        }
+    }
+
+    /// A player's stream is live: answer the play and start sending.
+    fn start_player(&mut self, conn: ConnId, now_ms: u64) {
+        let chunk_size = self.config.rtmp.chunk_size;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let stream = c.stream.clone();
+        let protocol = match &mut c.kind {
+            ConnKind::Rtmp {
+                session, play_id, ..
+            } => {
+                let Some(stream_id) = *play_id else { return };
+                session.accept_play(stream_id);
+                while let Some(b) = session.poll_transmit() {
+                    c.pending.push_back(b);
+                }
+                c.writer = Some(PlayerWriter::new(
+                    PlayerFormat::Rtmp { stream_id },
+                    chunk_size,
+                ));
+                Protocol::Rtmp
+            }
+            ConnKind::Http { state, .. } => {
+                let HttpState::Waiting { format } = *state else {
+                    return;
+                };
+                *state = HttpState::Streaming;
+                let mut head = BytesMut::with_capacity(256);
+                if format == PlayerFormat::Flv {
+                    http::streaming_response_head("video/x-flv", false, &mut head);
+                    c.pending.push_back(head.freeze());
+                }
+                c.writer = Some(PlayerWriter::new(format, chunk_size));
+                if format == PlayerFormat::WsFlv {
+                    Protocol::WsFlv
+                } else {
+                    Protocol::HttpFlv
+                }
+            }
+        };
+        let (_, video, audio) = self.hub.config_packets(&stream);
+        let (has_video, has_audio) = (video.is_some(), audio.is_some());
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(w) = c.writer.as_mut() {
+                let mut head = Vec::new();
+                w.start(has_audio || !has_video, has_video || !has_audio, &mut head);
+                c.pending.extend(head);
+            }
+        }
+        self.start_session(conn, Role::Play, protocol, &stream, now_ms);
+        self.want_transmit(conn);
+    }
+
+    fn on_rtmp_media(&mut self, conn: ConnId, type_id: u8, timestamp: u32, payload: Bytes) {
+        let chunk_size = self.config.rtmp.chunk_size;
+        let frame = if type_id == message_type::VIDEO {
+            flv::frame_from_video_tag(timestamp, &payload)
+        } else {
+            flv::frame_from_audio_tag(timestamp, &payload)
+        };
+        // A tag that does not parse is dropped, not fatal: players would choke on it anyway.
+        let Ok(Some(frame)) = frame else { return };
+        let kind = match (frame.kind, type_id) {
+            (FrameKind::Config, message_type::VIDEO) => PacketKind::VideoConfig,
+            (FrameKind::Config, _) => PacketKind::AudioConfig,
+            (FrameKind::Coded, message_type::VIDEO) => PacketKind::Video { key: frame.key },
+            (FrameKind::Coded, _) => PacketKind::Audio,
+            (FrameKind::EndOfSequence, _) => return,
+        };
+        let packet = Packet::new(kind, frame.dts, Some(frame), type_id, payload, chunk_size);
+        self.push_local(conn, packet);
+    }
+
+    /// Hands a local publisher's packet to the hub and, when streams are shared, to other engines.
+    fn push_local(&mut self, conn: ConnId, packet: Packet) {
+        if let Some(stream) = self.conns.get(&conn).and_then(|c| c.published.clone()) {
+            self.outputs
+                .push_back(Output::Broadcast(StreamMessage::Packet {
+                    stream,
+                    packet: packet.clone(),
+                }));
+        }
+        self.hub.push(conn, packet);
+    }
+
+    fn broadcast_end(&mut self, conn: ConnId) {
+        if let Some(stream) = self.conns.get_mut(&conn).and_then(|c| c.published.take()) {
+            self.outputs
+                .push_back(Output::Broadcast(StreamMessage::End { stream }));
+        }
+    }
+
+    /// A message from another engine's [`Output::Broadcast`]: its streams become playable here.
+    pub fn handle_remote(&mut self, message: StreamMessage, now_ms: u64) {
+        match message {
+            StreamMessage::Start { stream } => {
+                if !self.remote.contains_key(&stream) {
+                    let id = REMOTE_PUBLISHER_BIT | self.next_remote_id;
+                    self.next_remote_id += 1;
+                    // A local publisher of the same name wins; the remote one is ignored here.
+                    if self.hub.publish(&stream, id, now_ms).is_ok() {
+                        self.remote.insert(stream, id);
+                    }
+                }
+            }
+            StreamMessage::Packet { stream, packet } => {
+                if let Some(&id) = self.remote.get(&stream) {
+                    self.hub.push(id, packet);
+                }
+            }
+            StreamMessage::End { stream } => {
+                if let Some(id) = self.remote.remove(&stream) {
+                    self.hub.unpublish(id, now_ms);
+                }
+            }
+        }
+        self.drain_hub(now_ms);
+    }
+
+    fn on_rtmp_metadata(&mut self, conn: ConnId, value: &Value, timestamp: u32) {
+        let body = command::encode_on_metadata(value);
+        let packet = Packet::new(
+            PacketKind::Metadata,
+            i64::from(timestamp),
+            None,
+            message_type::DATA_AMF0,
+            body,
+            self.config.rtmp.chunk_size,
+        );
+        self.push_local(conn, packet);
+    }
+
+    // ----- HTTP -----
+
+    fn drain_http(&mut self, conn: ConnId, now_ms: u64) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let ConnKind::Http {
+                reader,
+                state: HttpState::AwaitRequest,
+                ..
+            } = &mut c.kind
+            else {
+                return;
+            };
+            match reader.poll_request() {
+                Ok(Some(req)) => self.on_http_request(conn, req, now_ms),
+                Ok(None) => return,
+                Err(e) => return self.http_error(conn, e.status(), &e.to_string(), now_ms),
+            }
+        }
+    }
+
+    fn http_respond(
+        &mut self,
+        conn: ConnId,
+        response: Response,
+        keep_alive: bool,
+        reason: &str,
+        now_ms: u64,
+    ) {
+        let mut out = BytesMut::with_capacity(256 + response.body.len());
+        response.encode(&mut out);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.pending.push_back(out.freeze());
+        }
+        self.want_transmit(conn);
+        if !keep_alive {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if let ConnKind::Http { state, .. } = &mut c.kind {
+                    *state = HttpState::Done;
+                }
+            }
+            self.close(conn, true, reason, now_ms);
+        }
+    }
+
+    fn http_error(&mut self, conn: ConnId, status: u16, reason: &str, now_ms: u64) {
+        self.http_respond(
+            conn,
+            Response::text(status, reason.to_owned()),
+            false,
+            reason,
+            now_ms,
+        );
+    }
+
+    fn on_http_request(&mut self, conn: ConnId, req: Request, now_ms: u64) {
+        if req.method == "OPTIONS" {
+            let keep = req.keep_alive();
+            return self.http_respond(
+                conn,
+                http::cors_preflight_response(),
+                keep,
+                "preflight",
+                now_ms,
+            );
+        }
+        if req.method != "GET" && req.method != "HEAD" {
+            return self.http_error(conn, 405, "method not allowed", now_ms);
+        }
+        let segments = match http::split_path(&req.path) {
+            Ok(s) => s,
+            Err(_) => return self.http_error(conn, 400, "bad path", now_ms),
+        };
+        let target = match segments.as_slice() {
+            [app, file] => file.strip_suffix(".flv").and_then(|s| stream_key(app, s)),
+            _ => None,
+        };
+        let Some(key) = target else {
+            let keep = req.keep_alive();
+            return self.http_respond(
+                conn,
+                Response::text(404, "not found"),
+                keep,
+                "not found",
+                now_ms,
+            );
+        };
+        let format = if req.is_websocket_upgrade() {
+            let mut out = BytesMut::with_capacity(256);
+            if let Err(e) = websocket::upgrade_response(&req, &mut out) {
+                return self.http_error(conn, e.status(), &e.to_string(), now_ms);
+            }
+            let ws_max = self.config.ws_max_frame;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.pending.push_back(out.freeze());
+                if let ConnKind::Http { reader, ws, .. } = &mut c.kind {
+                    let mut w = WsReader::new(ws_max);
+                    w.push(&reader.take_remaining());
+                    *ws = Some(Box::new(w));
+                }
+            }
+            self.want_transmit(conn);
+            PlayerFormat::WsFlv
+        } else {
+            PlayerFormat::Flv
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stream = key.clone();
+            if let ConnKind::Http { state, .. } = &mut c.kind {
+                *state = HttpState::Waiting { format };
+            }
+        }
+        if self.hub.play(&key, conn, now_ms) == PlayState::Playing {
+            self.start_player(conn, now_ms);
+        }
+    }
+
+    fn drain_ws(&mut self, conn: ConnId, now_ms: u64) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let ConnKind::Http { ws: Some(ws), .. } = &mut c.kind else {
+                return;
+            };
+            match ws.poll_frame() {
+                Ok(Some(frame)) => match frame.opcode {
+                    Opcode::Ping => {
+                        let mut out = BytesMut::with_capacity(frame.payload.len() + 10);
+                        websocket::write_frame_header(
+                            Opcode::Pong,
+                            true,
+                            frame.payload.len(),
+                            &mut out,
+                        );
+                        out.extend_from_slice(&frame.payload);
+                        c.pending.push_back(out.freeze());
+                        self.want_transmit(conn);
+                    }
+                    Opcode::Close => {
+                        let mut out = BytesMut::with_capacity(16);
+                        websocket::close_frame(1000, "", &mut out);
+                        c.pending.push_back(out.freeze());
+                        return self.close(conn, true, "websocket closed by peer", now_ms);
+                    }
+                    _ => {}
+                },
+                Ok(None) => return,
+                Err(e) => {
+                    let mut out = BytesMut::with_capacity(64);
+                    websocket::close_frame(1002, "protocol error", &mut out);
+                    c.pending.push_back(out.freeze());
+                    return self.close(conn, true, &e.to_string(), now_ms);
+                }
+            }
+        }
+    }
+
+    // ----- hub -----
+
+    fn drain_hub(&mut self, now_ms: u64) {
+        while let Some(event) = self.hub.poll_event() {
+            match event {
+                HubEvent::PlayerStarted { player, .. } => self.start_player(player, now_ms),
+                HubEvent::PlayerWaitExpired { player, .. } => {
+                    self.end_player(player, true, "stream not found", now_ms)
+                }
+                HubEvent::PlayerOverflowed { player, .. } => {
+                    self.close(player, false, "player too slow: queue overflow", now_ms)
+                }
+                HubEvent::StreamEnded { players, .. } => {
+                    for p in players {
+                        self.end_player(p, false, "stream ended", now_ms);
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(player) = self.hub.poll_ready() {
+            self.want_transmit(player);
+        }
+    }
+
+    /// Ends a player politely: RTMP status messages, HTTP 404 if nothing was sent yet.
+    fn end_player(&mut self, conn: ConnId, never_started: bool, reason: &str, now_ms: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match &mut c.kind {
+            ConnKind::Rtmp {
+                session, play_id, ..
+            } => {
+                if let Some(id) = *play_id {
+                    if never_started {
+                        session.reject_play(id, code::PLAY_STREAM_NOT_FOUND, reason);
+                    } else {
+                        session.end_play(id, reason);
+                    }
+                }
+                self.close(conn, true, reason, now_ms);
+            }
+            ConnKind::Http { state, .. } => {
+                if matches!(
+                    state,
+                    HttpState::Waiting {
+                        format: PlayerFormat::Flv
+                    }
+                ) {
+                    self.http_respond(
+                        conn,
+                        Response::text(404, reason.to_owned()),
+                        false,
+                        reason,
+                        now_ms,
+                    );
+                } else {
+                    self.close(conn, true, reason, now_ms);
+                }
+            }
+        }
+    }
+}

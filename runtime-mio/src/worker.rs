@@ -1,0 +1,448 @@
+//! One event loop per worker thread: sockets and timers in, bytes out. No protocol logic here:
+//! everything a connection means is decided by the core engine.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use rill_core::config::Config;
+use rill_core::engine::{Engine, Listener, Output, SessionRecord, StreamMessage};
+use tracing::{debug, info, warn};
+
+const RTMP_LISTENER: Token = Token(0);
+const HTTP_LISTENER: Token = Token(1);
+const WAKER: Token = Token(2);
+const FIRST_CONN: usize = 16;
+/// Connection ids carry the worker index above this bit, so log lines name one connection.
+const WORKER_SHIFT: u32 = 40;
+/// Bytes asked of the engine per write batch for one connection.
+const WRITE_BUDGET: usize = 256 * 1024;
+/// Slices per vectored write.
+const MAX_IOV: usize = 64;
+/// Longest sleep, so the shutdown flag is noticed promptly.
+const MAX_WAIT: Duration = Duration::from_millis(200);
+
+/// Another worker: where to send stream messages and how to wake it.
+#[derive(Clone)]
+struct Peer {
+    tx: Sender<StreamMessage>,
+    waker: Arc<Waker>,
+}
+
+struct Connection {
+    stream: TcpStream,
+    /// Bytes taken from the engine but not yet written; the first is written from `offset`.
+    out: VecDeque<Bytes>,
+    offset: usize,
+    write_interest: bool,
+    close_after_flush: bool,
+    dirty: bool,
+}
+
+struct Worker {
+    index: usize,
+    poll: Poll,
+    engine: Engine,
+    listeners: Vec<(Token, TcpListener, Listener)>,
+    conns: HashMap<Token, Connection>,
+    next_token: usize,
+    peers: Vec<Peer>,
+    rx: Receiver<StreamMessage>,
+    epoch: Instant,
+    read_buf: Vec<u8>,
+    dirty: Vec<Token>,
+    batch: Vec<Bytes>,
+}
+
+fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+fn parse_addr(what: &str, addr: &str) -> io::Result<SocketAddr> {
+    addr.parse().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} address {addr:?}: {e}"),
+        )
+    })
+}
+
+/// Binds every listener on every worker, then runs the workers until `shutdown` is set.
+pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Result<()> {
+    let workers = workers.max(1);
+    let mut engine_config = config.engine_config();
+    engine_config.share_streams = workers > 1;
+    let mut listen = Vec::new();
+    if config.rtmp.enable {
+        listen.push((
+            RTMP_LISTENER,
+            parse_addr("rtmp", &config.rtmp.addr)?,
+            Listener::Rtmp,
+        ));
+    }
+    if config.http.enable {
+        listen.push((
+            HTTP_LISTENER,
+            parse_addr("http", &config.http.addr)?,
+            Listener::Http,
+        ));
+    }
+    let mut built = Vec::new();
+    let mut peers = Vec::new();
+    for index in 0..workers {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut listeners = Vec::new();
+        for (token, addr, kind) in &listen {
+            let mut l = bind_reuseport(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            poll.registry()
+                .register(&mut l, *token, Interest::READABLE)?;
+            listeners.push((*token, l, *kind));
+        }
+        let (tx, rx) = channel();
+        peers.push(Peer { tx, waker });
+        let seed = (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        built.push(Worker {
+            index,
+            poll,
+            engine: Engine::new(engine_config.clone(), seed),
+            listeners,
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            peers: Vec::new(),
+            rx,
+            epoch: Instant::now(),
+            read_buf: vec![0; 64 * 1024],
+            dirty: Vec::new(),
+            batch: Vec::with_capacity(MAX_IOV),
+        });
+    }
+    let mut handles = Vec::new();
+    for mut worker in built {
+        worker.peers = peers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != worker.index)
+            .map(|(_, p)| p.clone())
+            .collect();
+        let shutdown = shutdown.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("rill-worker-{}", worker.index))
+            .spawn(move || worker.run(&shutdown))?;
+        handles.push(handle);
+    }
+    drop(peers);
+    let mut result = Ok(());
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err(io::Error::other("a worker thread panicked")),
+        }
+    }
+    result
+}
+
+fn log_record(event: &str, r: &SessionRecord) {
+    info!(
+        conn = r.conn,
+        peer = %r.peer,
+        protocol = %r.protocol,
+        role = %r.role,
+        stream = %r.stream,
+        bytes_in = r.bytes_in,
+        bytes_out = r.bytes_out,
+        duration_ms = r.duration_ms,
+        reason = %r.reason,
+        "{event}"
+    );
+}
+
+impl Worker {
+    fn conn_id(&self, token: Token) -> u64 {
+        ((self.index as u64) << WORKER_SHIFT) | token.0 as u64
+    }
+
+    fn token(conn: u64) -> Token {
+        Token((conn & ((1 << WORKER_SHIFT) - 1)) as usize)
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn run(&mut self, shutdown: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !shutdown.load(Ordering::Relaxed) {
+            let now = self.now();
+            let wait = self
+                .engine
+                .poll_timeout()
+                .map_or(MAX_WAIT, |t| Duration::from_millis(t.saturating_sub(now)))
+                .min(MAX_WAIT);
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    t if t == RTMP_LISTENER || t == HTTP_LISTENER => self.accept(t),
+                    t => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(t);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(t);
+                        }
+                    }
+                }
+            }
+            let now = self.now();
+            while let Ok(message) = self.rx.try_recv() {
+                self.engine.handle_remote(message, now);
+            }
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.handle_timeout(now);
+            }
+            self.process_outputs();
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn accept(&mut self, token: Token) {
+        let now = self.now();
+        loop {
+            let Some((_, listener, kind)) = self.listeners.iter().find(|(t, _, _)| *t == token)
+            else {
+                return;
+            };
+            let kind = *kind;
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn_token = Token(self.next_token);
+                    self.next_token += 1;
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, conn_token, Interest::READABLE)
+                    {
+                        warn!("cannot register connection from {peer}: {e}");
+                        continue;
+                    }
+                    self.conns.insert(
+                        conn_token,
+                        Connection {
+                            stream,
+                            out: VecDeque::new(),
+                            offset: 0,
+                            write_interest: false,
+                            close_after_flush: false,
+                            dirty: false,
+                        },
+                    );
+                    debug!(conn = conn_token.0, %peer, ?kind, "accepted");
+                    self.engine
+                        .handle_accept(self.conn_id(conn_token), kind, peer, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: try again on the next event rather than spinning.
+                    warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, token: Token) {
+        let id = self.conn_id(token);
+        loop {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => return self.drop_conn(token, "peer closed"),
+                Ok(n) => {
+                    let now = self.epoch.elapsed().as_millis() as u64;
+                    self.engine.handle_input(id, &self.read_buf[..n], now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.drop_conn(token, &format!("read error: {e}")),
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(&token) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    fn process_outputs(&mut self) {
+        let mut wake = false;
+        loop {
+            while let Some(output) = self.engine.poll_output() {
+                match output {
+                    Output::Transmit(id) => self.mark_dirty(Self::token(id)),
+                    Output::Close { conn, flush } => {
+                        let token = Self::token(conn);
+                        if flush {
+                            if let Some(c) = self.conns.get_mut(&token) {
+                                c.close_after_flush = true;
+                            }
+                            self.mark_dirty(token);
+                        } else {
+                            self.drop_conn(token, "closed by server");
+                        }
+                    }
+                    Output::SessionStarted(r) => log_record("session start", &r),
+                    Output::SessionEnded(r) => log_record("session end", &r),
+                    Output::Broadcast(message) => {
+                        for peer in &self.peers {
+                            let _ = peer.tx.send(message.clone());
+                        }
+                        wake = true;
+                    }
+                }
+            }
+            if self.dirty.is_empty() {
+                break;
+            }
+            let dirty = std::mem::take(&mut self.dirty);
+            for token in &dirty {
+                self.flush(*token);
+            }
+            self.dirty = dirty;
+            self.dirty.clear();
+        }
+        if wake {
+            for peer in &self.peers {
+                let _ = peer.waker.wake();
+            }
+        }
+    }
+
+    /// Writes as much as the socket takes: pending bytes first, then more from the engine.
+    fn flush(&mut self, token: Token) {
+        let id = self.conn_id(token);
+        loop {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            conn.dirty = false;
+            if conn.out.is_empty() {
+                self.batch.clear();
+                if self.engine.poll_transmit(id, WRITE_BUDGET, &mut self.batch) == 0 {
+                    break;
+                }
+                conn.out.extend(self.batch.drain(..));
+                conn.offset = 0;
+            }
+            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_IOV);
+            for (i, b) in conn.out.iter().take(MAX_IOV).enumerate() {
+                let slice = if i == 0 {
+                    &b[conn.offset.min(b.len())..]
+                } else {
+                    &b[..]
+                };
+                iov.push(IoSlice::new(slice));
+            }
+            match conn.stream.write_vectored(&iov) {
+                Ok(0) => return self.drop_conn(token, "write returned 0"),
+                Ok(mut n) => {
+                    while n > 0 {
+                        let Some(front) = conn.out.front() else { break };
+                        let left = front.len() - conn.offset;
+                        if n >= left {
+                            n -= left;
+                            conn.out.pop_front();
+                            conn.offset = 0;
+                        } else {
+                            conn.offset += n;
+                            n = 0;
+                        }
+                    }
+                    while conn.out.front().is_some_and(|b| b.len() == conn.offset) {
+                        conn.out.pop_front();
+                        conn.offset = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !conn.write_interest {
+                        conn.write_interest = true;
+                        let _ = self.poll.registry().reregister(
+                            &mut conn.stream,
+                            token,
+                            Interest::READABLE | Interest::WRITABLE,
+                        );
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.drop_conn(token, &format!("write error: {e}")),
+            }
+        }
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.close_after_flush {
+            return self.drop_conn(token, "closed by server after flush");
+        }
+        if conn.write_interest {
+            conn.write_interest = false;
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, Interest::READABLE);
+        }
+    }
+
+    fn drop_conn(&mut self, token: Token, reason: &str) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+            let (id, now) = (self.conn_id(token), self.now());
+            self.engine.handle_close(id, reason, now);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            self.drop_conn(token, "server shutting down");
+        }
+        while let Some(output) = self.engine.poll_output() {
+            if let Output::SessionEnded(r) = output {
+                log_record("session end", &r);
+            }
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Helpers for end-to-end tests: start the real server binary on free loopback ports, run real
+//! clients with time limits, find the shared media files.
+//!
+//! The server binary is `target/<profile>/rill` by default; set `RILL_BIN` to test another build
+//! (for example the async-std runtime). Every child process is killed when its handle drops.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Path of a file in the shared media folder; panics loudly when the folder is missing.
+pub fn media(name: &str) -> PathBuf {
+    let candidates = [
+        std::env::var("RILL_MEDIA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/media"),
+        PathBuf::from("/work/shared/media"),
+    ];
+    for dir in candidates.iter().filter(|d| !d.as_os_str().is_empty()) {
+        let p = dir.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("test media {name} not found (set RILL_MEDIA_DIR to the folder holding it)");
+}
+
+/// Checks that an external tool is installed; the test command installs them, so a missing tool
+/// is a failure, never a skip.
+pub fn require_tool(name: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{name} is not installed: run tools/test-all.sh, which installs it"
+    );
+}
+
+/// The server binary under test.
+pub fn server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("RILL_BIN") {
+        return PathBuf::from(p);
+    }
+    // The debug build, which `cargo build` (and tools/test-all.sh) keeps current; a release build
+    // may be stale, so it is used only when asked for through RILL_BIN.
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/rill");
+    if p.is_file() {
+        return p;
+    }
+    panic!("rill binary not built: run `cargo build -p rill` first (tools/test-all.sh does)");
+}
+
+/// A running server on free loopback ports, killed on drop.
+pub struct Server {
+    child: Child,
+    /// RTMP port.
+    pub rtmp_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts the server with default settings and `workers` event loops.
+    pub fn start(workers: usize) -> Server {
+        Server::start_with(workers, &[])
+    }
+
+    /// Starts the server with extra command line arguments.
+    pub fn start_with(workers: usize, extra: &[&str]) -> Server {
+        let rtmp_port = free_port();
+        let http_port = free_port();
+        let log = std::env::temp_dir().join(format!("rill-e2e-{rtmp_port}.log"));
+        let log_file = std::fs::File::create(&log).expect("create server log");
+        let child = Command::new(server_binary())
+            .args(["--rtmp-addr", &format!("127.0.0.1:{rtmp_port}")])
+            .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+            .args(["--workers", &workers.to_string()])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RILL_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start the server binary");
+        let server = Server {
+            child,
+            rtmp_port,
+            http_port,
+            log,
+        };
+        server.wait_listening();
+        server
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in [self.rtmp_port, self.http_port] {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "server did not listen on {port}; log:\n{}",
+                    self.log()
+                );
+                sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// `rtmp://127.0.0.1:port/{path}`.
+    pub fn rtmp_url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.rtmp_port)
+    }
+
+    /// `http://127.0.0.1:port/{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.http_port)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        wait_child(&mut self.child, Duration::from_secs(10))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
+        wait_child(&mut self.0, limit)
+    }
+}
+
+fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command to completion within `limit`, capturing its output; kills it at the limit.
+pub fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn command");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let status = match wait_child(&mut child, limit) {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            child.wait().expect("wait after kill")
+        }
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}
+
+/// Starts `ffmpeg -re -i file -c copy -f flv url` (publishing in real time), killed on drop.
+pub fn ffmpeg_publish(file: &Path, url: &str, extra_input_args: &[&str]) -> Proc {
+    require_tool("ffmpeg");
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(extra_input_args)
+        .arg("-i")
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg");
+    Proc(child)
+}
+
+/// What ffprobe says of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct ProbedStream {
+    /// `video` or `audio`.
+    pub codec_type: String,
+    /// `h264`, `hevc`, `aac`, ...
+    pub codec_name: String,
+    /// Video width.
+    pub width: u64,
+    /// Video height.
+    pub height: u64,
+    /// Frames decoded (`-count_frames`).
+    pub frames: u64,
+    /// Audio sample rate.
+    pub sample_rate: u64,
+}
+
+/// Probes `input` with `ffprobe -count_frames` (reads the whole input: for a live URL, until it ends).
+pub fn ffprobe(input: &str, limit: Duration) -> (Vec<ProbedStream>, Output) {
+    require_tool("ffprobe");
+    let out = run_with_timeout(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "15000000",
+            "-count_frames",
+            "-show_streams",
+            "-of",
+            "json",
+            input,
+        ]),
+        limit,
+    );
+    (parse_probe(&out.stdout), out)
+}
+
+/// Probes a local file (no network options).
+pub fn ffprobe_file(path: &Path) -> Vec<ProbedStream> {
+    require_tool("ffprobe");
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-show_streams",
+                "-of",
+                "json",
+            ])
+            .arg(path),
+        Duration::from_secs(60),
+    );
+    parse_probe(&out.stdout)
+}
+
+fn parse_probe(json: &[u8]) -> Vec<ProbedStream> {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap_or(serde_json::Value::Null);
+    let num = |s: &serde_json::Value, k: &str| -> u64 {
+        match &s[k] {
+            serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+            serde_json::Value::String(t) => t.parse().unwrap_or(0),
+            _ => 0,
+        }
+    };
+    v["streams"]
+        .as_array()
+        .map(|streams| {
+            streams
+                .iter()
+                .map(|s| ProbedStream {
+                    codec_type: s["codec_type"].as_str().unwrap_or("").to_owned(),
+                    codec_name: s["codec_name"].as_str().unwrap_or("").to_owned(),
+                    width: num(s, "width"),
+                    height: num(s, "height"),
+                    frames: num(s, "nb_read_frames"),
+                    sample_rate: num(s, "sample_rate"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The stream of `kind` (`video`/`audio`) in a probe result.
+pub fn stream_of<'a>(streams: &'a [ProbedStream], kind: &str) -> Option<&'a ProbedStream> {
+    streams.iter().find(|s| s.codec_type == kind)
+}
+
+/// Reads an HTTP response head from `stream` (bounded); returns it and any body bytes after it.
+pub fn read_http_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..pos]).into_owned();
+            return (head, buf[pos + 4..].to_vec());
+        }
+        assert!(buf.len() < 65536, "HTTP head too long");
+        let n = stream.read(&mut chunk).expect("read HTTP head");
+        assert!(
+            n > 0,
+            "connection closed before the HTTP head ended: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Sends a raw request and returns the whole response (until the server closes), bounded in time.
+pub fn http_get_raw(port: u16, request: &str, limit: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(limit)).expect("timeout");
+    s.write_all(request.as_bytes()).expect("send request");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly what CI runs (.ci/run calls this).
+# Works on a fresh Debian machine with Rust: installs the real clients the end-to-end tests use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+{ command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+for tool in ffmpeg ffprobe rtmpdump; do
+  command -v "$tool" >/dev/null || { echo "FATAL: $tool is required and could not be installed" >&2; exit 1; }
+done
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== format"
+cargo fmt --all --check
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== build"
+cargo build --workspace
+echo "== tests (unit, property, fixtures, end-to-end)"
+cargo test --workspace
+echo "== fuzz smoke (each target briefly)"
+bash tools/fuzz.sh "${FUZZ_SECONDS:-8}"
+echo "== all tests passed"
