@@ -137,8 +137,12 @@ fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(&e),
             };
-            if !(rate.is_finite() && rate > 0.0) {
-                eprintln!("rill-bench: --rate must be a positive number");
+            if !(play::MIN_RATE..=play::MAX_RATE).contains(&rate) {
+                eprintln!(
+                    "rill-bench: --rate must be in {}..={}",
+                    play::MIN_RATE,
+                    play::MAX_RATE
+                );
                 return ExitCode::from(2);
             }
             let cfg = play::PlayConfig {

@@ -37,6 +37,12 @@ use crate::url::{HttpUrl, RtmpUrl};
 const READ_BUF: usize = 64 * 1024;
 /// Most players one run may open.
 pub const MAX_PLAYERS: usize = 50_000;
+/// Slowest ramp, players per second.
+pub const MIN_RATE: f64 = 0.01;
+/// Fastest ramp, players per second.
+pub const MAX_RATE: f64 = 1e6;
+/// Longest steady window.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 86_400);
 /// Bytes a player may have queued for sending before it is dropped (players send little).
 const MAX_OUT: usize = 1024 * 1024;
 /// A player is behind when its media timestamps cover less than this share of wall time.
@@ -426,10 +432,11 @@ fn ms(d: Duration) -> f64 {
 pub fn run(cfg: &PlayConfig) -> io::Result<PlayReport> {
     let n = cfg.players.clamp(1, MAX_PLAYERS);
     let rate = if cfg.rate.is_finite() && cfg.rate > 0.0 {
-        cfg.rate
+        cfg.rate.clamp(MIN_RATE, MAX_RATE)
     } else {
         100.0
     };
+    let duration = cfg.duration.min(MAX_DURATION);
     let addr = match &cfg.target {
         Target::Rtmp(u) => u.addr,
         Target::HttpFlv(u) => u.addr,
@@ -444,7 +451,7 @@ pub fn run(cfg: &PlayConfig) -> io::Result<PlayReport> {
     let start = Instant::now();
     let spawn_at = |i: usize| start + Duration::from_secs_f64(i as f64 / rate);
     let ramp_end = spawn_at(n - 1);
-    let end = ramp_end + cfg.duration;
+    let end = ramp_end + duration;
     let mut next_progress = start + Duration::from_secs(1);
     let mut last_progress_bytes = 0u64;
     let mut window_bytes_at_open = 0u64;
