@@ -1,0 +1,20 @@
+//! # rill-bench
+//!
+//! A fan-out load generator for rill: one RTMP publisher pacing an FLV file in real time, and
+//! many RTMP or HTTP-FLV players on a single mio event loop, measuring connect and first-media
+//! times, bitrate, real-time lag, publisher-to-player delay and failures.
+//!
+//! The protocol work is done by `rill-core` state machines; this crate only moves bytes
+//! between them and sockets and keeps the books.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod http;
+pub mod net;
+pub mod pacing;
+pub mod play;
+pub mod publish;
+pub mod stamp;
+pub mod stats;
+pub mod url;
