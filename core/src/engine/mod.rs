@@ -11,7 +11,9 @@
 //! asks for more only when its socket has room, so a slow player's backlog is visible to the hub,
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
+mod http_conn;
 mod packet;
+mod rtmp_conn;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -21,16 +23,12 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::amf::Value;
-use crate::flv;
-use crate::http::websocket::{self, Opcode, WsReader};
-use crate::http::{self, HttpLimits, Request, RequestReader, Response};
-use crate::hub::{Hub, HubConfig, HubEvent, PacketKind, PlayState};
-use crate::media::FrameKind;
-use crate::rtmp::command::{self, code};
+use crate::http::websocket::WsReader;
+use crate::http::{self, HttpLimits, RequestReader, Response};
+use crate::hub::{Hub, HubConfig, HubEvent};
+use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
-use crate::rtmp::message_type;
-use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
+use crate::rtmp::server::{ServerConfig, ServerSession};
 
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 
@@ -592,180 +590,6 @@ impl Engine {
         self.arm_timer(conn);
     }
 
-    // ----- RTMP -----
-
-    fn drain_rtmp(&mut self, conn: ConnId, now_ms: u64) {
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            let ConnKind::Rtmp { session, .. } = &mut c.kind else {
-                return;
-            };
-            let Some(event) = session.poll_event() else {
-                break;
-            };
-            self.on_rtmp_event(conn, event, now_ms);
-        }
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let ConnKind::Rtmp { session, .. } = &mut c.kind else {
-            return;
-        };
-        let mut any = false;
-        while let Some(b) = session.poll_transmit() {
-            c.pending.push_back(b);
-            any = true;
-        }
-        if any {
-            self.want_transmit(conn);
-        }
-    }
-
-    fn session_mut(&mut self, conn: ConnId) -> Option<&mut ServerSession> {
-        match &mut self.conns.get_mut(&conn)?.kind {
-            ConnKind::Rtmp { session, .. } => Some(session),
-            ConnKind::Http { .. } => None,
-        }
-    }
-
-    fn on_rtmp_event(&mut self, conn: ConnId, event: ServerEvent, now_ms: u64) {
-        match event {
-            ServerEvent::ConnectRequest { app, .. } => {
-                let ok = valid_name_segment(&app);
-                if let Some(s) = self.session_mut(conn) {
-                    if ok {
-                        s.accept_connect();
-                    } else {
-                        s.reject_connect("invalid application name");
-                    }
-                }
-                if !ok {
-                    self.close(conn, true, "connect rejected: invalid app name", now_ms);
-                } else {
-                    self.arm_timer(conn);
-                }
-            }
-            ServerEvent::PublishRequest {
-                stream_id,
-                app,
-                stream_name,
-                ..
-            } => self.on_rtmp_publish(conn, stream_id, &app, &stream_name, now_ms),
-            ServerEvent::PlayRequest {
-                stream_id,
-                app,
-                stream_name,
-                ..
-            } => self.on_rtmp_play(conn, stream_id, &app, &stream_name, now_ms),
-            ServerEvent::Media {
-                type_id,
-                timestamp,
-                payload,
-                ..
-            } => {
-                self.on_rtmp_media(conn, type_id, timestamp, payload);
-            }
-            ServerEvent::Metadata {
-                value, timestamp, ..
-            } => self.on_rtmp_metadata(conn, &value, timestamp),
-            ServerEvent::PublishStopped { .. } => {
-                self.hub.unpublish(conn, now_ms);
-                self.broadcast_end(conn);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.role = Role::None;
-                    if let ConnKind::Rtmp { publish_id, .. } = &mut c.kind {
-                        *publish_id = None;
-                    }
-                }
-            }
-            ServerEvent::PlayStopped { .. } => {
-                self.hub.stop_play(conn);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.role = Role::None;
-                    c.writer = None;
-                    if let ConnKind::Rtmp { play_id, .. } = &mut c.kind {
-                        *play_id = None;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_rtmp_publish(
-        &mut self,
-        conn: ConnId,
-        stream_id: u32,
-        app: &str,
-        name: &str,
-        now_ms: u64,
-    ) {
-        let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = stream_key(app, name).filter(|_| !busy) else {
-            if let Some(s) = self.session_mut(conn) {
-                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "invalid stream name");
-            }
-            self.close(conn, true, "publish rejected: invalid stream name", now_ms);
-            return;
-        };
-        match self.hub.publish(&key, conn, now_ms) {
-            Ok(()) => {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    if let ConnKind::Rtmp {
-                        session,
-                        publish_id,
-                        ..
-                    } = &mut c.kind
-                    {
-                        session.accept_publish(stream_id);
-                        *publish_id = Some(stream_id);
-                    }
-                }
-                self.start_session(conn, Role::Publish, Protocol::Rtmp, &key, now_ms);
-                if self.config.share_streams {
-                    let stream: Arc<str> = Arc::from(key.as_str());
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.published = Some(stream.clone());
-                    }
-                    self.outputs
-                        .push_back(Output::Broadcast(StreamMessage::Start { stream }));
-                }
-            }
-            Err(e) => {
-                if let Some(s) = self.session_mut(conn) {
-                    s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &e.to_string());
-                }
-                self.close(conn, true, &format!("publish rejected: {e}"), now_ms);
-            }
-        }
-    }
-
-    fn on_rtmp_play(&mut self, conn: ConnId, stream_id: u32, app: &str, name: &str, now_ms: u64) {
-        let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = stream_key(app, name).filter(|_| !busy) else {
-            if let Some(s) = self.session_mut(conn) {
-                s.reject_play(
-                    stream_id,
-                    code::PLAY_STREAM_NOT_FOUND,
-                    "invalid stream name",
-                );
-            }
-            self.close(conn, true, "play rejected: invalid stream name", now_ms);
-            return;
-        };
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.stream = key.clone();
-            if let ConnKind::Rtmp { play_id, .. } = &mut c.kind {
-                *play_id = Some(stream_id);
-            }
-        }
-        if self.hub.play(&key, conn, now_ms) == PlayState::Playing {
-            self.start_player(conn, now_ms);
-        }
-    }
-
     /// A player's stream is live: answer the play and start sending.
     fn start_player(&mut self, conn: ConnId, now_ms: u64) {
         let chunk_size = self.config.rtmp.chunk_size;
@@ -819,26 +643,6 @@ impl Engine {
         self.want_transmit(conn);
     }
 
-    fn on_rtmp_media(&mut self, conn: ConnId, type_id: u8, timestamp: u32, payload: Bytes) {
-        let chunk_size = self.config.rtmp.chunk_size;
-        let frame = if type_id == message_type::VIDEO {
-            flv::frame_from_video_tag(timestamp, &payload)
-        } else {
-            flv::frame_from_audio_tag(timestamp, &payload)
-        };
-        // A tag that does not parse is dropped, not fatal: players would choke on it anyway.
-        let Ok(Some(frame)) = frame else { return };
-        let kind = match (frame.kind, type_id) {
-            (FrameKind::Config, message_type::VIDEO) => PacketKind::VideoConfig,
-            (FrameKind::Config, _) => PacketKind::AudioConfig,
-            (FrameKind::Coded, message_type::VIDEO) => PacketKind::Video { key: frame.key },
-            (FrameKind::Coded, _) => PacketKind::Audio,
-            (FrameKind::EndOfSequence, _) => return,
-        };
-        let packet = Packet::new(kind, frame.dts, Some(frame), type_id, payload, chunk_size);
-        self.push_local(conn, packet);
-    }
-
     /// Hands a local publisher's packet to the hub and, when streams are shared, to other engines.
     fn push_local(&mut self, conn: ConnId, packet: Packet) {
         if let Some(stream) = self.conns.get(&conn).and_then(|c| c.published.clone()) {
@@ -884,181 +688,6 @@ impl Engine {
         }
         self.drain_hub(now_ms);
     }
-
-    fn on_rtmp_metadata(&mut self, conn: ConnId, value: &Value, timestamp: u32) {
-        let body = command::encode_on_metadata(value);
-        let packet = Packet::new(
-            PacketKind::Metadata,
-            i64::from(timestamp),
-            None,
-            message_type::DATA_AMF0,
-            body,
-            self.config.rtmp.chunk_size,
-        );
-        self.push_local(conn, packet);
-    }
-
-    // ----- HTTP -----
-
-    fn drain_http(&mut self, conn: ConnId, now_ms: u64) {
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            let ConnKind::Http {
-                reader,
-                state: HttpState::AwaitRequest,
-                ..
-            } = &mut c.kind
-            else {
-                return;
-            };
-            match reader.poll_request() {
-                Ok(Some(req)) => self.on_http_request(conn, req, now_ms),
-                Ok(None) => return,
-                Err(e) => return self.http_error(conn, e.status(), &e.to_string(), now_ms),
-            }
-        }
-    }
-
-    fn http_respond(
-        &mut self,
-        conn: ConnId,
-        response: Response,
-        keep_alive: bool,
-        reason: &str,
-        now_ms: u64,
-    ) {
-        let mut out = BytesMut::with_capacity(256 + response.body.len());
-        response.encode(&mut out);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.pending.push_back(out.freeze());
-        }
-        self.want_transmit(conn);
-        if !keep_alive {
-            if let Some(c) = self.conns.get_mut(&conn) {
-                if let ConnKind::Http { state, .. } = &mut c.kind {
-                    *state = HttpState::Done;
-                }
-            }
-            self.close(conn, true, reason, now_ms);
-        }
-    }
-
-    fn http_error(&mut self, conn: ConnId, status: u16, reason: &str, now_ms: u64) {
-        self.http_respond(
-            conn,
-            Response::text(status, reason.to_owned()),
-            false,
-            reason,
-            now_ms,
-        );
-    }
-
-    fn on_http_request(&mut self, conn: ConnId, req: Request, now_ms: u64) {
-        if req.method == "OPTIONS" {
-            let keep = req.keep_alive();
-            return self.http_respond(
-                conn,
-                http::cors_preflight_response(),
-                keep,
-                "preflight",
-                now_ms,
-            );
-        }
-        if req.method != "GET" && req.method != "HEAD" {
-            return self.http_error(conn, 405, "method not allowed", now_ms);
-        }
-        let segments = match http::split_path(&req.path) {
-            Ok(s) => s,
-            Err(_) => return self.http_error(conn, 400, "bad path", now_ms),
-        };
-        let target = match segments.as_slice() {
-            [app, file] => file.strip_suffix(".flv").and_then(|s| stream_key(app, s)),
-            _ => None,
-        };
-        let Some(key) = target else {
-            let keep = req.keep_alive();
-            return self.http_respond(
-                conn,
-                Response::text(404, "not found"),
-                keep,
-                "not found",
-                now_ms,
-            );
-        };
-        let format = if req.is_websocket_upgrade() {
-            let mut out = BytesMut::with_capacity(256);
-            if let Err(e) = websocket::upgrade_response(&req, &mut out) {
-                return self.http_error(conn, e.status(), &e.to_string(), now_ms);
-            }
-            let ws_max = self.config.ws_max_frame;
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.pending.push_back(out.freeze());
-                if let ConnKind::Http { reader, ws, .. } = &mut c.kind {
-                    let mut w = WsReader::new(ws_max);
-                    w.push(&reader.take_remaining());
-                    *ws = Some(Box::new(w));
-                }
-            }
-            self.want_transmit(conn);
-            PlayerFormat::WsFlv
-        } else {
-            PlayerFormat::Flv
-        };
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.stream = key.clone();
-            if let ConnKind::Http { state, .. } = &mut c.kind {
-                *state = HttpState::Waiting { format };
-            }
-        }
-        if self.hub.play(&key, conn, now_ms) == PlayState::Playing {
-            self.start_player(conn, now_ms);
-        }
-    }
-
-    fn drain_ws(&mut self, conn: ConnId, now_ms: u64) {
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            let ConnKind::Http { ws: Some(ws), .. } = &mut c.kind else {
-                return;
-            };
-            match ws.poll_frame() {
-                Ok(Some(frame)) => match frame.opcode {
-                    Opcode::Ping => {
-                        let mut out = BytesMut::with_capacity(frame.payload.len() + 10);
-                        websocket::write_frame_header(
-                            Opcode::Pong,
-                            true,
-                            frame.payload.len(),
-                            &mut out,
-                        );
-                        out.extend_from_slice(&frame.payload);
-                        c.pending.push_back(out.freeze());
-                        self.want_transmit(conn);
-                    }
-                    Opcode::Close => {
-                        let mut out = BytesMut::with_capacity(16);
-                        websocket::close_frame(1000, "", &mut out);
-                        c.pending.push_back(out.freeze());
-                        return self.close(conn, true, "websocket closed by peer", now_ms);
-                    }
-                    _ => {}
-                },
-                Ok(None) => return,
-                Err(e) => {
-                    let mut out = BytesMut::with_capacity(64);
-                    websocket::close_frame(1002, "protocol error", &mut out);
-                    c.pending.push_back(out.freeze());
-                    return self.close(conn, true, &e.to_string(), now_ms);
-                }
-            }
-        }
-    }
-
-    // ----- hub -----
 
     fn drain_hub(&mut self, now_ms: u64) {
         while let Some(event) = self.hub.poll_event() {
