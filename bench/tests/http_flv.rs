@@ -66,10 +66,7 @@ fn serve(mut sock: TcpStream, tags: Arc<Vec<Tag>>, stop: Arc<AtomicBool>) -> std
 
 #[test]
 fn http_flv_players() {
-    let Some(file) = media_file() else {
-        eprintln!("skipped: h264_aac_10s.flv not found (set RILL_MEDIA_DIR)");
-        return;
-    };
+    let file = media_file().expect("h264_aac_10s.flv not found (set RILL_MEDIA_DIR)");
     let flv = rill_bench::publish::load_flv(&file).unwrap();
     let payload: usize = flv.tags.iter().map(|t| t.body.len()).sum();
     let span_ms = flv

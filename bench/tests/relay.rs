@@ -194,10 +194,7 @@ fn media_file() -> Option<PathBuf> {
 
 #[test]
 fn publish_and_twenty_players_through_a_relay() {
-    let Some(file) = media_file() else {
-        eprintln!("skipped: h264_aac_10s.flv not found (set RILL_MEDIA_DIR)");
-        return;
-    };
+    let file = media_file().expect("h264_aac_10s.flv not found (set RILL_MEDIA_DIR)");
     let flv = rill_bench::publish::load_flv(&file).unwrap();
     let payload: usize = flv.tags.iter().map(|t| t.body.len()).sum();
     let span_ms = flv

@@ -1,4 +1,5 @@
-//! RTMP chunk stream throughput: decode, stateful encode and the fan-out path (`chunk_body`).
+//! RTMP chunk stream throughput: decode, stateful encode and the fan-out path (`chunk_body`);
+//! and the cost of decoding the `connect` command ffmpeg really sends (from the captured fixture).
 //!
 //! Run with `cargo bench -p rill-core --bench rtmp`. Plain `Instant` timing, best of several runs;
 //! MB/s are 10^6 bytes per second of wire bytes (decode) or payload bytes (encode).
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rill_core::limits::Limits;
 use rill_core::rtmp::chunk::{chunk_body, write_fmt0_header, ChunkDecoder, ChunkEncoder};
+use rill_core::rtmp::command::Command;
+use rill_core::rtmp::handshake::HANDSHAKE_LEN;
 
 const RUNS: usize = 5;
 /// How much the "socket" hands the decoder at a time.
@@ -128,7 +131,52 @@ fn bench_encode(w: &Workload, chunk_size: u32) {
     );
 }
 
+/// Decodes ffmpeg's captured `connect` (chunk + AMF + typed command) many times; prints ns each.
+fn bench_connect() {
+    let capture: &[u8] = include_bytes!("../tests/fixtures/ffmpeg_publish_c2s.bin");
+    let after_handshake = &capture[HANDSHAKE_LEN..];
+    let mut decoder = ChunkDecoder::new(&Limits::default());
+    decoder.push(after_handshake);
+    let connect = match decoder.poll_message() {
+        Ok(Some(m)) => m,
+        other => panic!("fixture does not start with a message: {other:?}"),
+    };
+    assert!(matches!(
+        Command::decode(&connect.payload, false, 32),
+        Ok(Command::Connect { .. })
+    ));
+    const N: usize = 20_000;
+    let d = best(|| {
+        for _ in 0..N {
+            black_box(Command::decode(black_box(&connect.payload), false, 32).ok());
+        }
+    });
+    println!(
+        "connect command decode ({} bytes AMF0): {:.0} ns each",
+        connect.payload.len(),
+        d.as_nanos() as f64 / N as f64
+    );
+    // fmt-0 header (12 bytes), the payload, and a 1-byte fmt-3 header per further 128-byte chunk.
+    let wire_len = 12 + connect.payload.len() + (connect.payload.len() - 1) / 128;
+    let mut check = ChunkDecoder::new(&Limits::default());
+    check.push(&after_handshake[..wire_len]);
+    assert_eq!(check.poll_message().ok().flatten(), Some(connect.clone()));
+    let d = best(|| {
+        for _ in 0..N {
+            let mut dec = ChunkDecoder::new(&Limits::default());
+            dec.push(&after_handshake[..wire_len]);
+            let m = dec.poll_message().ok().flatten();
+            black_box(m.map(|m| Command::decode(&m.payload, false, 32).ok()));
+        }
+    });
+    println!(
+        "connect chunk + command decode: {:.0} ns each",
+        d.as_nanos() as f64 / N as f64
+    );
+}
+
 fn main() {
+    bench_connect();
     for w in &WORKLOADS {
         for chunk_size in [4096, 128] {
             bench_decode(w, chunk_size);

@@ -278,6 +278,12 @@ impl Config {
                 self.rtmp.chunk_size
             )));
         }
+        if self.limits.max_message_len > 0xFF_FFFF {
+            return Err(ConfigError(format!(
+                "limits.max_message_len {} exceeds what RTMP can carry (16777215)",
+                self.limits.max_message_len
+            )));
+        }
         if self.hub.player_queue_soft_bytes > self.hub.player_queue_hard_bytes {
             return Err(ConfigError(
                 "hub.player_queue_soft_bytes exceeds player_queue_hard_bytes".into(),

@@ -3,7 +3,8 @@
 //! composition times of a B-frame stream (converted with ffmpeg when it is installed).
 //!
 //! The media directory is `$RILL_MEDIA_DIR`, else `../../shared/media` from this crate, else
-//! `/work/shared/media`. Tests needing a missing file are skipped with a message.
+//! `/work/shared/media`. A missing file or a missing ffmpeg fails the test: nothing is skipped
+//! (tools/test-all.sh installs ffmpeg).
 
 use std::path::PathBuf;
 
@@ -15,7 +16,7 @@ use rill_core::flv::{
 };
 use rill_core::media::{Codec, Frame, FrameKind};
 
-fn media_dir() -> Option<PathBuf> {
+fn media_dir() -> PathBuf {
     let candidates = [
         std::env::var_os("RILL_MEDIA_DIR").map(PathBuf::from),
         Some(PathBuf::from(concat!(
@@ -24,18 +25,16 @@ fn media_dir() -> Option<PathBuf> {
         ))),
         Some(PathBuf::from("/work/shared/media")),
     ];
-    candidates.into_iter().flatten().find(|p| p.is_dir())
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_dir())
+        .expect("shared media directory not found (set RILL_MEDIA_DIR)")
 }
 
-fn media_file(name: &str) -> Option<Vec<u8>> {
-    let path = media_dir()?.join(name);
-    match std::fs::read(&path) {
-        Ok(data) => Some(data),
-        Err(e) => {
-            eprintln!("skipping: cannot read {}: {e}", path.display());
-            None
-        }
-    }
+fn media_file(name: &str) -> Vec<u8> {
+    let path = media_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// Demuxes a whole file, pushing it in uneven pieces as a socket would deliver it.
@@ -70,9 +69,7 @@ struct Expect {
 }
 
 fn check_file(e: &Expect) {
-    let Some(data) = media_file(e.file) else {
-        return;
-    };
+    let data = media_file(e.file);
     let tags = demux(&data);
     assert_eq!(tags[0].tag_type, TagType::Script);
     assert!(tags[0].body.windows(10).any(|w| w == b"onMetaData"));
@@ -252,20 +249,12 @@ fn demux_video_only(data: &[u8]) -> Vec<Tag> {
     tags
 }
 
-/// Converts h264_bframes_aac_10s.mp4 to FLV with ffmpeg (skipped when ffmpeg or the file is
-/// missing) and checks that composition times survive: non-zero for reordered frames, never
+/// Converts h264_bframes_aac_10s.mp4 to FLV with ffmpeg and checks that composition times survive: non-zero for reordered frames, never
 /// negative.
 #[test]
 fn bframes_composition_times() {
-    let Some(dir) = media_dir() else {
-        eprintln!("skipping: no media directory");
-        return;
-    };
-    let input = dir.join("h264_bframes_aac_10s.mp4");
-    if !input.is_file() {
-        eprintln!("skipping: {} missing", input.display());
-        return;
-    }
+    let input = media_dir().join("h264_bframes_aac_10s.mp4");
+    assert!(input.is_file(), "{} missing", input.display());
     let out = std::env::temp_dir().join(format!("rill_flv_bframes_{}.flv", std::process::id()));
     let status = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-i"])
@@ -273,13 +262,10 @@ fn bframes_composition_times() {
         .args(["-c", "copy", "-f", "flv"])
         .arg(&out)
         .status();
-    match status {
-        Ok(s) if s.success() => {}
-        other => {
-            eprintln!("skipping: ffmpeg unavailable or failed: {other:?}");
-            return;
-        }
-    }
+    assert!(
+        matches!(status, Ok(s) if s.success()),
+        "ffmpeg is required (tools/test-all.sh installs it): {status:?}"
+    );
     let data = std::fs::read(&out).unwrap();
     let _ = std::fs::remove_file(&out);
     let tags = demux(&data);
