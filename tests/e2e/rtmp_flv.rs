@@ -344,3 +344,142 @@ fn sigterm_stops_the_server_cleanly() {
         server.log()
     );
 }
+
+/// Reads an HTTP-FLV body for `limit` (or until the server closes) and returns its tags and
+/// whether the server closed the connection.
+fn read_flv_for(port: u16, path: &str, limit: Duration) -> (Vec<rill_core::flv::Tag>, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(format!("GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .expect("request");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = Instant::now() + limit;
+    let (head, body) = read_http_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut demuxer = rill_core::flv::FlvDemuxer::default();
+    demuxer.push(&body);
+    let mut buf = vec![0u8; 65536];
+    let mut closed = false;
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => demuxer.push(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let mut tags = Vec::new();
+    while let Ok(Some(tag)) = demuxer.poll_tag() {
+        tags.push(tag);
+    }
+    (tags, closed)
+}
+
+#[test]
+fn publisher_reconnecting_within_grace_keeps_its_players() {
+    let file = media("h264_aac_30s.flv");
+    let server = Server::start(WORKERS);
+    let url = server.rtmp_url("live/grace");
+    let first = ffmpeg_publish(&file, &url, &[]);
+    sleep(Duration::from_millis(1500));
+    let port = server.http_port;
+    let player =
+        std::thread::spawn(move || read_flv_for(port, "live/grace.flv", Duration::from_secs(9)));
+    sleep(Duration::from_millis(2000));
+    // The publisher dies without a goodbye; another one takes the stream up within the grace period.
+    drop(first);
+    sleep(Duration::from_millis(1500));
+    let _second = ffmpeg_publish(&file, &url, &[]);
+    let (tags, closed) = player.join().expect("player thread");
+    assert!(
+        !closed,
+        "the player was disconnected; log:\n{}",
+        server.log()
+    );
+    let video: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.tag_type == rill_core::flv::TagType::Video && t.body.get(1) == Some(&1))
+        .map(|t| t.timestamp)
+        .collect();
+    // About 7.5 s of playing time at 25 fps, minus the gap: well over 100 frames with both publishers.
+    assert!(video.len() > 100, "{} video frames", video.len());
+    assert!(
+        video.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps stay monotonic across the reconnect"
+    );
+    let key_frames = tags
+        .iter()
+        .filter(|t| t.tag_type == rill_core::flv::TagType::Video && t.body.first() == Some(&0x17))
+        .count();
+    assert!(
+        key_frames >= 2,
+        "key frames from both publishers: {key_frames}"
+    );
+    let log = server.log();
+    let publishes = log
+        .lines()
+        .filter(|l| l.contains("session start") && l.contains("role=publish"))
+        .count();
+    assert_eq!(publishes, 2, "two publish sessions on one stream:\n{log}");
+}
+
+#[test]
+fn silent_connections_are_closed_at_the_handshake_deadline_while_publishers_connect() {
+    let dir = std::env::temp_dir().join(format!("rill-e2e-cfg-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("rill.toml");
+    std::fs::write(
+        &cfg,
+        "[limits]\nhandshake_timeout_ms = 700\nhttp_head_timeout_ms = 700\n",
+    )
+    .expect("write config");
+    let server = Server::start_with(WORKERS, &["--config", cfg.to_str().expect("utf8 path")]);
+    let idle: Vec<TcpStream> = (0..50)
+        .map(|i| {
+            let port = if i % 2 == 0 {
+                server.rtmp_port
+            } else {
+                server.http_port
+            };
+            let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    // A real publisher is not held up by the idle crowd.
+    let mut publisher = ffmpeg_publish(
+        &media("h264_aac_10s.flv"),
+        &server.rtmp_url("live/busy"),
+        &["-t", "2"],
+    );
+    let started = Instant::now();
+    for mut s in idle {
+        let mut b = [0u8; 16];
+        let n = s.read(&mut b).unwrap_or(0);
+        assert_eq!(n, 0, "an idle connection got data instead of a close");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "deadline enforced: {:?}",
+        started.elapsed()
+    );
+    let status = publisher
+        .wait_for(Duration::from_secs(20))
+        .expect("publisher finished");
+    assert!(
+        status.success(),
+        "publisher failed while idle connections were open"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
