@@ -1,0 +1,257 @@
+//! Two engines (two worker threads in the real server) joined by their broadcast messages, with
+//! real client sessions on a virtual clock: a publisher on one engine, players on both.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, Output};
+use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+use rill_core::rtmp::message_type;
+
+struct Peer {
+    engine: usize,
+    conn: ConnId,
+    client: ClientSession,
+    events: Vec<ClientEvent>,
+}
+
+struct World {
+    engines: Vec<Engine>,
+    peers: Vec<Peer>,
+    now: u64,
+}
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:40000".parse().expect("addr")
+}
+
+impl World {
+    fn new() -> World {
+        let config = EngineConfig {
+            share_streams: true,
+            ..EngineConfig::default()
+        };
+        World {
+            engines: vec![Engine::new(config.clone(), 1), Engine::new(config, 2)],
+            peers: Vec::new(),
+            now: 0,
+        }
+    }
+
+    fn connect(&mut self, engine: usize, conn: ConnId) -> usize {
+        let random = vec![9u8; 1528];
+        let client = ClientSession::new(
+            ClientConfig::new("live", "rtmp://127.0.0.1/live"),
+            &random,
+            self.now,
+        );
+        self.engines[engine].handle_accept(conn, Listener::Rtmp, addr(), self.now);
+        self.peers.push(Peer {
+            engine,
+            conn,
+            client,
+            events: Vec::new(),
+        });
+        self.peers.len() - 1
+    }
+
+    /// Moves bytes and broadcasts until everything is quiet.
+    fn run(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            for p in &mut self.peers {
+                while let Some(b) = p.client.poll_transmit() {
+                    self.engines[p.engine].handle_input(p.conn, &b, self.now);
+                    moved = true;
+                }
+            }
+            for e in 0..self.engines.len() {
+                while let Some(out) = self.engines[e].poll_output() {
+                    moved = true;
+                    match out {
+                        Output::Broadcast(msg) => {
+                            for other in 0..self.engines.len() {
+                                if other != e {
+                                    self.engines[other].handle_remote(msg.clone(), self.now);
+                                }
+                            }
+                        }
+                        Output::Transmit(conn) | Output::Close { conn, flush: true } => {
+                            let mut bufs = Vec::new();
+                            self.engines[e].poll_transmit(conn, usize::MAX, &mut bufs);
+                            let Some(p) = self
+                                .peers
+                                .iter_mut()
+                                .find(|p| p.engine == e && p.conn == conn)
+                            else {
+                                continue;
+                            };
+                            for b in bufs {
+                                p.client
+                                    .handle_input(&b, self.now)
+                                    .expect("client accepts engine bytes");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for p in &mut self.peers {
+                while let Some(ev) = p.client.poll_event() {
+                    p.events.push(ev);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("never quiet");
+    }
+
+    fn media(&self, peer: usize) -> Vec<(u8, u32, Bytes)> {
+        self.peers[peer]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Media {
+                    type_id,
+                    timestamp,
+                    payload,
+                } => Some((*type_id, *timestamp, payload.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A minimal valid AVC sequence header tag body (SPS/PPS for 64x64 baseline).
+fn avc_sequence_header() -> Bytes {
+    let sps = [0x67, 0x42, 0xC0, 0x0A, 0xDA, 0x11, 0x10, 0x80];
+    let pps = [0x68, 0xCE, 0x38, 0x80];
+    let mut b = vec![
+        0x17,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0x42,
+        0xC0,
+        0x0A,
+        0xFF,
+        0xE1,
+        0,
+        sps.len() as u8,
+    ];
+    b.extend_from_slice(&sps);
+    b.extend_from_slice(&[1, 0, pps.len() as u8]);
+    b.extend_from_slice(&pps);
+    Bytes::from(b)
+}
+
+fn video(key: bool, nal: u8, size: usize) -> Bytes {
+    let mut b = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    b.extend_from_slice(&(size as u32 + 1).to_be_bytes());
+    b.push(nal);
+    b.extend(std::iter::repeat(0xAB).take(size));
+    Bytes::from(b)
+}
+
+#[test]
+fn players_on_another_engine_get_the_stream_from_the_gop_cache_and_live() {
+    let mut w = World::new();
+    let publisher = w.connect(0, 1);
+    w.peers[publisher].client.publish("cam");
+    w.run();
+    assert!(w.peers[publisher]
+        .events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Publishing { .. })));
+
+    // Configs and a GOP before anyone plays; timestamps start far from zero.
+    let seq = avc_sequence_header();
+    let aac = Bytes::from_static(&[0xAF, 0, 0x12, 0x10]);
+    let sends: Vec<(u8, u32, Bytes)> = vec![
+        (message_type::VIDEO, 5000, seq.clone()),
+        (message_type::AUDIO, 5000, aac.clone()),
+        (message_type::VIDEO, 5000, video(true, 0x65, 20_000)),
+        (
+            message_type::AUDIO,
+            5010,
+            Bytes::from_static(&[0xAF, 1, 1, 2, 3]),
+        ),
+        (message_type::VIDEO, 5040, video(false, 0x41, 3000)),
+    ];
+    for (t, ts, body) in &sends {
+        w.peers[publisher]
+            .client
+            .send_media(*t, *ts, body)
+            .expect("send");
+    }
+    w.run();
+
+    // A late player on the other engine and one on the publisher's engine.
+    let remote = w.connect(1, 7);
+    let local = w.connect(0, 2);
+    w.peers[remote].client.play("cam");
+    w.peers[local].client.play("cam");
+    w.run();
+    // Live media after they joined.
+    w.peers[publisher]
+        .client
+        .send_media(message_type::VIDEO, 5080, &video(false, 0x41, 100))
+        .expect("send");
+    w.run();
+
+    for p in [remote, local] {
+        assert!(
+            w.peers[p]
+                .events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Playing { .. })),
+            "{:?}",
+            w.peers[p].events
+        );
+        let got = w.media(p);
+        let bodies: Vec<&Bytes> = got.iter().map(|(_, _, b)| b).collect();
+        assert_eq!(bodies[0], &seq, "video config first");
+        assert_eq!(bodies[1], &aac, "then audio config");
+        assert_eq!(bodies[2], &sends[2].2, "then the cached key frame");
+        assert_eq!(got.len(), 6, "configs, cached GOP (3) and the live frame");
+        let ts: Vec<u32> = got.iter().skip(2).map(|(_, t, _)| *t).collect();
+        assert_eq!(ts, vec![0, 10, 40, 80], "rebased to start at 0");
+    }
+
+    // The publisher leaves for good: after the grace period, both players are told.
+    w.peers[publisher].client.close();
+    w.run();
+    w.now += EngineConfig::default().hub.publisher_grace_ms + 1;
+    let now = w.now;
+    for e in &mut w.engines {
+        e.handle_timeout(now);
+    }
+    w.run();
+    for p in [remote, local] {
+        assert!(
+            w.peers[p].events.contains(&ClientEvent::StreamEnded),
+            "{:?}",
+            w.peers[p].events
+        );
+    }
+}
+
+#[test]
+fn a_second_publisher_is_refused_even_on_another_engine() {
+    let mut w = World::new();
+    let first = w.connect(0, 1);
+    w.peers[first].client.publish("one");
+    w.run();
+    let second = w.connect(1, 1);
+    w.peers[second].client.publish("one");
+    w.run();
+    assert!(
+        w.peers[second].events.iter().any(|e| matches!(e, ClientEvent::Rejected { code, .. } if code == "NetStream.Publish.BadName")),
+        "{:?}",
+        w.peers[second].events
+    );
+}
