@@ -25,3 +25,5 @@ pub mod hub;
 pub mod limits;
 pub mod media;
 pub mod rtmp;
+pub mod rtp;
+pub mod sdp;
