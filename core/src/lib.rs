@@ -26,4 +26,5 @@ pub mod limits;
 pub mod media;
 pub mod rtmp;
 pub mod rtp;
+pub mod rtsp;
 pub mod sdp;
