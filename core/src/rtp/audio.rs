@@ -139,7 +139,8 @@ impl AacDepacketizer {
                 }
                 let frag = match self.frag.take() {
                     Some((t, s, buf)) if t == ts && s == size => Some((t, s, buf)),
-                    _ => Some((ts, size, BytesMut::with_capacity(size))),
+                    // Grow with the data rather than trusting the declared size up front.
+                    _ => Some((ts, size, BytesMut::with_capacity(size.min(64 * 1024)))),
                 };
                 let Some((t, s, mut buf)) = frag else {
                     return Ok(());

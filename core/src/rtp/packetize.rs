@@ -16,7 +16,8 @@ enum Inner {
     Opus,
 }
 
-/// Cuts the frames of one track into RTP packets of at most `mtu` bytes (header included).
+/// Cuts the frames of one track into RTP packets of at most `mtu` bytes (header included; at
+/// most 65535).
 ///
 /// The RTP timestamp of a frame is its pts converted to the track's clock plus a random
 /// offset chosen by the caller; the marker bit is set on the last packet of each video access
@@ -82,7 +83,8 @@ impl Packetizer {
             ssrc,
             sequence: first_sequence,
             ts_offset,
-            max_payload: mtu.saturating_sub(RTP_HEADER_LEN),
+            // An interleaved frame carries at most 65535 bytes, and STAP-A sizes are 16-bit.
+            max_payload: mtu.min(0xFFFF).saturating_sub(RTP_HEADER_LEN),
             payloads: Vec::new(),
         })
     }
