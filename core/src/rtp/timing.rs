@@ -27,6 +27,9 @@ pub enum Released {
 /// window) back, is a discontinuity: everything held is released and the sequence restarts at
 /// the new packet (a forward jump is reported as loss). Sequence numbers wrap at 65536.
 ///
+/// The first packet pushed sets the expected sequence number, so a packet that was sent
+/// before it but arrives after it is dropped as late.
+///
 /// Use: [`push`](Self::push) a packet, then drain [`pop`](Self::pop) until `None`;
 /// [`flush`](Self::flush) gives up on the missing packets (at a timeout or the end).
 #[derive(Clone, Debug)]
