@@ -25,3 +25,6 @@ pub mod hub;
 pub mod limits;
 pub mod media;
 pub mod rtmp;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
