@@ -4,8 +4,8 @@
 //! timeline once the estimator's start-up frames are past.
 //!
 //! The media directory is `$RILL_MEDIA_DIR`, else `../../shared/media` from this crate, else
-//! `/work/shared/media`. The B-frame MP4 is converted to FLV with ffmpeg; tests needing a
-//! missing file or tool are skipped with a message.
+//! `/work/shared/media`. The B-frame MP4 is converted to FLV with ffmpeg. A missing file or
+//! tool fails the test (tools/test-all.sh installs ffmpeg); nothing is skipped.
 
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ use rill_core::flv::{frame_from_audio_tag, frame_from_video_tag, FlvDemuxer, Tag
 use rill_core::media::{Frame, FrameKind};
 use rill_core::rtp::{CodecParams, Depacketizer, Packetizer, RtpPacket, TrackParams};
 
-fn media_dir() -> Option<PathBuf> {
+fn media_dir() -> PathBuf {
     [
         std::env::var_os("RILL_MEDIA_DIR").map(PathBuf::from),
         Some(PathBuf::from(concat!(
@@ -27,15 +27,13 @@ fn media_dir() -> Option<PathBuf> {
     .into_iter()
     .flatten()
     .find(|p| p.is_dir())
+    .expect("shared media directory not found (set RILL_MEDIA_DIR)")
 }
 
 /// The B-frame MP4 as FLV bytes, converted with ffmpeg.
-fn bframes_flv() -> Option<Vec<u8>> {
-    let input = media_dir()?.join("h264_bframes_aac_10s.mp4");
-    if !input.is_file() {
-        eprintln!("skipping: {} missing", input.display());
-        return None;
-    }
+fn bframes_flv() -> Vec<u8> {
+    let input = media_dir().join("h264_bframes_aac_10s.mp4");
+    assert!(input.is_file(), "{} missing", input.display());
     let out = std::env::temp_dir().join(format!("rill_rtp_bframes_{}.flv", std::process::id()));
     let status = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-i"])
@@ -43,14 +41,11 @@ fn bframes_flv() -> Option<Vec<u8>> {
         .args(["-c", "copy", "-f", "flv"])
         .arg(&out)
         .status();
-    match status {
-        Ok(s) if s.success() => {}
-        other => {
-            eprintln!("skipping: ffmpeg unavailable or failed: {other:?}");
-            return None;
-        }
-    }
-    let data = std::fs::read(&out).ok();
+    assert!(
+        matches!(status, Ok(s) if s.success()),
+        "ffmpeg is required (tools/test-all.sh installs it): {status:?}"
+    );
+    let data = std::fs::read(&out).expect("converted FLV");
     let _ = std::fs::remove_file(&out);
     data
 }
@@ -93,7 +88,7 @@ fn through_rtp(params: &TrackParams, frames: &[Frame]) -> Vec<Frame> {
 
 #[test]
 fn h264_b_frames_keep_pts_and_decode_timeline() {
-    let Some(flv) = bframes_flv() else { return };
+    let flv = bframes_flv();
     let (video, _) = frames(&flv);
     let config = video.iter().find(|f| f.kind == FrameKind::Config).unwrap();
     let avc = AvcConfig::parse(&config.payload).unwrap();
@@ -135,11 +130,7 @@ fn h264_b_frames_keep_pts_and_decode_timeline() {
 
 #[test]
 fn aac_frames_survive() {
-    let Some(dir) = media_dir() else { return };
-    let Ok(flv) = std::fs::read(dir.join("h264_aac_10s.flv")) else {
-        eprintln!("skipping: h264_aac_10s.flv missing");
-        return;
-    };
+    let flv = std::fs::read(media_dir().join("h264_aac_10s.flv")).expect("h264_aac_10s.flv");
     let (_, audio) = frames(&flv);
     let config = audio.iter().find(|f| f.kind == FrameKind::Config).unwrap();
     let asc = AudioSpecificConfig::parse(&config.payload).unwrap();
