@@ -1,11 +1,15 @@
-//! The two tasks of a connection: one reads and hands the bytes to the engine task, one writes
-//! the batches the engine task hands it and says when it is done. Neither looks inside the bytes.
+//! The two tasks of a connection: one reads and hands the bytes to the engine task; one finishes
+//! the batches the engine task could not write at once (the engine task writes directly while the
+//! socket has room) and says when it is done. Neither looks inside the bytes.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
+use async_io::Async;
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt};
 use rill_core::engine::ConnId;
 
 use crate::engine_task::Event;
@@ -51,16 +55,28 @@ pub(crate) async fn read_loop(
     let _ = events.send(Event::Closed(id, reason)).await;
 }
 
-/// Writes each batch completely, then hands the emptied vector back as [`Event::Written`] (the
-/// engine task asks the engine for more only then). Ends when the engine task drops the sender.
+/// Finishes the batches the engine task could not write at once: waits until the socket takes
+/// more, writes, and hands the emptied vector back as [`Event::Written`] (the engine task asks the
+/// engine for more only then). Ends when the engine task drops the sender.
 pub(crate) async fn write_loop(
     id: ConnId,
-    mut stream: impl AsyncWrite + Unpin,
+    stream: Arc<Async<TcpStream>>,
     batches: Receiver<Vec<Bytes>>,
     events: Sender<Event>,
 ) {
     while let Ok(mut batch) = batches.recv().await {
-        if let Err(e) = write_batch(&mut stream, &mut batch).await {
+        let written = loop {
+            match write_now(stream.get_ref(), &mut batch) {
+                Ok(true) => break Ok(()),
+                Ok(false) => {
+                    if let Err(e) = stream.writable().await {
+                        break Err(e);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = written {
             let _ = events
                 .send(Event::Closed(id, format!("write error: {e}")))
                 .await;
@@ -73,37 +89,32 @@ pub(crate) async fn write_loop(
     }
 }
 
-/// Writes every byte of `batch` with vectored writes, consuming the buffers as they go out.
-async fn write_batch(
-    stream: &mut (impl AsyncWrite + Unpin),
-    batch: &mut [Bytes],
-) -> io::Result<()> {
-    let mut first = 0;
+/// Writes what a non-blocking socket takes now, with vectored writes, consuming the buffers of
+/// `batch` as they go out. `Ok(true)`: all written; `Ok(false)`: the socket is full.
+pub(crate) fn write_now(mut socket: impl Write, batch: &mut [Bytes]) -> io::Result<bool> {
     loop {
-        while batch.get(first).is_some_and(Bytes::is_empty) {
-            first += 1;
-        }
-        let rest = batch.get(first..).unwrap_or_default();
-        if rest.is_empty() {
-            return Ok(());
-        }
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let count = rest.len().min(MAX_IOV);
-        for (slot, b) in iov.iter_mut().zip(rest) {
+        let mut count = 0;
+        for (slot, b) in iov.iter_mut().zip(batch.iter().filter(|b| !b.is_empty())) {
             *slot = IoSlice::new(b);
+            count += 1;
         }
-        let mut written = match stream.write_vectored(&iov[..count]).await {
+        if count == 0 {
+            return Ok(true);
+        }
+        let mut written = match socket.write_vectored(&iov[..count]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        while let Some(b) = batch.get_mut(first).filter(|_| written > 0) {
+        for b in batch.iter_mut() {
             let n = written.min(b.len());
             b.advance(n);
             written -= n;
-            if b.is_empty() {
-                first += 1;
+            if written == 0 {
+                break;
             }
         }
     }
@@ -113,50 +124,58 @@ async fn write_batch(
 mod tests {
     use super::*;
 
-    /// A sink that takes at most `step` bytes per write, to exercise partial vectored writes.
+    /// A socket that takes at most `step` bytes per write and is full every `full_every` writes.
     struct Trickle {
         out: Vec<u8>,
         step: usize,
+        writes: usize,
+        full_every: usize,
     }
 
-    impl AsyncWrite for Trickle {
-        fn poll_write(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<io::Result<usize>> {
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            if self.writes % self.full_every == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
             let n = buf.len().min(self.step);
             self.out.extend_from_slice(&buf[..n]);
-            std::task::Poll::Ready(Ok(n))
+            Ok(n)
         }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
         }
-        fn poll_close(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
+    }
+
+    fn write_all(sink: &mut Trickle, batch: &mut [Bytes]) {
+        let mut tries = 0;
+        while !write_now(&mut *sink, batch).unwrap() {
+            tries += 1;
+            assert!(tries < 10_000, "no progress");
         }
     }
 
     #[test]
-    fn partial_writes_send_every_byte_once_in_order() {
+    fn partial_and_refused_writes_send_every_byte_once_in_order() {
         let parts: Vec<Bytes> = ["", "abc", "", "defgh", "i", ""]
             .iter()
             .map(|s| Bytes::from_static(s.as_bytes()))
             .collect();
         for step in 1..10 {
-            let mut sink = Trickle {
-                out: Vec::new(),
-                step,
-            };
-            let mut batch = parts.clone();
-            futures_lite::future::block_on(write_batch(&mut sink, &mut batch)).unwrap();
-            assert_eq!(sink.out, b"abcdefghi", "step {step}");
+            for full_every in 2..5 {
+                let mut sink = Trickle {
+                    out: Vec::new(),
+                    step,
+                    writes: 0,
+                    full_every,
+                };
+                let mut batch = parts.clone();
+                write_all(&mut sink, &mut batch);
+                assert_eq!(
+                    sink.out, b"abcdefghi",
+                    "step {step}, full every {full_every}"
+                );
+            }
         }
     }
 
@@ -166,9 +185,11 @@ mod tests {
         let mut sink = Trickle {
             out: Vec::new(),
             step: usize::MAX,
+            writes: 0,
+            full_every: usize::MAX,
         };
         let mut b = batch.clone();
-        futures_lite::future::block_on(write_batch(&mut sink, &mut b)).unwrap();
+        write_all(&mut sink, &mut b);
         assert_eq!(sink.out, batch.concat());
     }
 }

@@ -1,21 +1,22 @@
 //! One task per worker owns an [`Engine`]: connection tasks send it what they read and when they
 //! have written a batch; other workers send it their streams' packets. It drains the engine's
 //! outputs after every event, exactly as the mio runtime does, and hands each idle writer the
-//! next batch. No protocol logic here.
+//! next batch (writing it directly while the socket has room). No protocol logic here.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
-use async_io::Timer;
+use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::log_session;
 
-use crate::conn::{read_loop, write_loop};
-use crate::rt::{self, TcpStream};
+use crate::conn::{read_loop, write_loop, write_now};
+use crate::rt;
 
 /// Bytes asked of the engine per batch for one connection.
 const WRITE_BUDGET: usize = 256 * 1024;
@@ -26,7 +27,7 @@ const WORKER_SHIFT: u32 = 40;
 /// engine falls behind, which is TCP backpressure towards publishers).
 pub(crate) enum Event {
     /// A new connection for this worker.
-    Accept(TcpStream, SocketAddr, Listener),
+    Accept(Async<TcpStream>, SocketAddr, Listener),
     /// Bytes read.
     Input(ConnId, Bytes),
     /// The writer sent its whole batch; here is the emptied vector back.
@@ -46,8 +47,8 @@ pub(crate) enum Control {
 
 /// The engine task's view of a connection.
 struct Conn {
-    /// Kept to shut the socket down, which ends both connection tasks.
-    stream: TcpStream,
+    /// Written to directly while it has room; shut down to end both connection tasks.
+    stream: Arc<Async<TcpStream>>,
     /// To the writer task (one slot: a batch is handed over only while the writer is idle).
     batches: Sender<Vec<Bytes>>,
     /// `Some` (a reusable vector) while the writer is idle.
@@ -164,15 +165,13 @@ impl EngineTask {
             Event::Accept(stream, peer, listener) => {
                 let id = ((self.index as u64) << WORKER_SHIFT) | self.next_conn;
                 self.next_conn += 1;
-                let _ = stream.set_nodelay(true);
+                let _ = stream.get_ref().set_nodelay(true);
+                let stream = Arc::new(stream);
                 let (batches, batches_rx) = async_channel::bounded(1);
-                rt::spawn_detached(read_loop(id, stream.clone(), self.events_tx.clone()));
-                rt::spawn_detached(write_loop(
-                    id,
-                    stream.clone(),
-                    batches_rx,
-                    self.events_tx.clone(),
-                ));
+                let (reader, events) = (stream.clone(), self.events_tx.clone());
+                rt::spawn_detached(async move { read_loop(id, &*reader, events).await });
+                let events = self.events_tx.clone();
+                rt::spawn_detached(write_loop(id, stream.clone(), batches_rx, events));
                 self.conns.insert(
                     id,
                     Conn {
@@ -217,7 +216,8 @@ impl EngineTask {
         }
     }
 
-    /// Hands an idle writer the next batch; a busy writer asks again when it is done.
+    /// While the writer is idle: writes what the engine has for `id` until the socket is full
+    /// (the writer task finishes that batch and reports back) or the engine has nothing more.
     fn transmit(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -225,22 +225,31 @@ impl EngineTask {
         let Some(mut batch) = conn.idle.take() else {
             return;
         };
-        if self.engine.poll_transmit(id, WRITE_BUDGET, &mut batch) > 0 {
-            // The writer is idle, so its one slot is free; failing means the writer task ended.
-            if conn.batches.try_send(batch).is_err() {
-                self.drop_conn(id, "writer gone");
+        loop {
+            if self.engine.poll_transmit(id, WRITE_BUDGET, &mut batch) == 0 {
+                conn.idle = Some(batch);
+                if conn.close_after_flush {
+                    self.drop_conn(id, "closed by server after flush");
+                }
+                return;
             }
-        } else {
-            conn.idle = Some(batch);
-            if conn.close_after_flush {
-                self.drop_conn(id, "closed by server after flush");
+            match write_now(conn.stream.get_ref(), &mut batch) {
+                Ok(true) => batch.clear(),
+                Ok(false) => {
+                    // The writer is idle, so its one slot is free; failing means it has ended.
+                    if conn.batches.try_send(batch).is_err() {
+                        self.drop_conn(id, "writer gone");
+                    }
+                    return;
+                }
+                Err(e) => return self.drop_conn(id, &format!("write error: {e}")),
             }
         }
     }
 
     fn drop_conn(&mut self, id: ConnId, reason: &str) {
         if let Some(conn) = self.conns.remove(&id) {
-            let _ = conn.stream.shutdown(Shutdown::Both);
+            let _ = conn.stream.get_ref().shutdown(Shutdown::Both);
             let now = self.now();
             self.engine.handle_close(id, reason, now);
         }

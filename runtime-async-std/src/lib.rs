@@ -3,7 +3,7 @@
 //!
 //! **async-std is discontinued upstream** (its README points to smol; advisory RUSTSEC-2025-0052,
 //! "unmaintained"). This crate therefore keeps it at arm's length: only the private `rt` module
-//! names it (executor and TCP types); the rest is written against futures-lite, async-io and
+//! names it (spawning on its executor); the rest is written against futures-lite, async-io and
 //! async-channel, which smol re-exports, so moving to smol is a mechanical change of that module.
 //!
 //! Shape: one engine task per worker owns an engine; each connection has a reader task and a
@@ -40,7 +40,9 @@ use rill_runtime_common::{engine_seed, worker_count};
 use tracing::warn;
 
 use engine_task::{Control, EngineTask, Event};
-use rt::TcpListener;
+
+/// A listening socket on the async-io reactor.
+type TcpListener = async_io::Async<std::net::TcpListener>;
 
 /// Events queued towards one engine task before connection tasks wait.
 const EVENT_QUEUE: usize = 1024;
@@ -61,9 +63,11 @@ impl Server {
             (config.http.enable, &config.http.addr, Listener::Http),
         ] {
             if enable {
-                let l = TcpListener::bind(addr.as_str()).await.map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-                })?;
+                let l = std::net::TcpListener::bind(addr.as_str())
+                    .and_then(TcpListener::new)
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                    })?;
                 listeners.push((l, kind));
             }
         }
@@ -80,7 +84,7 @@ impl Server {
     /// The address a listener is bound to (useful after binding port 0).
     pub fn local_addr(&self, listener: Listener) -> Option<SocketAddr> {
         let (l, _) = self.listeners.iter().find(|(_, k)| *k == listener)?;
-        l.local_addr().ok()
+        l.get_ref().local_addr().ok()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, closes every connection (each

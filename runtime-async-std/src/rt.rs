@@ -1,10 +1,8 @@
-//! The only place that names async-std: its executor and its TCP types. Everything else in this
-//! crate uses futures-lite, async-io and async-channel, which smol re-exports; moving to smol means
-//! changing these lines (`smol::spawn(f)` returns a task that must be detached, `smol::net`).
+//! The only place that names async-std: its executor. Everything else in this crate uses
+//! futures-lite, async-io (sockets, timers) and async-channel, which smol re-exports; moving to
+//! smol means changing these two functions (`smol::spawn(f)` returns a task that must be detached).
 
 use std::future::Future;
-
-pub(crate) use async_std::net::{TcpListener, TcpStream};
 
 /// A spawned task; awaiting it gives the future's output.
 pub(crate) type Task<T> = async_std::task::JoinHandle<T>;
