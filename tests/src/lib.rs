@@ -1,8 +1,9 @@
 //! Helpers for end-to-end tests: start the real server binary on free loopback ports, run real
 //! clients with time limits, find the shared media files.
 //!
-//! The server binary is `target/<profile>/rill` by default; set `RILL_BIN` to test another build
-//! (for example the async-std runtime). Every child process is killed when its handle drops.
+//! The server binary is `target/debug/rill` by default; set `RILL_BIN` to test another build, for
+//! example `target/debug/rill-async` (the async-std runtime). Every child process is killed when
+//! its handle drops.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -50,18 +51,23 @@ pub fn require_tool(name: &str) {
     );
 }
 
-/// The server binary under test.
+/// The server binary under test: `RILL_BIN` when set (a relative path is taken from the workspace
+/// root, so `RILL_BIN=target/debug/rill-async cargo test -p rill-e2e` tests the async-std runtime),
+/// else the debug build of `rill`. The same tests run against either binary.
 pub fn server_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("RILL_BIN") {
-        return PathBuf::from(p);
-    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     // The debug build, which `cargo build` (and tools/test-all.sh) keeps current; a release build
     // may be stale, so it is used only when asked for through RILL_BIN.
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/rill");
-    if p.is_file() {
-        return p;
-    }
-    panic!("rill binary not built: run `cargo build -p rill` first (tools/test-all.sh does)");
+    let p = match std::env::var_os("RILL_BIN") {
+        Some(bin) => root.join(bin),
+        None => root.join("target/debug/rill"),
+    };
+    assert!(
+        p.is_file(),
+        "server binary {} not built: run `cargo build --workspace` first (tools/test-all.sh does)",
+        p.display()
+    );
+    p
 }
 
 /// A running server on free loopback ports, killed on drop.

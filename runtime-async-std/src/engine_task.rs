@@ -1,0 +1,257 @@
+//! One task per worker owns an [`Engine`]: connection tasks send it what they read and when they
+//! have written a batch; other workers send it their streams' packets. It drains the engine's
+//! outputs after every event, exactly as the mio runtime does, and hands each idle writer the
+//! next batch (writing it directly while the socket has room). No protocol logic here.
+
+use std::collections::HashMap;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use async_io::{Async, Timer};
+use bytes::Bytes;
+use futures_lite::FutureExt;
+use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
+use rill_runtime_common::log_session;
+
+use crate::conn::{read_loop, write_loop, write_now};
+use crate::rt;
+
+/// Bytes asked of the engine per batch for one connection.
+const WRITE_BUDGET: usize = 256 * 1024;
+/// Connection ids carry the worker index above this bit, so log lines name one connection.
+const WORKER_SHIFT: u32 = 40;
+
+/// What connection tasks and the acceptors tell an engine task (bounded: readers wait when the
+/// engine falls behind, which is TCP backpressure towards publishers).
+pub(crate) enum Event {
+    /// A new connection for this worker.
+    Accept(Async<TcpStream>, SocketAddr, Listener),
+    /// Bytes read.
+    Input(ConnId, Bytes),
+    /// The writer sent its whole batch; here is the emptied vector back.
+    Written(ConnId, Vec<Bytes>),
+    /// The socket ended or failed.
+    Closed(ConnId, String),
+}
+
+/// What the server and other workers tell an engine task (unbounded: engine tasks never wait
+/// on each other).
+pub(crate) enum Control {
+    /// A stream message from another worker's engine.
+    Remote(StreamMessage),
+    /// Close every connection and end the task.
+    Stop,
+}
+
+/// The engine task's view of a connection.
+struct Conn {
+    /// Written to directly while it has room; shut down to end both connection tasks.
+    stream: Arc<Async<TcpStream>>,
+    /// To the writer task (one slot: a batch is handed over only while the writer is idle).
+    batches: Sender<Vec<Bytes>>,
+    /// `Some` (a reusable vector) while the writer is idle.
+    idle: Option<Vec<Bytes>>,
+    close_after_flush: bool,
+}
+
+enum Wake {
+    Event(Event),
+    Control(Control),
+    Timer,
+}
+
+/// One worker: an engine and the connections it serves.
+pub(crate) struct EngineTask {
+    index: usize,
+    engine: Engine,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: u64,
+    events: Receiver<Event>,
+    /// Cloned into each connection's tasks.
+    events_tx: Sender<Event>,
+    control: Receiver<Control>,
+    /// The other workers.
+    peers: Vec<Sender<Control>>,
+    epoch: Instant,
+    timer: Timer,
+    timer_at: Option<u64>,
+}
+
+impl EngineTask {
+    pub(crate) fn new(
+        index: usize,
+        engine: Engine,
+        (events_tx, events): (Sender<Event>, Receiver<Event>),
+        control: Receiver<Control>,
+        peers: Vec<Sender<Control>>,
+        epoch: Instant,
+    ) -> Self {
+        EngineTask {
+            index,
+            engine,
+            conns: HashMap::new(),
+            next_conn: 1,
+            events,
+            events_tx,
+            control,
+            peers,
+            epoch,
+            timer: Timer::never(),
+            timer_at: None,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Serves until [`Control::Stop`] (or until the server drops every control sender).
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.arm_timer();
+            let wake = {
+                let (timer, control, events) = (&mut self.timer, &self.control, &self.events);
+                let timer = async {
+                    timer.await;
+                    Wake::Timer
+                };
+                let control = async {
+                    control
+                        .recv()
+                        .await
+                        .map_or(Wake::Control(Control::Stop), Wake::Control)
+                };
+                let events = async {
+                    match events.recv().await {
+                        Ok(e) => Wake::Event(e),
+                        // Unreachable while this task holds `events_tx`; stop if it ever happens.
+                        Err(_) => Wake::Control(Control::Stop),
+                    }
+                };
+                timer.or(control).or(events).await
+            };
+            let now = self.now();
+            match wake {
+                Wake::Timer => self.timer_at = None,
+                Wake::Event(event) => self.handle_event(event, now),
+                Wake::Control(Control::Remote(message)) => self.engine.handle_remote(message, now),
+                Wake::Control(Control::Stop) => break,
+            }
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.handle_timeout(now);
+            }
+            self.process_outputs();
+        }
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.drop_conn(id, "server shutting down");
+        }
+        self.process_outputs();
+    }
+
+    fn arm_timer(&mut self) {
+        if let Some(at) = self.engine.poll_timeout() {
+            if self.timer_at != Some(at) {
+                self.timer_at = Some(at);
+                self.timer.set_at(self.epoch + Duration::from_millis(at));
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: Event, now: u64) {
+        match event {
+            Event::Accept(stream, peer, listener) => {
+                let id = ((self.index as u64) << WORKER_SHIFT) | self.next_conn;
+                self.next_conn += 1;
+                let _ = stream.get_ref().set_nodelay(true);
+                let stream = Arc::new(stream);
+                let (batches, batches_rx) = async_channel::bounded(1);
+                let (reader, events) = (stream.clone(), self.events_tx.clone());
+                rt::spawn_detached(async move { read_loop(id, &*reader, events).await });
+                let events = self.events_tx.clone();
+                rt::spawn_detached(write_loop(id, stream.clone(), batches_rx, events));
+                self.conns.insert(
+                    id,
+                    Conn {
+                        stream,
+                        batches,
+                        idle: Some(Vec::new()),
+                        close_after_flush: false,
+                    },
+                );
+                self.engine.handle_accept(id, listener, peer, now);
+            }
+            Event::Input(id, data) => self.engine.handle_input(id, &data, now),
+            Event::Written(id, batch) => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.idle = Some(batch);
+                    self.transmit(id);
+                }
+            }
+            Event::Closed(id, reason) => self.drop_conn(id, &reason),
+        }
+    }
+
+    fn process_outputs(&mut self) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Transmit(id) => self.transmit(id),
+                Output::Close { conn, flush: true } => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.close_after_flush = true;
+                    }
+                    self.transmit(conn);
+                }
+                Output::Close { conn, .. } => self.drop_conn(conn, "closed by server"),
+                Output::SessionStarted(r) => log_session("session start", &r),
+                Output::SessionEnded(r) => log_session("session end", &r),
+                Output::Broadcast(message) => {
+                    for peer in &self.peers {
+                        let _ = peer.try_send(Control::Remote(message.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// While the writer is idle: writes what the engine has for `id` until the socket is full
+    /// (the writer task finishes that batch and reports back) or the engine has nothing more.
+    fn transmit(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(mut batch) = conn.idle.take() else {
+            return;
+        };
+        loop {
+            if self.engine.poll_transmit(id, WRITE_BUDGET, &mut batch) == 0 {
+                conn.idle = Some(batch);
+                if conn.close_after_flush {
+                    self.drop_conn(id, "closed by server after flush");
+                }
+                return;
+            }
+            match write_now(conn.stream.get_ref(), &mut batch) {
+                Ok(true) => batch.clear(),
+                Ok(false) => {
+                    // The writer is idle, so its one slot is free; failing means it has ended.
+                    if conn.batches.try_send(batch).is_err() {
+                        self.drop_conn(id, "writer gone");
+                    }
+                    return;
+                }
+                Err(e) => return self.drop_conn(id, &format!("write error: {e}")),
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, id: ConnId, reason: &str) {
+        if let Some(conn) = self.conns.remove(&id) {
+            let _ = conn.stream.get_ref().shutdown(Shutdown::Both);
+            let now = self.now();
+            self.engine.handle_close(id, reason, now);
+        }
+    }
+}

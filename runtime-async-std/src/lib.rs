@@ -1,0 +1,193 @@
+//! `rill-async`: the rill server on async tasks, driving the same sans-IO
+//! [`rill_core::engine::Engine`] as the mio runtime (`rill`), with the same config file and flags.
+//!
+//! **async-std is discontinued upstream** (its README points to smol; advisory RUSTSEC-2025-0052,
+//! "unmaintained"). This crate therefore keeps it at arm's length: only the private `rt` module
+//! names it (spawning on its executor); the rest is written against futures-lite, async-io and
+//! async-channel, which smol re-exports, so moving to smol is a mechanical change of that module.
+//!
+//! Shape: one engine task per worker owns an engine; each connection has a reader task and a
+//! writer task that talk to it over channels. A writer gets a new batch of bytes only when it has
+//! written the previous one, so a slow player's backlog stays in the hub's bounded queues, where
+//! the engine drops frames for it or disconnects it. Streams published on one worker are played on
+//! the others through [`rill_core::engine::Output::Broadcast`] messages.
+//!
+//! To run rill inside your own async-std (or smol) application:
+//!
+//! ```no_run
+//! # async fn app() -> std::io::Result<()> {
+//! let config = rill_core::config::Config::default();
+//! let server = rill_async::Server::bind(&config).await?;
+//! server.run(rill_async::shutdown_signal()?).await;
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod engine_task;
+mod rt;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use async_channel::Sender;
+use futures_lite::{AsyncReadExt, FutureExt};
+use rill_core::config::Config;
+pub use rill_core::engine::Listener;
+use rill_core::engine::{Engine, EngineConfig};
+use rill_runtime_common::{engine_seed, worker_count};
+use tracing::warn;
+
+use engine_task::{Control, EngineTask, Event};
+
+/// A listening socket on the async-io reactor.
+type TcpListener = async_io::Async<std::net::TcpListener>;
+
+/// Events queued towards one engine task before connection tasks wait.
+const EVENT_QUEUE: usize = 1024;
+
+/// A bound, not yet running, rill server.
+pub struct Server {
+    listeners: Vec<(TcpListener, Listener)>,
+    engine: EngineConfig,
+    workers: usize,
+}
+
+impl Server {
+    /// Binds the listeners `config` enables (fails on the first that cannot be bound).
+    pub async fn bind(config: &Config) -> io::Result<Server> {
+        let mut listeners = Vec::new();
+        for (enable, addr, kind) in [
+            (config.rtmp.enable, &config.rtmp.addr, Listener::Rtmp),
+            (config.http.enable, &config.http.addr, Listener::Http),
+        ] {
+            if enable {
+                let l = std::net::TcpListener::bind(addr.as_str())
+                    .and_then(TcpListener::new)
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                    })?;
+                listeners.push((l, kind));
+            }
+        }
+        let workers = worker_count(config.workers);
+        let mut engine = config.engine_config();
+        engine.share_streams = workers > 1;
+        Ok(Server {
+            listeners,
+            engine,
+            workers,
+        })
+    }
+
+    /// The address a listener is bound to (useful after binding port 0).
+    pub fn local_addr(&self, listener: Listener) -> Option<SocketAddr> {
+        let (l, _) = self.listeners.iter().find(|(_, k)| *k == listener)?;
+        l.get_ref().local_addr().ok()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes every connection (each
+    /// gets its session end record) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let epoch = Instant::now();
+        let queues: Vec<_> = (0..self.workers)
+            .map(|_| {
+                (
+                    async_channel::bounded(EVENT_QUEUE),
+                    async_channel::unbounded(),
+                )
+            })
+            .collect();
+        let controls: Vec<Sender<Control>> = queues.iter().map(|(_, (tx, _))| tx.clone()).collect();
+        let inboxes: Vec<Sender<Event>> = queues.iter().map(|((tx, _), _)| tx.clone()).collect();
+        let mut engines = Vec::new();
+        for (index, (events, (_, control))) in queues.into_iter().enumerate() {
+            let peers = controls
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, tx)| tx.clone())
+                .collect();
+            let engine = Engine::new(self.engine.clone(), engine_seed(index));
+            let task = EngineTask::new(index, engine, events, control, peers, epoch);
+            engines.push(rt::spawn(task.run()));
+        }
+        let (stop, stopped) = async_channel::bounded::<()>(1);
+        let acceptors: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|(listener, kind)| {
+                let stopped = stopped.clone();
+                let accept = accept_loop(listener, kind, inboxes.clone());
+                rt::spawn(accept.or(async move {
+                    let _ = stopped.recv().await;
+                }))
+            })
+            .collect();
+        shutdown.await;
+        drop(stop);
+        for a in acceptors {
+            a.await;
+        }
+        for c in &controls {
+            let _ = c.try_send(Control::Stop);
+        }
+        for e in engines {
+            e.await;
+        }
+    }
+}
+
+/// Accepts forever, handing connections to the engine tasks in turn.
+async fn accept_loop(listener: TcpListener, kind: Listener, inboxes: Vec<Sender<Event>>) {
+    let mut targets = inboxes.iter().cycle();
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let Some(inbox) = targets.next() else { return };
+                if inbox.send(Event::Accept(stream, peer, kind)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends: pause rather than spin.
+                warn!("accept failed: {e}");
+                async_io::Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// A future that completes on the first SIGINT or SIGTERM after this call (through a self-pipe,
+/// so it works on any async-io based executor).
+pub fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
+    let (read, write) = std::os::unix::net::UnixStream::pair()?;
+    write.set_nonblocking(true)?;
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+    }
+    let mut read = async_io::Async::new(read)?;
+    Ok(async move {
+        let mut byte = [0u8; 1];
+        let _ = read.read(&mut byte).await;
+    })
+}
+
+/// Binds and serves `config` on the executor, blocking the calling thread until SIGINT or SIGTERM
+/// (what the `rill-async` binary does). The calling thread only waits: it does not take part in
+/// polling sockets, so the executor's threads see their own I/O events without cross-thread wakes.
+pub fn serve_until_signal(config: &Config) -> io::Result<()> {
+    let (done, wait) = std::sync::mpsc::sync_channel(1);
+    let config = config.clone();
+    rt::spawn_detached(async move {
+        let served = async {
+            let server = Server::bind(&config).await?;
+            server.run(shutdown_signal()?).await;
+            Ok(())
+        };
+        let _ = done.send(served.await);
+    });
+    wait.recv()
+        .unwrap_or_else(|_| Err(io::Error::other("the server task ended without a result")))
+}

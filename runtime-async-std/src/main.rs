@@ -1,0 +1,24 @@
+//! `rill-async`: the rill server on async-std tasks (see the library docs; async-std is
+//! discontinued upstream, RUSTSEC-2025-0052). Same config file and flags as `rill`.
+
+use tracing::{error, info};
+
+fn main() {
+    let start = rill_runtime_common::start(
+        "rill-async",
+        "rill-async: the rill live-streaming server on async-std tasks. RTMP in; RTMP, HTTP-FLV \
+         and WebSocket-FLV out.",
+    );
+    // As many executor threads as workers, unless the operator chose otherwise. Nothing else runs
+    // yet, so setting the variable is safe.
+    if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {
+        std::env::set_var("ASYNC_STD_THREAD_COUNT", start.workers.to_string());
+    }
+    match rill_async::serve_until_signal(&start.config) {
+        Ok(()) => info!("rill-async stopped"),
+        Err(e) => {
+            error!("rill-async: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
+//! command line, loading the config file with its command line overrides, logging setup, the
+//! worker count, per-engine seeds and the session log line. Protocol logic lives in `rill-core`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use rill_core::config::{Config, DEFAULT_CONFIG};
+use rill_core::engine::SessionRecord;
+use tracing::info;
+
+/// The flags every rill binary takes. Runs with built-in defaults when no config file is given.
+#[derive(Parser, Debug, Default)]
+#[command(version, long_about = None)]
+pub struct Cli {
+    /// TOML config file (see --print-config for every key and its default).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the complete default configuration, with comments, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// RTMP listen address (overrides the config file).
+    #[arg(long, value_name = "ADDR")]
+    pub rtmp_addr: Option<SocketAddr>,
+    /// HTTP listen address for HTTP-FLV and WS-FLV (overrides the config file).
+    #[arg(long, value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Workers, each with its own engine (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+impl Cli {
+    /// Parses the process arguments; `name` and `about` head `--help` and `--version`.
+    pub fn parse_as(name: &'static str, about: &'static str) -> Cli {
+        let matches = Cli::command().name(name).about(about).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The config file (or the defaults) with this command line's overrides applied, validated.
+    pub fn load_config(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(addr) = self.rtmp_addr {
+            config.rtmp.addr = addr.to_string();
+        }
+        if let Some(addr) = self.http_addr {
+            config.http.addr = addr.to_string();
+        }
+        if let Some(n) = self.workers {
+            config.workers = n;
+        }
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+/// Everything a binary needs before it starts serving.
+#[derive(Debug)]
+pub struct Startup {
+    /// The validated configuration.
+    pub config: Config,
+    /// Workers to run (the config's value, or one per core for 0).
+    pub workers: usize,
+}
+
+/// The common start of a rill binary: parses the flags, prints the default config and exits for
+/// `--print-config`, loads the config (exits with status 2 and a message when it is unusable),
+/// sets up logging and logs the start line.
+pub fn start(name: &'static str, about: &'static str) -> Startup {
+    let cli = Cli::parse_as(name, about);
+    if cli.print_config {
+        print!("{DEFAULT_CONFIG}");
+        std::process::exit(0);
+    }
+    let config = cli.load_config().unwrap_or_else(|e| {
+        eprintln!("{name}: {e}");
+        std::process::exit(2);
+    });
+    init_logging(&config.log.level);
+    let workers = worker_count(config.workers);
+    let listener = |enable: bool, addr: &str| {
+        if enable {
+            addr.to_owned()
+        } else {
+            "off".into()
+        }
+    };
+    info!(
+        workers,
+        rtmp = %listener(config.rtmp.enable, &config.rtmp.addr),
+        http = %listener(config.http.enable, &config.http.addr),
+        "{name} {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    Startup { config, workers }
+}
+
+/// Logs to stderr with `RUST_LOG`, or else `level` (the config's `log.level`), as the filter.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The configured worker count, with 0 meaning one per core.
+pub fn worker_count(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// A seed for worker `index`'s engine: distinct per worker and per process start.
+pub fn engine_seed(index: usize) -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ clock
+}
+
+/// Logs a session record as one structured line headed `event` ("session start", "session end").
+pub fn log_session(event: &str, record: &SessionRecord) {
+    info!(
+        conn = record.conn,
+        peer = %record.peer,
+        protocol = %record.protocol,
+        role = %record.role,
+        stream = %record.stream,
+        bytes_in = record.bytes_in,
+        bytes_out = record.bytes_out,
+        duration_ms = record.duration_ms,
+        reason = %record.reason,
+        "{event}"
+    );
+}
