@@ -13,8 +13,9 @@ use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
-use rill_core::engine::{Engine, Listener, Output, SessionRecord, StreamMessage};
-use tracing::{debug, info, warn};
+use rill_core::engine::{Engine, Listener, Output, StreamMessage};
+use rill_runtime_common::{engine_seed, log_session};
+use tracing::{debug, warn};
 
 const RTMP_LISTENER: Token = Token(0);
 const HTTP_LISTENER: Token = Token(1);
@@ -116,10 +117,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
         }
         let (tx, rx) = channel();
         peers.push(Peer { tx, waker });
-        let seed = (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+        let seed = engine_seed(index);
         built.push(Worker {
             index,
             poll,
@@ -159,21 +157,6 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
         }
     }
     result
-}
-
-fn log_record(event: &str, r: &SessionRecord) {
-    info!(
-        conn = r.conn,
-        peer = %r.peer,
-        protocol = %r.protocol,
-        role = %r.role,
-        stream = %r.stream,
-        bytes_in = r.bytes_in,
-        bytes_out = r.bytes_out,
-        duration_ms = r.duration_ms,
-        reason = %r.reason,
-        "{event}"
-    );
 }
 
 impl Worker {
@@ -323,8 +306,8 @@ impl Worker {
                             self.drop_conn(token, "closed by server");
                         }
                     }
-                    Output::SessionStarted(r) => log_record("session start", &r),
-                    Output::SessionEnded(r) => log_record("session end", &r),
+                    Output::SessionStarted(r) => log_session("session start", &r),
+                    Output::SessionEnded(r) => log_session("session end", &r),
                     Output::Broadcast(message) => {
                         for peer in &self.peers {
                             let _ = peer.tx.send(message.clone());
@@ -441,7 +424,7 @@ impl Worker {
         }
         while let Some(output) = self.engine.poll_output() {
             if let Output::SessionEnded(r) = output {
-                log_record("session end", &r);
+                log_session("session end", &r);
             }
         }
     }
