@@ -10,7 +10,9 @@
 use std::fmt;
 
 pub mod auth;
+pub mod client;
 mod message;
+pub mod server;
 pub mod transport;
 
 pub use message::{
