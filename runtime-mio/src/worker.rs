@@ -161,6 +161,28 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
     result
 }
 
+/// Replaces `path` with `data`: written to a temporary file beside it, then renamed, so readers
+/// never see a partial file. Failures are logged; the stream goes on.
+fn write_file(path: &str, data: &[Bytes]) {
+    let path = std::path::Path::new(path);
+    let result = (|| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        for piece in data {
+            f.write_all(piece)?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        warn!("cannot write {}: {e}", path.display());
+    }
+}
+
 fn log_record(event: &str, r: &SessionRecord) {
     info!(
         conn = r.conn,
@@ -325,6 +347,14 @@ impl Worker {
                     }
                     Output::SessionStarted(r) => log_record("session start", &r),
                     Output::SessionEnded(r) => log_record("session end", &r),
+                    Output::WriteFile { path, data } => write_file(&path, &data),
+                    Output::RemoveFile { path } => {
+                        if let Err(e) = std::fs::remove_file(&path) {
+                            if e.kind() != io::ErrorKind::NotFound {
+                                warn!("cannot remove {path}: {e}");
+                            }
+                        }
+                    }
                     Output::Broadcast(message) => {
                         for peer in &self.peers {
                             let _ = peer.tx.send(message.clone());
