@@ -123,12 +123,15 @@ pub enum HlsRequest<'a> {
 }
 
 /// Recognizes HLS paths among the segments of a request path (as split and checked by
-/// [`crate::http::split_path`]). Names are returned as they are; the caller validates them as
-/// stream names. Sequence numbers are plain decimal digits (at most 19).
+/// [`crate::http::split_path`]). Names are never empty, `.` or `..`; the caller still validates
+/// them as stream names. Sequence numbers are plain decimal digits (at most 19).
 pub fn parse_path<'a>(segments: &[&'a str]) -> Option<HlsRequest<'a>> {
     match *segments {
         [app, file] => {
-            let stream = file.strip_suffix(".m3u8").filter(|s| !s.is_empty())?;
+            // "..m3u8" would name the stream "." (found by the hls_path fuzz target).
+            let stream = file
+                .strip_suffix(".m3u8")
+                .filter(|s| !matches!(*s, "" | "." | ".."))?;
             Some(HlsRequest::Live { app, stream })
         }
         [app, stream, "record.m3u8"] => Some(HlsRequest::Record { app, stream }),

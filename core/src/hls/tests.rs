@@ -49,6 +49,8 @@ fn paths() {
     );
     for bad in [
         &["live", ".m3u8"][..],
+        &["v", "..m3u8"],
+        &["v", "...m3u8"],
         &["live", "cam", "+1.ts"],
         &["live", "cam", "1a.ts"],
         &["live", "cam", ".ts"],
