@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use crate::engine::EngineConfig;
+use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
 use crate::hub::HubConfig;
 use crate::limits::Limits;
@@ -29,9 +30,27 @@ window_ack_size = 2500000
 peer_bandwidth = 2500000
 
 [http]
-# HTTP-FLV (/{app}/{stream}.flv) and WebSocket-FLV (same path, Upgrade: websocket).
+# HTTP-FLV (/{app}/{stream}.flv) and WebSocket-FLV (same path, Upgrade: websocket);
+# HTTP-TS and WebSocket-TS (/{app}/{stream}.ts); HLS (see [hls]).
 enable = true
 addr = "0.0.0.0:8080"
+
+[hls]
+# HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
+# segments /{app}/{stream}/{n}.ts.
+enable = true
+# Target segment duration (ms): a segment ends at the first key frame after it
+# (audio-only streams: within half a second after it).
+fragment_ms = 2000
+# Segments in the live playlist.
+playlist_len = 5
+# Directory where segments and playlists are also written as files; empty = memory only.
+out_path = ""
+# When those files are removed: "never", "stream_end" (a minute after the stream ends) or
+# "window" (as soon as a segment leaves the live playlist; no record playlist file).
+cleanup = "stream_end"
+# Bytes of older segments kept in memory per stream for the record playlist served over HTTP.
+record_max_bytes = 67108864
 
 [hub]
 # GOPs cached per stream so a new player starts at once (0 = wait for the next key frame).
@@ -87,6 +106,8 @@ pub struct Config {
     pub http: HttpSection,
     /// Stream hub.
     pub hub: HubSection,
+    /// HLS.
+    pub hls: HlsSection,
     /// Protocol limits and deadlines.
     pub limits: LimitsSection,
     /// Logging.
@@ -137,6 +158,38 @@ pub struct HubSection {
     pub play_wait_timeout_ms: u64,
     /// Publisher reconnect grace (ms).
     pub publisher_grace_ms: u64,
+}
+
+/// `[hls]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsSection {
+    /// Segment streams.
+    pub enable: bool,
+    /// Target segment duration (ms).
+    pub fragment_ms: u64,
+    /// Segments in the live playlist.
+    pub playlist_len: usize,
+    /// Directory for files; empty = memory only.
+    pub out_path: String,
+    /// When files are removed.
+    pub cleanup: Cleanup,
+    /// Memory for the record playlist per stream (bytes).
+    pub record_max_bytes: usize,
+}
+
+impl Default for HlsSection {
+    fn default() -> Self {
+        let h = HlsConfig::default();
+        HlsSection {
+            enable: h.enable,
+            fragment_ms: h.fragment_ms,
+            playlist_len: h.playlist_len,
+            out_path: h.out_path,
+            cleanup: h.cleanup,
+            record_max_bytes: h.record_max_bytes,
+        }
+    }
 }
 
 /// `[limits]`.
@@ -284,6 +337,14 @@ impl Config {
                 self.limits.max_message_len
             )));
         }
+        if self.hls.fragment_ms < 100 || self.hls.playlist_len == 0 {
+            return Err(ConfigError(
+                "hls.fragment_ms must be at least 100 and hls.playlist_len at least 1".into(),
+            ));
+        }
+        if self.hls.out_path.contains('\0') {
+            return Err(ConfigError("hls.out_path contains NUL".into()));
+        }
         if self.hub.player_queue_soft_bytes > self.hub.player_queue_hard_bytes {
             return Err(ConfigError(
                 "hub.player_queue_soft_bytes exceeds player_queue_hard_bytes".into(),
@@ -328,6 +389,14 @@ impl Config {
                 play_wait_timeout_ms: h.play_wait_timeout_ms,
                 publisher_grace_ms: h.publisher_grace_ms,
             },
+            hls: HlsConfig {
+                enable: self.hls.enable,
+                fragment_ms: self.hls.fragment_ms,
+                playlist_len: self.hls.playlist_len,
+                out_path: self.hls.out_path.clone(),
+                cleanup: self.hls.cleanup,
+                record_max_bytes: self.hls.record_max_bytes,
+            },
             publish_idle_timeout_ms: l.publish_idle_timeout_ms,
             idle_timeout_ms: l.idle_timeout_ms,
             http_head_timeout_ms: l.http_head_timeout_ms,
@@ -359,6 +428,17 @@ mod tests {
         let c = Config::from_toml("[hub]\ngop_num = 2\n").unwrap();
         assert_eq!(c.hub.gop_num, 2);
         assert_eq!(c.rtmp, RtmpSection::default());
+    }
+
+    #[test]
+    fn hls_section() {
+        let c =
+            Config::from_toml("[hls]\nout_path = \"/srv/hls\"\ncleanup = \"window\"\n").unwrap();
+        let e = c.engine_config();
+        assert_eq!(e.hls.out_path, "/srv/hls");
+        assert_eq!(e.hls.cleanup, Cleanup::Window);
+        assert!(Config::from_toml("[hls]\ncleanup = \"sometimes\"\n").is_err());
+        assert!(Config::from_toml("[hls]\nplaylist_len = 0\n").is_err());
     }
 
     #[test]

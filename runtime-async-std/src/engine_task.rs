@@ -13,7 +13,7 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
-use rill_runtime_common::log_session;
+use rill_runtime_common::{log_session, remove_file, write_file};
 
 use crate::conn::{read_loop, write_loop, write_now};
 use crate::rt;
@@ -207,6 +207,9 @@ impl EngineTask {
                 Output::Close { conn, .. } => self.drop_conn(conn, "closed by server"),
                 Output::SessionStarted(r) => log_session("session start", &r),
                 Output::SessionEnded(r) => log_session("session end", &r),
+                // HLS files: small and rare; written inline like the mio runtime does.
+                Output::WriteFile { path, data } => write_file(&path, &data),
+                Output::RemoveFile { path } => remove_file(&path),
                 Output::Broadcast(message) => {
                     for peer in &self.peers {
                         let _ = peer.try_send(Control::Remote(message.clone()));

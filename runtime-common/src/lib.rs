@@ -146,3 +146,36 @@ pub fn log_session(event: &str, record: &SessionRecord) {
         "{event}"
     );
 }
+
+/// Replaces `path` with `data` (the engine's `Output::WriteFile`): written to a temporary file
+/// beside it, then renamed, so readers never see a partial file. Failures are logged; the stream
+/// goes on.
+pub fn write_file(path: &str, data: &[bytes::Bytes]) {
+    use std::io::Write;
+    let path = std::path::Path::new(path);
+    let result = (|| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        for piece in data {
+            f.write_all(piece)?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        tracing::warn!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// Removes `path` (the engine's `Output::RemoveFile`); a file already gone is not an error.
+pub fn remove_file(path: &str) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove {path}: {e}");
+        }
+    }
+}

@@ -14,7 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::engine::{Engine, Listener, Output, StreamMessage};
-use rill_runtime_common::{engine_seed, log_session};
+use rill_runtime_common::{engine_seed, log_session, remove_file, write_file};
 use tracing::{debug, warn};
 
 const RTMP_LISTENER: Token = Token(0);
@@ -308,6 +308,8 @@ impl Worker {
                     }
                     Output::SessionStarted(r) => log_session("session start", &r),
                     Output::SessionEnded(r) => log_session("session end", &r),
+                    Output::WriteFile { path, data } => write_file(&path, &data),
+                    Output::RemoveFile { path } => remove_file(&path),
                     Output::Broadcast(message) => {
                         for peer in &self.peers {
                             let _ = peer.tx.send(message.clone());

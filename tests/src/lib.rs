@@ -362,3 +362,96 @@ pub fn http_get_raw(port: u16, request: &str, limit: Duration) -> Vec<u8> {
     let _ = s.read_to_end(&mut out);
     out
 }
+
+/// A plain `GET` (with `Connection: close`): status code, lowercased head text, body.
+pub fn http_get(port: u16, path: &str, limit: Duration) -> (u16, String, Vec<u8>) {
+    let raw = http_get_raw(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+        limit,
+    );
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    (status, head, body)
+}
+
+/// What [`check_ts`] found in a captured MPEG-TS stream.
+#[derive(Debug, Default, Clone)]
+pub struct TsCheck {
+    /// 188-byte packets.
+    pub packets: usize,
+    /// PIDs that carried payload, with their packet counts.
+    pub pids: std::collections::BTreeMap<u16, usize>,
+    /// Continuity counter jumps not announced by a discontinuity indicator.
+    pub cc_errors: Vec<String>,
+    /// PCR values seen.
+    pub pcrs: usize,
+    /// Largest step between consecutive PCRs, in ms.
+    pub max_pcr_gap_ms: f64,
+    /// PCRs that went backwards (outside a discontinuity).
+    pub pcr_backwards: usize,
+}
+
+/// Checks a captured transport stream with no help from rill's own demuxer: sync bytes,
+/// continuity counters per PID (duplicates allowed, jumps only after a discontinuity indicator)
+/// and the PCR (present, monotonic, gaps measured). Panics on lost sync.
+pub fn check_ts(data: &[u8]) -> TsCheck {
+    let mut c = TsCheck::default();
+    assert_eq!(data.len() % 188, 0, "TS length is not a multiple of 188");
+    let mut last_cc: std::collections::HashMap<u16, u8> = Default::default();
+    let mut last_pcr: Option<u64> = None;
+    for (i, p) in data.chunks(188).enumerate() {
+        assert_eq!(p[0], 0x47, "lost sync at packet {i}");
+        c.packets += 1;
+        let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+        let afc = (p[3] >> 4) & 3;
+        let cc = p[3] & 0x0F;
+        let mut discontinuity = false;
+        if afc & 2 != 0 && p[4] > 0 {
+            let flags = p[5];
+            discontinuity = flags & 0x80 != 0;
+            if flags & 0x10 != 0 {
+                let b = &p[6..12];
+                let base = (u64::from(b[0]) << 25)
+                    | (u64::from(b[1]) << 17)
+                    | (u64::from(b[2]) << 9)
+                    | (u64::from(b[3]) << 1)
+                    | (u64::from(b[4]) >> 7);
+                let ext = (u64::from(b[4] & 1) << 8) | u64::from(b[5]);
+                let pcr = base * 300 + ext;
+                c.pcrs += 1;
+                if let (Some(prev), false) = (last_pcr, discontinuity) {
+                    if pcr < prev {
+                        c.pcr_backwards += 1;
+                    } else {
+                        let gap = (pcr - prev) as f64 / 27_000.0;
+                        if gap > c.max_pcr_gap_ms {
+                            c.max_pcr_gap_ms = gap;
+                        }
+                    }
+                }
+                last_pcr = Some(pcr);
+            }
+        }
+        if afc & 1 != 0 {
+            *c.pids.entry(pid).or_default() += 1;
+            if let Some(prev) = last_cc.get(&pid) {
+                if cc != (prev + 1) & 0x0F && cc != *prev && !discontinuity {
+                    c.cc_errors
+                        .push(format!("pid {pid} packet {i}: cc {cc} after {prev}"));
+                }
+            }
+            last_cc.insert(pid, cc);
+        }
+    }
+    c
+}

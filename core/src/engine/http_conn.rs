@@ -1,8 +1,16 @@
-//! The engine's HTTP side: requests routed to HTTP-FLV and WebSocket-FLV players.
+//! The engine's HTTP side: requests routed to HTTP-FLV, WebSocket-FLV, HTTP-TS and WebSocket-TS
+//! players, and HLS playlists and segments.
+//!
+//! Routes (names validated as stream names before anything else looks at them):
+//! `/{app}/{stream}.flv` and `/{app}/{stream}.ts` (plain or WebSocket upgrade),
+//! `/{app}/{stream}.m3u8`, `/{app}/{stream}/record.m3u8`, `/{app}/{stream}/{n}.ts`.
+//! Playlists and segments answer with a sized body and keep the connection; a segment's body is
+//! its shared pieces (no copy).
 
 use bytes::BytesMut;
 
 use super::{stream_key, ConnId, ConnKind, Engine, HttpState, PlayerFormat};
+use crate::hls::{self, HlsRequest};
 use crate::http::websocket::{self, Opcode, WsReader};
 use crate::http::{self, Request, Response};
 use crate::hub::PlayState;
@@ -81,11 +89,20 @@ impl Engine {
             Ok(s) => s,
             Err(_) => return self.http_error(conn, 400, "bad path", now_ms),
         };
-        let target = match segments.as_slice() {
-            [app, file] => file.strip_suffix(".flv").and_then(|s| stream_key(app, s)),
+        let play = match segments.as_slice() {
+            [app, file] => file
+                .strip_suffix(".flv")
+                .map(|s| (s, false))
+                .or_else(|| file.strip_suffix(".ts").map(|s| (s, true)))
+                .and_then(|(s, ts)| Some((stream_key(app, s)?, ts))),
             _ => None,
         };
-        let Some(key) = target else {
+        if play.is_none() {
+            if let Some(r) = hls::parse_path(&segments) {
+                return self.on_hls_request(conn, &req, r, now_ms);
+            }
+        }
+        let Some((key, ts)) = play else {
             let keep = req.keep_alive();
             return self.http_respond(
                 conn,
@@ -110,7 +127,13 @@ impl Engine {
                 }
             }
             self.want_transmit(conn);
-            PlayerFormat::WsFlv
+            if ts {
+                PlayerFormat::WsTs
+            } else {
+                PlayerFormat::WsFlv
+            }
+        } else if ts {
+            PlayerFormat::Ts
         } else {
             PlayerFormat::Flv
         };
@@ -122,6 +145,69 @@ impl Engine {
         }
         if self.hub.play(&key, conn, now_ms) == PlayState::Playing {
             self.start_player(conn, now_ms);
+        }
+    }
+
+    fn on_hls_request(&mut self, conn: ConnId, req: &Request, r: HlsRequest<'_>, now_ms: u64) {
+        let keep = req.keep_alive();
+        let head_only = req.method == "HEAD";
+        let (app, stream) = match r {
+            HlsRequest::Live { app, stream }
+            | HlsRequest::Record { app, stream }
+            | HlsRequest::Segment { app, stream, .. } => (app, stream),
+        };
+        let found = stream_key(app, stream).and_then(|key| match r {
+            HlsRequest::Live { .. } => self.hls.live_playlist(&key).map(Ok),
+            HlsRequest::Record { .. } => self.hls.record_playlist(&key).map(Ok),
+            HlsRequest::Segment { seq, .. } => self.hls.segment(&key, seq).map(Err),
+        });
+        match found {
+            None => self.http_respond(
+                conn,
+                Response::text(404, "not found"),
+                keep,
+                "not found",
+                now_ms,
+            ),
+            Some(Ok(playlist)) => {
+                let response = Response::new(200)
+                    .header("Cache-Control", "no-cache")
+                    .body("application/vnd.apple.mpegurl", playlist);
+                if head_only {
+                    let mut out = BytesMut::with_capacity(256);
+                    response.encode_head(&mut out);
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.pending.push_back(out.freeze());
+                    }
+                    self.want_transmit(conn);
+                    if !keep {
+                        self.close(conn, true, "hls playlist", now_ms);
+                    }
+                } else {
+                    self.http_respond(conn, response, keep, "hls playlist", now_ms);
+                }
+            }
+            Some(Err(parts)) => {
+                let len = parts.iter().map(|p| p.len()).sum();
+                let response = Response::new(200).header("Content-Type", "video/mp2t");
+                let sized = sized_head(&response, len);
+                let keep = keep && sized.is_some();
+                let head = sized.unwrap_or_else(|| {
+                    let mut head = BytesMut::with_capacity(256);
+                    http::streaming_response_head("video/mp2t", false, &mut head);
+                    head.freeze()
+                });
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.pending.push_back(head);
+                    if !head_only {
+                        c.pending.extend(parts);
+                    }
+                }
+                self.want_transmit(conn);
+                if !keep {
+                    self.close(conn, true, "hls segment", now_ms);
+                }
+            }
         }
     }
 
@@ -164,5 +250,39 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// The head of `response` announcing a body of `len` bytes that the caller sends in pieces.
+///
+/// [`Response::encode_head`] sizes the head by the response's own body; for an empty body it
+/// ends with `Content-Length: 0` and the blank line, which is replaced here. `None` if the
+/// encoder ever writes something else (the caller then sends a close-delimited body).
+fn sized_head(response: &Response, len: usize) -> Option<bytes::Bytes> {
+    use std::fmt::Write as _;
+    const TAIL: &[u8] = b"Content-Length: 0\r\n\r\n";
+    let mut out = BytesMut::with_capacity(320);
+    response.encode_head(&mut out);
+    if !out.ends_with(TAIL) {
+        return None;
+    }
+    out.truncate(out.len() - TAIL.len());
+    // Writing to a BytesMut cannot fail.
+    let _ = write!(out, "Content-Length: {len}\r\n\r\n");
+    Some(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sized_head_announces_the_body_length() {
+        let r = Response::new(200).header("Content-Type", "video/mp2t");
+        let head = sized_head(&r, 376).expect("the encoder's head ends as expected");
+        let text = std::str::from_utf8(&head).unwrap();
+        assert!(text.ends_with("Content-Length: 376\r\n\r\n"), "{text}");
+        assert!(text.contains("Access-Control-Allow-Origin: *"));
+        assert_eq!(text.matches("Content-Length").count(), 1);
     }
 }

@@ -7,6 +7,14 @@
 //! to close, and session start/end records for the log. After every input the runtime drains
 //! [`Engine::poll_output`] until it returns `None`.
 //!
+//! Every published stream is also muxed to MPEG-TS once, on the publisher's engine, by a
+//! per-publisher [`TsMuxer`]; the TS bytes travel inside the shared [`Packet`] to HTTP-TS and
+//! WS-TS players and to the HLS segmenter ([`Hls`]). Each engine runs its own segmenter over the
+//! packets it sees (its local publishers' and, with [`EngineConfig::share_streams`], every other
+//! engine's through [`StreamMessage`]s), so an HLS request can be answered by whichever engine
+//! accepted it; segments are lists of the shared TS `Bytes`, never copies. Only the publisher's
+//! engine asks for files to be written ([`Output::WriteFile`]).
+//!
 //! Players' backlogs live in the hub's bounded per-player queues, not in the runtime: the runtime
 //! asks for more only when its socket has room, so a slow player's backlog is visible to the hub,
 //! which drops frames for it or disconnects it without disturbing anyone else.
@@ -23,12 +31,14 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::hls::{Hls, HlsConfig, HlsOutput};
 use crate::http::websocket::WsReader;
 use crate::http::{self, HttpLimits, RequestReader, Response};
 use crate::hub::{Hub, HubConfig, HubEvent};
 use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
+use crate::ts::TsMuxer;
 
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 
@@ -40,7 +50,7 @@ pub type ConnId = u64;
 pub enum Listener {
     /// RTMP (1935).
     Rtmp,
-    /// HTTP outputs: HTTP-FLV and WebSocket-FLV (8080).
+    /// HTTP outputs: HTTP-FLV, WebSocket-FLV, HTTP-TS, WebSocket-TS and HLS (8080).
     Http,
 }
 
@@ -53,6 +63,8 @@ pub struct EngineConfig {
     pub http: HttpLimits,
     /// Stream hub settings (GOP cache, player queues, waits).
     pub hub: HubConfig,
+    /// HLS settings.
+    pub hls: HlsConfig,
     /// A publisher that sends nothing for this long is closed (ms).
     pub publish_idle_timeout_ms: u64,
     /// A connection that neither publishes nor plays is closed after this long idle (ms).
@@ -72,6 +84,7 @@ impl Default for EngineConfig {
             rtmp: ServerConfig::default(),
             http: HttpLimits::default(),
             hub: HubConfig::default(),
+            hls: HlsConfig::default(),
             publish_idle_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             http_head_timeout_ms: 10_000,
@@ -90,6 +103,10 @@ pub enum Protocol {
     HttpFlv,
     /// WebSocket-FLV.
     WsFlv,
+    /// HTTP-TS.
+    HttpTs,
+    /// WebSocket-TS.
+    WsTs,
     /// An HTTP request that is not a stream (404, preflight, ...).
     Http,
 }
@@ -100,6 +117,8 @@ impl fmt::Display for Protocol {
             Protocol::Rtmp => "RTMP",
             Protocol::HttpFlv => "HTTP-FLV",
             Protocol::WsFlv => "WS-FLV",
+            Protocol::HttpTs => "HTTP-TS",
+            Protocol::WsTs => "WS-TS",
             Protocol::Http => "HTTP",
         })
     }
@@ -168,6 +187,20 @@ pub enum Output {
     /// Hand this to every other engine of the process ([`Engine::handle_remote`]); only with
     /// [`EngineConfig::share_streams`].
     Broadcast(StreamMessage),
+    /// Replace the file at `path` (creating its directory) with the concatenation of `data`
+    /// (HLS segments and playlists under the configured out path; the path is built from the
+    /// configuration and validated stream names only).
+    WriteFile {
+        /// The file.
+        path: String,
+        /// Its new contents, in shared pieces.
+        data: Vec<Bytes>,
+    },
+    /// Remove the file at `path` if it exists.
+    RemoveFile {
+        /// The file.
+        path: String,
+    },
 }
 
 /// What one engine tells the others about the streams published on it, so a player may sit on
@@ -234,6 +267,8 @@ struct Conn {
     writer: Option<PlayerWriter>,
     /// The published stream's name, shared by every broadcast message.
     published: Option<Arc<str>>,
+    /// A publisher's TS muxer: every frame is muxed once, here.
+    muxer: Option<Box<TsMuxer>>,
     closing: bool,
     timer_armed: bool,
 }
@@ -243,6 +278,7 @@ struct Conn {
 pub struct Engine {
     config: EngineConfig,
     hub: Hub<Packet>,
+    hls: Hls,
     conns: HashMap<ConnId, Conn>,
     outputs: VecDeque<Output>,
     timers: BinaryHeap<Reverse<(u64, ConnId)>>,
@@ -271,6 +307,7 @@ impl Engine {
     pub fn new(config: EngineConfig, seed: u64) -> Self {
         Engine {
             hub: Hub::new(config.hub.clone()),
+            hls: Hls::new(config.hls.clone()),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -284,6 +321,11 @@ impl Engine {
     /// The stream hub (read-only), for statistics.
     pub fn hub(&self) -> &Hub<Packet> {
         &self.hub
+    }
+
+    /// The HLS segmenters (read-only), for statistics.
+    pub fn hls(&self) -> &Hls {
+        &self.hls
     }
 
     /// How many connections are open.
@@ -349,6 +391,7 @@ impl Engine {
                 pending: VecDeque::new(),
                 writer: None,
                 published: None,
+                muxer: None,
                 closing: false,
                 timer_armed: false,
             },
@@ -398,6 +441,7 @@ impl Engine {
     /// Time passed: expire deadlines (handshakes, idle connections, waiting players, grace periods).
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.hub.handle_timeout(now_ms);
+        self.hls.handle_timeout(now_ms);
         while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
             if at > now_ms {
                 break;
@@ -421,10 +465,10 @@ impl Engine {
     /// The earliest time [`Engine::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<u64> {
         let conn_timer = self.timers.peek().map(|Reverse((at, _))| *at);
-        match (conn_timer, self.hub.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [conn_timer, self.hub.poll_timeout(), self.hls.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next output.
@@ -549,8 +593,7 @@ impl Engine {
             return;
         };
         if c.role == Role::Publish {
-            self.hub.unpublish(conn, now_ms);
-            self.broadcast_end(conn);
+            self.end_publish(conn, now_ms);
         } else {
             // Players, and players still waiting for their stream, are known to the hub.
             self.hub.stop_play(conn);
@@ -618,15 +661,23 @@ impl Engine {
                 };
                 *state = HttpState::Streaming;
                 let mut head = BytesMut::with_capacity(256);
-                if format == PlayerFormat::Flv {
-                    http::streaming_response_head("video/x-flv", false, &mut head);
-                    c.pending.push_back(head.freeze());
+                match format {
+                    PlayerFormat::Flv => {
+                        http::streaming_response_head("video/x-flv", false, &mut head);
+                        c.pending.push_back(head.freeze());
+                    }
+                    PlayerFormat::Ts => {
+                        http::streaming_response_head("video/mp2t", false, &mut head);
+                        c.pending.push_back(head.freeze());
+                    }
+                    _ => {}
                 }
                 c.writer = Some(PlayerWriter::new(format, chunk_size));
-                if format == PlayerFormat::WsFlv {
-                    Protocol::WsFlv
-                } else {
-                    Protocol::HttpFlv
+                match format {
+                    PlayerFormat::WsFlv => Protocol::WsFlv,
+                    PlayerFormat::Ts => Protocol::HttpTs,
+                    PlayerFormat::WsTs => Protocol::WsTs,
+                    _ => Protocol::HttpFlv,
                 }
             }
         };
@@ -645,6 +696,10 @@ impl Engine {
 
     /// Hands a local publisher's packet to the hub and, when streams are shared, to other engines.
     fn push_local(&mut self, conn: ConnId, packet: Packet) {
+        if let Some(c) = self.conns.get(&conn) {
+            let p = packet.data();
+            self.hls.push(&c.stream, p.dts, &p.ts, p.ts_random_access);
+        }
         if let Some(stream) = self.conns.get(&conn).and_then(|c| c.published.clone()) {
             self.outputs
                 .push_back(Output::Broadcast(StreamMessage::Packet {
@@ -653,6 +708,17 @@ impl Engine {
                 }));
         }
         self.hub.push(conn, packet);
+    }
+
+    /// A local publisher stopped: the hub starts its grace period, the playlists end, other
+    /// engines are told.
+    fn end_publish(&mut self, conn: ConnId, now_ms: u64) {
+        self.hub.unpublish(conn, now_ms);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.muxer = None;
+            self.hls.end(&c.stream, now_ms);
+        }
+        self.broadcast_end(conn);
     }
 
     fn broadcast_end(&mut self, conn: ConnId) {
@@ -671,18 +737,22 @@ impl Engine {
                     self.next_remote_id += 1;
                     // A local publisher of the same name wins; the remote one is ignored here.
                     if self.hub.publish(&stream, id, now_ms).is_ok() {
+                        self.hls.start(&stream, false);
                         self.remote.insert(stream, id);
                     }
                 }
             }
             StreamMessage::Packet { stream, packet } => {
                 if let Some(&id) = self.remote.get(&stream) {
+                    let p = packet.data();
+                    self.hls.push(&stream, p.dts, &p.ts, p.ts_random_access);
                     self.hub.push(id, packet);
                 }
             }
             StreamMessage::End { stream } => {
                 if let Some(id) = self.remote.remove(&stream) {
                     self.hub.unpublish(id, now_ms);
+                    self.hls.end(&stream, now_ms);
                 }
             }
         }
@@ -710,6 +780,12 @@ impl Engine {
         while let Some(player) = self.hub.poll_ready() {
             self.want_transmit(player);
         }
+        while let Some(o) = self.hls.poll_output() {
+            self.outputs.push_back(match o {
+                HlsOutput::WriteFile { path, data } => Output::WriteFile { path, data },
+                HlsOutput::RemoveFile { path } => Output::RemoveFile { path },
+            });
+        }
     }
 
     /// Ends a player politely: RTMP status messages, HTTP 404 if nothing was sent yet.
@@ -734,7 +810,7 @@ impl Engine {
                 if matches!(
                     state,
                     HttpState::Waiting {
-                        format: PlayerFormat::Flv
+                        format: PlayerFormat::Flv | PlayerFormat::Ts
                     }
                 ) {
                     self.http_respond(

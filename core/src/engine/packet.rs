@@ -12,6 +12,7 @@ use crate::media::Frame;
 use crate::rtmp::chunk::{chunk_body, write_fmt0_header, ChunkEncoder};
 use crate::rtmp::connection::csid;
 use crate::rtmp::message_type;
+use crate::ts::TsChunk;
 
 /// One message of a stream, shared (by reference count) by every player of every format.
 #[derive(Clone, Debug)]
@@ -32,10 +33,16 @@ pub struct PacketData {
     pub body: Bytes,
     /// `body` cut into RTMP chunks (fmt-3 separators) at the engine's chunk size.
     pub rtmp_chunked: Bytes,
+    /// The frame as MPEG-TS packets, muxed once by the stream's muxer for HLS and every
+    /// HTTP-TS / WS-TS player (empty for metadata and configurations).
+    pub ts: Bytes,
+    /// `ts` starts with PAT/PMT and a decodable frame: a TS player or segment may start here.
+    pub ts_random_access: bool,
 }
 
 impl Packet {
-    /// Builds a packet; chunks the body once for every RTMP player.
+    /// Builds a packet; chunks the body once for every RTMP player. `ts` is the frame as muxed
+    /// by the stream's [`crate::ts::TsMuxer`] (default when there is none).
     pub fn new(
         kind: PacketKind,
         dts: i64,
@@ -43,6 +50,7 @@ impl Packet {
         type_id: u8,
         body: Bytes,
         chunk_size: u32,
+        ts: TsChunk,
     ) -> Self {
         let rtmp_chunked = if body.len() <= chunk_size as usize {
             body.clone()
@@ -56,6 +64,8 @@ impl Packet {
             type_id,
             body,
             rtmp_chunked,
+            ts: ts.bytes,
+            ts_random_access: ts.random_access,
         }))
     }
 
@@ -136,6 +146,18 @@ pub enum PlayerFormat {
     Flv,
     /// WebSocket-FLV: the FLV byte stream in binary WebSocket frames.
     WsFlv,
+    /// HTTP-TS: an endless MPEG-TS stream as the response body.
+    Ts,
+    /// WebSocket-TS: the MPEG-TS stream in binary WebSocket frames (one per frame's packets).
+    WsTs,
+}
+
+impl PlayerFormat {
+    /// True for the MPEG-TS formats, whose bytes are muxed once per stream (no per-player
+    /// header, no rebasing: every player gets the same bytes from a random access point on).
+    pub fn is_ts(self) -> bool {
+        matches!(self, PlayerFormat::Ts | PlayerFormat::WsTs)
+    }
 }
 
 /// Renders packets for one player: per-player headers from a small arena, shared bodies.
@@ -149,6 +171,8 @@ pub struct PlayerWriter {
     /// Used only when a timestamp needs the extended field (after ~4.6 hours).
     fallback: Option<ChunkEncoder>,
     chunk_size: u32,
+    /// TS formats: the player got its first random access point.
+    ts_started: bool,
 }
 
 const ARENA_BLOCK: usize = 4096;
@@ -167,6 +191,7 @@ impl PlayerWriter {
             flv_header_sent: false,
             fallback: None,
             chunk_size,
+            ts_started: false,
         }
     }
 
@@ -183,7 +208,10 @@ impl PlayerWriter {
 
     /// Appends the FLV file header (before the first tag) when the format needs one.
     pub fn start(&mut self, has_audio: bool, has_video: bool, out: &mut Vec<Bytes>) {
-        if matches!(self.format, PlayerFormat::Rtmp { .. }) || self.flv_header_sent {
+        if matches!(self.format, PlayerFormat::Rtmp { .. })
+            || self.format.is_ts()
+            || self.flv_header_sent
+        {
             return;
         }
         self.flv_header_sent = true;
@@ -202,6 +230,9 @@ impl PlayerWriter {
     /// Appends the segments that deliver `packet` to this player; returns their byte count.
     pub fn render(&mut self, packet: &Packet, out: &mut Vec<Bytes>) -> usize {
         let p = packet.data();
+        if self.format.is_ts() {
+            return self.render_ts(p, out);
+        }
         let timestamp = match p.kind {
             PacketKind::Metadata | PacketKind::VideoConfig | PacketKind::AudioConfig => 0,
             PacketKind::Video { .. } => self.rebaser.rebase(0, p.dts),
@@ -251,7 +282,7 @@ impl PlayerWriter {
                     n
                 }
             }
-            PlayerFormat::Flv | PlayerFormat::WsFlv => {
+            PlayerFormat::Flv | PlayerFormat::WsFlv | PlayerFormat::Ts | PlayerFormat::WsTs => {
                 let tag_type = match p.type_id {
                     message_type::AUDIO => TagType::Audio,
                     message_type::VIDEO => TagType::Video,
@@ -275,9 +306,67 @@ impl PlayerWriter {
     }
 }
 
+impl PlayerWriter {
+    /// TS players: the shared bytes as they are, from the first random access point on.
+    fn render_ts(&mut self, p: &PacketData, out: &mut Vec<Bytes>) -> usize {
+        if p.ts.is_empty() || !(self.ts_started || p.ts_random_access) {
+            return 0;
+        }
+        self.ts_started = true;
+        let mut n = p.ts.len();
+        if self.format == PlayerFormat::WsTs {
+            self.header_space(16);
+            websocket::write_frame_header(Opcode::Binary, true, p.ts.len(), &mut self.arena);
+            let header = self.arena.split().freeze();
+            n += header.len();
+            out.push(header);
+        }
+        out.push(p.ts.clone());
+        n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ts_players_share_the_bytes_muxed_once() {
+        use crate::media::{Codec, FrameKind};
+        use crate::ts::TsMuxer;
+        let mut muxer = TsMuxer::new();
+        let mk = |key: bool, dts: i64| Frame {
+            codec: Codec::Mp3,
+            kind: FrameKind::Coded,
+            dts,
+            pts: dts,
+            key,
+            // MPEG-1 layer III, 128 kb/s, 44.1 kHz header and a body.
+            payload: Bytes::from([&[0xFF, 0xFB, 0x90, 0x64][..], &[0u8; 413][..]].concat()),
+        };
+        let packets: Vec<Packet> = [0, 26, 600]
+            .into_iter()
+            .map(|dts| {
+                let f = mk(true, dts);
+                let ts = muxer.mux(&f).expect("mp3 muxes");
+                Packet::new(PacketKind::Audio, dts, Some(f), 8, Bytes::new(), 4096, ts)
+            })
+            .collect();
+        assert!(packets[0].data().ts_random_access);
+        assert!(!packets[1].data().ts_random_access);
+        for format in [PlayerFormat::Ts, PlayerFormat::WsTs] {
+            // A player joining at the second packet waits for the next random access point.
+            let mut w = PlayerWriter::new(format, 4096);
+            let mut out = Vec::new();
+            assert_eq!(w.render(&packets[1], &mut out), 0);
+            assert!(w.render(&packets[2], &mut out) > 0);
+            let shared = packets[2].data().ts.as_ptr();
+            assert!(
+                out.iter().any(|b| b.as_ptr() == shared),
+                "{format:?} copied"
+            );
+        }
+    }
 
     #[test]
     fn rebase_starts_at_zero_and_stays_monotonic() {

@@ -15,6 +15,7 @@ use crate::media::FrameKind;
 use crate::rtmp::command::{self, code};
 use crate::rtmp::message_type;
 use crate::rtmp::server::{ServerEvent, ServerSession};
+use crate::ts::TsChunk;
 
 impl Engine {
     pub(super) fn drain_rtmp(&mut self, conn: ConnId, now_ms: u64) {
@@ -94,8 +95,7 @@ impl Engine {
                 value, timestamp, ..
             } => self.on_rtmp_metadata(conn, &value, timestamp),
             ServerEvent::PublishStopped { .. } => {
-                self.hub.unpublish(conn, now_ms);
-                self.broadcast_end(conn);
+                self.end_publish(conn, now_ms);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.role = Role::None;
                     if let ConnKind::Rtmp { publish_id, .. } = &mut c.kind {
@@ -145,7 +145,9 @@ impl Engine {
                         session.accept_publish(stream_id);
                         *publish_id = Some(stream_id);
                     }
+                    c.muxer = Some(Box::default());
                 }
+                self.hls.start(&key, true);
                 self.start_session(conn, Role::Publish, Protocol::Rtmp, &key, now_ms);
                 if self.config.share_streams {
                     let stream: Arc<str> = Arc::from(key.as_str());
@@ -218,7 +220,22 @@ impl Engine {
             (FrameKind::Coded, _) => PacketKind::Audio,
             (FrameKind::EndOfSequence, _) => return,
         };
-        let packet = Packet::new(kind, frame.dts, Some(frame), type_id, payload, chunk_size);
+        // Muxed once here for every TS output; a frame TS cannot carry is left out of them only.
+        let ts = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.muxer.as_mut())
+            .and_then(|m| m.mux(&frame).ok())
+            .unwrap_or_default();
+        let packet = Packet::new(
+            kind,
+            frame.dts,
+            Some(frame),
+            type_id,
+            payload,
+            chunk_size,
+            ts,
+        );
         self.push_local(conn, packet);
     }
 
@@ -231,6 +248,7 @@ impl Engine {
             message_type::DATA_AMF0,
             body,
             self.config.rtmp.chunk_size,
+            TsChunk::default(),
         );
         self.push_local(conn, packet);
     }

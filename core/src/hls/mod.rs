@@ -1,0 +1,587 @@
+//! HLS: cuts each stream's shared TS bytes into segments and renders live and record playlists.
+//!
+//! The segmenter never muxes: it is fed the TS bytes the stream's muxer produced once per frame
+//! ([`crate::ts::TsChunk`]), and a segment is a list of those shared `Bytes`, so holding one
+//! costs no copy. Cuts are decided from timestamps alone (a segment ends at the first random
+//! access point at least `fragment_ms` after its start: a video key frame, or for audio-only
+//! streams the PAT/PMT the muxer repeats every half second), so every worker that sees the same
+//! packets builds the same segments with the same numbers.
+//!
+//! Memory: segments of the live window are always held. Older segments stay held for the
+//! record playlist while they fit in [`HlsConfig::record_max_bytes`] per stream; past that the
+//! oldest are dropped and the record playlist (served over HTTP) starts later. With an out path,
+//! every segment and both playlists are also written to files (through [`HlsOutput`]s that the
+//! runtime performs), and the record playlist file lists every segment since the start (up to
+//! [`RECORD_MAX_ENTRIES`]); [`Cleanup`] says when those files are removed.
+//!
+//! Driving it: [`Hls::start`], [`Hls::push`], [`Hls::end`] and [`Hls::handle_timeout`] with the
+//! current time, then drain [`Hls::poll_output`] until `None` before the next input.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+/// How many segments the record playlist file can list (about 3 days of 4-second segments).
+pub const RECORD_MAX_ENTRIES: usize = 65_536;
+/// An ended stream's playlists and segments stay available for this long (ms) at least.
+const LINGER_MIN_MS: u64 = 60_000;
+/// A segment growing past this without a random access point is dropped (bytes).
+const SEGMENT_MAX_BYTES: usize = 64 << 20;
+/// A forward timestamp step larger than this (ms) is a discontinuity, not a gap.
+const MAX_FORWARD_JUMP_MS: i64 = 10_000;
+/// A backward step larger than this (ms) is a discontinuity; smaller ones are interleaving.
+const MAX_BACKWARD_JITTER_MS: i64 = 1_000;
+
+/// When files under the out path are removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cleanup {
+    /// Never: the files are a recording.
+    Never,
+    /// When an ended stream is forgotten (a minute or more after its publisher left).
+    StreamEnd,
+    /// A segment file is removed as soon as it leaves the live window (no record file).
+    Window,
+}
+
+/// HLS settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HlsConfig {
+    /// Segment every stream.
+    pub enable: bool,
+    /// Target segment duration (ms); segments end at the next key frame after it.
+    pub fragment_ms: u64,
+    /// Segments in the live playlist.
+    pub playlist_len: usize,
+    /// Directory for segment and playlist files; empty = memory only.
+    pub out_path: String,
+    /// When files are removed.
+    pub cleanup: Cleanup,
+    /// Bytes of segments older than the live window kept in memory per stream for the record
+    /// playlist.
+    pub record_max_bytes: usize,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            enable: true,
+            fragment_ms: 2000,
+            playlist_len: 5,
+            out_path: String::new(),
+            cleanup: Cleanup::StreamEnd,
+            record_max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A file operation for the runtime (core touches no files). Paths are built only from the
+/// configured out path and validated stream names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HlsOutput {
+    /// Replace the file at `path` (creating its directory) with the concatenation of `data`.
+    WriteFile {
+        /// Path under the out path.
+        path: String,
+        /// The contents, in pieces (shared, not copied).
+        data: Vec<Bytes>,
+    },
+    /// Remove the file at `path` if it exists.
+    RemoveFile {
+        /// Path under the out path.
+        path: String,
+    },
+}
+
+/// What an HTTP path asks of HLS (see [`parse_path`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HlsRequest<'a> {
+    /// `/{app}/{stream}.m3u8`: the live playlist.
+    Live {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+    },
+    /// `/{app}/{stream}/record.m3u8`: the record playlist.
+    Record {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+    },
+    /// `/{app}/{stream}/{seq}.ts`: one segment.
+    Segment {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+        /// Media sequence number.
+        seq: u64,
+    },
+}
+
+/// Recognizes HLS paths among the segments of a request path (as split and checked by
+/// [`crate::http::split_path`]). Names are never empty, `.` or `..`; the caller still validates
+/// them as stream names. Sequence numbers are plain decimal digits (at most 19).
+pub fn parse_path<'a>(segments: &[&'a str]) -> Option<HlsRequest<'a>> {
+    match *segments {
+        [app, file] => {
+            // "..m3u8" would name the stream "." (found by the hls_path fuzz target).
+            let stream = file
+                .strip_suffix(".m3u8")
+                .filter(|s| !matches!(*s, "" | "." | ".."))?;
+            Some(HlsRequest::Live { app, stream })
+        }
+        [app, stream, "record.m3u8"] => Some(HlsRequest::Record { app, stream }),
+        [app, stream, file] => {
+            let digits = file.strip_suffix(".ts")?;
+            if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            let seq = digits.parse().ok()?;
+            Some(HlsRequest::Segment { app, stream, seq })
+        }
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SegInfo {
+    seq: u64,
+    duration_ms: u64,
+    discontinuity: bool,
+}
+
+#[derive(Debug)]
+struct Segment {
+    info: SegInfo,
+    parts: Vec<Bytes>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct Building {
+    seq: u64,
+    start_dts: i64,
+    max_dts: i64,
+    step: i64,
+    discontinuity: bool,
+    parts: Vec<Bytes>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct HlsStream {
+    /// `app/stream`.
+    key: String,
+    local: bool,
+    current: Option<Building>,
+    held: VecDeque<Segment>,
+    held_bytes: usize,
+    /// Every segment since the start, for the record playlist file.
+    record: VecDeque<SegInfo>,
+    next_seq: u64,
+    discontinuity_next: bool,
+    /// Discontinuities among segments that left the live window.
+    discontinuity_seq: u64,
+    last_dts: Option<i64>,
+    ended: bool,
+    expire_at: Option<u64>,
+    target_s: u64,
+    /// Segment files written and not yet removed.
+    files: VecDeque<u64>,
+    live_cache: Option<Bytes>,
+    record_cache: Option<Bytes>,
+}
+
+/// Segmenters and playlists of every stream of one engine. See the module docs.
+#[derive(Debug)]
+pub struct Hls {
+    config: HlsConfig,
+    streams: HashMap<String, HlsStream>,
+    outputs: VecDeque<HlsOutput>,
+}
+
+impl Hls {
+    /// No streams yet.
+    pub fn new(config: HlsConfig) -> Self {
+        Hls {
+            config,
+            streams: HashMap::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HlsConfig {
+        &self.config
+    }
+
+    /// Number of streams known (live or lingering after their end).
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// A publisher started `key` (`app/stream`). When `local`, this engine writes its files.
+    /// A stream that already has segments continues after a discontinuity.
+    pub fn start(&mut self, key: &str, local: bool) {
+        if !self.config.enable {
+            return;
+        }
+        let target = self.config.fragment_ms.div_ceil(1000).max(1);
+        let s = self
+            .streams
+            .entry(key.to_owned())
+            .or_insert_with(|| HlsStream {
+                key: key.to_owned(),
+                local,
+                current: None,
+                held: VecDeque::new(),
+                held_bytes: 0,
+                record: VecDeque::new(),
+                next_seq: 0,
+                discontinuity_next: false,
+                discontinuity_seq: 0,
+                last_dts: None,
+                ended: false,
+                expire_at: None,
+                target_s: target,
+                files: VecDeque::new(),
+                live_cache: None,
+                record_cache: None,
+            });
+        s.local = local;
+        close_current(&self.config, s, None, &mut self.outputs);
+        s.discontinuity_next = s.next_seq > 0;
+        s.ended = false;
+        s.expire_at = None;
+        s.last_dts = None;
+        s.invalidate();
+    }
+
+    /// The TS bytes of one frame of `key` with its decode time (ms) and whether a segment may
+    /// start with it.
+    pub fn push(&mut self, key: &str, dts: i64, ts: &Bytes, random_access: bool) {
+        if ts.is_empty() {
+            return;
+        }
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.ended {
+            return;
+        }
+        if let Some(last) = s.last_dts {
+            let d = dts.saturating_sub(last);
+            if !(-MAX_BACKWARD_JITTER_MS..=MAX_FORWARD_JUMP_MS).contains(&d) {
+                close_current(&self.config, s, None, &mut self.outputs);
+                s.discontinuity_next = s.next_seq > 0;
+                s.last_dts = None;
+            }
+        }
+        if random_access {
+            let cut = match &s.current {
+                None => true,
+                Some(b) => dts.saturating_sub(b.start_dts) >= self.config.fragment_ms as i64,
+            };
+            if cut {
+                close_current(&self.config, s, Some(dts), &mut self.outputs);
+                s.current = Some(Building {
+                    seq: s.next_seq,
+                    start_dts: dts,
+                    max_dts: dts,
+                    step: 0,
+                    discontinuity: std::mem::take(&mut s.discontinuity_next),
+                    parts: Vec::new(),
+                    bytes: 0,
+                });
+                s.next_seq += 1;
+            }
+        }
+        if let Some(b) = s.current.as_mut() {
+            if b.bytes.saturating_add(ts.len()) > SEGMENT_MAX_BYTES {
+                // No key frame for far too long: give the segment up, wait for the next one.
+                s.current = None;
+                s.discontinuity_next = true;
+            } else {
+                if dts > b.max_dts {
+                    b.step = dts - b.max_dts;
+                    b.max_dts = dts;
+                }
+                b.parts.push(ts.clone());
+                b.bytes += ts.len();
+            }
+        }
+        s.last_dts = Some(s.last_dts.map_or(dts, |l| l.max(dts)));
+    }
+
+    /// The publisher of `key` left: the segment in progress is closed and the playlists end
+    /// (`#EXT-X-ENDLIST`). The stream stays available for a while and continues, after a
+    /// discontinuity, if a publisher comes back.
+    pub fn end(&mut self, key: &str, now_ms: u64) {
+        let linger = LINGER_MIN_MS.max(
+            self.config
+                .fragment_ms
+                .saturating_mul(self.config.playlist_len as u64)
+                .saturating_mul(2),
+        );
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.ended {
+            return;
+        }
+        close_current(&self.config, s, None, &mut self.outputs);
+        s.ended = true;
+        s.expire_at = Some(now_ms.saturating_add(linger));
+        s.invalidate();
+        write_playlists(&self.config, s, &mut self.outputs);
+    }
+
+    /// Forgets ended streams whose time is up (removing their files under
+    /// [`Cleanup::StreamEnd`] and [`Cleanup::Window`]).
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let expired: Vec<String> = self
+            .streams
+            .values()
+            .filter(|s| s.expire_at.is_some_and(|t| t <= now_ms))
+            .map(|s| s.key.clone())
+            .collect();
+        for key in expired {
+            let Some(s) = self.streams.remove(&key) else {
+                continue;
+            };
+            if s.local && !self.config.out_path.is_empty() && self.config.cleanup != Cleanup::Never
+            {
+                for seq in &s.files {
+                    self.outputs.push_back(HlsOutput::RemoveFile {
+                        path: segment_path(&self.config, &s.key, *seq),
+                    });
+                }
+                for path in [
+                    live_path(&self.config, &s.key),
+                    record_path(&self.config, &s.key),
+                ] {
+                    self.outputs.push_back(HlsOutput::RemoveFile { path });
+                }
+            }
+        }
+    }
+
+    /// The earliest time [`Hls::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.streams.values().filter_map(|s| s.expire_at).min()
+    }
+
+    /// The next file operation.
+    pub fn poll_output(&mut self) -> Option<HlsOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The live playlist of `key`; `None` for an unknown stream or before its first segment.
+    pub fn live_playlist(&mut self, key: &str) -> Option<Bytes> {
+        let config = &self.config;
+        let s = self.streams.get_mut(key)?;
+        if s.held.is_empty() {
+            return None;
+        }
+        if s.live_cache.is_none() {
+            s.live_cache = Some(s.render_live(config));
+        }
+        s.live_cache.clone()
+    }
+
+    /// The record playlist of `key` (every segment still held); `None` as for the live one.
+    pub fn record_playlist(&mut self, key: &str) -> Option<Bytes> {
+        let s = self.streams.get_mut(key)?;
+        if s.held.is_empty() {
+            return None;
+        }
+        if s.record_cache.is_none() {
+            let infos: Vec<SegInfo> = s.held.iter().map(|g| g.info).collect();
+            s.record_cache = Some(render(&infos, s.target_s, 0, "", s.ended));
+        }
+        s.record_cache.clone()
+    }
+
+    /// Segment `seq` of `key` as its shared pieces, if held.
+    pub fn segment(&self, key: &str, seq: u64) -> Option<Vec<Bytes>> {
+        let s = self.streams.get(key)?;
+        let first = s.held.front()?.info.seq;
+        let seg = s.held.get(usize::try_from(seq.checked_sub(first)?).ok()?)?;
+        (seg.info.seq == seq).then(|| seg.parts.clone())
+    }
+}
+
+impl HlsStream {
+    fn invalidate(&mut self) {
+        self.live_cache = None;
+        self.record_cache = None;
+    }
+
+    fn window_start(&self, config: &HlsConfig) -> usize {
+        self.held.len().saturating_sub(config.playlist_len.max(1))
+    }
+
+    fn render_live(&self, config: &HlsConfig) -> Bytes {
+        let infos: Vec<SegInfo> = self
+            .held
+            .iter()
+            .skip(self.window_start(config))
+            .map(|g| g.info)
+            .collect();
+        let name = self.key.rsplit('/').next().unwrap_or_default();
+        render(
+            &infos,
+            self.target_s,
+            self.discontinuity_seq,
+            &format!("{name}/"),
+            self.ended,
+        )
+    }
+}
+
+/// Closes the segment in progress. `end_dts` is where the next one starts; without it the
+/// segment lasts until its last frame plus one frame step.
+fn close_current(
+    config: &HlsConfig,
+    s: &mut HlsStream,
+    end_dts: Option<i64>,
+    outputs: &mut VecDeque<HlsOutput>,
+) {
+    let Some(b) = s.current.take() else {
+        return;
+    };
+    let end = end_dts.unwrap_or(b.max_dts.saturating_add(b.step));
+    let duration_ms = u64::try_from(end.saturating_sub(b.start_dts)).unwrap_or(0);
+    let info = SegInfo {
+        seq: b.seq,
+        duration_ms,
+        discontinuity: b.discontinuity,
+    };
+    s.target_s = s.target_s.max(duration_ms.div_ceil(1000));
+    let files = s.local && !config.out_path.is_empty();
+    if files {
+        outputs.push_back(HlsOutput::WriteFile {
+            path: segment_path(config, &s.key, b.seq),
+            data: b.parts.clone(),
+        });
+        s.files.push_back(b.seq);
+    }
+    s.held.push_back(Segment {
+        info,
+        parts: b.parts,
+        bytes: b.bytes,
+    });
+    s.held_bytes += b.bytes;
+    s.record.push_back(info);
+    if s.record.len() > RECORD_MAX_ENTRIES {
+        s.record.pop_front();
+    }
+    // The segment that just left the live window.
+    let window = config.playlist_len.max(1);
+    if s.held.len() > window {
+        if let Some(left) = s.held.get(s.held.len() - 1 - window) {
+            if left.info.discontinuity {
+                s.discontinuity_seq += 1;
+            }
+            if files && config.cleanup == Cleanup::Window {
+                let seq = left.info.seq;
+                s.files.retain(|&f| f != seq);
+                outputs.push_back(HlsOutput::RemoveFile {
+                    path: segment_path(config, &s.key, seq),
+                });
+            }
+        }
+    }
+    // Keep older segments for the record playlist within the byte budget.
+    let window_bytes: usize = s.held.iter().rev().take(window).map(|g| g.bytes).sum();
+    while s.held.len() > window && s.held_bytes - window_bytes > config.record_max_bytes {
+        if let Some(old) = s.held.pop_front() {
+            s.held_bytes -= old.bytes;
+        }
+    }
+    s.invalidate();
+    write_playlists(config, s, outputs);
+}
+
+fn write_playlists(config: &HlsConfig, s: &HlsStream, outputs: &mut VecDeque<HlsOutput>) {
+    if !s.local || config.out_path.is_empty() || s.held.is_empty() {
+        return;
+    }
+    outputs.push_back(HlsOutput::WriteFile {
+        path: live_path(config, &s.key),
+        data: vec![s.render_live(config)],
+    });
+    if config.cleanup != Cleanup::Window {
+        let infos: Vec<SegInfo> = s.record.iter().copied().collect();
+        outputs.push_back(HlsOutput::WriteFile {
+            path: record_path(config, &s.key),
+            data: vec![render(&infos, s.target_s, 0, "", s.ended)],
+        });
+    }
+}
+
+fn out_dir(config: &HlsConfig) -> &str {
+    let t = config.out_path.trim_end_matches('/');
+    if t.is_empty() {
+        "/"
+    } else {
+        t
+    }
+}
+
+fn segment_path(config: &HlsConfig, key: &str, seq: u64) -> String {
+    format!("{}/{key}/{seq}.ts", out_dir(config))
+}
+
+fn live_path(config: &HlsConfig, key: &str) -> String {
+    format!("{}/{key}.m3u8", out_dir(config))
+}
+
+fn record_path(config: &HlsConfig, key: &str) -> String {
+    format!("{}/{key}/record.m3u8", out_dir(config))
+}
+
+/// Renders a media playlist of `segments` with URIs `{prefix}{seq}.ts`.
+fn render(
+    segments: &[SegInfo],
+    target_s: u64,
+    discontinuity_seq: u64,
+    prefix: &str,
+    ended: bool,
+) -> Bytes {
+    let mut out = String::with_capacity(160 + segments.len() * (prefix.len() + 48));
+    let first = segments.first().map_or(0, |s| s.seq);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target_s}\n\
+         #EXT-X-MEDIA-SEQUENCE:{first}\n"
+    );
+    if discontinuity_seq > 0 {
+        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_seq}");
+    }
+    for s in segments {
+        if s.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        let _ = write!(
+            out,
+            "#EXTINF:{}.{:03},\n{prefix}{}.ts\n",
+            s.duration_ms / 1000,
+            s.duration_ms % 1000,
+            s.seq
+        );
+    }
+    if ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+use bytes::Bytes;
+use m3u8_rs::{parse_media_playlist_res, MediaPlaylist};
+
+use super::*;
+
+fn cfg() -> HlsConfig {
+    HlsConfig {
+        fragment_ms: 2000,
+        playlist_len: 3,
+        ..HlsConfig::default()
+    }
+}
+
+fn parse(b: &Bytes) -> MediaPlaylist {
+    parse_media_playlist_res(b).expect("playlist parses")
+}
+
+/// Feeds `secs` seconds of 25 fps video with a key frame every second, starting at `t0`.
+fn feed(h: &mut Hls, key: &str, t0: i64, secs: i64) {
+    for i in 0..secs * 25 {
+        let dts = t0 + i * 40;
+        h.push(key, dts, &Bytes::from_static(&[0x47; 188]), i % 25 == 0);
+    }
+}
+
+#[test]
+fn paths() {
+    assert_eq!(
+        parse_path(&["live", "cam.m3u8"]),
+        Some(HlsRequest::Live {
+            app: "live",
+            stream: "cam"
+        })
+    );
+    assert_eq!(
+        parse_path(&["live", "cam", "record.m3u8"]),
+        Some(HlsRequest::Record {
+            app: "live",
+            stream: "cam"
+        })
+    );
+    assert_eq!(
+        parse_path(&["live", "cam", "17.ts"]),
+        Some(HlsRequest::Segment {
+            app: "live",
+            stream: "cam",
+            seq: 17
+        })
+    );
+    for bad in [
+        &["live", ".m3u8"][..],
+        &["v", "..m3u8"],
+        &["v", "...m3u8"],
+        &["live", "cam", "+1.ts"],
+        &["live", "cam", "1a.ts"],
+        &["live", "cam", ".ts"],
+        &["live", "cam", "99999999999999999999.ts"],
+        &["live", "cam.flv"],
+        &["a", "b", "c", "d.ts"],
+    ] {
+        assert_eq!(parse_path(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn live_playlist_slides_and_ends() {
+    let mut h = Hls::new(cfg());
+    h.start("live/cam", false);
+    assert!(h.live_playlist("live/cam").is_none());
+    feed(&mut h, "live/cam", 0, 3);
+    let p = parse(&h.live_playlist("live/cam").unwrap());
+    assert_eq!(p.media_sequence, 0);
+    assert_eq!(p.segments.len(), 1);
+    assert_eq!(p.segments[0].uri, "cam/0.ts");
+    assert!((p.segments[0].duration - 2.0).abs() < 0.01);
+    assert!(!p.end_list);
+    feed(&mut h, "live/cam", 3000, 10);
+    let p = parse(&h.live_playlist("live/cam").unwrap());
+    assert_eq!(p.segments.len(), 3);
+    assert_eq!(p.media_sequence, 3);
+    assert_eq!(p.target_duration, 2);
+    // Segments are served by number while held; each starts with the random access chunk.
+    let seg = h.segment("live/cam", 4).unwrap();
+    assert_eq!(seg.len(), 50);
+    assert!(h.segment("live/cam", 99).is_none());
+    h.end("live/cam", 1000);
+    let p = parse(&h.live_playlist("live/cam").unwrap());
+    assert!(p.end_list);
+    assert_eq!(p.segments.len(), 3);
+    let r = parse(&h.record_playlist("live/cam").unwrap());
+    assert!(r.end_list);
+    assert_eq!(r.media_sequence, 0);
+    assert_eq!(r.segments.len(), 7); // 13 s: six of 2 s and the last of 1 s
+    assert_eq!(r.segments[6].uri, "6.ts");
+    assert!((r.segments[6].duration - 1.0).abs() < 0.01);
+    // Forgotten after the linger time.
+    assert_eq!(h.poll_timeout(), Some(61_000));
+    h.handle_timeout(61_000);
+    assert!(h.live_playlist("live/cam").is_none());
+    assert_eq!(h.stream_count(), 0);
+}
+
+#[test]
+fn reconnect_and_jumps_are_discontinuities() {
+    let mut h = Hls::new(cfg());
+    h.start("a/b", false);
+    feed(&mut h, "a/b", 5000, 4);
+    h.end("a/b", 0);
+    // The publisher comes back with timestamps from zero.
+    h.start("a/b", false);
+    feed(&mut h, "a/b", 0, 4);
+    // Then its clock jumps an hour ahead.
+    feed(&mut h, "a/b", 3_600_000, 4);
+    h.end("a/b", 0);
+    let r = parse(&h.record_playlist("a/b").unwrap());
+    let flags: Vec<bool> = r.segments.iter().map(|s| s.discontinuity).collect();
+    assert_eq!(flags, vec![false, false, true, false, true, false]);
+    // The live window (3) starts after one discontinuity left it.
+    let text = h.live_playlist("a/b").unwrap();
+    assert!(std::str::from_utf8(&text)
+        .unwrap()
+        .contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"));
+    assert_eq!(parse(&text).discontinuity_sequence, 1);
+}
+
+#[test]
+fn record_memory_is_bounded() {
+    let mut h = Hls::new(HlsConfig {
+        record_max_bytes: 188 * 100,
+        ..cfg()
+    });
+    h.start("a/b", false);
+    feed(&mut h, "a/b", 0, 41);
+    // Each segment is 50 packets: the window (3) plus two more fit in the budget.
+    let r = parse(&h.record_playlist("a/b").unwrap());
+    assert_eq!(r.segments.len(), 5);
+    assert_eq!(r.media_sequence, 15);
+    assert!(h.segment("a/b", 14).is_none());
+    assert!(h.segment("a/b", 15).is_some());
+}
+
+#[test]
+fn files_and_cleanup() {
+    for cleanup in [Cleanup::Never, Cleanup::StreamEnd, Cleanup::Window] {
+        let mut h = Hls::new(HlsConfig {
+            out_path: "/srv/hls/".into(),
+            cleanup,
+            ..cfg()
+        });
+        h.start("a/b", true);
+        feed(&mut h, "a/b", 0, 13);
+        h.end("a/b", 0);
+        h.handle_timeout(u64::MAX);
+        let mut writes = Vec::new();
+        let mut removes = Vec::new();
+        while let Some(o) = h.poll_output() {
+            match o {
+                HlsOutput::WriteFile { path, .. } => writes.push(path),
+                HlsOutput::RemoveFile { path } => removes.push(path),
+            }
+        }
+        assert!(writes.contains(&"/srv/hls/a/b/0.ts".to_string()));
+        assert!(writes.contains(&"/srv/hls/a/b/6.ts".to_string()));
+        assert!(writes.contains(&"/srv/hls/a/b.m3u8".to_string()));
+        let record_written = writes.contains(&"/srv/hls/a/b/record.m3u8".to_string());
+        assert_eq!(record_written, cleanup != Cleanup::Window, "{cleanup:?}");
+        match cleanup {
+            Cleanup::Never => assert!(removes.is_empty()),
+            _ => {
+                for seq in 0..7 {
+                    let p = format!("/srv/hls/a/b/{seq}.ts");
+                    assert_eq!(removes.iter().filter(|r| **r == p).count(), 1, "{p}");
+                }
+                assert!(removes.contains(&"/srv/hls/a/b.m3u8".to_string()));
+            }
+        }
+    }
+    // A stream seen from another worker writes nothing.
+    let mut h = Hls::new(HlsConfig {
+        out_path: "/srv".into(),
+        ..cfg()
+    });
+    h.start("a/b", false);
+    feed(&mut h, "a/b", 0, 5);
+    assert!(h.poll_output().is_none());
+}
+
+#[test]
+fn audio_only_cuts_on_time() {
+    let mut h = Hls::new(cfg());
+    h.start("a/b", false);
+    // AAC at 23 ms per frame, a random access point every 500 ms as the muxer makes them.
+    let mut last_rap = None;
+    for i in 0..400i64 {
+        let dts = i * 23;
+        let rap = last_rap.is_none_or(|t| dts - t >= 500);
+        if rap {
+            last_rap = Some(dts);
+        }
+        h.push("a/b", dts, &Bytes::from_static(&[0x47; 188]), rap);
+    }
+    let p = parse(&h.live_playlist("a/b").unwrap());
+    for s in &p.segments {
+        assert!((2.0..2.6).contains(&s.duration), "{}", s.duration);
+    }
+}

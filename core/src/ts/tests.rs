@@ -1,0 +1,336 @@
+use bytes::{BufMut, Bytes, BytesMut};
+use proptest::prelude::*;
+
+use super::mux::TIMESTAMP_OFFSET_MS;
+use super::*;
+use crate::codec::aac::AudioSpecificConfig;
+use crate::codec::h264::AvcConfig;
+use crate::codec::split_annexb;
+use crate::media::{Codec, Frame, FrameKind};
+
+const SPS: &[u8] = &[0x67, 0x42, 0xC0, 0x1E, 0xDA, 0x02, 0x80];
+const PPS: &[u8] = &[0x68, 0xCE, 0x3C, 0x80];
+
+fn avc_config() -> Frame {
+    let record = AvcConfig {
+        profile: 66,
+        compatibility: 0xC0,
+        level: 30,
+        nalu_length_size: 4,
+        sps: vec![Bytes::from_static(SPS)],
+        pps: vec![Bytes::from_static(PPS)],
+    }
+    .to_record();
+    Frame {
+        codec: Codec::H264,
+        kind: FrameKind::Config,
+        dts: 0,
+        pts: 0,
+        key: true,
+        payload: record,
+    }
+}
+
+fn asc() -> AudioSpecificConfig {
+    AudioSpecificConfig::parse(&[0x12, 0x10]).unwrap()
+}
+
+fn aac_config() -> Frame {
+    Frame {
+        codec: Codec::Aac,
+        kind: FrameKind::Config,
+        dts: 0,
+        pts: 0,
+        key: true,
+        payload: asc().to_bytes(),
+    }
+}
+
+fn avcc(nals: &[Vec<u8>]) -> Bytes {
+    let mut b = BytesMut::new();
+    for n in nals {
+        b.put_u32(n.len() as u32);
+        b.put_slice(n);
+    }
+    b.freeze()
+}
+
+fn demux_all(data: &[u8], splits: &[usize]) -> (Vec<Pes>, TsDemuxer) {
+    let mut d = TsDemuxer::new(1 << 20);
+    let mut pos = 0;
+    let mut out = Vec::new();
+    for &s in splits.iter().chain(std::iter::once(&data.len())) {
+        let end = s.clamp(pos, data.len());
+        d.push(&data[pos..end]).unwrap();
+        pos = end;
+        while let Some(p) = d.poll_pes() {
+            out.push(p);
+        }
+    }
+    d.flush().unwrap();
+    while let Some(p) = d.poll_pes() {
+        out.push(p);
+    }
+    (out, d)
+}
+
+#[test]
+fn crc_of_known_pat() {
+    // The PAT every muxer writes for program 1 -> PMT 0x1000 (as ffmpeg does).
+    let pat = [
+        0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00,
+    ];
+    assert_eq!(crc32_mpeg2(&pat), 0x2AB1_04B2);
+}
+
+#[test]
+fn timestamps_wrap_at_33_bits() {
+    assert_eq!(ms_to_90k(0), 0);
+    assert_eq!(ms_to_90k(-1), TIMESTAMP_WRAP - 90);
+    let wrap_ms = (TIMESTAMP_WRAP / 90) as i64 + 1;
+    assert!(ms_to_90k(wrap_ms) < 90);
+    assert_eq!(diff_90k(5, TIMESTAMP_WRAP - 5), 10);
+    assert_eq!(diff_90k(TIMESTAMP_WRAP - 5, 5), -10);
+}
+
+#[test]
+fn key_frame_starts_with_psi_aud_and_parameter_sets() {
+    let mut m = TsMuxer::new();
+    assert!(m.mux(&avc_config()).unwrap().bytes.is_empty());
+    assert!(m.mux(&aac_config()).unwrap().bytes.is_empty());
+    let frame = Frame {
+        codec: Codec::H264,
+        kind: FrameKind::Coded,
+        dts: 40,
+        pts: 120,
+        key: true,
+        payload: avcc(&[vec![0x65, 1, 2, 3]]),
+    };
+    let chunk = m.mux(&frame).unwrap();
+    assert!(chunk.random_access);
+    assert_eq!(chunk.bytes.len() % TS_PACKET_LEN, 0);
+    // PAT then PMT then video.
+    let pids: Vec<u16> = chunk
+        .bytes
+        .chunks(TS_PACKET_LEN)
+        .map(|p| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]))
+        .collect();
+    assert_eq!(pids, vec![PAT_PID, PMT_PID, VIDEO_PID]);
+    let (pes, d) = demux_all(&chunk.bytes, &[]);
+    assert_eq!(
+        d.streams(),
+        vec![
+            TsStreamInfo {
+                pid: VIDEO_PID,
+                stream_type: stream_type::H264
+            },
+            TsStreamInfo {
+                pid: AUDIO_PID,
+                stream_type: stream_type::AAC_ADTS
+            }
+        ]
+    );
+    assert_eq!(d.pcr_count(), 1);
+    let p = &pes[0];
+    assert!(p.random_access);
+    assert_eq!(p.pts, Some(ms_to_90k(120 + TIMESTAMP_OFFSET_MS)));
+    assert_eq!(p.dts, Some(ms_to_90k(40 + TIMESTAMP_OFFSET_MS)));
+    let nals: Vec<Bytes> = split_annexb(&p.data).collect();
+    assert_eq!(nals[0].as_ref(), &[0x09, 0xF0]);
+    assert_eq!(nals[1].as_ref(), SPS);
+    assert_eq!(nals[2].as_ref(), PPS);
+    assert_eq!(nals[3].as_ref(), &[0x65, 1, 2, 3]);
+    // A delta frame carries no PSI nor parameter sets.
+    let delta = Frame {
+        key: false,
+        payload: avcc(&[vec![0x41, 9]]),
+        ..frame
+    };
+    let chunk = m.mux(&delta).unwrap();
+    assert!(!chunk.random_access);
+    assert_eq!(chunk.bytes.len(), TS_PACKET_LEN);
+}
+
+#[test]
+fn audio_only_stream_repeats_psi_twice_a_second() {
+    let mut m = TsMuxer::new();
+    m.mux(&aac_config()).unwrap();
+    let mut raps = 0;
+    for i in 0..47 {
+        let f = Frame {
+            codec: Codec::Aac,
+            kind: FrameKind::Coded,
+            dts: i * 23,
+            pts: i * 23,
+            key: true,
+            payload: Bytes::from(vec![0x21; 200]),
+        };
+        let c = m.mux(&f).unwrap();
+        raps += usize::from(c.random_access);
+    }
+    assert_eq!(raps, 3); // at 0, 506 and 1012 ms
+}
+
+#[test]
+fn refuses_what_ts_cannot_carry_without_panicking() {
+    let mut m = TsMuxer::new();
+    let aac = Frame {
+        codec: Codec::Aac,
+        kind: FrameKind::Coded,
+        dts: 0,
+        pts: 0,
+        key: true,
+        payload: Bytes::from_static(&[1, 2]),
+    };
+    assert!(m.mux(&aac).is_err()); // no ASC yet
+    let opus = Frame {
+        codec: Codec::Opus,
+        ..aac.clone()
+    };
+    assert!(m.mux(&opus).is_err());
+    let broken = Frame {
+        codec: Codec::H264,
+        payload: Bytes::from_static(&[0, 0, 0, 9, 1]),
+        ..aac
+    };
+    assert!(m.mux(&broken).is_err());
+}
+
+#[test]
+fn demuxer_reports_bad_input() {
+    let mut d = TsDemuxer::new(1000);
+    assert!(matches!(
+        d.push(&[0u8; 188]),
+        Err(TsError::Sync { offset: 0 })
+    ));
+    // A PES larger than the limit.
+    let mut m = TsMuxer::new();
+    m.mux(&avc_config()).unwrap();
+    let big = Frame {
+        codec: Codec::H264,
+        kind: FrameKind::Coded,
+        dts: 0,
+        pts: 0,
+        key: true,
+        payload: avcc(&[vec![0x65; 5000]]),
+    };
+    let c = m.mux(&big).unwrap();
+    let mut d = TsDemuxer::new(1000);
+    assert!(matches!(
+        d.push(&c.bytes),
+        Err(TsError::PesTooLarge { pid: VIDEO_PID, .. })
+    ));
+    // A damaged PMT CRC.
+    let mut bad = c.bytes.to_vec();
+    bad[188 + 20] ^= 0xFF;
+    let mut d = TsDemuxer::new(1 << 20);
+    let e = d.push(&bad).unwrap_err();
+    assert!(e.to_string().contains("CRC"), "{e}");
+}
+
+#[derive(Clone, Debug)]
+enum Item {
+    Video {
+        key: bool,
+        cto: i64,
+        nals: Vec<Vec<u8>>,
+    },
+    Audio {
+        len: usize,
+    },
+}
+
+fn item() -> impl Strategy<Value = Item> {
+    prop_oneof![
+        (
+            any::<bool>(),
+            0i64..300,
+            prop::collection::vec(prop::collection::vec(1u8..=255, 1..600), 1..4)
+        )
+            .prop_map(|(key, cto, mut nals)| {
+                for n in &mut nals {
+                    // NAL types that the muxer passes through (not AUD).
+                    n[0] = if key { 0x65 } else { 0x41 };
+                }
+                Item::Video { key, cto, nals }
+            }),
+        (1usize..1500).prop_map(|len| Item::Audio { len }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn mux_then_demux_gives_back_frames_and_timestamps(
+        start in 0i64..200_000_000,
+        items in prop::collection::vec((item(), 0i64..60), 1..40),
+        splits in prop::collection::vec(0usize..50_000, 0..8),
+    ) {
+        let mut m = TsMuxer::new();
+        m.mux(&avc_config()).unwrap();
+        m.mux(&aac_config()).unwrap();
+        let mut ts = BytesMut::new();
+        let mut expected = Vec::new();
+        let mut dts = start;
+        for (it, step) in &items {
+            dts += step;
+            let frame = match it {
+                Item::Video { key, cto, nals } => Frame {
+                    codec: Codec::H264, kind: FrameKind::Coded, dts, pts: dts + cto,
+                    key: *key, payload: avcc(nals),
+                },
+                Item::Audio { len } => Frame {
+                    codec: Codec::Aac, kind: FrameKind::Coded, dts, pts: dts,
+                    key: true, payload: Bytes::from(vec![0x5A; *len]),
+                },
+            };
+            let chunk = m.mux(&frame).unwrap();
+            prop_assert_eq!(chunk.bytes.len() % TS_PACKET_LEN, 0);
+            ts.put_slice(&chunk.bytes);
+            expected.push((it.clone(), frame));
+        }
+        let mut splits = splits;
+        splits.sort_unstable();
+        let (pes, d) = demux_all(&ts, &splits);
+        prop_assert_eq!(d.continuity_errors(), 0);
+        prop_assert_eq!(pes.len(), expected.len());
+        for (p, (it, f)) in pes.iter().zip(&expected) {
+            let pts = ms_to_90k(f.pts + TIMESTAMP_OFFSET_MS);
+            let dts = ms_to_90k(f.dts + TIMESTAMP_OFFSET_MS);
+            prop_assert_eq!(p.pts, Some(pts));
+            prop_assert_eq!(p.dts.unwrap_or(pts), dts);
+            match it {
+                Item::Video { key, nals, .. } => {
+                    prop_assert_eq!(p.pid, VIDEO_PID);
+                    prop_assert_eq!(p.random_access, *key);
+                    let got: Vec<Bytes> = split_annexb(&p.data).collect();
+                    let skip = if *key { 3 } else { 1 };
+                    prop_assert_eq!(got.len(), nals.len() + skip);
+                    for (g, n) in got[skip..].iter().zip(nals) {
+                        prop_assert_eq!(g.as_ref(), n.as_slice());
+                    }
+                }
+                Item::Audio { len } => {
+                    prop_assert_eq!(p.pid, AUDIO_PID);
+                    prop_assert_eq!(&p.data[..7], &asc().adts_header(*len)[..]);
+                    prop_assert_eq!(&p.data[7..], &f.payload[..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn demuxer_never_panics(data in prop::collection::vec(any::<u8>(), 0..2000)) {
+        let mut d = TsDemuxer::new(4096);
+        let mut framed = Vec::new();
+        for c in data.chunks(187) {
+            framed.push(SYNC_BYTE);
+            framed.extend_from_slice(c);
+        }
+        if d.push(&framed).is_ok() {
+            let _ = d.flush();
+        }
+        while d.poll_pes().is_some() {}
+    }
+}
