@@ -255,3 +255,42 @@ fn a_second_publisher_is_refused_even_on_another_engine() {
         w.peers[second].events
     );
 }
+
+#[test]
+fn a_closing_connection_whose_peer_never_reads_is_dropped_after_the_flush_deadline() {
+    let mut engine = Engine::new(EngineConfig::default(), 3);
+    engine.handle_accept(1, Listener::Http, addr(), 0);
+    engine.handle_input(
+        1,
+        b"GET /nothing/here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        10,
+    );
+    let mut flushing = false;
+    while let Some(out) = engine.poll_output() {
+        flushing |= matches!(
+            out,
+            Output::Close {
+                conn: 1,
+                flush: true
+            }
+        );
+    }
+    assert!(flushing, "the 404 is sent before closing");
+    // The runtime never manages to write (peer not reading) and never reports the close.
+    engine.handle_timeout(4_000);
+    assert_eq!(engine.connection_count(), 1);
+    let deadline = engine.poll_timeout().expect("a flush deadline");
+    engine.handle_timeout(deadline);
+    let mut dropped = false;
+    while let Some(out) = engine.poll_output() {
+        dropped |= matches!(
+            out,
+            Output::Close {
+                conn: 1,
+                flush: false
+            }
+        );
+    }
+    assert!(dropped, "dropped without waiting further");
+    assert_eq!(engine.connection_count(), 0);
+}

@@ -226,6 +226,9 @@ pub enum StreamMessage {
     },
 }
 
+/// How long a closing connection may take to accept its last bytes.
+const FLUSH_TIMEOUT_MS: u64 = 5_000;
+
 /// Hub ids of remote publishers have the top bit set so they never meet a runtime's ids.
 const REMOTE_PUBLISHER_BIT: u64 = 1 << 63;
 
@@ -270,6 +273,8 @@ struct Conn {
     /// A publisher's TS muxer: every frame is muxed once, here.
     muxer: Option<Box<TsMuxer>>,
     closing: bool,
+    /// When a flushing close gives up on a peer that does not read.
+    close_by_ms: u64,
     timer_armed: bool,
 }
 
@@ -393,6 +398,7 @@ impl Engine {
                 published: None,
                 muxer: None,
                 closing: false,
+                close_by_ms: 0,
                 timer_armed: false,
             },
         );
@@ -451,7 +457,13 @@ impl Engine {
                 continue;
             };
             c.timer_armed = false;
+            let closing = c.closing;
             match self.deadline_of(conn) {
+                Some((deadline, _)) if deadline <= now_ms && closing => {
+                    // The flush of a closing connection timed out: drop it without more waiting.
+                    self.outputs.push_back(Output::Close { conn, flush: false });
+                    self.conns.remove(&conn);
+                }
                 Some((deadline, reason)) if deadline <= now_ms => {
                     self.close(conn, false, reason, now_ms)
                 }
@@ -517,6 +529,9 @@ impl Engine {
 
     fn deadline_of(&self, conn: ConnId) -> Option<(u64, &'static str)> {
         let c = self.conns.get(&conn)?;
+        if c.closing {
+            return Some((c.close_by_ms, "peer did not read its last bytes"));
+        }
         match &c.kind {
             ConnKind::Rtmp { session, .. } if c.role == Role::None => {
                 let idle = c.last_input_ms.saturating_add(self.config.idle_timeout_ms);
@@ -572,6 +587,8 @@ impl Engine {
             return;
         }
         c.closing = true;
+        c.close_by_ms = now_ms.saturating_add(FLUSH_TIMEOUT_MS);
+        c.timer_armed = false;
         c.writer = None;
         if let ConnKind::Rtmp { session, .. } = &mut c.kind {
             while let Some(b) = session.poll_transmit() {
@@ -583,7 +600,9 @@ impl Engine {
             self.outputs.push_back(Output::SessionEnded(rec));
         }
         self.outputs.push_back(Output::Close { conn, flush });
-        if !flush {
+        if flush {
+            self.arm_timer(conn);
+        } else {
             self.conns.remove(&conn);
         }
     }
