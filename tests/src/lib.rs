@@ -145,6 +145,11 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The server's process id (for `/proc/PID/...` statistics).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the server process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -454,4 +459,51 @@ pub fn check_ts(data: &[u8]) -> TsCheck {
         }
     }
     c
+/// Open file descriptors of process `pid` (entries of `/proc/PID/fd`); `None` when unreadable.
+pub fn proc_fd_count(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count())
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` of `/proc/PID/status`); `None` when unreadable.
+pub fn proc_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A configuration file in a fresh temporary folder, removed on drop.
+pub struct TempConfig {
+    dir: PathBuf,
+    /// The file's path.
+    pub path: PathBuf,
+}
+
+impl TempConfig {
+    /// Writes `toml` to a new `rill.toml`.
+    pub fn new(toml: &str) -> TempConfig {
+        let dir = std::env::temp_dir().join(format!(
+            "rill-e2e-cfg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("rill.toml");
+        std::fs::write(&path, toml).expect("write config");
+        TempConfig { dir, path }
+    }
+
+    /// The `--config PATH` arguments for [`Server::start_with`].
+    pub fn args(&self) -> [&str; 2] {
+        ["--config", self.path.to_str().expect("utf-8 temp path")]
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
