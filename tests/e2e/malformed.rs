@@ -2298,9 +2298,6 @@ fn http_and_websocket_garbage() {
 }
 
 #[test]
-#[ignore = "engine bug: core/src/engine/http_conn.rs drain_ws queues one Pong per Ping in \
-            Conn::pending without bound while the runtime keeps reading, so a client that sends \
-            pings and reads nothing grows server memory without limit"]
 fn websocket_ping_flood_is_bounded() {
     let mut h = Harness::start("", "");
     h.run("websocket flood", vec![ws_ping_flood_case()], 1);
@@ -2730,9 +2727,6 @@ fn thousand_publish_kill_republish_cycles_leak_nothing() {
 }
 
 #[test]
-#[ignore = "engine bug: core/src/engine/packet.rs PlayerWriter::render writes each FLV tag's \
-            PreviousTagSize before the next tag, so an HTTP-FLV/WS-FLV stream that ends never \
-            gets the last tag's PreviousTagSize"]
 fn http_flv_stream_ends_with_the_last_previous_tag_size() {
     let h = Harness::start("", "");
     let player = flv_player(h.server.http_port, "trailer", Duration::from_secs(30), true);

@@ -459,6 +459,8 @@ pub fn check_ts(data: &[u8]) -> TsCheck {
         }
     }
     c
+}
+
 /// Open file descriptors of process `pid` (entries of `/proc/PID/fd`); `None` when unreadable.
 pub fn proc_fd_count(pid: u32) -> Option<usize> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

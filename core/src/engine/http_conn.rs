@@ -15,6 +15,9 @@ use crate::http::websocket::{self, Opcode, WsReader};
 use crate::http::{self, Request, Response};
 use crate::hub::PlayState;
 
+/// Most replies (pongs) queued for a WebSocket peer before further pings go unanswered.
+const MAX_PENDING_CONTROL: usize = 8;
+
 impl Engine {
     pub(super) fn drain_http(&mut self, conn: ConnId, now_ms: u64) {
         loop {
@@ -30,7 +33,11 @@ impl Engine {
                 return;
             };
             match reader.poll_request() {
-                Ok(Some(req)) => self.on_http_request(conn, req, now_ms),
+                Ok(Some(req)) => {
+                    // The next request's head (keep-alive) gets its own deadline.
+                    c.head_started_ms = now_ms;
+                    self.on_http_request(conn, req, now_ms)
+                }
                 Ok(None) => return,
                 Err(e) => return self.http_error(conn, e.status(), &e.to_string(), now_ms),
             }
@@ -221,6 +228,10 @@ impl Engine {
             };
             match ws.poll_frame() {
                 Ok(Some(frame)) => match frame.opcode {
+                    // Answer pings only while few replies are waiting: a peer that pings without
+                    // reading cannot make the server queue pongs without bound (RFC 6455 lets an
+                    // endpoint answer only the most recent ping).
+                    Opcode::Ping if c.pending.len() >= MAX_PENDING_CONTROL => {}
                     Opcode::Ping => {
                         let mut out = BytesMut::with_capacity(frame.payload.len() + 10);
                         websocket::write_frame_header(

@@ -275,6 +275,8 @@ struct Conn {
     closing: bool,
     /// When a flushing close gives up on a peer that does not read.
     close_by_ms: u64,
+    /// When the HTTP request head now awaited began (accept, or the previous request).
+    head_started_ms: u64,
     timer_armed: bool,
 }
 
@@ -399,6 +401,7 @@ impl Engine {
                 muxer: None,
                 closing: false,
                 close_by_ms: 0,
+                head_started_ms: now_ms,
                 timer_armed: false,
             },
         );
@@ -423,10 +426,15 @@ impl Engine {
                     self.close(conn, false, &e.to_string(), now_ms);
                 }
             }
-            ConnKind::Http { reader, ws, .. } => {
+            ConnKind::Http {
+                reader, ws, state, ..
+            } => {
                 if let Some(ws) = ws {
                     ws.push(data);
                     self.drain_ws(conn, now_ms);
+                } else if !matches!(state, HttpState::AwaitRequest) {
+                    // A streaming player has nothing more to say; what it sends is ignored
+                    // (never buffered, never answered in the middle of the body).
                 } else {
                     match reader.push(data) {
                         Ok(()) => self.drain_http(conn, now_ms),
@@ -544,7 +552,7 @@ impl Engine {
                 state: HttpState::AwaitRequest,
                 ..
             } => Some((
-                c.started_ms
+                c.head_started_ms
                     .saturating_add(self.config.http_head_timeout_ms),
                 "HTTP request head timeout",
             )),
@@ -840,6 +848,12 @@ impl Engine {
                         now_ms,
                     );
                 } else {
+                    // End the FLV byte stream cleanly with the last tag's PreviousTagSize.
+                    if let Some(w) = c.writer.as_mut() {
+                        let mut tail = Vec::new();
+                        w.finish(&mut tail);
+                        c.pending.extend(tail);
+                    }
                     self.close(conn, true, reason, now_ms);
                 }
             }

@@ -227,6 +227,23 @@ impl PlayerWriter {
         out.push(header.freeze());
     }
 
+    /// Appends what ends the byte stream cleanly: for FLV outputs, the PreviousTagSize of the
+    /// last tag (each tag's size is otherwise written in front of the next one).
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+        if !matches!(self.format, PlayerFormat::Flv | PlayerFormat::WsFlv)
+            || self.prev_tag_size == 0
+        {
+            return;
+        }
+        self.header_space(16);
+        if self.format == PlayerFormat::WsFlv {
+            websocket::write_frame_header(Opcode::Binary, true, 4, &mut self.arena);
+        }
+        self.arena.put_u32(self.prev_tag_size);
+        self.prev_tag_size = 0;
+        out.push(self.arena.split().freeze());
+    }
+
     /// Appends the segments that deliver `packet` to this player; returns their byte count.
     pub fn render(&mut self, packet: &Packet, out: &mut Vec<Bytes>) -> usize {
         let p = packet.data();
