@@ -433,8 +433,9 @@ impl Engine {
                     ws.push(data);
                     self.drain_ws(conn, now_ms);
                 } else if !matches!(state, HttpState::AwaitRequest) {
-                    // A streaming player has nothing more to say; what it sends is ignored
-                    // (never buffered, never answered in the middle of the body).
+                    // A streaming player has nothing more to say: bytes from it are a protocol
+                    // error, closed at once rather than buffered or answered mid-body.
+                    self.close(conn, false, "bytes from a streaming HTTP player", now_ms);
                 } else {
                     match reader.push(data) {
                         Ok(()) => self.drain_http(conn, now_ms),
