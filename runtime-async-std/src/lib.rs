@@ -44,8 +44,9 @@ use engine_task::{Control, EngineTask, Event};
 /// A listening socket on the async-io reactor.
 type TcpListener = async_io::Async<std::net::TcpListener>;
 
-/// Events queued towards one engine task before connection tasks wait.
-const EVENT_QUEUE: usize = 1024;
+/// Events queued towards one engine task before connection tasks wait. Each may carry a read
+/// of up to 64 KiB, so this also bounds what fast senders can park in memory (8 MiB a worker).
+const EVENT_QUEUE: usize = 128;
 
 /// A bound, not yet running, rill server.
 pub struct Server {
