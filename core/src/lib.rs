@@ -18,6 +18,7 @@
 pub mod amf;
 pub mod codec;
 pub mod config;
+pub mod dump;
 pub mod engine;
 pub mod flv;
 pub mod hls;

@@ -2,6 +2,8 @@
 //! command line, loading the config file with its command line overrides, logging setup, the
 //! worker count, per-engine seeds and the session log line. Protocol logic lives in `rill-core`.
 
+pub mod dump;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
