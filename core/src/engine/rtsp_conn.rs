@@ -706,3 +706,158 @@ impl Engine {
         self.push_local(conn, packet);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineConfig, Listener};
+    use crate::rtp::RtpPacket;
+
+    const PUBLISHER: ConnId = 1;
+    const PLAYER: ConnId = 2;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    /// Drains outputs and what the connection has to send; returns the text sent on `conn`.
+    fn exchange(e: &mut Engine, conn: ConnId, outputs: &mut Vec<Output>) -> String {
+        outputs.extend(std::iter::from_fn(|| e.poll_output()));
+        let mut out = Vec::new();
+        e.poll_transmit(conn, usize::MAX, &mut out);
+        outputs.extend(std::iter::from_fn(|| e.poll_output()));
+        String::from_utf8_lossy(&out.concat()).into_owned()
+    }
+
+    fn request(e: &mut Engine, conn: ConnId, text: &str, now: u64) -> (String, Vec<Output>) {
+        e.handle_input(conn, text.as_bytes(), now);
+        let mut outputs = Vec::new();
+        let answer = exchange(e, conn, &mut outputs);
+        (answer, outputs)
+    }
+
+    #[test]
+    fn udp_publisher_of_g711_is_described_to_a_player() {
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=0\r\n";
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            &format!(
+                "ANNOUNCE rtsp://h/live/g RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            0,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        let (answer, outputs) = request(
+            &mut e,
+            PUBLISHER,
+            "SETUP rtsp://h/live/g/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+             Transport: RTP/AVP;unicast;client_port=5000-5001;mode=record\r\n\r\n",
+            1,
+        );
+        assert!(answer.is_empty(), "answered before the ports: {answer}");
+        assert!(outputs.iter().any(|o| matches!(
+            o,
+            Output::OpenUdp {
+                conn: PUBLISHER,
+                track: 0
+            }
+        )));
+        e.handle_udp_open(PUBLISHER, 0, Some((20000, 20001)), 2);
+        let answer = exchange(&mut e, PUBLISHER, &mut Vec::new());
+        assert!(answer.contains("server_port=20000-20001"), "{answer}");
+        let session = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Session: "))
+            .and_then(|s| s.split(';').next())
+            .unwrap()
+            .to_owned();
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            &format!("RECORD rtsp://h/live/g RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+            3,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+
+        e.handle_accept(PLAYER, Listener::Rtsp, peer(), 3);
+        let (answer, _) = request(
+            &mut e,
+            PLAYER,
+            "DESCRIBE rtsp://h/live/g RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+            4,
+        );
+        assert!(answer.is_empty(), "described before the codecs are known");
+        // 3 s of 20 ms packets (UDP reorders within a window); a foreign datagram is ignored.
+        let stranger: SocketAddr = "10.9.9.9:5000".parse().unwrap();
+        for i in 0..150u16 {
+            let p = RtpPacket::new(8, i, u32::from(i) * 160, 42, Bytes::from(vec![0xD5; 160]));
+            let from = if i == 30 {
+                stranger
+            } else {
+                "127.0.0.1:5000".parse().unwrap()
+            };
+            e.handle_udp(
+                PUBLISHER,
+                0,
+                false,
+                from,
+                p.to_bytes(),
+                10 + u64::from(i) * 20,
+            );
+        }
+        let answer = exchange(&mut e, PLAYER, &mut Vec::new());
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        assert!(answer.contains("a=rtpmap:8 PCMA/8000"), "{answer}");
+    }
+
+    #[test]
+    fn udp_setup_without_ports_gets_461_and_the_session_goes_on() {
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        e.handle_accept(PLAYER, Listener::Rtsp, peer(), 0);
+        let (answer, _) = request(
+            &mut e,
+            PLAYER,
+            "DESCRIBE rtsp://h/live/none RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+            0,
+        );
+        assert!(answer.is_empty());
+        // A publisher whose UDP SETUP finds no free ports is refused with 461, then uses TCP.
+        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=0\r\n";
+        request(
+            &mut e,
+            PUBLISHER,
+            &format!(
+                "ANNOUNCE rtsp://h/live/none RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            0,
+        );
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            "SETUP rtsp://h/live/none/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+             Transport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n",
+            1,
+        );
+        assert!(answer.is_empty());
+        e.handle_udp_open(PUBLISHER, 0, None, 2);
+        let answer = exchange(&mut e, PUBLISHER, &mut Vec::new());
+        assert!(answer.starts_with("RTSP/1.0 461"), "{answer}");
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            "SETUP rtsp://h/live/none/trackID=0 RTSP/1.0\r\nCSeq: 3\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n",
+            3,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        assert_eq!(e.connection_count(), 2);
+    }
+}
