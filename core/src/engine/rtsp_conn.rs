@@ -586,11 +586,13 @@ impl Engine {
     }
 
     /// Sends the player's packets through its session until about `budget` bytes are out: TCP
-    /// bytes to `out`, datagrams as outputs. Returns the byte count.
+    /// bytes to `out`, datagrams as outputs. Returns the TCP byte count (datagrams count
+    /// against the budget too, but are not in `out`).
     pub(super) fn rtsp_send(&mut self, conn: ConnId, budget: usize, out: &mut Vec<Bytes>) -> usize {
         let mut n = self.rtsp_transmits(conn, out);
+        let mut spent = n;
         let mut udp_before = self.outputs.len();
-        while n < budget {
+        while spent < budget {
             let Some(c) = self.conns.get_mut(&conn) else {
                 break;
             };
@@ -619,11 +621,12 @@ impl Engine {
             }
             // A frame this track cannot carry is skipped; the session goes on.
             let _ = r.session.send_frame(track, frame, r.now);
-            n += self.rtsp_transmits(conn, out);
-            // Datagrams count against the budget too.
+            let tcp = self.rtsp_transmits(conn, out);
+            n += tcp;
+            spent += tcp;
             for o in self.outputs.range(udp_before..) {
                 if let Output::SendUdp { data, .. } = o {
-                    n += data.len();
+                    spent += data.len();
                 }
             }
             udp_before = self.outputs.len();
