@@ -640,6 +640,8 @@ impl Engine {
             self.rtsp_reject(conn, 400);
             return;
         };
+        // A DESCRIBE on this connection made it a player: it publishes now instead.
+        self.hub.stop_play(conn);
         if self.hub.publish(&key, conn, now).is_err() {
             // Someone else publishes this stream.
             self.rtsp_reject(conn, 403);
