@@ -12,6 +12,7 @@ use crate::http::HttpLimits;
 use crate::hub::HubConfig;
 use crate::limits::Limits;
 use crate::rtmp::server::ServerConfig;
+use crate::rtsp::server::{AuthScheme, Credentials, ServerConfig as RtspServerConfig};
 
 /// The complete default configuration, with comments.
 pub const DEFAULT_CONFIG: &str = r#"# rill configuration. Every key is optional; these are the defaults.
@@ -34,6 +35,25 @@ peer_bandwidth = 2500000
 # HTTP-TS and WebSocket-TS (/{app}/{stream}.ts); HLS (see [hls]).
 enable = true
 addr = "0.0.0.0:8080"
+
+[rtsp]
+# RTSP publish (ANNOUNCE/RECORD) and play (DESCRIBE/PLAY) of rtsp://host:port/{app}/{stream},
+# media interleaved on the TCP connection or over UDP.
+enable = true
+addr = "0.0.0.0:5544"
+# Server port pairs for UDP transport: RTP on an even port, RTCP on the next one.
+udp_port_min = 20000
+udp_port_max = 20999
+# A session with no request and no packet from the client for this long (ms) ends.
+session_timeout_ms = 60000
+# Authentication challenge: "digest" (MD5) or "basic" (password in clear: trusted networks only).
+auth = "digest"
+realm = "rill"
+# Credentials required to publish (ANNOUNCE) and to play (DESCRIBE); an empty user = no check.
+publish_user = ""
+publish_password = ""
+play_user = ""
+play_password = ""
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
@@ -104,6 +124,8 @@ pub struct Config {
     pub rtmp: RtmpSection,
     /// HTTP listener.
     pub http: HttpSection,
+    /// RTSP listener.
+    pub rtsp: RtspSection,
     /// Stream hub.
     pub hub: HubSection,
     /// HLS.
@@ -138,6 +160,86 @@ pub struct HttpSection {
     pub enable: bool,
     /// Listen address.
     pub addr: String,
+}
+
+/// `[rtsp]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtspSection {
+    /// Listen for RTSP.
+    pub enable: bool,
+    /// Listen address.
+    pub addr: String,
+    /// Lowest server port for UDP transport.
+    pub udp_port_min: u16,
+    /// Highest server port for UDP transport.
+    pub udp_port_max: u16,
+    /// Session timeout (ms).
+    pub session_timeout_ms: u64,
+    /// Challenge scheme.
+    pub auth: RtspAuth,
+    /// Challenge realm.
+    pub realm: String,
+    /// User required to publish (empty: anyone may).
+    pub publish_user: String,
+    /// Its password.
+    pub publish_password: String,
+    /// User required to play (empty: anyone may).
+    pub play_user: String,
+    /// Its password.
+    pub play_password: String,
+}
+
+/// `rtsp.auth`: the authentication scheme asked of clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspAuth {
+    /// Digest (MD5).
+    Digest,
+    /// Basic.
+    Basic,
+}
+
+impl Default for RtspSection {
+    fn default() -> Self {
+        let s = RtspServerConfig::default();
+        RtspSection {
+            enable: true,
+            addr: "0.0.0.0:5544".into(),
+            udp_port_min: 20000,
+            udp_port_max: 20999,
+            session_timeout_ms: s.session_timeout_ms,
+            auth: RtspAuth::Digest,
+            realm: s.realm,
+            publish_user: String::new(),
+            publish_password: String::new(),
+            play_user: String::new(),
+            play_password: String::new(),
+        }
+    }
+}
+
+impl RtspSection {
+    /// The RTSP session settings these values describe.
+    pub fn server_config(&self) -> RtspServerConfig {
+        let creds = |user: &str, password: &str| {
+            (!user.is_empty()).then(|| Credentials {
+                username: user.to_owned(),
+                password: password.to_owned(),
+            })
+        };
+        RtspServerConfig {
+            session_timeout_ms: self.session_timeout_ms,
+            auth_scheme: match self.auth {
+                RtspAuth::Digest => AuthScheme::Digest,
+                RtspAuth::Basic => AuthScheme::Basic,
+            },
+            realm: self.realm.clone(),
+            publish_credentials: creds(&self.publish_user, &self.publish_password),
+            play_credentials: creds(&self.play_user, &self.play_password),
+            ..RtspServerConfig::default()
+        }
+    }
 }
 
 /// `[hub]`.
@@ -345,6 +447,19 @@ impl Config {
         if self.hls.out_path.contains('\0') {
             return Err(ConfigError("hls.out_path contains NUL".into()));
         }
+        let r = &self.rtsp;
+        let first_even = r.udp_port_min.saturating_add(r.udp_port_min % 2);
+        if r.udp_port_min == 0 || first_even >= r.udp_port_max {
+            return Err(ConfigError(format!(
+                "rtsp.udp_port_min {} .. udp_port_max {} holds no even/odd port pair",
+                r.udp_port_min, r.udp_port_max
+            )));
+        }
+        if r.session_timeout_ms < 1000 || r.realm.contains('"') {
+            return Err(ConfigError(
+                "rtsp.session_timeout_ms must be at least 1000 and rtsp.realm has no '\"'".into(),
+            ));
+        }
         if self.hub.player_queue_soft_bytes > self.hub.player_queue_hard_bytes {
             return Err(ConfigError(
                 "hub.player_queue_soft_bytes exceeds player_queue_hard_bytes".into(),
@@ -380,6 +495,7 @@ impl Config {
                 max_headers: l.http_max_headers,
                 max_body_bytes: l.http_max_body_bytes,
             },
+            rtsp: self.rtsp.server_config(),
             hub: HubConfig {
                 gop_num: h.gop_num,
                 gop_max_frames: h.gop_max_frames,
@@ -444,5 +560,22 @@ mod tests {
     #[test]
     fn nonsense_values_are_refused() {
         assert!(Config::from_toml("[rtmp]\nchunk_size = 1\n").is_err());
+        assert!(Config::from_toml("[rtsp]\nudp_port_min = 3001\nudp_port_max = 3001\n").is_err());
+        assert!(Config::from_toml("[rtsp]\nauth = \"none\"\n").is_err());
+    }
+
+    #[test]
+    fn rtsp_section() {
+        let c = Config::from_toml(
+            "[rtsp]\nauth = \"basic\"\npublish_user = \"u\"\npublish_password = \"p\"\n",
+        )
+        .unwrap();
+        let r = c.engine_config().rtsp;
+        assert_eq!(r.auth_scheme, AuthScheme::Basic);
+        assert_eq!(
+            r.publish_credentials.map(|c| (c.username, c.password)),
+            Some(("u".into(), "p".into()))
+        );
+        assert!(r.play_credentials.is_none());
     }
 }

@@ -654,6 +654,7 @@ pub fn listener_name(listener: Listener) -> &'static str {
     match listener {
         Listener::Rtmp => "rtmp",
         Listener::Http => "http",
+        Listener::Rtsp => "rtsp",
     }
 }
 
@@ -662,6 +663,7 @@ pub fn listener_of(name: &str) -> Option<Listener> {
     match name {
         "rtmp" => Some(Listener::Rtmp),
         "http" => Some(Listener::Http),
+        "rtsp" => Some(Listener::Rtsp),
         _ => None,
     }
 }

@@ -3,7 +3,7 @@
 //! socket has room) and says when it is done. Neither looks inside the bytes.
 
 use std::io::{self, IoSlice, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
@@ -53,6 +53,45 @@ pub(crate) async fn read_loop(
         }
     };
     let _ = events.send(Event::Closed(id, reason)).await;
+}
+
+/// Reads datagrams of one RTSP UDP socket until `stop` closes (the engine task dropped the
+/// socket) or the engine task is gone.
+pub(crate) async fn udp_read_loop(
+    id: ConnId,
+    track: usize,
+    rtcp: bool,
+    socket: Arc<Async<UdpSocket>>,
+    stop: Receiver<()>,
+    events: Sender<Event>,
+) {
+    use futures_lite::FutureExt;
+    let mut buf = vec![0u8; READ_MAX];
+    loop {
+        let received = async { Some(socket.recv_from(&mut buf).await) }
+            .or(async {
+                let _ = stop.recv().await;
+                None
+            })
+            .await;
+        match received {
+            None => return,
+            Some(Ok((n, from))) => {
+                let data = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                if events
+                    .send(Event::Udp(id, track, rtcp, from, data))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // ICMP port unreachable and the like: the session's timeout decides.
+            Some(Err(_)) => {
+                async_io::Timer::after(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 /// Finishes the batches the engine task could not write at once: waits until the socket takes

@@ -4,7 +4,7 @@
 //! next batch (writing it directly while the socket has room). No protocol logic here.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +13,10 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
-use rill_runtime_common::{log_session, remove_file, write_file};
+use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
+use tracing::{debug, warn};
 
-use crate::conn::{read_loop, write_loop, write_now};
+use crate::conn::{read_loop, udp_read_loop, write_loop, write_now};
 use crate::rt;
 
 /// Bytes asked of the engine per batch for one connection.
@@ -34,6 +35,8 @@ pub(crate) enum Event {
     Written(ConnId, Vec<Bytes>),
     /// The socket ended or failed.
     Closed(ConnId, String),
+    /// A datagram on the UDP socket of (connection, track, RTCP) from a peer.
+    Udp(ConnId, usize, bool, SocketAddr, Bytes),
 }
 
 /// What the server and other workers tell an engine task (unbounded: engine tasks never wait
@@ -54,6 +57,14 @@ struct Conn {
     /// `Some` (a reusable vector) while the writer is idle.
     idle: Option<Vec<Bytes>>,
     close_after_flush: bool,
+}
+
+/// A UDP socket of an RTSP session; dropping it ends its reader task.
+struct Udp {
+    track: usize,
+    rtcp: bool,
+    socket: Arc<Async<UdpSocket>>,
+    _stop: Sender<()>,
 }
 
 enum Wake {
@@ -77,6 +88,8 @@ pub(crate) struct EngineTask {
     epoch: Instant,
     timer: Timer,
     timer_at: Option<u64>,
+    udp_ports: Option<UdpPorts>,
+    udp: HashMap<ConnId, Vec<Udp>>,
 }
 
 impl EngineTask {
@@ -100,7 +113,15 @@ impl EngineTask {
             epoch,
             timer: Timer::never(),
             timer_at: None,
+            udp_ports: None,
+            udp: HashMap::new(),
         }
+    }
+
+    /// The port range for RTSP over UDP (none: UDP SETUPs are refused with 461).
+    pub(crate) fn with_udp_ports(mut self, ports: Option<UdpPorts>) -> Self {
+        self.udp_ports = ports;
+        self
     }
 
     fn now(&self) -> u64 {
@@ -191,6 +212,9 @@ impl EngineTask {
                 }
             }
             Event::Closed(id, reason) => self.drop_conn(id, &reason),
+            Event::Udp(id, track, rtcp, from, data) => {
+                self.engine.handle_udp(id, track, rtcp, from, data, now)
+            }
         }
     }
 
@@ -214,6 +238,28 @@ impl EngineTask {
                     for peer in &self.peers {
                         let _ = peer.try_send(Control::Remote(message.clone()));
                     }
+                }
+                Output::OpenUdp { conn, track } => self.open_udp(conn, track),
+                Output::SendUdp {
+                    conn,
+                    track,
+                    rtcp,
+                    to,
+                    data,
+                } => {
+                    let socket = self
+                        .udp
+                        .get(&conn)
+                        .and_then(|v| v.iter().find(|u| u.track == track && u.rtcp == rtcp));
+                    if let Some(u) = socket {
+                        // A full socket buffer drops the datagram, as the network may.
+                        if let Err(e) = u.socket.get_ref().send_to(&data, to) {
+                            debug!(conn, "UDP send to {to} failed: {e}");
+                        }
+                    }
+                }
+                Output::CloseUdp { conn } => {
+                    self.udp.remove(&conn);
                 }
             }
         }
@@ -250,7 +296,46 @@ impl EngineTask {
         }
     }
 
+    /// Binds a port pair for an RTSP track, starts its readers and tells the engine.
+    fn open_udp(&mut self, conn: ConnId, track: usize) {
+        let bound = self
+            .udp_ports
+            .ok_or_else(|| std::io::Error::other("RTSP UDP is off"))
+            .and_then(|p| p.bind_pair());
+        let ports = match bound {
+            Ok((rtp, rtcp, ports)) => {
+                let mut ok = true;
+                for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
+                    let Ok(socket) = Async::new(socket) else {
+                        ok = false;
+                        continue;
+                    };
+                    let socket = Arc::new(socket);
+                    let (stop, stopped) = async_channel::bounded(1);
+                    let events = self.events_tx.clone();
+                    let reader =
+                        udp_read_loop(conn, track, is_rtcp, socket.clone(), stopped, events);
+                    rt::spawn_detached(reader);
+                    self.udp.entry(conn).or_default().push(Udp {
+                        track,
+                        rtcp: is_rtcp,
+                        socket,
+                        _stop: stop,
+                    });
+                }
+                ok.then_some(ports)
+            }
+            Err(e) => {
+                warn!("cannot open UDP ports for an RTSP session: {e}");
+                None
+            }
+        };
+        let now = self.now();
+        self.engine.handle_udp_open(conn, track, ports, now);
+    }
+
     fn drop_conn(&mut self, id: ConnId, reason: &str) {
+        self.udp.remove(&id);
         if let Some(conn) = self.conns.remove(&id) {
             let _ = conn.stream.get_ref().shutdown(Shutdown::Both);
             let now = self.now();

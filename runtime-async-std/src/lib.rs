@@ -36,7 +36,7 @@ use futures_lite::{AsyncReadExt, FutureExt};
 use rill_core::config::Config;
 pub use rill_core::engine::Listener;
 use rill_core::engine::{Engine, EngineConfig};
-use rill_runtime_common::{engine_seed, worker_count};
+use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
 use tracing::warn;
 
 use engine_task::{Control, EngineTask, Event};
@@ -53,6 +53,7 @@ pub struct Server {
     listeners: Vec<(TcpListener, Listener)>,
     engine: EngineConfig,
     workers: usize,
+    udp_ports: Option<UdpPorts>,
 }
 
 impl Server {
@@ -62,6 +63,7 @@ impl Server {
         for (enable, addr, kind) in [
             (config.rtmp.enable, &config.rtmp.addr, Listener::Rtmp),
             (config.http.enable, &config.http.addr, Listener::Http),
+            (config.rtsp.enable, &config.rtsp.addr, Listener::Rtsp),
         ] {
             if enable {
                 let l = std::net::TcpListener::bind(addr.as_str())
@@ -73,12 +75,11 @@ impl Server {
             }
         }
         let workers = worker_count(config.workers);
-        let mut engine = config.engine_config();
-        engine.share_streams = workers > 1;
         Ok(Server {
             listeners,
-            engine,
+            engine: rill_runtime_common::engine_config(config, workers),
             workers,
+            udp_ports: UdpPorts::from_config(config),
         })
     }
 
@@ -111,7 +112,8 @@ impl Server {
                 .map(|(_, tx)| tx.clone())
                 .collect();
             let engine = Engine::new(self.engine.clone(), engine_seed(index));
-            let task = EngineTask::new(index, engine, events, control, peers, epoch);
+            let task = EngineTask::new(index, engine, events, control, peers, epoch)
+                .with_udp_ports(self.udp_ports);
             engines.push(rt::spawn(task.run()));
         }
         let (stop, stopped) = async_channel::bounded::<()>(1);

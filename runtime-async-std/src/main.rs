@@ -6,8 +6,8 @@ use tracing::{error, info};
 fn main() {
     let start = rill_runtime_common::start(
         "rill-async",
-        "rill-async: the rill live-streaming server on async-std tasks. RTMP in; RTMP, HTTP-FLV \
-         and WebSocket-FLV out.",
+        "rill-async: the rill live-streaming server on async-std tasks. RTMP and RTSP in; RTMP, \
+         RTSP, HTTP-FLV, WebSocket-FLV, HTTP-TS and HLS out.",
     );
     // As many executor threads as workers, unless the operator chose otherwise. Nothing else runs
     // yet, so setting the variable is safe.

@@ -4,8 +4,9 @@
 
 pub mod dump;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use rill_core::config::{Config, DEFAULT_CONFIG};
@@ -28,6 +29,9 @@ pub struct Cli {
     /// HTTP listen address for HTTP-FLV and WS-FLV (overrides the config file).
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// RTSP listen address (overrides the config file).
+    #[arg(long, value_name = "ADDR")]
+    pub rtsp_addr: Option<SocketAddr>,
     /// Workers, each with its own engine (default: one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -55,6 +59,9 @@ impl Cli {
         }
         if let Some(addr) = self.http_addr {
             config.http.addr = addr.to_string();
+        }
+        if let Some(addr) = self.rtsp_addr {
+            config.rtsp.addr = addr.to_string();
         }
         if let Some(n) = self.workers {
             config.workers = n;
@@ -99,6 +106,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
         workers,
         rtmp = %listener(config.rtmp.enable, &config.rtmp.addr),
         http = %listener(config.http.enable, &config.http.addr),
+        rtsp = %listener(config.rtsp.enable, &config.rtsp.addr),
         "{name} {} starting",
         env!("CARGO_PKG_VERSION")
     );
@@ -179,5 +187,73 @@ pub fn remove_file(path: &str) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!("cannot remove {path}: {e}");
         }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The engine settings of `config`, with what only a runtime knows filled in: whether streams
+/// are shared between `workers` engines, and the wall clock at `now_ms == 0` (for RTCP).
+pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::EngineConfig {
+    let mut engine = config.engine_config();
+    engine.share_streams = workers > 1;
+    engine.rtsp.wallclock_offset_ms = unix_time_ms();
+    engine
+}
+
+/// Where the next search for a free UDP port pair starts (shared by every worker).
+static NEXT_PAIR: AtomicU32 = AtomicU32::new(0);
+
+/// The configured range of server UDP ports for RTSP, on the RTSP listener's address.
+#[derive(Clone, Copy, Debug)]
+pub struct UdpPorts {
+    ip: IpAddr,
+    first: u16,
+    pairs: u32,
+}
+
+impl UdpPorts {
+    /// The range of `config.rtsp` (`None` when RTSP is off or its address does not parse).
+    pub fn from_config(config: &Config) -> Option<UdpPorts> {
+        let r = &config.rtsp;
+        let addr: SocketAddr = r.addr.parse().ok()?;
+        let first = r.udp_port_min.checked_add(r.udp_port_min % 2)?;
+        let pairs = u32::from(r.udp_port_max)
+            .checked_sub(u32::from(first))?
+            .div_ceil(2);
+        (r.enable && pairs > 0).then_some(UdpPorts {
+            ip: addr.ip(),
+            first,
+            pairs,
+        })
+    }
+
+    /// Binds a free pair, non-blocking: RTP on an even port and RTCP on the next. Returns the
+    /// two sockets and their ports.
+    pub fn bind_pair(&self) -> std::io::Result<(UdpSocket, UdpSocket, (u16, u16))> {
+        let start = NEXT_PAIR.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.pairs {
+            let k = (start.wrapping_add(i) % self.pairs) as u16;
+            let rtp_port = self.first + 2 * k;
+            let Ok(rtp) = UdpSocket::bind((self.ip, rtp_port)) else {
+                continue;
+            };
+            let Ok(rtcp) = UdpSocket::bind((self.ip, rtp_port + 1)) else {
+                continue;
+            };
+            rtp.set_nonblocking(true)?;
+            rtcp.set_nonblocking(true)?;
+            NEXT_PAIR.store(start.wrapping_add(i + 1), Ordering::Relaxed);
+            return Ok((rtp, rtcp, (rtp_port, rtp_port + 1)));
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "no free UDP port pair in rtsp.udp_port_min..udp_port_max",
+        ))
     }
 }

@@ -10,16 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::engine::{Engine, Listener, Output, StreamMessage};
-use rill_runtime_common::{engine_seed, log_session, remove_file, write_file};
+use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
 const RTMP_LISTENER: Token = Token(0);
 const HTTP_LISTENER: Token = Token(1);
 const WAKER: Token = Token(2);
+const RTSP_LISTENER: Token = Token(3);
 const FIRST_CONN: usize = 16;
 /// Connection ids carry the worker index above this bit, so log lines name one connection.
 const WORKER_SHIFT: u32 = 40;
@@ -47,6 +48,14 @@ struct Connection {
     dirty: bool,
 }
 
+/// A UDP socket of an RTSP session: RTP or RTCP of one track.
+struct Udp {
+    socket: UdpSocket,
+    conn: u64,
+    track: usize,
+    rtcp: bool,
+}
+
 struct Worker {
     index: usize,
     poll: Poll,
@@ -60,6 +69,10 @@ struct Worker {
     read_buf: Vec<u8>,
     dirty: Vec<Token>,
     batch: Vec<Bytes>,
+    udp_ports: Option<UdpPorts>,
+    udp: HashMap<Token, Udp>,
+    /// The UDP sockets of each connection, by (track, rtcp).
+    udp_of: HashMap<u64, Vec<(usize, bool, Token)>>,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -85,8 +98,7 @@ fn parse_addr(what: &str, addr: &str) -> io::Result<SocketAddr> {
 /// Binds every listener on every worker, then runs the workers until `shutdown` is set.
 pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Result<()> {
     let workers = workers.max(1);
-    let mut engine_config = config.engine_config();
-    engine_config.share_streams = workers > 1;
+    let engine_config = rill_runtime_common::engine_config(config, workers);
     let mut listen = Vec::new();
     if config.rtmp.enable {
         listen.push((
@@ -100,6 +112,13 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             HTTP_LISTENER,
             parse_addr("http", &config.http.addr)?,
             Listener::Http,
+        ));
+    }
+    if config.rtsp.enable {
+        listen.push((
+            RTSP_LISTENER,
+            parse_addr("rtsp", &config.rtsp.addr)?,
+            Listener::Rtsp,
         ));
     }
     let mut built = Vec::new();
@@ -131,6 +150,9 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             read_buf: vec![0; 64 * 1024],
             dirty: Vec::new(),
             batch: Vec::with_capacity(MAX_IOV),
+            udp_ports: UdpPorts::from_config(config),
+            udp: HashMap::new(),
+            udp_of: HashMap::new(),
         });
     }
     let mut handles = Vec::new();
@@ -190,7 +212,10 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    t if t == RTMP_LISTENER || t == HTTP_LISTENER => self.accept(t),
+                    t if t == RTMP_LISTENER || t == HTTP_LISTENER || t == RTSP_LISTENER => {
+                        self.accept(t)
+                    }
+                    t if self.udp.contains_key(&t) => self.read_udp(t),
                     t => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(t);
@@ -316,6 +341,15 @@ impl Worker {
                         }
                         wake = true;
                     }
+                    Output::OpenUdp { conn, track } => self.open_udp(conn, track),
+                    Output::SendUdp {
+                        conn,
+                        track,
+                        rtcp,
+                        to,
+                        data,
+                    } => self.send_udp(conn, track, rtcp, to, &data),
+                    Output::CloseUdp { conn } => self.close_udp(conn),
                 }
             }
             if self.dirty.is_empty() {
@@ -410,7 +444,96 @@ impl Worker {
         }
     }
 
+    /// Binds a port pair for an RTSP track and tells the engine which (or that none is free).
+    fn open_udp(&mut self, conn: u64, track: usize) {
+        let bound = self
+            .udp_ports
+            .ok_or_else(|| io::Error::other("RTSP UDP is off"));
+        let ports = match bound.and_then(|p| p.bind_pair()) {
+            Ok((rtp, rtcp, ports)) => {
+                let mut ok = true;
+                for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    let mut socket = UdpSocket::from_std(socket);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut socket, token, Interest::READABLE)
+                        .is_err()
+                    {
+                        ok = false;
+                        continue;
+                    }
+                    self.udp.insert(
+                        token,
+                        Udp {
+                            socket,
+                            conn,
+                            track,
+                            rtcp: is_rtcp,
+                        },
+                    );
+                    self.udp_of
+                        .entry(conn)
+                        .or_default()
+                        .push((track, is_rtcp, token));
+                }
+                ok.then_some(ports)
+            }
+            Err(e) => {
+                warn!("cannot open UDP ports for an RTSP session: {e}");
+                None
+            }
+        };
+        let now = self.now();
+        self.engine.handle_udp_open(conn, track, ports, now);
+    }
+
+    fn send_udp(&mut self, conn: u64, track: usize, rtcp: bool, to: SocketAddr, data: &[u8]) {
+        let token = self.udp_of.get(&conn).and_then(|v| {
+            v.iter()
+                .find(|(t, r, _)| *t == track && *r == rtcp)
+                .map(|(_, _, token)| *token)
+        });
+        if let Some(udp) = token.and_then(|t| self.udp.get(&t)) {
+            // A full socket buffer drops the datagram, as the network may.
+            if let Err(e) = udp.socket.send_to(data, to) {
+                debug!(conn, "UDP send to {to} failed: {e}");
+            }
+        }
+    }
+
+    fn read_udp(&mut self, token: Token) {
+        loop {
+            let Some(udp) = self.udp.get(&token) else {
+                return;
+            };
+            match udp.socket.recv_from(&mut self.read_buf) {
+                Ok((n, from)) => {
+                    let (conn, track, rtcp) = (udp.conn, udp.track, udp.rtcp);
+                    let data = Bytes::copy_from_slice(&self.read_buf[..n]);
+                    let now = self.now();
+                    self.engine.handle_udp(conn, track, rtcp, from, data, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP port unreachable and the like: the session's timeout decides.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn close_udp(&mut self, conn: u64) {
+        for (_, _, token) in self.udp_of.remove(&conn).unwrap_or_default() {
+            if let Some(mut udp) = self.udp.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut udp.socket);
+            }
+        }
+    }
+
     fn drop_conn(&mut self, token: Token, reason: &str) {
+        self.close_udp(self.conn_id(token));
         if let Some(mut conn) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);

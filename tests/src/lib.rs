@@ -77,6 +77,8 @@ pub struct Server {
     pub rtmp_port: u16,
     /// HTTP port.
     pub http_port: u16,
+    /// RTSP port.
+    pub rtsp_port: u16,
     log: PathBuf,
 }
 
@@ -90,11 +92,13 @@ impl Server {
     pub fn start_with(workers: usize, extra: &[&str]) -> Server {
         let rtmp_port = free_port();
         let http_port = free_port();
+        let rtsp_port = free_port();
         let log = std::env::temp_dir().join(format!("rill-e2e-{rtmp_port}.log"));
         let log_file = std::fs::File::create(&log).expect("create server log");
         let child = Command::new(server_binary())
             .args(["--rtmp-addr", &format!("127.0.0.1:{rtmp_port}")])
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+            .args(["--rtsp-addr", &format!("127.0.0.1:{rtsp_port}")])
             .args(["--workers", &workers.to_string()])
             .args(extra)
             .env(
@@ -109,6 +113,7 @@ impl Server {
             child,
             rtmp_port,
             http_port,
+            rtsp_port,
             log,
         };
         server.wait_listening();
@@ -117,7 +122,7 @@ impl Server {
 
     fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [self.rtmp_port, self.http_port] {
+        for port in [self.rtmp_port, self.http_port, self.rtsp_port] {
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
                 assert!(
@@ -138,6 +143,11 @@ impl Server {
     /// `http://127.0.0.1:port/{path}`.
     pub fn http_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.http_port)
+    }
+
+    /// `rtsp://127.0.0.1:port/{path}`.
+    pub fn rtsp_url(&self, path: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{path}", self.rtsp_port)
     }
 
     /// The server's log so far.
@@ -508,4 +518,55 @@ impl Drop for TempConfig {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `ffmpeg -re -i file {codec_args} -f rtsp -rtsp_transport {transport} url` (publishing
+/// over RTSP in real time), killed on drop. `codec_args` default to `-c copy` when empty.
+pub fn ffmpeg_publish_rtsp(file: &Path, url: &str, transport: &str, codec_args: &[&str]) -> Proc {
+    require_tool("ffmpeg");
+    let codec_args: &[&str] = if codec_args.is_empty() {
+        &["-c", "copy"]
+    } else {
+        codec_args
+    };
+    let child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-i",
+        ])
+        .arg(file)
+        .args(codec_args)
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg");
+    Proc(child)
+}
+
+/// Probes an RTSP URL over `transport` (`tcp` or `udp`) with `ffprobe -count_frames`, until the
+/// server ends the stream.
+pub fn ffprobe_rtsp(url: &str, transport: &str, limit: Duration) -> (Vec<ProbedStream>, Output) {
+    require_tool("ffprobe");
+    let out = run_with_timeout(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-timeout",
+            "15000000",
+            "-count_frames",
+            "-show_streams",
+            "-of",
+            "json",
+            url,
+        ]),
+        limit,
+    );
+    (parse_probe(&out.stdout), out)
 }

@@ -22,6 +22,7 @@
 mod http_conn;
 mod packet;
 mod rtmp_conn;
+mod rtsp_conn;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -38,6 +39,7 @@ use crate::hub::{Hub, HubConfig, HubEvent};
 use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
+use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::ts::TsMuxer;
 
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
@@ -52,6 +54,8 @@ pub enum Listener {
     Rtmp,
     /// HTTP outputs: HTTP-FLV, WebSocket-FLV, HTTP-TS, WebSocket-TS and HLS (8080).
     Http,
+    /// RTSP publish and play (5544).
+    Rtsp,
 }
 
 /// Settings of the engine.
@@ -61,6 +65,8 @@ pub struct EngineConfig {
     pub rtmp: ServerConfig,
     /// HTTP request limits.
     pub http: HttpLimits,
+    /// RTSP session settings (limits, timeout, authentication).
+    pub rtsp: RtspConfig,
     /// Stream hub settings (GOP cache, player queues, waits).
     pub hub: HubConfig,
     /// HLS settings.
@@ -83,6 +89,7 @@ impl Default for EngineConfig {
         EngineConfig {
             rtmp: ServerConfig::default(),
             http: HttpLimits::default(),
+            rtsp: RtspConfig::default(),
             hub: HubConfig::default(),
             hls: HlsConfig::default(),
             publish_idle_timeout_ms: 30_000,
@@ -109,6 +116,8 @@ pub enum Protocol {
     WsTs,
     /// An HTTP request that is not a stream (404, preflight, ...).
     Http,
+    /// RTSP (TCP interleaved or UDP).
+    Rtsp,
 }
 
 impl fmt::Display for Protocol {
@@ -120,6 +129,7 @@ impl fmt::Display for Protocol {
             Protocol::HttpTs => "HTTP-TS",
             Protocol::WsTs => "WS-TS",
             Protocol::Http => "HTTP",
+            Protocol::Rtsp => "RTSP",
         })
     }
 }
@@ -201,6 +211,32 @@ pub enum Output {
         /// The file.
         path: String,
     },
+    /// An RTSP SETUP asks for UDP: bind a free port pair (RTP on an even port, RTCP on the next)
+    /// for `track` of `conn` and answer with [`Engine::handle_udp_open`].
+    OpenUdp {
+        /// The RTSP connection.
+        conn: ConnId,
+        /// The track.
+        track: usize,
+    },
+    /// Send one datagram from the port pair of `track` of `conn` (its RTCP port when `rtcp`).
+    SendUdp {
+        /// The RTSP connection.
+        conn: ConnId,
+        /// The track.
+        track: usize,
+        /// From the RTCP port rather than the RTP port.
+        rtcp: bool,
+        /// Destination.
+        to: SocketAddr,
+        /// The whole datagram.
+        data: Bytes,
+    },
+    /// Close every UDP socket opened for `conn` (also due when the connection closes).
+    CloseUdp {
+        /// The RTSP connection.
+        conn: ConnId,
+    },
 }
 
 /// What one engine tells the others about the streams published on it, so a player may sit on
@@ -252,6 +288,7 @@ enum ConnKind {
         ws: Option<Box<WsReader>>,
         state: HttpState,
     },
+    Rtsp(Box<rtsp_conn::RtspConn>),
 }
 
 #[derive(Debug)]
@@ -382,6 +419,14 @@ impl Engine {
                 },
                 Protocol::Http,
             ),
+            Listener::Rtsp => {
+                let random = self.random_bytes(32);
+                let session = RtspSession::new(self.config.rtsp.clone(), &random, now_ms);
+                (
+                    ConnKind::Rtsp(Box::new(rtsp_conn::RtspConn::new(session, now_ms))),
+                    Protocol::Rtsp,
+                )
+            }
         };
         self.conns.insert(
             conn,
@@ -443,6 +488,7 @@ impl Engine {
                     }
                 }
             }
+            ConnKind::Rtsp(_) => self.rtsp_input(conn, data, now_ms),
         }
         self.drain_hub(now_ms);
     }
@@ -467,6 +513,10 @@ impl Engine {
             };
             c.timer_armed = false;
             let closing = c.closing;
+            if !closing && matches!(c.kind, ConnKind::Rtsp(_)) {
+                self.rtsp_timeout(conn, now_ms);
+                continue;
+            }
             match self.deadline_of(conn) {
                 Some((deadline, _)) if deadline <= now_ms && closing => {
                     // The flush of a closing connection timed out: drop it without more waiting.
@@ -504,6 +554,17 @@ impl Engine {
             return 0;
         };
         let mut n = 0;
+        if let ConnKind::Rtsp(_) = c.kind {
+            while let Some(b) = c.pending.pop_front() {
+                n += b.len();
+                out.push(b);
+            }
+            n += self.rtsp_send(conn, budget, out);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.bytes_out += n as u64;
+            }
+            return n;
+        }
         if let ConnKind::Rtmp { session, .. } = &mut c.kind {
             while let Some(b) = session.poll_transmit() {
                 c.pending.push_back(b);
@@ -542,6 +603,10 @@ impl Engine {
             return Some((c.close_by_ms, "peer did not read its last bytes"));
         }
         match &c.kind {
+            ConnKind::Rtsp(r) => r
+                .session
+                .poll_timeout()
+                .map(|d| (d, "RTSP session timeout")),
             ConnKind::Rtmp { session, .. } if c.role == Role::None => {
                 let idle = c.last_input_ms.saturating_add(self.config.idle_timeout_ms);
                 match session.poll_timeout() {
@@ -602,6 +667,16 @@ impl Engine {
         if let ConnKind::Rtmp { session, .. } = &mut c.kind {
             while let Some(b) = session.poll_transmit() {
                 c.pending.push_back(b);
+            }
+        }
+        if let ConnKind::Rtsp(r) = &c.kind {
+            if r.has_udp() {
+                self.outputs.push_back(Output::CloseUdp { conn });
+            }
+            let mut sink = Vec::new();
+            self.rtsp_transmits(conn, &mut sink);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.pending.extend(sink);
             }
         }
         self.detach(conn, now_ms);
@@ -683,6 +758,8 @@ impl Engine {
                 ));
                 Protocol::Rtmp
             }
+            // RTSP players answer their DESCRIBE from the packets the hub hands them.
+            ConnKind::Rtsp(_) => return,
             ConnKind::Http { state, .. } => {
                 let HttpState::Waiting { format } = *state else {
                     return;
@@ -806,7 +883,11 @@ impl Engine {
             }
         }
         while let Some(player) = self.hub.poll_ready() {
-            self.want_transmit(player);
+            if self.rtsp_mut(player).is_some() {
+                self.rtsp_player_ready(player, now_ms);
+            } else {
+                self.want_transmit(player);
+            }
         }
         while let Some(o) = self.hls.poll_output() {
             self.outputs.push_back(match o {
@@ -832,6 +913,12 @@ impl Engine {
                         session.end_play(id, reason);
                     }
                 }
+                self.close(conn, true, reason, now_ms);
+            }
+            ConnKind::Rtsp(r) => {
+                // A DESCRIBE still waiting for the stream gets 404; the rest just end.
+                let _ = r.session.reject(404);
+                self.rtsp_goodbye(conn);
                 self.close(conn, true, reason, now_ms);
             }
             ConnKind::Http { state, .. } => {

@@ -250,6 +250,10 @@ impl PlayerWriter {
         if self.format.is_ts() {
             return self.render_ts(p, out);
         }
+        if p.body.is_empty() {
+            // A frame FLV cannot carry (Opus from RTSP), or a codec hint: not for these players.
+            return 0;
+        }
         let timestamp = match p.kind {
             PacketKind::Metadata | PacketKind::VideoConfig | PacketKind::AudioConfig => 0,
             PacketKind::Video { .. } => self.rebaser.rebase(0, p.dts),

@@ -50,7 +50,7 @@ impl Engine {
     pub(super) fn session_mut(&mut self, conn: ConnId) -> Option<&mut ServerSession> {
         match &mut self.conns.get_mut(&conn)?.kind {
             ConnKind::Rtmp { session, .. } => Some(session),
-            ConnKind::Http { .. } => None,
+            _ => None,
         }
     }
 
@@ -147,16 +147,7 @@ impl Engine {
                     }
                     c.muxer = Some(Box::default());
                 }
-                self.hls.start(&key, true);
-                self.start_session(conn, Role::Publish, Protocol::Rtmp, &key, now_ms);
-                if self.config.share_streams {
-                    let stream: Arc<str> = Arc::from(key.as_str());
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.published = Some(stream.clone());
-                    }
-                    self.outputs
-                        .push_back(Output::Broadcast(StreamMessage::Start { stream }));
-                }
+                self.publish_started(conn, &key, Protocol::Rtmp, now_ms);
             }
             Err(e) => {
                 if let Some(s) = self.session_mut(conn) {
@@ -164,6 +155,27 @@ impl Engine {
                 }
                 self.close(conn, true, &format!("publish rejected: {e}"), now_ms);
             }
+        }
+    }
+
+    /// A publisher was accepted by the hub: HLS starts, the session is logged, other engines
+    /// are told.
+    pub(super) fn publish_started(
+        &mut self,
+        conn: ConnId,
+        key: &str,
+        protocol: Protocol,
+        now_ms: u64,
+    ) {
+        self.hls.start(key, true);
+        self.start_session(conn, Role::Publish, protocol, key, now_ms);
+        if self.config.share_streams {
+            let stream: Arc<str> = Arc::from(key);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.published = Some(stream.clone());
+            }
+            self.outputs
+                .push_back(Output::Broadcast(StreamMessage::Start { stream }));
         }
     }
 

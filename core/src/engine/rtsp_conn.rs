@@ -1,0 +1,868 @@
+//! The engine's RTSP side: server session events turned into hub operations.
+//!
+//! A publisher (ANNOUNCE / RECORD) gives [`Frame`]s; each becomes a [`Packet`] exactly as an RTMP
+//! publisher's would (FLV tag body built once, TS muxed once), so every output serves it. A
+//! player (DESCRIBE / PLAY) is a hub player like any other: its packets' frames go through its
+//! own session, which packetizes them (sequence numbers and SSRC are per player).
+//!
+//! A DESCRIBE needs the stream's tracks: the player joins the hub at once (waiting for the
+//! publisher if needed) and its first packets are held until the codecs are known, then sent
+//! after PLAY. UDP transport is sans-IO: a SETUP over UDP asks the runtime for a port pair
+//! ([`Output::OpenUdp`], answered by [`Engine::handle_udp_open`]); datagrams come in through
+//! [`Engine::handle_udp`] and go out as [`Output::SendUdp`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{stream_key, ConnId, ConnKind, Engine, Output, Packet, Protocol, Role};
+use crate::codec::aac::AudioSpecificConfig;
+use crate::codec::h264::AvcConfig;
+use crate::codec::h265::HevcConfig;
+use crate::flv::{self, VideoTagStyle};
+use crate::hub::{PacketKind, PlayState};
+use crate::media::{Codec, Frame, FrameKind, TrackKind};
+use crate::rtmp::message_type;
+use crate::rtp::{CodecParams, TrackParams};
+use crate::rtsp::server::{ServerEvent, ServerSession, TrackTransport, Transmit};
+use crate::ts::TsChunk;
+
+/// Packets held for a DESCRIBE before it is answered with what is known.
+const MAX_HELD: usize = 4096;
+/// A DESCRIBE is answered once video and audio are seen, or after this much media time with
+/// video alone (ms).
+const DESCRIBE_VIDEO_WAIT_MS: i64 = 500;
+/// ... or after this much media time with audio alone (ms).
+const DESCRIBE_AUDIO_WAIT_MS: i64 = 1000;
+
+/// The state of one RTSP connection.
+#[derive(Debug)]
+pub(super) struct RtspConn {
+    pub(super) session: ServerSession,
+    /// Track indexes of the play session's video and audio.
+    video: Option<usize>,
+    audio: Option<usize>,
+    /// A DESCRIBE waits for the stream's codecs.
+    describe_pending: bool,
+    /// Packets taken from the hub while a DESCRIBE waited; sent first after PLAY.
+    held: VecDeque<Packet>,
+    /// A coded frame was sent to the player (configs before it are known from the SDP).
+    media_started: bool,
+    /// UDP port pairs were asked for.
+    udp: bool,
+    /// The earliest engine timer queued for the session.
+    timer_at: Option<u64>,
+    /// Last time seen, for frames sent from [`Engine::poll_transmit`].
+    now: u64,
+    /// The SSRC each UDP track sends with, read from its packets, for the goodbye.
+    ssrcs: Vec<(usize, u32)>,
+}
+
+impl RtspConn {
+    pub(super) fn new(session: ServerSession, now: u64) -> Self {
+        RtspConn {
+            session,
+            video: None,
+            audio: None,
+            describe_pending: false,
+            held: VecDeque::new(),
+            media_started: false,
+            udp: false,
+            timer_at: None,
+            now,
+            ssrcs: Vec::new(),
+        }
+    }
+
+    /// UDP port pairs were asked for.
+    pub(super) fn has_udp(&self) -> bool {
+        self.udp
+    }
+
+    /// Every set-up track goes over UDP (media is then sent as soon as it arrives).
+    fn all_udp(&self) -> bool {
+        let tracks = [self.video, self.audio];
+        let mut any = false;
+        for t in tracks.into_iter().flatten() {
+            match self.session.track_transport(t) {
+                Some(TrackTransport::Udp { .. }) => any = true,
+                Some(TrackTransport::Interleaved { .. }) => return false,
+                None => {}
+            }
+        }
+        any
+    }
+}
+
+/// What a DESCRIBE needs to know of a stream, gathered from its first packets.
+#[derive(Default)]
+struct Seen {
+    video_config: Option<Frame>,
+    video_codec: Option<Codec>,
+    audio_config: Option<Frame>,
+    audio_codec: Option<Codec>,
+    first_video: Option<i64>,
+    first_audio: Option<i64>,
+    last_video: i64,
+    last_audio: i64,
+}
+
+impl Seen {
+    fn add(&mut self, p: &Packet) {
+        let d = p.data();
+        let Some(f) = &d.frame else { return };
+        match (f.track(), f.kind) {
+            (TrackKind::Video, FrameKind::Config) => self.video_config = Some(f.clone()),
+            (TrackKind::Audio, FrameKind::Config) => self.audio_config = Some(f.clone()),
+            (TrackKind::Video, FrameKind::Coded) => {
+                self.video_codec = Some(f.codec);
+                self.first_video.get_or_insert(f.dts);
+                self.last_video = f.dts;
+            }
+            (TrackKind::Audio, FrameKind::Coded) => {
+                self.audio_codec = Some(f.codec);
+                self.first_audio.get_or_insert(f.dts);
+                self.last_audio = f.dts;
+            }
+            _ => {}
+        }
+    }
+
+    /// Enough is known to describe the stream.
+    fn complete(&self) -> bool {
+        match (self.first_video, self.first_audio) {
+            (Some(_), Some(_)) => true,
+            (Some(v), None) => self.last_video.saturating_sub(v) >= DESCRIBE_VIDEO_WAIT_MS,
+            (None, Some(a)) => self.last_audio.saturating_sub(a) >= DESCRIBE_AUDIO_WAIT_MS,
+            (None, None) => false,
+        }
+    }
+
+    fn video_params(&self) -> Option<TrackParams> {
+        let config = self.video_config.as_ref();
+        let codec = config.map(|f| f.codec).or(self.video_codec)?;
+        let record = config.map(|f| f.payload.as_ref());
+        let codec = match codec {
+            Codec::H264 => match record.and_then(|r| AvcConfig::parse(r).ok()) {
+                Some(c) => CodecParams::H264 {
+                    sps: c.sps,
+                    pps: c.pps,
+                },
+                None => CodecParams::H264 {
+                    sps: Vec::new(),
+                    pps: Vec::new(),
+                },
+            },
+            Codec::H265 => match record.and_then(|r| HevcConfig::parse(r).ok()) {
+                Some(c) => CodecParams::H265 {
+                    vps: c.vps,
+                    sps: c.sps,
+                    pps: c.pps,
+                },
+                None => CodecParams::H265 {
+                    vps: Vec::new(),
+                    sps: Vec::new(),
+                    pps: Vec::new(),
+                },
+            },
+            _ => return None,
+        };
+        Some(TrackParams {
+            payload_type: 96,
+            clock_rate: 90_000,
+            channels: 1,
+            codec,
+        })
+    }
+
+    fn audio_params(&self) -> Option<TrackParams> {
+        let config = self.audio_config.as_ref();
+        let codec = config.map(|f| f.codec).or(self.audio_codec)?;
+        let (clock_rate, channels) = match config {
+            Some(f) if codec != Codec::Aac => parse_audio_hint(&f.payload),
+            _ => (0, 0),
+        };
+        let params = |payload_type, clock_rate, channels, codec| TrackParams {
+            payload_type,
+            clock_rate,
+            channels,
+            codec,
+        };
+        match codec {
+            Codec::Aac => {
+                let asc = config?.payload.clone();
+                let parsed = AudioSpecificConfig::parse(&asc).ok()?;
+                Some(params(
+                    97,
+                    parsed.sample_rate,
+                    parsed.channels.max(1),
+                    CodecParams::aac_hbr(asc),
+                ))
+            }
+            Codec::G711A | Codec::G711U => {
+                let (clock, ch) = if clock_rate == 0 {
+                    (8000, 1)
+                } else {
+                    (clock_rate, channels.max(1))
+                };
+                let (static_pt, codec) = if codec == Codec::G711A {
+                    (8, CodecParams::G711A)
+                } else {
+                    (0, CodecParams::G711U)
+                };
+                let pt = if (clock, ch) == (8000, 1) {
+                    static_pt
+                } else {
+                    97
+                };
+                Some(params(pt, clock, ch, codec))
+            }
+            Codec::Opus => Some(params(97, 48_000, 2, CodecParams::Opus)),
+            _ => None,
+        }
+    }
+}
+
+/// The configuration frame an RTSP publisher of G.711 or Opus gives (they have none of their
+/// own): clock rate and channels, so a DESCRIBE can describe the track exactly.
+fn audio_hint(codec: Codec, clock_rate: u32, channels: u8) -> Frame {
+    let mut b = BytesMut::with_capacity(5);
+    b.put_u32(clock_rate);
+    b.put_u8(channels);
+    Frame {
+        codec,
+        kind: FrameKind::Config,
+        dts: 0,
+        pts: 0,
+        key: true,
+        payload: b.freeze(),
+    }
+}
+
+fn parse_audio_hint(payload: &[u8]) -> (u32, u8) {
+    match payload {
+        [a, b, c, d, ch] => (u32::from_be_bytes([*a, *b, *c, *d]), *ch),
+        _ => (0, 0),
+    }
+}
+
+/// `live/x` as a hub key.
+fn key_of(path: &str) -> Option<String> {
+    let (app, stream) = path.split_once('/')?;
+    stream_key(app, stream)
+}
+
+impl Engine {
+    pub(super) fn rtsp_mut(&mut self, conn: ConnId) -> Option<&mut RtspConn> {
+        match &mut self.conns.get_mut(&conn)?.kind {
+            ConnKind::Rtsp(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Bytes from the client's TCP connection.
+    pub(super) fn rtsp_input(&mut self, conn: ConnId, data: &[u8], now: u64) {
+        let Some(r) = self.rtsp_mut(conn) else { return };
+        r.now = now;
+        let result = r.session.handle_input(data, now);
+        self.drain_rtsp(conn, now);
+        if let Err(e) = result {
+            self.close(conn, true, &e.to_string(), now);
+        }
+    }
+
+    /// The runtime bound (or could not bind) the UDP port pair asked for by
+    /// [`Output::OpenUdp`]: `ports` are the local RTP and RTCP ports.
+    pub fn handle_udp_open(
+        &mut self,
+        conn: ConnId,
+        track: usize,
+        ports: Option<(u16, u16)>,
+        now_ms: u64,
+    ) {
+        let Some(r) = self.rtsp_mut(conn) else { return };
+        let result = match ports {
+            Some(p) => r.session.accept_udp(p),
+            None => r.session.reject(461),
+        };
+        let _ = track;
+        self.drain_rtsp(conn, now_ms);
+        if let Err(e) = result {
+            self.close(conn, true, &e.to_string(), now_ms);
+        }
+        self.drain_hub(now_ms);
+    }
+
+    /// A datagram arrived from `from` on the UDP port pair opened for `track` of `conn` (its
+    /// RTCP port when `rtcp`). Datagrams from another host than the connection's peer are
+    /// dropped.
+    pub fn handle_udp(
+        &mut self,
+        conn: ConnId,
+        track: usize,
+        rtcp: bool,
+        from: SocketAddr,
+        data: Bytes,
+        now_ms: u64,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing || from.ip() != c.peer.ip() {
+            return;
+        }
+        c.bytes_in += data.len() as u64;
+        c.last_input_ms = now_ms;
+        let ConnKind::Rtsp(r) = &mut c.kind else {
+            return;
+        };
+        r.now = now_ms;
+        r.session.handle_udp(track, rtcp, data, now_ms);
+        self.drain_rtsp(conn, now_ms);
+        self.drain_hub(now_ms);
+    }
+
+    /// The session's timer fired: RTCP reports, or the session timeout.
+    pub(super) fn rtsp_timeout(&mut self, conn: ConnId, now: u64) {
+        let Some(r) = self.rtsp_mut(conn) else { return };
+        r.timer_at = None;
+        r.now = now;
+        let due = r.session.poll_timeout().is_some_and(|t| t <= now);
+        let result = if due {
+            r.session.handle_timeout(now)
+        } else {
+            Ok(())
+        };
+        self.drain_rtsp(conn, now);
+        if let Err(e) = result {
+            self.close(conn, true, &e.to_string(), now);
+        }
+    }
+
+    /// Handles the session's events, queues what it has to send, and keeps its timer armed.
+    pub(super) fn drain_rtsp(&mut self, conn: ConnId, now: u64) {
+        loop {
+            let Some(r) = self.rtsp_mut(conn) else { return };
+            let Some(event) = r.session.poll_event() else {
+                break;
+            };
+            self.on_rtsp_event(conn, event, now);
+        }
+        let mut sink = Vec::new();
+        if self.rtsp_transmits(conn, &mut sink) > 0 {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.pending.extend(sink);
+            }
+            self.want_transmit(conn);
+        }
+        self.rearm_rtsp(conn);
+    }
+
+    fn rearm_rtsp(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        let ConnKind::Rtsp(r) = &mut c.kind else {
+            return;
+        };
+        if let Some(d) = r.session.poll_timeout() {
+            if r.timer_at.map_or(true, |t| d < t) {
+                r.timer_at = Some(d);
+                c.timer_armed = true;
+                self.timers.push(std::cmp::Reverse((d, conn)));
+            }
+        }
+    }
+
+    /// Moves the session's output: TCP bytes to `out` (their count is returned), datagrams to
+    /// [`Output::SendUdp`].
+    pub(super) fn rtsp_transmits(&mut self, conn: ConnId, out: &mut Vec<Bytes>) -> usize {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return 0;
+        };
+        let peer = c.peer.ip();
+        let ConnKind::Rtsp(r) = &mut c.kind else {
+            return 0;
+        };
+        let mut n = 0;
+        while let Some(t) = r.session.poll_transmit() {
+            match t {
+                Transmit::Tcp(b) => {
+                    n += b.len();
+                    out.push(b);
+                }
+                Transmit::Udp { track, rtcp, bytes } => {
+                    let Some(TrackTransport::Udp { client, .. }) = r.session.track_transport(track)
+                    else {
+                        continue;
+                    };
+                    let port = if rtcp { client.1 } else { client.0 };
+                    if let (false, Some(ssrc)) = (rtcp, bytes.get(8..12)) {
+                        let ssrc = u32::from_be_bytes([ssrc[0], ssrc[1], ssrc[2], ssrc[3]]);
+                        if !r.ssrcs.contains(&(track, ssrc)) {
+                            r.ssrcs.retain(|(t, _)| *t != track);
+                            r.ssrcs.push((track, ssrc));
+                        }
+                    }
+                    c.bytes_out += bytes.len() as u64;
+                    self.outputs.push_back(Output::SendUdp {
+                        conn,
+                        track,
+                        rtcp,
+                        to: SocketAddr::new(peer, port),
+                        data: bytes,
+                    });
+                }
+            }
+        }
+        n
+    }
+
+    /// The stream ended: UDP players get an RTCP goodbye on every track (over TCP, the closing
+    /// connection says it), so they end cleanly rather than wait for packets.
+    pub(super) fn rtsp_goodbye(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let ConnKind::Rtsp(r) = &c.kind else { return };
+        for &(track, ssrc) in &r.ssrcs {
+            let Some(TrackTransport::Udp { client, .. }) = r.session.track_transport(track) else {
+                continue;
+            };
+            // An empty receiver report (a compound packet starts with a report), then BYE.
+            let mut b = BytesMut::with_capacity(16);
+            b.put_slice(&[0x80, 201, 0, 1]);
+            b.put_u32(ssrc);
+            b.put_slice(&[0x81, 203, 0, 1]);
+            b.put_u32(ssrc);
+            self.outputs.push_back(Output::SendUdp {
+                conn,
+                track,
+                rtcp: true,
+                to: SocketAddr::new(c.peer.ip(), client.1),
+                data: b.freeze(),
+            });
+        }
+    }
+
+    fn rtsp_reject(&mut self, conn: ConnId, status: u16) {
+        if let Some(r) = self.rtsp_mut(conn) {
+            let _ = r.session.reject(status);
+        }
+    }
+
+    fn on_rtsp_event(&mut self, conn: ConnId, event: ServerEvent, now: u64) {
+        match event {
+            ServerEvent::DescribeRequest { path, .. } => self.rtsp_describe(conn, &path, now),
+            ServerEvent::AnnounceRequest { path, tracks, .. } => {
+                self.rtsp_announce(conn, &path, &tracks, now)
+            }
+            ServerEvent::UdpPortsRequest { track, .. } => {
+                if let Some(r) = self.rtsp_mut(conn) {
+                    r.udp = true;
+                }
+                self.outputs.push_back(Output::OpenUdp { conn, track });
+            }
+            ServerEvent::Playing => {
+                let stream = match self.conns.get(&conn) {
+                    Some(c) if c.role == Role::None && !c.stream.is_empty() => c.stream.clone(),
+                    _ => String::new(),
+                };
+                if !stream.is_empty() {
+                    self.start_session(conn, Role::Play, Protocol::Rtsp, &stream, now);
+                }
+                self.rtsp_player_ready(conn, now);
+            }
+            ServerEvent::Frame { frame, .. } => self.on_rtsp_frame(conn, frame),
+            ServerEvent::Teardown => {
+                self.detach(conn, now);
+                let udp = if let Some(c) = self.conns.get_mut(&conn) {
+                    c.role = Role::None;
+                    c.stream.clear();
+                    if let ConnKind::Rtsp(r) = &mut c.kind {
+                        r.video = None;
+                        r.audio = None;
+                        r.describe_pending = false;
+                        r.held.clear();
+                        r.media_started = false;
+                        std::mem::take(&mut r.udp)
+                    } else {
+                        false
+                    }
+                } else {
+                    false
+                };
+                if udp {
+                    self.outputs.push_back(Output::CloseUdp { conn });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn rtsp_describe(&mut self, conn: ConnId, path: &str, now: u64) {
+        let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
+        let Some(key) = key_of(path).filter(|_| !busy) else {
+            self.rtsp_reject(conn, 404);
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stream = key.clone();
+            if let ConnKind::Rtsp(r) = &mut c.kind {
+                r.describe_pending = true;
+                r.held.clear();
+            }
+        }
+        // The answer comes when the stream's first packets reach this player.
+        let _: PlayState = self.hub.play(&key, conn, now);
+    }
+
+    /// The hub has packets for this player.
+    pub(super) fn rtsp_player_ready(&mut self, conn: ConnId, now: u64) {
+        let Some(r) = self.rtsp_mut(conn) else { return };
+        if r.describe_pending {
+            self.rtsp_collect(conn, now);
+        } else if r.session.is_playing() {
+            if r.all_udp() {
+                // Answers (the PLAY reply) still go over TCP.
+                let mut tcp = Vec::new();
+                self.rtsp_send(conn, usize::MAX, &mut tcp);
+                if !tcp.is_empty() {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.pending.extend(tcp);
+                    }
+                    self.want_transmit(conn);
+                }
+            } else {
+                self.want_transmit(conn);
+            }
+        }
+    }
+
+    /// Holds the player's first packets until the stream's codecs are known, then answers the
+    /// DESCRIBE.
+    fn rtsp_collect(&mut self, conn: ConnId, now: u64) {
+        loop {
+            let Some(r) = self.rtsp_mut(conn) else { return };
+            if r.held.len() >= MAX_HELD {
+                break;
+            }
+            let Some(p) = self.hub.pop(conn) else {
+                break;
+            };
+            if let Some(r) = self.rtsp_mut(conn) {
+                r.held.push_back(p);
+            }
+        }
+        let Some(r) = self.rtsp_mut(conn) else { return };
+        let mut seen = Seen::default();
+        r.held.iter().for_each(|p| seen.add(p));
+        if !seen.complete() && r.held.len() < MAX_HELD {
+            return;
+        }
+        r.describe_pending = false;
+        let mut tracks = Vec::new();
+        if let Some(v) = seen.video_params() {
+            r.video = Some(tracks.len());
+            tracks.push(v);
+        }
+        if let Some(a) = seen.audio_params() {
+            r.audio = Some(tracks.len());
+            tracks.push(a);
+        }
+        let result = if tracks.is_empty() {
+            r.session.reject(415)
+        } else {
+            r.session.accept_describe(tracks)
+        };
+        self.drain_rtsp(conn, now);
+        if let Err(e) = result {
+            self.close(conn, true, &e.to_string(), now);
+        }
+    }
+
+    /// Sends the player's packets through its session until about `budget` bytes are out: TCP
+    /// bytes to `out`, datagrams as outputs. Returns the TCP byte count (datagrams count
+    /// against the budget too, but are not in `out`).
+    pub(super) fn rtsp_send(&mut self, conn: ConnId, budget: usize, out: &mut Vec<Bytes>) -> usize {
+        let mut n = self.rtsp_transmits(conn, out);
+        let mut spent = n;
+        let mut udp_before = self.outputs.len();
+        while spent < budget {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                break;
+            };
+            let ConnKind::Rtsp(r) = &mut c.kind else {
+                break;
+            };
+            if !r.session.is_playing() {
+                break;
+            }
+            let Some(packet) = r.held.pop_front().or_else(|| self.hub.pop(conn)) else {
+                break;
+            };
+            let Some(frame) = &packet.data().frame else {
+                continue;
+            };
+            let track = match frame.track() {
+                TrackKind::Video => r.video,
+                TrackKind::Audio => r.audio,
+            };
+            let Some(track) = track else { continue };
+            match frame.kind {
+                // The SDP gave the configuration; later changes go in-band.
+                FrameKind::Config if !r.media_started => continue,
+                FrameKind::Coded => r.media_started = true,
+                _ => {}
+            }
+            // A frame this track cannot carry is skipped; the session goes on.
+            let _ = r.session.send_frame(track, frame, r.now);
+            let tcp = self.rtsp_transmits(conn, out);
+            n += tcp;
+            spent += tcp;
+            for o in self.outputs.range(udp_before..) {
+                if let Output::SendUdp { data, .. } = o {
+                    spent += data.len();
+                }
+            }
+            udp_before = self.outputs.len();
+        }
+        n
+    }
+
+    fn rtsp_announce(&mut self, conn: ConnId, path: &str, tracks: &[TrackParams], now: u64) {
+        let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
+        let Some(key) = key_of(path).filter(|_| !busy) else {
+            self.rtsp_reject(conn, 400);
+            return;
+        };
+        // A DESCRIBE on this connection made it a player: it publishes now instead.
+        self.hub.stop_play(conn);
+        if self.hub.publish(&key, conn, now).is_err() {
+            // Someone else publishes this stream.
+            self.rtsp_reject(conn, 403);
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let ConnKind::Rtsp(r) = &mut c.kind {
+                let _ = r.session.accept_announce();
+            }
+            c.muxer = Some(Box::default());
+        }
+        self.publish_started(conn, &key, Protocol::Rtsp, now);
+        // G.711 and Opus have no configuration of their own: tell players their clock.
+        for t in tracks {
+            let codec = t.codec.codec();
+            if matches!(codec, Codec::G711A | Codec::G711U | Codec::Opus) {
+                let frame = audio_hint(codec, t.clock_rate, t.channels);
+                let packet = Packet::new(
+                    PacketKind::AudioConfig,
+                    0,
+                    Some(frame),
+                    message_type::AUDIO,
+                    Bytes::new(),
+                    self.config.rtmp.chunk_size,
+                    TsChunk::default(),
+                );
+                self.push_local(conn, packet);
+            }
+        }
+    }
+
+    /// A frame from an RTSP publisher becomes a packet exactly like an RTMP publisher's.
+    fn on_rtsp_frame(&mut self, conn: ConnId, frame: Frame) {
+        let video = frame.track() == TrackKind::Video;
+        let kind = match (frame.kind, video) {
+            (FrameKind::Config, true) => PacketKind::VideoConfig,
+            (FrameKind::Config, false) => PacketKind::AudioConfig,
+            (FrameKind::Coded, true) => PacketKind::Video { key: frame.key },
+            (FrameKind::Coded, false) => PacketKind::Audio,
+            (FrameKind::EndOfSequence, _) => return,
+        };
+        let (type_id, body) = if video {
+            (
+                message_type::VIDEO,
+                flv::video_tag_body(&frame, VideoTagStyle::Legacy),
+            )
+        } else {
+            (message_type::AUDIO, flv::audio_tag_body(&frame))
+        };
+        // Codecs FLV cannot carry (Opus) get an empty body: RTMP and FLV players skip them.
+        let body = body.unwrap_or_default();
+        let ts = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.muxer.as_mut())
+            .and_then(|m| m.mux(&frame).ok())
+            .unwrap_or_default();
+        let packet = Packet::new(
+            kind,
+            frame.dts,
+            Some(frame),
+            type_id,
+            body,
+            self.config.rtmp.chunk_size,
+            ts,
+        );
+        self.push_local(conn, packet);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineConfig, Listener};
+    use crate::rtp::RtpPacket;
+
+    const PUBLISHER: ConnId = 1;
+    const PLAYER: ConnId = 2;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:40000".parse().unwrap()
+    }
+
+    /// Drains outputs and what the connection has to send; returns the text sent on `conn`.
+    fn exchange(e: &mut Engine, conn: ConnId, outputs: &mut Vec<Output>) -> String {
+        outputs.extend(std::iter::from_fn(|| e.poll_output()));
+        let mut out = Vec::new();
+        e.poll_transmit(conn, usize::MAX, &mut out);
+        outputs.extend(std::iter::from_fn(|| e.poll_output()));
+        String::from_utf8_lossy(&out.concat()).into_owned()
+    }
+
+    fn request(e: &mut Engine, conn: ConnId, text: &str, now: u64) -> (String, Vec<Output>) {
+        e.handle_input(conn, text.as_bytes(), now);
+        let mut outputs = Vec::new();
+        let answer = exchange(e, conn, &mut outputs);
+        (answer, outputs)
+    }
+
+    #[test]
+    fn udp_publisher_of_g711_is_described_to_a_player() {
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=0\r\n";
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            &format!(
+                "ANNOUNCE rtsp://h/live/g RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            0,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        let (answer, outputs) = request(
+            &mut e,
+            PUBLISHER,
+            "SETUP rtsp://h/live/g/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+             Transport: RTP/AVP;unicast;client_port=5000-5001;mode=record\r\n\r\n",
+            1,
+        );
+        assert!(answer.is_empty(), "answered before the ports: {answer}");
+        assert!(outputs.iter().any(|o| matches!(
+            o,
+            Output::OpenUdp {
+                conn: PUBLISHER,
+                track: 0
+            }
+        )));
+        e.handle_udp_open(PUBLISHER, 0, Some((20000, 20001)), 2);
+        let answer = exchange(&mut e, PUBLISHER, &mut Vec::new());
+        assert!(answer.contains("server_port=20000-20001"), "{answer}");
+        let session = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Session: "))
+            .and_then(|s| s.split(';').next())
+            .unwrap()
+            .to_owned();
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            &format!("RECORD rtsp://h/live/g RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+            3,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+
+        e.handle_accept(PLAYER, Listener::Rtsp, peer(), 3);
+        let (answer, _) = request(
+            &mut e,
+            PLAYER,
+            "DESCRIBE rtsp://h/live/g RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+            4,
+        );
+        assert!(answer.is_empty(), "described before the codecs are known");
+        // 3 s of 20 ms packets (UDP reorders within a window); a foreign datagram is ignored.
+        let stranger: SocketAddr = "10.9.9.9:5000".parse().unwrap();
+        for i in 0..150u16 {
+            let p = RtpPacket::new(8, i, u32::from(i) * 160, 42, Bytes::from(vec![0xD5; 160]));
+            let from = if i == 30 {
+                stranger
+            } else {
+                "127.0.0.1:5000".parse().unwrap()
+            };
+            e.handle_udp(
+                PUBLISHER,
+                0,
+                false,
+                from,
+                p.to_bytes(),
+                10 + u64::from(i) * 20,
+            );
+        }
+        let answer = exchange(&mut e, PLAYER, &mut Vec::new());
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        assert!(answer.contains("a=rtpmap:8 PCMA/8000"), "{answer}");
+    }
+
+    #[test]
+    fn udp_setup_without_ports_gets_461_and_the_session_goes_on() {
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        e.handle_accept(PLAYER, Listener::Rtsp, peer(), 0);
+        let (answer, _) = request(
+            &mut e,
+            PLAYER,
+            "DESCRIBE rtsp://h/live/none RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+            0,
+        );
+        assert!(answer.is_empty());
+        // A publisher whose UDP SETUP finds no free ports is refused with 461, then uses TCP.
+        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=0\r\n";
+        request(
+            &mut e,
+            PUBLISHER,
+            &format!(
+                "ANNOUNCE rtsp://h/live/none RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            0,
+        );
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            "SETUP rtsp://h/live/none/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+             Transport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n",
+            1,
+        );
+        assert!(answer.is_empty());
+        e.handle_udp_open(PUBLISHER, 0, None, 2);
+        let answer = exchange(&mut e, PUBLISHER, &mut Vec::new());
+        assert!(answer.starts_with("RTSP/1.0 461"), "{answer}");
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            "SETUP rtsp://h/live/none/trackID=0 RTSP/1.0\r\nCSeq: 3\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n",
+            3,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        assert_eq!(e.connection_count(), 2);
+    }
+}
