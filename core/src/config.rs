@@ -109,6 +109,16 @@ http_head_timeout_ms = 10000
 publish_idle_timeout_ms = 30000
 idle_timeout_ms = 60000
 
+[dump]
+# Debug dumps: record every inbound byte of each connection with its time (format in
+# docs/dump-format.md; replay with `rill-replay FILE...`). Off by default.
+enable = false
+dir = "dumps"
+# Only keep dumps of connections whose session is about this stream ("app/stream"); empty = all.
+stream = ""
+# Size cap of one dump file (bytes); recording of that connection stops past it.
+max_bytes = 67108864
+
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
 level = "info"
@@ -132,8 +142,35 @@ pub struct Config {
     pub hls: HlsSection,
     /// Protocol limits and deadlines.
     pub limits: LimitsSection,
+    /// Debug dumps.
+    pub dump: DumpSection,
     /// Logging.
     pub log: LogSection,
+}
+
+/// `[dump]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DumpSection {
+    /// Record connections.
+    pub enable: bool,
+    /// Directory of the dump files.
+    pub dir: String,
+    /// Keep only dumps of this stream (`app/stream`); empty keeps all.
+    pub stream: String,
+    /// Size cap of one dump file, bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for DumpSection {
+    fn default() -> Self {
+        DumpSection {
+            enable: false,
+            dir: "dumps".into(),
+            stream: String::new(),
+            max_bytes: 64 << 20,
+        }
+    }
 }
 
 /// `[rtmp]`.

@@ -12,7 +12,9 @@ use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
+use rill_core::dump::listener_name;
 use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
+use rill_runtime_common::dump::{unix_ms, DumpRecorder};
 use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
@@ -90,6 +92,8 @@ pub(crate) struct EngineTask {
     timer_at: Option<u64>,
     udp_ports: Option<UdpPorts>,
     udp: HashMap<ConnId, Vec<Udp>>,
+    /// Debug dumps of inbound bytes, when `[dump]` enables them.
+    dumps: Option<DumpRecorder>,
 }
 
 impl EngineTask {
@@ -115,7 +119,14 @@ impl EngineTask {
             timer_at: None,
             udp_ports: None,
             udp: HashMap::new(),
+            dumps: None,
         }
+    }
+
+    /// Records debug dumps with `recorder` (see `[dump]` in the config).
+    pub(crate) fn with_dumps(mut self, recorder: Option<DumpRecorder>) -> Self {
+        self.dumps = recorder;
+        self
     }
 
     /// The port range for RTSP over UDP (none: UDP SETUPs are refused with 461).
@@ -202,9 +213,18 @@ impl EngineTask {
                         close_after_flush: false,
                     },
                 );
+                if let Some(d) = self.dumps.as_mut() {
+                    d.on_accept(id, listener_name(listener), peer, now, unix_ms());
+                }
                 self.engine.handle_accept(id, listener, peer, now);
             }
-            Event::Input(id, data) => self.engine.handle_input(id, &data, now),
+            Event::Input(id, data) => {
+                // Recorded before the engine sees it, so bytes that break it are in the dump.
+                if let Some(d) = self.dumps.as_mut() {
+                    d.on_input(id, &data, now);
+                }
+                self.engine.handle_input(id, &data, now)
+            }
             Event::Written(id, batch) => {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.idle = Some(batch);
@@ -229,7 +249,12 @@ impl EngineTask {
                     self.transmit(conn);
                 }
                 Output::Close { conn, .. } => self.drop_conn(conn, "closed by server"),
-                Output::SessionStarted(r) => log_session("session start", &r),
+                Output::SessionStarted(r) => {
+                    if let Some(d) = self.dumps.as_mut() {
+                        d.on_session(r.conn, &r.stream);
+                    }
+                    log_session("session start", &r)
+                }
                 Output::SessionEnded(r) => log_session("session end", &r),
                 // HLS files: small and rare; written inline like the mio runtime does.
                 Output::WriteFile { path, data } => write_file(&path, &data),
@@ -339,6 +364,9 @@ impl EngineTask {
         if let Some(conn) = self.conns.remove(&id) {
             let _ = conn.stream.get_ref().shutdown(Shutdown::Both);
             let now = self.now();
+            if let Some(d) = self.dumps.as_mut() {
+                d.on_close(id, now);
+            }
             self.engine.handle_close(id, reason, now);
         }
     }

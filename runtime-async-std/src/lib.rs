@@ -36,6 +36,7 @@ use futures_lite::{AsyncReadExt, FutureExt};
 use rill_core::config::Config;
 pub use rill_core::engine::Listener;
 use rill_core::engine::{Engine, EngineConfig};
+use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
 use tracing::warn;
 
@@ -54,6 +55,8 @@ pub struct Server {
     engine: EngineConfig,
     workers: usize,
     udp_ports: Option<UdpPorts>,
+    /// The whole configuration, for what each worker builds itself (debug dump recorders).
+    config: Config,
 }
 
 impl Server {
@@ -80,6 +83,7 @@ impl Server {
             engine: rill_runtime_common::engine_config(config, workers),
             workers,
             udp_ports: UdpPorts::from_config(config),
+            config: config.clone(),
         })
     }
 
@@ -113,7 +117,8 @@ impl Server {
                 .collect();
             let engine = Engine::new(self.engine.clone(), engine_seed(index));
             let task = EngineTask::new(index, engine, events, control, peers, epoch)
-                .with_udp_ports(self.udp_ports);
+                .with_udp_ports(self.udp_ports)
+                .with_dumps(recorder_from_config(&self.config));
             engines.push(rt::spawn(task.run()));
         }
         let (stop, stopped) = async_channel::bounded::<()>(1);

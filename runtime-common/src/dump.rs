@@ -297,6 +297,18 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The recorder the `[dump]` section asks for, if any (one per worker or engine task).
+pub fn recorder_from_config(config: &rill_core::config::Config) -> Option<DumpRecorder> {
+    let d = &config.dump;
+    d.enable.then(|| {
+        DumpRecorder::new(DumpSettings {
+            dir: PathBuf::from(&d.dir),
+            stream: (!d.stream.is_empty()).then(|| d.stream.clone()),
+            max_bytes: d.max_bytes,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

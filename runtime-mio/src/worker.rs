@@ -13,7 +13,9 @@ use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
+use rill_core::dump::listener_name;
 use rill_core::engine::{Engine, Listener, Output, StreamMessage};
+use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
 use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
@@ -28,6 +30,8 @@ const WORKER_SHIFT: u32 = 40;
 const WRITE_BUDGET: usize = 256 * 1024;
 /// Slices per vectored write.
 const MAX_IOV: usize = 64;
+/// Bytes read from one connection per pass of the event loop.
+const READ_BUDGET: usize = 256 * 1024;
 /// Longest sleep, so the shutdown flag is noticed promptly.
 const MAX_WAIT: Duration = Duration::from_millis(200);
 
@@ -73,6 +77,11 @@ struct Worker {
     udp: HashMap<Token, Udp>,
     /// The UDP sockets of each connection, by (track, rtcp).
     udp_of: HashMap<u64, Vec<(usize, bool, Token)>>,
+    /// Debug dumps of inbound bytes, when `[dump]` enables them.
+    dumps: Option<DumpRecorder>,
+    /// Connections that used up their read budget with bytes still waiting (edge-triggered
+    /// readiness will not say so again): read again on the next pass.
+    read_again: Vec<Token>,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -153,6 +162,8 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             udp_ports: UdpPorts::from_config(config),
             udp: HashMap::new(),
             udp_of: HashMap::new(),
+            dumps: recorder_from_config(config),
+            read_again: Vec::new(),
         });
     }
     let mut handles = Vec::new();
@@ -198,11 +209,14 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         while !shutdown.load(Ordering::Relaxed) {
             let now = self.now();
-            let wait = self
-                .engine
-                .poll_timeout()
-                .map_or(MAX_WAIT, |t| Duration::from_millis(t.saturating_sub(now)))
-                .min(MAX_WAIT);
+            let wait = if self.read_again.is_empty() {
+                self.engine
+                    .poll_timeout()
+                    .map_or(MAX_WAIT, |t| Duration::from_millis(t.saturating_sub(now)))
+                    .min(MAX_WAIT)
+            } else {
+                Duration::ZERO
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -225,6 +239,9 @@ impl Worker {
                         }
                     }
                 }
+            }
+            for t in std::mem::take(&mut self.read_again) {
+                self.read(t);
             }
             let now = self.now();
             while let Ok(message) = self.rx.try_recv() {
@@ -272,8 +289,11 @@ impl Worker {
                         },
                     );
                     debug!(conn = conn_token.0, %peer, ?kind, "accepted");
-                    self.engine
-                        .handle_accept(self.conn_id(conn_token), kind, peer, now);
+                    let id = self.conn_id(conn_token);
+                    if let Some(d) = self.dumps.as_mut() {
+                        d.on_accept(id, listener_name(kind), peer, now, unix_ms());
+                    }
+                    self.engine.handle_accept(id, kind, peer, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -286,16 +306,30 @@ impl Worker {
         }
     }
 
+    /// Reads what `token` has, up to [`READ_BUDGET`] per pass so one flooding peer cannot
+    /// starve the other connections of this worker.
     fn read(&mut self, token: Token) {
         let id = self.conn_id(token);
+        let mut budget = READ_BUDGET;
         loop {
+            if budget == 0 {
+                if !self.read_again.contains(&token) {
+                    self.read_again.push(token);
+                }
+                return;
+            }
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
             };
             match conn.stream.read(&mut self.read_buf) {
                 Ok(0) => return self.drop_conn(token, "peer closed"),
                 Ok(n) => {
+                    budget = budget.saturating_sub(n);
                     let now = self.epoch.elapsed().as_millis() as u64;
+                    // Recorded before the engine sees it, so bytes that break it are in the dump.
+                    if let Some(d) = self.dumps.as_mut() {
+                        d.on_input(id, &self.read_buf[..n], now);
+                    }
                     self.engine.handle_input(id, &self.read_buf[..n], now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -331,7 +365,12 @@ impl Worker {
                             self.drop_conn(token, "closed by server");
                         }
                     }
-                    Output::SessionStarted(r) => log_session("session start", &r),
+                    Output::SessionStarted(r) => {
+                        if let Some(d) = self.dumps.as_mut() {
+                            d.on_session(r.conn, &r.stream);
+                        }
+                        log_session("session start", &r)
+                    }
                     Output::SessionEnded(r) => log_session("session end", &r),
                     Output::WriteFile { path, data } => write_file(&path, &data),
                     Output::RemoveFile { path } => remove_file(&path),
@@ -538,6 +577,9 @@ impl Worker {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
             let (id, now) = (self.conn_id(token), self.now());
+            if let Some(d) = self.dumps.as_mut() {
+                d.on_close(id, now);
+            }
             self.engine.handle_close(id, reason, now);
         }
     }
@@ -546,6 +588,9 @@ impl Worker {
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
         for token in tokens {
             self.drop_conn(token, "server shutting down");
+        }
+        if let Some(d) = self.dumps.as_mut() {
+            d.flush();
         }
         while let Some(output) = self.engine.poll_output() {
             if let Output::SessionEnded(r) = output {

@@ -227,3 +227,60 @@ fn a_dump_cut_short_still_replays() {
         }
     }
 }
+
+/// The server itself records dumps when `[dump]` asks, and what it records replays to the same
+/// session (stream, codecs, frames) through the core engine with no sockets.
+#[test]
+fn the_server_records_dumps_that_replay() {
+    use rill_e2e::{ffmpeg_publish, media, Server, TempConfig};
+    let dir = std::env::temp_dir().join(format!("rill-e2e-dumps-{}", rill_e2e::free_port()));
+    let cfg = TempConfig::new(&format!(
+        "[dump]\nenable = true\ndir = \"{}\"\nstream = \"live/rec\"\n",
+        dir.display()
+    ));
+    let mut server = Server::start_with(2, &cfg.args());
+    let mut publisher = ffmpeg_publish(
+        &media("h264_aac_10s.flv"),
+        &server.rtmp_url("live/rec"),
+        &["-t", "2"],
+    );
+    assert!(publisher
+        .wait_for(std::time::Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    // A connection about another stream is not kept.
+    let mut other = ffmpeg_publish(
+        &media("h264_aac_10s.flv"),
+        &server.rtmp_url("live/other"),
+        &["-t", "1"],
+    );
+    assert!(other
+        .wait_for(std::time::Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    server.terminate().expect("server stops");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dump dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rilldump"))
+        .collect();
+    assert_eq!(files.len(), 1, "one dump, of live/rec only: {files:?}");
+    let dump = Dump::parse(Bytes::from(std::fs::read(&files[0]).expect("read dump")))
+        .expect("dump parses");
+    let report = replay(&[dump], EngineConfig::default());
+    let c = &report.connections[0];
+    assert!(
+        c.sessions
+            .iter()
+            .any(|s| s.role == Role::Publish && s.stream == "live/rec"),
+        "{:?}",
+        c.sessions
+    );
+    let published = c.published.as_ref().expect("media summary");
+    assert_eq!(published.video_codec, Some(Codec::H264));
+    assert_eq!(published.audio_codec, Some(Codec::Aac));
+    assert!(
+        published.video > 40,
+        "about 2 s of video: {}",
+        published.video
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
