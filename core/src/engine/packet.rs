@@ -175,7 +175,9 @@ pub struct PlayerWriter {
     ts_started: bool,
 }
 
-const ARENA_BLOCK: usize = 4096;
+/// Header arena block. Headers are 12-30 bytes; once a batch is written and its headers are
+/// dropped, `reserve` reuses the block in place, so a player that keeps up holds just this.
+const ARENA_BLOCK: usize = 256;
 /// Chunk stream ids used for media with extended timestamps, kept apart from the shared path.
 const CSID_FALLBACK_AUDIO: u32 = 8;
 const CSID_FALLBACK_VIDEO: u32 = 9;
