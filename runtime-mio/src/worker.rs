@@ -2,7 +2,7 @@
 //! everything a connection means is decided by the core engine.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -367,7 +367,9 @@ impl Worker {
                 count += 1;
             }
             let offered: usize = iov[..count].iter().map(|s| s.len()).sum();
-            let written = match conn.stream.write_vectored(&iov[..count]) {
+            // sendmsg rather than writev: a socket has no file position to lock.
+            let sent = socket2::SockRef::from(&conn.stream).send_vectored(&iov[..count]);
+            let written = match sent {
                 Ok(0) => return self.drop_conn(token, "write returned 0"),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
