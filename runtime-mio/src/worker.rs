@@ -369,11 +369,12 @@ impl Worker {
             let offered: usize = iov[..count].iter().map(|s| s.len()).sum();
             // sendmsg rather than writev: a socket has no file position to lock.
             let sent = socket2::SockRef::from(&conn.stream).send_vectored(&iov[..count]);
-            let written = match sent {
+            // The batch is kept (in `conn.out`) whatever happens, so an interrupted send retries.
+            let (written, interrupted) = match sent {
                 Ok(0) => return self.drop_conn(token, "write returned 0"),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => (n, false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, true),
                 Err(e) => return self.drop_conn(token, &format!("write error: {e}")),
             };
             if from_batch {
@@ -414,6 +415,9 @@ impl Worker {
             }
             if conn.out.is_empty() {
                 conn.offset = 0;
+                continue;
+            }
+            if interrupted {
                 continue;
             }
             if written < offered {
