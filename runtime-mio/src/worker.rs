@@ -2,7 +2,7 @@
 //! everything a connection means is decided by the core engine.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -409,6 +409,9 @@ impl Worker {
     }
 
     /// Writes as much as the socket takes: pending bytes first, then more from the engine.
+    ///
+    /// Fresh bytes are written straight from the shared batch; only what the socket does not
+    /// take is kept in `conn.out`, so players that keep up never hold a queue of their own.
     fn flush(&mut self, token: Token) {
         let id = self.conn_id(token);
         loop {
@@ -416,56 +419,91 @@ impl Worker {
                 return;
             };
             conn.dirty = false;
-            if conn.out.is_empty() {
+            let from_batch = conn.out.is_empty();
+            if from_batch {
                 self.batch.clear();
                 if self.engine.poll_transmit(id, WRITE_BUDGET, &mut self.batch) == 0 {
                     break;
                 }
-                conn.out.extend(self.batch.drain(..));
                 conn.offset = 0;
             }
-            let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_IOV);
-            for (i, b) in conn.out.iter().take(MAX_IOV).enumerate() {
-                let slice = if i == 0 {
-                    &b[conn.offset.min(b.len())..]
-                } else {
-                    &b[..]
-                };
-                iov.push(IoSlice::new(slice));
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut count = 0;
+            let pending: &mut dyn Iterator<Item = &Bytes> = if from_batch {
+                &mut self.batch.iter()
+            } else {
+                &mut conn.out.iter()
+            };
+            for (slot, b) in iov.iter_mut().zip(pending) {
+                let skip = if count == 0 { conn.offset } else { 0 };
+                *slot = IoSlice::new(b.get(skip..).unwrap_or_default());
+                count += 1;
             }
-            match conn.stream.write_vectored(&iov) {
+            let offered: usize = iov[..count].iter().map(|s| s.len()).sum();
+            // sendmsg rather than writev: a socket has no file position to lock.
+            let sent = socket2::SockRef::from(&conn.stream).send_vectored(&iov[..count]);
+            // The batch is kept (in `conn.out`) whatever happens, so an interrupted send retries.
+            let (written, interrupted) = match sent {
                 Ok(0) => return self.drop_conn(token, "write returned 0"),
-                Ok(mut n) => {
-                    while n > 0 {
-                        let Some(front) = conn.out.front() else { break };
-                        let left = front.len() - conn.offset;
-                        if n >= left {
-                            n -= left;
-                            conn.out.pop_front();
-                            conn.offset = 0;
-                        } else {
-                            conn.offset += n;
-                            n = 0;
-                        }
+                Ok(n) => (n, false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, true),
+                Err(e) => return self.drop_conn(token, &format!("write error: {e}")),
+            };
+            if from_batch {
+                // Keep only what the socket did not take.
+                let mut skip = written;
+                let mut rest = self.batch.drain(..);
+                for b in rest.by_ref() {
+                    if skip < b.len() {
+                        conn.offset = skip;
+                        conn.out.push_back(b);
+                        break;
                     }
-                    while conn.out.front().is_some_and(|b| b.len() == conn.offset) {
+                    skip -= b.len();
+                }
+                conn.out.extend(rest);
+            } else {
+                let mut n = written;
+                while n > 0 {
+                    let Some(front) = conn.out.front() else { break };
+                    let left = front.len() - conn.offset;
+                    if n >= left {
+                        n -= left;
                         conn.out.pop_front();
                         conn.offset = 0;
+                    } else {
+                        conn.offset += n;
+                        n = 0;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !conn.write_interest {
-                        conn.write_interest = true;
-                        let _ = self.poll.registry().reregister(
-                            &mut conn.stream,
-                            token,
-                            Interest::READABLE | Interest::WRITABLE,
-                        );
-                    }
-                    return;
+                if conn.out.is_empty() && conn.out.capacity() > 4 * MAX_IOV {
+                    // A burst (the cached GOP of a new player) is out: give the memory back.
+                    conn.out = VecDeque::new();
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.drop_conn(token, &format!("write error: {e}")),
+            }
+            while conn.out.front().is_some_and(|b| b.len() <= conn.offset) {
+                conn.out.pop_front();
+                conn.offset = 0;
+            }
+            if conn.out.is_empty() {
+                conn.offset = 0;
+                continue;
+            }
+            if interrupted {
+                continue;
+            }
+            if written < offered {
+                // The socket is full: wait for it to drain.
+                if !conn.write_interest {
+                    conn.write_interest = true;
+                    let _ = self.poll.registry().reregister(
+                        &mut conn.stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                }
+                return;
             }
         }
         let Some(conn) = self.conns.get_mut(&token) else {

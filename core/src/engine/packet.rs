@@ -160,12 +160,14 @@ impl PlayerFormat {
     }
 }
 
-/// Renders packets for one player: per-player headers from a small arena, shared bodies.
+/// Renders packets for one player: a small header of its own per packet, shared bodies.
 #[derive(Debug)]
 pub struct PlayerWriter {
     format: PlayerFormat,
     rebaser: Rebaser,
-    arena: BytesMut,
+    /// Where a header is written before it is copied out (never split, so it stays a plain
+    /// vector: no shared reference count per header).
+    scratch: BytesMut,
     prev_tag_size: u32,
     flv_header_sent: bool,
     /// Used only when a timestamp needs the extended field (after ~4.6 hours).
@@ -175,7 +177,8 @@ pub struct PlayerWriter {
     ts_started: bool,
 }
 
-const ARENA_BLOCK: usize = 4096;
+/// Room for the longest header: a WebSocket frame header (10) and an FLV tag header (15).
+const SCRATCH_LEN: usize = 32;
 /// Chunk stream ids used for media with extended timestamps, kept apart from the shared path.
 const CSID_FALLBACK_AUDIO: u32 = 8;
 const CSID_FALLBACK_VIDEO: u32 = 9;
@@ -186,7 +189,7 @@ impl PlayerWriter {
         PlayerWriter {
             format,
             rebaser: Rebaser::default(),
-            arena: BytesMut::new(),
+            scratch: BytesMut::new(),
             prev_tag_size: 0,
             flv_header_sent: false,
             fallback: None,
@@ -201,9 +204,16 @@ impl PlayerWriter {
     }
 
     fn header_space(&mut self, need: usize) {
-        if self.arena.capacity() < need {
-            self.arena.reserve(ARENA_BLOCK.max(need));
-        }
+        self.scratch.clear();
+        self.scratch.reserve(SCRATCH_LEN.max(need));
+    }
+
+    /// The header written since `header_space`, as its own small allocation: freed as soon
+    /// as it is written to the socket, so a player holds no header memory between batches.
+    fn take_header(&mut self) -> Bytes {
+        let header = Bytes::copy_from_slice(&self.scratch);
+        self.scratch.clear();
+        header
     }
 
     /// Appends the FLV file header (before the first tag) when the format needs one.
@@ -221,8 +231,8 @@ impl PlayerWriter {
         // write_file_header includes PreviousTagSize0; our tags carry the previous size in front.
         header.truncate(flv::FLV_HEADER_LEN);
         if self.format == PlayerFormat::WsFlv {
-            websocket::write_frame_header(Opcode::Binary, true, header.len(), &mut self.arena);
-            out.push(self.arena.split().freeze());
+            websocket::write_frame_header(Opcode::Binary, true, header.len(), &mut self.scratch);
+            out.push(self.take_header());
         }
         out.push(header.freeze());
     }
@@ -237,11 +247,11 @@ impl PlayerWriter {
         }
         self.header_space(16);
         if self.format == PlayerFormat::WsFlv {
-            websocket::write_frame_header(Opcode::Binary, true, 4, &mut self.arena);
+            websocket::write_frame_header(Opcode::Binary, true, 4, &mut self.scratch);
         }
-        self.arena.put_u32(self.prev_tag_size);
+        self.scratch.put_u32(self.prev_tag_size);
         self.prev_tag_size = 0;
-        out.push(self.arena.split().freeze());
+        out.push(self.take_header());
     }
 
     /// Appends the segments that deliver `packet` to this player; returns their byte count.
@@ -270,9 +280,9 @@ impl PlayerWriter {
                     body_len as u32,
                     p.type_id,
                     stream_id,
-                    &mut self.arena,
+                    &mut self.scratch,
                 ) {
-                    let header = self.arena.split().freeze();
+                    let header = self.take_header();
                     let n = header.len() + p.rtmp_chunked.len();
                     out.push(header);
                     out.push(p.rtmp_chunked.clone());
@@ -312,12 +322,12 @@ impl PlayerWriter {
                 self.header_space(32);
                 let tag_len = 4 + 11 + body_len;
                 if self.format == PlayerFormat::WsFlv {
-                    websocket::write_frame_header(Opcode::Binary, true, tag_len, &mut self.arena);
+                    websocket::write_frame_header(Opcode::Binary, true, tag_len, &mut self.scratch);
                 }
-                self.arena.put_u32(self.prev_tag_size);
-                flv::write_tag_header(tag_type, timestamp, body_len as u32, &mut self.arena);
+                self.scratch.put_u32(self.prev_tag_size);
+                flv::write_tag_header(tag_type, timestamp, body_len as u32, &mut self.scratch);
                 self.prev_tag_size = 11 + body_len as u32;
-                let header = self.arena.split().freeze();
+                let header = self.take_header();
                 let n = header.len() + body_len;
                 out.push(header);
                 out.push(p.body.clone());
@@ -337,8 +347,8 @@ impl PlayerWriter {
         let mut n = p.ts.len();
         if self.format == PlayerFormat::WsTs {
             self.header_space(16);
-            websocket::write_frame_header(Opcode::Binary, true, p.ts.len(), &mut self.arena);
-            let header = self.arena.split().freeze();
+            websocket::write_frame_header(Opcode::Binary, true, p.ts.len(), &mut self.scratch);
+            let header = self.take_header();
             n += header.len();
             out.push(header);
         }

@@ -7,6 +7,9 @@ use std::collections::VecDeque;
 use super::gop::Class;
 use super::HubPacket;
 
+/// An emptied queue with room for more packets than this gives its memory back.
+const SHRINK_ABOVE: usize = 32;
+
 /// What [`PlayerQueue::offer`] did with a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Offer {
@@ -71,6 +74,10 @@ impl<P: HubPacket> PlayerQueue<P> {
         let packet = self.packets.pop_front()?;
         self.bytes = self.bytes.saturating_sub(packet.size());
         self.lag = 0;
+        if self.packets.is_empty() && self.packets.capacity() > SHRINK_ABOVE {
+            // The start-up burst (cached GOP) is out: do not keep its room per player.
+            self.packets = VecDeque::new();
+        }
         Some(packet)
     }
 

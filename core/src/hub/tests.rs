@@ -1058,3 +1058,43 @@ proptest! {
         }
     }
 }
+
+/// Fan-out cost of the hub alone: `cargo test -p rill-core --release hub_fanout_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn hub_fanout_cost() {
+    const PLAYERS: u64 = 1000;
+    const PACKETS: u32 = 20_000;
+    let mut hub: Hub<Pkt> = Hub::new(HubConfig::default());
+    hub.publish(S, PUB, 0).unwrap();
+    let mut src = Src::new();
+    src.push(&mut hub, PUB, VC, 40);
+    src.push(&mut hub, PUB, KEY, 20_000);
+    // Ids as a worker assigns them: worker index above bit 40, tokens counting up.
+    let ids: Vec<SessionId> = (0..PLAYERS).map(|i| (1 << 40) | (16 + i)).collect();
+    for &id in &ids {
+        hub.play(S, id, 0);
+    }
+    let mut best = f64::MAX;
+    for _round in 0..5 {
+        let start = std::time::Instant::now();
+        let mut delivered = 0u64;
+        for i in 0..PACKETS {
+            let kind = match i % 50 {
+                0 => KEY,
+                n if n % 3 == 0 => DELTA,
+                _ => AUDIO,
+            };
+            src.push(&mut hub, PUB, kind, 400);
+            while let Some(id) = hub.poll_ready() {
+                while let Some(p) = hub.pop(id) {
+                    delivered += p.size as u64;
+                }
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / (f64::from(PACKETS) * PLAYERS as f64);
+        assert!(delivered > 0);
+        best = best.min(ns);
+    }
+    println!("hub fan-out: {best:.1} ns per packet per player (best of 5)");
+}
