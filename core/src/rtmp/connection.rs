@@ -98,7 +98,9 @@ impl Transport {
         Transport {
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
-            out: BytesMut::with_capacity(4096),
+            // Grown on first use: a player whose media goes through the shared fan-out path
+            // rarely writes here, so it should not hold a buffer.
+            out: BytesMut::new(),
             ack_window: None,
             last_ack: 0,
         }

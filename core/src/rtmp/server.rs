@@ -157,7 +157,8 @@ enum Phase {
 #[derive(Debug)]
 pub struct ServerSession {
     config: ServerConfig,
-    handshake: ServerHandshake,
+    /// Dropped once done and drained: its ~3 KB of buffers serve no purpose after that.
+    handshake: Option<Box<ServerHandshake>>,
     transport: Transport,
     phase: Phase,
     deadline: Option<u64>,
@@ -183,7 +184,7 @@ impl ServerSession {
     pub fn new(config: ServerConfig, random: &[u8], now_ms: u64) -> Self {
         let transport = Transport::new(&config.limits);
         ServerSession {
-            handshake: ServerHandshake::new(random, now_ms as u32),
+            handshake: Some(Box::new(ServerHandshake::new(random, now_ms as u32))),
             deadline: Some(now_ms.saturating_add(config.handshake_timeout_ms)),
             config,
             transport,
@@ -200,15 +201,18 @@ impl ServerSession {
     /// Feeds bytes received from the client.
     pub fn handle_input(&mut self, mut data: &[u8], _now_ms: u64) -> Result<(), SessionError> {
         if self.phase == Phase::Handshake {
-            let used = self.handshake.read(data)?;
+            // The handshake is only dropped after it is done, when the phase has moved on.
+            let Some(handshake) = self.handshake.as_mut() else {
+                return Err(SessionError::Protocol("handshake state lost".into()));
+            };
+            let used = handshake.read(data)?;
             data = data.get(used..).unwrap_or_default();
-            if !self.handshake.is_done() {
+            if !handshake.is_done() {
                 return Ok(());
             }
+            let kind = handshake.kind();
             self.phase = Phase::AwaitConnect;
-            self.events.push_back(ServerEvent::HandshakeDone {
-                kind: self.handshake.kind(),
-            });
+            self.events.push_back(ServerEvent::HandshakeDone { kind });
         }
         self.transport.push(data);
         while let Some(msg) = self.transport.poll_message()? {
@@ -232,8 +236,13 @@ impl ServerSession {
 
     /// Bytes to send to the client.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let Some(b) = self.handshake.poll_transmit() {
-            return Some(b);
+        if let Some(handshake) = self.handshake.as_mut() {
+            if let Some(b) = handshake.poll_transmit() {
+                return Some(b);
+            }
+            if handshake.is_done() {
+                self.handshake = None;
+            }
         }
         self.transport.poll_transmit()
     }
