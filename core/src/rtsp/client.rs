@@ -15,7 +15,7 @@ use std::fmt;
 use bytes::{Bytes, BytesMut};
 
 use super::auth::Challenge;
-use super::server::{Credentials, RtpReceiver, RtpSender, Seed, TrackTransport, Transmit};
+use super::server::{Credentials, RtpReceiver, RtpSender, Seed, Track, TrackTransport, Transmit};
 use super::transport::{LowerTransport, Transport};
 use super::{Item, Message, Reader, Request, Response, RtspError, RtspLimits};
 use crate::media::Frame;
@@ -163,15 +163,6 @@ struct Inflight {
     auth_retried: bool,
 }
 
-#[derive(Debug)]
-struct ClientTrack {
-    params: TrackParams,
-    control: String,
-    transport: Option<TrackTransport>,
-    sender: Option<RtpSender>,
-    receiver: Option<RtpReceiver>,
-}
-
 /// The client side of one RTSP connection. See the module docs.
 #[derive(Debug)]
 pub struct ClientSession {
@@ -181,7 +172,7 @@ pub struct ClientSession {
     seed: Seed,
     step: Step,
     lower: LowerTransport,
-    tracks: Vec<ClientTrack>,
+    tracks: Vec<Track>,
     cseq: u32,
     inflight: Option<Inflight>,
     challenge: Option<Challenge>,
@@ -261,7 +252,7 @@ impl ClientSession {
         let sdp = SessionDescription::for_tracks(&name, &controlled).to_text();
         s.tracks = controlled
             .into_iter()
-            .map(|(params, c)| ClientTrack {
+            .map(|(params, c)| Track {
                 params,
                 control: resolve_control(&base, &c),
                 transport: None,
@@ -377,28 +368,7 @@ impl ClientSession {
         if self.next_report.is_some_and(|t| now >= t) {
             self.next_report = Some(now.saturating_add(self.config.rtcp_interval_ms.max(1)));
             for (i, t) in self.tracks.iter_mut().enumerate() {
-                let Some(transport) = t.transport else {
-                    continue;
-                };
-                if let Some(s) = &mut t.sender {
-                    s.sender_report(
-                        now,
-                        self.config.wallclock_offset_ms,
-                        transport,
-                        i,
-                        &mut self.out,
-                    );
-                }
-                if let Some(rr) = t.receiver.as_mut().and_then(|r| r.receiver_report(now)) {
-                    super::server::emit_packet(
-                        &mut self.out,
-                        transport,
-                        i,
-                        true,
-                        &rr,
-                        Bytes::new(),
-                    );
-                }
+                t.emit_reports(i, now, self.config.wallclock_offset_ms, &mut self.out);
             }
         }
         Ok(())
@@ -604,7 +574,7 @@ impl ClientSession {
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
-                Some(ClientTrack {
+                Some(Track {
                     params: m.track_params(i).ok()?,
                     control: resolve_control(&base, m.control().unwrap_or("")),
                     transport: None,

@@ -575,14 +575,37 @@ enum Pending {
     },
 }
 
+/// One media track of a session, client or server side.
 #[derive(Debug)]
-struct Track {
-    params: TrackParams,
+pub(crate) struct Track {
+    pub(crate) params: TrackParams,
     /// Absolute control URL.
-    control: String,
-    transport: Option<TrackTransport>,
-    sender: Option<RtpSender>,
-    receiver: Option<RtpReceiver>,
+    pub(crate) control: String,
+    pub(crate) transport: Option<TrackTransport>,
+    pub(crate) sender: Option<RtpSender>,
+    pub(crate) receiver: Option<RtpReceiver>,
+}
+
+impl Track {
+    /// Queues this track's RTCP reports: a sender report if it sends, a receiver report if it
+    /// receives (nothing before its transport is set up).
+    pub(crate) fn emit_reports(
+        &mut self,
+        index: usize,
+        now: u64,
+        wallclock_offset_ms: u64,
+        out: &mut VecDeque<Transmit>,
+    ) {
+        let Some(transport) = self.transport else {
+            return;
+        };
+        if let Some(s) = &mut self.sender {
+            s.sender_report(now, wallclock_offset_ms, transport, index, out);
+        }
+        if let Some(rr) = self.receiver.as_mut().and_then(|r| r.receiver_report(now)) {
+            emit_packet(out, transport, index, true, &rr, Bytes::new());
+        }
+    }
 }
 
 /// The server side of one RTSP connection. See the module docs.
@@ -952,21 +975,7 @@ impl ServerSession {
     fn send_reports(&mut self) {
         let now = self.now;
         for (i, t) in self.tracks.iter_mut().enumerate() {
-            let Some(transport) = t.transport else {
-                continue;
-            };
-            if let Some(s) = &mut t.sender {
-                s.sender_report(
-                    now,
-                    self.config.wallclock_offset_ms,
-                    transport,
-                    i,
-                    &mut self.out,
-                );
-            }
-            if let Some(rr) = t.receiver.as_mut().and_then(|r| r.receiver_report(now)) {
-                emit_packet(&mut self.out, transport, i, true, &rr, Bytes::new());
-            }
+            t.emit_reports(i, now, self.config.wallclock_offset_ms, &mut self.out);
         }
     }
 
