@@ -327,9 +327,17 @@ pub fn run(cfg: &PublishConfig, file: FlvFile) -> Result<PublishReport, PublishE
                         .peek()
                         .map(|s| wait_us(s.out_ts, elapsed_us).unwrap_or(0))
                 };
-                let progress_wait = next_progress.as_micros() as u64;
-                let progress_wait = progress_wait.saturating_sub(elapsed_us);
-                Duration::from_micros(tag_wait.unwrap_or(u64::MAX).min(progress_wait))
+                // Without progress lines there is no progress deadline: waiting for a past one
+                // would spin.
+                let progress_wait = if cfg.progress {
+                    (next_progress.as_micros() as u64).saturating_sub(elapsed_us)
+                } else {
+                    u64::MAX
+                };
+                let wait = tag_wait.unwrap_or(u64::MAX).min(progress_wait);
+                // Nothing due at all (a finished file, or a full send queue): wake up now and
+                // then to notice the end or the drained socket.
+                Duration::from_micros(wait.min(100_000))
             }
             None => Duration::from_millis(100),
         };
