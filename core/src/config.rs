@@ -86,6 +86,10 @@ player_queue_hard_bytes = 16777216
 play_wait_timeout_ms = 10000
 # A publisher that comes back within this time (ms) continues its stream; players stay.
 publisher_grace_ms = 5000
+# Media for players is held up to this long (ms) and written in one go: one write per player
+# per window instead of one per frame, which costs far less CPU with many players, for that
+# much extra delay. 0 = write every frame at once (lowest delay).
+write_merge_ms = 0
 
 [limits]
 # Largest chunk size a peer may announce, and largest RTMP message (bytes).
@@ -297,6 +301,8 @@ pub struct HubSection {
     pub play_wait_timeout_ms: u64,
     /// Publisher reconnect grace (ms).
     pub publisher_grace_ms: u64,
+    /// Player write merge window (ms); 0 = none.
+    pub write_merge_ms: u64,
 }
 
 /// `[hls]`.
@@ -406,6 +412,7 @@ impl Default for HubSection {
             player_queue_hard_bytes: h.player_queue_hard_bytes,
             play_wait_timeout_ms: h.play_wait_timeout_ms,
             publisher_grace_ms: h.publisher_grace_ms,
+            write_merge_ms: EngineConfig::default().write_merge_ms,
         }
     }
 }
@@ -555,6 +562,7 @@ impl Config {
             http_head_timeout_ms: l.http_head_timeout_ms,
             ws_max_frame: l.ws_max_frame,
             share_streams: false,
+            write_merge_ms: h.write_merge_ms,
         }
     }
 }
