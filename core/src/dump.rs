@@ -2,7 +2,9 @@
 //! feeds dumps into a fresh [`Engine`] on a virtual clock.
 //!
 //! A runtime records a dump per connection (see `rill_runtime_common::dump`); when something
-//! goes wrong in the field, [`replay`] reproduces the session in a test with no sockets.
+//! goes wrong in the field, [`replay`] reproduces the session in a test with no sockets. RTMP,
+//! HTTP and RTSP (TCP interleaved) connections replay; RTSP over UDP does not (datagrams are
+//! not recorded).
 //!
 //! # Format (version 1)
 //!
@@ -41,12 +43,17 @@ use sha2::{Digest, Sha256};
 use crate::engine::{
     ConnId, Engine, EngineConfig, Listener, Output, Protocol, Role, SessionRecord,
 };
-use crate::flv::{self, FlvDemuxer};
+use crate::flv::{self, FlvDemuxer, VideoTagStyle};
 use crate::limits::Limits;
-use crate::media::{Codec, FrameKind};
+use crate::media::{Codec, Frame, FrameKind, TrackKind};
 use crate::rtmp::chunk::ChunkDecoder;
 use crate::rtmp::handshake::HANDSHAKE_LEN;
 use crate::rtmp::message_type;
+use crate::rtp::{Depacketizer, RtpPacket};
+use crate::rtsp::server::url_path;
+use crate::rtsp::transport::Transport;
+use crate::rtsp::{Item, Message, Reader, Request, Response, RtspLimits};
+use crate::sdp::{resolve_control, SessionDescription};
 
 /// The first bytes of every dump.
 pub const MAGIC: [u8; 8] = *b"RILLDUMP";
@@ -597,6 +604,409 @@ impl MediaSummary {
     }
 }
 
+/// One track of an RTSP session, as its SDP and SETUP exchange gave it, with what went over it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RtspTrackSummary {
+    /// The track's `a=control` value.
+    pub control: String,
+    /// The codec, when the SDP names one rill handles.
+    pub codec: Option<Codec>,
+    /// The interleaved RTP and RTCP channels the server's SETUP answer gave.
+    pub channels: Option<(u8, u8)>,
+    /// RTP packets the client sent on the track.
+    pub rtp_in: usize,
+    /// RTCP packets the client sent on the track.
+    pub rtcp_in: usize,
+    /// RTP packets the server sent on the track.
+    pub rtp_out: usize,
+    /// RTCP packets the server sent on the track.
+    pub rtcp_out: usize,
+    /// Coded frames (configurations left out) rebuilt from the media RTP: the client's for a
+    /// record session, the server's for a play session.
+    pub frames: usize,
+    /// Media RTP packets that did not parse or depacketize.
+    pub rtp_errors: usize,
+}
+
+/// What one RTSP connection exchanged over TCP: requests, answers and interleaved packets per
+/// track, decoded from both directions. See [`RtspSummary::decode`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RtspSummary {
+    /// Methods of the client's requests, in order.
+    pub requests: Vec<String>,
+    /// Status codes of the server's answers, in order.
+    pub responses: Vec<u16>,
+    /// The session id the server's answers gave (in a replay, the replay engine's).
+    pub session: Option<String>,
+    /// The session's tracks in SDP order: the ANNOUNCE's SDP (record), else the DESCRIBE
+    /// answer's (play).
+    pub tracks: Vec<RtspTrackSummary>,
+    /// Interleaved packets on channels no SETUP answer gave.
+    pub stray_packets: usize,
+    /// Why decoding stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// Most bytes handed to an RTSP [`Reader`] at once (well under its buffer limit).
+const RTSP_PUSH_LEN: usize = 16 * 1024;
+
+/// One direction of an RTSP connection: its messages and interleaved frames.
+#[derive(Default)]
+struct RtspDirection {
+    messages: Vec<Message>,
+    frames: Vec<(u8, Bytes)>,
+    error: Option<String>,
+}
+
+impl RtspDirection {
+    fn read(bytes: &[u8]) -> Self {
+        let mut reader = Reader::new(RtspLimits::default());
+        let mut d = RtspDirection::default();
+        for piece in bytes.chunks(RTSP_PUSH_LEN) {
+            if let Err(e) = reader.push(piece) {
+                d.error = Some(e.to_string());
+                return d;
+            }
+            loop {
+                match reader.poll() {
+                    Ok(Some(Item::Message(m))) => d.messages.push(m),
+                    Ok(Some(Item::Interleaved { channel, payload })) => {
+                        d.frames.push((channel, payload))
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        d.error = Some(e.to_string());
+                        return d;
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    fn requests(&self) -> impl Iterator<Item = &Request> {
+        self.messages.iter().filter_map(|m| match m {
+            Message::Request(r) => Some(r),
+            Message::Response(_) => None,
+        })
+    }
+
+    fn responses(&self) -> impl Iterator<Item = &Response> {
+        self.messages.iter().filter_map(|m| match m {
+            Message::Response(r) => Some(r),
+            Message::Request(_) => None,
+        })
+    }
+
+    /// The successful answer to the request with `cseq`.
+    fn ok_answer(&self, cseq: Option<u32>) -> Option<&Response> {
+        let cseq = cseq?;
+        self.responses()
+            .find(|r| r.headers.cseq() == Some(cseq) && r.status == 200)
+    }
+}
+
+/// A frame as an FLV tag, built the way the engine builds an RTSP publisher's (legacy video
+/// tags; a codec FLV cannot carry gets an empty body). End-of-sequence frames give none.
+fn flv_message(frame: &Frame) -> Option<MediaMessage> {
+    if frame.kind == FrameKind::EndOfSequence {
+        return None;
+    }
+    let (type_id, body) = match frame.track() {
+        TrackKind::Video => (
+            message_type::VIDEO,
+            flv::video_tag_body(frame, VideoTagStyle::Legacy),
+        ),
+        TrackKind::Audio => (message_type::AUDIO, flv::audio_tag_body(frame)),
+    };
+    Some(MediaMessage {
+        type_id,
+        timestamp: frame.dts.clamp(0, i64::from(u32::MAX)) as u32,
+        body: body.unwrap_or_default(),
+    })
+}
+
+impl RtspSummary {
+    /// Decodes an RTSP-over-TCP connection from what the client sent (`requests`) and what the
+    /// server sent (`answers`). Tracks come from the SDP, their channels from the SETUP answers
+    /// (paired with their requests by `CSeq`); the media RTP (the client's after an ANNOUNCE,
+    /// else the server's) is depacketized per track and each frame turned into the FLV tag the
+    /// engine makes of it, in arrival order: that is the returned [`MediaSummary`].
+    pub fn decode(requests: &[u8], answers: &[u8]) -> (RtspSummary, MediaSummary) {
+        let client = RtspDirection::read(requests);
+        let server = RtspDirection::read(answers);
+        let mut s = RtspSummary {
+            requests: client.requests().map(|r| r.method.clone()).collect(),
+            responses: server.responses().map(|r| r.status).collect(),
+            session: server
+                .responses()
+                .find_map(|r| r.headers.session_id())
+                .map(str::to_owned),
+            error: client
+                .error
+                .as_ref()
+                .map(|e| format!("client: {e}"))
+                .or_else(|| server.error.as_ref().map(|e| format!("server: {e}"))),
+            ..RtspSummary::default()
+        };
+        // The SDP and the URL its controls are relative to.
+        let announce = client.requests().find(|r| r.method == "ANNOUNCE");
+        let record = announce.is_some();
+        let described = announce.map(|r| (r.uri.as_str(), &r.body)).or_else(|| {
+            let describe = client.requests().find(|r| r.method == "DESCRIBE")?;
+            let answer = server.ok_answer(describe.headers.cseq())?;
+            let base = answer
+                .headers
+                .get("Content-Base")
+                .or_else(|| answer.headers.get("Content-Location"))
+                .unwrap_or(&describe.uri);
+            Some((base, &answer.body))
+        });
+        let mut params = Vec::new();
+        let mut controls = Vec::new();
+        if let Some((base, body)) = described {
+            match SessionDescription::parse(body) {
+                Ok(sdp) => {
+                    for (i, m) in sdp.media.iter().enumerate() {
+                        let p = m.track_params(i).ok();
+                        let control = m.control().unwrap_or_default().to_owned();
+                        controls.push(url_path(&resolve_control(base, &control)).0);
+                        s.tracks.push(RtspTrackSummary {
+                            control,
+                            codec: p.as_ref().map(|p| p.codec.codec()),
+                            ..RtspTrackSummary::default()
+                        });
+                        params.push(p);
+                    }
+                }
+                Err(e) => {
+                    s.error.get_or_insert_with(|| format!("sdp: {e}"));
+                }
+            }
+        }
+        // Channels, from the SETUP answers.
+        for (k, setup) in client
+            .requests()
+            .filter(|r| r.method == "SETUP")
+            .enumerate()
+        {
+            let Some(answer) = server.ok_answer(setup.headers.cseq()) else {
+                continue;
+            };
+            let path = url_path(&setup.uri).0;
+            let track = controls
+                .iter()
+                .position(|c| c.trim_end_matches('/') == path.trim_end_matches('/'))
+                .unwrap_or(k);
+            let channels = answer
+                .headers
+                .get("Transport")
+                .and_then(|t| Transport::parse_list(t).ok())
+                .and_then(|l| l.into_iter().find_map(|t| t.interleaved));
+            if let Some(t) = s.tracks.get_mut(track) {
+                t.channels = channels;
+            }
+        }
+        let find = |tracks: &[RtspTrackSummary], channel: u8| {
+            tracks
+                .iter()
+                .enumerate()
+                .find_map(|(i, t)| match t.channels {
+                    Some((rtp, _)) if rtp == channel => Some((i, false)),
+                    Some((_, rtcp)) if rtcp == channel => Some((i, true)),
+                    _ => None,
+                })
+        };
+        for (from_client, dir) in [(true, &client), (false, &server)] {
+            for (channel, _) in &dir.frames {
+                let Some((i, rtcp)) = find(&s.tracks, *channel) else {
+                    s.stray_packets += 1;
+                    continue;
+                };
+                if let Some(t) = s.tracks.get_mut(i) {
+                    let n = match (from_client, rtcp) {
+                        (true, false) => &mut t.rtp_in,
+                        (true, true) => &mut t.rtcp_in,
+                        (false, false) => &mut t.rtp_out,
+                        (false, true) => &mut t.rtcp_out,
+                    };
+                    *n += 1;
+                }
+            }
+        }
+        // The media: depacketized per track (TCP keeps the order: a window of 1, as the
+        // server uses), frames in arrival order, then what each track still held.
+        let mut depacketizers: Vec<Option<Depacketizer>> = params
+            .iter()
+            .map(|p| p.as_ref().and_then(|p| Depacketizer::new(p, 1).ok()))
+            .collect();
+        let mut frames = Vec::new();
+        let media = if record { &client } else { &server };
+        for (channel, payload) in &media.frames {
+            let Some((i, false)) = find(&s.tracks, *channel) else {
+                continue;
+            };
+            let (Some(Some(d)), Some(t)) = (depacketizers.get_mut(i), s.tracks.get_mut(i)) else {
+                continue;
+            };
+            let pushed = RtpPacket::parse(payload).and_then(|p| d.push(p));
+            if pushed.is_err() {
+                t.rtp_errors += 1;
+            }
+            frames.extend(std::iter::from_fn(|| d.pull()).map(|f| (i, f)));
+        }
+        for (i, d) in depacketizers.iter_mut().enumerate() {
+            if let Some(d) = d {
+                let _ = d.flush();
+                frames.extend(std::iter::from_fn(|| d.pull()).map(|f| (i, f)));
+            }
+        }
+        let mut messages = Vec::with_capacity(frames.len());
+        for (i, f) in &frames {
+            if f.kind == FrameKind::Coded {
+                if let Some(t) = s.tracks.get_mut(*i) {
+                    t.frames += 1;
+                }
+            }
+            messages.extend(flv_message(f));
+        }
+        let media_error = s.error.clone();
+        (s, MediaSummary::from_messages(messages, media_error))
+    }
+}
+
+/// Replaying an RTSP client: the client echoes the session id the recording server handed out,
+/// which the replay engine (another random seed) does not know. The id the engine hands out is
+/// read from its answers, and the first id the client sends after that (the recording
+/// server's) is replaced by it in every `Session:` header line the client sends.
+#[derive(Debug)]
+struct SessionIds {
+    /// The id the engine handed out, once its answers said it.
+    replayed: Option<Vec<u8>>,
+    /// The id the client echoes.
+    recorded: Option<Vec<u8>>,
+    /// Reads the engine's answers until the id is known.
+    answers: Option<Reader>,
+    /// The start of a line cut by the end of a read that may be a `Session:` line: held back
+    /// until its end arrives (the engine could not act on it before anyway).
+    carry: Vec<u8>,
+    /// The last byte fed ended a line.
+    line_start: bool,
+}
+
+/// The header name looked for, lowercase.
+const SESSION_HEADER: &[u8] = b"session:";
+/// Longest cut `Session:` line held back; a longer one is passed through unchanged.
+const MAX_SESSION_LINE: usize = 512;
+
+impl SessionIds {
+    fn new() -> Self {
+        SessionIds {
+            replayed: None,
+            recorded: None,
+            answers: Some(Reader::new(RtspLimits::default())),
+            carry: Vec::new(),
+            line_start: true,
+        }
+    }
+
+    /// Bytes the engine sent on the connection.
+    fn on_answer(&mut self, bytes: &[u8]) {
+        let Some(reader) = &mut self.answers else {
+            return;
+        };
+        for piece in bytes.chunks(RTSP_PUSH_LEN) {
+            if reader.push(piece).is_err() {
+                self.answers = None;
+                return;
+            }
+            loop {
+                match reader.poll() {
+                    Ok(Some(Item::Message(Message::Response(r)))) => {
+                        if let Some(id) = r.headers.session_id() {
+                            self.replayed = Some(id.as_bytes().to_vec());
+                            self.answers = None;
+                            return;
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.answers = None;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bytes of one read of the client, to feed in its place (see the type's docs).
+    fn rewrite(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(data);
+        let mut out = Vec::with_capacity(buf.len());
+        let mut copied = 0;
+        let mut hold = buf.len();
+        let first = self.line_start.then_some(0);
+        let starts = first.into_iter().chain(
+            buf.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        for start in starts {
+            let rest = buf.get(start..).unwrap_or_default();
+            let name = rest.get(..SESSION_HEADER.len()).unwrap_or(rest);
+            let prefix = SESSION_HEADER.get(..name.len()).unwrap_or_default();
+            if rest.is_empty() || !name.eq_ignore_ascii_case(prefix) {
+                continue;
+            }
+            let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+                if rest.len() <= MAX_SESSION_LINE {
+                    hold = start;
+                }
+                break;
+            };
+            let value = rest.get(SESSION_HEADER.len()..end).unwrap_or_default();
+            let skip = value
+                .iter()
+                .take_while(|b| **b == b' ' || **b == b'\t')
+                .count();
+            let id_len = value
+                .iter()
+                .skip(skip)
+                .take_while(|b| !matches!(b, b';' | b'\r' | b' ' | b'\t'))
+                .count();
+            let id_start = start + SESSION_HEADER.len() + skip;
+            let Some(id) = buf.get(id_start..id_start + id_len) else {
+                continue;
+            };
+            let Some(replayed) = &self.replayed else {
+                continue;
+            };
+            let recorded = self.recorded.get_or_insert_with(|| id.to_vec());
+            if id == recorded.as_slice() {
+                out.extend_from_slice(buf.get(copied..id_start).unwrap_or_default());
+                out.extend_from_slice(replayed);
+                copied = id_start + id_len;
+            }
+        }
+        out.extend_from_slice(buf.get(copied..hold).unwrap_or_default());
+        self.carry = buf.get(hold..).unwrap_or_default().to_vec();
+        self.line_start = if self.carry.is_empty() {
+            buf.last().map_or(self.line_start, |b| *b == b'\n')
+        } else {
+            true
+        };
+        out
+    }
+
+    /// What is still held back (fed when the connection ends).
+    fn take_carry(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.carry)
+    }
+}
+
 /// What replaying one dump's connection gave.
 #[derive(Clone, Debug)]
 pub struct ConnReport {
@@ -616,10 +1026,13 @@ pub struct ConnReport {
     pub sessions: Vec<SessionRecord>,
     /// The engine asked to close the connection (rather than the dump ending it).
     pub closed_by_engine: bool,
-    /// The media the peer sent, for an RTMP connection that published.
+    /// The media the peer sent, for an RTMP or RTSP connection that published (for RTSP, its
+    /// frames as the FLV tags the engine muxes them into, see [`RtspSummary::decode`]).
     pub published: Option<MediaSummary>,
-    /// The media the engine sent, for an RTMP or HTTP-FLV player.
+    /// The media the engine sent, for an RTMP, HTTP-FLV or RTSP player.
     pub played: Option<MediaSummary>,
+    /// The requests, answers and packets per track of an RTSP connection.
+    pub rtsp: Option<RtspSummary>,
     /// Why the replay of this connection could not be complete (damaged dump, unknown listener).
     pub error: Option<String>,
 }
@@ -643,6 +1056,8 @@ pub struct ReplayReport {
 struct ReplayConn {
     open: bool,
     out: Vec<u8>,
+    /// Session id rewriting, for an RTSP connection.
+    rtsp_ids: Option<SessionIds>,
     report: ConnReport,
 }
 
@@ -677,6 +1092,13 @@ pub fn listener_of(name: &str) -> Option<Listener> {
 /// budget, as a runtime with an always-writable socket would. A close record, or the end of the
 /// dump, closes the connection. A dump whose listener the engine does not serve is reported with
 /// an error and not fed.
+///
+/// RTSP clients echo the session id the recording server handed out, which the replay engine
+/// (another seed) does not know: the id the engine hands out is read from its answers, and the
+/// first id the client sends after that is replaced by it in the client's `Session:` header
+/// lines (a line cut by the end of a read is held back until its end arrives). Each RTSP
+/// connection's report has an [`RtspSummary`], and its media as
+/// [`ConnReport::published`] or [`ConnReport::played`].
 pub fn replay(dumps: &[Dump], config: EngineConfig) -> ReplayReport {
     let mut engine = Engine::new(config, REPLAY_SEED);
     let base = dumps
@@ -708,6 +1130,8 @@ pub fn replay(dumps: &[Dump], config: EngineConfig) -> ReplayReport {
         conns.push(ReplayConn {
             open: false,
             out: Vec::new(),
+            rtsp_ids: (listener_of(&d.header.listener) == Some(Listener::Rtsp))
+                .then(SessionIds::new),
             report: ConnReport {
                 conn: i as ConnId + 1,
                 listener: d.header.listener.clone(),
@@ -719,6 +1143,7 @@ pub fn replay(dumps: &[Dump], config: EngineConfig) -> ReplayReport {
                 closed_by_engine: false,
                 published: None,
                 played: None,
+                rtsp: None,
                 error,
             },
         });
@@ -749,10 +1174,17 @@ pub fn replay(dumps: &[Dump], config: EngineConfig) -> ReplayReport {
             Some(r) => match r.kind {
                 RecordKind::Input => {
                     c.report.bytes_in += r.data.len() as u64;
-                    replay.engine.handle_input(conn, r.data, now);
+                    match &mut c.rtsp_ids {
+                        Some(ids) => {
+                            let data = ids.rewrite(r.data);
+                            replay.engine.handle_input(conn, &data, now);
+                        }
+                        None => replay.engine.handle_input(conn, r.data, now),
+                    }
                 }
                 RecordKind::Close => {
                     c.open = false;
+                    c.feed_held(replay.engine, conn, now);
                     replay.engine.handle_close(conn, "peer closed (dump)", now);
                 }
                 RecordKind::Truncated => {}
@@ -765,6 +1197,7 @@ pub fn replay(dumps: &[Dump], config: EngineConfig) -> ReplayReport {
         if let Some(c) = replay.conns.get_mut(i) {
             if c.open {
                 c.open = false;
+                c.feed_held(replay.engine, conn, now);
                 replay.engine.handle_close(conn, "end of dump", now);
             }
         }
@@ -784,10 +1217,30 @@ pub fn replay(dumps: &[Dump], config: EngineConfig) -> ReplayReport {
             }
             _ => {}
         }
+        if c.rtsp_ids.is_some() {
+            let (rtsp, media) = RtspSummary::decode(&d.input_bytes(), &c.out);
+            match role {
+                Some((Protocol::Rtsp, Role::Publish)) => c.report.published = Some(media),
+                Some((Protocol::Rtsp, Role::Play)) => c.report.played = Some(media),
+                _ => {}
+            }
+            c.report.rtsp = Some(rtsp);
+        }
     }
     ReplayReport {
         connections: conns.into_iter().map(|c| c.report).collect(),
         end_ms: now,
+    }
+}
+
+impl ReplayConn {
+    /// Feeds what the session id rewriting still holds back (the connection is ending).
+    fn feed_held(&mut self, engine: &mut Engine, conn: ConnId, now: u64) {
+        if let Some(held) = self.rtsp_ids.as_mut().map(SessionIds::take_carry) {
+            if !held.is_empty() {
+                engine.handle_input(conn, &held, now);
+            }
+        }
     }
 }
 
@@ -832,6 +1285,9 @@ impl Replay<'_, '_> {
             for b in out.drain(..) {
                 c.report.bytes_out += b.len() as u64;
                 c.out.extend_from_slice(&b);
+                if let Some(ids) = &mut c.rtsp_ids {
+                    ids.on_answer(&b);
+                }
             }
         }
     }
@@ -1053,6 +1509,175 @@ mod tests {
         assert!(c.closed_by_engine);
         assert!(c.bytes_out > 0);
         assert!(c.sessions.iter().any(|r| r.reason == "stream not found"));
+    }
+
+    /// Rewrites `reads` after the engine handed out `replayed`, and returns what is fed.
+    fn rewritten(replayed: &str, reads: &[&[u8]]) -> Vec<u8> {
+        let mut ids = SessionIds::new();
+        ids.on_answer(
+            format!("RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: {replayed};timeout=60\r\n\r\n")
+                .as_bytes(),
+        );
+        let mut fed = Vec::new();
+        for r in reads {
+            fed.extend(ids.rewrite(r));
+        }
+        fed.extend(ids.take_carry());
+        fed
+    }
+
+    #[test]
+    fn rtsp_session_ids_are_mapped_in_session_lines_only() {
+        let req = |m: &str, id: &str| {
+            format!("{m} rtsp://h/live/x RTSP/1.0\r\nCSeq: 2\r\nSession: {id}\r\n\r\n")
+        };
+        let input = format!(
+            "{}$\x00\x00\x04AAAA{}{}",
+            req("SETUP", "AAAA"),
+            req("RECORD", "AAAA;timeout=5").replace("Session", "session"),
+            req("TEARDOWN", "BBBB"),
+        );
+        let fed = rewritten("XYZ", &[input.as_bytes()]);
+        let expected = format!(
+            "{}$\x00\x00\x04AAAA{}{}",
+            req("SETUP", "XYZ"),
+            req("RECORD", "XYZ;timeout=5").replace("Session", "session"),
+            // Not the id first echoed: left as is (the engine answers 454, as the recording
+            // server did).
+            req("TEARDOWN", "BBBB"),
+        );
+        assert_eq!(String::from_utf8(fed).unwrap(), expected);
+    }
+
+    #[test]
+    fn rtsp_session_lines_cut_between_reads_are_held_then_mapped() {
+        let whole =
+            b"RECORD rtsp://h/live/x RTSP/1.0\r\nCSeq: 5\r\nSession: 0123456789ABCDEF\r\n\r\n";
+        let expected =
+            b"RECORD rtsp://h/live/x RTSP/1.0\r\nCSeq: 5\r\nSession: FEDCBA9876543210\r\n\r\n";
+        for cut in 0..whole.len() {
+            let (a, b) = whole.split_at(cut);
+            assert_eq!(
+                rewritten("FEDCBA9876543210", &[a, b]),
+                expected.to_vec(),
+                "cut at {cut}"
+            );
+        }
+        // Only the start of a possible `Session:` line is held, and only until the next read.
+        let mut ids = SessionIds::new();
+        assert_eq!(ids.rewrite(b"$\x00\x00\x02\nS"), b"$\x00\x00\x02\n");
+        assert_eq!(ids.rewrite(b"x"), b"Sx");
+        assert_eq!(ids.rewrite(b"\nsess"), b"\n");
+        assert_eq!(ids.take_carry(), b"sess");
+    }
+
+    #[test]
+    fn rtsp_session_ids_are_untouched_before_the_engine_hands_one_out() {
+        let mut ids = SessionIds::new();
+        let req = b"SETUP rtsp://h/x RTSP/1.0\r\nSession: AAAA\r\n\r\n";
+        assert_eq!(ids.rewrite(req), req.to_vec());
+        assert_eq!(ids.recorded, None);
+    }
+
+    /// An RTSP publisher (rill's own client) recorded against an engine with another seed than
+    /// the replay's: its RECORD and TEARDOWN carry a session id the replay engine never handed
+    /// out, and still replay to the same session.
+    #[test]
+    fn rtsp_publisher_recorded_against_another_seed_replays() {
+        use crate::rtp::{CodecParams, TrackParams};
+        use crate::rtsp::client::{ClientConfig, ClientEvent, ClientSession};
+        use crate::rtsp::server::Transmit;
+
+        let mut engine = Engine::new(EngineConfig::default(), 42);
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        engine.handle_accept(1, Listener::Rtsp, peer, 0);
+        let track = TrackParams {
+            payload_type: 8,
+            clock_rate: 8000,
+            channels: 1,
+            codec: CodecParams::G711A,
+        };
+        let mut client = ClientSession::record(
+            ClientConfig::new("rtsp://127.0.0.1/live/g"),
+            vec![track],
+            &[7; 16],
+            0,
+        )
+        .unwrap();
+        let mut dump = BytesMut::new();
+        encode_header(
+            &DumpHeader {
+                listener: "rtsp".into(),
+                peer,
+                start_unix_ms: 1_000,
+            },
+            &mut dump,
+        );
+        let mut events = Vec::new();
+        let mut pump = |client: &mut ClientSession, dump: &mut BytesMut, now: u64| loop {
+            let mut moved = false;
+            while let Some(t) = client.poll_transmit() {
+                if let Transmit::Tcp(b) = t {
+                    encode_record(now, RecordKind::Input, &b, dump);
+                    engine.handle_input(1, &b, now);
+                    moved = true;
+                }
+            }
+            while engine.poll_output().is_some() {}
+            let mut out = Vec::new();
+            engine.poll_transmit(1, usize::MAX, &mut out);
+            for b in out {
+                client.handle_input(&b, now).unwrap();
+                moved = true;
+            }
+            events.extend(std::iter::from_fn(|| client.poll_event()));
+            if !moved {
+                break;
+            }
+        };
+        pump(&mut client, &mut dump, 0);
+        let recorded_id = client.session_id().unwrap().to_owned();
+        for i in 0..50u8 {
+            let now = 10 + u64::from(i) * 20;
+            let frame = Frame {
+                codec: Codec::G711A,
+                kind: FrameKind::Coded,
+                dts: i64::from(i) * 20,
+                pts: i64::from(i) * 20,
+                key: true,
+                payload: Bytes::from(vec![i; 160]),
+            };
+            client.send_frame(0, &frame, now).unwrap();
+            pump(&mut client, &mut dump, now);
+        }
+        client.teardown();
+        pump(&mut client, &mut dump, 1_100);
+        encode_record(1_100, RecordKind::Close, &[], &mut dump);
+        assert!(events.contains(&ClientEvent::Recording), "{events:?}");
+
+        let report = replay(
+            &[Dump::parse(dump.freeze()).unwrap()],
+            EngineConfig::default(),
+        );
+        let c = &report.connections[0];
+        let started = c.started().expect("the publish session starts");
+        assert_eq!(
+            (started.protocol, started.role, started.stream.as_str()),
+            (Protocol::Rtsp, Role::Publish, "live/g")
+        );
+        let rtsp = c.rtsp.as_ref().unwrap();
+        assert_eq!(rtsp.requests, ["ANNOUNCE", "SETUP", "RECORD", "TEARDOWN"]);
+        assert_eq!(rtsp.responses, [200, 200, 200, 200]);
+        let t = &rtsp.tracks[0];
+        assert_eq!(
+            (t.codec, t.channels, t.rtp_in, t.frames),
+            (Some(Codec::G711A), Some((0, 1)), 50, 50)
+        );
+        let media = c.published.as_ref().unwrap();
+        assert_eq!((media.audio, media.audio_codec), (50, Some(Codec::G711A)));
+        // The replay engine handed out another id: the client's was mapped to it.
+        let replayed = rtsp.session.as_deref().expect("a session id");
+        assert_ne!(replayed, recorded_id);
     }
 
     proptest::proptest! {

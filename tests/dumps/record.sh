@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Records the dumps in this directory: a running rill with recording proxies (rill-replay record)
+# Records the RTMP dumps in this directory: a running rill with recording proxies (rill-replay record)
 # in front of it, an ffmpeg RTMP push of 3 s of the test file, then an RTMP player (rtmpdump)
 # and an HTTP-FLV player (ffprobe) that start about a second later.
 # Usage: tests/dumps/record.sh [MEDIA]   (from the repository root; builds rill and rill-replay)
+# The RTSP dumps (rtsp_*.rilldump) come from record-rtsp.sh.
 set -euo pipefail
 MEDIA=${1:-/work/shared/media/h264_aac_10s.flv}
 DIR=$(cd "$(dirname "$0")" && pwd)

@@ -4,12 +4,17 @@
 //!
 //! The dumps: `rtmp_publish` (ffmpeg pushing 3 s of h264_aac_10s.flv to live/d), `rtmp_play`
 //! (rtmpdump playing live/d until the stream ends) and `http_flv_play` (ffprobe reading
-//! live/d.flv for about 0.75 s). An RTSP push dump is still to come (RTSP is not served yet).
+//! live/d.flv for about 0.75 s), from `tests/dumps/record.sh`; `rtsp_publish` (ffmpeg pushing 3 s
+//! of the same file over RTSP, TCP interleaved, to live/r), `rtsp_play` (ffmpeg playing live/r
+//! over RTSP/TCP from about 0.86 s) and `rtsp_http_flv_play` (ffprobe reading live/r.flv from
+//! about 0.94 s for 0.72 s), from `tests/dumps/record-rtsp.sh`, replayed at their recorded times.
 
 use std::path::Path;
 
 use bytes::Bytes;
-use rill_core::dump::{digest_messages, replay, ConnReport, Dump, MediaMessage, ReplayReport};
+use rill_core::dump::{
+    digest_messages, replay, ConnReport, Dump, MediaMessage, ReplayReport, RtspTrackSummary,
+};
 use rill_core::engine::{EngineConfig, Protocol, Role};
 use rill_core::media::Codec;
 use rill_core::rtmp::message_type::{AUDIO, VIDEO};
@@ -59,8 +64,11 @@ fn is_config(m: &MediaMessage) -> bool {
 }
 
 /// Checks that what a player got is, byte for byte, the publisher's: its leading configurations
-/// are the publisher's, and its frames are one contiguous run of the publisher's frames.
-/// Returns the publisher's run so its digest can be compared.
+/// and any later ones are the publisher's, and its frames are one contiguous run of the
+/// publisher's frames (configurations left out: an RTSP client's depacketizer gives the audio
+/// configuration with the first audio packet, after the first video frames, while the engine
+/// sends a player both configurations first). Returns the player's leading configurations and
+/// the publisher's run, so its digest can be compared when all configurations lead.
 fn assert_player_got_publisher_bytes<'a>(
     player: &'a [MediaMessage],
     publisher: &'a [MediaMessage],
@@ -68,16 +76,24 @@ fn assert_player_got_publisher_bytes<'a>(
     let player = av(player);
     let publisher = av(publisher);
     let configs = player.iter().take_while(|m| is_config(m)).count();
-    for c in &player[..configs] {
+    let is_publishers_config = |c: &MediaMessage| {
+        publisher
+            .iter()
+            .any(|p| is_config(p) && p.type_id == c.type_id && p.body == c.body)
+    };
+    for c in player.iter().filter(|m| is_config(m)) {
         assert!(
-            publisher
-                .iter()
-                .any(|p| is_config(p) && p.type_id == c.type_id && p.body == c.body),
+            is_publishers_config(c),
             "a configuration the publisher never sent"
         );
     }
-    let frames = &player[configs..];
+    let frames: Vec<&MediaMessage> = player[configs..]
+        .iter()
+        .copied()
+        .filter(|m| !is_config(m))
+        .collect();
     assert!(!frames.is_empty(), "the player got no frames");
+    let publisher: Vec<&MediaMessage> = publisher.into_iter().filter(|m| !is_config(m)).collect();
     let start = publisher
         .iter()
         .position(|p| p.type_id == frames[0].type_id && p.body == frames[0].body)
@@ -283,4 +299,202 @@ fn the_server_records_dumps_that_replay() {
         published.video
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SHA-256 digests of the FLV tags of the RTSP dumps' media (see [`digest_messages`]).
+const RTSP_PUBLISHER_DIGEST: &str =
+    "a400a6363ad9c279191d1adfed21daadae2f4d669e8783fb4eb29eea466d8246";
+const RTSP_PLAYER_DIGEST: &str = "a15a612051b4bd903c6af59d6eb96138f8c4e352a86db8e6662acc337eabc03a";
+const RTSP_HTTP_PLAYER_DIGEST: &str =
+    "07cda7c4a2d44bc38dcc58bdd78b7bb6638d8c712fcf331116be6d18991b4190";
+
+/// The RTSP publisher, the RTSP player and the HTTP-FLV player, each at its recorded time.
+fn replay_rtsp_in(order: [usize; 3]) -> ReplayReport {
+    let dumps = [
+        load("rtsp_publish.rilldump"),
+        load("rtsp_play.rilldump"),
+        load("rtsp_http_flv_play.rilldump"),
+    ];
+    let dumps: Vec<Dump> = order.iter().map(|&i| dumps[i].clone()).collect();
+    replay(&dumps, EngineConfig::default())
+}
+
+fn replay_rtsp() -> ReplayReport {
+    replay_rtsp_in([0, 1, 2])
+}
+
+/// Checks a track's codec and interleaved channels.
+fn assert_track(t: &RtspTrackSummary, codec: Codec, channels: (u8, u8)) {
+    assert_eq!(
+        (t.codec, t.channels),
+        (Some(codec), Some(channels)),
+        "{t:?}"
+    );
+    assert_eq!(t.rtp_errors, 0);
+}
+
+#[test]
+fn rtsp_publisher_session_and_media() {
+    let report = replay_rtsp();
+    let publish = conn(&report, 0);
+    assert_eq!(publish.error, None);
+    let start = publish.started().expect("publish session starts");
+    assert_eq!(
+        (start.protocol, start.role, start.stream.as_str()),
+        (Protocol::Rtsp, Role::Publish, "live/r")
+    );
+    assert_eq!(publish.bytes_in, 209_052);
+    let rtsp = publish.rtsp.as_ref().expect("rtsp summary");
+    assert_eq!(rtsp.error, None);
+    assert_eq!(
+        rtsp.requests,
+        ["OPTIONS", "ANNOUNCE", "SETUP", "SETUP", "RECORD", "TEARDOWN"]
+    );
+    // Every request is answered 200: the SETUP of the second track, the RECORD and the
+    // TEARDOWN carry the recording server's session id, which the replay maps to its own.
+    assert_eq!(rtsp.responses, [200; 6]);
+    assert_eq!(rtsp.stray_packets, 0);
+    let [video, audio] = &rtsp.tracks[..] else {
+        panic!("two tracks: {:?}", rtsp.tracks)
+    };
+    assert_track(video, Codec::H264, (0, 1));
+    assert_track(audio, Codec::Aac, (2, 3));
+    // RTP and RTCP the publisher sent, and the frames they carry (AAC packets aggregate 7).
+    assert_eq!(
+        (video.rtp_in, video.rtcp_in, video.frames),
+        (163, 1, 75),
+        "video"
+    );
+    assert_eq!(
+        (audio.rtp_in, audio.rtcp_in, audio.frames),
+        (18, 1, 126),
+        "audio"
+    );
+    // The FLV tags the engine muxes those frames into (with the configurations from the SDP).
+    let media = publish.published.as_ref().expect("published media");
+    assert_eq!(media.error, None);
+    assert_eq!(media.video_codec, Some(Codec::H264));
+    assert_eq!(media.audio_codec, Some(Codec::Aac));
+    assert_eq!(
+        (media.video, media.key_frames, media.audio, media.data),
+        (76, 2, 127, 0)
+    );
+    assert_eq!(media.digest, RTSP_PUBLISHER_DIGEST);
+}
+
+#[test]
+fn rtsp_player_gets_rtp_for_both_tracks() {
+    let report = replay_rtsp();
+    let publisher = conn(&report, 0).published.as_ref().expect("published");
+    let player = conn(&report, 1);
+    assert_eq!(player.error, None);
+    let start = player.started().expect("play session starts");
+    assert_eq!(
+        (start.protocol, start.role, start.stream.as_str()),
+        (Protocol::Rtsp, Role::Play, "live/r")
+    );
+    let rtsp = player.rtsp.as_ref().expect("rtsp summary");
+    assert_eq!(rtsp.error, None);
+    assert_eq!(
+        rtsp.requests,
+        ["OPTIONS", "DESCRIBE", "SETUP", "SETUP", "PLAY", "TEARDOWN"]
+    );
+    assert_eq!(rtsp.responses, [200; 6]);
+    assert_eq!(rtsp.stray_packets, 0);
+    let [video, audio] = &rtsp.tracks[..] else {
+        panic!("two tracks: {:?}", rtsp.tracks)
+    };
+    assert_track(video, Codec::H264, (0, 1));
+    assert_track(audio, Codec::Aac, (2, 3));
+    // What the engine sent: RTP for both tracks and a sender report on each.
+    assert_eq!(
+        (video.rtp_out, video.rtcp_out, video.frames),
+        (122, 1, 54),
+        "video"
+    );
+    assert_eq!(
+        (audio.rtp_out, audio.rtcp_out, audio.frames),
+        (91, 1, 91),
+        "audio"
+    );
+    // ffmpeg sent no receiver report in its 1.3 s.
+    assert_eq!((video.rtcp_in, audio.rtcp_in), (0, 0));
+    let played = player.played.as_ref().expect("played media");
+    assert_eq!(played.error, None);
+    assert_eq!(played.video_codec, Some(Codec::H264));
+    assert_eq!(played.audio_codec, Some(Codec::Aac));
+    assert_eq!(
+        (played.video, played.key_frames, played.audio, played.data),
+        (55, 2, 92, 0)
+    );
+    assert_eq!(played.digest, RTSP_PLAYER_DIGEST);
+    // Packetized again by the engine and depacketized by the replay, the frames are the
+    // publisher's, byte for byte: from the first key frame of the GOP cache on, every one to
+    // the last the player read.
+    let run = assert_player_got_publisher_bytes(&played.messages, &publisher.messages);
+    assert_eq!(run.len(), 1 + 54 + 91);
+    let first_key = publisher
+        .messages
+        .iter()
+        .find(|m| m.type_id == VIDEO && !is_config(m) && m.body.first() == Some(&0x17))
+        .expect("a key frame");
+    assert!(std::ptr::eq(run[1], first_key));
+}
+
+#[test]
+fn http_flv_player_of_an_rtsp_stream_gets_the_publishers_frames() {
+    let report = replay_rtsp();
+    let publisher = conn(&report, 0).published.as_ref().expect("published");
+    let player = conn(&report, 2);
+    let start = player.started().expect("play session starts");
+    assert_eq!(
+        (start.protocol, start.role, start.stream.as_str()),
+        (Protocol::HttpFlv, Role::Play, "live/r")
+    );
+    let played = player.played.as_ref().expect("played media");
+    assert_eq!(played.error, None);
+    assert_eq!(played.video_codec, Some(Codec::H264));
+    assert_eq!(played.audio_codec, Some(Codec::Aac));
+    // The engine's own FLV mux of the RTSP stream is what the replay decoded from the
+    // publisher's RTP.
+    let run = assert_player_got_publisher_bytes(&played.messages, &publisher.messages);
+    assert_eq!(digest_messages(run), played.digest);
+    assert_eq!(
+        (played.video, played.key_frames, played.audio, played.data),
+        (42, 1, 71, 0)
+    );
+    assert_eq!(played.digest, RTSP_HTTP_PLAYER_DIGEST);
+    assert_eq!(player.bytes_out, 110_894);
+}
+
+#[test]
+fn rtsp_replay_is_deterministic_and_ordered_by_recorded_time() {
+    let (a, b) = (replay_rtsp(), replay_rtsp());
+    for (x, y) in a.connections.iter().zip(&b.connections) {
+        assert_eq!(x.bytes_out, y.bytes_out);
+        assert_eq!(x.sessions, y.sessions);
+        assert_eq!(x.rtsp, y.rtsp);
+        assert_eq!(x.published, y.published);
+        assert_eq!(x.played, y.played);
+    }
+    // The players listed first still start after the publisher: the recorded times order the
+    // connections, not their place in the list.
+    let c = replay_rtsp_in([2, 1, 0]);
+    let (publish, player, http) = (conn(&c, 2), conn(&c, 1), conn(&c, 0));
+    assert_eq!(
+        publish.published.as_ref().map(|m| &m.digest[..]),
+        Some(RTSP_PUBLISHER_DIGEST)
+    );
+    assert_eq!(
+        player.played.as_ref().map(|m| &m.digest[..]),
+        Some(RTSP_PLAYER_DIGEST)
+    );
+    assert_eq!(
+        http.played.as_ref().map(|m| &m.digest[..]),
+        Some(RTSP_HTTP_PLAYER_DIGEST)
+    );
+    assert_eq!(
+        (publish.accepted_ms, player.accepted_ms, http.accepted_ms),
+        (0, 864, 936)
+    );
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use rill_core::dump::{replay, ConnReport, Dump, MediaSummary};
+use rill_core::dump::{replay, ConnReport, Dump, MediaSummary, RtspSummary};
 use rill_core::engine::EngineConfig;
 use rill_runtime_common::dump::{unix_ms, DumpWriter};
 
@@ -111,6 +111,9 @@ fn print_conn(c: &ConnReport, file: &std::path::Path, messages: bool) {
             );
         }
     }
+    if let Some(r) = &c.rtsp {
+        print_rtsp(r);
+    }
     if let Some(m) = &c.published {
         print_media("published", m, messages);
     }
@@ -119,6 +122,41 @@ fn print_conn(c: &ConnReport, file: &std::path::Path, messages: bool) {
     }
     if let Some(e) = &c.error {
         println!("  error: {e}");
+    }
+}
+
+fn print_rtsp(r: &RtspSummary) {
+    let statuses: Vec<String> = r.responses.iter().map(u16::to_string).collect();
+    println!(
+        "  rtsp: requests {}; answers {}",
+        r.requests.join(" "),
+        statuses.join(" ")
+    );
+    for t in &r.tracks {
+        let channels = t
+            .channels
+            .map_or_else(|| "-".to_owned(), |(a, b)| format!("{a}-{b}"));
+        println!(
+            "  rtsp track {} ({}), interleaved {channels}: RTP in {}, RTCP in {}, RTP out {}, \
+             RTCP out {}, frames {}, RTP errors {}",
+            t.control,
+            t.codec.map_or("-", |c| c.name()),
+            t.rtp_in,
+            t.rtcp_in,
+            t.rtp_out,
+            t.rtcp_out,
+            t.frames,
+            t.rtp_errors
+        );
+    }
+    if r.stray_packets > 0 {
+        println!(
+            "  rtsp: {} packets on channels no SETUP gave",
+            r.stray_packets
+        );
+    }
+    if let Some(e) = &r.error {
+        println!("  rtsp decoding stopped: {e}");
     }
 }
 
