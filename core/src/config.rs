@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use crate::admission::ConnectionLimits;
 use crate::engine::EngineConfig;
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
@@ -112,6 +113,11 @@ handshake_timeout_ms = 10000
 http_head_timeout_ms = 10000
 publish_idle_timeout_ms = 30000
 idle_timeout_ms = 60000
+# TCP connections open at once on all listeners together, and from one client IP address.
+# 0 = unlimited. Past either limit a new connection is closed at once (HTTP gets a 503),
+# before the server allocates anything for it.
+max_connections = 20000
+max_connections_per_ip = 1000
 
 [dump]
 # Debug dumps: record every inbound byte of each connection with its time (format in
@@ -369,6 +375,10 @@ pub struct LimitsSection {
     pub publish_idle_timeout_ms: u64,
     /// Idle connection deadline.
     pub idle_timeout_ms: u64,
+    /// TCP connections open at once, all listeners together (0 = unlimited).
+    pub max_connections: u32,
+    /// TCP connections open at once from one client address (0 = unlimited).
+    pub max_connections_per_ip: u32,
 }
 
 /// `[log]`.
@@ -422,6 +432,7 @@ impl Default for LimitsSection {
         let l = Limits::default();
         let h = HttpLimits::default();
         let e = EngineConfig::default();
+        let c = ConnectionLimits::default();
         LimitsSection {
             max_chunk_size: l.max_chunk_size,
             max_message_len: l.max_message_len,
@@ -437,6 +448,8 @@ impl Default for LimitsSection {
             http_head_timeout_ms: e.http_head_timeout_ms,
             publish_idle_timeout_ms: e.publish_idle_timeout_ms,
             idle_timeout_ms: e.idle_timeout_ms,
+            max_connections: c.max_connections,
+            max_connections_per_ip: c.max_connections_per_ip,
         }
     }
 }
@@ -510,6 +523,14 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The connection admission limits (`[limits] max_connections`, `max_connections_per_ip`).
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.limits.max_connections,
+            max_connections_per_ip: self.limits.max_connections_per_ip,
+        }
     }
 
     /// The engine settings these values describe.
@@ -607,6 +628,19 @@ mod tests {
         assert!(Config::from_toml("[rtmp]\nchunk_size = 1\n").is_err());
         assert!(Config::from_toml("[rtsp]\nudp_port_min = 3001\nudp_port_max = 3001\n").is_err());
         assert!(Config::from_toml("[rtsp]\nauth = \"none\"\n").is_err());
+    }
+
+    #[test]
+    fn connection_limits() {
+        assert_eq!(
+            Config::default().connection_limits(),
+            ConnectionLimits::default()
+        );
+        let c = Config::from_toml("[limits]\nmax_connections = 5\nmax_connections_per_ip = 0\n")
+            .unwrap();
+        let l = c.connection_limits();
+        assert_eq!((l.max_connections, l.max_connections_per_ip), (5, 0));
+        assert!(Config::from_toml("[limits]\nmax_connections = -1\n").is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::dump::listener_name;
 use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
+use rill_runtime_common::admission::Permit;
 use rill_runtime_common::dump::{unix_ms, DumpRecorder};
 use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
@@ -29,8 +30,8 @@ const WORKER_SHIFT: u32 = 40;
 /// What connection tasks and the acceptors tell an engine task (bounded: readers wait when the
 /// engine falls behind, which is TCP backpressure towards publishers).
 pub(crate) enum Event {
-    /// A new connection for this worker.
-    Accept(Async<TcpStream>, SocketAddr, Listener),
+    /// A new connection for this worker, with its place in the connection counts.
+    Accept(Async<TcpStream>, SocketAddr, Listener, Permit),
     /// Bytes read.
     Input(ConnId, Bytes),
     /// The writer sent its whole batch; here is the emptied vector back.
@@ -59,6 +60,8 @@ struct Conn {
     /// `Some` (a reusable vector) while the writer is idle.
     idle: Option<Vec<Bytes>>,
     close_after_flush: bool,
+    /// This connection's place in the server-wide connection counts, given back on drop.
+    _permit: Permit,
 }
 
 /// A UDP socket of an RTSP session; dropping it ends its reader task.
@@ -194,7 +197,7 @@ impl EngineTask {
 
     fn handle_event(&mut self, event: Event, now: u64) {
         match event {
-            Event::Accept(stream, peer, listener) => {
+            Event::Accept(stream, peer, listener, permit) => {
                 let id = ((self.index as u64) << WORKER_SHIFT) | self.next_conn;
                 self.next_conn += 1;
                 let _ = stream.get_ref().set_nodelay(true);
@@ -211,6 +214,7 @@ impl EngineTask {
                         batches,
                         idle: Some(Vec::new()),
                         close_after_flush: false,
+                        _permit: permit,
                     },
                 );
                 if let Some(d) = self.dumps.as_mut() {

@@ -34,8 +34,10 @@ use std::time::{Duration, Instant};
 use async_channel::Sender;
 use futures_lite::{AsyncReadExt, FutureExt};
 use rill_core::config::Config;
+use rill_core::dump::listener_name;
 pub use rill_core::engine::Listener;
 use rill_core::engine::{Engine, EngineConfig};
+use rill_runtime_common::admission::{refuse, Admission, RefusalLog};
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
 use tracing::warn;
@@ -57,6 +59,8 @@ pub struct Server {
     udp_ports: Option<UdpPorts>,
     /// The whole configuration, for what each worker builds itself (debug dump recorders).
     config: Config,
+    /// Connection counts shared by every acceptor.
+    admission: Admission,
 }
 
 impl Server {
@@ -84,6 +88,7 @@ impl Server {
             workers,
             udp_ports: UdpPorts::from_config(config),
             config: config.clone(),
+            admission: Admission::new(config.connection_limits()),
         })
     }
 
@@ -127,7 +132,8 @@ impl Server {
             .into_iter()
             .map(|(listener, kind)| {
                 let stopped = stopped.clone();
-                let accept = accept_loop(listener, kind, inboxes.clone());
+                let admission = self.admission.clone();
+                let accept = accept_loop(listener, kind, inboxes.clone(), admission);
                 rt::spawn(accept.or(async move {
                     let _ = stopped.recv().await;
                 }))
@@ -147,14 +153,33 @@ impl Server {
     }
 }
 
-/// Accepts forever, handing connections to the engine tasks in turn.
-async fn accept_loop(listener: TcpListener, kind: Listener, inboxes: Vec<Sender<Event>>) {
+/// Accepts forever, handing the connections `admission` lets in to the engine tasks in turn and
+/// closing the others at once.
+async fn accept_loop(
+    listener: TcpListener,
+    kind: Listener,
+    inboxes: Vec<Sender<Event>>,
+    admission: Admission,
+) {
     let mut targets = inboxes.iter().cycle();
+    let mut refusals = RefusalLog::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let permit = match admission.admit(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        refuse(stream.get_ref(), kind == Listener::Http);
+                        refusals.refused(&refusal, listener_name(kind), peer);
+                        continue;
+                    }
+                };
                 let Some(inbox) = targets.next() else { return };
-                if inbox.send(Event::Accept(stream, peer, kind)).await.is_err() {
+                if inbox
+                    .send(Event::Accept(stream, peer, kind, permit))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

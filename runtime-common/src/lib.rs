@@ -1,7 +1,9 @@
 //! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
 //! command line, loading the config file with its command line overrides, logging setup, the
-//! worker count, per-engine seeds and the session log line. Protocol logic lives in `rill-core`.
+//! worker count, per-engine seeds, the session log line and the connection limits shared by all
+//! workers. Protocol logic lives in `rill-core`.
 
+pub mod admission;
 pub mod dump;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};

@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::dump::listener_name;
 use rill_core::engine::{Engine, Listener, Output, StreamMessage};
+use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
 use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
@@ -50,6 +51,8 @@ struct Connection {
     write_interest: bool,
     close_after_flush: bool,
     dirty: bool,
+    /// This connection's place in the server-wide connection counts, given back on drop.
+    _permit: Permit,
 }
 
 /// A UDP socket of an RTSP session: RTP or RTCP of one track.
@@ -82,6 +85,9 @@ struct Worker {
     /// Connections that used up their read budget with bytes still waiting (edge-triggered
     /// readiness will not say so again): read again on the next pass.
     read_again: Vec<Token>,
+    /// Connection counts shared by every worker, asked before a connection is set up.
+    admission: Admission,
+    refusals: RefusalLog,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -108,6 +114,7 @@ fn parse_addr(what: &str, addr: &str) -> io::Result<SocketAddr> {
 pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Result<()> {
     let workers = workers.max(1);
     let engine_config = rill_runtime_common::engine_config(config, workers);
+    let admission = Admission::new(config.connection_limits());
     let mut listen = Vec::new();
     if config.rtmp.enable {
         listen.push((
@@ -164,6 +171,8 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             udp_of: HashMap::new(),
             dumps: recorder_from_config(config),
             read_again: Vec::new(),
+            admission: admission.clone(),
+            refusals: RefusalLog::default(),
         });
     }
     let mut handles = Vec::new();
@@ -266,6 +275,14 @@ impl Worker {
             let kind = *kind;
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    let permit = match self.admission.admit(peer.ip()) {
+                        Ok(permit) => permit,
+                        Err(refusal) => {
+                            refuse(&stream, kind == Listener::Http);
+                            self.refusals.refused(&refusal, listener_name(kind), peer);
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let conn_token = Token(self.next_token);
                     self.next_token += 1;
@@ -286,6 +303,7 @@ impl Worker {
                             write_interest: false,
                             close_after_flush: false,
                             dirty: false,
+                            _permit: permit,
                         },
                     );
                     debug!(conn = conn_token.0, %peer, ?kind, "accepted");

@@ -570,3 +570,14 @@ pub fn ffprobe_rtsp(url: &str, transport: &str, limit: Duration) -> (Vec<ProbedS
     );
     (parse_probe(&out.stdout), out)
 }
+
+/// Connects to `127.0.0.1:port` from the loopback address `source` (Linux accepts any 127.x.y.z
+/// as a source), so a test client can have a client address of its own.
+pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.bind(&SocketAddr::from((source, 0)).into())?;
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    Ok(socket.into())
+}
