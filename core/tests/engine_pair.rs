@@ -27,9 +27,13 @@ fn addr() -> SocketAddr {
 
 impl World {
     fn new() -> World {
+        World::with_config(EngineConfig::default())
+    }
+
+    fn with_config(config: EngineConfig) -> World {
         let config = EngineConfig {
             share_streams: true,
-            ..EngineConfig::default()
+            ..config
         };
         World {
             engines: vec![Engine::new(config.clone(), 1), Engine::new(config, 2)],
@@ -293,4 +297,79 @@ fn a_closing_connection_whose_peer_never_reads_is_dropped_after_the_flush_deadli
     }
     assert!(dropped, "dropped without waiting further");
     assert_eq!(engine.connection_count(), 0);
+}
+
+#[test]
+fn write_merging_holds_player_media_until_the_window_ends_then_sends_it_in_one_go() {
+    let mut w = World::with_config(EngineConfig {
+        write_merge_ms: 30,
+        ..EngineConfig::default()
+    });
+    let publisher = w.connect(0, 1);
+    w.peers[publisher].client.publish("cam");
+    w.run();
+    let seq = avc_sequence_header();
+    let sends = [
+        (5000, seq.clone()),
+        (5000, video(true, 0x65, 5000)),
+        (5033, video(false, 0x41, 700)),
+    ];
+    for (ts, body) in &sends {
+        w.peers[publisher]
+            .client
+            .send_media(message_type::VIDEO, *ts, body)
+            .expect("send");
+    }
+    w.run();
+    // Players on both engines: the one across engines gets its media merged too.
+    let local = w.connect(0, 2);
+    let remote = w.connect(1, 3);
+    w.peers[local].client.play("cam");
+    w.peers[remote].client.play("cam");
+    w.run();
+    // The cached GOP went out at once (the start is never held); let any window end.
+    assert!(w.media(local).len() >= 3, "{:?}", w.media(local).len());
+    w.now += 30;
+    let now = w.now;
+    for e in &mut w.engines {
+        e.handle_timeout(now);
+    }
+    w.run();
+    let before: Vec<usize> = [local, remote].iter().map(|&p| w.media(p).len()).collect();
+
+    // Two live frames 10 ms apart: nothing goes out before the window ends.
+    w.now += 1;
+    let opened = w.now;
+    for (i, ts) in [5066u32, 5076].into_iter().enumerate() {
+        w.peers[publisher]
+            .client
+            .send_media(message_type::VIDEO, ts, &video(false, 0x41, 300 + i))
+            .expect("send");
+        w.run();
+        w.now += 10;
+    }
+    for (i, &p) in [local, remote].iter().enumerate() {
+        assert_eq!(w.media(p).len(), before[i], "held during the window");
+    }
+    for e in 0..2 {
+        assert_eq!(w.engines[e].poll_timeout(), Some(opened + 30), "engine {e}");
+    }
+    let at = opened + 30;
+    w.now = at;
+    for e in &mut w.engines {
+        e.handle_timeout(at);
+    }
+    w.run();
+    for (i, &p) in [local, remote].iter().enumerate() {
+        let got = w.media(p);
+        assert_eq!(got.len(), before[i] + 2, "both frames after the window");
+        let ts: Vec<u32> = got.iter().rev().take(2).map(|(_, t, _)| *t).collect();
+        assert_eq!(ts[0] - ts[1], 10, "spacing kept");
+    }
+    for e in &w.engines {
+        assert!(
+            e.poll_timeout().is_none_or(|t| t > at + 30),
+            "no window open once flushed"
+        );
+    }
 }
