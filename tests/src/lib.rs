@@ -581,3 +581,830 @@ pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> std::io::Result<Tc
     socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
     Ok(socket.into())
 }
+
+/// The malformed-input harness shared by the `malformed*` suites: one server with short
+/// deadlines, a healthy in-process RTMP publisher with healthy players on its stream, a table of
+/// offending cases run several at a time against the same server, and the check that the healthy
+/// players lost nothing.
+pub mod harness {
+    use std::collections::VecDeque;
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, OnceLock};
+    use std::thread::{self, sleep, JoinHandle};
+    use std::time::{Duration, Instant};
+
+    use bytes::{Bytes, BytesMut};
+    use rill_core::flv::{FlvDemuxer, Tag, TagType};
+    use rill_core::rtmp::chunk::write_fmt0_header;
+    use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+    use rill_core::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
+    use rill_core::rtmp::message_type as mt;
+
+    use super::{media, Server, TempConfig};
+
+    /// Event loops of the server: two, so offenders, publisher and players meet across loops.
+    pub const WORKERS: usize = 2;
+    /// Handshake + connect deadline configured for the suite (ms).
+    pub const HANDSHAKE_MS: u64 = 1500;
+    /// HTTP request head deadline configured for the suite (ms).
+    pub const HEAD_MS: u64 = 1500;
+    /// Idle deadline of connections that neither publish nor play (ms).
+    pub const IDLE_MS: u64 = 3000;
+    /// Publisher reconnect grace (ms): short, so players of an ended stream finish soon.
+    pub const GRACE_MS: u64 = 300;
+    /// Bound for input a parser can refuse as soon as it arrives (generous: debug build, shared CPU).
+    pub const AT_ONCE: Duration = Duration::from_millis(2500);
+    /// Bound for offenders only a deadline can catch (handshake or HTTP head).
+    pub const BY_DEADLINE: Duration = Duration::from_millis(HANDSHAKE_MS + 3000);
+    /// Bound for connected-but-idle offenders.
+    pub const BY_IDLE: Duration = Duration::from_millis(IDLE_MS + 3000);
+    /// Longest wall-clock gap allowed between two video frames at a healthy player.
+    pub const MAX_STALL: Duration = Duration::from_millis(2500);
+    /// Healthy stream name.
+    pub const HEALTHY: &str = "healthy";
+
+    pub fn config(hub_extra: &str, limits_extra: &str) -> TempConfig {
+        config_with(hub_extra, limits_extra, "")
+    }
+
+    /// [`config`] plus whole extra sections (`sections`, e.g. `"[rtsp]\n..."`).
+    pub fn config_with(hub_extra: &str, limits_extra: &str, sections: &str) -> TempConfig {
+        TempConfig::new(&format!(
+            "[hub]\npublisher_grace_ms = {GRACE_MS}\nplay_wait_timeout_ms = 5000\n{hub_extra}\n\
+         [limits]\nhandshake_timeout_ms = {HANDSHAKE_MS}\nhttp_head_timeout_ms = {HEAD_MS}\n\
+         idle_timeout_ms = {IDLE_MS}\n{limits_extra}\n\
+         [hls]\nrecord_max_bytes = {HLS_RECORD_BYTES}\n{sections}\n"
+        ))
+    }
+
+    /// The HLS record playlist keeps old segments in memory up to this many bytes per stream; kept
+    /// small here so that the leak checks see real leaks, not the record window filling up.
+    pub const HLS_RECORD_BYTES: usize = 1 << 20;
+
+    // ---------------------------------------------------------------------------------------------
+    // Media and in-process RTMP clients
+    // ---------------------------------------------------------------------------------------------
+
+    /// The tags of `h264_aac_30s.flv`, read once.
+    pub fn media_tags() -> &'static [Tag] {
+        static TAGS: OnceLock<Vec<Tag>> = OnceLock::new();
+        TAGS.get_or_init(|| {
+            let data = std::fs::read(media("h264_aac_30s.flv")).expect("read test media");
+            let mut d = FlvDemuxer::default();
+            d.push(&data);
+            let mut tags = Vec::new();
+            while let Ok(Some(t)) = d.poll_tag() {
+                tags.push(t);
+            }
+            assert!(tags.len() > 500, "media has {} tags", tags.len());
+            tags
+        })
+    }
+
+    /// An AVC coded frame (not a sequence header).
+    pub fn is_video_frame(body: &[u8]) -> bool {
+        body.first().map(|b| b & 0x0f) == Some(7) && body.get(1) == Some(&1)
+    }
+
+    /// A sequence header (AVC or AAC) of the media file.
+    pub fn is_config(tag: &Tag) -> bool {
+        tag.body.get(1) == Some(&0)
+    }
+
+    pub fn would_block(e: &std::io::Error) -> bool {
+        matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+    }
+
+    /// A [`ClientSession`] on a blocking socket.
+    pub struct RtmpClient {
+        pub s: TcpStream,
+        pub session: ClientSession,
+        pub started: Instant,
+    }
+
+    impl RtmpClient {
+        pub fn connect(port: u16, app: &str) -> Result<RtmpClient, String> {
+            let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+            s.set_nodelay(true).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_millis(50)))
+                .map_err(|e| e.to_string())?;
+            let url = format!("rtmp://127.0.0.1:{port}/{app}");
+            let random: Vec<u8> = (0..HANDSHAKE_RANDOM_LEN).map(|i| (i * 7) as u8).collect();
+            let session = ClientSession::new(ClientConfig::new(app, &url), &random, 0);
+            let mut c = RtmpClient {
+                s,
+                session,
+                started: Instant::now(),
+            };
+            c.flush()?;
+            Ok(c)
+        }
+
+        pub fn flush(&mut self) -> Result<(), String> {
+            while let Some(b) = self.session.poll_transmit() {
+                self.s.write_all(&b).map_err(|e| format!("write: {e}"))?;
+            }
+            Ok(())
+        }
+
+        /// Reads once (at most ~50 ms); false when the server closed.
+        pub fn read_once(&mut self, buf: &mut [u8]) -> Result<bool, String> {
+            match self.s.read(buf) {
+                Ok(0) => Ok(false),
+                Ok(n) => {
+                    let now = self.started.elapsed().as_millis() as u64;
+                    self.session
+                        .handle_input(&buf[..n], now)
+                        .map_err(|e| format!("client session: {e}"))?;
+                    self.flush()?;
+                    Ok(true)
+                }
+                Err(e) if would_block(&e) => Ok(true),
+                Err(_) => Ok(false),
+            }
+        }
+
+        /// Waits for an event matching `want`; a rejection or a close is an error.
+        pub fn wait_event(
+            &mut self,
+            limit: Duration,
+            want: impl Fn(&ClientEvent) -> bool,
+        ) -> Result<ClientEvent, String> {
+            let deadline = Instant::now() + limit;
+            let mut buf = vec![0u8; 65536];
+            loop {
+                while let Some(ev) = self.session.poll_event() {
+                    if want(&ev) {
+                        return Ok(ev);
+                    }
+                    if let ClientEvent::Rejected { code, description } = ev {
+                        return Err(format!("rejected: {code}: {description}"));
+                    }
+                }
+                if !self.read_once(&mut buf)? {
+                    return Err("server closed the connection".into());
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("no answer within {limit:?}"));
+                }
+            }
+        }
+    }
+
+    /// Connects and publishes `live/{name}`.
+    pub fn start_publishing(port: u16, name: &str, limit: Duration) -> Result<RtmpClient, String> {
+        let mut c = RtmpClient::connect(port, "live")?;
+        c.session.publish(name);
+        c.flush()?;
+        c.wait_event(limit, |e| matches!(e, ClientEvent::Publishing { .. }))?;
+        Ok(c)
+    }
+
+    /// How a publisher leaves.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Ending {
+        /// FCUnpublish / closeStream / deleteStream, then close.
+        Polite,
+        /// The socket just closes: a crash as the server sees it.
+        Kill,
+    }
+
+    /// What a publisher thread sent.
+    pub struct Sent {
+        /// Bodies of the coded video frames, in order.
+        pub frames: Vec<Bytes>,
+        /// Garbage messages injected.
+        pub garbage: usize,
+    }
+
+    /// A publisher thread sending the media file (looping) at `speed` times real time.
+    pub struct Publisher {
+        pub stop: Arc<AtomicBool>,
+        pub thread: Option<JoinHandle<Result<Sent, String>>>,
+    }
+
+    impl Publisher {
+        /// Publishes `live/{name}`; returns once the server accepted the publish. Every `every`
+        /// media messages, the next of `garbage` (type id, payload) is sent as well.
+        pub fn start(
+            port: u16,
+            name: &str,
+            speed: f64,
+            garbage: Vec<(u8, Vec<u8>)>,
+            every: usize,
+            ending: Ending,
+        ) -> Publisher {
+            let mut c = start_publishing(port, name, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("healthy publisher of {name}: {e}"));
+            // Whatever the server says from now on (acknowledgements) is read and dropped.
+            let mut reader = c.s.try_clone().expect("clone socket");
+            reader
+                .set_read_timeout(Some(Duration::from_secs(600)))
+                .expect("timeout");
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 16384];
+                while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+            });
+            let stop = Arc::new(AtomicBool::new(false));
+            let stop2 = stop.clone();
+            let thread = thread::spawn(move || {
+                let tags = media_tags();
+                let t0 = Instant::now();
+                let mut offset = 0u64;
+                let mut sent = Sent {
+                    frames: Vec::new(),
+                    garbage: 0,
+                };
+                let mut count = 0usize;
+                let mut first_loop = true;
+                'outer: loop {
+                    for tag in tags {
+                        if stop2.load(Ordering::Relaxed) {
+                            break 'outer;
+                        }
+                        if tag.tag_type == TagType::Script || (!first_loop && is_config(tag)) {
+                            continue;
+                        }
+                        let ts = offset + u64::from(tag.timestamp);
+                        if speed > 0.0 {
+                            let due = t0 + Duration::from_secs_f64(ts as f64 / 1000.0 / speed);
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                sleep(wait);
+                            }
+                        }
+                        c.session
+                            .send_media(tag.tag_type as u8, ts as u32, &tag.body)
+                            .map_err(|e| e.to_string())?;
+                        c.flush()?;
+                        if tag.tag_type == TagType::Video && is_video_frame(&tag.body) {
+                            sent.frames.push(tag.body.clone());
+                        }
+                        count += 1;
+                        if !garbage.is_empty() && count.is_multiple_of(every) {
+                            let (type_id, payload) = &garbage[sent.garbage % garbage.len()];
+                            c.session
+                                .send_media(*type_id, ts as u32, payload)
+                                .map_err(|e| e.to_string())?;
+                            c.flush()?;
+                            sent.garbage += 1;
+                        }
+                    }
+                    offset += u64::from(tags.last().map_or(0, |t| t.timestamp)) + 40;
+                    first_loop = false;
+                }
+                match ending {
+                    Ending::Polite => {
+                        c.session.close();
+                        c.flush()?;
+                        let _ = c.s.shutdown(Shutdown::Write);
+                    }
+                    Ending::Kill => {
+                        // Half of a video message, then the socket closes.
+                        let mut b = fmt0(7, 5000, mt::VIDEO, c.session.stream_id());
+                        b.extend(noise(3, 100));
+                        let _ = c.s.write_all(&b);
+                        let _ = c.s.shutdown(Shutdown::Both);
+                    }
+                }
+                Ok(sent)
+            });
+            Publisher {
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        /// Stops sending and leaves as chosen at start; returns what was sent.
+        pub fn finish(mut self) -> Sent {
+            self.stop.store(true, Ordering::Relaxed);
+            let thread = self.thread.take().expect("publisher thread");
+            match thread.join() {
+                Ok(Ok(sent)) => sent,
+                Ok(Err(e)) => panic!("healthy publisher failed: {e}"),
+                Err(_) => panic!("healthy publisher thread panicked"),
+            }
+        }
+    }
+
+    impl Drop for Publisher {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// What a player received.
+    #[derive(Debug, Default)]
+    pub struct Received {
+        /// Coded video frame bodies, in order.
+        pub frames: Vec<Bytes>,
+        /// Their timestamps.
+        pub timestamps: Vec<u32>,
+        /// Longest wall-clock gap between two video frames.
+        pub max_gap: Duration,
+        /// The stream ended at a message boundary (HTTP: EOF with no partial tag; RTMP: stream end
+        /// status or EOF).
+        pub clean_end: bool,
+        /// Why it ended.
+        pub end: String,
+    }
+
+    impl Received {
+        pub fn frame(&mut self, body: Bytes, ts: u32, last: &mut Option<Instant>) {
+            let now = Instant::now();
+            if let Some(l) = *last {
+                self.max_gap = self.max_gap.max(now - l);
+            }
+            *last = Some(now);
+            self.frames.push(body);
+            self.timestamps.push(ts);
+        }
+    }
+
+    /// Reads an HTTP response head; returns it and the bytes after it.
+    pub fn read_head(s: &mut TcpStream, limit: Duration) -> Result<(String, Vec<u8>), String> {
+        let deadline = Instant::now() + limit;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..pos]).into_owned();
+                return Ok((head, buf[pos + 4..].to_vec()));
+            }
+            if buf.len() > 65536 {
+                return Err("HTTP head too long".into());
+            }
+            match s.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(format!(
+                        "closed before the head ended: {:?}",
+                        String::from_utf8_lossy(&buf)
+                    ))
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(format!("read head: {e}")),
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no HTTP head within {limit:?}"));
+            }
+        }
+    }
+
+    /// An HTTP-FLV player of `live/{name}.flv` in a thread; ends when the server closes.
+    pub fn flv_player(
+        port: u16,
+        name: &str,
+        limit: Duration,
+        strict_trailer: bool,
+    ) -> JoinHandle<Result<Received, String>> {
+        let path = format!("/live/{name}.flv");
+        thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .map_err(|e| e.to_string())?;
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+            let (head, body) = read_head(&mut s, Duration::from_secs(20))?;
+            if !head.starts_with("HTTP/1.1 200") {
+                return Err(format!("player answer: {head}"));
+            }
+            let deadline = Instant::now() + limit;
+            let mut demuxer = FlvDemuxer::default();
+            demuxer.push(&body);
+            let mut got = Received::default();
+            let mut last = None;
+            let mut buf = vec![0u8; 65536];
+            let mut total = body.len();
+            loop {
+                loop {
+                    match demuxer.poll_tag() {
+                        Ok(Some(tag)) => {
+                            if tag.tag_type == TagType::Video && is_video_frame(&tag.body) {
+                                got.frame(tag.body, tag.timestamp, &mut last);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => return Err(format!("player got bad FLV: {e}")),
+                    }
+                }
+                match s.read(&mut buf) {
+                    Ok(0) => {
+                        // rill writes each tag's PreviousTagSize before the next tag, so the last
+                        // one never comes (see `http_flv_stream_ends_with_the_last_previous_tag_size`).
+                        // A complete last tag then lacks exactly those 4 bytes.
+                        let partial = demuxer.buffered();
+                        if partial > 0 && !strict_trailer {
+                            demuxer.push(&[0; 4]);
+                            while let Ok(Some(tag)) = demuxer.poll_tag() {
+                                if tag.tag_type == TagType::Video && is_video_frame(&tag.body) {
+                                    got.frame(tag.body, tag.timestamp, &mut last);
+                                }
+                            }
+                        }
+                        got.clean_end = demuxer.buffered() == 0;
+                        got.end = format!(
+                            "EOF after {total} body bytes, {} bytes of a partial tag, {} frames",
+                            demuxer.buffered(),
+                            got.frames.len()
+                        );
+                        return Ok(got);
+                    }
+                    Ok(n) => {
+                        total += n;
+                        demuxer.push(&buf[..n]);
+                    }
+                    Err(e) if would_block(&e) => {}
+                    Err(e) => {
+                        got.end = format!("read error: {e}");
+                        return Ok(got);
+                    }
+                }
+                if Instant::now() > deadline {
+                    got.end = format!("still streaming after {limit:?}");
+                    return Ok(got);
+                }
+            }
+        })
+    }
+
+    /// An RTMP player of `live/{name}` in a thread; ends at the stream's end or the server's close.
+    pub fn rtmp_player(
+        port: u16,
+        name: &str,
+        limit: Duration,
+    ) -> JoinHandle<Result<Received, String>> {
+        let name = name.to_owned();
+        thread::spawn(move || {
+            let mut c = RtmpClient::connect(port, "live")?;
+            c.session.play(&name);
+            c.flush()?;
+            let deadline = Instant::now() + limit;
+            let mut got = Received::default();
+            let mut last = None;
+            let mut buf = vec![0u8; 65536];
+            loop {
+                while let Some(ev) = c.session.poll_event() {
+                    match ev {
+                        ClientEvent::Media {
+                            type_id: mt::VIDEO,
+                            timestamp,
+                            payload,
+                        } if is_video_frame(&payload) => got.frame(payload, timestamp, &mut last),
+                        ClientEvent::StreamEnded => {
+                            got.clean_end = true;
+                            got.end = "stream ended".into();
+                            return Ok(got);
+                        }
+                        ClientEvent::Rejected { code, description } => {
+                            return Err(format!("play rejected: {code} {description}"))
+                        }
+                        _ => {}
+                    }
+                }
+                match c.read_once(&mut buf) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        got.clean_end = true;
+                        got.end = "EOF".into();
+                        return Ok(got);
+                    }
+                    Err(e) => {
+                        got.end = e;
+                        return Ok(got);
+                    }
+                }
+                if Instant::now() > deadline {
+                    got.end = format!("still streaming after {limit:?}");
+                    return Ok(got);
+                }
+            }
+        })
+    }
+
+    /// Checks a player's frames against what the publisher sent: all of them, in order.
+    pub fn check_player(
+        label: &str,
+        got: &Received,
+        sent: &[Bytes],
+        exact: bool,
+    ) -> Result<(), String> {
+        if !got.clean_end {
+            return Err(format!("{label}: unclean end: {}", got.end));
+        }
+        if !got.timestamps.windows(2).all(|w| w[0] <= w[1]) {
+            return Err(format!("{label}: video timestamps went back"));
+        }
+        if got.max_gap > MAX_STALL {
+            return Err(format!("{label}: stalled for {:?}", got.max_gap));
+        }
+        if exact {
+            if got.frames.len() != sent.len() {
+                return Err(format!(
+                    "{label}: {} video frames received, {} sent",
+                    got.frames.len(),
+                    sent.len()
+                ));
+            }
+            if let Some(i) = (0..sent.len()).find(|&i| got.frames[i] != sent[i]) {
+                return Err(format!("{label}: video frame {i} differs"));
+            }
+        } else {
+            // Every sent frame appears, in order, among what was received.
+            let mut it = got.frames.iter();
+            for (i, f) in sent.iter().enumerate() {
+                if !it.any(|g| g == f) {
+                    return Err(format!(
+                        "{label}: sent video frame {i} of {} never arrived ({} received)",
+                        sent.len(),
+                        got.frames.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A server with a healthy publisher and two healthy players.
+    /// A healthy player thread of the harness.
+    pub type PlayerThread = JoinHandle<Result<Received, String>>;
+
+    /// A healthy player: its label, its thread, and how many leading bytes of each FLV video
+    /// tag body the frames it records lack (0 for FLV and RTMP players; 5, the FLV video
+    /// header, for players that get bare frame payloads).
+    pub struct HealthyPlayer {
+        /// For messages.
+        pub label: &'static str,
+        /// The player thread.
+        pub thread: PlayerThread,
+        /// FLV body bytes absent from what it records.
+        pub skip: usize,
+    }
+
+    /// A server with a healthy publisher and healthy players.
+    pub struct Harness {
+        pub server: Server,
+        pub config: TempConfig,
+        pub publisher: Option<Publisher>,
+        pub players: Vec<HealthyPlayer>,
+        pub cases: usize,
+    }
+
+    impl Harness {
+        pub fn start(hub_extra: &str, limits_extra: &str) -> Harness {
+            Harness::start_with(config(hub_extra, limits_extra), |_| Vec::new())
+        }
+
+        /// Starts the server with `cfg`, the HTTP-FLV and RTMP players plus those `more` starts
+        /// (each must wait for the stream), then the healthy publisher.
+        pub fn start_with(
+            cfg: TempConfig,
+            more: impl FnOnce(&Server) -> Vec<HealthyPlayer>,
+        ) -> Harness {
+            let server = Server::start_with(WORKERS, &cfg.args());
+            let limit = Duration::from_secs(150);
+            let mut players = vec![
+                HealthyPlayer {
+                    label: "HTTP-FLV player",
+                    thread: flv_player(server.http_port, HEALTHY, limit, false),
+                    skip: 0,
+                },
+                HealthyPlayer {
+                    label: "RTMP player",
+                    thread: rtmp_player(server.rtmp_port, HEALTHY, limit),
+                    skip: 0,
+                },
+            ];
+            players.extend(more(&server));
+            // The players wait for the stream, so they must get it from its first frame.
+            sleep(Duration::from_millis(400));
+            let publisher =
+                Publisher::start(server.rtmp_port, HEALTHY, 1.0, vec![], 0, Ending::Polite);
+            sleep(Duration::from_millis(500));
+            Harness {
+                server,
+                config: cfg,
+                publisher: Some(publisher),
+                players,
+                cases: 0,
+            }
+        }
+
+        pub fn ports(&self) -> Ports {
+            Ports {
+                rtmp: self.server.rtmp_port,
+                http: self.server.http_port,
+                rtsp: self.server.rtsp_port,
+                pid: self.server.pid(),
+            }
+        }
+
+        pub fn assert_up(&mut self, when: &str) {
+            let log = self.server.log();
+            assert!(self.server.is_running(), "server died {when}; log:\n{log}");
+            assert!(
+                !log.contains("panicked"),
+                "server panicked {when}; log:\n{log}"
+            );
+        }
+
+        /// Runs `cases`, `parallel` at a time; panics listing every failed case.
+        pub fn run(&mut self, label: &str, cases: Vec<Case>, parallel: usize) {
+            let ports = self.ports();
+            let total = cases.len();
+            let mut failures = Vec::new();
+            let mut queue: VecDeque<Case> = cases.into();
+            while !queue.is_empty() {
+                let batch: Vec<Case> = (0..parallel).filter_map(|_| queue.pop_front()).collect();
+                let handles: Vec<_> = batch
+                    .into_iter()
+                    .map(|c| {
+                        let name = c.name;
+                        let f = c.run;
+                        (name, thread::spawn(move || f(ports)))
+                    })
+                    .collect();
+                for (name, h) in handles {
+                    match h.join() {
+                        Ok(Ok(v)) => eprintln!("[{label}] ok   {name}: {v}"),
+                        Ok(Err(e)) => {
+                            eprintln!("[{label}] FAIL {name}: {e}");
+                            failures.push(format!("{name}: {e}"));
+                        }
+                        Err(_) => failures.push(format!("{name}: case panicked")),
+                    }
+                }
+                self.assert_up(&format!("during {label}"));
+            }
+            self.cases += total;
+            assert!(
+                failures.is_empty(),
+                "{label}: {} of {total} cases failed:\n{}\nserver log tail:\n{}",
+                failures.len(),
+                failures.join("\n"),
+                log_tail(&self.server.log(), 40)
+            );
+        }
+
+        /// Stops the healthy publisher and checks its players got everything; returns the case count.
+        pub fn finish(mut self) -> usize {
+            self.assert_up("before the healthy publisher stopped");
+            let sent = self.publisher.take().expect("publisher").finish();
+            assert!(
+                sent.frames.len() > 50,
+                "only {} frames sent",
+                sent.frames.len()
+            );
+            for p in self.players.drain(..) {
+                let label = p.label;
+                let got = p
+                    .thread
+                    .join()
+                    .expect("player thread")
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                let expected: Vec<Bytes> = sent
+                    .frames
+                    .iter()
+                    .map(|f| f.slice(p.skip.min(f.len())..))
+                    .collect();
+                if let Err(e) = check_player(label, &got, &expected, true) {
+                    panic!("{e}; log tail:\n{}", log_tail(&self.server.log(), 40));
+                }
+                eprintln!(
+                    "{label}: {} of {} frames, longest gap {:?}, end: {}",
+                    got.frames.len(),
+                    sent.frames.len(),
+                    got.max_gap,
+                    got.end
+                );
+            }
+            self.assert_up("at the end");
+            self.cases
+        }
+    }
+
+    pub fn log_tail(log: &str, n: usize) -> String {
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    #[derive(Clone, Copy)]
+    pub struct Ports {
+        pub rtmp: u16,
+        pub http: u16,
+        pub rtsp: u16,
+        /// The server's process id.
+        pub pid: u32,
+    }
+
+    /// How an offender was dealt with.
+    pub enum Verdict {
+        /// The server closed the connection.
+        Closed(Duration),
+        /// The server answered with an error (RTMP `_error` / error status, HTTP 4xx/5xx, WS close).
+        Answered(String, Duration),
+    }
+
+    impl std::fmt::Display for Verdict {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Verdict::Closed(t) => write!(f, "closed after {t:?}"),
+                Verdict::Answered(what, t) => write!(f, "answered {what} after {t:?}"),
+            }
+        }
+    }
+
+    pub type Check = Result<Verdict, String>;
+
+    pub struct Case {
+        pub name: String,
+        pub run: Box<dyn FnOnce(Ports) -> Check + Send>,
+    }
+
+    pub fn case(
+        name: impl Into<String>,
+        run: impl FnOnce(Ports) -> Check + Send + 'static,
+    ) -> Case {
+        Case {
+            name: name.into(),
+            run: Box::new(run),
+        }
+    }
+
+    pub fn tcp(port: u16) -> Result<TcpStream, String> {
+        let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
+    /// Sends bytes, ignoring errors: a server that already closed is a fine outcome, seen next read.
+    pub fn send(s: &mut TcpStream, bytes: &[u8]) {
+        let _ = s.write_all(bytes);
+    }
+
+    /// Reads (and drops) until the server closes; an error when it is still open after `bound`.
+    pub fn expect_closed(s: &mut TcpStream, bound: Duration) -> Check {
+        let t0 = Instant::now();
+        let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return Ok(Verdict::Closed(t0.elapsed())),
+                Ok(_) => {}
+                Err(e) if would_block(&e) => {}
+                Err(_) => return Ok(Verdict::Closed(t0.elapsed())),
+            }
+            if t0.elapsed() > bound {
+                return Err(format!("still open after {bound:?}"));
+            }
+        }
+    }
+
+    /// Writes `bytes` one at a time, `interval` apart, until the server closes; it must close
+    /// within `bound` of the first byte.
+    pub fn trickle(s: &mut TcpStream, bytes: &[u8], interval: Duration, bound: Duration) -> Check {
+        let t0 = Instant::now();
+        let _ = s.set_read_timeout(Some(interval));
+        let mut buf = vec![0u8; 65536];
+        for b in bytes.iter().cycle() {
+            if s.write_all(&[*b]).is_err() {
+                return Ok(Verdict::Closed(t0.elapsed()));
+            }
+            match s.read(&mut buf) {
+                Ok(0) => return Ok(Verdict::Closed(t0.elapsed())),
+                Ok(_) => {}
+                Err(e) if would_block(&e) => {}
+                Err(_) => return Ok(Verdict::Closed(t0.elapsed())),
+            }
+            if t0.elapsed() > bound {
+                return Err(format!("trickling client still served after {bound:?}"));
+            }
+        }
+        unreachable!("cycle never ends")
+    }
+
+    /// A deterministic pseudo-random byte string.
+    pub fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// A fmt-0 chunk header with an arbitrary length (no body).
+    pub fn fmt0(csid: u32, len: u32, type_id: u8, stream_id: u32) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        assert!(write_fmt0_header(
+            csid, 0, len, type_id, stream_id, &mut out
+        ));
+        out.to_vec()
+    }
+}

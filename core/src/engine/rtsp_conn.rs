@@ -57,6 +57,9 @@ pub(super) struct RtspConn {
     now: u64,
     /// The SSRC each UDP track sends with, read from its packets, for the goodbye.
     ssrcs: Vec<(usize, u32)>,
+    /// When a publisher last gave a frame (or started): it is closed after
+    /// `publish_idle_timeout_ms` without one, like an RTMP publisher.
+    media_at: u64,
 }
 
 impl RtspConn {
@@ -72,6 +75,7 @@ impl RtspConn {
             timer_at: None,
             now,
             ssrcs: Vec::new(),
+            media_at: now,
         }
     }
 
@@ -323,8 +327,25 @@ impl Engine {
         self.drain_hub(now_ms);
     }
 
-    /// The session's timer fired: RTCP reports, or the session timeout.
+    /// When a publishing connection is closed for want of media, if it publishes.
+    fn rtsp_publish_deadline(&self, conn: ConnId) -> Option<u64> {
+        let c = self.conns.get(&conn)?;
+        let ConnKind::Rtsp(r) = &c.kind else {
+            return None;
+        };
+        (c.role == Role::Publish).then(|| {
+            r.media_at
+                .saturating_add(self.config.publish_idle_timeout_ms)
+        })
+    }
+
+    /// The session's timer fired: RTCP reports, the session timeout, or a publisher that sends
+    /// no media.
     pub(super) fn rtsp_timeout(&mut self, conn: ConnId, now: u64) {
+        if self.rtsp_publish_deadline(conn).is_some_and(|d| d <= now) {
+            self.close(conn, true, "publisher idle timeout", now);
+            return;
+        }
         let Some(r) = self.rtsp_mut(conn) else { return };
         r.timer_at = None;
         r.now = now;
@@ -360,6 +381,7 @@ impl Engine {
     }
 
     fn rearm_rtsp(&mut self, conn: ConnId) {
+        let publish = self.rtsp_publish_deadline(conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -369,7 +391,12 @@ impl Engine {
         let ConnKind::Rtsp(r) = &mut c.kind else {
             return;
         };
-        if let Some(d) = r.session.poll_timeout() {
+        let session = r.session.poll_timeout();
+        let next = match (session, publish) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = next {
             if r.timer_at.map_or(true, |t| d < t) {
                 r.timer_at = Some(d);
                 c.timer_armed = true;
@@ -477,12 +504,23 @@ impl Engine {
                 }
                 self.rtsp_player_ready(conn, now);
             }
-            ServerEvent::Frame { frame, .. } => self.on_rtsp_frame(conn, frame),
+            ServerEvent::Frame { frame, .. } => {
+                if let Some(r) = self.rtsp_mut(conn) {
+                    r.media_at = now;
+                }
+                self.on_rtsp_frame(conn, frame)
+            }
+            ServerEvent::Recording => {
+                if let Some(r) = self.rtsp_mut(conn) {
+                    r.media_at = now;
+                }
+            }
             ServerEvent::Teardown => {
                 self.detach(conn, now);
                 let udp = if let Some(c) = self.conns.get_mut(&conn) {
+                    // The stream's name stays, so that the connection's end record names the
+                    // last stream it was about; a new DESCRIBE or ANNOUNCE replaces it.
                     c.role = Role::None;
-                    c.stream.clear();
                     if let ConnKind::Rtsp(r) = &mut c.kind {
                         r.video = None;
                         r.audio = None;
@@ -653,6 +691,9 @@ impl Engine {
             }
             c.muxer = Some(Box::default());
         }
+        if let Some(r) = self.rtsp_mut(conn) {
+            r.media_at = now;
+        }
         self.publish_started(conn, &key, Protocol::Rtsp, now);
         // G.711 and Opus have no configuration of their own: tell players their clock.
         for t in tracks {
@@ -715,7 +756,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{EngineConfig, Listener};
+    use crate::engine::{EngineConfig, Listener, SessionRecord};
     use crate::rtp::RtpPacket;
 
     const PUBLISHER: ConnId = 1;
@@ -818,6 +859,156 @@ mod tests {
         let answer = exchange(&mut e, PLAYER, &mut Vec::new());
         assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
         assert!(answer.contains("a=rtpmap:8 PCMA/8000"), "{answer}");
+    }
+
+    /// ANNOUNCE (PCMU), SETUP over TCP on channels 0-1 and RECORD of `live/{name}` at time 0.
+    fn tcp_recorder(e: &mut Engine, name: &str) -> String {
+        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=0\r\n";
+        let (answer, _) = request(
+            e,
+            PUBLISHER,
+            &format!(
+                "ANNOUNCE rtsp://h/live/{name} RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            0,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        let (answer, _) = request(
+            e,
+            PUBLISHER,
+            &format!(
+                "SETUP rtsp://h/live/{name}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+                 Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n\r\n"
+            ),
+            0,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        let session = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Session: "))
+            .and_then(|s| s.split(';').next())
+            .unwrap()
+            .to_owned();
+        let (answer, _) = request(
+            e,
+            PUBLISHER,
+            &format!(
+                "RECORD rtsp://h/live/{name} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"
+            ),
+            0,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        session
+    }
+
+    /// One PCMU packet (20 ms) as an interleaved frame on channel 0.
+    fn pcmu(i: u16) -> Vec<u8> {
+        let p = RtpPacket::new(0, i, u32::from(i) * 160, 42, Bytes::from(vec![0xFF; 160]));
+        let rtp = p.to_bytes();
+        let mut b = vec![b'$', 0];
+        b.extend_from_slice(&(rtp.len() as u16).to_be_bytes());
+        b.extend_from_slice(&rtp);
+        b
+    }
+
+    /// Runs the engine's timers from `from` to `to` in 10 ms steps; returns the end record of
+    /// `conn` if it ended.
+    fn run_timers(
+        e: &mut Engine,
+        conn: ConnId,
+        from: u64,
+        to: u64,
+    ) -> Option<(u64, SessionRecord)> {
+        let mut t = from;
+        while t <= to {
+            e.handle_timeout(t);
+            while let Some(o) = e.poll_output() {
+                if let Output::SessionEnded(rec) = o {
+                    if rec.conn == conn {
+                        return Some((t, rec));
+                    }
+                }
+            }
+            t += 10;
+        }
+        None
+    }
+
+    #[test]
+    fn teardown_end_record_names_the_stream() {
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        let session = tcp_recorder(&mut e, "torn");
+        let (answer, outputs) = request(
+            &mut e,
+            PUBLISHER,
+            &format!(
+                "TEARDOWN rtsp://h/live/torn RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n"
+            ),
+            10,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        assert!(!outputs.iter().any(|o| matches!(o, Output::SessionEnded(_))));
+        e.handle_close(PUBLISHER, "peer closed", 20);
+        let rec = std::iter::from_fn(|| e.poll_output())
+            .find_map(|o| match o {
+                Output::SessionEnded(rec) => Some(rec),
+                _ => None,
+            })
+            .expect("an end record");
+        assert_eq!(rec.stream, "live/torn");
+        assert_eq!(rec.protocol, Protocol::Rtsp);
+    }
+
+    #[test]
+    fn recording_publisher_without_media_ends_after_publish_idle_timeout() {
+        let mut config = EngineConfig {
+            publish_idle_timeout_ms: 2000,
+            ..EngineConfig::default()
+        };
+        config.rtsp.session_timeout_ms = 60_000;
+        let mut e = Engine::new(config, 7);
+        let session = tcp_recorder(&mut e, "idle");
+        // Media for one second keeps it: 50 packets of 20 ms.
+        for i in 0..50u16 {
+            let now = u64::from(i) * 20;
+            e.handle_input(PUBLISHER, &pcmu(i), now);
+            assert!(run_timers(&mut e, PUBLISHER, now, now).is_none());
+        }
+        // Then keep-alives only: they do not count as media.
+        for t in [1500u64, 2500] {
+            let req = format!(
+                "GET_PARAMETER rtsp://h/live/idle RTSP/1.0\r\nCSeq: {t}\r\nSession: {session}\r\n\r\n"
+            );
+            e.handle_input(PUBLISHER, req.as_bytes(), t);
+            assert!(
+                run_timers(&mut e, PUBLISHER, t, t).is_none(),
+                "closed by {t}"
+            );
+        }
+        let (at, rec) = run_timers(&mut e, PUBLISHER, 2500, 10_000).expect("closed");
+        // The last frame came at about 980 ms.
+        assert!((2900..=3100).contains(&at), "closed at {at}");
+        assert_eq!(rec.reason, "publisher idle timeout");
+        assert_eq!(rec.stream, "live/idle");
+    }
+
+    #[test]
+    fn rtsp_players_keep_the_session_timeout() {
+        let mut config = EngineConfig {
+            publish_idle_timeout_ms: 1000,
+            ..EngineConfig::default()
+        };
+        config.rtsp.session_timeout_ms = 5000;
+        let mut e = Engine::new(config, 7);
+        e.handle_accept(PLAYER, Listener::Rtsp, peer(), 0);
+        let (answer, _) = request(&mut e, PLAYER, "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n", 0);
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        let (at, rec) = run_timers(&mut e, PLAYER, 0, 10_000).expect("closed");
+        assert!((5000..=5010).contains(&at), "closed at {at}");
+        assert!(rec.reason.contains("nothing received"), "{}", rec.reason);
     }
 
     #[test]

@@ -685,9 +685,11 @@ impl ServerSession {
     }
 
     /// Feeds bytes received on the TCP connection.
+    /// Only complete requests and interleaved frames count as activity for the session
+    /// timeout: a client trickling an endless head is closed at the timeout like a silent one.
     pub fn handle_input(&mut self, data: &[u8], now: u64) -> Result<(), ServerError> {
         self.check_failed()?;
-        self.touch(now);
+        self.now = self.now.max(now);
         if let Err(e) = self.reader.push(data) {
             return Err(self.fail_rtsp(e));
         }
@@ -909,7 +911,11 @@ impl ServerSession {
 
     fn process(&mut self) -> Result<(), ServerError> {
         while self.pending.is_none() {
-            match self.reader.poll() {
+            let item = self.reader.poll();
+            if let Ok(Some(_)) = item {
+                self.last_activity = self.now;
+            }
+            match item {
                 Ok(None) => break,
                 Ok(Some(Item::Message(Message::Request(req)))) => self.on_request(req),
                 // Answers to nothing we asked: ignored.
@@ -981,6 +987,12 @@ impl ServerSession {
 
     fn on_request(&mut self, req: Request) {
         let cseq = req.headers.cseq();
+        if cseq.is_none() {
+            // RFC 2326 section 12.17: every request carries a CSeq; without one, no answer
+            // could be matched to it.
+            self.respond(None, Response::new(400));
+            return;
+        }
         if let Some(id) = req.headers.session_id() {
             if !self.session_issued || id != self.session_id {
                 self.respond(cseq, Response::new(454));
@@ -1158,7 +1170,9 @@ impl ServerSession {
                     }
                 }
                 LowerTransport::Udp => {
-                    if let (true, Some(client)) = (self.config.allow_udp, t.client_port) {
+                    // Port 0 is no port: nothing could be sent there.
+                    let client = t.client_port.filter(|&(a, b)| a != 0 && b != 0);
+                    if let (true, Some(client)) = (self.config.allow_udp, client) {
                         self.pending = Some(Pending::Udp {
                             cseq,
                             track,
@@ -1335,6 +1349,102 @@ mod tests {
         let b = rtcp::ntp_from_unix_ms(1_000_250);
         assert_eq!(ntp_diff_ms(b, a), 250);
         assert!((ntp_diff_ms(a, b) + 250).abs() <= 1);
+    }
+
+    fn session(timeout_ms: u64) -> ServerSession {
+        let config = ServerConfig {
+            session_timeout_ms: timeout_ms,
+            ..ServerConfig::default()
+        };
+        ServerSession::new(config, b"0123456789abcdef", 0)
+    }
+
+    fn answers(s: &mut ServerSession) -> String {
+        let mut text = String::new();
+        while let Some(t) = s.poll_transmit() {
+            if let Transmit::Tcp(b) = t {
+                text.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn a_trickled_head_times_out_like_silence() {
+        // Regression: every byte used to count as activity, so one byte a second kept a
+        // never-ending head open for good.
+        let mut s = session(1000);
+        let head = b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nX-Slow: ";
+        let mut now = 0;
+        let mut result = Ok(());
+        for b in head.iter().chain(std::iter::repeat(&b'z')).take(100) {
+            now += 100;
+            result = s
+                .handle_input(&[*b], now)
+                .and_then(|()| match s.poll_timeout() {
+                    Some(t) if t <= now => s.handle_timeout(now),
+                    _ => Ok(()),
+                });
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(ServerError::Timeout { after_ms: 1000 }));
+        assert!(now <= 1100, "timed out at {now}");
+    }
+
+    #[test]
+    fn complete_requests_keep_the_session_alive() {
+        let mut s = session(1000);
+        for i in 1..20u64 {
+            let req = format!("OPTIONS * RTSP/1.0\r\nCSeq: {i}\r\n\r\n");
+            s.handle_input(req.as_bytes(), i * 500).unwrap();
+            s.handle_timeout(i * 500 + 1).unwrap();
+            assert!(answers(&mut s).starts_with("RTSP/1.0 200"));
+        }
+    }
+
+    #[test]
+    fn udp_setup_to_port_0_is_refused() {
+        let mut s = session(60_000);
+        let sdp = "v=0\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=control:trackID=0\r\n";
+        let req = format!(
+            "ANNOUNCE rtsp://h/live/x RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        s.handle_input(req.as_bytes(), 0).unwrap();
+        assert!(matches!(
+            s.poll_event(),
+            Some(ServerEvent::AnnounceRequest { .. })
+        ));
+        s.accept_announce().unwrap();
+        assert!(answers(&mut s).starts_with("RTSP/1.0 200"));
+        for ports in ["0-1", "0", "5000-0"] {
+            let req = format!(
+                "SETUP rtsp://h/live/x/trackID=0 RTSP/1.0\r\nCSeq: 2\r\n\
+                 Transport: RTP/AVP;unicast;client_port={ports}\r\n\r\n"
+            );
+            s.handle_input(req.as_bytes(), 1).unwrap();
+            assert_eq!(s.poll_event(), None, "client_port={ports}");
+            let answer = answers(&mut s);
+            assert!(answer.starts_with("RTSP/1.0 461"), "{ports}: {answer}");
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_valid_cseq_gets_400_and_the_session_goes_on() {
+        let mut s = session(60_000);
+        for bad in ["", "CSeq: abc\r\n", "CSeq: -1\r\n", "CSeq: 99999999999\r\n"] {
+            s.handle_input(format!("OPTIONS * RTSP/1.0\r\n{bad}\r\n").as_bytes(), 0)
+                .unwrap();
+            let answer = answers(&mut s);
+            assert!(answer.starts_with("RTSP/1.0 400"), "{bad:?}: {answer}");
+        }
+        s.handle_input(b"OPTIONS * RTSP/1.0\r\nCSeq: 7\r\n\r\n", 0)
+            .unwrap();
+        let answer = answers(&mut s);
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        assert!(answer.contains("CSeq: 7"), "{answer}");
     }
 
     #[test]
