@@ -26,8 +26,12 @@ fn addr() -> SocketAddr {
 }
 
 impl World {
+    /// Engines that write at once (no merge window), so each `run` delivers everything.
     fn new() -> World {
-        World::with_config(EngineConfig::default())
+        World::with_config(EngineConfig {
+            write_merge_ms: 0,
+            ..EngineConfig::default()
+        })
     }
 
     fn with_config(config: EngineConfig) -> World {

@@ -101,7 +101,7 @@ impl Default for EngineConfig {
             http_head_timeout_ms: 10_000,
             ws_max_frame: 64 * 1024,
             share_streams: false,
-            write_merge_ms: 0,
+            write_merge_ms: 20,
         }
     }
 }
