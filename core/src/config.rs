@@ -88,10 +88,12 @@ play_wait_timeout_ms = 10000
 # A publisher that comes back within this time (ms) continues its stream; players stay.
 publisher_grace_ms = 5000
 # Media for players is held up to this long (ms) and written in one go: one write per player
-# per window instead of one per frame. With many players that costs far less CPU (at 1,000
-# players about 35% less than 0), for up to that much extra delay, well inside any player's
-# buffer. 0 = write every frame at once (lowest delay). A new player's start is never held.
-write_merge_ms = 20
+# per window instead of one per frame. With many players that costs far less CPU, for up to
+# that much extra delay, well inside any player's buffer. The window grows with the players
+# on a worker and is whole from write_merge_players on (1,000 players: 20 ms; 100: 2 ms).
+# 0 = write every frame at once (lowest delay). A new player's start is never held.
+write_merge_ms = 40
+write_merge_players = 2000
 
 [limits]
 # Largest chunk size a peer may announce, and largest RTMP message (bytes).
@@ -308,8 +310,10 @@ pub struct HubSection {
     pub play_wait_timeout_ms: u64,
     /// Publisher reconnect grace (ms).
     pub publisher_grace_ms: u64,
-    /// Player write merge window (ms); 0 = none.
+    /// Longest player write merge window (ms); 0 = none.
     pub write_merge_ms: u64,
+    /// Players per worker at which that whole window applies.
+    pub write_merge_players: usize,
 }
 
 /// `[hls]`.
@@ -424,6 +428,7 @@ impl Default for HubSection {
             play_wait_timeout_ms: h.play_wait_timeout_ms,
             publisher_grace_ms: h.publisher_grace_ms,
             write_merge_ms: EngineConfig::default().write_merge_ms,
+            write_merge_players: EngineConfig::default().write_merge_players,
         }
     }
 }
@@ -518,6 +523,11 @@ impl Config {
                 "rtsp.session_timeout_ms must be at least 1000 and rtsp.realm has no '\"'".into(),
             ));
         }
+        if self.hub.write_merge_ms > 1000 || self.hub.write_merge_players == 0 {
+            return Err(ConfigError(
+                "hub.write_merge_ms must be 0..=1000 and hub.write_merge_players at least 1".into(),
+            ));
+        }
         if self.hub.player_queue_soft_bytes > self.hub.player_queue_hard_bytes {
             return Err(ConfigError(
                 "hub.player_queue_soft_bytes exceeds player_queue_hard_bytes".into(),
@@ -585,6 +595,7 @@ impl Config {
             ws_max_frame: l.ws_max_frame,
             share_streams: false,
             write_merge_ms: h.write_merge_ms,
+            write_merge_players: h.write_merge_players,
         }
     }
 }
@@ -627,6 +638,8 @@ mod tests {
     #[test]
     fn nonsense_values_are_refused() {
         assert!(Config::from_toml("[rtmp]\nchunk_size = 1\n").is_err());
+        assert!(Config::from_toml("[hub]\nwrite_merge_players = 0\n").is_err());
+        assert!(Config::from_toml("[hub]\nwrite_merge_ms = 5000\n").is_err());
         assert!(Config::from_toml("[rtsp]\nudp_port_min = 3001\nudp_port_max = 3001\n").is_err());
         assert!(Config::from_toml("[rtsp]\nauth = \"none\"\n").is_err());
     }

@@ -305,8 +305,10 @@ fn a_closing_connection_whose_peer_never_reads_is_dropped_after_the_flush_deadli
 
 #[test]
 fn write_merging_holds_player_media_until_the_window_ends_then_sends_it_in_one_go() {
+    // One player per engine, half of write_merge_players: half of the 60 ms window.
     let mut w = World::with_config(EngineConfig {
-        write_merge_ms: 30,
+        write_merge_ms: 60,
+        write_merge_players: 2,
         ..EngineConfig::default()
     });
     let publisher = w.connect(0, 1);

@@ -82,10 +82,14 @@ pub struct EngineConfig {
     /// Announce local streams with [`Output::Broadcast`] so engines on other threads can serve
     /// their players (set by multi-worker runtimes).
     pub share_streams: bool,
-    /// Media for players is held up to this long (ms) and written in one go, so a player gets
+    /// Longest time (ms) media for players is held to be written in one go, so a player gets
     /// one write per window instead of one per frame: far fewer syscalls and TCP segments at
     /// the cost of that much extra delay. 0 writes every frame at once.
     pub write_merge_ms: u64,
+    /// Players on this engine at which the whole [`EngineConfig::write_merge_ms`] window
+    /// applies; with fewer, the window shrinks in proportion (a few players: no wait at all),
+    /// so delay is only traded for CPU when there are enough players for it to matter.
+    pub write_merge_players: usize,
 }
 
 impl Default for EngineConfig {
@@ -101,7 +105,8 @@ impl Default for EngineConfig {
             http_head_timeout_ms: 10_000,
             ws_max_frame: 64 * 1024,
             share_streams: false,
-            write_merge_ms: 20,
+            write_merge_ms: 40,
+            write_merge_players: 2000,
         }
     }
 }
@@ -672,16 +677,24 @@ impl Engine {
         self.outputs.push_back(Output::Transmit(conn));
     }
 
+    /// How long player media waits now: [`EngineConfig::write_merge_ms`] scaled by the player
+    /// count over [`EngineConfig::write_merge_players`].
+    fn merge_window(&self) -> u64 {
+        let full = self.config.write_merge_players.max(1) as u64;
+        let players = (self.hub.player_count() as u64).min(full);
+        self.config.write_merge_ms.saturating_mul(players) / full
+    }
+
     /// Delays a player's media to the end of the current merge window (one window for all
-    /// players, so a frame reaches every player in the same write pass).
-    fn hold(&mut self, conn: ConnId, now_ms: u64) {
+    /// players, so a frame reaches every player in the same write pass), opening one that ends
+    /// at `until` if none is open.
+    fn hold(&mut self, conn: ConnId, until: u64) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if !c.held {
             c.held = true;
             self.held.push(conn);
-            let until = now_ms.saturating_add(self.config.write_merge_ms);
             self.held_until.get_or_insert(until);
         }
     }
@@ -929,13 +942,14 @@ impl Engine {
                 _ => {}
             }
         }
+        let window = self.merge_window();
         while let Some(player) = self.hub.poll_ready() {
             if self.rtsp_mut(player).is_some() {
                 self.rtsp_player_ready(player, now_ms);
-            } else if self.config.write_merge_ms == 0 {
+            } else if window == 0 {
                 self.want_transmit(player);
             } else {
-                self.hold(player, now_ms);
+                self.hold(player, now_ms.saturating_add(window));
             }
         }
         while let Some(o) = self.hls.poll_output() {

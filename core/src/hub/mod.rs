@@ -546,6 +546,11 @@ impl<P: HubPacket> Hub<P> {
         });
     }
 
+    /// Players attached to streams of this hub, playing or waiting.
+    pub fn player_count(&self) -> usize {
+        self.players.len()
+    }
+
     /// The next packet queued for a player (FIFO), or `None`.
     pub fn pop(&mut self, player: SessionId) -> Option<P> {
         self.players.get_mut(&player)?.queue.pop()
