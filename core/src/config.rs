@@ -14,6 +14,7 @@ use crate::hub::HubConfig;
 use crate::limits::Limits;
 use crate::rtmp::server::ServerConfig;
 use crate::rtsp::server::{AuthScheme, Credentials, ServerConfig as RtspServerConfig};
+use crate::rtsp::RtspLimits;
 
 /// The complete default configuration, with comments.
 pub const DEFAULT_CONFIG: &str = r#"# rill configuration. Every key is optional; these are the defaults.
@@ -111,6 +112,10 @@ http_max_headers = 64
 http_max_body_bytes = 1048576
 # Largest WebSocket frame a player may send (bytes).
 ws_max_frame = 65536
+# RTSP message line length, header count, body size (Content-Length, e.g. an ANNOUNCE's SDP).
+rtsp_max_line_bytes = 4096
+rtsp_max_headers = 64
+rtsp_max_body_bytes = 65536
 # Deadlines (ms): RTMP handshake + connect, HTTP request head, idle publisher, idle other.
 handshake_timeout_ms = 10000
 http_head_timeout_ms = 10000
@@ -372,6 +377,12 @@ pub struct LimitsSection {
     pub http_max_body_bytes: usize,
     /// WebSocket frame from a player.
     pub ws_max_frame: usize,
+    /// RTSP message line (request/status line or header).
+    pub rtsp_max_line_bytes: usize,
+    /// RTSP headers per message.
+    pub rtsp_max_headers: usize,
+    /// RTSP message body bytes.
+    pub rtsp_max_body_bytes: usize,
     /// RTMP handshake + connect deadline.
     pub handshake_timeout_ms: u64,
     /// HTTP request head deadline.
@@ -439,6 +450,7 @@ impl Default for LimitsSection {
         let h = HttpLimits::default();
         let e = EngineConfig::default();
         let c = ConnectionLimits::default();
+        let r = RtspLimits::default();
         LimitsSection {
             max_chunk_size: l.max_chunk_size,
             max_message_len: l.max_message_len,
@@ -450,6 +462,9 @@ impl Default for LimitsSection {
             http_max_headers: h.max_headers,
             http_max_body_bytes: h.max_body_bytes,
             ws_max_frame: e.ws_max_frame,
+            rtsp_max_line_bytes: r.max_line_bytes,
+            rtsp_max_headers: r.max_headers,
+            rtsp_max_body_bytes: r.max_body_bytes,
             handshake_timeout_ms: e.rtmp.handshake_timeout_ms,
             http_head_timeout_ms: e.http_head_timeout_ms,
             publish_idle_timeout_ms: e.publish_idle_timeout_ms,
@@ -523,6 +538,12 @@ impl Config {
                 "rtsp.session_timeout_ms must be at least 1000 and rtsp.realm has no '\"'".into(),
             ));
         }
+        if self.limits.rtsp_max_line_bytes < 256 || self.limits.rtsp_max_headers < 8 {
+            return Err(ConfigError(
+                "limits.rtsp_max_line_bytes must be at least 256 and rtsp_max_headers at least 8"
+                    .into(),
+            ));
+        }
         if self.hub.write_merge_ms > 1000 || self.hub.write_merge_players == 0 {
             return Err(ConfigError(
                 "hub.write_merge_ms must be 0..=1000 and hub.write_merge_players at least 1".into(),
@@ -571,7 +592,14 @@ impl Config {
                 max_headers: l.http_max_headers,
                 max_body_bytes: l.http_max_body_bytes,
             },
-            rtsp: self.rtsp.server_config(),
+            rtsp: RtspServerConfig {
+                limits: RtspLimits {
+                    max_line_bytes: l.rtsp_max_line_bytes,
+                    max_headers: l.rtsp_max_headers,
+                    max_body_bytes: l.rtsp_max_body_bytes,
+                },
+                ..self.rtsp.server_config()
+            },
             hub: HubConfig {
                 gop_num: h.gop_num,
                 gop_max_frames: h.gop_max_frames,
@@ -639,6 +667,8 @@ mod tests {
     fn nonsense_values_are_refused() {
         assert!(Config::from_toml("[rtmp]\nchunk_size = 1\n").is_err());
         assert!(Config::from_toml("[hub]\nwrite_merge_players = 0\n").is_err());
+        let small = Config::from_toml("[limits]\nrtsp_max_body_bytes = 1000\n").unwrap();
+        assert_eq!(small.engine_config().rtsp.limits.max_body_bytes, 1000);
         assert!(Config::from_toml("[hub]\nwrite_merge_ms = 5000\n").is_err());
         assert!(Config::from_toml("[rtsp]\nudp_port_min = 3001\nudp_port_max = 3001\n").is_err());
         assert!(Config::from_toml("[rtsp]\nauth = \"none\"\n").is_err());
