@@ -44,13 +44,14 @@ use crate::engine::{
     ConnId, Engine, EngineConfig, Listener, Output, Protocol, Role, SessionRecord,
 };
 use crate::flv::{self, FlvDemuxer, VideoTagStyle};
+use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
 use crate::limits::Limits;
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
 use crate::rtmp::chunk::ChunkDecoder;
 use crate::rtmp::handshake::HANDSHAKE_LEN;
 use crate::rtmp::message_type;
 use crate::rtp::{Depacketizer, RtpPacket};
-use crate::rtsp::server::url_path;
+use crate::rtsp::server::{url_path, RtpReceiver, Seed};
 use crate::rtsp::transport::Transport;
 use crate::rtsp::{Item, Message, Reader, Request, Response, RtspLimits};
 use crate::sdp::{resolve_control, SessionDescription};
@@ -706,6 +707,14 @@ impl RtspDirection {
     }
 }
 
+/// How one track's media RTP is turned into frames in [`RtspSummary::decode`].
+enum TrackReceiver {
+    /// A publisher's: the server's receiver, timestamps lined up across tracks as the engine's.
+    Record(RtpReceiver),
+    /// A player's: depacketized as it came.
+    Play(Depacketizer),
+}
+
 /// A frame as an FLV tag, built the way the engine builds an RTSP publisher's (legacy video
 /// tags; a codec FLV cannot carry gets an empty body). End-of-sequence frames give none.
 fn flv_message(frame: &Frame) -> Option<MediaMessage> {
@@ -731,7 +740,8 @@ impl RtspSummary {
     /// server sent (`answers`). Tracks come from the SDP, their channels from the SETUP answers
     /// (paired with their requests by `CSeq`); the media RTP (the client's after an ANNOUNCE,
     /// else the server's) is depacketized per track and each frame turned into the FLV tag the
-    /// engine makes of it, in arrival order: that is the returned [`MediaSummary`].
+    /// engine makes of it, in the engine's order (a publisher's interleaved by decode time
+    /// across tracks, a player's as it arrived): that is the returned [`MediaSummary`].
     pub fn decode(requests: &[u8], answers: &[u8]) -> (RtspSummary, MediaSummary) {
         let client = RtspDirection::read(requests);
         let server = RtspDirection::read(answers);
@@ -834,41 +844,88 @@ impl RtspSummary {
                 }
             }
         }
-        // The media: depacketized per track (TCP keeps the order: a window of 1, as the
-        // server uses), frames in arrival order, then what each track still held.
-        let mut depacketizers: Vec<Option<Depacketizer>> = params
+        // The media, per track as the engine receives it (TCP keeps the order: a window of 1,
+        // as the server uses): a publisher's through the server's own receiver, which lines
+        // the tracks up by their first sender reports; a player's depacketized as it came.
+        // Frames in arrival order, then what each track still held.
+        let mut ntp_base = None;
+        let mut seed = Seed::new(b"");
+        let mut receivers: Vec<Option<TrackReceiver>> = params
             .iter()
-            .map(|p| p.as_ref().and_then(|p| Depacketizer::new(p, 1).ok()))
+            .map(|p| {
+                let p = p.as_ref()?;
+                if record {
+                    RtpReceiver::new(p, 1, &mut seed)
+                        .ok()
+                        .map(TrackReceiver::Record)
+                } else {
+                    Depacketizer::new(p, 1).ok().map(TrackReceiver::Play)
+                }
+            })
             .collect();
         let mut frames = Vec::new();
         let media = if record { &client } else { &server };
         for (channel, payload) in &media.frames {
-            let Some((i, false)) = find(&s.tracks, *channel) else {
+            let Some((i, rtcp)) = find(&s.tracks, *channel) else {
                 continue;
             };
-            let (Some(Some(d)), Some(t)) = (depacketizers.get_mut(i), s.tracks.get_mut(i)) else {
+            let (Some(Some(rx)), Some(t)) = (receivers.get_mut(i), s.tracks.get_mut(i)) else {
                 continue;
             };
-            let pushed = RtpPacket::parse(payload).and_then(|p| d.push(p));
-            if pushed.is_err() {
+            let mut out = |f| frames.push((i, f));
+            let pushed = match rx {
+                TrackReceiver::Record(r) if rtcp => r.on_rtcp(payload, 0, &mut ntp_base),
+                TrackReceiver::Record(r) => r.on_rtp(payload, 0, &mut out),
+                TrackReceiver::Play(_) if rtcp => continue,
+                TrackReceiver::Play(d) => RtpPacket::parse(payload)
+                    .and_then(|p| d.push(p))
+                    .map(|()| std::iter::from_fn(|| d.pull()).for_each(&mut out)),
+            };
+            if pushed.is_err() && !rtcp {
                 t.rtp_errors += 1;
             }
-            frames.extend(std::iter::from_fn(|| d.pull()).map(|f| (i, f)));
         }
-        for (i, d) in depacketizers.iter_mut().enumerate() {
-            if let Some(d) = d {
-                let _ = d.flush();
-                frames.extend(std::iter::from_fn(|| d.pull()).map(|f| (i, f)));
+        for (i, rx) in receivers.iter_mut().enumerate() {
+            let mut out = |f| frames.push((i, f));
+            match rx {
+                Some(TrackReceiver::Record(r)) => {
+                    let _ = r.flush(&mut out);
+                }
+                Some(TrackReceiver::Play(d)) => {
+                    let _ = d.flush();
+                    std::iter::from_fn(|| d.pull()).for_each(&mut out);
+                }
+                None => {}
             }
         }
-        let mut messages = Vec::with_capacity(frames.len());
         for (i, f) in &frames {
             if f.kind == FrameKind::Coded {
                 if let Some(t) = s.tracks.get_mut(*i) {
                     t.frames += 1;
                 }
             }
-            messages.extend(flv_message(f));
+        }
+        // A publisher's frames go through the interleaver the engine puts them through, over
+        // the tracks that were set up; a player's come in the order the engine sent them.
+        let set_up = |kind| {
+            s.tracks
+                .iter()
+                .any(|t| t.channels.is_some() && t.codec.map(Codec::track) == Some(kind))
+        };
+        let mut interleaver = Interleaver::new(
+            record && set_up(TrackKind::Video),
+            record && set_up(TrackKind::Audio),
+            RTSP_PUBLISHER_WAIT_MS,
+        );
+        let mut messages = Vec::with_capacity(frames.len());
+        for (_, f) in frames {
+            interleaver.push(f);
+            while let Some(f) = interleaver.pop() {
+                messages.extend(flv_message(&f));
+            }
+        }
+        while let Some(f) = interleaver.drain() {
+            messages.extend(flv_message(&f));
         }
         let media_error = s.error.clone();
         (s, MediaSummary::from_messages(messages, media_error))

@@ -25,6 +25,7 @@ pub mod flv;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod interleave;
 pub mod limits;
 pub mod media;
 pub mod rtmp;

@@ -22,6 +22,7 @@ use crate::codec::h264::AvcConfig;
 use crate::codec::h265::HevcConfig;
 use crate::flv::{self, VideoTagStyle};
 use crate::hub::{PacketKind, PlayState};
+use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
 use crate::rtmp::message_type;
 use crate::rtp::{CodecParams, TrackParams};
@@ -60,6 +61,10 @@ pub(super) struct RtspConn {
     /// When a publisher last gave a frame (or started): it is closed after
     /// `publish_idle_timeout_ms` without one, like an RTMP publisher.
     media_at: u64,
+    /// The tracks a publisher's ANNOUNCE gave, in SDP order.
+    announced: Vec<TrackKind>,
+    /// A recording publisher's frames in decode order across its tracks.
+    interleaver: Option<Interleaver>,
 }
 
 impl RtspConn {
@@ -76,6 +81,8 @@ impl RtspConn {
             now,
             ssrcs: Vec::new(),
             media_at: now,
+            announced: Vec::new(),
+            interleaver: None,
         }
     }
 
@@ -505,17 +512,47 @@ impl Engine {
                 self.rtsp_player_ready(conn, now);
             }
             ServerEvent::Frame { frame, .. } => {
-                if let Some(r) = self.rtsp_mut(conn) {
-                    r.media_at = now;
+                let Some(r) = self.rtsp_mut(conn) else { return };
+                r.media_at = now;
+                match &mut r.interleaver {
+                    Some(i) => i.push(frame),
+                    None => return self.on_rtsp_frame(conn, frame),
                 }
-                self.on_rtsp_frame(conn, frame)
+                while let Some(f) = self
+                    .rtsp_mut(conn)
+                    .and_then(|r| r.interleaver.as_mut())
+                    .and_then(Interleaver::pop)
+                {
+                    self.on_rtsp_frame(conn, f);
+                }
             }
             ServerEvent::Recording => {
                 if let Some(r) = self.rtsp_mut(conn) {
                     r.media_at = now;
+                    // Interleave the tracks that were set up (only they can give frames); a
+                    // RECORD after a PAUSE keeps what is held.
+                    if r.interleaver.is_none() {
+                        let set_up = |kind| {
+                            r.announced
+                                .iter()
+                                .enumerate()
+                                .any(|(i, k)| *k == kind && r.session.track_transport(i).is_some())
+                        };
+                        let (video, audio) = (set_up(TrackKind::Video), set_up(TrackKind::Audio));
+                        r.interleaver =
+                            Some(Interleaver::new(video, audio, RTSP_PUBLISHER_WAIT_MS));
+                    }
                 }
             }
             ServerEvent::Teardown => {
+                // The frames still held go out before the stream ends.
+                while let Some(f) = self
+                    .rtsp_mut(conn)
+                    .and_then(|r| r.interleaver.as_mut())
+                    .and_then(Interleaver::drain)
+                {
+                    self.on_rtsp_frame(conn, f);
+                }
                 self.detach(conn, now);
                 let udp = if let Some(c) = self.conns.get_mut(&conn) {
                     // The stream's name stays, so that the connection's end record names the
@@ -527,6 +564,8 @@ impl Engine {
                         r.describe_pending = false;
                         r.held.clear();
                         r.media_started = false;
+                        r.announced.clear();
+                        r.interleaver = None;
                         std::mem::take(&mut r.udp)
                     } else {
                         false
@@ -688,6 +727,7 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&conn) {
             if let ConnKind::Rtsp(r) = &mut c.kind {
                 let _ = r.session.accept_announce();
+                r.announced = tracks.iter().map(|t| t.codec.codec().track()).collect();
             }
             c.muxer = Some(Box::default());
         }
