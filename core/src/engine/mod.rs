@@ -756,6 +756,7 @@ impl Engine {
             return;
         };
         if c.role == Role::Publish {
+            self.rtsp_flush_held(conn);
             self.end_publish(conn, now_ms);
         } else {
             // Players, and players still waiting for their stream, are known to the hub.

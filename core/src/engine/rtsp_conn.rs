@@ -545,14 +545,6 @@ impl Engine {
                 }
             }
             ServerEvent::Teardown => {
-                // The frames still held go out before the stream ends.
-                while let Some(f) = self
-                    .rtsp_mut(conn)
-                    .and_then(|r| r.interleaver.as_mut())
-                    .and_then(Interleaver::drain)
-                {
-                    self.on_rtsp_frame(conn, f);
-                }
                 self.detach(conn, now);
                 let udp = if let Some(c) = self.conns.get_mut(&conn) {
                     // The stream's name stays, so that the connection's end record names the
@@ -751,6 +743,18 @@ impl Engine {
                 );
                 self.push_local(conn, packet);
             }
+        }
+    }
+
+    /// Sends on the frames an RTSP publisher's interleaver still holds, before its stream ends
+    /// (TEARDOWN or a closed connection).
+    pub(super) fn rtsp_flush_held(&mut self, conn: ConnId) {
+        while let Some(f) = self
+            .rtsp_mut(conn)
+            .and_then(|r| r.interleaver.as_mut())
+            .and_then(Interleaver::drain)
+        {
+            self.on_rtsp_frame(conn, f);
         }
     }
 
