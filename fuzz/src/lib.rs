@@ -529,21 +529,16 @@ pub mod engine {
                         let head = self.head.split_to(end + 4);
                         self.head.clear();
                         self.body = Some(self.start_body(&head));
+                        self.complete_sized(stats, seqs);
                     }
                     Some(Body::Sized {
-                        left,
-                        data: body,
-                        status,
-                        content_type,
+                        left, data: body, ..
                     }) => {
                         let n = (*left).min(data.len());
                         body.extend_from_slice(&data[..n]);
                         data = &data[n..];
                         *left -= n;
-                        if *left == 0 {
-                            check_sized(*status, content_type, body, stats, seqs);
-                            self.body = None;
-                        }
+                        self.complete_sized(stats, seqs);
                     }
                     Some(Body::Flv(f)) => return f.push(data, stats),
                     Some(Body::Ts(t)) => return t.push(data, stats),
@@ -575,6 +570,20 @@ pub mod engine {
             }
         }
 
+        /// A sized body received whole is checked; the next response head may follow.
+        fn complete_sized(&mut self, stats: &mut Stats, seqs: &mut Vec<u64>) {
+            if let Some(Body::Sized {
+                left: 0,
+                data,
+                status,
+                content_type,
+            }) = &self.body
+            {
+                check_sized(*status, content_type, data, stats, seqs);
+                self.body = None;
+            }
+        }
+
         fn start_body(&self, head: &[u8]) -> Body {
             let head = std::str::from_utf8(head).expect("a response head in UTF-8");
             let status: u16 = head
@@ -598,20 +607,12 @@ pub mod engine {
                 };
             }
             match header(head, "Content-Length") {
-                Some(len) => {
-                    let left = len.parse().expect("Content-Length is a number");
-                    let body = Body::Sized {
-                        left,
-                        data: Vec::new(),
-                        status,
-                        content_type,
-                    };
-                    if left == 0 {
-                        // Complete already: checked with the next bytes, or never (empty).
-                        return Body::Ignore;
-                    }
-                    body
-                }
+                Some(len) => Body::Sized {
+                    left: len.parse().expect("Content-Length is a number"),
+                    data: Vec::new(),
+                    status,
+                    content_type,
+                },
                 None if status == 200 && content_type == "video/x-flv" => {
                     assert_eq!(
                         self.asked,
@@ -806,8 +807,7 @@ pub mod engine {
                     continue;
                 }
                 assert!(
-                    b"RTSP/1.0 ".starts_with(&self.buf[..self.buf.len().min(9)])
-                        || self.buf.starts_with(b"RTSP/1.0 "),
+                    b"RTSP/1.0 ".starts_with(&self.buf[..self.buf.len().min(9)]),
                     "neither a response nor an interleaved frame: {:?}",
                     String::from_utf8_lossy(&self.buf[..self.buf.len().min(32)])
                 );
