@@ -173,6 +173,8 @@ pub struct ServerSession {
     /// Messages received while a request awaits its answer, and their payload bytes.
     held: VecDeque<Message>,
     held_bytes: usize,
+    /// Why handling messages failed; returned again by every later call.
+    failed: Option<SessionError>,
 }
 
 /// Splits `name?query` into its two parts.
@@ -202,6 +204,7 @@ impl ServerSession {
             events: VecDeque::new(),
             held: VecDeque::new(),
             held_bytes: 0,
+            failed: None,
         }
     }
 
@@ -248,7 +251,19 @@ impl ServerSession {
 
     /// Handles held messages, then decodes what was received; messages that arrive while a
     /// request awaits its answer are held (decoded, so a broken chunk stream still fails at once).
+    /// Errors are final: nothing behind the message that failed is ever handled.
     fn process(&mut self) -> Result<(), SessionError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.process_messages();
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn process_messages(&mut self) -> Result<(), SessionError> {
         while !self.awaiting_answer() {
             let Some(msg) = self.held.pop_front() else {
                 break;
@@ -850,6 +865,29 @@ mod tests {
         for cut in [bytes.len(), 1, 7, 100, 1537] {
             assert_eq!(events(cut), "connect publish media media", "cut {cut}");
         }
+    }
+
+    /// Found by the engine_split fuzz target: once `resume` existed, a message that failed
+    /// (a Window Acknowledgement Size with a one-byte body) no longer ended the session, as
+    /// `resume` went on with the messages behind it.
+    #[test]
+    fn errors_are_final() {
+        let mut server = ServerSession::new(ServerConfig::default(), &[1; 1536], 0);
+        server.handle_input(&publisher_bytes(), 0).unwrap();
+        answer_all(&mut server, &mut Vec::new());
+        let mut encoder = ChunkEncoder::new();
+        encoder.set_chunk_size(4096);
+        let mut out = bytes::BytesMut::new();
+        encoder.encode(9, 0, message_type::WINDOW_ACK_SIZE, 0, &[0x58], &mut out);
+        let key_frame = [0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+        encoder.encode(10, 100, message_type::VIDEO, 1, &key_frame, &mut out);
+        let err = server.handle_input(&out, 0).unwrap_err();
+        assert!(matches!(err, SessionError::Control(_)), "{err}");
+        assert_eq!(server.resume(), Err(err.clone()));
+        assert_eq!(server.handle_input(&[], 0), Err(err));
+        let late = std::iter::from_fn(|| server.poll_event())
+            .any(|e| matches!(e, ServerEvent::Media { timestamp: 100, .. }));
+        assert!(!late, "a message behind the one that failed was handled");
     }
 
     #[test]
