@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let reread = DumpReader::new(&again).expect("a written header reads back");
     assert_eq!(reread.header(), reader.header());
-    let back: Vec<_> = reread.map(|r| r.expect("written records read back")).collect();
+    let back: Vec<_> = reread
+        .map(|r| r.expect("written records read back"))
+        .collect();
     assert_eq!(back, good);
 
     let dump = Dump::parse(Bytes::copy_from_slice(data)).expect("the header parsed above");

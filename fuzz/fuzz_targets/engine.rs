@@ -9,17 +9,35 @@ use rill_core::engine::{Engine, EngineConfig, Listener, Output};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Accept { conn: u8, http: bool },
-    Input { conn: u8, data: Vec<u8> },
+    Accept {
+        conn: u8,
+        http: bool,
+    },
+    Input {
+        conn: u8,
+        data: Vec<u8>,
+    },
     /// A valid client handshake (C0+C1+C2), so later bytes reach the chunk layer.
-    Handshake { conn: u8 },
-    Close { conn: u8 },
-    Advance { ms: u16 },
-    Transmit { conn: u8, budget: u16 },
+    Handshake {
+        conn: u8,
+    },
+    Close {
+        conn: u8,
+    },
+    Advance {
+        ms: u16,
+    },
+    Transmit {
+        conn: u8,
+        budget: u16,
+    },
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let config = EngineConfig { share_streams: true, ..EngineConfig::default() };
+    let config = EngineConfig {
+        share_streams: true,
+        ..EngineConfig::default()
+    };
     let mut engine = Engine::new(config, 1);
     let mut other = Engine::new(EngineConfig::default(), 2);
     let mut now = 0u64;

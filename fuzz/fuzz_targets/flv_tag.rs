@@ -45,7 +45,10 @@ fn check_body(tag_type: TagType, timestamp: u32, body: &Bytes) {
         TagType::Script => return,
     };
     if let Ok(Some(frame)) = frame {
-        assert_eq!(frame.track() == TrackKind::Video, tag_type == TagType::Video);
+        assert_eq!(
+            frame.track() == TrackKind::Video,
+            tag_type == TagType::Video
+        );
         check_round_trip(&frame);
     }
 }

@@ -30,16 +30,26 @@ fn prefix(mode: u8) -> Vec<u8> {
             ));
             for t in 0..2 {
                 let transport = if mode == 1 {
-                    format!("RTP/AVP/TCP;unicast;interleaved={}-{};mode=record", 2 * t, 2 * t + 1)
+                    format!(
+                        "RTP/AVP/TCP;unicast;interleaved={}-{};mode=record",
+                        2 * t,
+                        2 * t + 1
+                    )
                 } else {
-                    format!("RTP/AVP/UDP;unicast;client_port={}-{};mode=record", 5000 + 2 * t, 5001 + 2 * t)
+                    format!(
+                        "RTP/AVP/UDP;unicast;client_port={}-{};mode=record",
+                        5000 + 2 * t,
+                        5001 + 2 * t
+                    )
                 };
                 s.push_str(&format!(
                     "SETUP {url}/streamid={t} RTSP/1.0\r\nCSeq: {}\r\nTransport: {transport}\r\n\r\n",
                     2 + t
                 ));
             }
-            s.push_str(&format!("RECORD {url} RTSP/1.0\r\nCSeq: 4\r\nRange: npt=0.000-\r\n\r\n"));
+            s.push_str(&format!(
+                "RECORD {url} RTSP/1.0\r\nCSeq: 4\r\nRange: npt=0.000-\r\n\r\n"
+            ));
         }
         2 => {
             s.push_str(&format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"));
@@ -59,12 +69,17 @@ fn answer(server: &mut ServerSession, answers: &mut u8) -> bool {
         *answers = answers.rotate_right(1);
         let r = match ev {
             ServerEvent::AnnounceRequest { .. } if yes => server.accept_announce(),
-            ServerEvent::DescribeRequest { .. } if yes => server.accept_describe(vec![TrackParams {
-                payload_type: 96,
-                clock_rate: 90000,
-                channels: 1,
-                codec: CodecParams::H264 { sps: vec![], pps: vec![] },
-            }]),
+            ServerEvent::DescribeRequest { .. } if yes => {
+                server.accept_describe(vec![TrackParams {
+                    payload_type: 96,
+                    clock_rate: 90000,
+                    channels: 1,
+                    codec: CodecParams::H264 {
+                        sps: vec![],
+                        pps: vec![],
+                    },
+                }])
+            }
             ServerEvent::UdpPortsRequest { track, .. } if yes => {
                 let p = 6000 + 2 * track as u16;
                 server.accept_udp((p, p + 1))
@@ -113,7 +128,9 @@ fuzz_target!(|data: &[u8]| {
             server.handle_input(&piece, now)
         };
         if r.is_err() {
-            assert!(server.handle_input(b"OPTIONS * RTSP/1.0\r\n\r\n", now).is_err());
+            assert!(server
+                .handle_input(b"OPTIONS * RTSP/1.0\r\n\r\n", now)
+                .is_err());
             assert!(server.poll_timeout().is_none());
             return;
         }

@@ -29,7 +29,11 @@ fuzz_target!(|input: Input| {
     let mut i = 0usize;
     let mut out_bytes = 0usize;
     while !rest.is_empty() {
-        let size = input.splits.get(i % input.splits.len().max(1)).copied().unwrap_or(u16::MAX) as usize;
+        let size = input
+            .splits
+            .get(i % input.splits.len().max(1))
+            .copied()
+            .unwrap_or(u16::MAX) as usize;
         let size = size.clamp(1, rest.len());
         let (piece, tail) = rest.split_at(size);
         rest = tail;

@@ -23,9 +23,34 @@ impl Engine {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
+            if c.closing {
+                break;
+            }
             let ConnKind::Rtmp { session, .. } = &mut c.kind else {
                 return;
             };
+            if let Some(event) = session.poll_event() {
+                self.on_rtmp_event(conn, event, now_ms);
+                continue;
+            }
+            // Requests are answered as their events are handled; what the answers set off in
+            // the hub (players of a stream just published start) happens before the input
+            // held back until then is decoded, as if it had come in a later read.
+            self.drain_hub(now_ms);
+            let Some(session) = self
+                .conns
+                .get_mut(&conn)
+                .filter(|c| !c.closing)
+                .and_then(|c| match &mut c.kind {
+                    ConnKind::Rtmp { session, .. } => Some(session),
+                    _ => None,
+                })
+            else {
+                break;
+            };
+            if let Err(e) = session.resume() {
+                return self.close(conn, false, &e.to_string(), now_ms);
+            }
             let Some(event) = session.poll_event() else {
                 break;
             };
@@ -263,5 +288,108 @@ impl Engine {
             TsChunk::default(),
         );
         self.push_local(conn, packet);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::dump::MediaSummary;
+    use crate::engine::{Engine, EngineConfig, Listener};
+    use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+    use crate::rtmp::message_type;
+
+    const GET: &[u8] = b"GET /live/s.flv HTTP/1.1\r\nHost: h\r\n\r\n";
+
+    /// An engine with an HTTP-FLV player (2) waiting for live/s, and the publisher (1).
+    fn engine() -> Engine {
+        let peer = "127.0.0.1:40000".parse().unwrap();
+        let mut e = Engine::new(EngineConfig::default(), 5);
+        e.handle_accept(2, Listener::Http, peer, 0);
+        e.handle_input(2, GET, 0);
+        e.handle_accept(1, Listener::Rtmp, peer, 0);
+        e
+    }
+
+    /// Drains the outputs; appends what connection `conn` can send to `out`.
+    fn poll(e: &mut Engine, conn: u64, out: &mut Vec<u8>) {
+        while e.poll_output().is_some() {}
+        let mut v = Vec::new();
+        e.poll_transmit(conn, usize::MAX, &mut v);
+        v.iter().for_each(|b| out.extend_from_slice(b));
+    }
+
+    /// Found by the engine_split fuzz target: a publisher whose connect, createStream, publish
+    /// and first frames arrive in one read was refused, so its players got nothing; and once
+    /// it was not, a waiting player was started after the frames of that read, so its FLV
+    /// header depended on which configurations the read held. The same bytes in one read must
+    /// give the player what they give when the publisher waits for every answer.
+    #[test]
+    fn a_publish_read_in_one_piece_gives_players_the_same_bytes() {
+        // Record what the publisher sends to an engine that answers it as it goes.
+        let mut live = engine();
+        let mut expected = Vec::new();
+        let config = ClientConfig::new("live", "rtmp://127.0.0.1/live");
+        let mut client = ClientSession::new(config, &[2; 1536], 0);
+        client.publish("s");
+        let mut sent = Vec::new();
+        let mut publishing = false;
+        for _ in 0..16 {
+            while let Some(b) = client.poll_transmit() {
+                sent.extend_from_slice(&b);
+                live.handle_input(1, &b, 0);
+            }
+            poll(&mut live, 2, &mut expected);
+            let mut out = Vec::new();
+            poll(&mut live, 1, &mut out);
+            client.handle_input(&out, 0).unwrap();
+            while let Some(e) = client.poll_event() {
+                publishing |= matches!(e, ClientEvent::Publishing { .. });
+            }
+        }
+        assert!(publishing);
+        let video_config = [
+            0x17, 0, 0, 0, 0, 1, 0x42, 0xC0, 0x1E, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x1E, 1, 0,
+            2, 0x68, 0xCE,
+        ];
+        let key_frame = [0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88];
+        let messages: [(u8, u32, &[u8]); 4] = [
+            (message_type::VIDEO, 0, &video_config),
+            (message_type::VIDEO, 0, &key_frame),
+            (message_type::AUDIO, 0, &[0xAF, 0, 0x12, 0x10]),
+            // An FLV tag is complete with the PreviousTagSize written before the next one.
+            (message_type::VIDEO, 40, &key_frame),
+        ];
+        let mut cut = 0;
+        for (type_id, ts, body) in messages {
+            if type_id == message_type::AUDIO {
+                cut = sent.len();
+            }
+            client.send_media(type_id, ts, body).unwrap();
+            while let Some(b) = client.poll_transmit() {
+                sent.extend_from_slice(&b);
+                live.handle_input(1, &b, 0);
+            }
+            poll(&mut live, 2, &mut expected);
+        }
+        let summary = MediaSummary::from_http_flv(&expected);
+        assert_eq!(summary.error, None);
+        assert_eq!(
+            (summary.video, summary.audio, summary.key_frames),
+            (2, 1, 1)
+        );
+
+        // The same bytes in one read, and in two with the audio configuration in the second.
+        for reads in [vec![&sent[..]], vec![&sent[..cut], &sent[cut..]]] {
+            let mut e = engine();
+            let mut got = Vec::new();
+            for read in reads {
+                e.handle_input(1, read, 0);
+                poll(&mut e, 2, &mut got);
+            }
+            assert!(
+                got == expected,
+                "the player's bytes depend on how the publisher's were read"
+            );
+        }
     }
 }

@@ -9,6 +9,8 @@
 //!
 //! Drive it like every rill machine: after each [`ServerSession::handle_input`] drain
 //! [`ServerSession::poll_transmit`] and [`ServerSession::poll_event`] until both give `None`.
+//! Input after a connect or publish request waits for the answer: once the events are answered,
+//! call [`ServerSession::resume`] and drain again until it raises no more events.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -168,6 +170,11 @@ pub struct ServerSession {
     streams: BTreeMap<u32, StreamRole>,
     next_stream_id: u32,
     events: VecDeque<ServerEvent>,
+    /// Messages received while a request awaits its answer, and their payload bytes.
+    held: VecDeque<Message>,
+    held_bytes: usize,
+    /// Why handling messages failed; returned again by every later call.
+    failed: Option<SessionError>,
 }
 
 /// Splits `name?query` into its two parts.
@@ -195,10 +202,15 @@ impl ServerSession {
             streams: BTreeMap::new(),
             next_stream_id: 1,
             events: VecDeque::new(),
+            held: VecDeque::new(),
+            held_bytes: 0,
+            failed: None,
         }
     }
 
-    /// Feeds bytes received from the client.
+    /// Feeds bytes received from the client. Messages after a connect or publish request are
+    /// held until the request is answered and [`ServerSession::resume`] is called (at most
+    /// [`Limits::max_pending_bytes`] of them).
     pub fn handle_input(&mut self, mut data: &[u8], _now_ms: u64) -> Result<(), SessionError> {
         if self.phase == Phase::Handshake {
             // The handshake is only dropped after it is done, when the phase has moved on.
@@ -215,8 +227,64 @@ impl ServerSession {
             self.events.push_back(ServerEvent::HandshakeDone { kind });
         }
         self.transport.push(data);
-        while let Some(msg) = self.transport.poll_message()? {
+        self.process()
+    }
+
+    /// Handles the messages held while a connect or publish awaited its answer (see
+    /// [`ServerSession::handle_input`]). Call it after answering, then drain the events again:
+    /// a client that sends connect, createStream, publish and media without waiting for
+    /// replies has the rest of its messages handled here.
+    pub fn resume(&mut self) -> Result<(), SessionError> {
+        self.process()
+    }
+
+    /// A connect or publish awaits the application's answer. What follows depends on it
+    /// (createStream needs an accepted connect, media an accepted publish), so later messages
+    /// wait for it: the outcome must not depend on how the client's bytes were cut.
+    fn awaiting_answer(&self) -> bool {
+        self.phase == Phase::ConnectPending
+            || self
+                .streams
+                .values()
+                .any(|r| *r == StreamRole::PublishPending)
+    }
+
+    /// Handles held messages, then decodes what was received; messages that arrive while a
+    /// request awaits its answer are held (decoded, so a broken chunk stream still fails at once).
+    /// Errors are final: nothing behind the message that failed is ever handled.
+    fn process(&mut self) -> Result<(), SessionError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.process_messages();
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn process_messages(&mut self) -> Result<(), SessionError> {
+        while !self.awaiting_answer() {
+            let Some(msg) = self.held.pop_front() else {
+                break;
+            };
+            self.held_bytes -= msg.payload.len();
             self.on_message(msg)?;
+        }
+        while let Some(msg) = self.transport.poll_message()? {
+            if !self.awaiting_answer() {
+                self.on_message(msg)?;
+                continue;
+            }
+            self.held_bytes += msg.payload.len();
+            self.held.push_back(msg);
+            let limit = self.config.limits.max_pending_bytes;
+            if self.held_bytes > limit {
+                return Err(SessionError::Protocol(format!(
+                    "{} bytes of messages received while a request awaits its answer (limit {limit})",
+                    self.held_bytes
+                )));
+            }
         }
         Ok(())
     }
@@ -704,5 +772,155 @@ impl ServerSession {
         let body = command::encode_on_metadata(value);
         self.transport
             .send_message(csid::DATA, 0, message_type::DATA_AMF0, stream_id, &body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::chunk::ChunkEncoder;
+    use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+
+    /// Handles events as the engine does (every request accepted), resuming held input.
+    fn answer_all(server: &mut ServerSession, events: &mut Vec<ServerEvent>) {
+        loop {
+            let event = match server.poll_event() {
+                Some(e) => e,
+                None => {
+                    server.resume().unwrap();
+                    match server.poll_event() {
+                        Some(e) => e,
+                        None => return,
+                    }
+                }
+            };
+            match &event {
+                ServerEvent::ConnectRequest { .. } => server.accept_connect(),
+                ServerEvent::PublishRequest { stream_id, .. } => server.accept_publish(*stream_id),
+                _ => {}
+            }
+            events.push(event);
+        }
+    }
+
+    /// What a publishing client sends (handshake, connect, createStream, publish, two video
+    /// messages), recorded against a server that answers it.
+    fn publisher_bytes() -> Vec<u8> {
+        let mut server = ServerSession::new(ServerConfig::default(), &[1; 1536], 0);
+        let config = ClientConfig::new("live", "rtmp://127.0.0.1/live");
+        let mut client = ClientSession::new(config, &[2; 1536], 0);
+        client.publish("s");
+        let mut sent = Vec::new();
+        let mut publishing = false;
+        for _ in 0..16 {
+            while let Some(b) = client.poll_transmit() {
+                sent.extend_from_slice(&b);
+                server.handle_input(&b, 0).unwrap();
+            }
+            answer_all(&mut server, &mut Vec::new());
+            while let Some(b) = server.poll_transmit() {
+                client.handle_input(&b, 0).unwrap();
+            }
+            while let Some(e) = client.poll_event() {
+                publishing |= matches!(e, ClientEvent::Publishing { .. });
+            }
+        }
+        assert!(publishing);
+        for ts in [0, 40] {
+            let key_frame = [0x17, 0x01, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88];
+            client
+                .send_media(message_type::VIDEO, ts, &key_frame)
+                .unwrap();
+        }
+        while let Some(b) = client.poll_transmit() {
+            sent.extend_from_slice(&b);
+        }
+        sent
+    }
+
+    /// Found by the engine_split fuzz target: a client's connect, createStream, publish and
+    /// media read in one piece were refused ("createStream before connect was accepted"), and
+    /// media right after a publish was dropped, while the same bytes read in pieces worked.
+    #[test]
+    fn requests_and_media_in_one_read_give_what_they_give_in_pieces() {
+        let bytes = publisher_bytes();
+        let events = |cut: usize| {
+            let mut server = ServerSession::new(ServerConfig::default(), &[1; 1536], 0);
+            let mut events = Vec::new();
+            for piece in bytes.chunks(cut) {
+                server.handle_input(piece, 0).unwrap();
+                answer_all(&mut server, &mut events);
+            }
+            let names: Vec<&str> = events
+                .iter()
+                .filter_map(|e| match e {
+                    ServerEvent::ConnectRequest { .. } => Some("connect"),
+                    ServerEvent::PublishRequest { .. } => Some("publish"),
+                    ServerEvent::Media { .. } => Some("media"),
+                    _ => None,
+                })
+                .collect();
+            names.join(" ")
+        };
+        for cut in [bytes.len(), 1, 7, 100, 1537] {
+            assert_eq!(events(cut), "connect publish media media", "cut {cut}");
+        }
+    }
+
+    /// Found by the engine_split fuzz target: once `resume` existed, a message that failed
+    /// (a Window Acknowledgement Size with a one-byte body) no longer ended the session, as
+    /// `resume` went on with the messages behind it.
+    #[test]
+    fn errors_are_final() {
+        let mut server = ServerSession::new(ServerConfig::default(), &[1; 1536], 0);
+        server.handle_input(&publisher_bytes(), 0).unwrap();
+        answer_all(&mut server, &mut Vec::new());
+        let mut encoder = ChunkEncoder::new();
+        encoder.set_chunk_size(4096);
+        let mut out = bytes::BytesMut::new();
+        encoder.encode(9, 0, message_type::WINDOW_ACK_SIZE, 0, &[0x58], &mut out);
+        let key_frame = [0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+        encoder.encode(10, 100, message_type::VIDEO, 1, &key_frame, &mut out);
+        let err = server.handle_input(&out, 0).unwrap_err();
+        assert!(matches!(err, SessionError::Control(_)), "{err}");
+        assert_eq!(server.resume(), Err(err.clone()));
+        assert_eq!(server.handle_input(&[], 0), Err(err));
+        let late = std::iter::from_fn(|| server.poll_event())
+            .any(|e| matches!(e, ServerEvent::Media { timestamp: 100, .. }));
+        assert!(!late, "a message behind the one that failed was handled");
+    }
+
+    #[test]
+    fn messages_held_for_an_answer_are_bounded() {
+        let limits = Limits {
+            max_pending_bytes: 10_000,
+            ..Limits::default()
+        };
+        let config = ServerConfig {
+            limits,
+            ..ServerConfig::default()
+        };
+        let mut server = ServerSession::new(config, &[1; 1536], 0);
+        server.handle_input(&publisher_bytes(), 0).unwrap();
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::HandshakeDone { .. })
+        ));
+        assert!(matches!(
+            server.poll_event(),
+            Some(ServerEvent::ConnectRequest { .. })
+        ));
+        // The connect is never answered: what follows is held, up to the limit.
+        assert!(server.poll_event().is_none());
+        let mut encoder = ChunkEncoder::new();
+        encoder.set_chunk_size(4096);
+        let mut audio = |server: &mut ServerSession| {
+            let mut out = bytes::BytesMut::new();
+            encoder.encode(8, 0, message_type::AUDIO, 1, &[0xAF; 4000], &mut out);
+            server.handle_input(&out, 0)
+        };
+        assert!(audio(&mut server).is_ok());
+        assert!(audio(&mut server).is_ok());
+        assert!(matches!(audio(&mut server), Err(SessionError::Protocol(_))));
     }
 }
