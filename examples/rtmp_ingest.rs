@@ -31,7 +31,7 @@ fn main() -> std::io::Result<()> {
         let mut session = ServerSession::new(ServerConfig::default(), &random, now());
         let mut buf = vec![0u8; 64 * 1024];
         let (mut video, mut audio) = (0u64, 0u64);
-        loop {
+        'conn: loop {
             let n = socket.read(&mut buf)?;
             if n == 0 {
                 break;
@@ -41,41 +41,56 @@ fn main() -> std::io::Result<()> {
                 break;
             }
             // Rule of every rill machine: drain all events and all output after each input.
-            while let Some(event) = session.poll_event() {
-                match event {
-                    ServerEvent::ConnectRequest { app, .. } => {
-                        println!("connect to app {app:?}");
-                        session.accept_connect();
-                    }
-                    ServerEvent::PublishRequest {
-                        stream_id,
-                        stream_name,
-                        ..
-                    } => {
-                        println!("publish {stream_name:?}");
-                        session.accept_publish(stream_id);
-                    }
-                    ServerEvent::Media {
-                        type_id,
-                        timestamp,
-                        payload,
-                        ..
-                    } => {
-                        let frame = if type_id == message_type::VIDEO {
-                            video += 1;
-                            flv::frame_from_video_tag(timestamp, &payload)
-                        } else {
-                            audio += 1;
-                            flv::frame_from_audio_tag(timestamp, &payload)
-                        };
-                        if let Ok(Some(f)) = frame {
-                            if f.is_video_key() {
-                                println!("key frame at {} ms ({} bytes)", f.dts, f.payload.len());
+            // Messages that came behind a connect or publish wait for its answer; `resume`
+            // handles them once it is given, so drain again until nothing new comes.
+            let mut drained = false;
+            while !drained {
+                drained = true;
+                while let Some(event) = session.poll_event() {
+                    drained = false;
+                    match event {
+                        ServerEvent::ConnectRequest { app, .. } => {
+                            println!("connect to app {app:?}");
+                            session.accept_connect();
+                        }
+                        ServerEvent::PublishRequest {
+                            stream_id,
+                            stream_name,
+                            ..
+                        } => {
+                            println!("publish {stream_name:?}");
+                            session.accept_publish(stream_id);
+                        }
+                        ServerEvent::Media {
+                            type_id,
+                            timestamp,
+                            payload,
+                            ..
+                        } => {
+                            let frame = if type_id == message_type::VIDEO {
+                                video += 1;
+                                flv::frame_from_video_tag(timestamp, &payload)
+                            } else {
+                                audio += 1;
+                                flv::frame_from_audio_tag(timestamp, &payload)
+                            };
+                            if let Ok(Some(f)) = frame {
+                                if f.is_video_key() {
+                                    println!(
+                                        "key frame at {} ms ({} bytes)",
+                                        f.dts,
+                                        f.payload.len()
+                                    );
+                                }
                             }
                         }
+                        ServerEvent::Metadata { value, .. } => println!("metadata: {value:?}"),
+                        other => println!("{other:?}"),
                     }
-                    ServerEvent::Metadata { value, .. } => println!("metadata: {value:?}"),
-                    other => println!("{other:?}"),
+                }
+                if let Err(e) = session.resume() {
+                    eprintln!("closing: {e}");
+                    return Ok(());
                 }
             }
             while let Some(bytes) = session.poll_transmit() {

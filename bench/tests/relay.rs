@@ -117,32 +117,47 @@ fn relay(listener: TcpListener, stop: Arc<AtomicBool>, publishing: Arc<AtomicBoo
                             closed = true;
                             break;
                         }
-                        while let Some(ev) = conn.session.poll_event() {
-                            match ev {
-                                ServerEvent::ConnectRequest { .. } => conn.session.accept_connect(),
-                                ServerEvent::PublishRequest { stream_id, .. } => {
-                                    conn.session.accept_publish(stream_id);
-                                    publishing.store(true, Ordering::Relaxed);
-                                }
-                                ServerEvent::PlayRequest { stream_id, .. } => {
-                                    conn.session.accept_play(stream_id);
-                                    conn.playing = Some(stream_id);
-                                    if let Some(m) = &cache.metadata {
-                                        conn.session.send_metadata(stream_id, m);
+                        // Messages behind a connect or publish wait for its answer: resume
+                        // after answering and drain again until nothing new comes.
+                        let mut drained = false;
+                        while !drained {
+                            drained = true;
+                            while let Some(ev) = conn.session.poll_event() {
+                                drained = false;
+                                match ev {
+                                    ServerEvent::ConnectRequest { .. } => {
+                                        conn.session.accept_connect()
                                     }
-                                    for (type_id, (ts, body)) in &cache.configs {
-                                        conn.session.send_media(stream_id, *type_id, *ts, body);
+                                    ServerEvent::PublishRequest { stream_id, .. } => {
+                                        conn.session.accept_publish(stream_id);
+                                        publishing.store(true, Ordering::Relaxed);
                                     }
+                                    ServerEvent::PlayRequest { stream_id, .. } => {
+                                        conn.session.accept_play(stream_id);
+                                        conn.playing = Some(stream_id);
+                                        if let Some(m) = &cache.metadata {
+                                            conn.session.send_metadata(stream_id, m);
+                                        }
+                                        for (type_id, (ts, body)) in &cache.configs {
+                                            conn.session.send_media(stream_id, *type_id, *ts, body);
+                                        }
+                                    }
+                                    ServerEvent::Media {
+                                        type_id,
+                                        timestamp,
+                                        payload,
+                                        ..
+                                    } => media.push((type_id, timestamp, payload)),
+                                    ServerEvent::Metadata { value, .. } => metadata = Some(value),
+                                    _ => {}
                                 }
-                                ServerEvent::Media {
-                                    type_id,
-                                    timestamp,
-                                    payload,
-                                    ..
-                                } => media.push((type_id, timestamp, payload)),
-                                ServerEvent::Metadata { value, .. } => metadata = Some(value),
-                                _ => {}
                             }
+                            if conn.session.resume().is_err() {
+                                closed = true;
+                            }
+                        }
+                        if closed {
+                            break;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
