@@ -90,7 +90,7 @@ fn main() -> std::io::Result<()> {
                 }
                 if let Err(e) = session.resume() {
                     eprintln!("closing: {e}");
-                    return Ok(());
+                    break 'conn;
                 }
             }
             while let Some(bytes) = session.poll_transmit() {
