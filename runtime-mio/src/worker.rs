@@ -27,12 +27,14 @@ const RTSP_LISTENER: Token = Token(3);
 const FIRST_CONN: usize = 16;
 /// Connection ids carry the worker index above this bit, so log lines name one connection.
 const WORKER_SHIFT: u32 = 40;
-/// Bytes asked of the engine per write batch for one connection.
-const WRITE_BUDGET: usize = 256 * 1024;
 /// Slices per vectored write.
 const MAX_IOV: usize = 64;
 /// Bytes read from one connection per pass of the event loop.
 const READ_BUDGET: usize = 256 * 1024;
+/// Bytes written to one connection per pass of the event loop. Steady playing is one frame or
+/// a few per pass; what exceeds this (a new player's cached GOP) waits for the next pass, so
+/// many players joining at once all get their first key frame before anyone gets the rest.
+const WRITE_PASS_BUDGET: usize = 64 * 1024;
 /// Longest sleep, so the shutdown flag is noticed promptly.
 const MAX_WAIT: Duration = Duration::from_millis(200);
 
@@ -85,6 +87,9 @@ struct Worker {
     /// Connections that used up their read budget with bytes still waiting (edge-triggered
     /// readiness will not say so again): read again on the next pass.
     read_again: Vec<Token>,
+    /// Connections that used up their write budget with bytes still to send: written again on
+    /// the next pass.
+    write_again: Vec<Token>,
     /// Connection counts shared by every worker, asked before a connection is set up.
     admission: Admission,
     refusals: RefusalLog,
@@ -171,6 +176,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             udp_of: HashMap::new(),
             dumps: recorder_from_config(config),
             read_again: Vec::new(),
+            write_again: Vec::new(),
             admission: admission.clone(),
             refusals: RefusalLog::default(),
         });
@@ -218,7 +224,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         while !shutdown.load(Ordering::Relaxed) {
             let now = self.now();
-            let wait = if self.read_again.is_empty() {
+            let wait = if self.read_again.is_empty() && self.write_again.is_empty() {
                 self.engine
                     .poll_timeout()
                     .map_or(MAX_WAIT, |t| Duration::from_millis(t.saturating_sub(now)))
@@ -251,6 +257,9 @@ impl Worker {
             }
             for t in std::mem::take(&mut self.read_again) {
                 self.read(t);
+            }
+            for t in std::mem::take(&mut self.write_again) {
+                self.mark_dirty(t);
             }
             let now = self.now();
             while let Ok(message) = self.rx.try_recv() {
@@ -432,6 +441,7 @@ impl Worker {
     /// take is kept in `conn.out`, so players that keep up never hold a queue of their own.
     fn flush(&mut self, token: Token) {
         let id = self.conn_id(token);
+        let mut pass_written = 0;
         loop {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
@@ -439,8 +449,14 @@ impl Worker {
             conn.dirty = false;
             let from_batch = conn.out.is_empty();
             if from_batch {
+                if pass_written >= WRITE_PASS_BUDGET {
+                    // This connection had its share of the pass; the rest goes on the next.
+                    self.write_again.push(token);
+                    return;
+                }
                 self.batch.clear();
-                if self.engine.poll_transmit(id, WRITE_BUDGET, &mut self.batch) == 0 {
+                let budget = WRITE_PASS_BUDGET - pass_written;
+                if self.engine.poll_transmit(id, budget, &mut self.batch) == 0 {
                     break;
                 }
                 conn.offset = 0;
@@ -468,6 +484,7 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, true),
                 Err(e) => return self.drop_conn(token, &format!("write error: {e}")),
             };
+            pass_written += written;
             if from_batch {
                 // Keep only what the socket did not take.
                 let mut skip = written;
