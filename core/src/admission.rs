@@ -37,7 +37,7 @@ pub enum Refusal {
     },
     /// `limit` connections are open from `ip`.
     PerIp {
-        /// The peer address.
+        /// The peer address as counted: an IPv4 address, or the /64 prefix of an IPv6 one.
         ip: IpAddr,
         /// The limit reached.
         limit: u32,
@@ -51,10 +51,13 @@ impl std::fmt::Display for Refusal {
                 f,
                 "admission: the server has reached limits.max_connections = {limit}"
             ),
-            Refusal::PerIp { ip, limit } => write!(
-                f,
-                "admission: {ip} has reached limits.max_connections_per_ip = {limit}"
-            ),
+            Refusal::PerIp { ip, limit } => {
+                let prefix = if ip.is_ipv6() { "/64" } else { "" };
+                write!(
+                    f,
+                    "admission: {ip}{prefix} has reached limits.max_connections_per_ip = {limit}"
+                )
+            }
         }
     }
 }
@@ -71,6 +74,16 @@ pub struct ConnectionTable {
     limits: ConnectionLimits,
     total: u32,
     per_ip: HashMap<IpAddr, u32>,
+}
+
+/// What one client is counted as: an IPv4 address (also when written IPv4-mapped), or the /64
+/// prefix of an IPv6 address, since one IPv6 host usually holds a whole /64 and could otherwise
+/// pick a fresh address for every connection.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
 }
 
 /// A configured limit, with `0` (unlimited) as the largest count.
@@ -99,7 +112,7 @@ impl ConnectionTable {
 
     /// Counts a new connection from `ip`, or says which limit refuses it (nothing is counted then).
     pub fn admit(&mut self, ip: IpAddr) -> Result<(), Refusal> {
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         let per_ip_limit = self.limits.max_connections_per_ip;
         if per_ip_limit != 0 && self.count(ip) >= per_ip_limit {
             return Err(Refusal::PerIp {
@@ -122,7 +135,7 @@ impl ConnectionTable {
     /// Forgets one connection from `ip`. Returns false (and changes nothing) when no connection
     /// from `ip` was admitted.
     pub fn release(&mut self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         if self.limits.max_connections_per_ip != 0 {
             let Some(n) = self.per_ip.get_mut(&ip) else {
                 return false;
@@ -148,7 +161,7 @@ impl ConnectionTable {
 
     /// Connections open from `ip` (0 when addresses are not tracked: no per-address limit).
     pub fn count(&self, ip: IpAddr) -> u32 {
-        self.per_ip.get(&ip.to_canonical()).copied().unwrap_or(0)
+        self.per_ip.get(&client_key(ip)).copied().unwrap_or(0)
     }
 
     /// Addresses with at least one open connection (0 when addresses are not tracked).
@@ -269,6 +282,30 @@ mod tests {
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         t.admit(v6).unwrap();
         assert_eq!(t.count(v6), 1);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_prefix() {
+        let mut t = table(0, 2);
+        let host = |low: u64| {
+            IpAddr::V6(Ipv6Addr::from(
+                (0x2001_0db8_0000_0001u128 << 64) | u128::from(low),
+            ))
+        };
+        t.admit(host(1)).unwrap();
+        t.admit(host(2)).unwrap();
+        let refused = t.admit(host(3)).unwrap_err();
+        assert!(
+            refused.to_string().contains("2001:db8:0:1::/64"),
+            "{refused}"
+        );
+        // Another /64 is another client.
+        let other = IpAddr::V6(Ipv6Addr::from(0x2001_0db8_0000_0002u128 << 64));
+        t.admit(other).unwrap();
+        assert!(t.release(host(2)));
+        t.admit(host(9)).unwrap();
+        assert!(t.release(host(1)) && t.release(host(9)) && t.release(other));
+        assert_eq!(t.tracked_ips(), 0);
     }
 
     #[test]

@@ -122,7 +122,8 @@ handshake_timeout_ms = 10000
 http_head_timeout_ms = 10000
 publish_idle_timeout_ms = 30000
 idle_timeout_ms = 60000
-# TCP connections open at once on all listeners together, and from one client IP address.
+# TCP connections open at once on all listeners together, and from one client (an IPv4
+# address, or an IPv6 /64 prefix).
 # 0 = unlimited. Past either limit a new connection is closed at once (HTTP gets a 503),
 # before the server allocates anything for it.
 max_connections = 20000
