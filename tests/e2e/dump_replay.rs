@@ -333,25 +333,25 @@ fn assert_track(t: &RtspTrackSummary, codec: Codec, channels: (u8, u8)) {
     assert_eq!(t.rtp_errors, 0);
 }
 
-#[test]
-fn rtsp_publisher_session_and_media() {
-    let report = replay_rtsp();
-    let publish = conn(&report, 0);
-    assert_eq!(publish.error, None);
-    let start = publish.started().expect("publish session starts");
+/// Checks an RTSP connection of the recorded session: no error, a `role` session on
+/// `live/r`, the six `requests` all answered 200, H.264 on channels 0-1 and AAC on 2-3.
+/// Returns its video and audio tracks.
+fn assert_rtsp_session<'a>(
+    c: &'a ConnReport,
+    role: Role,
+    requests: [&str; 6],
+) -> (&'a RtspTrackSummary, &'a RtspTrackSummary) {
+    assert_eq!(c.error, None);
+    let start = c.started().expect("session starts");
     assert_eq!(
         (start.protocol, start.role, start.stream.as_str()),
-        (Protocol::Rtsp, Role::Publish, "live/r")
+        (Protocol::Rtsp, role, "live/r")
     );
-    assert_eq!(publish.bytes_in, 209_052);
-    let rtsp = publish.rtsp.as_ref().expect("rtsp summary");
+    let rtsp = c.rtsp.as_ref().expect("rtsp summary");
     assert_eq!(rtsp.error, None);
-    assert_eq!(
-        rtsp.requests,
-        ["OPTIONS", "ANNOUNCE", "SETUP", "SETUP", "RECORD", "TEARDOWN"]
-    );
-    // Every request is answered 200: the SETUP of the second track, the RECORD and the
-    // TEARDOWN carry the recording server's session id, which the replay maps to its own.
+    assert_eq!(rtsp.requests, requests);
+    // The requests after the first SETUP carry the recording server's session id, which the
+    // replay maps to its own: every one is answered 200.
     assert_eq!(rtsp.responses, [200; 6]);
     assert_eq!(rtsp.stray_packets, 0);
     let [video, audio] = &rtsp.tracks[..] else {
@@ -359,6 +359,21 @@ fn rtsp_publisher_session_and_media() {
     };
     assert_track(video, Codec::H264, (0, 1));
     assert_track(audio, Codec::Aac, (2, 3));
+    (video, audio)
+}
+
+#[test]
+fn rtsp_publisher_session_and_media() {
+    let report = replay_rtsp();
+    let publish = conn(&report, 0);
+    let (video, audio) = assert_rtsp_session(
+        publish,
+        Role::Publish,
+        [
+            "OPTIONS", "ANNOUNCE", "SETUP", "SETUP", "RECORD", "TEARDOWN",
+        ],
+    );
+    assert_eq!(publish.bytes_in, 209_052);
     // RTP and RTCP the publisher sent, and the frames they carry (AAC packets aggregate 7).
     assert_eq!(
         (video.rtp_in, video.rtcp_in, video.frames),
@@ -387,25 +402,11 @@ fn rtsp_player_gets_rtp_for_both_tracks() {
     let report = replay_rtsp();
     let publisher = conn(&report, 0).published.as_ref().expect("published");
     let player = conn(&report, 1);
-    assert_eq!(player.error, None);
-    let start = player.started().expect("play session starts");
-    assert_eq!(
-        (start.protocol, start.role, start.stream.as_str()),
-        (Protocol::Rtsp, Role::Play, "live/r")
+    let (video, audio) = assert_rtsp_session(
+        player,
+        Role::Play,
+        ["OPTIONS", "DESCRIBE", "SETUP", "SETUP", "PLAY", "TEARDOWN"],
     );
-    let rtsp = player.rtsp.as_ref().expect("rtsp summary");
-    assert_eq!(rtsp.error, None);
-    assert_eq!(
-        rtsp.requests,
-        ["OPTIONS", "DESCRIBE", "SETUP", "SETUP", "PLAY", "TEARDOWN"]
-    );
-    assert_eq!(rtsp.responses, [200; 6]);
-    assert_eq!(rtsp.stray_packets, 0);
-    let [video, audio] = &rtsp.tracks[..] else {
-        panic!("two tracks: {:?}", rtsp.tracks)
-    };
-    assert_track(video, Codec::H264, (0, 1));
-    assert_track(audio, Codec::Aac, (2, 3));
     // What the engine sent: RTP for both tracks and a sender report on each.
     assert_eq!(
         (video.rtp_out, video.rtcp_out, video.frames),
