@@ -14,8 +14,16 @@ use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    free_ports::<1>()[0]
+}
+
+/// `N` different free TCP ports on 127.0.0.1: all are held until all are picked, so two
+/// calls in a row cannot hand out the same port.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }
 
 /// Path of a file in the shared media folder; panics loudly when the folder is missing.
@@ -88,11 +96,26 @@ impl Server {
         Server::start_with(workers, &[])
     }
 
-    /// Starts the server with extra command line arguments.
+    /// Starts the server with extra command line arguments. A port that another test took
+    /// between being picked and being bound makes the server exit; it is then started again
+    /// on other ports (up to 3 tries).
     pub fn start_with(workers: usize, extra: &[&str]) -> Server {
-        let rtmp_port = free_port();
-        let http_port = free_port();
-        let rtsp_port = free_port();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut server = Server::spawn(workers, extra);
+            match server.wait_listening() {
+                Ok(()) => return server,
+                Err(e) if tries < 3 && !server.is_running() => {
+                    eprintln!("server exited at start ({e}); retrying on other ports");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn spawn(workers: usize, extra: &[&str]) -> Server {
+        let [rtmp_port, http_port, rtsp_port] = free_ports();
         let log = std::env::temp_dir().join(format!("rill-e2e-{rtmp_port}.log"));
         let log_file = std::fs::File::create(&log).expect("create server log");
         let child = Command::new(server_binary())
@@ -109,30 +132,30 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .expect("start the server binary");
-        let server = Server {
+        Server {
             child,
             rtmp_port,
             http_port,
             rtsp_port,
             log,
-        };
-        server.wait_listening();
-        server
+        }
     }
 
-    fn wait_listening(&self) {
+    fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in [self.rtmp_port, self.http_port, self.rtsp_port] {
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "server did not listen on {port}; log:\n{}",
-                    self.log()
-                );
+                if Instant::now() >= deadline || !self.is_running() {
+                    return Err(format!(
+                        "server did not listen on {port}; log:\n{}",
+                        self.log()
+                    ));
+                }
                 sleep(Duration::from_millis(50));
             }
         }
+        Ok(())
     }
 
     /// `rtmp://127.0.0.1:port/{path}`.

@@ -326,8 +326,8 @@ struct Conn {
     /// When the HTTP request head now awaited began (accept, or the previous request).
     head_started_ms: u64,
     timer_armed: bool,
-    /// Listed in [`Engine::held`]: media is waiting for the merge window to end.
-    held: bool,
+    /// Listed in [`Engine::merging`]: media is waiting for the merge window to end.
+    merging: bool,
 }
 
 /// The server engine. See the module docs.
@@ -345,8 +345,8 @@ pub struct Engine {
     next_remote_id: u64,
     /// Players with media held back by [`EngineConfig::write_merge_ms`], and when the window
     /// that holds them ends.
-    held: Vec<ConnId>,
-    held_until: Option<u64>,
+    merging: Vec<ConnId>,
+    merge_until: Option<u64>,
 }
 
 /// Checks one path segment of a stream name (`app` or `stream`).
@@ -376,8 +376,8 @@ impl Engine {
             rng: seed | 1,
             remote: HashMap::new(),
             next_remote_id: 0,
-            held: Vec::new(),
-            held_until: None,
+            merging: Vec::new(),
+            merge_until: None,
         }
     }
 
@@ -467,7 +467,7 @@ impl Engine {
                 close_by_ms: 0,
                 head_started_ms: now_ms,
                 timer_armed: false,
-                held: false,
+                merging: false,
             },
         );
         self.arm_timer(conn);
@@ -521,8 +521,8 @@ impl Engine {
 
     /// Time passed: expire deadlines (handshakes, idle connections, waiting players, grace periods).
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        if self.held_until.is_some_and(|at| at <= now_ms) {
-            self.release_held();
+        if self.merge_until.is_some_and(|at| at <= now_ms) {
+            self.release_merged();
         }
         self.hub.handle_timeout(now_ms);
         self.hls.handle_timeout(now_ms);
@@ -563,7 +563,7 @@ impl Engine {
             conn_timer,
             self.hub.poll_timeout(),
             self.hls.poll_timeout(),
-            self.held_until,
+            self.merge_until,
         ]
         .into_iter()
         .flatten()
@@ -693,20 +693,20 @@ impl Engine {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !c.held {
-            c.held = true;
-            self.held.push(conn);
-            self.held_until.get_or_insert(until);
+        if !c.merging {
+            c.merging = true;
+            self.merging.push(conn);
+            self.merge_until.get_or_insert(until);
         }
     }
 
     /// The merge window ended: every held player gets its batch written.
-    fn release_held(&mut self) {
-        self.held_until = None;
-        for conn in std::mem::take(&mut self.held) {
+    fn release_merged(&mut self) {
+        self.merge_until = None;
+        for conn in std::mem::take(&mut self.merging) {
             if let Some(c) = self.conns.get_mut(&conn) {
-                c.held = false;
-                self.outputs.push_back(Output::Transmit(conn));
+                c.merging = false;
+                self.want_transmit(conn);
             }
         }
     }
@@ -757,7 +757,7 @@ impl Engine {
             return;
         };
         if c.role == Role::Publish {
-            self.rtsp_flush_held(conn);
+            self.rtsp_flush_interleaver(conn);
             self.end_publish(conn, now_ms);
         } else {
             // Players, and players still waiting for their stream, are known to the hub.

@@ -748,7 +748,7 @@ impl Engine {
 
     /// Sends on the frames an RTSP publisher's interleaver still holds, before its stream ends
     /// (TEARDOWN or a closed connection).
-    pub(super) fn rtsp_flush_held(&mut self, conn: ConnId) {
+    pub(super) fn rtsp_flush_interleaver(&mut self, conn: ConnId) {
         while let Some(f) = self
             .rtsp_mut(conn)
             .and_then(|r| r.interleaver.as_mut())
