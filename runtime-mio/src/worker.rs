@@ -37,6 +37,10 @@ const READ_BUDGET: usize = 256 * 1024;
 const WRITE_PASS_BUDGET: usize = 64 * 1024;
 /// Longest sleep, so the shutdown flag is noticed promptly.
 const MAX_WAIT: Duration = Duration::from_millis(200);
+/// While one pass writes a frame out to many players, input is taken in again after this many
+/// connections: a frame that arrived meanwhile goes out to the players not yet written in the
+/// same write as the frame before it, at no cost in delay (see [`Worker::process_outputs`]).
+const MIDWAY_INPUT_EVERY: usize = 32;
 
 /// Another worker: where to send stream messages and how to wake it.
 #[derive(Clone)]
@@ -93,6 +97,8 @@ struct Worker {
     /// Connection counts shared by every worker, asked before a connection is set up.
     admission: Admission,
     refusals: RefusalLog,
+    /// Readiness taken in the middle of a write pass (kept to reuse its allocation).
+    midway_events: Option<Events>,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -179,6 +185,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             write_again: Vec::new(),
             admission: admission.clone(),
             refusals: RefusalLog::default(),
+            midway_events: Some(Events::with_capacity(1024)),
         });
     }
     let mut handles = Vec::new();
@@ -238,23 +245,7 @@ impl Worker {
                 }
                 return Err(e);
             }
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => {}
-                    t if t == RTMP_LISTENER || t == HTTP_LISTENER || t == RTSP_LISTENER => {
-                        self.accept(t)
-                    }
-                    t if self.udp.contains_key(&t) => self.read_udp(t),
-                    t => {
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(t);
-                        }
-                        if event.is_writable() {
-                            self.mark_dirty(t);
-                        }
-                    }
-                }
-            }
+            self.handle_events(&events);
             for t in std::mem::take(&mut self.read_again) {
                 self.read(t);
             }
@@ -262,9 +253,7 @@ impl Worker {
                 self.mark_dirty(t);
             }
             let now = self.now();
-            while let Ok(message) = self.rx.try_recv() {
-                self.engine.handle_remote(message, now);
-            }
+            self.take_remote(now);
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                 self.engine.handle_timeout(now);
             }
@@ -272,6 +261,46 @@ impl Worker {
         }
         self.shutdown();
         Ok(())
+    }
+
+    fn handle_events(&mut self, events: &Events) {
+        for event in events.iter() {
+            match event.token() {
+                WAKER => {}
+                t if t == RTMP_LISTENER || t == HTTP_LISTENER || t == RTSP_LISTENER => {
+                    self.accept(t)
+                }
+                t if self.udp.contains_key(&t) => self.read_udp(t),
+                t => {
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.read(t);
+                    }
+                    if event.is_writable() {
+                        self.mark_dirty(t);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stream messages from the other workers (a publisher's frames, for one).
+    fn take_remote(&mut self, now: u64) {
+        while let Ok(message) = self.rx.try_recv() {
+            self.engine.handle_remote(message, now);
+        }
+    }
+
+    /// Takes in, without waiting, whatever is ready now: called in the middle of a write pass.
+    fn take_input_midway(&mut self) {
+        let Some(mut events) = self.midway_events.take() else {
+            return;
+        };
+        if self.poll.poll(&mut events, Some(Duration::ZERO)).is_ok() {
+            self.handle_events(&events);
+        }
+        self.midway_events = Some(events);
+        let now = self.now();
+        self.take_remote(now);
     }
 
     fn accept(&mut self, token: Token) {
@@ -375,8 +404,17 @@ impl Worker {
         }
     }
 
+    /// Acts on the engine's outputs and writes to every connection that has something to send.
+    ///
+    /// Writing one frame to a thousand players takes milliseconds, and the next frame often
+    /// arrives meanwhile. So the first walk over the connections takes input in again every
+    /// [`MIDWAY_INPUT_EVERY`] connections: the players still ahead in the walk then get both
+    /// frames in one write, and nobody waits for a second walk. Nothing is held back to make
+    /// this happen; the more players a worker has, the more frames share a write. Later walks
+    /// (players that got the new frames after their turn) take no input, so the pass ends.
     fn process_outputs(&mut self) {
         let mut wake = false;
+        let mut first_walk = true;
         loop {
             while let Some(output) = self.engine.poll_output() {
                 match output {
@@ -422,9 +460,13 @@ impl Worker {
                 break;
             }
             let dirty = std::mem::take(&mut self.dirty);
-            for token in &dirty {
+            for (i, token) in dirty.iter().enumerate() {
+                if first_walk && i > 0 && i % MIDWAY_INPUT_EVERY == 0 {
+                    self.take_input_midway();
+                }
                 self.flush(*token);
             }
+            first_walk = false;
             self.dirty = dirty;
             self.dirty.clear();
         }
