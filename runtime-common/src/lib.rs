@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod dump;
+pub mod fd_limit;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -96,6 +97,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
         std::process::exit(2);
     });
     init_logging(&config.log.level);
+    fd_limit::raise_open_file_limit(config.limits.max_connections);
     let workers = worker_count(config.workers);
     let listener = |enable: bool, addr: &str| {
         if enable {
