@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, Output};
+use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, Output, PublishConflict};
 use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use rill_core::rtmp::message_type;
 
@@ -19,6 +19,8 @@ struct World {
     engines: Vec<Engine>,
     peers: Vec<Peer>,
     now: u64,
+    /// Connections the engines closed, as (engine, conn).
+    closed: Vec<(usize, ConnId)>,
 }
 
 fn addr() -> SocketAddr {
@@ -43,6 +45,7 @@ impl World {
             engines: vec![Engine::new(config.clone(), 1), Engine::new(config, 2)],
             peers: Vec::new(),
             now: 0,
+            closed: Vec::new(),
         }
     }
 
@@ -84,7 +87,11 @@ impl World {
                                 }
                             }
                         }
+                        Output::Close { conn, flush: false } => self.closed.push((e, conn)),
                         Output::Transmit(conn) | Output::Close { conn, flush: true } => {
+                            if matches!(out, Output::Close { .. }) {
+                                self.closed.push((e, conn));
+                            }
                             let mut bufs = Vec::new();
                             self.engines[e].poll_transmit(conn, usize::MAX, &mut bufs);
                             let Some(p) = self
@@ -377,5 +384,77 @@ fn write_merging_holds_player_media_until_the_window_ends_then_sends_it_in_one_g
             e.poll_timeout().is_none_or(|t| t > at + 30),
             "no window open once flushed"
         );
+    }
+}
+
+#[test]
+fn with_kick_a_new_publisher_takes_over_on_either_engine_and_players_stay() {
+    for new_engine in [0, 1] {
+        let mut w = World::with_config(EngineConfig {
+            publish_conflict: PublishConflict::Kick,
+            ..EngineConfig::default()
+        });
+        let old = w.connect(0, 1);
+        w.peers[old].client.publish("cam");
+        w.run();
+        let seq = avc_sequence_header();
+        for (t, ts, body) in [
+            (message_type::VIDEO, 0, seq.clone()),
+            (message_type::VIDEO, 0, video(true, 0x65, 1000)),
+        ] {
+            w.peers[old].client.send_media(t, ts, &body).expect("send");
+        }
+        w.run();
+        let remote = w.connect(1, 7);
+        let local = w.connect(0, 2);
+        w.peers[remote].client.play("cam");
+        w.peers[local].client.play("cam");
+        w.run();
+
+        let new = w.connect(new_engine, 3);
+        w.peers[new].client.publish("cam");
+        w.run();
+        assert!(
+            w.peers[new]
+                .events
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Publishing { .. })),
+            "newcomer on engine {new_engine} publishes: {:?}",
+            w.peers[new].events
+        );
+        assert!(
+            w.closed.contains(&(0, 1)),
+            "the old publisher is disconnected (newcomer on engine {new_engine})"
+        );
+        // The kicked publisher's last words reach nobody; the newcomer's frames reach everyone.
+        let stale = video(false, 0x41, 777);
+        let _ = w.peers[old]
+            .client
+            .send_media(message_type::VIDEO, 40, &stale);
+        let fresh_key = video(true, 0x65, 2000);
+        for (ts, body) in [(0, seq.clone()), (0, fresh_key.clone())] {
+            w.peers[new]
+                .client
+                .send_media(message_type::VIDEO, ts, &body)
+                .expect("send");
+        }
+        w.run();
+        for p in [remote, local] {
+            let bodies: Vec<Bytes> = w.media(p).into_iter().map(|(_, _, b)| b).collect();
+            assert!(
+                bodies.contains(&fresh_key),
+                "player {p} gets the newcomer's key frame (newcomer on engine {new_engine})"
+            );
+            assert!(
+                !bodies.contains(&stale),
+                "player {p} never gets the kicked publisher's frame"
+            );
+            assert!(
+                !w.peers[p].events.contains(&ClientEvent::StreamEnded),
+                "player {p} stays: {:?}",
+                w.peers[p].events
+            );
+            assert!(!w.closed.contains(&(w.peers[p].engine, w.peers[p].conn)));
+        }
     }
 }

@@ -91,7 +91,7 @@ pub mod engine {
     use arbitrary::Arbitrary;
     use bytes::{Buf, Bytes, BytesMut};
     use rill_core::dump::{Dump, MediaMessage, MediaSummary};
-    use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, Output};
+    use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, Output, PublishConflict};
     use rill_core::flv::{frame_from_audio_tag, frame_from_video_tag, FlvDemuxer};
     use rill_core::media::FrameKind;
     use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
@@ -933,8 +933,14 @@ pub mod engine {
     impl Harness {
         /// Two engines sharing their streams, no connections.
         pub fn new() -> Self {
+            Self::with_publish_conflict(PublishConflict::Reject)
+        }
+
+        /// Like [`Harness::new`], with the given answer to a second publisher of a live stream.
+        pub fn with_publish_conflict(publish_conflict: PublishConflict) -> Self {
             let config = EngineConfig {
                 share_streams: true,
+                publish_conflict,
                 ..EngineConfig::default()
             };
             Harness {

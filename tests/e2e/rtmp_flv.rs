@@ -483,3 +483,51 @@ fn silent_connections_are_closed_at_the_handshake_deadline_while_publishers_conn
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn with_publish_conflict_kick_a_second_publisher_takes_over_and_players_stay() {
+    let file = media("h264_aac_30s.flv");
+    let config = TempConfig::new("[hub]\npublish_conflict = \"kick\"\n");
+    let server = Server::start_with(WORKERS, &config.args());
+    let url = server.rtmp_url("live/takeover");
+    let mut first = ffmpeg_publish(&file, &url, &[]);
+    sleep(Duration::from_millis(1500));
+    let port = server.http_port;
+    let player =
+        std::thread::spawn(move || read_flv_for(port, "live/takeover.flv", Duration::from_secs(8)));
+    sleep(Duration::from_millis(2000));
+    let mut second = ffmpeg_publish(&file, &url, &[]);
+    let status = first
+        .wait_for(Duration::from_secs(10))
+        .expect("the first publisher is disconnected");
+    assert!(!status.success(), "the kicked publisher's ffmpeg fails");
+    assert!(
+        second.0.try_wait().expect("try_wait").is_none(),
+        "the newcomer keeps publishing; log:\n{}",
+        server.log()
+    );
+    let (tags, closed) = player.join().expect("player thread");
+    assert!(!closed, "the player stays; log:\n{}", server.log());
+    let key_frames = tags
+        .iter()
+        .filter(|t| t.tag_type == rill_core::flv::TagType::Video && t.body.first() == Some(&0x17))
+        .count();
+    assert!(
+        key_frames >= 2,
+        "key frames from both publishers: {key_frames}"
+    );
+    let video: Vec<u32> = tags
+        .iter()
+        .filter(|t| t.tag_type == rill_core::flv::TagType::Video && t.body.get(1) == Some(&1))
+        .map(|t| t.timestamp)
+        .collect();
+    assert!(
+        video.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps stay monotonic across the takeover"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("kicked: a new publisher took over the stream"),
+        "kick reason in the log:\n{log}"
+    );
+}

@@ -91,6 +91,20 @@ pub struct EngineConfig {
     /// applies; with fewer, the window shrinks in proportion (a few players: no wait at all),
     /// so delay is only traded for CPU when there are enough players for it to matter.
     pub write_merge_players: usize,
+    /// What a publisher gets for a stream that already has a live publisher.
+    pub publish_conflict: PublishConflict,
+}
+
+/// What happens when a publisher arrives for a stream that already has a live one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishConflict {
+    /// The newcomer is refused with a protocol error; the live publisher goes on.
+    #[default]
+    Reject,
+    /// The newcomer takes over and the old publisher is disconnected; players stay and
+    /// continue from the newcomer's next key frame (an encoder restarted elsewhere, a backup).
+    Kick,
 }
 
 impl Default for EngineConfig {
@@ -108,6 +122,7 @@ impl Default for EngineConfig {
             share_streams: false,
             write_merge_ms: 0,
             write_merge_players: 2000,
+            publish_conflict: PublishConflict::Reject,
         }
     }
 }
@@ -254,15 +269,20 @@ pub enum Output {
 /// another thread than its publisher. Packets are shared, never copied.
 #[derive(Clone, Debug)]
 pub enum StreamMessage {
-    /// A stream started (or its publisher came back).
+    /// A stream started (or its publisher came back, or a new publisher took it over).
     Start {
         /// `app/stream`.
         stream: Arc<str>,
+        /// The publishing connection, so messages of a publisher that was replaced are told
+        /// apart from those of its successor.
+        publisher: ConnId,
     },
     /// A packet of a started stream.
     Packet {
         /// `app/stream`.
         stream: Arc<str>,
+        /// The publishing connection.
+        publisher: ConnId,
         /// The packet.
         packet: Packet,
     },
@@ -270,6 +290,8 @@ pub enum StreamMessage {
     End {
         /// `app/stream`.
         stream: Arc<str>,
+        /// The publishing connection.
+        publisher: ConnId,
     },
 }
 
@@ -278,6 +300,15 @@ const FLUSH_TIMEOUT_MS: u64 = 5_000;
 
 /// Hub ids of remote publishers have the top bit set so they never meet a runtime's ids.
 const REMOTE_PUBLISHER_BIT: u64 = 1 << 63;
+
+/// A stream published on another engine, as this engine's hub knows it.
+#[derive(Clone, Copy, Debug)]
+struct RemoteFeed {
+    /// The id standing for the publisher in this engine's hub.
+    hub_id: u64,
+    /// The publisher's connection on its own engine.
+    publisher: ConnId,
+}
 
 #[derive(Debug)]
 enum HttpState {
@@ -328,6 +359,8 @@ struct Conn {
     timer_armed: bool,
     /// Listed in [`Engine::merging`]: media is waiting for the merge window to end.
     merging: bool,
+    /// A publisher replaced by a newer one: its stream lives on, so its end is not announced.
+    kicked: bool,
 }
 
 /// The server engine. See the module docs.
@@ -340,8 +373,9 @@ pub struct Engine {
     outputs: VecDeque<Output>,
     timers: BinaryHeap<Reverse<(u64, ConnId)>>,
     rng: u64,
-    /// Streams published on other engines, by name, with the hub id standing for their publisher.
-    remote: HashMap<Arc<str>, u64>,
+    /// Streams published on other engines, by name: the hub id standing for their publisher
+    /// here, and that publisher's connection on its own engine.
+    remote: HashMap<Arc<str>, RemoteFeed>,
     next_remote_id: u64,
     /// Players with media held back by [`EngineConfig::write_merge_ms`], and when the window
     /// that holds them ends.
@@ -468,6 +502,7 @@ impl Engine {
                 head_started_ms: now_ms,
                 timer_armed: false,
                 merging: false,
+                kicked: false,
             },
         );
         self.arm_timer(conn);
@@ -757,8 +792,10 @@ impl Engine {
             return;
         };
         if c.role == Role::Publish {
-            self.rtsp_flush_interleaver(conn);
-            self.end_publish(conn, now_ms);
+            if !c.kicked {
+                self.rtsp_flush_interleaver(conn);
+                self.end_publish(conn, now_ms);
+            }
         } else {
             // Players, and players still waiting for their stream, are known to the hub.
             self.hub.stop_play(conn);
@@ -871,6 +908,7 @@ impl Engine {
             self.outputs
                 .push_back(Output::Broadcast(StreamMessage::Packet {
                     stream,
+                    publisher: conn,
                     packet: packet.clone(),
                 }));
         }
@@ -891,39 +929,116 @@ impl Engine {
     fn broadcast_end(&mut self, conn: ConnId) {
         if let Some(stream) = self.conns.get_mut(&conn).and_then(|c| c.published.take()) {
             self.outputs
-                .push_back(Output::Broadcast(StreamMessage::End { stream }));
+                .push_back(Output::Broadcast(StreamMessage::End {
+                    stream,
+                    publisher: conn,
+                }));
         }
     }
 
     /// A message from another engine's [`Output::Broadcast`]: its streams become playable here.
     pub fn handle_remote(&mut self, message: StreamMessage, now_ms: u64) {
         match message {
-            StreamMessage::Start { stream } => {
-                if !self.remote.contains_key(&stream) {
-                    let id = REMOTE_PUBLISHER_BIT | self.next_remote_id;
-                    self.next_remote_id += 1;
-                    // A local publisher of the same name wins; the remote one is ignored here.
-                    if self.hub.publish(&stream, id, now_ms).is_ok() {
-                        self.hls.start(&stream, false);
-                        self.remote.insert(stream, id);
+            StreamMessage::Start { stream, publisher } => {
+                self.remote_start(stream, publisher, now_ms)
+            }
+            StreamMessage::Packet {
+                stream,
+                publisher,
+                packet,
+            } => {
+                if let Some(feed) = self.remote.get(&stream) {
+                    if feed.publisher == publisher {
+                        let p = packet.data();
+                        self.hls.push(&stream, p.dts, &p.ts, p.ts_random_access);
+                        self.hub.push(feed.hub_id, packet);
                     }
                 }
             }
-            StreamMessage::Packet { stream, packet } => {
-                if let Some(&id) = self.remote.get(&stream) {
-                    let p = packet.data();
-                    self.hls.push(&stream, p.dts, &p.ts, p.ts_random_access);
-                    self.hub.push(id, packet);
-                }
-            }
-            StreamMessage::End { stream } => {
-                if let Some(id) = self.remote.remove(&stream) {
-                    self.hub.unpublish(id, now_ms);
-                    self.hls.end(&stream, now_ms);
+            StreamMessage::End { stream, publisher } => {
+                if self
+                    .remote
+                    .get(&stream)
+                    .is_some_and(|f| f.publisher == publisher)
+                {
+                    if let Some(feed) = self.remote.remove(&stream) {
+                        self.hub.unpublish(feed.hub_id, now_ms);
+                        self.hls.end(&stream, now_ms);
+                    }
                 }
             }
         }
         self.drain_hub(now_ms);
+    }
+
+    /// Another engine's publisher started `stream`. Without takeover, whoever publishes a name
+    /// first keeps it. With [`PublishConflict::Kick`] the newest publisher wins everywhere: a
+    /// local publisher of the name is kicked and an older remote one is replaced.
+    fn remote_start(&mut self, stream: Arc<str>, publisher: ConnId, now_ms: u64) {
+        let id = REMOTE_PUBLISHER_BIT | self.next_remote_id;
+        let feed = RemoteFeed {
+            hub_id: id,
+            publisher,
+        };
+        if self.config.publish_conflict == PublishConflict::Kick {
+            if self
+                .remote
+                .get(&stream)
+                .is_some_and(|f| f.publisher == publisher)
+            {
+                return;
+            }
+            self.next_remote_id += 1;
+            if let Some(old) = self.hub.publish_takeover(&stream, id, now_ms) {
+                self.kicked(old, &stream, now_ms);
+            }
+            self.hls.start(&stream, false);
+            self.remote.insert(stream, feed);
+        } else if !self.remote.contains_key(&stream) {
+            self.next_remote_id += 1;
+            // A local publisher of the same name wins; the remote one is ignored here.
+            if self.hub.publish(&stream, id, now_ms).is_ok() {
+                self.hls.start(&stream, false);
+                self.remote.insert(stream, feed);
+            }
+        }
+    }
+
+    /// Makes `conn` the publisher of `key`. A live publisher of `key` makes that an error, or,
+    /// with [`PublishConflict::Kick`], is disconnected while its players stay.
+    pub(super) fn claim_stream(
+        &mut self,
+        key: &str,
+        conn: ConnId,
+        now_ms: u64,
+    ) -> Result<(), crate::hub::PublishError> {
+        if self.config.publish_conflict == PublishConflict::Reject {
+            return self.hub.publish(key, conn, now_ms);
+        }
+        if let Some(old) = self.hub.publish_takeover(key, conn, now_ms) {
+            self.kicked(old, key, now_ms);
+        }
+        Ok(())
+    }
+
+    /// `old`, the publisher of `key` until now, was replaced in the hub by a newer publisher.
+    fn kicked(&mut self, old: u64, key: &str, now_ms: u64) {
+        if old & REMOTE_PUBLISHER_BIT != 0 {
+            // Its own engine kicks it when the newcomer's start reaches it.
+            self.remote.remove(key);
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&old) {
+            c.kicked = true;
+            c.published = None;
+            c.muxer = None;
+        }
+        self.close(
+            old,
+            true,
+            "kicked: a new publisher took over the stream",
+            now_ms,
+        );
     }
 
     fn drain_hub(&mut self, now_ms: u64) {

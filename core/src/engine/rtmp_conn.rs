@@ -158,7 +158,7 @@ impl Engine {
             self.close(conn, true, "publish rejected: invalid stream name", now_ms);
             return;
         };
-        match self.hub.publish(&key, conn, now_ms) {
+        match self.claim_stream(&key, conn, now_ms) {
             Ok(()) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if let ConnKind::Rtmp {
@@ -200,7 +200,10 @@ impl Engine {
                 c.published = Some(stream.clone());
             }
             self.outputs
-                .push_back(Output::Broadcast(StreamMessage::Start { stream }));
+                .push_back(Output::Broadcast(StreamMessage::Start {
+                    stream,
+                    publisher: conn,
+                }));
         }
     }
 

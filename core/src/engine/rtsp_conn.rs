@@ -711,7 +711,7 @@ impl Engine {
         };
         // A DESCRIBE on this connection made it a player: it publishes now instead.
         self.hub.stop_play(conn);
-        if self.hub.publish(&key, conn, now).is_err() {
+        if self.claim_stream(&key, conn, now).is_err() {
             // Someone else publishes this stream.
             self.rtsp_reject(conn, 403);
             return;
