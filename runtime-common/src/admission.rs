@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -64,16 +65,19 @@ impl Drop for Permit {
     }
 }
 
-/// Closes a refused connection: an HTTP client first gets a `503 Service Unavailable` if the
-/// socket takes it at once (never waits), and whatever the client already sent is read away, so
-/// the close is an orderly one rather than a reset that could discard the answer.
-/// `stream` must be non-blocking.
-pub fn refuse(mut stream: impl Read + Write, http: bool) {
+/// Closes a refused connection. An HTTP client first gets a `503 Service Unavailable` if the
+/// socket takes it at once (never waits), and whatever it already sent is read away, so the close
+/// is an orderly one rather than a reset that could discard the answer. RTMP and RTSP have no
+/// answer to give: their socket is reset (linger 0), so a flood of refused connections leaves no
+/// `TIME_WAIT` entries behind on the server. `stream` must be non-blocking.
+pub fn refuse<S: Read + Write + AsFd>(mut stream: S, http: bool) {
     if http {
         let _ = stream.write(HTTP_503);
+        let mut sink = [0u8; 2048];
+        let _ = stream.read(&mut sink);
+    } else {
+        let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
     }
-    let mut sink = [0u8; 2048];
-    let _ = stream.read(&mut sink);
     // The caller drops the socket, which closes it.
 }
 
