@@ -183,29 +183,39 @@ mod tests {
         assert_eq!(log.note(t0 + Duration::from_millis(2500)), Some(2));
     }
 
+    /// A connected pair over loopback: (the server's non-blocking end, the client's end).
+    fn socket_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        (server, client)
+    }
+
     #[test]
-    fn refuse_writes_503_to_http_only() {
-        struct Sock(Vec<u8>);
-        impl Read for Sock {
-            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-                Err(std::io::ErrorKind::WouldBlock.into())
-            }
-        }
-        impl Write for Sock {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut s = Sock(Vec::new());
-        refuse(&mut s, true);
-        assert!(s.0.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"));
-        assert!(s.0.ends_with(b"\r\n\r\n"));
-        let mut s = Sock(Vec::new());
-        refuse(&mut s, false);
-        assert!(s.0.is_empty());
+    fn refused_http_gets_503_then_an_orderly_close() {
+        let (server, mut client) = socket_pair();
+        refuse(&server, true);
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).expect("orderly close");
+        assert!(got.starts_with(b"HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(got.ends_with(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn refused_rtmp_or_rtsp_is_reset_without_a_word() {
+        let (server, mut client) = socket_pair();
+        refuse(&server, false);
+        drop(server);
+        let read = client.read(&mut [0u8; 16]);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{read:?}"
+        );
     }
 }
