@@ -175,6 +175,30 @@ fn limits_and_malformed_input() {
             limit: 64
         })
     ));
+    // Binary junk is refused as soon as it arrives, before any line feed: a start that no
+    // method begins with, or a byte no request line holds.
+    for junk in [
+        &b"\x00\x01\x02"[..],
+        b"\x16\x03\x01\x02\x00",
+        b"OPTIONS \x01",
+        b"DESC\xc3\xa9",
+    ] {
+        let mut r = Reader::new(small.clone());
+        r.push(junk).unwrap();
+        let err = r.poll().expect_err("junk is refused at once");
+        assert!(
+            matches!(err, RtspError::Malformed { .. }),
+            "{:?}: {err}",
+            String::from_utf8_lossy(junk)
+        );
+        assert_eq!(err.status(), 400);
+    }
+    // A request line arriving a byte at a time is fine.
+    let mut r = Reader::new(small.clone());
+    for b in b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n" {
+        r.push(&[*b]).unwrap();
+        let _ = r.poll().expect("no error while the line is valid so far");
+    }
     // Pushing far more than one message without reading is refused.
     let mut r = Reader::new(small);
     assert!(matches!(

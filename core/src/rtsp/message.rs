@@ -350,6 +350,38 @@ impl Reader {
         b
     }
 
+    /// Refuses a request or status line as soon as it cannot become one, rather than when its
+    /// line ends (binary junk may never bring a line feed): it starts with a token character
+    /// (a method, or `RTSP/` of a status line) and holds only printable ASCII.
+    fn check_start_line(&self) -> Result<(), RtspError> {
+        let max_line = self.limits.max_line_bytes.max(1);
+        let line = self
+            .buf
+            .get(..self.buf.len().min(max_line))
+            .unwrap_or_default();
+        let line = line
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(line, |end| line.get(..end).unwrap_or_default());
+        let bad_start = line
+            .first()
+            .is_some_and(|&b| !(b.is_ascii_alphanumeric() || b"!#%&'*+-.^_`|~".contains(&b)));
+        let bad_byte = line
+            .iter()
+            .position(|&b| !(b == b'\t' || b == b'\r' || (0x20..0x7f).contains(&b)));
+        match (bad_start, bad_byte) {
+            (true, _) => Err(RtspError::Malformed {
+                offset: self.offset,
+                what: "a request line must start with a method",
+            }),
+            (false, Some(at)) => Err(RtspError::Malformed {
+                offset: self.offset.saturating_add(at as u64),
+                what: "a request line holds only printable ASCII",
+            }),
+            (false, None) => Ok(()),
+        }
+    }
+
     fn poll_inner(&mut self) -> Result<Option<Item>, RtspError> {
         if let Some((_, body_len)) = &self.pending {
             let body_len = *body_len;
@@ -387,6 +419,9 @@ impl Reader {
                 return Ok(Some(Item::Interleaved { channel, payload }));
             }
             Some(_) => {}
+        }
+        if self.scan_pos == 0 {
+            self.check_start_line()?;
         }
         // Find the blank line that ends the head, one line at a time.
         let max_line = self.limits.max_line_bytes.max(1);
