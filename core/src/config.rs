@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use crate::admission::ConnectionLimits;
+use crate::auth::SimpleAuth;
 use crate::engine::{EngineConfig, PublishConflict};
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
@@ -56,6 +57,26 @@ publish_user = ""
 publish_password = ""
 play_user = ""
 play_password = ""
+
+[auth]
+# lal's "simple auth": a publisher or player adds ?lal_secret=<hex> to its URL, the lowercase
+# hex MD5 of `key` followed by the stream name (the part after the app, without the query):
+# rtmp://host/live/test?lal_secret=... with secret md5(key + "test"). Each protocol and
+# direction below is checked only when switched on; any switch on needs a key.
+# RTSP credentials in [rtsp] apply in addition.
+key = ""
+# A secret accepted for every stream; empty = none. Anyone who knows it can publish and play.
+dangerous_secret = ""
+publish_rtmp = false
+publish_rtsp = false
+play_rtmp = false
+# Also WebSocket-FLV.
+play_http_flv = false
+# Also WebSocket-TS.
+play_http_ts = false
+# The .m3u8 playlists (live and record); segments are not checked.
+play_hls = false
+play_rtsp = false
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
@@ -159,6 +180,8 @@ pub struct Config {
     pub http: HttpSection,
     /// RTSP listener.
     pub rtsp: RtspSection,
+    /// Publish and play authorization (lal's simple auth).
+    pub auth: AuthSection,
     /// Stream hub.
     pub hub: HubSection,
     /// HLS.
@@ -192,6 +215,47 @@ impl Default for DumpSection {
             dir: "dumps".into(),
             stream: String::new(),
             max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// `[auth]`: lal's simple auth. Every switch is off by default.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Key hashed in front of the stream name.
+    pub key: String,
+    /// A secret accepted for every stream (lal's `dangerous_lal_secret`); empty = none.
+    pub dangerous_secret: String,
+    /// Check RTMP publishers (lal: `pub_rtmp_enable`).
+    pub publish_rtmp: bool,
+    /// Check RTSP publishers (lal: `pub_rtsp_enable`).
+    pub publish_rtsp: bool,
+    /// Check RTMP players (lal: `sub_rtmp_enable`).
+    pub play_rtmp: bool,
+    /// Check HTTP-FLV and WS-FLV players (lal: `sub_httpflv_enable`).
+    pub play_http_flv: bool,
+    /// Check HTTP-TS and WS-TS players (lal: `sub_httpts_enable`).
+    pub play_http_ts: bool,
+    /// Check HLS playlist requests (lal: `hls_m3u8_enable`).
+    pub play_hls: bool,
+    /// Check RTSP players (lal: `sub_rtsp_enable`).
+    pub play_rtsp: bool,
+}
+
+impl AuthSection {
+    /// The checker these values describe.
+    pub fn simple_auth(&self) -> SimpleAuth {
+        SimpleAuth {
+            key: self.key.clone(),
+            dangerous_secret: self.dangerous_secret.clone(),
+            publish_rtmp: self.publish_rtmp,
+            publish_rtsp: self.publish_rtsp,
+            play_rtmp: self.play_rtmp,
+            play_http_flv: self.play_http_flv,
+            play_http_ts: self.play_http_ts,
+            play_hls: self.play_hls,
+            play_rtsp: self.play_rtsp,
         }
     }
 }
@@ -557,6 +621,13 @@ impl Config {
                 "hub.write_merge_ms must be 0..=1000 and hub.write_merge_players at least 1".into(),
             ));
         }
+        if self.auth.key.is_empty() && self.auth.simple_auth().any_required() {
+            return Err(ConfigError(
+                "auth: a publish_* or play_* switch is on but auth.key is empty; set a key \
+                 (secrets are md5(key + stream name))"
+                    .into(),
+            ));
+        }
         if self.hub.player_queue_soft_bytes > self.hub.player_queue_hard_bytes {
             return Err(ConfigError(
                 "hub.player_queue_soft_bytes exceeds player_queue_hard_bytes".into(),
@@ -633,6 +704,7 @@ impl Config {
             write_merge_ms: h.write_merge_ms,
             write_merge_players: h.write_merge_players,
             publish_conflict: h.publish_conflict,
+            auth: self.auth.simple_auth(),
         }
     }
 }
@@ -703,6 +775,26 @@ mod tests {
         let l = c.connection_limits();
         assert_eq!((l.max_connections, l.max_connections_per_ip), (5, 0));
         assert!(Config::from_toml("[limits]\nmax_connections = -1\n").is_err());
+    }
+
+    #[test]
+    fn auth_section() {
+        assert!(!Config::default().engine_config().auth.any_required());
+        let c = Config::from_toml(
+            "[auth]\nkey = \"k\"\ndangerous_secret = \"d\"\npublish_rtmp = true\n\
+             play_hls = true\n",
+        )
+        .unwrap();
+        let a = c.engine_config().auth;
+        assert_eq!((a.key.as_str(), a.dangerous_secret.as_str()), ("k", "d"));
+        assert!(a.publish_rtmp && a.play_hls);
+        assert!(!(a.publish_rtsp || a.play_rtmp || a.play_http_flv || a.play_http_ts));
+        assert!(!a.play_rtsp);
+        let err = Config::from_toml("[auth]\nplay_rtsp = true\n").unwrap_err();
+        assert!(err.to_string().contains("auth.key is empty"), "{err}");
+        // A key with every switch off is fine (nothing is checked).
+        assert!(Config::from_toml("[auth]\nkey = \"k\"\n").is_ok());
+        assert!(Config::from_toml("[auth]\npub_rtmp_enable = true\n").is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use bytes::BytesMut;
 
-use super::{stream_key, ConnId, ConnKind, Engine, HttpState, PlayerFormat};
+use super::{stream_key, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol};
+use crate::auth::{Access, SECRET_PARAM};
 use crate::hls::{self, HlsRequest};
 use crate::http::websocket::{self, Opcode, WsReader};
 use crate::http::{self, Request, Response};
@@ -119,6 +120,16 @@ impl Engine {
                 now_ms,
             );
         };
+        let (access, protocol) = match (ts, req.is_websocket_upgrade()) {
+            (false, false) => (Access::PlayHttpFlv, Protocol::HttpFlv),
+            (false, true) => (Access::PlayHttpFlv, Protocol::WsFlv),
+            (true, false) => (Access::PlayHttpTs, Protocol::HttpTs),
+            (true, true) => (Access::PlayHttpTs, Protocol::WsTs),
+        };
+        let secret = req.query_param(SECRET_PARAM);
+        if let Err(reason) = self.check_access_secret(conn, access, protocol, &key, secret) {
+            return self.http_error(conn, 403, &reason, now_ms);
+        }
         let format = if req.is_websocket_upgrade() {
             let mut out = BytesMut::with_capacity(256);
             if let Err(e) = websocket::upgrade_response(&req, &mut out) {
@@ -163,6 +174,18 @@ impl Engine {
             | HlsRequest::Record { app, stream }
             | HlsRequest::Segment { app, stream, .. } => (app, stream),
         };
+        // Playlists need the secret when configured; segments never do (their URLs come from
+        // the playlist, without its query).
+        if let (HlsRequest::Live { .. } | HlsRequest::Record { .. }, Some(key)) =
+            (r, stream_key(app, stream))
+        {
+            let secret = req.query_param(SECRET_PARAM);
+            let checked =
+                self.check_access_secret(conn, Access::PlayHls, Protocol::Http, &key, secret);
+            if let Err(reason) = checked {
+                return self.http_error(conn, 403, &reason, now_ms);
+            }
+        }
         let found = stream_key(app, stream).and_then(|key| match r {
             HlsRequest::Live { .. } => self.hls.live_playlist(&key).map(Ok),
             HlsRequest::Record { .. } => self.hls.record_playlist(&key).map(Ok),

@@ -19,6 +19,7 @@
 //! asks for more only when its socket has room, so a slow player's backlog is visible to the hub,
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
+mod access;
 mod http_conn;
 mod packet;
 mod rtmp_conn;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::auth::SimpleAuth;
 use crate::hls::{Hls, HlsConfig, HlsOutput};
 use crate::http::websocket::WsReader;
 use crate::http::{self, HttpLimits, RequestReader, Response};
@@ -91,6 +93,8 @@ pub struct EngineConfig {
     /// applies; with fewer, the window shrinks in proportion (a few players: no wait at all),
     /// so delay is only traded for CPU when there are enough players for it to matter.
     pub write_merge_players: usize,
+    /// Publish and play authorization by `lal_secret` (lal's simple auth); off by default.
+    pub auth: SimpleAuth,
     /// What a publisher gets for a stream that already has a live publisher.
     pub publish_conflict: PublishConflict,
 }
@@ -123,6 +127,7 @@ impl Default for EngineConfig {
             write_merge_ms: 0,
             write_merge_players: 2000,
             publish_conflict: PublishConflict::Reject,
+            auth: SimpleAuth::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use super::{
     StreamMessage,
 };
 use crate::amf::Value;
+use crate::auth::Access;
 use crate::flv;
 use crate::hub::{PacketKind, PlayState};
 use crate::media::FrameKind;
@@ -100,14 +101,16 @@ impl Engine {
                 stream_id,
                 app,
                 stream_name,
+                query,
                 ..
-            } => self.on_rtmp_publish(conn, stream_id, &app, &stream_name, now_ms),
+            } => self.on_rtmp_publish(conn, stream_id, &app, &stream_name, &query, now_ms),
             ServerEvent::PlayRequest {
                 stream_id,
                 app,
                 stream_name,
+                query,
                 ..
-            } => self.on_rtmp_play(conn, stream_id, &app, &stream_name, now_ms),
+            } => self.on_rtmp_play(conn, stream_id, &app, &stream_name, &query, now_ms),
             ServerEvent::Media {
                 type_id,
                 timestamp,
@@ -148,6 +151,7 @@ impl Engine {
         stream_id: u32,
         app: &str,
         name: &str,
+        query: &str,
         now_ms: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
@@ -158,6 +162,15 @@ impl Engine {
             self.close(conn, true, "publish rejected: invalid stream name", now_ms);
             return;
         };
+        if let Err(reason) =
+            self.check_access(conn, Access::PublishRtmp, Protocol::Rtmp, &key, query)
+        {
+            if let Some(s) = self.session_mut(conn) {
+                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &reason);
+            }
+            self.close(conn, true, &reason, now_ms);
+            return;
+        }
         match self.claim_stream(&key, conn, now_ms) {
             Ok(()) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -213,6 +226,7 @@ impl Engine {
         stream_id: u32,
         app: &str,
         name: &str,
+        query: &str,
         now_ms: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
@@ -227,6 +241,14 @@ impl Engine {
             self.close(conn, true, "play rejected: invalid stream name", now_ms);
             return;
         };
+        if let Err(reason) = self.check_access(conn, Access::PlayRtmp, Protocol::Rtmp, &key, query)
+        {
+            if let Some(s) = self.session_mut(conn) {
+                s.reject_play(stream_id, code::PLAY_FAILED, &reason);
+            }
+            self.close(conn, true, &reason, now_ms);
+            return;
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stream = key.clone();
             if let ConnKind::Rtmp { play_id, .. } = &mut c.kind {

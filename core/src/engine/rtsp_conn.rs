@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{stream_key, ConnId, ConnKind, Engine, Output, Packet, Protocol, Role};
+use crate::auth::Access;
 use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::h264::AvcConfig;
 use crate::codec::h265::HevcConfig;
@@ -491,10 +492,15 @@ impl Engine {
 
     fn on_rtsp_event(&mut self, conn: ConnId, event: ServerEvent, now: u64) {
         match event {
-            ServerEvent::DescribeRequest { path, .. } => self.rtsp_describe(conn, &path, now),
-            ServerEvent::AnnounceRequest { path, tracks, .. } => {
-                self.rtsp_announce(conn, &path, &tracks, now)
+            ServerEvent::DescribeRequest { path, query, .. } => {
+                self.rtsp_describe(conn, &path, &query, now)
             }
+            ServerEvent::AnnounceRequest {
+                path,
+                query,
+                tracks,
+                ..
+            } => self.rtsp_announce(conn, &path, &query, &tracks, now),
             ServerEvent::UdpPortsRequest { track, .. } => {
                 if let Some(r) = self.rtsp_mut(conn) {
                     r.udp = true;
@@ -573,12 +579,17 @@ impl Engine {
         }
     }
 
-    fn rtsp_describe(&mut self, conn: ConnId, path: &str, now: u64) {
+    fn rtsp_describe(&mut self, conn: ConnId, path: &str, query: &str, now: u64) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
         let Some(key) = key_of(path).filter(|_| !busy) else {
             self.rtsp_reject(conn, 404);
             return;
         };
+        if let Err(reason) = self.check_access(conn, Access::PlayRtsp, Protocol::Rtsp, &key, query)
+        {
+            self.rtsp_reject(conn, 403);
+            return self.close(conn, true, &reason, now);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stream = key.clone();
             if let ConnKind::Rtsp(r) = &mut c.kind {
@@ -703,12 +714,24 @@ impl Engine {
         n
     }
 
-    fn rtsp_announce(&mut self, conn: ConnId, path: &str, tracks: &[TrackParams], now: u64) {
+    fn rtsp_announce(
+        &mut self,
+        conn: ConnId,
+        path: &str,
+        query: &str,
+        tracks: &[TrackParams],
+        now: u64,
+    ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
         let Some(key) = key_of(path).filter(|_| !busy) else {
             self.rtsp_reject(conn, 400);
             return;
         };
+        let checked = self.check_access(conn, Access::PublishRtsp, Protocol::Rtsp, &key, query);
+        if let Err(reason) = checked {
+            self.rtsp_reject(conn, 403);
+            return self.close(conn, true, &reason, now);
+        }
         // A DESCRIBE on this connection made it a player: it publishes now instead.
         self.hub.stop_play(conn);
         if self.claim_stream(&key, conn, now).is_err() {

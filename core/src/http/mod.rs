@@ -16,7 +16,7 @@ mod request;
 mod response;
 pub mod websocket;
 
-pub use request::{Request, RequestReader, CONTINUE_RESPONSE};
+pub use request::{decode_query, Request, RequestReader, CONTINUE_RESPONSE};
 pub use response::{
     cors_preflight_response, reason_phrase, streaming_response_head, write_chunk_header,
     write_last_chunk, Response,

@@ -452,12 +452,19 @@ fn decode_target(target: &str) -> Result<(String, Query), &'static str> {
     } else {
         percent_decode(raw_path, false)?
     };
+    Ok((path, decode_query(raw_query.unwrap_or(""))?))
+}
+
+/// Decodes a query string (the part after `?`, without it) into its parameters in order:
+/// `a=1&b&c=x+y%21` gives `a`=`1`, `b`=``, `c`=`x y!`. Also used for the queries of RTMP
+/// stream names and RTSP URLs. Errs on a bad percent escape or one that decodes to non-UTF-8.
+pub fn decode_query(raw: &str) -> Result<Vec<(String, String)>, &'static str> {
     let mut query = Vec::new();
-    for pair in raw_query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         query.push((percent_decode(k, true)?, percent_decode(v, true)?));
     }
-    Ok((path, query))
+    Ok(query)
 }
 
 #[cfg(test)]

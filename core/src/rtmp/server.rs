@@ -81,7 +81,8 @@ pub enum ServerEvent {
         app: String,
         /// The stream name without its query.
         stream_name: String,
-        /// The query after `?` in the stream name (or the tcUrl), without the `?`.
+        /// The query after `?` in the stream name, then (joined by `&`) that of connect's `app`
+        /// or `tcUrl`; without the `?`.
         query: String,
         /// `live`, `record` or `append`.
         publish_type: String,
@@ -94,7 +95,7 @@ pub enum ServerEvent {
         app: String,
         /// The stream name without its query.
         stream_name: String,
-        /// The query after `?`, without the `?`.
+        /// The query, as in [`ServerEvent::PublishRequest`].
         query: String,
         /// Requested start (-2, -1 or seconds).
         start: f64,
@@ -165,6 +166,8 @@ pub struct ServerSession {
     phase: Phase,
     deadline: Option<u64>,
     app: String,
+    /// The query of connect's `app` or, failing that, of its `tcUrl` (without `?`).
+    connect_query: String,
     connect_tid: f64,
     object_encoding: f64,
     streams: BTreeMap<u32, StreamRole>,
@@ -185,6 +188,16 @@ fn split_query(name: &str) -> (String, String) {
     }
 }
 
+/// The query of a publish or play: the stream name's, then connect's (`rtmp://h/app?q/stream`
+/// or a query on the tcUrl), joined with `&` so the stream name's parameters come first.
+fn request_query(name_query: String, connect_query: &str) -> String {
+    match (name_query.is_empty(), connect_query.is_empty()) {
+        (_, true) => name_query,
+        (true, false) => connect_query.to_owned(),
+        (false, false) => format!("{name_query}&{connect_query}"),
+    }
+}
+
 impl ServerSession {
     /// A session for a freshly accepted connection. `random` seeds the handshake (1528 bytes
     /// are used; core has no random source), `now_ms` starts the handshake deadline.
@@ -197,6 +210,7 @@ impl ServerSession {
             transport,
             phase: Phase::Handshake,
             app: String::new(),
+            connect_query: String::new(),
             connect_tid: 1.0,
             object_encoding: 0.0,
             streams: BTreeMap::new(),
@@ -425,16 +439,20 @@ impl ServerSession {
                     .trim_matches('/')
                     .to_owned();
                 self.app = app.clone();
+                let tc_url = command_object
+                    .get("tcUrl")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let query_of = |s: &str| s.split_once('?').map(|(_, q)| q.to_owned());
+                self.connect_query = query_of(app_full)
+                    .or_else(|| tc_url.as_deref().and_then(query_of))
+                    .unwrap_or_default();
                 self.connect_tid = transaction_id;
                 self.object_encoding = command_object
                     .get("objectEncoding")
                     .and_then(Value::as_f64)
                     .unwrap_or(0.0);
                 self.phase = Phase::ConnectPending;
-                let tc_url = command_object
-                    .get("tcUrl")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
                 self.events.push_back(ServerEvent::ConnectRequest {
                     app,
                     tc_url,
@@ -495,7 +513,7 @@ impl ServerSession {
                     stream_id,
                     app: self.app.clone(),
                     stream_name,
-                    query,
+                    query: request_query(query, &self.connect_query),
                     publish_type,
                 });
             }
@@ -572,7 +590,7 @@ impl ServerSession {
             stream_id,
             app: self.app.clone(),
             stream_name,
-            query,
+            query: request_query(query, &self.connect_query),
             start,
         });
         Ok(())
@@ -836,6 +854,67 @@ mod tests {
             sent.extend_from_slice(&b);
         }
         sent
+    }
+
+    /// The publish or play request's query, as a client with `app` and `tc_url` asking for
+    /// `name` (publishing when `publish`) makes the server report it.
+    fn request_query_of(app: &str, tc_url: &str, name: &str, publish: bool) -> (String, String) {
+        let mut server = ServerSession::new(ServerConfig::default(), &[1; 1536], 0);
+        let mut client = ClientSession::new(ClientConfig::new(app, tc_url), &[2; 1536], 0);
+        if publish {
+            client.publish(name);
+        } else {
+            client.play(name);
+        }
+        let mut events = Vec::new();
+        for _ in 0..16 {
+            while let Some(b) = client.poll_transmit() {
+                server.handle_input(&b, 0).unwrap();
+            }
+            answer_all(&mut server, &mut events);
+            while let Some(b) = server.poll_transmit() {
+                client.handle_input(&b, 0).unwrap();
+            }
+            while client.poll_event().is_some() {}
+        }
+        events
+            .into_iter()
+            .find_map(|e| match e {
+                ServerEvent::PublishRequest {
+                    stream_name, query, ..
+                }
+                | ServerEvent::PlayRequest {
+                    stream_name, query, ..
+                } => Some((stream_name, query)),
+                _ => None,
+            })
+            .expect("a publish or play request")
+    }
+
+    #[test]
+    fn request_queries_come_from_the_stream_name_then_connect() {
+        let pair = |n: &str, q: &str| (n.to_owned(), q.to_owned());
+        let tc = "rtmp://h/live";
+        assert_eq!(
+            request_query_of("live", tc, "s?lal_secret=a&b=1", true),
+            pair("s", "lal_secret=a&b=1")
+        );
+        assert_eq!(request_query_of("live", tc, "s", false), pair("s", ""));
+        // A query on connect's app (OBS: server `rtmp://h/live?k=v`, key `s`).
+        assert_eq!(
+            request_query_of("live?lal_secret=c", "rtmp://h/live?lal_secret=c", "s", true),
+            pair("s", "lal_secret=c")
+        );
+        // Only on the tcUrl.
+        assert_eq!(
+            request_query_of("live", "rtmp://h/live?lal_secret=t", "s", false),
+            pair("s", "lal_secret=t")
+        );
+        // Both: the stream name's parameters first.
+        assert_eq!(
+            request_query_of("live?x=2", tc, "s?x=1", false),
+            pair("s", "x=1&x=2")
+        );
     }
 
     /// Found by the engine_split fuzz target: a client's connect, createStream, publish and
