@@ -249,9 +249,6 @@ impl Worker {
             for t in std::mem::take(&mut self.read_again) {
                 self.read(t);
             }
-            for t in std::mem::take(&mut self.write_again) {
-                self.mark_dirty(t);
-            }
             let now = self.now();
             self.take_remote(now);
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -415,6 +412,10 @@ impl Worker {
     fn process_outputs(&mut self) {
         let mut wake = false;
         let mut first_walk = true;
+        // Connections with more to send than the last pass took (a new player's cached GOP)
+        // are written after those the engine has fresh bytes for: live frames and a new
+        // player's first key frame do not wait behind anyone's catch-up.
+        let mut continuing = std::mem::take(&mut self.write_again);
         loop {
             while let Some(output) = self.engine.poll_output() {
                 match output {
@@ -455,6 +456,9 @@ impl Worker {
                     } => self.send_udp(conn, track, rtcp, to, &data),
                     Output::CloseUdp { conn } => self.close_udp(conn),
                 }
+            }
+            for t in continuing.drain(..) {
+                self.mark_dirty(t);
             }
             if self.dirty.is_empty() {
                 break;
