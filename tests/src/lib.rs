@@ -17,13 +17,32 @@ pub fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
-/// `N` different free TCP ports on 127.0.0.1: all are held until all are picked, so two
-/// calls in a row cannot hand out the same port.
+/// `N` different free TCP ports on 127.0.0.1, never handed out before in this test process.
+///
+/// The servers under test bind with `SO_REUSEPORT`, so a second server given a port that an
+/// earlier test's server still listens on would not fail: it would share the port and take
+/// some of the other test's connections. Ports are therefore never reused within a process
+/// (tests of one binary run as threads; binaries run one after another), and all `N` are held
+/// until all are picked.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..1000 {
+        if ports.len() == N {
+            break;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local addr").port();
+        if !handed_out.contains(&port) && !ports.contains(&port) {
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    assert_eq!(ports.len(), N, "no fresh ephemeral ports left");
+    handed_out.extend_from_slice(&ports);
+    std::array::from_fn(|i| ports[i])
 }
 
 /// Path of a file in the shared media folder; panics loudly when the folder is missing.
