@@ -1350,6 +1350,8 @@ pub mod engine {
                 }
                 Output::WriteFile { .. }
                 | Output::RemoveFile { .. }
+                | Output::AppendFile { .. }
+                | Output::CloseFile { .. }
                 | Output::SendUdp { .. }
                 | Output::CloseUdp { .. } => {}
             }
