@@ -203,7 +203,8 @@ pub fn unix_time_ms() -> u64 {
 }
 
 /// The engine settings of `config`, with what only a runtime knows filled in: whether streams
-/// are shared between `workers` engines, and the wall clock at `now_ms == 0` (for RTCP).
+/// are shared between `workers` engines, and the wall clock at `now_ms == 0` (for RTCP and the
+/// names of recordings).
 pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::EngineConfig {
     let mut engine = config.engine_config();
     engine.share_streams = workers > 1;
