@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::admission::ConnectionLimits;
 use crate::auth::SimpleAuth;
-use crate::engine::{EngineConfig, PublishConflict};
+use crate::engine::{EngineConfig, PublishConflict, RecordConfig};
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
 use crate::hub::HubConfig;
@@ -153,6 +153,14 @@ idle_timeout_ms = 60000
 max_connections = 20000
 max_connections_per_ip = 1000
 
+[record]
+# Recording of every published stream (RTMP or RTSP input), one file per publish:
+# {out_path}/{app}/{stream}-{unix_ms}.flv and/or .ts, where unix_ms is when the publish began.
+# FLV (timestamps from 0) and one long MPEG-TS file (the bytes HTTP-TS players get).
+flv = false
+ts = false
+out_path = "record"
+
 [dump]
 # Debug dumps: record every inbound byte of each connection with its time (format in
 # docs/dump-format.md; replay with `rill-replay FILE...`). Off by default.
@@ -188,10 +196,35 @@ pub struct Config {
     pub hls: HlsSection,
     /// Protocol limits and deadlines.
     pub limits: LimitsSection,
+    /// Recording.
+    pub record: RecordSection,
     /// Debug dumps.
     pub dump: DumpSection,
     /// Logging.
     pub log: LogSection,
+}
+
+/// `[record]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordSection {
+    /// Record each publish to an FLV file.
+    pub flv: bool,
+    /// Record each publish to one MPEG-TS file.
+    pub ts: bool,
+    /// Directory of the recordings.
+    pub out_path: String,
+}
+
+impl Default for RecordSection {
+    fn default() -> Self {
+        let r = RecordConfig::default();
+        RecordSection {
+            flv: r.flv,
+            ts: r.ts,
+            out_path: r.out_path,
+        }
+    }
 }
 
 /// `[dump]`.
@@ -597,6 +630,13 @@ impl Config {
         if self.hls.out_path.contains('\0') {
             return Err(ConfigError("hls.out_path contains NUL".into()));
         }
+        let rec = &self.record;
+        if ((rec.flv || rec.ts) && rec.out_path.is_empty()) || rec.out_path.contains('\0') {
+            return Err(ConfigError(
+                "record.out_path must be set when record.flv or record.ts is on, without NUL"
+                    .into(),
+            ));
+        }
         let r = &self.rtsp;
         let first_even = r.udp_port_min.saturating_add(r.udp_port_min % 2);
         if r.udp_port_min == 0 || first_even >= r.udp_port_max {
@@ -696,6 +736,11 @@ impl Config {
                 cleanup: self.hls.cleanup,
                 record_max_bytes: self.hls.record_max_bytes,
             },
+            record: RecordConfig {
+                flv: self.record.flv,
+                ts: self.record.ts,
+                out_path: self.record.out_path.clone(),
+            },
             publish_idle_timeout_ms: l.publish_idle_timeout_ms,
             idle_timeout_ms: l.idle_timeout_ms,
             http_head_timeout_ms: l.http_head_timeout_ms,
@@ -751,6 +796,19 @@ mod tests {
         assert_eq!(kick.engine_config().publish_conflict, PublishConflict::Kick);
         assert!(Config::from_toml("[hub]\npublish_conflict = \"share\"\n").is_err());
         assert!(Config::from_toml("[hls]\nplaylist_len = 0\n").is_err());
+    }
+
+    #[test]
+    fn record_section() {
+        assert!(!Config::default().engine_config().record.enabled());
+        let c = Config::from_toml("[record]\nflv = true\nout_path = \"/srv/rec\"\n").unwrap();
+        let r = c.engine_config().record;
+        assert!(r.flv && !r.ts && r.enabled());
+        assert_eq!(r.out_path, "/srv/rec");
+        assert!(Config::from_toml("[record]\nts = true\nout_path = \"\"\n").is_err());
+        // Off, an empty directory is harmless.
+        assert!(Config::from_toml("[record]\nout_path = \"\"\n").is_ok());
+        assert!(Config::from_toml("[record]\nmp4 = true\n").is_err());
     }
 
     #[test]

@@ -1356,6 +1356,8 @@ pub mod engine {
                 }
                 Output::WriteFile { .. }
                 | Output::RemoveFile { .. }
+                | Output::AppendFile { .. }
+                | Output::CloseFile { .. }
                 | Output::SendUdp { .. }
                 | Output::CloseUdp { .. } => {}
             }

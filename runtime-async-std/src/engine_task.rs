@@ -16,6 +16,7 @@ use rill_core::dump::listener_name;
 use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::Permit;
 use rill_runtime_common::dump::{unix_ms, DumpRecorder};
+use rill_runtime_common::record::RecordFiles;
 use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
@@ -97,6 +98,8 @@ pub(crate) struct EngineTask {
     udp: HashMap<ConnId, Vec<Udp>>,
     /// Debug dumps of inbound bytes, when `[dump]` enables them.
     dumps: Option<DumpRecorder>,
+    /// Recording files of this worker's publishers.
+    records: RecordFiles,
 }
 
 impl EngineTask {
@@ -123,6 +126,7 @@ impl EngineTask {
             udp_ports: None,
             udp: HashMap::new(),
             dumps: None,
+            records: RecordFiles::new(),
         }
     }
 
@@ -184,6 +188,7 @@ impl EngineTask {
             self.drop_conn(id, "server shutting down");
         }
         self.process_outputs();
+        self.records.close_all();
     }
 
     fn arm_timer(&mut self) {
@@ -263,6 +268,8 @@ impl EngineTask {
                 // HLS files: small and rare; written inline like the mio runtime does.
                 Output::WriteFile { path, data } => write_file(&path, &data),
                 Output::RemoveFile { path } => remove_file(&path),
+                Output::AppendFile { path, data } => self.records.append(&path, &data),
+                Output::CloseFile { path } => self.records.close(&path),
                 Output::Broadcast(message) => {
                     for peer in &self.peers {
                         let _ = peer.try_send(Control::Remote(message.clone()));

@@ -1,11 +1,12 @@
 //! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
 //! command line, loading the config file with its command line overrides, logging setup, the
-//! worker count, per-engine seeds, the session log line and the connection limits shared by all
-//! workers. Protocol logic lives in `rill-core`.
+//! worker count, per-engine seeds, the session log line, the connection limits shared by all
+//! workers and the recordings' files. Protocol logic lives in `rill-core`.
 
 pub mod admission;
 pub mod dump;
 pub mod fd_limit;
+pub mod record;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -202,7 +203,8 @@ pub fn unix_time_ms() -> u64 {
 }
 
 /// The engine settings of `config`, with what only a runtime knows filled in: whether streams
-/// are shared between `workers` engines, and the wall clock at `now_ms == 0` (for RTCP).
+/// are shared between `workers` engines, and the wall clock at `now_ms == 0` (for RTCP and the
+/// names of recordings).
 pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::EngineConfig {
     let mut engine = config.engine_config();
     engine.share_streams = workers > 1;

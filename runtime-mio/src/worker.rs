@@ -17,6 +17,7 @@ use rill_core::dump::listener_name;
 use rill_core::engine::{Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
+use rill_runtime_common::record::RecordFiles;
 use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
@@ -99,6 +100,8 @@ struct Worker {
     refusals: RefusalLog,
     /// Readiness taken in the middle of a write pass (kept to reuse its allocation).
     midway_events: Option<Events>,
+    /// Recording files of this worker's publishers.
+    records: RecordFiles,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -186,6 +189,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             admission: admission.clone(),
             refusals: RefusalLog::default(),
             midway_events: Some(Events::with_capacity(1024)),
+            records: RecordFiles::new(),
         });
     }
     let mut handles = Vec::new();
@@ -440,6 +444,8 @@ impl Worker {
                     Output::SessionEnded(r) => log_session("session end", &r),
                     Output::WriteFile { path, data } => write_file(&path, &data),
                     Output::RemoveFile { path } => remove_file(&path),
+                    Output::AppendFile { path, data } => self.records.append(&path, &data),
+                    Output::CloseFile { path } => self.records.close(&path),
                     Output::Broadcast(message) => {
                         for peer in &self.peers {
                             let _ = peer.tx.send(message.clone());
@@ -712,9 +718,13 @@ impl Worker {
             d.flush();
         }
         while let Some(output) = self.engine.poll_output() {
-            if let Output::SessionEnded(r) = output {
-                log_session("session end", &r);
+            match output {
+                Output::SessionEnded(r) => log_session("session end", &r),
+                Output::AppendFile { path, data } => self.records.append(&path, &data),
+                Output::CloseFile { path } => self.records.close(&path),
+                _ => {}
             }
         }
+        self.records.close_all();
     }
 }

@@ -13,7 +13,8 @@
 //! packets it sees (its local publishers' and, with [`EngineConfig::share_streams`], every other
 //! engine's through [`StreamMessage`]s), so an HLS request can be answered by whichever engine
 //! accepted it; segments are lists of the shared TS `Bytes`, never copies. Only the publisher's
-//! engine asks for files to be written ([`Output::WriteFile`]).
+//! engine asks for files to be written ([`Output::WriteFile`]), and only it records its publishers'
+//! streams ([`Recorder`], [`Output::AppendFile`]), so every frame is recorded exactly once.
 //!
 //! Players' backlogs live in the hub's bounded per-player queues, not in the runtime: the runtime
 //! asks for more only when its socket has room, so a slow player's backlog is visible to the hub,
@@ -22,6 +23,7 @@
 mod access;
 mod http_conn;
 mod packet;
+mod record;
 mod rtmp_conn;
 mod rtsp_conn;
 
@@ -45,6 +47,7 @@ use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSessi
 use crate::ts::TsMuxer;
 
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
+pub use record::{RecordConfig, Recorder};
 
 /// A connection's id, chosen by the runtime and unique within one engine.
 pub type ConnId = u64;
@@ -73,6 +76,8 @@ pub struct EngineConfig {
     pub hub: HubConfig,
     /// HLS settings.
     pub hls: HlsConfig,
+    /// Recording settings.
+    pub record: RecordConfig,
     /// A publisher that sends nothing for this long is closed (ms).
     pub publish_idle_timeout_ms: u64,
     /// A connection that neither publishes nor plays is closed after this long idle (ms).
@@ -119,6 +124,7 @@ impl Default for EngineConfig {
             rtsp: RtspConfig::default(),
             hub: HubConfig::default(),
             hls: HlsConfig::default(),
+            record: RecordConfig::default(),
             publish_idle_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             http_head_timeout_ms: 10_000,
@@ -236,6 +242,20 @@ pub enum Output {
         path: String,
         /// Its new contents, in shared pieces.
         data: Vec<Bytes>,
+    },
+    /// Append `data` to the recording at `path`, creating its directory and the file (empty)
+    /// on the first append of that path (recordings under the configured out path; the path
+    /// is built from the configuration and validated stream names only).
+    AppendFile {
+        /// The file.
+        path: String,
+        /// Bytes to append, in shared pieces.
+        data: Vec<Bytes>,
+    },
+    /// The recording at `path` is complete: close it (nothing more is appended to it).
+    CloseFile {
+        /// The file.
+        path: String,
     },
     /// Remove the file at `path` if it exists.
     RemoveFile {
@@ -386,6 +406,9 @@ pub struct Engine {
     /// that holds them ends.
     merging: Vec<ConnId>,
     merge_until: Option<u64>,
+    /// Recordings of local publishers, and those with bytes not yet handed out.
+    recorders: HashMap<ConnId, Recorder>,
+    recording_dirty: Vec<ConnId>,
 }
 
 /// Checks one path segment of a stream name (`app` or `stream`).
@@ -417,6 +440,8 @@ impl Engine {
             next_remote_id: 0,
             merging: Vec::new(),
             merge_until: None,
+            recorders: HashMap::new(),
+            recording_dirty: Vec::new(),
         }
     }
 
@@ -610,8 +635,12 @@ impl Engine {
         .min()
     }
 
-    /// The next output.
+    /// The next output. Recordings hand out what they accumulated when the rest is drained,
+    /// so one input's frames are appended in one go.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() {
+            self.flush_recordings();
+        }
         self.outputs.pop_front()
     }
 
@@ -909,6 +938,7 @@ impl Engine {
             let p = packet.data();
             self.hls.push(&c.stream, p.dts, &p.ts, p.ts_random_access);
         }
+        self.record_packet(conn, &packet);
         if let Some(stream) = self.conns.get(&conn).and_then(|c| c.published.clone()) {
             self.outputs
                 .push_back(Output::Broadcast(StreamMessage::Packet {
@@ -924,6 +954,7 @@ impl Engine {
     /// engines are told.
     fn end_publish(&mut self, conn: ConnId, now_ms: u64) {
         self.hub.unpublish(conn, now_ms);
+        self.stop_recording(conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.muxer = None;
             self.hls.end(&c.stream, now_ms);

@@ -206,6 +206,7 @@ impl Engine {
         now_ms: u64,
     ) {
         self.hls.start(key, true);
+        self.start_recording(conn, key, now_ms);
         self.start_session(conn, Role::Publish, protocol, key, now_ms);
         if self.config.share_streams {
             let stream: Arc<str> = Arc::from(key);
