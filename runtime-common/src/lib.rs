@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod dump;
 pub mod fd_limit;
+pub mod stats;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
