@@ -458,3 +458,79 @@ fn with_kick_a_new_publisher_takes_over_on_either_engine_and_players_stay() {
         }
     }
 }
+
+#[test]
+fn stats_count_a_player_on_another_engine_with_the_stream_of_its_publisher() {
+    use rill_core::engine::{render_json, render_metrics, StatsRequest};
+    let mut w = World::new();
+    let publisher = w.connect(0, 1);
+    w.peers[publisher].client.publish("cam");
+    w.run();
+    let aac = Bytes::from_static(&[0xAF, 0, 0x12, 0x10]);
+    for (t, body) in [
+        (message_type::VIDEO, avc_sequence_header()),
+        (message_type::AUDIO, aac),
+        (message_type::VIDEO, video(true, 0x65, 20_000)),
+    ] {
+        w.peers[publisher]
+            .client
+            .send_media(t, 0, &body)
+            .expect("send");
+    }
+    w.run();
+    let remote = w.connect(1, (1 << 40) | 7);
+    w.peers[remote].client.play("cam");
+    w.run();
+    w.now = 2_000;
+    let now = w.now;
+    let snapshots: Vec<_> = w.engines.iter_mut().map(|e| e.stats(now)).collect();
+    assert_eq!(
+        snapshots[0].streams.len(),
+        1,
+        "the publisher's engine has the stream"
+    );
+    assert!(
+        snapshots[1].streams.is_empty(),
+        "the other engine only relays it"
+    );
+
+    let v: serde_json::Value =
+        serde_json::from_str(&render_json(&StatsRequest::Group("cam".into()), &snapshots))
+            .expect("JSON");
+    assert_eq!(v["error_code"], 0, "{v}");
+    let g = &v["data"];
+    assert_eq!(
+        (g["app_name"].as_str(), g["stream_name"].as_str()),
+        (Some("live"), Some("cam"))
+    );
+    assert_eq!(
+        (g["video_codec"].as_str(), g["audio_codec"].as_str()),
+        (Some("H264"), Some("AAC"))
+    );
+    assert_eq!(
+        (g["video_width"].as_u64(), g["video_height"].as_u64()),
+        (Some(64), Some(64))
+    );
+    assert_eq!(g["pub"]["protocol"], "RTMP");
+    assert!(g["pub"]["read_bytes_sum"].as_u64() > Some(20_000), "{g}");
+    assert!(
+        g["pub"]["read_bitrate_kbits"].as_u64() > Some(0),
+        "measured over 2 s: {g}"
+    );
+    let subs = g["subs"].as_array().expect("subs");
+    assert_eq!(subs.len(), 1, "{g}");
+    assert_eq!(
+        subs[0]["session_id"],
+        format!("RTMPPUBSUB{}", (1u64 << 40) | 7)
+    );
+    assert!(subs[0]["wrote_bytes_sum"].as_u64() > Some(20_000), "{g}");
+
+    let metrics = render_metrics(&snapshots);
+    assert!(metrics.lines().any(|l| l == "rill_streams 1"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "rill_players{protocol=\"rtmp\"} 1"),
+        "{metrics}"
+    );
+}

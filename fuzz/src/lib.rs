@@ -1354,6 +1354,11 @@ pub mod engine {
                 Output::OpenUdp { conn, track } => {
                     self.engines[e].handle_udp_open(conn, track, Some((20000, 20001)), self.now)
                 }
+                Output::StatsRequest { conn, request } => {
+                    let now = self.now;
+                    let snapshots: Vec<_> = self.engines.iter_mut().map(|x| x.stats(now)).collect();
+                    self.engines[e].answer_stats(conn, &request, &snapshots, now);
+                }
                 Output::WriteFile { .. }
                 | Output::RemoveFile { .. }
                 | Output::AppendFile { .. }

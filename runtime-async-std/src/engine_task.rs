@@ -17,6 +17,7 @@ use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::Permit;
 use rill_runtime_common::dump::{unix_ms, DumpRecorder};
 use rill_runtime_common::record::RecordFiles;
+use rill_runtime_common::stats::{StatsBoard, WorkerStats};
 use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
@@ -100,6 +101,8 @@ pub(crate) struct EngineTask {
     dumps: Option<DumpRecorder>,
     /// Recording files of this worker's publishers.
     records: RecordFiles,
+    /// This worker's statistics snapshot on the board all workers share (HTTP API, metrics).
+    stats: WorkerStats,
 }
 
 impl EngineTask {
@@ -110,6 +113,7 @@ impl EngineTask {
         control: Receiver<Control>,
         peers: Vec<Sender<Control>>,
         epoch: Instant,
+        board: StatsBoard,
     ) -> Self {
         EngineTask {
             index,
@@ -127,6 +131,7 @@ impl EngineTask {
             udp: HashMap::new(),
             dumps: None,
             records: RecordFiles::new(),
+            stats: WorkerStats::new(board, index),
         }
     }
 
@@ -181,6 +186,7 @@ impl EngineTask {
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                 self.engine.handle_timeout(now);
             }
+            self.stats.tick(&mut self.engine, now);
             self.process_outputs();
         }
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -192,11 +198,12 @@ impl EngineTask {
     }
 
     fn arm_timer(&mut self) {
-        if let Some(at) = self.engine.poll_timeout() {
-            if self.timer_at != Some(at) {
-                self.timer_at = Some(at);
-                self.timer.set_at(self.epoch + Duration::from_millis(at));
-            }
+        // The statistics refresh wakes an otherwise idle task too.
+        let stats = self.stats.next_due();
+        let at = self.engine.poll_timeout().map_or(stats, |t| t.min(stats));
+        if self.timer_at != Some(at) {
+            self.timer_at = Some(at);
+            self.timer.set_at(self.epoch + Duration::from_millis(at));
         }
     }
 
@@ -296,6 +303,10 @@ impl EngineTask {
                 }
                 Output::CloseUdp { conn } => {
                     self.udp.remove(&conn);
+                }
+                Output::StatsRequest { conn, request } => {
+                    let now = self.now();
+                    self.stats.answer(&mut self.engine, conn, &request, now);
                 }
             }
         }

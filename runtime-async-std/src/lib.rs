@@ -39,6 +39,7 @@ pub use rill_core::engine::Listener;
 use rill_core::engine::{Engine, EngineConfig};
 use rill_runtime_common::admission::{refuse, Admission, RefusalLog};
 use rill_runtime_common::dump::recorder_from_config;
+use rill_runtime_common::stats::StatsBoard;
 use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
 use tracing::warn;
 
@@ -112,6 +113,7 @@ impl Server {
             .collect();
         let controls: Vec<Sender<Control>> = queues.iter().map(|(_, (tx, _))| tx.clone()).collect();
         let inboxes: Vec<Sender<Event>> = queues.iter().map(|((tx, _), _)| tx.clone()).collect();
+        let board = StatsBoard::new(self.workers);
         let mut engines = Vec::new();
         for (index, (events, (_, control))) in queues.into_iter().enumerate() {
             let peers = controls
@@ -121,7 +123,7 @@ impl Server {
                 .map(|(_, tx)| tx.clone())
                 .collect();
             let engine = Engine::new(self.engine.clone(), engine_seed(index));
-            let task = EngineTask::new(index, engine, events, control, peers, epoch)
+            let task = EngineTask::new(index, engine, events, control, peers, epoch, board.clone())
                 .with_udp_ports(self.udp_ports)
                 .with_dumps(recorder_from_config(&self.config));
             engines.push(rt::spawn(task.run()));

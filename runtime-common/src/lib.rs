@@ -7,6 +7,7 @@ pub mod admission;
 pub mod dump;
 pub mod fd_limit;
 pub mod record;
+pub mod stats;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;

@@ -18,6 +18,7 @@ use rill_core::engine::{Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
 use rill_runtime_common::record::RecordFiles;
+use rill_runtime_common::stats::{StatsBoard, WorkerStats};
 use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
@@ -102,6 +103,8 @@ struct Worker {
     midway_events: Option<Events>,
     /// Recording files of this worker's publishers.
     records: RecordFiles,
+    /// This worker's statistics snapshot on the board all workers share (HTTP API, metrics).
+    stats: WorkerStats,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -129,6 +132,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
     let workers = workers.max(1);
     let engine_config = rill_runtime_common::engine_config(config, workers);
     let admission = Admission::new(config.connection_limits());
+    let board = StatsBoard::new(workers);
     let mut listen = Vec::new();
     if config.rtmp.enable {
         listen.push((
@@ -190,6 +194,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             refusals: RefusalLog::default(),
             midway_events: Some(Events::with_capacity(1024)),
             records: RecordFiles::new(),
+            stats: WorkerStats::new(board.clone(), index),
         });
     }
     let mut handles = Vec::new();
@@ -258,6 +263,7 @@ impl Worker {
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
                 self.engine.handle_timeout(now);
             }
+            self.stats.tick(&mut self.engine, now);
             self.process_outputs();
         }
         self.shutdown();
@@ -461,6 +467,10 @@ impl Worker {
                         data,
                     } => self.send_udp(conn, track, rtcp, to, &data),
                     Output::CloseUdp { conn } => self.close_udp(conn),
+                    Output::StatsRequest { conn, request } => {
+                        let now = self.now();
+                        self.stats.answer(&mut self.engine, conn, &request, now);
+                    }
                 }
             }
             for t in continuing.drain(..) {

@@ -3,13 +3,17 @@
 //!
 //! Routes (names validated as stream names before anything else looks at them):
 //! `/{app}/{stream}.flv` and `/{app}/{stream}.ts` (plain or WebSocket upgrade),
-//! `/{app}/{stream}.m3u8`, `/{app}/{stream}/record.m3u8`, `/{app}/{stream}/{n}.ts`.
+//! `/{app}/{stream}.m3u8`, `/{app}/{stream}/record.m3u8`, `/{app}/{stream}/{n}.ts`; and the
+//! statistics API (`/api/stat/lal_info`, `/api/stat/all_group`, `/api/stat/group`, `/metrics`),
+//! answered by the runtime through [`super::Output::StatsRequest`].
 //! Playlists and segments answer with a sized body and keep the connection; a segment's body is
 //! its shared pieces (no copy).
 
 use bytes::BytesMut;
 
-use super::{stream_key, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol};
+use super::{
+    stream_key, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, StatsRequest,
+};
 use crate::auth::{Access, SECRET_PARAM};
 use crate::hls::{self, HlsRequest};
 use crate::http::websocket::{self, Opcode, WsReader};
@@ -92,6 +96,10 @@ impl Engine {
         }
         if req.method != "GET" && req.method != "HEAD" {
             return self.http_error(conn, 405, "method not allowed", now_ms);
+        }
+        if let Some(request) = StatsRequest::from_path(&req.path, req.query_param("stream_name")) {
+            let head_only = req.method == "HEAD";
+            return self.request_stats(conn, request, req.keep_alive(), head_only);
         }
         let segments = match http::split_path(&req.path) {
             Ok(s) => s,

@@ -26,6 +26,7 @@ mod packet;
 mod record;
 mod rtmp_conn;
 mod rtsp_conn;
+mod stats;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -48,6 +49,11 @@ use crate::ts::TsMuxer;
 
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
+pub use stats::{
+    format_unix_ms, render, render_json, render_metrics, EngineStats, SessionStats, StatsRequest,
+    StreamStats, ERROR_CODE_GROUP_NOT_FOUND, ERROR_CODE_PARAM_MISSING, ERROR_CODE_SUCC,
+    LAL_API_VERSION, RATE_WINDOW_MS,
+};
 
 /// A connection's id, chosen by the runtime and unique within one engine.
 pub type ConnId = u64;
@@ -288,6 +294,15 @@ pub enum Output {
         /// The RTSP connection.
         conn: ConnId,
     },
+    /// An HTTP request for the statistics API (`/api/stat/...`, `/metrics`): answer it with
+    /// [`Engine::answer_stats`] and the [`EngineStats`] of every engine of the process. The
+    /// connection reads nothing more until then.
+    StatsRequest {
+        /// The HTTP connection.
+        conn: ConnId,
+        /// Which endpoint.
+        request: StatsRequest,
+    },
 }
 
 /// What one engine tells the others about the streams published on it, so a player may sit on
@@ -338,7 +353,14 @@ struct RemoteFeed {
 #[derive(Debug)]
 enum HttpState {
     AwaitRequest,
-    Waiting { format: PlayerFormat },
+    Waiting {
+        format: PlayerFormat,
+    },
+    /// A statistics request waits for [`Engine::answer_stats`].
+    AwaitStats {
+        keep_alive: bool,
+        head_only: bool,
+    },
     Streaming,
     Done,
 }
@@ -409,6 +431,8 @@ pub struct Engine {
     /// Recordings of local publishers, and those with bytes not yet handed out.
     recorders: HashMap<ConnId, Recorder>,
     recording_dirty: Vec<ConnId>,
+    /// Bitrate measurements and the byte counts of closed connections, for [`Engine::stats`].
+    meters: stats::Meters,
 }
 
 /// Checks one path segment of a stream name (`app` or `stream`).
@@ -442,6 +466,7 @@ impl Engine {
             merge_until: None,
             recorders: HashMap::new(),
             recording_dirty: Vec::new(),
+            meters: stats::Meters::default(),
         }
     }
 
@@ -562,7 +587,10 @@ impl Engine {
                 if let Some(ws) = ws {
                     ws.push(data);
                     self.drain_ws(conn, now_ms);
-                } else if !matches!(state, HttpState::AwaitRequest) {
+                } else if !matches!(
+                    state,
+                    HttpState::AwaitRequest | HttpState::AwaitStats { .. }
+                ) {
                     // A streaming player has nothing more to say: bytes from it are a protocol
                     // error, closed at once rather than buffered or answered mid-body.
                     self.close(conn, false, "bytes from a streaming HTTP player", now_ms);
@@ -609,7 +637,7 @@ impl Engine {
                 Some((deadline, _)) if deadline <= now_ms && closing => {
                     // The flush of a closing connection timed out: drop it without more waiting.
                     self.outputs.push_back(Output::Close { conn, flush: false });
-                    self.conns.remove(&conn);
+                    self.forget(conn);
                 }
                 Some((deadline, reason)) if deadline <= now_ms => {
                     self.close(conn, false, reason, now_ms)
@@ -817,7 +845,7 @@ impl Engine {
         if flush {
             self.arm_timer(conn);
         } else {
-            self.conns.remove(&conn);
+            self.forget(conn);
         }
     }
 
@@ -847,7 +875,7 @@ impl Engine {
                 self.outputs.push_back(Output::SessionEnded(rec));
             }
         }
-        self.conns.remove(&conn);
+        self.forget(conn);
     }
 
     fn start_session(
