@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::admission::ConnectionLimits;
 use crate::auth::SimpleAuth;
+use crate::engine::SilentAudioConfig;
 use crate::engine::{EngineConfig, PublishConflict, RecordConfig};
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
@@ -120,6 +121,11 @@ write_merge_players = 2000
 # A publisher for a stream that already has a live one: "reject" it (it gets a protocol
 # error), or "kick" the old one (players stay and go on from the newcomer's next key frame).
 publish_conflict = "reject"
+# Give streams published without audio a silent AAC track (AAC-LC, 48 kHz, mono), for players
+# that stall on video alone. It starts once the video has run silent_audio_wait_ms (of its own
+# timestamps) past its first frame with no audio, and stops if the publisher's audio arrives.
+silent_audio = false
+silent_audio_wait_ms = 1000
 
 [limits]
 # Largest chunk size a peer may announce, and largest RTMP message (bytes).
@@ -423,6 +429,10 @@ pub struct HubSection {
     pub write_merge_players: usize,
     /// A second publisher of a live stream: refused, or replaces the first.
     pub publish_conflict: PublishConflict,
+    /// Silent AAC for streams published without audio.
+    pub silent_audio: bool,
+    /// Video time (ms) to wait for real audio before the silent track starts.
+    pub silent_audio_wait_ms: u64,
 }
 
 /// `[hls]`.
@@ -545,6 +555,8 @@ impl Default for HubSection {
             write_merge_ms: EngineConfig::default().write_merge_ms,
             write_merge_players: EngineConfig::default().write_merge_players,
             publish_conflict: EngineConfig::default().publish_conflict,
+            silent_audio: SilentAudioConfig::default().enable,
+            silent_audio_wait_ms: SilentAudioConfig::default().wait_ms,
         }
     }
 }
@@ -750,6 +762,10 @@ impl Config {
             write_merge_players: h.write_merge_players,
             publish_conflict: h.publish_conflict,
             auth: self.auth.simple_auth(),
+            silent_audio: SilentAudioConfig {
+                enable: h.silent_audio,
+                wait_ms: h.silent_audio_wait_ms,
+            },
         }
     }
 }
@@ -776,6 +792,26 @@ mod tests {
         let c = Config::from_toml("[hub]\ngop_num = 2\n").unwrap();
         assert_eq!(c.hub.gop_num, 2);
         assert_eq!(c.rtmp, RtmpSection::default());
+    }
+
+    #[test]
+    fn silent_audio_reaches_the_engine() {
+        assert_eq!(
+            Config::default().engine_config().silent_audio,
+            SilentAudioConfig {
+                enable: false,
+                wait_ms: 1000
+            }
+        );
+        let c =
+            Config::from_toml("[hub]\nsilent_audio = true\nsilent_audio_wait_ms = 300\n").unwrap();
+        assert_eq!(
+            c.engine_config().silent_audio,
+            SilentAudioConfig {
+                enable: true,
+                wait_ms: 300
+            }
+        );
     }
 
     #[test]

@@ -16,6 +16,15 @@ pub const SAMPLE_RATES: [u32; 13] = [
 /// Largest raw access unit an ADTS header can describe (13-bit frame length minus the header).
 pub const ADTS_MAX_PAYLOAD: usize = 0x1FFF - 7;
 
+/// One raw AAC-LC access unit (1024 samples) of silence for a mono stream, at any sampling
+/// rate: a single channel element whose only long window has no scale factor bands, so no
+/// spectral data follows. Field by field (bits): `id_syn_ele` SCE (3: 0),
+/// `element_instance_tag` (4: 0), `global_gain` (8: 100), `ics_info`: reserved (1: 0),
+/// `window_sequence` ONLY_LONG (2: 0), `window_shape` sine (1: 0), `max_sfb` (6: 0),
+/// `predictor_data_present` (1: 0); `pulse_data_present`, `tns_data_present`,
+/// `gain_control_data_present` (1 each: 0); `id_syn_ele` END (3: 7). 32 bits, byte aligned.
+pub const SILENT_MONO_FRAME: [u8; 4] = [0x00, 0xC8, 0x00, 0x07];
+
 /// The leading fields of an MPEG-4 AudioSpecificConfig.
 ///
 /// Only what players and muxers need is kept; `to_bytes` writes a plain GASpecificConfig
@@ -185,6 +194,22 @@ mod tests {
             asc.adts_header(133),
             [0xFF, 0xF1, 0x50, 0x80, 0x11, 0x9F, 0xFC]
         );
+    }
+
+    #[test]
+    fn silent_mono_frame_is_an_empty_single_channel_element() {
+        let mut r = BitReader::new(&SILENT_MONO_FRAME, CODEC);
+        let mut field = |n: u32| r.read_bits(n, "test").unwrap();
+        // SCE, tag 0, global gain 100.
+        assert_eq!((field(3), field(4), field(8)), (0, 0, 100));
+        // ics_info: reserved, ONLY_LONG, sine, max_sfb 0, no prediction.
+        assert_eq!(
+            (field(1), field(2), field(1), field(6), field(1)),
+            (0, 0, 0, 0, 0)
+        );
+        // No pulse, TNS or gain control data; then END and nothing after it.
+        assert_eq!((field(1), field(1), field(1), field(3)), (0, 0, 0, 7));
+        assert!(r.read_bits(1, "test").is_err());
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod packet;
 mod record;
 mod rtmp_conn;
 mod rtsp_conn;
+mod silent_audio;
 mod stats;
 
 use std::cmp::Reverse;
@@ -49,6 +50,7 @@ use crate::ts::TsMuxer;
 
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
+pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{
     format_unix_ms, render, render_json, render_metrics, EngineStats, SessionStats, StatsRequest,
     StreamStats, ERROR_CODE_GROUP_NOT_FOUND, ERROR_CODE_PARAM_MISSING, ERROR_CODE_SUCC,
@@ -108,6 +110,8 @@ pub struct EngineConfig {
     pub auth: SimpleAuth,
     /// What a publisher gets for a stream that already has a live publisher.
     pub publish_conflict: PublishConflict,
+    /// Silent AAC for streams published without audio.
+    pub silent_audio: SilentAudioConfig,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -140,6 +144,7 @@ impl Default for EngineConfig {
             write_merge_players: 2000,
             publish_conflict: PublishConflict::Reject,
             auth: SimpleAuth::default(),
+            silent_audio: SilentAudioConfig::default(),
         }
     }
 }
@@ -408,6 +413,8 @@ struct Conn {
     merging: bool,
     /// A publisher replaced by a newer one: its stream lives on, so its end is not announced.
     kicked: bool,
+    /// A publisher's silent audio track while it may still be needed.
+    silent_audio: Option<SilentAudio>,
 }
 
 /// The server engine. See the module docs.
@@ -558,6 +565,7 @@ impl Engine {
                 timer_armed: false,
                 merging: false,
                 kicked: false,
+                silent_audio: None,
             },
         );
         self.arm_timer(conn);
@@ -960,8 +968,16 @@ impl Engine {
         self.want_transmit(conn);
     }
 
-    /// Hands a local publisher's packet to the hub and, when streams are shared, to other engines.
+    /// Hands a local publisher's packet to the hub and, when streams are shared, to other
+    /// engines; silent audio due before it goes first.
     fn push_local(&mut self, conn: ConnId, packet: Packet) {
+        self.inject_silent_audio(conn, &packet);
+        self.push_packet(conn, packet);
+    }
+
+    /// [`Engine::push_local`] without the silent audio: to HLS, the recorder, other engines and
+    /// the hub.
+    fn push_packet(&mut self, conn: ConnId, packet: Packet) {
         if let Some(c) = self.conns.get(&conn) {
             let p = packet.data();
             self.hls.push(&c.stream, p.dts, &p.ts, p.ts_random_access);
@@ -985,6 +1001,7 @@ impl Engine {
         self.stop_recording(conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.muxer = None;
+            c.silent_audio = None;
             self.hls.end(&c.stream, now_ms);
         }
         self.broadcast_end(conn);

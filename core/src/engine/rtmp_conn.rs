@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{
     stream_key, valid_name_segment, ConnId, ConnKind, Engine, Output, Packet, Protocol, Role,
-    StreamMessage,
+    SilentAudio, StreamMessage,
 };
 use crate::amf::Value;
 use crate::auth::Access;
@@ -206,6 +206,10 @@ impl Engine {
         now_ms: u64,
     ) {
         self.hls.start(key, true);
+        let silent = self.config.silent_audio;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.silent_audio = silent.enable.then(|| SilentAudio::new(silent.wait_ms));
+        }
         self.start_recording(conn, key, now_ms);
         self.start_session(conn, Role::Publish, protocol, key, now_ms);
         if self.config.share_streams {
