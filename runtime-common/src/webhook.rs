@@ -413,11 +413,14 @@ pub fn post(url: &WebhookUrl, body: &str) -> Result<u16, String> {
     let mut buf = [0u8; 256];
     while !line.contains(&b'\n') && line.len() < MAX_STATUS_LINE {
         if Instant::now() >= deadline {
-            return Err("no answer in time".into());
+            return Err(format!("no answer within {} s", TIMEOUT.as_secs()));
         }
-        let n = stream
-            .read(&mut buf)
-            .map_err(|e| format!("no answer: {e}"))?;
+        let n = stream.read(&mut buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                format!("no answer within {} s", TIMEOUT.as_secs())
+            }
+            _ => format!("no answer: {e}"),
+        })?;
         if n == 0 {
             break;
         }
@@ -609,7 +612,8 @@ mod tests {
         let url = WebhookUrl::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
         let started = Instant::now();
         // Connected through the backlog, never answered.
-        assert!(post(&url, "{}").is_err());
+        let err = post(&url, "{}").expect_err("no answer");
+        assert!(err.contains("no answer within 2 s"), "{err}");
         assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
         drop(listener);
         assert!(post(&url, "{}").is_err(), "nobody listens");
