@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use crate::admission::ConnectionLimits;
 use crate::auth::SimpleAuth;
-use crate::engine::SilentAudioConfig;
-use crate::engine::{EngineConfig, PublishConflict, RecordConfig};
+use crate::engine::{
+    EngineConfig, PublishConflict, RecordConfig, SilentAudioConfig, WebhookEvent, WebhookUrl,
+};
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
 use crate::hub::HubConfig;
@@ -177,6 +178,25 @@ stream = ""
 # Size cap of one dump file (bytes); recording of that connection stops past it.
 max_bytes = 67108864
 
+[webhook]
+# lal's HTTP notifications (its [http_notify]): each event is POSTed as JSON, with lal's event
+# names and fields, to the URL given for it; an empty URL = that event is not sent. Plain
+# http://host:port/path only (no TLS yet). Sending never holds up media: events wait in a
+# bounded queue (dropped, counted and logged when it is full) for one sender thread, which
+# gives each receiver 2 s to connect and 2 s to answer.
+enable = false
+# Seconds between two on_update events (every stream, as /api/stat/all_group lists them).
+update_interval_sec = 5
+# Once at start, with /api/stat/lal_info's fields.
+on_server_start = ""
+on_update = ""
+# A publisher (RTMP, RTSP) starts / stops.
+on_pub_start = ""
+on_pub_stop = ""
+# A player (RTMP, HTTP-FLV, WebSocket-FLV, HTTP-TS, WebSocket-TS, RTSP) starts / stops.
+on_sub_start = ""
+on_sub_stop = ""
+
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
 level = "info"
@@ -206,6 +226,8 @@ pub struct Config {
     pub record: RecordSection,
     /// Debug dumps.
     pub dump: DumpSection,
+    /// Webhooks (lal's HTTP notifications).
+    pub webhook: WebhookSection,
     /// Logging.
     pub log: LogSection,
 }
@@ -230,6 +252,83 @@ impl Default for RecordSection {
             ts: r.ts,
             out_path: r.out_path,
         }
+    }
+}
+
+/// `[webhook]`: lal's HTTP notifications. Off by default; an empty URL sends no such event.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSection {
+    /// Send webhooks.
+    pub enable: bool,
+    /// Seconds between two `on_update` events (at least 1).
+    pub update_interval_sec: u64,
+    /// URL of `on_server_start`.
+    pub on_server_start: String,
+    /// URL of `on_update`.
+    pub on_update: String,
+    /// URL of `on_pub_start`.
+    pub on_pub_start: String,
+    /// URL of `on_pub_stop`.
+    pub on_pub_stop: String,
+    /// URL of `on_sub_start`.
+    pub on_sub_start: String,
+    /// URL of `on_sub_stop`.
+    pub on_sub_stop: String,
+}
+
+impl Default for WebhookSection {
+    fn default() -> Self {
+        WebhookSection {
+            enable: false,
+            update_interval_sec: 5,
+            on_server_start: String::new(),
+            on_update: String::new(),
+            on_pub_start: String::new(),
+            on_pub_stop: String::new(),
+            on_sub_start: String::new(),
+            on_sub_stop: String::new(),
+        }
+    }
+}
+
+impl WebhookSection {
+    /// The URL configured for `event` (empty: not sent).
+    pub fn url(&self, event: WebhookEvent) -> &str {
+        match event {
+            WebhookEvent::ServerStart => &self.on_server_start,
+            WebhookEvent::Update => &self.on_update,
+            WebhookEvent::PubStart => &self.on_pub_start,
+            WebhookEvent::PubStop => &self.on_pub_stop,
+            WebhookEvent::SubStart => &self.on_sub_start,
+            WebhookEvent::SubStop => &self.on_sub_stop,
+        }
+    }
+
+    /// The receiver of `event`: `None` when webhooks are off or the event has no URL (or an
+    /// invalid one, which [`Config::validate`] refuses).
+    pub fn receiver(&self, event: WebhookEvent) -> Option<WebhookUrl> {
+        let url = self.url(event);
+        if !self.enable || url.is_empty() {
+            return None;
+        }
+        WebhookUrl::parse(url).ok()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.update_interval_sec == 0 {
+            return Err(ConfigError(
+                "webhook.update_interval_sec must be at least 1".into(),
+            ));
+        }
+        for event in WebhookEvent::ALL {
+            let url = self.url(event);
+            if !url.is_empty() {
+                WebhookUrl::parse(url)
+                    .map_err(|e| ConfigError(format!("webhook.{}: {e}", event.name())))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -622,6 +721,7 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.webhook.validate()?;
         if !(128..=self.limits.max_chunk_size.min(0x7FFF_FFFF)).contains(&self.rtmp.chunk_size) {
             return Err(ConfigError(format!(
                 "rtmp.chunk_size {} must be between 128 and limits.max_chunk_size",
@@ -904,5 +1004,33 @@ mod tests {
             Some(("u".into(), "p".into()))
         );
         assert!(r.play_credentials.is_none());
+    }
+
+    #[test]
+    fn webhook_section() {
+        let off = Config::default();
+        assert!(off.webhook.receiver(WebhookEvent::PubStart).is_none());
+        let c = Config::from_toml(
+            "[webhook]\nenable = true\nupdate_interval_sec = 1\n\
+             on_pub_start = \"http://127.0.0.1:10101/on_pub_start\"\n",
+        )
+        .unwrap();
+        let url = c
+            .webhook
+            .receiver(WebhookEvent::PubStart)
+            .expect("configured");
+        assert_eq!((url.port, url.path.as_str()), (10101, "/on_pub_start"));
+        assert!(
+            c.webhook.receiver(WebhookEvent::PubStop).is_none(),
+            "no URL"
+        );
+        let err = Config::from_toml("[webhook]\non_update = \"https://h/x\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("webhook.on_update") && err.to_string().contains("TLS"),
+            "{err}"
+        );
+        assert!(Config::from_toml("[webhook]\non_sub_stop = \"h:1/x\"\n").is_err());
+        assert!(Config::from_toml("[webhook]\nupdate_interval_sec = 0\n").is_err());
+        assert!(Config::from_toml("[webhook]\non_rtmp_connect = \"http://h/\"\n").is_err());
     }
 }

@@ -18,6 +18,7 @@ use rill_runtime_common::admission::Permit;
 use rill_runtime_common::dump::{unix_ms, DumpRecorder};
 use rill_runtime_common::record::RecordFiles;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
+use rill_runtime_common::webhook::WorkerHooks;
 use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
@@ -103,6 +104,8 @@ pub(crate) struct EngineTask {
     records: RecordFiles,
     /// This worker's statistics snapshot on the board all workers share (HTTP API, metrics).
     stats: WorkerStats,
+    /// Session events for the webhooks.
+    hooks: WorkerHooks,
 }
 
 impl EngineTask {
@@ -132,7 +135,14 @@ impl EngineTask {
             dumps: None,
             records: RecordFiles::new(),
             stats: WorkerStats::new(board, index),
+            hooks: WorkerHooks::disabled(),
         }
+    }
+
+    /// Sends session events to the webhooks through `hooks`.
+    pub(crate) fn with_webhooks(mut self, hooks: WorkerHooks) -> Self {
+        self.hooks = hooks;
+        self
     }
 
     /// Records debug dumps with `recorder` (see `[dump]` in the config).
@@ -269,9 +279,13 @@ impl EngineTask {
                     if let Some(d) = self.dumps.as_mut() {
                         d.on_session(r.conn, &r.stream);
                     }
+                    self.hooks.session_started(&r);
                     log_session("session start", &r)
                 }
-                Output::SessionEnded(r) => log_session("session end", &r),
+                Output::SessionEnded(r) => {
+                    self.hooks.session_ended(&r);
+                    log_session("session end", &r)
+                }
                 // HLS files: small and rare; written inline like the mio runtime does.
                 Output::WriteFile { path, data } => write_file(&path, &data),
                 Output::RemoveFile { path } => remove_file(&path),

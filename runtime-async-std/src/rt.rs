@@ -1,6 +1,6 @@
 //! The only place that names async-std: its executor. Everything else in this crate uses
 //! futures-lite, async-io (sockets, timers) and async-channel, which smol re-exports; moving to
-//! smol means changing these two functions (`smol::spawn(f)` returns a task that must be detached).
+//! smol means changing these functions (`smol::spawn(f)` returns a task that must be detached).
 
 use std::future::Future;
 
@@ -23,4 +23,14 @@ where
 {
     // async-std detaches a task whose handle is dropped (smol would cancel it: call .detach()).
     drop(async_std::task::spawn(future));
+}
+
+/// Runs the blocking `f` on a thread set aside for blocking work; awaiting the task gives its
+/// result (smol: `smol::unblock(f)`).
+pub(crate) fn spawn_blocking<F, T>(f: F) -> Task<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    async_std::task::spawn_blocking(f)
 }

@@ -1,13 +1,14 @@
 //! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
 //! command line, loading the config file with its command line overrides, logging setup, the
 //! worker count, per-engine seeds, the session log line, the connection limits shared by all
-//! workers and the recordings' files. Protocol logic lives in `rill-core`.
+//! workers, the recordings' files and the webhook sender. Protocol logic lives in `rill-core`.
 
 pub mod admission;
 pub mod dump;
 pub mod fd_limit;
 pub mod record;
 pub mod stats;
+pub mod webhook;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;

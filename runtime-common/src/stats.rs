@@ -38,6 +38,11 @@ impl StatsBoard {
         }
     }
 
+    /// Every worker's latest snapshot (for the periodic `on_update` webhook).
+    pub fn snapshots(&self) -> Vec<EngineStats> {
+        self.slots().iter().flatten().cloned().collect()
+    }
+
     /// Stores worker `index`'s snapshot and returns every worker's latest one.
     pub fn gather(&self, index: usize, own: EngineStats) -> Vec<EngineStats> {
         let mut slots = self.slots();
@@ -106,6 +111,11 @@ mod tests {
             ..EngineStats::default()
         };
         board.publish(1, other.clone());
+        assert_eq!(
+            board.snapshots(),
+            vec![other.clone()],
+            "empty slots are left out"
+        );
         let own = EngineStats {
             connections: 1,
             ..EngineStats::default()

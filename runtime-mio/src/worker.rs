@@ -19,6 +19,7 @@ use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
 use rill_runtime_common::record::RecordFiles;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
+use rill_runtime_common::webhook::{Notifier, WorkerHooks};
 use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
@@ -43,6 +44,9 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 /// connections: a frame that arrived meanwhile goes out to the players not yet written in the
 /// same write as the frame before it, at no cost in delay (see [`Worker::process_outputs`]).
 const MIDWAY_INPUT_EVERY: usize = 32;
+
+/// How long a stopping server waits for the last webhooks (the sessions' stop events) to go.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(3);
 
 /// Another worker: where to send stream messages and how to wake it.
 #[derive(Clone)]
@@ -105,6 +109,8 @@ struct Worker {
     records: RecordFiles,
     /// This worker's statistics snapshot on the board all workers share (HTTP API, metrics).
     stats: WorkerStats,
+    /// Session events for the webhooks.
+    hooks: WorkerHooks,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -133,6 +139,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
     let engine_config = rill_runtime_common::engine_config(config, workers);
     let admission = Admission::new(config.connection_limits());
     let board = StatsBoard::new(workers);
+    let notifier = Notifier::start(config, workers, board.clone());
     let mut listen = Vec::new();
     if config.rtmp.enable {
         listen.push((
@@ -195,6 +202,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             midway_events: Some(Events::with_capacity(1024)),
             records: RecordFiles::new(),
             stats: WorkerStats::new(board.clone(), index),
+            hooks: notifier.worker(),
         });
     }
     let mut handles = Vec::new();
@@ -220,6 +228,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             Err(_) => result = Err(io::Error::other("a worker thread panicked")),
         }
     }
+    notifier.finish(WEBHOOK_DRAIN);
     result
 }
 
@@ -445,9 +454,13 @@ impl Worker {
                         if let Some(d) = self.dumps.as_mut() {
                             d.on_session(r.conn, &r.stream);
                         }
+                        self.hooks.session_started(&r);
                         log_session("session start", &r)
                     }
-                    Output::SessionEnded(r) => log_session("session end", &r),
+                    Output::SessionEnded(r) => {
+                        self.hooks.session_ended(&r);
+                        log_session("session end", &r)
+                    }
                     Output::WriteFile { path, data } => write_file(&path, &data),
                     Output::RemoveFile { path } => remove_file(&path),
                     Output::AppendFile { path, data } => self.records.append(&path, &data),
@@ -729,7 +742,10 @@ impl Worker {
         }
         while let Some(output) = self.engine.poll_output() {
             match output {
-                Output::SessionEnded(r) => log_session("session end", &r),
+                Output::SessionEnded(r) => {
+                    self.hooks.session_ended(&r);
+                    log_session("session end", &r)
+                }
                 Output::AppendFile { path, data } => self.records.append(&path, &data),
                 Output::CloseFile { path } => self.records.close(&path),
                 _ => {}

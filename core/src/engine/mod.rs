@@ -28,6 +28,7 @@ mod rtmp_conn;
 mod rtsp_conn;
 mod silent_audio;
 mod stats;
+mod webhook;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -52,9 +53,14 @@ pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{
-    format_unix_ms, render, render_json, render_metrics, EngineStats, SessionStats, StatsRequest,
-    StreamStats, ERROR_CODE_GROUP_NOT_FOUND, ERROR_CODE_PARAM_MISSING, ERROR_CODE_SUCC,
-    LAL_API_VERSION, RATE_WINDOW_MS,
+    format_unix_ms, lal_base_type, lal_protocol, lal_session_id, render, render_json,
+    render_metrics, EngineStats, SessionStats, StatsRequest, StreamStats,
+    ERROR_CODE_GROUP_NOT_FOUND, ERROR_CODE_PARAM_MISSING, ERROR_CODE_SUCC, LAL_API_VERSION,
+    LAL_NOTIFY_VERSION, RATE_WINDOW_MS, SERVER_ID,
+};
+pub use webhook::{
+    response_status, server_start_json, stream_url, update_json, SessionInfo, WebhookEvent,
+    WebhookUrl,
 };
 
 /// A connection's id, chosen by the runtime and unique within one engine.

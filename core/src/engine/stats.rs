@@ -31,6 +31,12 @@ pub const RATE_WINDOW_MS: u64 = 1_000;
 /// The version of lal's HTTP API whose `/api/stat/*` answers these follow.
 pub const LAL_API_VERSION: &str = "v0.4.8";
 
+/// The version of lal's HTTP notifications (webhooks) whose events rill sends.
+pub const LAL_NOTIFY_VERSION: &str = "v0.2.4";
+
+/// The `server_id` rill reports in the API and in webhooks (lal's default).
+pub const SERVER_ID: &str = "1";
+
 /// lal's `error_code` for success.
 pub const ERROR_CODE_SUCC: u32 = 0;
 /// lal's `error_code` for a `stream_name` that names no stream.
@@ -454,7 +460,7 @@ fn metric_label(p: Protocol) -> &'static str {
 
 /// One stream as seen across every snapshot.
 #[derive(Debug)]
-struct Group<'a> {
+pub(super) struct Group<'a> {
     key: &'a str,
     stream: Option<&'a StreamStats>,
     publisher: Option<&'a SessionStats>,
@@ -473,7 +479,7 @@ impl<'a> Group<'a> {
 
 /// The streams of every snapshot by `app/stream`: its publisher and stream details from the
 /// engine that has them, its players from every engine.
-fn merge(snapshots: &[EngineStats]) -> Vec<Group<'_>> {
+pub(super) fn merge(snapshots: &[EngineStats]) -> Vec<Group<'_>> {
     let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
     for snap in snapshots {
         for s in &snap.streams {
@@ -521,9 +527,9 @@ impl<T: Serialize> Envelope<T> {
     }
 }
 
-/// `data` of `/api/stat/lal_info`.
+/// `data` of `/api/stat/lal_info` (also the body of the `on_server_start` webhook).
 #[derive(Serialize)]
-struct LalInfo {
+pub(super) struct LalInfo {
     server_id: &'static str,
     bin_info: String,
     lal_version: String,
@@ -538,15 +544,19 @@ fn lal_info(snapshots: &[EngineStats]) -> LalInfo {
         .map(|s| s.started_unix_ms)
         .min()
         .unwrap_or_default();
+    lal_info_at(started, snapshots.len())
+}
+
+/// lal's server information for a server of `workers` workers started at `started_unix_ms`.
+pub(super) fn lal_info_at(started_unix_ms: u64, workers: usize) -> LalInfo {
     let version = env!("CARGO_PKG_VERSION");
     LalInfo {
-        server_id: "1",
-        bin_info: format!("rill {version}, {} workers", snapshots.len()),
+        server_id: SERVER_ID,
+        bin_info: format!("rill {version}, {workers} workers"),
         lal_version: format!("v{version}"),
         api_version: LAL_API_VERSION,
-        // rill sends no lal-style notifications (webhooks) yet.
-        notify_version: "",
-        start_time: format_unix_ms(started),
+        notify_version: LAL_NOTIFY_VERSION,
+        start_time: format_unix_ms(started_unix_ms),
     }
 }
 
@@ -558,7 +568,7 @@ struct AllGroups<'a> {
 
 /// One group (stream) as lal shows it.
 #[derive(Serialize)]
-struct JsonGroup<'a> {
+pub(super) struct JsonGroup<'a> {
     stream_name: &'a str,
     app_name: &'a str,
     audio_codec: &'static str,
@@ -607,24 +617,10 @@ struct JsonSession {
 impl From<&SessionStats> for JsonSession {
     fn from(s: &SessionStats) -> Self {
         let publish = s.role == Role::Publish;
-        // lal's protocol names: HTTP-FLV and WebSocket-FLV are both "FLV", likewise "TS".
-        let protocol = match s.protocol {
-            Protocol::Rtmp => "RTMP",
-            Protocol::HttpFlv | Protocol::WsFlv => "FLV",
-            Protocol::HttpTs | Protocol::WsTs => "TS",
-            Protocol::Rtsp => "RTSP",
-            Protocol::Http => "HTTP",
-        };
-        // lal's session ids: protocol, then PUBSUB for any RTMP server session, PUB or SUB.
-        let kind = match (s.protocol, publish) {
-            (Protocol::Rtmp, _) => "PUBSUB",
-            (_, true) => "PUB",
-            (_, false) => "SUB",
-        };
         JsonSession {
-            session_id: format!("{protocol}{kind}{}", s.conn),
-            protocol,
-            base_type: if publish { "PUB" } else { "SUB" },
+            session_id: lal_session_id(s.conn, s.protocol, s.role),
+            protocol: lal_protocol(s.protocol),
+            base_type: lal_base_type(s.role),
             remote_addr: s.peer.to_string(),
             start_time: format_unix_ms(s.start_unix_ms),
             read_bytes_sum: s.bytes_in,
@@ -634,6 +630,37 @@ impl From<&SessionStats> for JsonSession {
             write_bitrate_kbits: s.write_kbits,
         }
     }
+}
+
+/// lal's protocol name of a session: HTTP-FLV and WebSocket-FLV are both `FLV`, likewise `TS`.
+pub fn lal_protocol(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Rtmp => "RTMP",
+        Protocol::HttpFlv | Protocol::WsFlv => "FLV",
+        Protocol::HttpTs | Protocol::WsTs => "TS",
+        Protocol::Rtsp => "RTSP",
+        Protocol::Http => "HTTP",
+    }
+}
+
+/// lal's `base_type` of a session: `PUB` for a publisher, `SUB` otherwise.
+pub fn lal_base_type(role: Role) -> &'static str {
+    if role == Role::Publish {
+        "PUB"
+    } else {
+        "SUB"
+    }
+}
+
+/// lal's session id: the protocol name, then `PUBSUB` for any RTMP server session (publisher or
+/// player), `PUB` or `SUB` for the others, then the connection id (`RTMPPUBSUB7`, `FLVSUB9`).
+pub fn lal_session_id(conn: ConnId, protocol: Protocol, role: Role) -> String {
+    let kind = match (protocol, role) {
+        (Protocol::Rtmp, _) => "PUBSUB",
+        (_, Role::Publish) => "PUB",
+        _ => "SUB",
+    };
+    format!("{}{kind}{conn}", lal_protocol(protocol))
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) for ms since the Unix epoch, lal's time format.
