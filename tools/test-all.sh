@@ -29,6 +29,8 @@ echo "== tests (unit, property, fixtures, end-to-end)"
 cargo test --workspace
 echo "== end-to-end tests again, against rill-async (the async-std runtime)"
 RILL_BIN=target/debug/rill-async cargo test -p rill-e2e
+echo "== fuzz harness tests (seed files, harness checks)"
+(cd fuzz && cargo test --lib)
 echo "== fuzz smoke (each target briefly)"
 bash tools/fuzz.sh "${FUZZ_SECONDS:-8}"
 echo "== all tests passed"

@@ -503,6 +503,9 @@ pub mod engine {
         body: Option<Body>,
         /// What the last request asked for.
         asked: PlayKind,
+        /// That request has no response head yet: no other request may follow it, or its
+        /// answer would be read as the answer to the later one.
+        awaiting: bool,
         /// Bytes the client still has to send.
         out: Vec<Bytes>,
     }
@@ -528,6 +531,7 @@ pub mod engine {
                         data = &data[end + 4 - before..];
                         let head = self.head.split_to(end + 4);
                         self.head.clear();
+                        self.awaiting = false;
                         self.body = Some(self.start_body(&head));
                         self.complete_sized(stats, seqs);
                     }
@@ -993,7 +997,8 @@ pub mod engine {
             Some(self.conns.len() - 1)
         }
 
-        fn index(&self, id: ConnId) -> Option<usize> {
+        /// Where connection `id` is in the list that steps' `conn` numbers pick from.
+        pub fn index(&self, id: ConnId) -> Option<usize> {
             self.conns.iter().position(|c| c.id == id)
         }
 
@@ -1086,6 +1091,7 @@ pub mod engine {
                         head: BytesMut::new(),
                         body: None,
                         asked: kind,
+                        awaiting: true,
                         out: vec![Bytes::from(request)],
                     };
                     (Listener::Http, Client::Http(Box::new(client)))
@@ -1109,10 +1115,11 @@ pub mod engine {
             let Client::Http(h) = &mut self.conns[i].client else {
                 return;
             };
-            if h.body.is_some() || !h.head.is_empty() {
+            if h.awaiting || h.body.is_some() || !h.head.is_empty() {
                 return;
             }
             h.asked = kind;
+            h.awaiting = true;
             h.out.push(Bytes::from(request));
             self.pump();
         }
@@ -1872,6 +1879,57 @@ mod tests {
         assert!(s.rtmp_media > 100, "{s:?}");
         assert!(s.rtsp_rtp > 100, "{s:?}");
         assert_eq!((s.hls_playlists, s.hls_segments), (1, 1), "{s:?}");
+        h.finish();
+    }
+
+    /// A request that waits for its stream is answered before any request behind it on the same
+    /// connection, so the harness must not send one there. The fuzz smoke found it: a WS-TS
+    /// request sent behind an unanswered one read that one's FLV answer as TS. These are the
+    /// steps of that input, after the target's prelude.
+    #[test]
+    fn no_second_request_while_the_first_awaits_its_answer() {
+        let mut h = Harness::new();
+        let publisher = h.publish(0, 0).unwrap();
+        h.send_prelude(publisher);
+        h.play(PlayKind::HttpFlv, 0, 0, false, 64 * 1024).unwrap();
+        let play = |kind, name, remote, budget| Op::Play {
+            kind,
+            name,
+            remote,
+            slow: true,
+            budget,
+        };
+        for op in [
+            play(PlayKind::HttpFlv, 0, false, 0),
+            play(PlayKind::WsFlv, 1, false, 0),
+            Op::Publish {
+                name: 1,
+                remote: false,
+            },
+            Op::Again {
+                conn: 1,
+                kind: PlayKind::HttpFlv,
+                name: 1,
+            },
+            play(PlayKind::HlsLive, 209, true, 13427),
+            Op::Again {
+                conn: 93,
+                kind: PlayKind::WsTs,
+                name: 0,
+            },
+            Op::Poll {
+                conn: 3,
+                budget: 5000,
+            },
+            Op::WsControl {
+                conn: 94,
+                close: false,
+                len: 209,
+            },
+            play(PlayKind::HttpFlv, 93, false, 25602),
+        ] {
+            h.step(op);
+        }
         h.finish();
     }
 }
