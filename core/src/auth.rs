@@ -80,26 +80,27 @@ impl fmt::Display for AuthError {
 impl std::error::Error for AuthError {}
 
 /// lal-style simple auth: the key, the dangerous secret, and which accesses need a secret.
-/// The default requires nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The default requires nothing. It is also the config's `[auth]` section, key for key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SimpleAuth {
     /// Key hashed in front of the stream name.
     pub key: String,
-    /// A secret accepted for every stream; empty = none.
+    /// A secret accepted for every stream (lal's `dangerous_lal_secret`); empty = none.
     pub dangerous_secret: String,
-    /// Check RTMP publishers.
+    /// Check RTMP publishers (lal: `pub_rtmp_enable`).
     pub publish_rtmp: bool,
-    /// Check RTSP publishers.
+    /// Check RTSP publishers (lal: `pub_rtsp_enable`).
     pub publish_rtsp: bool,
-    /// Check RTMP players.
+    /// Check RTMP players (lal: `sub_rtmp_enable`).
     pub play_rtmp: bool,
-    /// Check HTTP-FLV and WebSocket-FLV players.
+    /// Check HTTP-FLV and WS-FLV players (lal: `sub_httpflv_enable`).
     pub play_http_flv: bool,
-    /// Check HTTP-TS and WebSocket-TS players.
+    /// Check HTTP-TS and WS-TS players (lal: `sub_httpts_enable`).
     pub play_http_ts: bool,
-    /// Check HLS playlist requests.
+    /// Check HLS playlist requests (lal: `hls_m3u8_enable`).
     pub play_hls: bool,
-    /// Check RTSP players.
+    /// Check RTSP players (lal: `sub_rtsp_enable`).
     pub play_rtsp: bool,
 }
 

@@ -215,7 +215,7 @@ pub struct Config {
     /// RTSP listener.
     pub rtsp: RtspSection,
     /// Publish and play authorization (lal's simple auth).
-    pub auth: AuthSection,
+    pub auth: SimpleAuth,
     /// Stream hub.
     pub hub: HubSection,
     /// HLS.
@@ -353,47 +353,6 @@ impl Default for DumpSection {
             dir: "dumps".into(),
             stream: String::new(),
             max_bytes: 64 << 20,
-        }
-    }
-}
-
-/// `[auth]`: lal's simple auth. Every switch is off by default.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSection {
-    /// Key hashed in front of the stream name.
-    pub key: String,
-    /// A secret accepted for every stream (lal's `dangerous_lal_secret`); empty = none.
-    pub dangerous_secret: String,
-    /// Check RTMP publishers (lal: `pub_rtmp_enable`).
-    pub publish_rtmp: bool,
-    /// Check RTSP publishers (lal: `pub_rtsp_enable`).
-    pub publish_rtsp: bool,
-    /// Check RTMP players (lal: `sub_rtmp_enable`).
-    pub play_rtmp: bool,
-    /// Check HTTP-FLV and WS-FLV players (lal: `sub_httpflv_enable`).
-    pub play_http_flv: bool,
-    /// Check HTTP-TS and WS-TS players (lal: `sub_httpts_enable`).
-    pub play_http_ts: bool,
-    /// Check HLS playlist requests (lal: `hls_m3u8_enable`).
-    pub play_hls: bool,
-    /// Check RTSP players (lal: `sub_rtsp_enable`).
-    pub play_rtsp: bool,
-}
-
-impl AuthSection {
-    /// The checker these values describe.
-    pub fn simple_auth(&self) -> SimpleAuth {
-        SimpleAuth {
-            key: self.key.clone(),
-            dangerous_secret: self.dangerous_secret.clone(),
-            publish_rtmp: self.publish_rtmp,
-            publish_rtsp: self.publish_rtsp,
-            play_rtmp: self.play_rtmp,
-            play_http_flv: self.play_http_flv,
-            play_http_ts: self.play_http_ts,
-            play_hls: self.play_hls,
-            play_rtsp: self.play_rtsp,
         }
     }
 }
@@ -773,7 +732,7 @@ impl Config {
                 "hub.write_merge_ms must be 0..=1000 and hub.write_merge_players at least 1".into(),
             ));
         }
-        if self.auth.key.is_empty() && self.auth.simple_auth().any_required() {
+        if self.auth.key.is_empty() && self.auth.any_required() {
             return Err(ConfigError(
                 "auth: a publish_* or play_* switch is on but auth.key is empty; set a key \
                  (secrets are md5(key + stream name))"
@@ -861,7 +820,7 @@ impl Config {
             write_merge_ms: h.write_merge_ms,
             write_merge_players: h.write_merge_players,
             publish_conflict: h.publish_conflict,
-            auth: self.auth.simple_auth(),
+            auth: self.auth.clone(),
             silent_audio: SilentAudioConfig {
                 enable: h.silent_audio,
                 wait_ms: h.silent_audio_wait_ms,
