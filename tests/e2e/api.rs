@@ -1,11 +1,7 @@
 //! The HTTP statistics API (lal's `/api/stat/*` JSON) and the Prometheus `/metrics` endpoint,
 //! against a real publisher (ffmpeg) and an HTTP-FLV player.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::{sleep, JoinHandle};
+use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use rill_e2e::*;
@@ -14,58 +10,6 @@ use serde_json::Value;
 /// Two workers, so the publisher and the player may sit on different engines.
 const WORKERS: usize = 2;
 const LIMIT: Duration = Duration::from_secs(10);
-
-/// An HTTP-FLV player that reads (and counts) until told to stop.
-struct Player {
-    stop: Arc<AtomicBool>,
-    received: Arc<AtomicU64>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Player {
-    fn start(port: u16, path: &str) -> Player {
-        let stop = Arc::new(AtomicBool::new(false));
-        let received = Arc::new(AtomicU64::new(0));
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect player");
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-            .expect("send play request");
-        let (stop2, received2) = (stop.clone(), received.clone());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let mut buf = vec![0u8; 65536];
-            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match s.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        received2.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(_) => return,
-                }
-            }
-        });
-        Player {
-            stop,
-            received,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Player {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// `GET path`: checks status 200 and the CORS header; returns the body as text.
 fn get(server: &Server, path: &str) -> String {
@@ -121,7 +65,7 @@ fn stat_api_and_metrics_describe_a_live_stream_and_its_player() {
 
     let _publisher = ffmpeg_publish(&file, &server.rtmp_url("live/apitest"), &[]);
     sleep(Duration::from_millis(500));
-    let player = Player::start(server.http_port, "/live/apitest.flv");
+    let player = HttpFlvPlayer::start(server.http_port, "/live/apitest.flv");
     sleep(Duration::from_secs(2));
 
     let v = wait_for_group(&server);
@@ -154,7 +98,7 @@ fn stat_api_and_metrics_describe_a_live_stream_and_its_player() {
         sub["read_bytes_sum"].as_u64() > Some(0),
         "its request: {sub}"
     );
-    assert!(player.received.load(Ordering::Relaxed) > 0);
+    assert!(player.received() > 0);
     assert!(g["pull"].is_object(), "lal always has a pull object: {g}");
 
     let all = get_json(&server, "/api/stat/all_group");

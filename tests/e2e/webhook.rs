@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
@@ -153,85 +153,6 @@ fn read_request(mut s: TcpStream) -> Option<(String, Value)> {
     Some((path, value))
 }
 
-/// An HTTP-FLV player reading (and counting) until dropped; remembers the body's first bytes.
-struct Player {
-    stop: Arc<AtomicBool>,
-    received: Arc<AtomicU64>,
-    start: Arc<Mutex<Vec<u8>>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Player {
-    fn start(port: u16, path: &str) -> Player {
-        let stop = Arc::new(AtomicBool::new(false));
-        let received = Arc::new(AtomicU64::new(0));
-        let start = Arc::new(Mutex::new(Vec::new()));
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect player");
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("timeout");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-            .expect("send play request");
-        let (stop2, received2, start2) = (stop.clone(), received.clone(), start.clone());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let mut buf = vec![0u8; 65536];
-            let mut head_done = false;
-            let mut pending = Vec::new();
-            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match s.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        if !head_done {
-                            pending.extend_from_slice(&buf[..n]);
-                            if let Some(pos) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                                head_done = true;
-                                let body = &pending[pos + 4..];
-                                start2.lock().expect("lock").extend_from_slice(body);
-                                received2.fetch_add(body.len() as u64, Ordering::Relaxed);
-                            }
-                        } else {
-                            let mut first = start2.lock().expect("lock");
-                            if first.len() < 16 {
-                                first.extend_from_slice(&buf[..n.min(16)]);
-                            }
-                            received2.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
-                    Err(_) => return,
-                }
-            }
-        });
-        Player {
-            stop,
-            received,
-            start,
-            thread: Some(thread),
-        }
-    }
-
-    fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    fn is_flv(&self) -> bool {
-        self.start.lock().expect("lock").starts_with(b"FLV")
-    }
-}
-
-impl Drop for Player {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn text<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field]
         .as_str()
@@ -260,7 +181,7 @@ fn every_event_reaches_the_receiver_with_lal_fields() {
 
     let mut publisher = ffmpeg_publish(&file, &server.rtmp_url("live/hook"), &[]);
     let pub_start = receiver.wait_for("/on_pub_start", limit, &server);
-    let player = Player::start(server.http_port, "/live/hook.flv");
+    let player = HttpFlvPlayer::start(server.http_port, "/live/hook.flv");
     let sub_start = receiver.wait_for("/on_sub_start", limit, &server);
     sleep(Duration::from_secs(2));
     assert!(
@@ -370,7 +291,7 @@ fn a_receiver_that_never_answers_does_not_hold_up_media() {
     let started = Instant::now();
     let mut publisher = ffmpeg_publish(&file, &server.rtmp_url("live/hook"), &[]);
     sleep(Duration::from_millis(500));
-    let player = Player::start(server.http_port, "/live/hook.flv");
+    let player = HttpFlvPlayer::start(server.http_port, "/live/hook.flv");
     sleep(Duration::from_secs(3));
     let after_3s = player.received();
     assert!(
@@ -380,7 +301,7 @@ fn a_receiver_that_never_answers_does_not_hold_up_media() {
     );
     drop(player);
     // A second player, while the sender thread is stuck on the silent receiver.
-    let second = Player::start(server.http_port, "/live/hook.flv");
+    let second = HttpFlvPlayer::start(server.http_port, "/live/hook.flv");
     sleep(Duration::from_secs(2));
     assert!(second.received() > 0 && second.is_flv(), "second player");
     drop(second);

@@ -5,11 +5,13 @@
 //! example `target/debug/rill-async` (the async-std runtime). Every child process is killed when
 //! its handle drops.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::thread::sleep;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{sleep, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
@@ -1448,5 +1450,83 @@ pub mod harness {
             csid, 0, len, type_id, stream_id, &mut out
         ));
         out.to_vec()
+    }
+}
+
+/// An HTTP-FLV player reading (and counting) until dropped; remembers the body's first bytes.
+pub struct HttpFlvPlayer {
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    start: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpFlvPlayer {
+    /// Connects to `127.0.0.1:port` and asks for `path` (e.g. `/live/test.flv`).
+    pub fn start(port: u16, path: &str) -> HttpFlvPlayer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let start = Arc::new(Mutex::new(Vec::new()));
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect player");
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .expect("send play request");
+        let (stop2, received2, start2) = (stop.clone(), received.clone(), start.clone());
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut buf = vec![0u8; 65536];
+            let mut head_done = false;
+            let mut pending = Vec::new();
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match s.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if !head_done {
+                            pending.extend_from_slice(&buf[..n]);
+                            if let Some(pos) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                                head_done = true;
+                                let body = &pending[pos + 4..];
+                                start2.lock().expect("lock").extend_from_slice(body);
+                                received2.fetch_add(body.len() as u64, Ordering::Relaxed);
+                            }
+                        } else {
+                            let mut first = start2.lock().expect("lock");
+                            if first.len() < 16 {
+                                first.extend_from_slice(&buf[..n.min(16)]);
+                            }
+                            received2.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        HttpFlvPlayer {
+            stop,
+            received,
+            start,
+            thread: Some(thread),
+        }
+    }
+
+    /// Body bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Whether the body starts with an FLV header.
+    pub fn is_flv(&self) -> bool {
+        self.start.lock().expect("lock").starts_with(b"FLV")
+    }
+}
+
+impl Drop for HttpFlvPlayer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
