@@ -13,6 +13,7 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::dump::listener_name;
+use rill_core::engine::conn_id::conn_id;
 use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::Permit;
 use rill_runtime_common::dump::{unix_ms, DumpRecorder};
@@ -27,9 +28,6 @@ use crate::rt;
 
 /// Bytes asked of the engine per batch for one connection.
 const WRITE_BUDGET: usize = 256 * 1024;
-/// Connection ids carry the worker index above this bit, so log lines name one connection.
-const WORKER_SHIFT: u32 = 40;
-
 /// What connection tasks and the acceptors tell an engine task (bounded: readers wait when the
 /// engine falls behind, which is TCP backpressure towards publishers).
 pub(crate) enum Event {
@@ -220,7 +218,7 @@ impl EngineTask {
     fn handle_event(&mut self, event: Event, now: u64) {
         match event {
             Event::Accept(stream, peer, listener, permit) => {
-                let id = ((self.index as u64) << WORKER_SHIFT) | self.next_conn;
+                let id = conn_id(self.index, self.next_conn);
                 self.next_conn += 1;
                 let _ = stream.get_ref().set_nodelay(true);
                 let stream = Arc::new(stream);

@@ -14,6 +14,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::dump::listener_name;
+use rill_core::engine::conn_id::{conn_id, local_of};
 use rill_core::engine::{Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
@@ -28,8 +29,6 @@ const HTTP_LISTENER: Token = Token(1);
 const WAKER: Token = Token(2);
 const RTSP_LISTENER: Token = Token(3);
 const FIRST_CONN: usize = 16;
-/// Connection ids carry the worker index above this bit, so log lines name one connection.
-const WORKER_SHIFT: u32 = 40;
 /// Slices per vectored write.
 const MAX_IOV: usize = 64;
 /// Bytes read from one connection per pass of the event loop.
@@ -234,11 +233,11 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
 
 impl Worker {
     fn conn_id(&self, token: Token) -> u64 {
-        ((self.index as u64) << WORKER_SHIFT) | token.0 as u64
+        conn_id(self.index, token.0 as u64)
     }
 
     fn token(conn: u64) -> Token {
-        Token((conn & ((1 << WORKER_SHIFT) - 1)) as usize)
+        Token(local_of(conn) as usize)
     }
 
     fn now(&self) -> u64 {

@@ -21,6 +21,7 @@
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
 mod access;
+pub mod conn_id;
 mod http_conn;
 mod packet;
 mod record;
