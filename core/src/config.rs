@@ -9,7 +9,8 @@ use serde::Deserialize;
 use crate::admission::ConnectionLimits;
 use crate::auth::SimpleAuth;
 use crate::engine::{
-    EngineConfig, PublishConflict, RecordConfig, SilentAudioConfig, WebhookEvent, WebhookUrl,
+    EngineConfig, PublishConflict, RecordConfig, SilentAudioConfig, WebhookConfig, WebhookEvent,
+    WebhookUrl,
 };
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
@@ -824,6 +825,19 @@ impl Config {
             silent_audio: SilentAudioConfig {
                 enable: h.silent_audio,
                 wait_ms: h.silent_audio_wait_ms,
+            },
+            worker: 0,
+            workers: 1,
+            webhook: WebhookConfig {
+                receivers: WebhookEvent::ALL
+                    .iter()
+                    .filter_map(|&e| Some((e, self.webhook.receiver(e)?)))
+                    .collect(),
+                update_interval_ms: self.webhook.update_interval_sec.max(1).saturating_mul(1000),
+                rtmp_addr: self.rtmp.addr.clone(),
+                http_addr: self.http.addr.clone(),
+                rtsp_addr: self.rtsp.addr.clone(),
+                ..WebhookConfig::default()
             },
         }
     }

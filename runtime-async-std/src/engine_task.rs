@@ -320,6 +320,8 @@ impl EngineTask {
                     let now = self.now();
                     self.stats.answer(&mut self.engine, conn, &request, now);
                 }
+                // Webhooks still go out through runtime_common::webhook (the engine gets no receivers).
+                Output::Connect { .. } | Output::Log { .. } => {}
             }
         }
     }

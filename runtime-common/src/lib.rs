@@ -211,6 +211,9 @@ pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::Engi
     let mut engine = config.engine_config();
     engine.share_streams = workers > 1;
     engine.rtsp.wallclock_offset_ms = unix_time_ms();
+    engine.workers = workers;
+    // Webhooks are still sent by `webhook::Notifier`, not by the engines.
+    engine.webhook = Default::default();
     engine
 }
 

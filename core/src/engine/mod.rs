@@ -23,6 +23,8 @@
 mod access;
 pub mod conn_id;
 mod http_conn;
+mod notify;
+mod outbound;
 mod packet;
 mod record;
 mod rtmp_conn;
@@ -50,6 +52,8 @@ use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::ts::TsMuxer;
 
+pub use notify::WebhookConfig;
+pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
@@ -64,7 +68,8 @@ pub use webhook::{
     WebhookUrl,
 };
 
-/// A connection's id, chosen by the runtime and unique within one engine.
+/// A connection's id, unique within the process: laid out by [`conn_id`] (the worker in the high
+/// bits; accepted connections numbered by the runtime, outbound ones by the engine).
 pub type ConnId = u64;
 
 /// Which listener accepted a connection.
@@ -119,6 +124,13 @@ pub struct EngineConfig {
     pub publish_conflict: PublishConflict,
     /// Silent AAC for streams published without audio.
     pub silent_audio: SilentAudioConfig,
+    /// This engine's worker index (0 for a single engine): the high bits of the ids of the
+    /// connections it opens; worker 0 also sends the process-wide webhooks.
+    pub worker: usize,
+    /// How many workers (engines) the process runs.
+    pub workers: usize,
+    /// Webhooks (`[webhook]`); no receivers: none are sent.
+    pub webhook: WebhookConfig,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -152,6 +164,9 @@ impl Default for EngineConfig {
             publish_conflict: PublishConflict::Reject,
             auth: SimpleAuth::default(),
             silent_audio: SilentAudioConfig::default(),
+            worker: 0,
+            workers: 1,
+            webhook: WebhookConfig::default(),
         }
     }
 }
@@ -231,6 +246,17 @@ pub struct SessionRecord {
     pub duration_ms: u64,
     /// Why it ended (empty at start).
     pub reason: String,
+}
+
+/// How much a [`Output::Log`] line matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Something failed that an operator should know about.
+    Warn,
+    /// Normal operation worth a line.
+    Info,
+    /// Details for debugging.
+    Debug,
 }
 
 /// What the engine asks of the runtime.
@@ -314,6 +340,26 @@ pub enum Output {
         conn: ConnId,
         /// Which endpoint.
         request: StatsRequest,
+    },
+    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, later relay).
+    /// Resolve `host` (a name or an IP address) off the event loop, connect, and report with
+    /// [`Engine::handle_connected`]; then drive `conn` like an accepted connection. An
+    /// [`Output::Close`] for `conn` may come before the connection is open: abandon the attempt
+    /// (and report nothing).
+    Connect {
+        /// The id the engine chose for it ([`conn_id::is_outbound`]).
+        conn: ConnId,
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// A line for the server's log (core has no logger).
+    Log {
+        /// How much it matters.
+        level: LogLevel,
+        /// The line.
+        message: String,
     },
 }
 
@@ -447,6 +493,10 @@ pub struct Engine {
     recording_dirty: Vec<ConnId>,
     /// Bitrate measurements and the byte counts of closed connections, for [`Engine::stats`].
     meters: stats::Meters,
+    /// Connections this engine opened ([`Output::Connect`]).
+    outbound: outbound::Outbound,
+    /// Webhooks: queue, requests in flight, started sessions.
+    notify: notify::Notify,
 }
 
 /// Checks one path segment of a stream name (`app` or `stream`).
@@ -469,6 +519,8 @@ impl Engine {
         Engine {
             hub: Hub::new(config.hub.clone()),
             hls: Hls::new(config.hls.clone()),
+            outbound: outbound::Outbound::new(config.worker),
+            notify: notify::Notify::new(config.webhook.clone(), config.worker, config.workers),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -580,6 +632,10 @@ impl Engine {
 
     /// Bytes arrived on a connection.
     pub fn handle_input(&mut self, conn: ConnId, data: &[u8], now_ms: u64) {
+        if conn_id::is_outbound(conn) {
+            self.outbound.handle_input(conn, data, &mut self.outputs);
+            return self.pump_outbound(now_ms);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -621,8 +677,26 @@ impl Engine {
         self.drain_hub(now_ms);
     }
 
+    /// The runtime's answer to [`Output::Connect`]: the connection is open (`Ok` with the
+    /// peer's address) or could not be made (`Err` with why; the runtime holds nothing more
+    /// for it). Unknown ids (the engine gave up on them) are ignored.
+    pub fn handle_connected(
+        &mut self,
+        conn: ConnId,
+        result: Result<SocketAddr, String>,
+        now_ms: u64,
+    ) {
+        self.outbound
+            .handle_connected(conn, result, now_ms, &mut self.outputs);
+        self.pump_outbound(now_ms);
+    }
+
     /// The peer closed the connection, or the socket failed. The engine forgets it.
     pub fn handle_close(&mut self, conn: ConnId, reason: &str, now_ms: u64) {
+        if conn_id::is_outbound(conn) {
+            self.outbound.handle_close(conn, reason);
+            return self.pump_outbound(now_ms);
+        }
         self.finish(conn, reason, now_ms);
         self.drain_hub(now_ms);
     }
@@ -634,6 +708,8 @@ impl Engine {
         }
         self.hub.handle_timeout(now_ms);
         self.hls.handle_timeout(now_ms);
+        self.outbound.handle_timeout(now_ms, &mut self.outputs);
+        self.pump_outbound(now_ms);
         while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
             if at > now_ms {
                 break;
@@ -672,6 +748,8 @@ impl Engine {
             self.hub.poll_timeout(),
             self.hls.poll_timeout(),
             self.merge_until,
+            self.outbound.poll_timeout(),
+            self.notify.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -690,6 +768,9 @@ impl Engine {
     /// Appends up to about `budget` bytes for `conn` to `out` (whole messages; may exceed the budget
     /// by one message). Returns the byte count; 0 when there is nothing to send now.
     pub fn poll_transmit(&mut self, conn: ConnId, budget: usize, out: &mut Vec<Bytes>) -> usize {
+        if conn_id::is_outbound(conn) {
+            return self.outbound.poll_transmit(conn, out);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return 0;
         };
@@ -854,6 +935,7 @@ impl Engine {
         }
         self.detach(conn, now_ms);
         if let Some(rec) = self.record(conn, now_ms, reason) {
+            self.notify_session(&rec, false, now_ms);
             self.outputs.push_back(Output::SessionEnded(rec));
         }
         self.outputs.push_back(Output::Close { conn, flush });
@@ -887,6 +969,7 @@ impl Engine {
         if !c.closing {
             self.detach(conn, now_ms);
             if let Some(rec) = self.record(conn, now_ms, reason) {
+                self.notify_session(&rec, false, now_ms);
                 self.outputs.push_back(Output::SessionEnded(rec));
             }
         }
@@ -907,6 +990,7 @@ impl Engine {
             c.stream = stream.to_owned();
         }
         if let Some(rec) = self.record(conn, now_ms, "") {
+            self.notify_session(&rec, true, now_ms);
             self.outputs.push_back(Output::SessionStarted(rec));
         }
         self.arm_timer(conn);

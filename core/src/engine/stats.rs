@@ -251,6 +251,9 @@ impl Engine {
         snapshots: &[EngineStats],
         now_ms: u64,
     ) {
+        if self.answer_gather(conn, snapshots, now_ms) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
