@@ -226,37 +226,30 @@ impl Notify {
         now_ms: u64,
         outputs: &mut VecDeque<Output>,
     ) {
-        if start {
+        let events = if start {
             if record.role == Role::None {
                 return;
             }
-            if let Some(previous) = self.active.remove(&record.conn) {
-                self.session_event(&stopped(previous, record), false, hub, now_ms, outputs);
-            }
-            self.session_event(record, true, hub, now_ms, outputs);
-            self.active.insert(record.conn, record.clone());
-        } else if let Some(started) = self.active.remove(&record.conn) {
-            self.session_event(&stopped(started, record), false, hub, now_ms, outputs);
-        }
-    }
-
-    fn session_event<P: crate::hub::HubPacket>(
-        &mut self,
-        record: &SessionRecord,
-        start: bool,
-        hub: &Hub<P>,
-        now_ms: u64,
-        outputs: &mut VecDeque<Output>,
-    ) {
-        let Some(event) = WebhookEvent::of_session(record.role, start) else {
-            return;
+            let previous = self.active.insert(record.conn, record.clone());
+            [
+                previous.map(|p| (stopped(p, record), false)),
+                Some((record.clone(), true)),
+            ]
+        } else {
+            let started = self.active.remove(&record.conn);
+            [started.map(|s| (stopped(s, record), false)), None]
         };
-        let mut info = SessionInfo::new(record, self.config.listen_addr(record.protocol));
-        if let Some(s) = hub.streams().find(|s| s.name == record.stream) {
-            info.has_in_session = s.publisher.is_some();
-            info.has_out_session = !s.players.is_empty();
+        for (record, start) in events.into_iter().flatten() {
+            let Some(event) = WebhookEvent::of_session(record.role, start) else {
+                continue;
+            };
+            let mut info = SessionInfo::new(&record, self.config.listen_addr(record.protocol));
+            if let Some(s) = hub.streams().find(|s| s.name == record.stream) {
+                info.has_in_session = s.publisher.is_some();
+                info.has_out_session = !s.players.is_empty();
+            }
+            self.push(event, info.to_json(), now_ms, outputs);
         }
-        self.push(event, info.to_json(), now_ms, outputs);
     }
 
     /// The result of one POST: logged when it failed.
@@ -413,5 +406,76 @@ impl Engine {
             .push(WebhookEvent::Update, body, now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Packet;
+    use crate::hub::HubConfig;
+
+    fn record(conn: ConnId, role: Role) -> SessionRecord {
+        SessionRecord {
+            conn,
+            peer: "127.0.0.1:4000".parse().expect("addr"),
+            protocol: Protocol::Rtmp,
+            role,
+            stream: "live/hook".into(),
+            bytes_in: 10,
+            bytes_out: 20,
+            duration_ms: 0,
+            reason: String::new(),
+        }
+    }
+
+    fn queued(n: &Notify) -> Vec<(WebhookEvent, serde_json::Value)> {
+        n.queue
+            .iter()
+            .map(|j| (j.event, serde_json::from_slice(&j.body).expect("JSON")))
+            .collect()
+    }
+
+    #[test]
+    fn a_second_session_on_one_connection_stops_the_first_and_ends_name_the_started_one() {
+        use WebhookEvent as E;
+        let urls = [E::PubStart, E::PubStop, E::SubStart, E::SubStop].map(|e| {
+            let url = WebhookUrl::parse(&format!("http://h/{}", e.name())).expect("url");
+            (e, url)
+        });
+        let config = WebhookConfig {
+            receivers: urls.to_vec(),
+            ..WebhookConfig::default()
+        };
+        let mut n = Notify::new(config, 0, 1);
+        let hub: Hub<Packet> = Hub::new(HubConfig::default());
+        let mut out = VecDeque::new();
+        n.session(&record(5, Role::Publish), true, &hub, 0, &mut out);
+        n.session(&record(5, Role::Play), true, &hub, 0, &mut out);
+        // The end record's role was cleared (RTMP deleteStream): the stop is the player's.
+        let mut end = record(5, Role::None);
+        end.bytes_out = 999;
+        n.session(&end, false, &hub, 0, &mut out);
+        // Never started, or ended twice: nothing.
+        n.session(&record(6, Role::None), true, &hub, 0, &mut out);
+        n.session(&end, false, &hub, 0, &mut out);
+        let got = queued(&n);
+        let events: Vec<E> = got.iter().map(|(e, _)| *e).collect();
+        assert_eq!(events, [E::PubStart, E::PubStop, E::SubStart, E::SubStop]);
+        assert_eq!(got[3].1["session_id"], "RTMPPUBSUB5");
+        assert_eq!(got[3].1["base_type"], "SUB");
+        assert_eq!(got[3].1["wrote_bytes_sum"], 999);
+        assert!(out.is_empty(), "no warnings");
+
+        // Events without a URL are not queued.
+        let only_stop = WebhookConfig {
+            receivers: vec![urls[3].clone()],
+            ..WebhookConfig::default()
+        };
+        let mut n = Notify::new(only_stop, 0, 1);
+        n.session(&record(1, Role::Play), true, &hub, 0, &mut out);
+        assert_eq!(n.pending(), 0);
+        n.session(&record(1, Role::Play), false, &hub, 0, &mut out);
+        assert_eq!(queued(&n).len(), 1);
     }
 }
