@@ -32,7 +32,8 @@ pub struct Cli {
     /// RTMP listen address (overrides the config file).
     #[arg(long, value_name = "ADDR")]
     pub rtmp_addr: Option<SocketAddr>,
-    /// HTTP listen address for HTTP-FLV and WS-FLV (overrides the config file).
+    /// HTTP listen address for HTTP-FLV, WS-FLV, HTTP-TS, WS-TS, HLS and the stats API
+    /// (overrides the config file).
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
     /// RTSP listen address (overrides the config file).

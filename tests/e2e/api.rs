@@ -162,3 +162,30 @@ fn stat_api_and_metrics_describe_a_live_stream_and_its_player() {
         sleep(Duration::from_millis(250));
     }
 }
+
+/// `--help` names what the binary serves today (it once said "RTMP in; RTMP, HTTP-FLV and
+/// WebSocket-FLV out" long after RTSP, TS, HLS and the API came).
+#[test]
+fn help_names_every_protocol() {
+    let out = std::process::Command::new(server_binary())
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let about = help.lines().next().unwrap_or_default();
+    for name in [
+        "RTMP and RTSP in",
+        "HTTP-FLV",
+        "WebSocket-FLV",
+        "HTTP-TS",
+        "WebSocket-TS",
+        "HLS out",
+        "stats API",
+    ] {
+        assert!(
+            about.contains(name),
+            "--help does not say {name:?}: {about}"
+        );
+    }
+}

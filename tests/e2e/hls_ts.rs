@@ -99,8 +99,10 @@ fn assert_frames(label: &str, got: &[ProbedStream], reference: &[ProbedStream], 
     }
 }
 
-/// Publishes `file` to `live/{name}` while capturing HTTP-TS and watching the live playlist.
-/// Returns the captured TS, the live media sequence numbers seen, and the HTTP-TS probe.
+/// Publishes `file` to `live/{name}` while capturing HTTP-TS and watching the live playlist,
+/// whose target duration must never change and bound every segment (RFC 8216: `#EXTINF`
+/// rounded to the nearest second). Returns the captured TS, the live media sequence numbers
+/// seen, and the HTTP-TS probe.
 fn publish_and_watch(
     server: &Server,
     file: &std::path::Path,
@@ -115,6 +117,7 @@ fn publish_and_watch(
     sleep(Duration::from_millis(400));
     let mut publisher = ffmpeg_publish(file, &server.rtmp_url(&format!("live/{name}")), input_args);
     let mut seqs = Vec::new();
+    let mut targets = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         if publisher.wait_for(Duration::from_millis(600)).is_some() {
@@ -129,9 +132,20 @@ fn publish_and_watch(
             assert!(head.contains("cache-control: no-cache"), "{head}");
             assert!(head.contains("access-control-allow-origin: *"), "{head}");
             assert!(p.segments.len() <= 3, "window of 3: {p:?}");
+            for s in &p.segments {
+                assert!(
+                    f64::from(s.duration).round() as u64 <= p.target_duration,
+                    "{name}: segment of {} s, target {}",
+                    s.duration,
+                    p.target_duration
+                );
+            }
             seqs.push(p.media_sequence);
+            targets.push(p.target_duration);
         }
     }
+    targets.dedup();
+    assert!(targets.len() <= 1, "{name}: target durations {targets:?}");
     let (streams, out) = probe.join().expect("probe thread");
     assert!(
         out.status.success(),
