@@ -3,7 +3,7 @@
 //! socket has room) and says when it is done. Neither looks inside the bytes.
 
 use std::io::{self, IoSlice, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
@@ -13,6 +13,7 @@ use futures_lite::{AsyncRead, AsyncReadExt};
 use rill_core::engine::ConnId;
 
 use crate::engine_task::Event;
+use crate::rt;
 
 /// First read size; doubled whenever a read fills it, up to [`READ_MAX`], so idle players keep
 /// small buffers and publishers get large reads.
@@ -157,6 +158,35 @@ pub(crate) fn write_now(mut socket: impl Write, batch: &mut [Bytes]) -> io::Resu
             }
         }
     }
+}
+
+/// Opens an outbound connection: resolves `host` on the blocking pool (an IP address needs no
+/// lookup) and connects to its first address that answers. The engine owns the deadline.
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+) -> Result<(Async<TcpStream>, SocketAddr), String> {
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            let name = host.to_owned();
+            rt::spawn_blocking(move || {
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>())
+            })
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        }
+    };
+    let mut why = String::from("the name has no address");
+    for addr in addrs {
+        match Async::<TcpStream>::connect(addr).await {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => why = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(why)
 }
 
 #[cfg(test)]

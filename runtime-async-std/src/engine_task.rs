@@ -3,7 +3,7 @@
 //! outputs after every event, exactly as the mio runtime does, and hands each idle writer the
 //! next batch (writing it directly while the socket has room). No protocol logic here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,21 +13,23 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::dump::listener_name;
-use rill_core::engine::conn_id::conn_id;
+use rill_core::engine::conn_id::{conn_id, is_outbound};
 use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::Permit;
 use rill_runtime_common::dump::{unix_ms, DumpRecorder};
 use rill_runtime_common::record::RecordFiles;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::webhook::WorkerHooks;
-use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
+use rill_runtime_common::{engine_log, log_session, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
-use crate::conn::{read_loop, udp_read_loop, write_loop, write_now};
+use crate::conn::{connect, read_loop, udp_read_loop, write_loop, write_now};
 use crate::rt;
 
 /// Bytes asked of the engine per batch for one connection.
 const WRITE_BUDGET: usize = 256 * 1024;
+/// How long a stopping worker keeps driving its engine for the last webhooks (the sessions'
+/// stop events) to go out.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(2);
 /// What connection tasks and the acceptors tell an engine task (bounded: readers wait when the
 /// engine falls behind, which is TCP backpressure towards publishers).
 pub(crate) enum Event {
@@ -39,6 +41,8 @@ pub(crate) enum Event {
     Written(ConnId, Vec<Bytes>),
     /// The socket ended or failed.
     Closed(ConnId, String),
+    /// An outbound connection the engine asked for is open (with its peer), or why not.
+    Connected(ConnId, Result<(Async<TcpStream>, SocketAddr), String>),
     /// A datagram on the UDP socket of (connection, track, RTCP) from a peer.
     Udp(ConnId, usize, bool, SocketAddr, Bytes),
 }
@@ -61,8 +65,9 @@ struct Conn {
     /// `Some` (a reusable vector) while the writer is idle.
     idle: Option<Vec<Bytes>>,
     close_after_flush: bool,
-    /// This connection's place in the server-wide connection counts, given back on drop.
-    _permit: Permit,
+    /// This connection's place in the server-wide connection counts, given back on drop
+    /// (none for connections the engine opened).
+    _permit: Option<Permit>,
 }
 
 /// A UDP socket of an RTSP session; dropping it ends its reader task.
@@ -102,8 +107,10 @@ pub(crate) struct EngineTask {
     records: RecordFiles,
     /// This worker's statistics snapshot on the board all workers share (HTTP API, metrics).
     stats: WorkerStats,
-    /// Session events for the webhooks.
-    hooks: WorkerHooks,
+    /// Outbound connections being resolved or connected (the engine may give up on them).
+    connecting: HashSet<ConnId>,
+    /// Shutting down: no new connections are taken.
+    stopping: bool,
 }
 
 impl EngineTask {
@@ -133,14 +140,9 @@ impl EngineTask {
             dumps: None,
             records: RecordFiles::new(),
             stats: WorkerStats::new(board, index),
-            hooks: WorkerHooks::disabled(),
+            connecting: HashSet::new(),
+            stopping: false,
         }
-    }
-
-    /// Sends session events to the webhooks through `hooks`.
-    pub(crate) fn with_webhooks(mut self, hooks: WorkerHooks) -> Self {
-        self.hooks = hooks;
-        self
     }
 
     /// Records debug dumps with `recorder` (see `[dump]` in the config).
@@ -197,12 +199,43 @@ impl EngineTask {
             self.stats.tick(&mut self.engine, now);
             self.process_outputs();
         }
+        self.stopping = true;
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for id in ids {
+        for id in ids.into_iter().filter(|id| !is_outbound(*id)) {
             self.drop_conn(id, "server shutting down");
         }
         self.process_outputs();
+        self.drain_webhooks().await;
         self.records.close_all();
+    }
+
+    /// Drives the engine's outbound connections until its last webhooks went out or
+    /// [`WEBHOOK_DRAIN`] passed.
+    async fn drain_webhooks(&mut self) {
+        let deadline = self.now().saturating_add(WEBHOOK_DRAIN.as_millis() as u64);
+        while self.engine.pending_notifications() > 0 && self.now() < deadline {
+            let at = self
+                .engine
+                .poll_timeout()
+                .map_or(deadline, |t| t.min(deadline));
+            let mut timer = Timer::at(self.epoch + Duration::from_millis(at));
+            let event = {
+                let events = &self.events;
+                let timer = async {
+                    (&mut timer).await;
+                    None
+                };
+                timer.or(async { events.recv().await.ok() }).await
+            };
+            let now = self.now();
+            if let Some(event) = event {
+                self.handle_event(event, now);
+            }
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.handle_timeout(now);
+            }
+            self.process_outputs();
+        }
     }
 
     fn arm_timer(&mut self) {
@@ -217,26 +250,12 @@ impl EngineTask {
 
     fn handle_event(&mut self, event: Event, now: u64) {
         match event {
+            // Dropping the stream closes it.
+            Event::Accept(..) if self.stopping => {}
             Event::Accept(stream, peer, listener, permit) => {
                 let id = conn_id(self.index, self.next_conn);
                 self.next_conn += 1;
-                let _ = stream.get_ref().set_nodelay(true);
-                let stream = Arc::new(stream);
-                let (batches, batches_rx) = async_channel::bounded(1);
-                let (reader, events) = (stream.clone(), self.events_tx.clone());
-                rt::spawn_detached(async move { read_loop(id, &*reader, events).await });
-                let events = self.events_tx.clone();
-                rt::spawn_detached(write_loop(id, stream.clone(), batches_rx, events));
-                self.conns.insert(
-                    id,
-                    Conn {
-                        stream,
-                        batches,
-                        idle: Some(Vec::new()),
-                        close_after_flush: false,
-                        _permit: permit,
-                    },
-                );
+                self.add_conn(id, stream, Some(permit));
                 if let Some(d) = self.dumps.as_mut() {
                     d.on_accept(id, listener_name(listener), peer, now, unix_ms());
                 }
@@ -256,10 +275,38 @@ impl EngineTask {
                 }
             }
             Event::Closed(id, reason) => self.drop_conn(id, &reason),
+            // The engine gave up on this one meanwhile: dropping the stream closes it.
+            Event::Connected(id, _) if !self.connecting.remove(&id) => {}
+            Event::Connected(id, Ok((stream, peer))) => {
+                self.add_conn(id, stream, None);
+                self.engine.handle_connected(id, Ok(peer), now);
+            }
+            Event::Connected(id, Err(why)) => self.engine.handle_connected(id, Err(why), now),
             Event::Udp(id, track, rtcp, from, data) => {
                 self.engine.handle_udp(id, track, rtcp, from, data, now)
             }
         }
+    }
+
+    /// Starts the reader and writer tasks of a new connection.
+    fn add_conn(&mut self, id: ConnId, stream: Async<TcpStream>, permit: Option<Permit>) {
+        let _ = stream.get_ref().set_nodelay(true);
+        let stream = Arc::new(stream);
+        let (batches, batches_rx) = async_channel::bounded(1);
+        let (reader, events) = (stream.clone(), self.events_tx.clone());
+        rt::spawn_detached(async move { read_loop(id, &*reader, events).await });
+        let events = self.events_tx.clone();
+        rt::spawn_detached(write_loop(id, stream.clone(), batches_rx, events));
+        self.conns.insert(
+            id,
+            Conn {
+                stream,
+                batches,
+                idle: Some(Vec::new()),
+                close_after_flush: false,
+                _permit: permit,
+            },
+        );
     }
 
     fn process_outputs(&mut self) {
@@ -272,18 +319,17 @@ impl EngineTask {
                     }
                     self.transmit(conn);
                 }
-                Output::Close { conn, .. } => self.drop_conn(conn, "closed by server"),
+                Output::Close { conn, .. } => {
+                    self.connecting.remove(&conn);
+                    self.drop_conn(conn, "closed by server")
+                }
                 Output::SessionStarted(r) => {
                     if let Some(d) = self.dumps.as_mut() {
                         d.on_session(r.conn, &r.stream);
                     }
-                    self.hooks.session_started(&r);
                     log_session("session start", &r)
                 }
-                Output::SessionEnded(r) => {
-                    self.hooks.session_ended(&r);
-                    log_session("session end", &r)
-                }
+                Output::SessionEnded(r) => log_session("session end", &r),
                 // HLS files: small and rare; written inline like the mio runtime does.
                 Output::WriteFile { path, data } => write_file(&path, &data),
                 Output::RemoveFile { path } => remove_file(&path),
@@ -320,8 +366,16 @@ impl EngineTask {
                     let now = self.now();
                     self.stats.answer(&mut self.engine, conn, &request, now);
                 }
-                // Webhooks still go out through runtime_common::webhook (the engine gets no receivers).
-                Output::Connect { .. } | Output::Log { .. } => {}
+                Output::Connect { conn, host, port } => {
+                    // Resolved and connected on its own task (names on the blocking pool).
+                    self.connecting.insert(conn);
+                    let events = self.events_tx.clone();
+                    rt::spawn_detached(async move {
+                        let result = connect(&host, port).await;
+                        let _ = events.send(Event::Connected(conn, result)).await;
+                    });
+                }
+                Output::Log { level, message } => engine_log(level, &message),
             }
         }
     }

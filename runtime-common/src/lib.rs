@@ -1,14 +1,13 @@
 //! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
 //! command line, loading the config file with its command line overrides, logging setup, the
 //! worker count, per-engine seeds, the session log line, the connection limits shared by all
-//! workers, the recordings' files and the webhook sender. Protocol logic lives in `rill-core`.
+//! workers, the recordings' files and the engine's log lines. Protocol logic lives in `rill-core`.
 
 pub mod admission;
 pub mod dump;
 pub mod fd_limit;
 pub mod record;
 pub mod stats;
-pub mod webhook;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -16,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use rill_core::config::{Config, DEFAULT_CONFIG};
-use rill_core::engine::SessionRecord;
+use rill_core::engine::{LogLevel, SessionRecord};
 use tracing::info;
 
 /// The flags every rill binary takes. Runs with built-in defaults when no config file is given.
@@ -213,8 +212,6 @@ pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::Engi
     engine.share_streams = workers > 1;
     engine.rtsp.wallclock_offset_ms = unix_time_ms();
     engine.workers = workers;
-    // Webhooks are still sent by `webhook::Notifier`, not by the engines.
-    engine.webhook = Default::default();
     engine
 }
 
@@ -267,5 +264,14 @@ impl UdpPorts {
             std::io::ErrorKind::AddrInUse,
             "no free UDP port pair in rtsp.udp_port_min..udp_port_max",
         ))
+    }
+}
+
+/// Logs a line the engine asked for (`Output::Log`) at its level.
+pub fn engine_log(level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Warn => tracing::warn!("{message}"),
+        LogLevel::Info => info!("{message}"),
+        LogLevel::Debug => tracing::debug!("{message}"),
     }
 }

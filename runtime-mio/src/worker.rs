@@ -1,9 +1,9 @@
 //! One event loop per worker thread: sockets and timers in, bytes out. No protocol logic here:
 //! everything a connection means is decided by the core engine.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, IoSlice, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -14,14 +14,15 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::dump::listener_name;
-use rill_core::engine::conn_id::{conn_id, local_of};
-use rill_core::engine::{Engine, Listener, Output, StreamMessage};
+use rill_core::engine::conn_id::{conn_id, is_outbound, local_of};
+use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
 use rill_runtime_common::record::RecordFiles;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::webhook::{Notifier, WorkerHooks};
-use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
+use rill_runtime_common::{
+    engine_log, engine_seed, log_session, remove_file, write_file, UdpPorts,
+};
 use tracing::{debug, warn};
 
 const RTMP_LISTENER: Token = Token(0);
@@ -44,8 +45,9 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 /// same write as the frame before it, at no cost in delay (see [`Worker::process_outputs`]).
 const MIDWAY_INPUT_EVERY: usize = 32;
 
-/// How long a stopping server waits for the last webhooks (the sessions' stop events) to go.
-const WEBHOOK_DRAIN: Duration = Duration::from_secs(3);
+/// How long a stopping worker keeps driving its engine for the last webhooks (the sessions'
+/// stop events) to go out.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(2);
 
 /// Another worker: where to send stream messages and how to wake it.
 #[derive(Clone)]
@@ -62,9 +64,20 @@ struct Connection {
     write_interest: bool,
     close_after_flush: bool,
     dirty: bool,
-    /// This connection's place in the server-wide connection counts, given back on drop.
-    _permit: Permit,
+    /// This connection's place in the server-wide connection counts, given back on drop
+    /// (none for connections the engine opened).
+    _permit: Option<Permit>,
 }
+
+/// An outbound connection on its way: the socket connecting now and the addresses to try next.
+struct Connecting {
+    stream: TcpStream,
+    addr: SocketAddr,
+    rest: VecDeque<SocketAddr>,
+}
+
+/// A host name resolved on a helper thread, for an outbound connection.
+type Resolved = (ConnId, Result<VecDeque<SocketAddr>, String>);
 
 /// A UDP socket of an RTSP session: RTP or RTCP of one track.
 struct Udp {
@@ -108,8 +121,14 @@ struct Worker {
     records: RecordFiles,
     /// This worker's statistics snapshot on the board all workers share (HTTP API, metrics).
     stats: WorkerStats,
-    /// Session events for the webhooks.
-    hooks: WorkerHooks,
+    /// Wakes this worker's poll (a resolver thread finished).
+    waker: Arc<Waker>,
+    /// Outbound connections whose host is being resolved; the results come on `resolved`.
+    resolving: HashSet<ConnId>,
+    resolved_tx: Sender<Resolved>,
+    resolved: Receiver<Resolved>,
+    /// Outbound connections being made, by token (the engine's id's local part).
+    connecting: HashMap<Token, Connecting>,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -138,7 +157,6 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
     let engine_config = rill_runtime_common::engine_config(config, workers);
     let admission = Admission::new(config.connection_limits());
     let board = StatsBoard::new(workers);
-    let notifier = Notifier::start(config, workers, board.clone());
     let mut listen = Vec::new();
     if config.rtmp.enable {
         listen.push((
@@ -175,12 +193,20 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             listeners.push((*token, l, *kind));
         }
         let (tx, rx) = channel();
-        peers.push(Peer { tx, waker });
+        peers.push(Peer {
+            tx,
+            waker: waker.clone(),
+        });
         let seed = engine_seed(index);
+        let (resolved_tx, resolved) = channel();
+        let engine_config = rill_core::engine::EngineConfig {
+            worker: index,
+            ..engine_config.clone()
+        };
         built.push(Worker {
             index,
             poll,
-            engine: Engine::new(engine_config.clone(), seed),
+            engine: Engine::new(engine_config, seed),
             listeners,
             conns: HashMap::new(),
             next_token: FIRST_CONN,
@@ -201,7 +227,11 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             midway_events: Some(Events::with_capacity(1024)),
             records: RecordFiles::new(),
             stats: WorkerStats::new(board.clone(), index),
-            hooks: notifier.worker(),
+            waker,
+            resolving: HashSet::new(),
+            resolved_tx,
+            resolved,
+            connecting: HashMap::new(),
         });
     }
     let mut handles = Vec::new();
@@ -227,7 +257,6 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             Err(_) => result = Err(io::Error::other("a worker thread panicked")),
         }
     }
-    notifier.finish(WEBHOOK_DRAIN);
     result
 }
 
@@ -266,6 +295,7 @@ impl Worker {
             for t in std::mem::take(&mut self.read_again) {
                 self.read(t);
             }
+            self.take_resolved();
             let now = self.now();
             self.take_remote(now);
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -286,6 +316,7 @@ impl Worker {
                     self.accept(t)
                 }
                 t if self.udp.contains_key(&t) => self.read_udp(t),
+                t if self.connecting.contains_key(&t) => self.connect_ready(t),
                 t => {
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         self.read(t);
@@ -356,7 +387,7 @@ impl Worker {
                             write_interest: false,
                             close_after_flush: false,
                             dirty: false,
-                            _permit: permit,
+                            _permit: Some(permit),
                         },
                     );
                     debug!(conn = conn_token.0, %peer, ?kind, "accepted");
@@ -446,6 +477,7 @@ impl Worker {
                             }
                             self.mark_dirty(token);
                         } else {
+                            self.abandon_connect(conn);
                             self.drop_conn(token, "closed by server");
                         }
                     }
@@ -453,13 +485,9 @@ impl Worker {
                         if let Some(d) = self.dumps.as_mut() {
                             d.on_session(r.conn, &r.stream);
                         }
-                        self.hooks.session_started(&r);
                         log_session("session start", &r)
                     }
-                    Output::SessionEnded(r) => {
-                        self.hooks.session_ended(&r);
-                        log_session("session end", &r)
-                    }
+                    Output::SessionEnded(r) => log_session("session end", &r),
                     Output::WriteFile { path, data } => write_file(&path, &data),
                     Output::RemoveFile { path } => remove_file(&path),
                     Output::AppendFile { path, data } => self.records.append(&path, &data),
@@ -483,8 +511,8 @@ impl Worker {
                         let now = self.now();
                         self.stats.answer(&mut self.engine, conn, &request, now);
                     }
-                    // Webhooks still go out through runtime_common::webhook (the engine gets no receivers).
-                    Output::Connect { .. } | Output::Log { .. } => {}
+                    Output::Connect { conn, host, port } => self.connect(conn, host, port),
+                    Output::Log { level, message } => engine_log(level, &message),
                 }
             }
             for t in continuing.drain(..) {
@@ -733,25 +761,184 @@ impl Worker {
         }
     }
 
+    /// Stops accepting, closes every accepted connection (each gets its session end record),
+    /// then drives the engine until its last webhooks went out or [`WEBHOOK_DRAIN`] passed.
     fn shutdown(&mut self) {
+        for (_, mut listener, _) in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
         for token in tokens {
-            self.drop_conn(token, "server shutting down");
+            if !is_outbound(self.conn_id(token)) {
+                self.drop_conn(token, "server shutting down");
+            }
         }
         if let Some(d) = self.dumps.as_mut() {
             d.flush();
         }
-        while let Some(output) = self.engine.poll_output() {
-            match output {
-                Output::SessionEnded(r) => {
-                    self.hooks.session_ended(&r);
-                    log_session("session end", &r)
-                }
-                Output::AppendFile { path, data } => self.records.append(&path, &data),
-                Output::CloseFile { path } => self.records.close(&path),
-                _ => {}
+        self.process_outputs();
+        let deadline = Instant::now() + WEBHOOK_DRAIN;
+        let mut events = Events::with_capacity(64);
+        while self.engine.pending_notifications() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
+            let now = self.now();
+            let wait = self
+                .engine
+                .poll_timeout()
+                .map_or(MAX_WAIT, |t| Duration::from_millis(t.saturating_sub(now)))
+                .min(MAX_WAIT)
+                .min(left);
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            self.handle_events(&events);
+            for t in std::mem::take(&mut self.read_again) {
+                self.read(t);
+            }
+            self.take_resolved();
+            let now = self.now();
+            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                self.engine.handle_timeout(now);
+            }
+            self.process_outputs();
         }
         self.records.close_all();
+    }
+
+    /// The engine asks for a connection: an IP address is connected to at once, a name is
+    /// resolved on a helper thread first (never on the event loop).
+    fn connect(&mut self, conn: ConnId, host: String, port: u16) {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return self.start_connect(conn, VecDeque::from([SocketAddr::new(ip, port)]));
+        }
+        let (tx, waker) = (self.resolved_tx.clone(), self.waker.clone());
+        let spawned = std::thread::Builder::new()
+            .name("rill-resolve".into())
+            .spawn(move || {
+                let addrs = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect())
+                    .map_err(|e| format!("cannot resolve {host}: {e}"));
+                let _ = tx.send((conn, addrs));
+                let _ = waker.wake();
+            });
+        match spawned {
+            Ok(_) => {
+                self.resolving.insert(conn);
+            }
+            Err(e) => {
+                let now = self.now();
+                let why = format!("cannot start a resolver thread: {e}");
+                self.engine.handle_connected(conn, Err(why), now);
+            }
+        }
+    }
+
+    /// Host names resolved since the last look: connect to them (unless the engine gave up).
+    fn take_resolved(&mut self) {
+        while let Ok((conn, addrs)) = self.resolved.try_recv() {
+            if !self.resolving.remove(&conn) {
+                continue;
+            }
+            match addrs {
+                Ok(addrs) => self.start_connect(conn, addrs),
+                Err(why) => {
+                    let now = self.now();
+                    self.engine.handle_connected(conn, Err(why), now);
+                }
+            }
+        }
+    }
+
+    /// Starts a non-blocking connect to the first address of `addrs` that takes one; the
+    /// socket turns writable when it is done ([`Worker::connect_ready`]).
+    fn start_connect(&mut self, conn: ConnId, mut addrs: VecDeque<SocketAddr>) {
+        let token = Self::token(conn);
+        let mut why = String::from("the name has no address");
+        while let Some(addr) = addrs.pop_front() {
+            match TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    let interest = Interest::WRITABLE | Interest::READABLE;
+                    match self.poll.registry().register(&mut stream, token, interest) {
+                        Ok(()) => {
+                            let rest = addrs;
+                            let c = Connecting { stream, addr, rest };
+                            self.connecting.insert(token, c);
+                            return;
+                        }
+                        Err(e) => why = format!("cannot register a connection to {addr}: {e}"),
+                    }
+                }
+                Err(e) => why = format!("cannot connect to {addr}: {e}"),
+            }
+        }
+        let now = self.now();
+        self.engine.handle_connected(conn, Err(why), now);
+    }
+
+    /// A connecting socket is ready: it is a connection now (the engine is told and drives it
+    /// from here like an accepted one), or it failed (the next address is tried).
+    fn connect_ready(&mut self, token: Token) {
+        let Some(c) = self.connecting.get(&token) else {
+            return;
+        };
+        let outcome = match c.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match c.stream.peer_addr() {
+                Ok(peer) => Ok(peer),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Err(e),
+            },
+        };
+        let Some(mut c) = self.connecting.remove(&token) else {
+            return;
+        };
+        let (conn, now) = (self.conn_id(token), self.now());
+        let registry = self.poll.registry();
+        let outcome = outcome.and_then(|peer| {
+            registry.reregister(&mut c.stream, token, Interest::READABLE)?;
+            Ok(peer)
+        });
+        match outcome {
+            Ok(peer) => {
+                let _ = c.stream.set_nodelay(true);
+                self.conns.insert(
+                    token,
+                    Connection {
+                        stream: c.stream,
+                        out: VecDeque::new(),
+                        offset: 0,
+                        write_interest: false,
+                        close_after_flush: false,
+                        dirty: false,
+                        _permit: None,
+                    },
+                );
+                debug!(conn, %peer, "connected");
+                self.engine.handle_connected(conn, Ok(peer), now);
+            }
+            Err(e) => {
+                let _ = registry.deregister(&mut c.stream);
+                if c.rest.is_empty() {
+                    let why = format!("cannot connect to {}: {e}", c.addr);
+                    self.engine.handle_connected(conn, Err(why), now);
+                } else {
+                    self.start_connect(conn, c.rest);
+                }
+            }
+        }
+    }
+
+    /// The engine gave up on an outbound connection that is not open yet.
+    fn abandon_connect(&mut self, conn: ConnId) {
+        self.resolving.remove(&conn);
+        if let Some(mut c) = self.connecting.remove(&Self::token(conn)) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
     }
 }

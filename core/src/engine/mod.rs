@@ -64,8 +64,7 @@ pub use stats::{
     LAL_NOTIFY_VERSION, RATE_WINDOW_MS, SERVER_ID,
 };
 pub use webhook::{
-    response_status, server_start_json, stream_url, update_json, SessionInfo, WebhookEvent,
-    WebhookUrl,
+    server_start_json, stream_url, update_json, SessionInfo, WebhookEvent, WebhookUrl,
 };
 
 /// A connection's id, unique within the process: laid out by [`conn_id`] (the worker in the high
