@@ -395,15 +395,18 @@ fn failures_to_connect_and_a_full_queue_are_logged_and_counted() {
 
     // The runtime cannot reach the receiver: the next queued event goes out at once.
     let first = w.order[0];
-    w.engine
-        .handle_connected(first, Err("connection refused".into()), w.now);
+    w.engine.handle_connected(
+        first,
+        Err("cannot connect to 192.0.2.7:8000: refused".into()),
+        w.now,
+    );
     w.run();
     assert!(!w.hooks[&first].closed, "the runtime already holds nothing");
     assert_eq!(w.order.len(), 2);
     assert!(
         w.warnings()
             .iter()
-            .any(|m| m.ends_with("/on_pub_start failed: cannot connect: connection refused")),
+            .any(|m| m.ends_with("/on_pub_start failed: cannot connect to 192.0.2.7:8000: refused")),
         "{:?}",
         w.logs
     );

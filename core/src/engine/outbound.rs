@@ -37,7 +37,7 @@ pub struct OutboundTimeouts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OutboundError {
-    /// The runtime could not resolve the host or connect (its reason).
+    /// The runtime could not resolve the host or connect (its reason, which says which).
     Connect(String),
     /// No connection within the connect deadline.
     ConnectTimeout {
@@ -59,7 +59,7 @@ impl fmt::Display for OutboundError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = |ms: u64| ms as f64 / 1000.0;
         match self {
-            OutboundError::Connect(why) => write!(f, "cannot connect: {why}"),
+            OutboundError::Connect(why) => f.write_str(why),
             OutboundError::ConnectTimeout { ms } => {
                 write!(f, "no connection within {} s", secs(*ms))
             }
