@@ -5,7 +5,9 @@
 //! time ([`Engine::handle_timeout`]). The engine answers with [`Output`]s: which connections have
 //! bytes to send (fetch them with [`Engine::poll_transmit`] when the socket can take them), which
 //! to close, and session start/end records for the log. After every input the runtime drains
-//! [`Engine::poll_output`] until it returns `None`.
+//! [`Engine::poll_output`] until it returns `None`. The engine also opens connections of its own
+//! ([`Output::Connect`], answered with [`Engine::handle_connected`], ids from [`conn_id`]) and
+//! drives them through the same calls: webhooks are POSTed over them.
 //!
 //! Every published stream is also muxed to MPEG-TS once, on the publisher's engine, by a
 //! per-publisher [`TsMuxer`]; the TS bytes travel inside the shared [`Packet`] to HTTP-TS and
