@@ -1,9 +1,13 @@
 //! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
 //! command line, loading the config file with its command line overrides, logging setup, the
 //! worker count, per-engine seeds, the session log line, the connection limits shared by all
-//! workers, the recordings' files and the webhook sender. Protocol logic lives in `rill-core`.
+//! workers, the recordings' files, the webhook sender, the per-connection I/O layer
+//! ([`conn_io`]) and the dispatcher of every engine output that is not about a socket
+//! ([`driver`]). Protocol logic lives in `rill-core`.
 
 pub mod admission;
+pub mod conn_io;
+pub mod driver;
 pub mod dump;
 pub mod fd_limit;
 pub mod record;
