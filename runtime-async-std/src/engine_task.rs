@@ -19,8 +19,8 @@ use rill_core::engine::{ConnId, Listener, StreamMessage};
 use rill_runtime_common::admission::Permit;
 use rill_runtime_common::conn_io::{ConnIo, WriteQueue};
 use rill_runtime_common::driver::{Driver, Sockets};
-use rill_runtime_common::UdpPorts;
-use tracing::{debug, warn};
+use rill_runtime_common::{bind_udp_pair, UdpPorts};
+use tracing::debug;
 
 use crate::conn::{read_loop, udp_read_loop, write_loop};
 use crate::rt;
@@ -179,13 +179,7 @@ impl EngineTask {
             self.driver.tick(now);
             self.driver.drain(&mut self.net);
         }
-        let ids: Vec<ConnId> = self.net.conns.keys().copied().collect();
-        for id in ids {
-            self.net
-                .drop_conn(&mut self.driver, id, "server shutting down");
-        }
-        self.driver.drain(&mut self.net);
-        self.driver.finish();
+        self.driver.shutdown(&mut self.net);
     }
 
     fn arm_timer(&mut self) {
@@ -319,38 +313,26 @@ impl Sockets for Net {
 
     /// Binds a port pair for an RTSP track and starts its readers.
     fn open_udp(&mut self, conn: ConnId, track: usize) -> Option<(u16, u16)> {
-        let bound = self
-            .udp_ports
-            .ok_or_else(|| std::io::Error::other("RTSP UDP is off"))
-            .and_then(|p| p.bind_pair());
-        match bound {
-            Ok((rtp, rtcp, ports)) => {
-                let mut ok = true;
-                for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
-                    let Ok(socket) = Async::new(socket) else {
-                        ok = false;
-                        continue;
-                    };
-                    let socket = Arc::new(socket);
-                    let (stop, stopped) = async_channel::bounded(1);
-                    let events = self.events_tx.clone();
-                    let reader =
-                        udp_read_loop(conn, track, is_rtcp, socket.clone(), stopped, events);
-                    rt::spawn_detached(reader);
-                    self.udp.entry(conn).or_default().push(Udp {
-                        track,
-                        rtcp: is_rtcp,
-                        socket,
-                        _stop: stop,
-                    });
-                }
-                ok.then_some(ports)
-            }
-            Err(e) => {
-                warn!("cannot open UDP ports for an RTSP session: {e}");
-                None
-            }
+        let (rtp, rtcp, ports) = bind_udp_pair(self.udp_ports)?;
+        let mut ok = true;
+        for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
+            let Ok(socket) = Async::new(socket) else {
+                ok = false;
+                continue;
+            };
+            let socket = Arc::new(socket);
+            let (stop, stopped) = async_channel::bounded(1);
+            let events = self.events_tx.clone();
+            let reader = udp_read_loop(conn, track, is_rtcp, socket.clone(), stopped, events);
+            rt::spawn_detached(reader);
+            self.udp.entry(conn).or_default().push(Udp {
+                track,
+                rtcp: is_rtcp,
+                socket,
+                _stop: stop,
+            });
         }
+        ok.then_some(ports)
     }
 
     fn send_udp(&mut self, conn: ConnId, track: usize, rtcp: bool, to: SocketAddr, data: &[u8]) {
@@ -374,5 +356,9 @@ impl Sockets for Net {
         for peer in &self.peers {
             let _ = peer.try_send(Control::Remote(message.clone()));
         }
+    }
+
+    fn open_conns(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
     }
 }

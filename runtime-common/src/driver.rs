@@ -48,6 +48,9 @@ pub trait Sockets {
 
     /// Hand `message` to every other worker's engine.
     fn broadcast(&mut self, message: StreamMessage);
+
+    /// Every open connection (to close them all at shutdown).
+    fn open_conns(&self) -> Vec<ConnId>;
 }
 
 /// One worker's engine with its files, statistics, webhooks and dumps.
@@ -207,9 +210,14 @@ impl Driver {
         }
     }
 
-    /// The end of the worker, once every connection is closed and the outputs drained: flushes
-    /// the dumps and closes the recordings still open.
-    pub fn finish(&mut self) {
+    /// The end of the worker: closes every connection, acts on every output that follows
+    /// (session ends, the last HLS segments and playlists, the ends of recordings), flushes the
+    /// dumps and closes the recordings still open.
+    pub fn shutdown(&mut self, sockets: &mut impl Sockets) {
+        for conn in sockets.open_conns() {
+            sockets.close(self, conn, "server shutting down");
+        }
+        self.drain(sockets);
         if let Some(d) = self.dumps.as_mut() {
             d.flush();
         }

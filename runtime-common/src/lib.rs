@@ -218,6 +218,18 @@ pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::Engi
     engine
 }
 
+/// Binds a free port pair of `ports` for an RTSP track (see [`UdpPorts::bind_pair`]): `None`,
+/// with a warning, when RTSP over UDP is off or no pair is free (the engine then refuses the
+/// SETUP).
+pub fn bind_udp_pair(ports: Option<UdpPorts>) -> Option<(UdpSocket, UdpSocket, (u16, u16))> {
+    let bound = ports
+        .ok_or_else(|| std::io::Error::other("RTSP UDP is off"))
+        .and_then(|p| p.bind_pair());
+    bound
+        .map_err(|e| tracing::warn!("cannot open UDP ports for an RTSP session: {e}"))
+        .ok()
+}
+
 /// Where the next search for a free UDP port pair starts (shared by every worker).
 static NEXT_PAIR: AtomicU32 = AtomicU32::new(0);
 

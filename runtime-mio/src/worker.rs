@@ -22,7 +22,7 @@ use rill_runtime_common::driver::{Driver, Sockets};
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
 use rill_runtime_common::webhook::Notifier;
-use rill_runtime_common::{engine_seed, UdpPorts};
+use rill_runtime_common::{bind_udp_pair, engine_seed, UdpPorts};
 use tracing::{debug, warn};
 
 const RTMP_LISTENER: Token = Token(0);
@@ -258,7 +258,7 @@ impl Worker {
             self.driver.tick(now);
             self.process_outputs();
         }
-        self.shutdown();
+        self.driver.shutdown(&mut self.net);
         Ok(())
     }
 
@@ -535,18 +535,6 @@ impl Worker {
             }
         }
     }
-
-    /// Closes every connection and acts on what the engine says about it (session ends, the
-    /// last HLS segments and playlists, recordings' ends) before the worker ends.
-    fn shutdown(&mut self) {
-        let tokens: Vec<Token> = self.net.conns.keys().copied().collect();
-        for token in tokens {
-            self.net
-                .drop_conn(&mut self.driver, token, "server shutting down");
-        }
-        self.driver.drain(&mut self.net);
-        self.driver.finish();
-    }
 }
 
 impl Net {
@@ -594,46 +582,32 @@ impl Sockets for Net {
 
     /// Binds a port pair for an RTSP track and registers both sockets.
     fn open_udp(&mut self, conn: ConnId, track: usize) -> Option<(u16, u16)> {
-        let bound = self
-            .udp_ports
-            .ok_or_else(|| io::Error::other("RTSP UDP is off"));
-        match bound.and_then(|p| p.bind_pair()) {
-            Ok((rtp, rtcp, ports)) => {
-                let mut ok = true;
-                for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    let mut socket = UdpSocket::from_std(socket);
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut socket, token, Interest::READABLE)
-                        .is_err()
-                    {
-                        ok = false;
-                        continue;
-                    }
-                    self.udp.insert(
-                        token,
-                        Udp {
-                            socket,
-                            conn,
-                            track,
-                            rtcp: is_rtcp,
-                        },
-                    );
-                    self.udp_of
-                        .entry(conn)
-                        .or_default()
-                        .push((track, is_rtcp, token));
-                }
-                ok.then_some(ports)
+        let (rtp, rtcp, ports) = bind_udp_pair(self.udp_ports)?;
+        let mut ok = true;
+        for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            let mut socket = UdpSocket::from_std(socket);
+            if self
+                .poll
+                .registry()
+                .register(&mut socket, token, Interest::READABLE)
+                .is_err()
+            {
+                ok = false;
+                continue;
             }
-            Err(e) => {
-                warn!("cannot open UDP ports for an RTSP session: {e}");
-                None
-            }
+            let udp = Udp {
+                socket,
+                conn,
+                track,
+                rtcp: is_rtcp,
+            };
+            self.udp.insert(token, udp);
+            let sockets = self.udp_of.entry(conn).or_default();
+            sockets.push((track, is_rtcp, token));
         }
+        ok.then_some(ports)
     }
 
     fn send_udp(&mut self, conn: ConnId, track: usize, rtcp: bool, to: SocketAddr, data: &[u8]) {
@@ -663,5 +637,9 @@ impl Sockets for Net {
             let _ = peer.tx.send(message.clone());
         }
         self.wake_peers = true;
+    }
+
+    fn open_conns(&self) -> Vec<ConnId> {
+        self.conns.keys().map(|t| self.conn_id(*t)).collect()
     }
 }
