@@ -224,3 +224,127 @@ impl Driver {
         self.records.close_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn_io::Transform;
+    use crate::dump::DumpSettings;
+    use crate::stats::StatsBoard;
+    use rill_core::dump::Dump;
+
+    const CONN: ConnId = 7;
+    const KEY: u8 = 0x5A;
+
+    fn xor(data: &[u8]) -> Vec<u8> {
+        data.iter().map(|b| b ^ KEY).collect()
+    }
+
+    /// A stand-in for TLS: every byte on the wire is the plaintext byte XOR [`KEY`].
+    struct Xor;
+
+    impl Transform for Xor {
+        fn inbound(&mut self, wire: &[u8], plain: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+            plain(&xor(wire));
+            Ok(false)
+        }
+
+        fn outbound(&mut self, batch: &mut Vec<Bytes>, _plain_len: usize) -> io::Result<usize> {
+            for b in batch.iter_mut() {
+                *b = Bytes::from(xor(b));
+            }
+            Ok(batch.iter().map(Bytes::len).sum())
+        }
+    }
+
+    /// One connection whose socket is a byte vector.
+    #[derive(Default)]
+    struct Wire {
+        io: Option<ConnIo>,
+        sent: Vec<u8>,
+        closed: Vec<String>,
+    }
+
+    impl Sockets for Wire {
+        fn transmit(&mut self, driver: &mut Driver, conn: ConnId) {
+            let Some(io) = self.io.as_mut() else {
+                return;
+            };
+            let mut batch = Vec::new();
+            while driver.take_batch(conn, io, 1 << 16, &mut batch).unwrap() > 0 {
+                for b in batch.drain(..) {
+                    self.sent.extend_from_slice(&b);
+                }
+            }
+            if io.closes_after_flush() {
+                self.close(driver, conn, "closed by server after flush");
+            }
+        }
+
+        fn close(&mut self, driver: &mut Driver, conn: ConnId, reason: &str) {
+            if self.io.take().is_some() {
+                self.closed.push(reason.to_owned());
+                let now = driver.now();
+                driver.closed(conn, reason, now);
+            }
+        }
+
+        fn conn_io(&mut self, _: ConnId) -> Option<&mut ConnIo> {
+            self.io.as_mut()
+        }
+
+        fn open_udp(&mut self, _: ConnId, _: usize) -> Option<(u16, u16)> {
+            None
+        }
+
+        fn send_udp(&mut self, _: ConnId, _: usize, _: bool, _: SocketAddr, _: &[u8]) {}
+
+        fn close_udp(&mut self, _: ConnId) {}
+
+        fn broadcast(&mut self, _: StreamMessage) {}
+
+        fn open_conns(&self) -> Vec<ConnId> {
+            self.io.iter().map(|_| CONN).collect()
+        }
+    }
+
+    /// Bytes pass the transform both ways, the dump holds the plaintext, the statistics request
+    /// is answered through the dispatcher, and shutdown closes the connection.
+    #[test]
+    fn a_request_through_a_transform_is_answered_and_dumped_in_plaintext() {
+        let dir = std::env::temp_dir().join(format!("rill-driver-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let dumps = DumpRecorder::new(DumpSettings {
+            dir: dir.clone(),
+            stream: None,
+            max_bytes: 1 << 20,
+        });
+        let mut driver = Driver::new(
+            Engine::new(Default::default(), 1),
+            Instant::now(),
+            WorkerStats::new(StatsBoard::new(1), 0),
+            WorkerHooks::disabled(),
+            Some(dumps),
+        );
+        let mut wire = Wire {
+            io: Some(ConnIo::new(Box::new(Xor))),
+            ..Wire::default()
+        };
+        let peer = "127.0.0.1:5000".parse().unwrap();
+        driver.accepted(CONN, Listener::Http, peer, 0);
+        let request = b"GET /api/stat/lal_info HTTP/1.1\r\nHost: x\r\n\r\n";
+        let io = wire.io.as_mut().unwrap();
+        assert!(!driver.input(CONN, io, &xor(request), 1).unwrap());
+        driver.drain(&mut wire);
+        let answer = String::from_utf8(xor(&wire.sent)).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("\"error_code\""), "{answer}");
+        driver.shutdown(&mut wire);
+        assert_eq!(wire.closed, ["server shutting down"]);
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        let dump = Dump::parse(Bytes::from(std::fs::read(files[0].path()).unwrap())).unwrap();
+        assert_eq!(dump.input_bytes(), request, "the dump holds the plaintext");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
