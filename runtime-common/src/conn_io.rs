@@ -175,7 +175,7 @@ fn write_once<'a>(
     }
     loop {
         return match send(&iov[..count]) {
-            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
             Ok(written) => Ok(Sent {
                 written,
                 full: written < offered,
