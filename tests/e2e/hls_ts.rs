@@ -396,7 +396,7 @@ fn sigterm_mid_publish_ends_the_hls_files() {
     let record = out.join("live/term/record.m3u8");
     // A few segments are out (key frames every 2 s), so the publish is well under way.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !live.is_file() || playlist_file(&record).1.len() < 2 {
+    while !live.is_file() || !record.is_file() || playlist_file(&record).1.len() < 2 {
         assert!(
             Instant::now() < deadline,
             "no HLS files under {}; log:\n{}",
