@@ -1,9 +1,13 @@
 //! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
 //! command line, loading the config file with its command line overrides, logging setup, the
 //! worker count, per-engine seeds, the session log line, the connection limits shared by all
-//! workers, the recordings' files and the engine's log lines. Protocol logic lives in `rill-core`.
+//! workers, the recordings' files, the engine's log lines, the per-connection I/O layer
+//! ([`conn_io`]) and the dispatcher of every engine output that is not about a socket
+//! ([`driver`]). Protocol logic lives in `rill-core`.
 
 pub mod admission;
+pub mod conn_io;
+pub mod driver;
 pub mod dump;
 pub mod fd_limit;
 pub mod record;
@@ -215,6 +219,27 @@ pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::Engi
     engine
 }
 
+/// Logs a line the engine asked for (`Output::Log`) at its level.
+pub fn engine_log(level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Warn => tracing::warn!("{message}"),
+        LogLevel::Info => info!("{message}"),
+        LogLevel::Debug => tracing::debug!("{message}"),
+    }
+}
+
+/// Binds a free port pair of `ports` for an RTSP track (see [`UdpPorts::bind_pair`]): `None`,
+/// with a warning, when RTSP over UDP is off or no pair is free (the engine then refuses the
+/// SETUP).
+pub fn bind_udp_pair(ports: Option<UdpPorts>) -> Option<(UdpSocket, UdpSocket, (u16, u16))> {
+    let bound = ports
+        .ok_or_else(|| std::io::Error::other("RTSP UDP is off"))
+        .and_then(|p| p.bind_pair());
+    bound
+        .map_err(|e| tracing::warn!("cannot open UDP ports for an RTSP session: {e}"))
+        .ok()
+}
+
 /// Where the next search for a free UDP port pair starts (shared by every worker).
 static NEXT_PAIR: AtomicU32 = AtomicU32::new(0);
 
@@ -264,14 +289,5 @@ impl UdpPorts {
             std::io::ErrorKind::AddrInUse,
             "no free UDP port pair in rtsp.udp_port_min..udp_port_max",
         ))
-    }
-}
-
-/// Logs a line the engine asked for (`Output::Log`) at its level.
-pub fn engine_log(level: LogLevel, message: &str) {
-    match level {
-        LogLevel::Warn => tracing::warn!("{message}"),
-        LogLevel::Info => info!("{message}"),
-        LogLevel::Debug => tracing::debug!("{message}"),
     }
 }
