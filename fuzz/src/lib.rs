@@ -1371,7 +1371,10 @@ pub mod engine {
                 | Output::AppendFile { .. }
                 | Output::CloseFile { .. }
                 | Output::SendUdp { .. }
-                | Output::CloseUdp { .. } => {}
+                | Output::CloseUdp { .. }
+                // No webhooks are configured: the engines open no connections of their own.
+                | Output::Connect { .. }
+                | Output::Log { .. } => {}
             }
         }
 

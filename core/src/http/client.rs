@@ -499,10 +499,13 @@ impl ClientSession {
         let limit = self.limits.max_head_bytes;
         let mut fields = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
         let mut parsed = httparse::Response::new(&mut fields);
-        let head_len = match parsed.parse(&self.buf) {
+        // Only the first `limit` bytes are looked at, so the outcome does not depend on how
+        // much arrived at once.
+        let window = &self.buf[..self.buf.len().min(limit)];
+        let head_len = match parsed.parse(window) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                if self.buf.len() > limit {
+                if self.buf.len() >= limit {
                     return Err(ClientError::HeadTooLarge { offset, limit });
                 }
                 return Ok(false);
@@ -520,9 +523,6 @@ impl ClientSession {
                 })
             }
         };
-        if head_len > limit {
-            return Err(ClientError::HeadTooLarge { offset, limit });
-        }
         let malformed = |what| ClientError::MalformedHead { offset, what };
         let status = parsed.code.ok_or(malformed("no status"))?;
         let version_minor = parsed.version.ok_or(malformed("no version"))?;
@@ -968,6 +968,22 @@ mod tests {
             matches!(e, ClientError::TrailersTooLarge { limit: 16, .. }),
             "{e}"
         );
+
+        // An error past the limit is the limit, however the bytes arrive (found by fuzzing).
+        let mut late_error = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        late_error.extend_from_slice(&[b'a'; 50]);
+        late_error.extend_from_slice(b"\r\nBad Name: 1\r\n\r\n");
+        let whole = run(&mut session("GET", small.clone()), [&late_error[..]], false);
+        let bytewise = run(
+            &mut session("GET", small.clone()),
+            late_error.chunks(1),
+            false,
+        );
+        assert!(
+            matches!(whole.2, Err(ClientError::HeadTooLarge { .. })),
+            "{whole:?}"
+        );
+        assert_eq!(bytewise, whole);
 
         let mut c = ResponseCollector::new(4);
         assert_eq!(
