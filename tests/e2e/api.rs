@@ -107,6 +107,8 @@ fn stat_api_and_metrics_describe_a_live_stream_and_its_player() {
     assert_eq!(groups.len(), 1, "{all}");
     assert_eq!(groups[0]["stream_name"], "apitest");
 
+    head_of_a_live_stream_is_the_head_only(&server);
+
     let nope = get_json(&server, "/api/stat/group?stream_name=nope");
     assert_eq!(nope["error_code"], 1001, "{nope}");
     assert_eq!(nope["desp"], "group not found");
@@ -161,4 +163,44 @@ fn stat_api_and_metrics_describe_a_live_stream_and_its_player() {
         assert!(Instant::now() < deadline, "the player stays listed: {v}");
         sleep(Duration::from_millis(250));
     }
+}
+
+/// `HEAD` for the live stream's `.flv` and `.ts` answers the head and nothing more, and the
+/// connection goes on to the next request (it used to get an endless body).
+fn head_of_a_live_stream_is_the_head_only(server: &Server) {
+    let raw = http_get_raw(
+        server.http_port,
+        "HEAD /live/apitest.flv HTTP/1.1\r\nHost: h\r\n\r\n\
+         HEAD /live/apitest.ts HTTP/1.1\r\nHost: h\r\n\r\n\
+         GET /api/stat/lal_info HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        LIMIT,
+    );
+    let text = String::from_utf8_lossy(&raw);
+    let heads: Vec<&str> = text.split("\r\n\r\n").collect();
+    assert_eq!(
+        heads.len(),
+        4,
+        "two heads, then the API answer and its body: {text}"
+    );
+    assert!(
+        heads[0].starts_with("HTTP/1.1 200") && heads[0].contains("video/x-flv"),
+        "{text}"
+    );
+    assert!(
+        heads[1].starts_with("HTTP/1.1 200") && heads[1].contains("video/mp2t"),
+        "{text}"
+    );
+    assert!(
+        heads[2].starts_with("HTTP/1.1 200") && heads[2].contains("application/json"),
+        "{text}"
+    );
+    assert!(
+        heads[3].starts_with("{\"error_code\":0"),
+        "only the API body follows: {text}"
+    );
+    assert!(
+        raw.len() < 4096,
+        "no media after a HEAD: {} bytes",
+        raw.len()
+    );
 }

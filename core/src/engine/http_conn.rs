@@ -138,6 +138,9 @@ impl Engine {
         if let Err(reason) = self.check_access_secret(conn, access, protocol, &key, secret) {
             return self.http_error(conn, 403, &reason, now_ms);
         }
+        if req.method == "HEAD" {
+            return self.stream_head(conn, &key, ts, req.keep_alive(), now_ms);
+        }
         let format = if req.is_websocket_upgrade() {
             let mut out = BytesMut::with_capacity(256);
             if let Err(e) = websocket::upgrade_response(&req, &mut out) {
@@ -171,6 +174,42 @@ impl Engine {
         }
         if self.hub.play(&key, conn, now_ms) == PlayState::Playing {
             self.start_player(conn, now_ms);
+        }
+    }
+
+    /// `HEAD` for a stream: the head a `GET` would start with if the stream is live (or in
+    /// its grace period), 404 otherwise; never a body, and the connection is not a player.
+    fn stream_head(&mut self, conn: ConnId, key: &str, ts: bool, keep: bool, now_ms: u64) {
+        let live = self
+            .hub
+            .streams()
+            .any(|s| s.name == key && (s.publisher.is_some() || s.grace_until_ms.is_some()));
+        if !live {
+            let mut out = BytesMut::with_capacity(256);
+            Response::text(404, "stream not found").encode_head(&mut out);
+            return self.http_head_only(conn, out, keep, "stream not found", now_ms);
+        }
+        let content_type = if ts { "video/mp2t" } else { "video/x-flv" };
+        let mut out = BytesMut::with_capacity(256);
+        http::streaming_head_only(content_type, keep, &mut out);
+        self.http_head_only(conn, out, keep, "stream head", now_ms);
+    }
+
+    /// Queues the head of an answer to `HEAD`, then reads the next request or closes.
+    fn http_head_only(
+        &mut self,
+        conn: ConnId,
+        head: BytesMut,
+        keep: bool,
+        reason: &str,
+        now_ms: u64,
+    ) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.pending.push_back(head.freeze());
+        }
+        self.want_transmit(conn);
+        if !keep {
+            self.close(conn, true, reason, now_ms);
         }
     }
 
@@ -326,5 +365,104 @@ mod tests {
         assert!(text.ends_with("Content-Length: 376\r\n\r\n"), "{text}");
         assert!(text.contains("Access-Control-Allow-Origin: *"));
         assert_eq!(text.matches("Content-Length").count(), 1);
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    use crate::engine::{ConnId, Engine, EngineConfig, Listener};
+    use crate::rtmp::client::{ClientConfig, ClientSession};
+
+    const PUBLISHER: ConnId = 1;
+    const PLAYER: ConnId = 2;
+
+    /// An engine with `live/s` published over RTMP.
+    fn engine_with_stream() -> Engine {
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        e.handle_accept(
+            PUBLISHER,
+            Listener::Rtmp,
+            "127.0.0.1:40000".parse().unwrap(),
+            0,
+        );
+        let config = ClientConfig::new("live", "rtmp://127.0.0.1/live");
+        let mut client = ClientSession::new(config, &[3; 1536], 0);
+        client.publish("s");
+        for _ in 0..16 {
+            while let Some(b) = client.poll_transmit() {
+                e.handle_input(PUBLISHER, &b, 0);
+            }
+            while e.poll_output().is_some() {}
+            let mut out = Vec::new();
+            e.poll_transmit(PUBLISHER, usize::MAX, &mut out);
+            client.handle_input(&out.concat(), 0).unwrap();
+            while client.poll_event().is_some() {}
+        }
+        assert_eq!(e.hub().stream_of_publisher(PUBLISHER), Some("live/s"));
+        e
+    }
+
+    /// Everything the engine has for the player connection after `input`, and whether it asked
+    /// to close it.
+    fn exchange(e: &mut Engine, input: &str, now: u64) -> (String, bool) {
+        e.handle_input(PLAYER, input.as_bytes(), now);
+        let closed = std::iter::from_fn(|| e.poll_output())
+            .any(|o| matches!(o, crate::engine::Output::Close { conn, .. } if conn == PLAYER));
+        let mut out = Vec::new();
+        e.poll_transmit(PLAYER, usize::MAX, &mut out);
+        (String::from_utf8_lossy(&out.concat()).into_owned(), closed)
+    }
+
+    #[test]
+    fn head_of_a_live_stream_gets_the_head_only_and_the_connection_goes_on() {
+        for (path, content_type) in [("/live/s.flv", "video/x-flv"), ("/live/s.ts", "video/mp2t")] {
+            let mut e = engine_with_stream();
+            e.handle_accept(
+                PLAYER,
+                Listener::Http,
+                "127.0.0.1:40001".parse().unwrap(),
+                0,
+            );
+            let (text, closed) = exchange(
+                &mut e,
+                &format!("HEAD {path} HTTP/1.1\r\nHost: h\r\n\r\n"),
+                1,
+            );
+            assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {text:?}");
+            assert!(text.contains(content_type), "{path}: {text:?}");
+            assert!(
+                text.ends_with("\r\n\r\n"),
+                "{path}: nothing after the head: {text:?}"
+            );
+            assert!(!text.contains("FLV"), "{path}: {text:?}");
+            assert!(!closed, "{path}: keep-alive");
+            assert_eq!(e.hub().player_count(), 0, "{path}: HEAD does not play");
+            // The connection reads its next request.
+            let (text, _) = exchange(
+                &mut e,
+                "GET /nope HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                2,
+            );
+            assert!(text.starts_with("HTTP/1.1 404"), "{path}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn head_of_a_missing_stream_is_404_at_once() {
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        e.handle_accept(
+            PLAYER,
+            Listener::Http,
+            "127.0.0.1:40001".parse().unwrap(),
+            0,
+        );
+        let (text, closed) = exchange(
+            &mut e,
+            "HEAD /live/none.flv HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            1,
+        );
+        assert!(text.starts_with("HTTP/1.1 404"), "{text:?}");
+        assert!(text.ends_with("\r\n\r\n"), "no body: {text:?}");
+        assert!(closed);
     }
 }

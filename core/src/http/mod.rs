@@ -18,8 +18,8 @@ pub mod websocket;
 
 pub use request::{decode_query, Request, RequestReader, CONTINUE_RESPONSE};
 pub use response::{
-    cors_preflight_response, reason_phrase, streaming_response_head, write_chunk_header,
-    write_last_chunk, Response,
+    cors_preflight_response, reason_phrase, streaming_head_only, streaming_response_head,
+    write_chunk_header, write_last_chunk, Response,
 };
 pub use websocket::{
     accept_key, close_frame, upgrade_response, write_frame, write_frame_header, Opcode, WsError,
