@@ -50,15 +50,11 @@ use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::ts::TsMuxer;
 
+pub use crate::api::StatsRequest;
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
-pub use stats::{
-    format_unix_ms, lal_base_type, lal_protocol, lal_session_id, render, render_json,
-    render_metrics, EngineStats, SessionStats, StatsRequest, StreamStats,
-    ERROR_CODE_GROUP_NOT_FOUND, ERROR_CODE_PARAM_MISSING, ERROR_CODE_SUCC, LAL_API_VERSION,
-    LAL_NOTIFY_VERSION, RATE_WINDOW_MS, SERVER_ID,
-};
+pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 pub use webhook::{
     response_status, server_start_json, stream_url, update_json, SessionInfo, WebhookEvent,
     WebhookUrl,
