@@ -14,13 +14,13 @@ use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::conn_id;
-use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
+use rill_core::engine::{Command, ConnId, Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::Permit;
 use rill_runtime_common::dump::{unix_ms, DumpRecorder};
 use rill_runtime_common::record::RecordFiles;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
 use rill_runtime_common::webhook::WorkerHooks;
-use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
+use rill_runtime_common::{log_session, peer_index, remove_file, write_file, UdpPorts};
 use tracing::{debug, warn};
 
 use crate::conn::{read_loop, udp_read_loop, write_loop, write_now};
@@ -48,6 +48,8 @@ pub(crate) enum Event {
 pub(crate) enum Control {
     /// A stream message from another worker's engine.
     Remote(StreamMessage),
+    /// A command from another worker's engine for a connection of this one.
+    Command(Command),
     /// Close every connection and end the task.
     Stop,
 }
@@ -189,6 +191,9 @@ impl EngineTask {
                 Wake::Timer => self.timer_at = None,
                 Wake::Event(event) => self.handle_event(event, now),
                 Wake::Control(Control::Remote(message)) => self.engine.handle_remote(message, now),
+                Wake::Control(Control::Command(command)) => {
+                    self.engine.handle_command(command, now)
+                }
                 Wake::Control(Control::Stop) => break,
             }
             if self.engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -316,10 +321,21 @@ impl EngineTask {
                 Output::CloseUdp { conn } => {
                     self.udp.remove(&conn);
                 }
-                Output::StatsRequest { conn, request } => {
+                Output::Gather { conn, query } => {
                     let now = self.now();
-                    self.stats.answer(&mut self.engine, conn, &request, now);
+                    self.stats.answer(&mut self.engine, conn, &query, now);
                 }
+                Output::Command { worker, command } => match peer_index(self.index, worker) {
+                    None => {
+                        let now = self.now();
+                        self.engine.handle_command(command, now);
+                    }
+                    Some(i) => {
+                        if let Some(peer) = self.peers.get(i) {
+                            let _ = peer.try_send(Control::Command(command));
+                        }
+                    }
+                },
             }
         }
     }

@@ -197,6 +197,16 @@ pub fn remove_file(path: &str) {
     }
 }
 
+/// Where worker `worker` sits in the list of the other workers of worker `own` (the list every
+/// worker keeps of its peers, in index order without itself); `None` for `own` itself.
+pub fn peer_index(own: usize, worker: usize) -> Option<usize> {
+    match worker.cmp(&own) {
+        std::cmp::Ordering::Less => Some(worker),
+        std::cmp::Ordering::Equal => None,
+        std::cmp::Ordering::Greater => Some(worker - 1),
+    }
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_time_ms() -> u64 {
     std::time::SystemTime::now()

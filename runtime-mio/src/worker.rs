@@ -15,13 +15,15 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::{conn_id, local_of};
-use rill_core::engine::{Engine, Listener, Output, StreamMessage};
+use rill_core::engine::{Command, Engine, Listener, Output, StreamMessage};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
 use rill_runtime_common::record::RecordFiles;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
 use rill_runtime_common::webhook::{Notifier, WorkerHooks};
-use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
+use rill_runtime_common::{
+    engine_seed, log_session, peer_index, remove_file, write_file, UdpPorts,
+};
 use tracing::{debug, warn};
 
 const RTMP_LISTENER: Token = Token(0);
@@ -47,11 +49,19 @@ const MIDWAY_INPUT_EVERY: usize = 32;
 /// How long a stopping server waits for the last webhooks (the sessions' stop events) to go.
 const WEBHOOK_DRAIN: Duration = Duration::from_secs(3);
 
-/// Another worker: where to send stream messages and how to wake it.
+/// Another worker: where to send stream messages and commands, and how to wake it.
 #[derive(Clone)]
 struct Peer {
-    tx: Sender<StreamMessage>,
+    tx: Sender<PeerMessage>,
     waker: Arc<Waker>,
+}
+
+/// What one worker's engine hands another's.
+enum PeerMessage {
+    /// `Output::Broadcast`.
+    Stream(StreamMessage),
+    /// `Output::Command` for a connection of the receiving worker.
+    Command(Command),
 }
 
 struct Connection {
@@ -82,7 +92,7 @@ struct Worker {
     conns: HashMap<Token, Connection>,
     next_token: usize,
     peers: Vec<Peer>,
-    rx: Receiver<StreamMessage>,
+    rx: Receiver<PeerMessage>,
     epoch: Instant,
     read_buf: Vec<u8>,
     dirty: Vec<Token>,
@@ -301,7 +311,10 @@ impl Worker {
     /// Stream messages from the other workers (a publisher's frames, for one).
     fn take_remote(&mut self, now: u64) {
         while let Ok(message) = self.rx.try_recv() {
-            self.engine.handle_remote(message, now);
+            match message {
+                PeerMessage::Stream(m) => self.engine.handle_remote(m, now),
+                PeerMessage::Command(c) => self.engine.handle_command(c, now),
+            }
         }
     }
 
@@ -466,10 +479,22 @@ impl Worker {
                     Output::CloseFile { path } => self.records.close(&path),
                     Output::Broadcast(message) => {
                         for peer in &self.peers {
-                            let _ = peer.tx.send(message.clone());
+                            let _ = peer.tx.send(PeerMessage::Stream(message.clone()));
                         }
                         wake = true;
                     }
+                    Output::Command { worker, command } => match peer_index(self.index, worker) {
+                        None => {
+                            let now = self.now();
+                            self.engine.handle_command(command, now);
+                        }
+                        Some(i) => {
+                            if let Some(peer) = self.peers.get(i) {
+                                let _ = peer.tx.send(PeerMessage::Command(command));
+                                let _ = peer.waker.wake();
+                            }
+                        }
+                    },
                     Output::OpenUdp { conn, track } => self.open_udp(conn, track),
                     Output::SendUdp {
                         conn,
@@ -479,9 +504,9 @@ impl Worker {
                         data,
                     } => self.send_udp(conn, track, rtcp, to, &data),
                     Output::CloseUdp { conn } => self.close_udp(conn),
-                    Output::StatsRequest { conn, request } => {
+                    Output::Gather { conn, query } => {
                         let now = self.now();
-                        self.stats.answer(&mut self.engine, conn, &request, now);
+                        self.stats.answer(&mut self.engine, conn, &query, now);
                     }
                 }
             }

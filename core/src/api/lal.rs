@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{merge, Group, StatsRequest};
+use super::{merge, Group, Query};
 use crate::engine::{ConnId, EngineStats, Protocol, Role, SessionStats};
 use crate::media::Codec;
 
@@ -24,40 +24,105 @@ pub const ERROR_CODE_SUCC: u32 = 0;
 pub const ERROR_CODE_GROUP_NOT_FOUND: u32 = 1001;
 /// lal's `error_code` for a request without a required parameter.
 pub const ERROR_CODE_PARAM_MISSING: u32 = 1002;
+/// lal's `error_code` for a `session_id` that names no session of the stream.
+pub const ERROR_CODE_SESSION_NOT_FOUND: u32 = 1003;
 
-/// lal's JSON answer to `request` (an empty object for [`StatsRequest::Metrics`]).
-pub fn render_json(request: &StatsRequest, snapshots: &[EngineStats]) -> String {
-    let encoded = match request {
-        StatsRequest::LalInfo => serde_json::to_string(&Envelope::succ(lal_info(snapshots))),
-        StatsRequest::AllGroups => {
+/// lal's JSON answer to `query` (an empty object for [`Query::Metrics`]).
+pub fn render_json(query: &Query, snapshots: &[EngineStats]) -> String {
+    answer_json(query, snapshots).0
+}
+
+/// lal's JSON answer to `query`, and the session it kicks, if any.
+pub fn answer_json(query: &Query, snapshots: &[EngineStats]) -> (String, Option<ConnId>) {
+    let mut close = None;
+    let encoded = match query {
+        Query::LalInfo => serde_json::to_string(&Envelope::succ(lal_info(snapshots))),
+        Query::AllGroups => {
             let groups = merge(snapshots).iter().map(JsonGroup::from).collect();
             serde_json::to_string(&Envelope::succ(AllGroups { groups }))
         }
-        StatsRequest::Group(name) if name.is_empty() => serde_json::to_string(&Envelope {
-            error_code: ERROR_CODE_PARAM_MISSING,
-            desp: "param missing",
-            data: None::<()>,
-        }),
-        StatsRequest::Group(name) => {
+        Query::Group(name) if name.is_empty() => serde_json::to_string(&param_missing()),
+        Query::Group(name) => match find_group(&merge(snapshots), name) {
+            Some(g) => serde_json::to_string(&Envelope::succ(JsonGroup::from(g))),
+            None => serde_json::to_string(&group_not_found()),
+        },
+        Query::KickSession {
+            stream_name,
+            session_id,
+        } => {
             let groups = merge(snapshots);
-            // lal names a stream without its app; `app/stream` is taken as well.
-            let found = groups
-                .iter()
-                .find(|g| g.stream_name() == name)
-                .or_else(|| groups.iter().find(|g| g.key == name));
-            match found {
-                Some(g) => serde_json::to_string(&Envelope::succ(JsonGroup::from(g))),
-                None => serde_json::to_string(&Envelope {
-                    error_code: ERROR_CODE_GROUP_NOT_FOUND,
-                    desp: "group not found",
+            let session = find_group(&groups, stream_name).map(|g| {
+                g.publisher
+                    .into_iter()
+                    .chain(g.subs.iter().copied())
+                    .find(|s| lal_session_id(s.conn, s.protocol, s.role) == *session_id)
+            });
+            match session {
+                None => serde_json::to_string(&group_not_found()),
+                Some(None) => serde_json::to_string(&Envelope {
+                    error_code: ERROR_CODE_SESSION_NOT_FOUND,
+                    desp: "session not found",
                     data: None::<()>,
                 }),
+                Some(Some(s)) => {
+                    close = Some(s.conn);
+                    serde_json::to_string(&Envelope {
+                        error_code: ERROR_CODE_SUCC,
+                        desp: "succ",
+                        data: None::<()>,
+                    })
+                }
             }
         }
-        StatsRequest::Metrics => Ok("{}".to_owned()),
+        Query::Metrics => Ok("{}".to_owned()),
     };
     // Serializing these plain structs cannot fail (string keys, no maps of other keys).
-    encoded.unwrap_or_else(|_| "{}".to_owned())
+    (encoded.unwrap_or_else(|_| "{}".to_owned()), close)
+}
+
+/// The [`Query::KickSession`] in the JSON body of `POST /api/ctrl/kick_session`
+/// (`{"stream_name": .., "session_id": ..}`), or lal's "param missing" answer for a body
+/// without both.
+pub fn kick_session_query(body: &[u8]) -> Result<Query, String> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        stream_name: Option<String>,
+        session_id: Option<String>,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(Body {
+            stream_name: Some(stream_name),
+            session_id: Some(session_id),
+        }) if !stream_name.is_empty() && !session_id.is_empty() => Ok(Query::KickSession {
+            stream_name,
+            session_id,
+        }),
+        _ => Err(serde_json::to_string(&param_missing()).unwrap_or_else(|_| "{}".to_owned())),
+    }
+}
+
+/// A stream by lal's name (without its app), or by `app/stream`.
+fn find_group<'g, 'a>(groups: &'g [Group<'a>], name: &str) -> Option<&'g Group<'a>> {
+    groups
+        .iter()
+        .find(|g| g.stream_name() == name)
+        .or_else(|| groups.iter().find(|g| g.key == name))
+}
+
+fn param_missing() -> Envelope<()> {
+    Envelope {
+        error_code: ERROR_CODE_PARAM_MISSING,
+        desp: "param missing",
+        data: None,
+    }
+}
+
+fn group_not_found() -> Envelope<()> {
+    Envelope {
+        error_code: ERROR_CODE_GROUP_NOT_FOUND,
+        desp: "group not found",
+        data: None,
+    }
 }
 
 /// lal's answer envelope.
@@ -250,13 +315,13 @@ mod tests {
     use super::*;
     use crate::api::test_data::snapshots;
 
-    fn json(request: &StatsRequest, snaps: &[EngineStats]) -> serde_json::Value {
+    fn json(request: &Query, snaps: &[EngineStats]) -> serde_json::Value {
         serde_json::from_str(&render_json(request, snaps)).expect("valid JSON")
     }
 
     #[test]
     fn all_group_has_lal_envelope_and_field_names_and_merges_players_of_every_worker() {
-        let v = json(&StatsRequest::AllGroups, &snapshots());
+        let v = json(&Query::AllGroups, &snapshots());
         assert_eq!(v["error_code"], 0);
         assert_eq!(v["desp"], "succ");
         let groups = v["data"]["groups"].as_array().expect("groups");
@@ -320,25 +385,25 @@ mod tests {
     #[test]
     fn group_finds_a_stream_by_name_or_gives_lal_error_codes() {
         let snaps = snapshots();
-        let v = json(&StatsRequest::Group("cam".into()), &snaps);
+        let v = json(&Query::Group("cam".into()), &snaps);
         assert_eq!(v["error_code"], 0);
         assert_eq!(v["data"]["stream_name"], "cam");
         assert_eq!(v["data"]["subs"].as_array().map(Vec::len), Some(2));
-        let v = json(&StatsRequest::Group("live/cam".into()), &snaps);
+        let v = json(&Query::Group("live/cam".into()), &snaps);
         assert_eq!(v["data"]["app_name"], "live");
 
-        let v = json(&StatsRequest::Group("nope".into()), &snaps);
+        let v = json(&Query::Group("nope".into()), &snaps);
         assert_eq!(v["error_code"], 1001);
         assert_eq!(v["desp"], "group not found");
         assert!(v["data"].is_null());
-        let v = json(&StatsRequest::Group(String::new()), &snaps);
+        let v = json(&Query::Group(String::new()), &snaps);
         assert_eq!(v["error_code"], 1002);
         assert_eq!(v["desp"], "param missing");
     }
 
     #[test]
     fn lal_info_names_the_server_and_its_start() {
-        let v = json(&StatsRequest::LalInfo, &snapshots());
+        let v = json(&Query::LalInfo, &snapshots());
         assert_eq!(v["error_code"], 0);
         let d = &v["data"];
         for field in [
@@ -364,5 +429,47 @@ mod tests {
         assert_eq!(format_unix_ms(4_102_444_799_999), "2099-12-31 23:59:59.999");
         // Never panics, even at the end of the range.
         assert!(!format_unix_ms(u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn kick_session_finds_the_session_on_any_worker_or_gives_lal_error_codes() {
+        let snaps = snapshots();
+        let kick = |stream: &str, id: &str| {
+            let query = Query::KickSession {
+                stream_name: stream.into(),
+                session_id: id.into(),
+            };
+            let (json, close) = answer_json(&query, &snaps);
+            let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+            (v["error_code"].as_u64(), close)
+        };
+        let remote = format!("FLVSUB{}", (1u64 << 40) | 16);
+        assert_eq!(kick("cam", &remote), (Some(0), Some((1 << 40) | 16)));
+        assert_eq!(kick("live/cam", "RTMPPUBSUB1"), (Some(0), Some(1)));
+        assert_eq!(kick("cam", "FLVSUB1"), (Some(1003), None), "not a player");
+        assert_eq!(
+            kick("gone", "FLVSUB2"),
+            (Some(1003), None),
+            "another stream's"
+        );
+        assert_eq!(kick("nope", "FLVSUB2"), (Some(1001), None));
+
+        assert_eq!(
+            kick_session_query(br#"{"stream_name":"cam","session_id":"FLVSUB2"}"#),
+            Ok(Query::KickSession {
+                stream_name: "cam".into(),
+                session_id: "FLVSUB2".into()
+            })
+        );
+        for bad in [
+            &b"{}"[..],
+            b"",
+            b"[1]",
+            br#"{"stream_name":"cam"}"#,
+            b"\xff",
+        ] {
+            let err = kick_session_query(bad).expect_err("refused");
+            assert!(err.contains("1002"), "{err}");
+        }
     }
 }

@@ -111,7 +111,7 @@ fn metric_label(p: Protocol) -> &'static str {
 mod tests {
     use super::*;
     use crate::api::test_data::snapshots;
-    use crate::api::{render, StatsRequest};
+    use crate::api::{answer, Query};
 
     #[test]
     fn metrics_add_up_every_worker_in_prometheus_text() {
@@ -141,7 +141,7 @@ mod tests {
             assert!(name.starts_with("rill_"), "{line}");
             assert!(value.parse::<u64>().is_ok(), "{line}");
         }
-        let r = render(&StatsRequest::Metrics, &snapshots());
+        let r = answer(&Query::Metrics, &snapshots()).response;
         let ct = r.headers.iter().find(|(k, _)| k == "Content-Type");
         assert!(ct.is_some_and(|(_, v)| v.starts_with("text/plain")));
     }

@@ -10,12 +10,12 @@ pub mod metrics;
 
 use std::collections::BTreeMap;
 
-use crate::engine::{EngineStats, Role, SessionStats, StreamStats};
+use crate::engine::{ConnId, EngineStats, Role, SessionStats, StreamStats};
 use crate::http::Response;
 
-/// One endpoint of the statistics API.
+/// A request answered from the snapshots of every engine (see [`answer`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StatsRequest {
+pub enum Query {
     /// `GET /api/stat/lal_info`: server information.
     LalInfo,
     /// `GET /api/stat/all_group`: every stream.
@@ -24,30 +24,42 @@ pub enum StatsRequest {
     Group(String),
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `POST /api/ctrl/kick_session`: close the session lal calls `session_id` (as the API
+    /// shows it, see [`lal::lal_session_id`]) of the stream `stream_name`.
+    KickSession {
+        /// The stream, by name (or `app/stream`).
+        stream_name: String,
+        /// The session's lal id.
+        session_id: String,
+    },
 }
 
-impl StatsRequest {
-    /// The request an HTTP path (without its query) stands for, with the request's
-    /// `stream_name` parameter; `None` for paths that are not the API's.
-    pub fn from_path(path: &str, stream_name: Option<&str>) -> Option<StatsRequest> {
-        Some(match path {
-            "/api/stat/lal_info" => StatsRequest::LalInfo,
-            "/api/stat/all_group" => StatsRequest::AllGroups,
-            "/api/stat/group" => StatsRequest::Group(stream_name.unwrap_or_default().to_owned()),
-            "/metrics" => StatsRequest::Metrics,
-            _ => return None,
-        })
-    }
+/// What a [`Query`] gets: the HTTP response, and the connection to close when the query
+/// kicks a session (it may belong to any engine of the process).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The response.
+    pub response: Response,
+    /// The session to close.
+    pub close: Option<ConnId>,
 }
 
-/// The HTTP response to `request` from the snapshots of every engine: lal's JSON (always status
-/// 200, with lal's `error_code` in the body, as lal does) or Prometheus text.
-pub fn render(request: &StatsRequest, snapshots: &[EngineStats]) -> Response {
-    match request {
-        StatsRequest::Metrics => {
-            Response::new(200).body(metrics::CONTENT_TYPE, metrics::render_metrics(snapshots))
+/// The answer to `query` from the snapshots of every engine: lal's JSON (always status 200,
+/// with lal's `error_code` in the body, as lal does) or Prometheus text.
+pub fn answer(query: &Query, snapshots: &[EngineStats]) -> Answer {
+    match query {
+        Query::Metrics => Answer {
+            response: Response::new(200)
+                .body(metrics::CONTENT_TYPE, metrics::render_metrics(snapshots)),
+            close: None,
+        },
+        _ => {
+            let (json, close) = lal::answer_json(query, snapshots);
+            Answer {
+                response: Response::json(200, json),
+                close,
+            }
         }
-        _ => Response::json(200, lal::render_json(request, snapshots)),
     }
 }
 
@@ -161,28 +173,5 @@ pub(crate) mod test_data {
                 bytes_out: 2,
             },
         ]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_paths_are_recognized_and_others_are_not() {
-        assert_eq!(
-            StatsRequest::from_path("/api/stat/group", Some("x")),
-            Some(StatsRequest::Group("x".into()))
-        );
-        assert_eq!(
-            StatsRequest::from_path("/api/stat/group", None),
-            Some(StatsRequest::Group(String::new()))
-        );
-        assert_eq!(
-            StatsRequest::from_path("/metrics", None),
-            Some(StatsRequest::Metrics)
-        );
-        assert_eq!(StatsRequest::from_path("/live/cam.flv", None), None);
-        assert_eq!(StatsRequest::from_path("/api/stat/all_group/x", None), None);
     }
 }

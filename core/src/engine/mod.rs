@@ -21,10 +21,12 @@
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
 mod access;
+mod command;
 pub mod conn_id;
 mod http_conn;
 mod packet;
 mod record;
+pub mod routes;
 mod rtmp_conn;
 mod rtsp_conn;
 mod silent_audio;
@@ -50,7 +52,8 @@ use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::ts::TsMuxer;
 
-pub use crate::api::StatsRequest;
+pub use crate::api::Query;
+pub use command::Command;
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
@@ -302,14 +305,23 @@ pub enum Output {
         /// The RTSP connection.
         conn: ConnId,
     },
-    /// An HTTP request for the statistics API (`/api/stat/...`, `/metrics`): answer it with
-    /// [`Engine::answer_stats`] and the [`EngineStats`] of every engine of the process. The
-    /// connection reads nothing more until then.
-    StatsRequest {
+    /// An HTTP request whose answer needs every engine (the statistics API, `/metrics`, kicking
+    /// a session): answer it with [`Engine::answer`] and the [`EngineStats`] of every engine of
+    /// the process. The connection reads nothing more until then.
+    Gather {
         /// The HTTP connection.
         conn: ConnId,
-        /// Which endpoint.
-        request: StatsRequest,
+        /// What is asked.
+        query: Query,
+    },
+    /// Hand `command` to the engine of worker `worker` ([`Engine::handle_command`]; this engine
+    /// when it is its own worker): it acts on a connection that engine owns
+    /// ([`conn_id::worker_of`]).
+    Command {
+        /// The worker whose engine executes it.
+        worker: usize,
+        /// What to do.
+        command: Command,
     },
 }
 
@@ -364,8 +376,8 @@ enum HttpState {
     Waiting {
         format: PlayerFormat,
     },
-    /// A statistics request waits for [`Engine::answer_stats`].
-    AwaitStats {
+    /// A request waits for [`Engine::answer`] to an [`Output::Gather`].
+    AwaitAnswer {
         keep_alive: bool,
         head_only: bool,
     },
@@ -600,7 +612,7 @@ impl Engine {
                     self.drain_ws(conn, now_ms);
                 } else if !matches!(
                     state,
-                    HttpState::AwaitRequest | HttpState::AwaitStats { .. }
+                    HttpState::AwaitRequest | HttpState::AwaitAnswer { .. }
                 ) {
                     // A streaming player has nothing more to say: bytes from it are a protocol
                     // error, closed at once rather than buffered or answered mid-body.

@@ -4,18 +4,14 @@
 //! [`Engine::stats`] takes a plain snapshot of one engine ([`EngineStats`]): its locally
 //! published streams with their codecs and picture size, its publishing and playing sessions,
 //! its connection and byte counts. A runtime with several engines keeps one snapshot per engine
-//! (refreshed about once a second) and answers an [`super::Output::StatsRequest`] with
-//! [`Engine::answer_stats`], handing it the snapshots of every engine; [`crate::api`] renders
-//! them (merged by stream, so a player on one engine is counted with a stream published on
-//! another).
+//! (refreshed about once a second) and answers an [`super::Output::Gather`] with
+//! [`Engine::answer`], handing it the snapshots of every engine; [`crate::api`] renders them
+//! (merged by stream, so a player on one engine is counted with a stream published on another).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
-
-use super::{ConnId, ConnKind, Engine, HttpState, Packet, Protocol, Role};
-use crate::api::{render, StatsRequest};
+use super::{ConnId, Engine, Packet, Protocol, Role};
 use crate::codec::{h264, h265};
 use crate::media::{Codec, Frame, FrameKind};
 
@@ -169,69 +165,6 @@ impl Engine {
             m.rates.remove(&conn);
         }
     }
-
-    /// An HTTP request for the statistics API arrived: ask the runtime for the snapshots.
-    pub(super) fn request_stats(
-        &mut self,
-        conn: ConnId,
-        request: StatsRequest,
-        keep_alive: bool,
-        head_only: bool,
-    ) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if let ConnKind::Http { state, .. } = &mut c.kind {
-                *state = HttpState::AwaitStats {
-                    keep_alive,
-                    head_only,
-                };
-                self.outputs
-                    .push_back(super::Output::StatsRequest { conn, request });
-            }
-        }
-    }
-
-    /// Answers an [`super::Output::StatsRequest`] of `conn` from `snapshots` (one per engine of
-    /// the process, this engine's among them, fresh or at most a few seconds old), then reads
-    /// the connection's next request if it stays open.
-    pub fn answer_stats(
-        &mut self,
-        conn: ConnId,
-        request: &StatsRequest,
-        snapshots: &[EngineStats],
-        now_ms: u64,
-    ) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let ConnKind::Http { state, .. } = &mut c.kind else {
-            return;
-        };
-        let HttpState::AwaitStats {
-            keep_alive,
-            head_only,
-        } = *state
-        else {
-            return;
-        };
-        *state = HttpState::AwaitRequest;
-        let response = render(request, snapshots);
-        if head_only {
-            let mut out = BytesMut::with_capacity(256);
-            response.encode_head(&mut out);
-            c.pending.push_back(out.freeze());
-            self.want_transmit(conn);
-            if !keep_alive {
-                self.close(conn, true, "stats api", now_ms);
-            }
-        } else {
-            self.http_respond(conn, response, keep_alive, "stats api", now_ms);
-        }
-        if keep_alive {
-            // Requests pipelined behind this one waited in the reader.
-            self.drain_http(conn, now_ms);
-            self.drain_hub(now_ms);
-        }
-    }
 }
 
 /// What a stream's configuration packets tell about it.
@@ -272,9 +205,9 @@ mod tests {
         let mut closed = false;
         while let Some(out) = e.poll_output() {
             match out {
-                Output::StatsRequest { conn, request } => {
+                Output::Gather { conn, query } => {
                     let own = e.stats(now);
-                    e.answer_stats(conn, &request, &[own], now);
+                    e.answer(conn, &query, &[own], now);
                 }
                 Output::Close { conn: c, .. } if c == conn => closed = true,
                 _ => {}
