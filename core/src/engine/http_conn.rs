@@ -64,17 +64,23 @@ enum Routing<'p> {
 }
 
 /// Routes `method` and the path `segments` (see [`routes`]); `ask` is how the request wants
-/// its answer.
+/// its answer. A method the server knows nothing of is 405 on any path.
 fn route<'p>(method: &str, segments: &'p [&'p str], ask: Ask) -> Routing<'p> {
+    if Methods::of(method).is_none() {
+        return Routing::Refused(method_not_allowed(Methods::ALL), ask.closing());
+    }
     match router::route(ROUTES, method, segments) {
         Routed::Found { target, params } => Routing::Found(*target, params),
         Routed::NotFound => Routing::Refused(Response::text(404, "not found"), ask),
         Routed::MethodNotAllowed(allow) => Routing::Refused(
-            Response::text(405, "method not allowed")
-                .header("Allow", allow.with(Methods::OPTIONS).allow_header()),
+            method_not_allowed(allow.with(Methods::OPTIONS)),
             ask.closing(),
         ),
     }
+}
+
+fn method_not_allowed(allow: Methods) -> Response {
+    Response::text(405, "method not allowed").header("Allow", allow.allow_header())
 }
 
 impl Engine {
@@ -631,6 +637,16 @@ pub(super) mod head_tests {
         assert!(text.contains("Allow: POST, OPTIONS\r\n"), "{text}");
 
         // A preflight is answered on any path, and keeps the connection.
+        let mut e = http_engine();
+        let (text, _) = exchange(&mut e, "PUT /anything HTTP/1.1\r\n\r\n", 1);
+        assert!(
+            text.starts_with("HTTP/1.1 405"),
+            "an unknown method: {text}"
+        );
+        assert!(
+            text.contains("Allow: GET, HEAD, POST, OPTIONS\r\n"),
+            "{text}"
+        );
         let mut e = http_engine();
         let (text, closed) = exchange(&mut e, "OPTIONS /anything HTTP/1.1\r\n\r\n", 1);
         assert!(text.starts_with("HTTP/1.1 204"), "{text}");

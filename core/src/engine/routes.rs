@@ -15,7 +15,8 @@
 //! | GET, HEAD    | `/{app}/{stream}/{seq}.ts`     | [`Handler::HlsSegment`]                     |
 //!
 //! `OPTIONS` on any path is a CORS preflight, answered before routing. Any other path is 404; a
-//! listed path with another method is 405 with `Allow`. Static pages (the web UI) get a
+//! listed path with another method is 405 with `Allow`, and so is a method other than `GET`,
+//! `HEAD`, `POST` and `OPTIONS` on any path. Static pages (the web UI) get a
 //! `GET, HEAD` route on `/ui/*` and a handler of their own; the API routes come first so that
 //! no stream named like them can shadow them.
 

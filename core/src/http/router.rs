@@ -28,6 +28,8 @@ impl Methods {
     pub const POST: Methods = Methods(4);
     /// `OPTIONS`.
     pub const OPTIONS: Methods = Methods(8);
+    /// Every method known here.
+    pub const ALL: Methods = Methods(15);
     /// `GET` and `HEAD`: what can be read.
     pub const READ: Methods = Methods::GET.with(Methods::HEAD);
 
