@@ -275,3 +275,17 @@ impl UdpPorts {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::peer_index;
+
+    #[test]
+    fn peers_are_listed_in_worker_order_without_oneself() {
+        // Worker 1 of 3 lists workers 0 and 2.
+        assert_eq!(peer_index(1, 0), Some(0));
+        assert_eq!(peer_index(1, 1), None);
+        assert_eq!(peer_index(1, 2), Some(1));
+        assert_eq!(peer_index(0, 2), Some(1));
+    }
+}
