@@ -129,6 +129,8 @@ impl Engine {
         let ask = Ask::of(req).closing();
         let refused = match http::split_path(&req.path) {
             Err(_) => Some(Response::text(400, "bad path")),
+            // A preflight is answered on any path.
+            Ok(_) if req.method == "OPTIONS" => None,
             Ok(segments) => match route(&req.method, &segments, ask) {
                 Routing::Found(..) => None,
                 Routing::Refused(response, _) => Some(response),
