@@ -1,5 +1,5 @@
 //! The HTTP API rendered from engine snapshots: lal's JSON ([`lal`]) and Prometheus text
-//! ([`metrics`]).
+//! ([`metrics`]); and lal's HTTP notifications ([`webhook`]), which share lal's JSON.
 //!
 //! The engine takes neutral snapshots ([`EngineStats`], one per engine); an answer that needs
 //! every engine is gathered by the runtime ([`crate::engine::Output::Gather`]) and rendered
@@ -7,6 +7,7 @@
 
 pub mod lal;
 pub mod metrics;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 

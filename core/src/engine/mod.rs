@@ -31,7 +31,6 @@ mod rtmp_conn;
 mod rtsp_conn;
 mod silent_audio;
 mod stats;
-mod webhook;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -52,16 +51,16 @@ use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::ts::TsMuxer;
 
+pub use crate::api::webhook::{
+    response_status, server_start_json, stream_url, update_json, SessionInfo, WebhookEvent,
+    WebhookUrl,
+};
 pub use crate::api::Query;
 pub use command::Command;
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
-pub use webhook::{
-    response_status, server_start_json, stream_url, update_json, SessionInfo, WebhookEvent,
-    WebhookUrl,
-};
 
 /// A connection's id, chosen by the runtime and unique within one engine.
 pub type ConnId = u64;

@@ -12,11 +12,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{EngineStats, Protocol, Role, SessionRecord};
 use crate::api::lal::{
     lal_base_type, lal_info_at, lal_protocol, lal_session_id, JsonGroup, SERVER_ID,
 };
 use crate::api::merge;
+use crate::engine::{EngineStats, Protocol, Role, SessionRecord};
 
 /// An event a webhook can be configured for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
