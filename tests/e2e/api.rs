@@ -238,3 +238,30 @@ fn head_of_a_live_stream_is_the_head_only(server: &Server) {
         raw.len()
     );
 }
+
+/// `--help` names what the binary serves today (it once said "RTMP in; RTMP, HTTP-FLV and
+/// WebSocket-FLV out" long after RTSP, TS, HLS and the API came).
+#[test]
+fn help_names_every_protocol() {
+    let out = std::process::Command::new(server_binary())
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let about = help.lines().next().unwrap_or_default();
+    for name in [
+        "RTMP and RTSP in",
+        "HTTP-FLV",
+        "WebSocket-FLV",
+        "HTTP-TS",
+        "WebSocket-TS",
+        "HLS out",
+        "stats API",
+    ] {
+        assert!(
+            about.contains(name),
+            "--help does not say {name:?}: {about}"
+        );
+    }
+}
