@@ -272,6 +272,7 @@ mod tests {
         io: Option<ConnIo>,
         sent: Vec<u8>,
         closed: Vec<String>,
+        commands: Vec<(usize, Command)>,
     }
 
     impl Sockets for Wire {
@@ -312,7 +313,9 @@ mod tests {
 
         fn broadcast(&mut self, _: StreamMessage) {}
 
-        fn send_command(&mut self, _: usize, _: Command) {}
+        fn send_command(&mut self, worker: usize, command: Command) {
+            self.commands.push((worker, command));
+        }
 
         fn open_conns(&self) -> Vec<ConnId> {
             self.io.iter().map(|_| CONN).collect()
@@ -357,5 +360,68 @@ mod tests {
         let dump = Dump::parse(Bytes::from(std::fs::read(files[0].path()).unwrap())).unwrap();
         assert_eq!(dump.input_bytes(), request, "the dump holds the plaintext");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A kick through the API on worker 0 for a session of worker 1 (known from worker 1's
+    /// snapshot on the board) goes to worker 1 as a command.
+    #[test]
+    fn a_kick_goes_to_the_worker_that_owns_the_session() {
+        use rill_core::engine::conn_id::conn_id;
+        use rill_core::engine::{EngineStats, Protocol, Role, SessionStats};
+
+        let remote = conn_id(1, 5);
+        let board = StatsBoard::new(2);
+        let session = SessionStats {
+            conn: remote,
+            protocol: Protocol::HttpFlv,
+            role: Role::Play,
+            stream: "live/s".into(),
+            peer: "127.0.0.1:5001".parse().unwrap(),
+            start_unix_ms: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            read_kbits: 0,
+            write_kbits: 0,
+        };
+        board.publish(
+            1,
+            EngineStats {
+                sessions: vec![session.clone()],
+                ..EngineStats::default()
+            },
+        );
+        let mut driver = Driver::new(
+            Engine::new(Default::default(), 1),
+            Instant::now(),
+            WorkerStats::new(board.clone(), 0),
+            WorkerHooks::disabled(),
+            None,
+        );
+        let mut wire = Wire {
+            io: Some(ConnIo::plain()),
+            ..Wire::default()
+        };
+        driver.accepted(CONN, Listener::Http, "127.0.0.1:5000".parse().unwrap(), 0);
+        let kick = |id: ConnId| {
+            let body = format!(r#"{{"stream_name":"s","session_id":"FLVSUB{id}"}}"#);
+            format!(
+                "POST /api/ctrl/kick_session HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let io = wire.io.as_mut().unwrap();
+        driver.input(CONN, io, kick(remote).as_bytes(), 1).unwrap();
+        driver.drain(&mut wire);
+        assert_eq!(
+            wire.commands,
+            [(
+                1,
+                Command::Close {
+                    conn: remote,
+                    reason: "kicked by the API".into()
+                }
+            )]
+        );
+        assert!(String::from_utf8_lossy(&wire.sent).contains(r#""error_code":0"#));
     }
 }
