@@ -386,7 +386,7 @@ mod tests {
         board.publish(
             1,
             EngineStats {
-                sessions: vec![session.clone()],
+                sessions: vec![session],
                 ..EngineStats::default()
             },
         );
