@@ -18,6 +18,7 @@
 
 pub mod admission;
 pub mod amf;
+pub mod api;
 pub mod auth;
 pub mod codec;
 pub mod config;

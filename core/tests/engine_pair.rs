@@ -461,7 +461,7 @@ fn with_kick_a_new_publisher_takes_over_on_either_engine_and_players_stay() {
 
 #[test]
 fn stats_count_a_player_on_another_engine_with_the_stream_of_its_publisher() {
-    use rill_core::engine::{render_json, render_metrics, StatsRequest};
+    use rill_core::api::{lal::render_json, metrics::render_metrics, Query};
     let mut w = World::new();
     let publisher = w.connect(0, 1);
     w.peers[publisher].client.publish("cam");
@@ -495,8 +495,7 @@ fn stats_count_a_player_on_another_engine_with_the_stream_of_its_publisher() {
     );
 
     let v: serde_json::Value =
-        serde_json::from_str(&render_json(&StatsRequest::Group("cam".into()), &snapshots))
-            .expect("JSON");
+        serde_json::from_str(&render_json(&Query::Group("cam".into()), &snapshots)).expect("JSON");
     assert_eq!(v["error_code"], 0, "{v}");
     let g = &v["data"];
     assert_eq!(

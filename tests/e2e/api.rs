@@ -107,6 +107,8 @@ fn stat_api_and_metrics_describe_a_live_stream_and_its_player() {
     assert_eq!(groups.len(), 1, "{all}");
     assert_eq!(groups[0]["stream_name"], "apitest");
 
+    head_of_a_live_stream_is_the_head_only(&server);
+
     let nope = get_json(&server, "/api/stat/group?stream_name=nope");
     assert_eq!(nope["error_code"], 1001, "{nope}");
     assert_eq!(nope["desp"], "group not found");
@@ -150,7 +152,23 @@ fn stat_api_and_metrics_describe_a_live_stream_and_its_player() {
     // The publisher, the player and this request's connection at least.
     assert!(value("rill_connections") >= 3, "{metrics}");
 
-    // Once the player leaves, it is no longer counted (within a snapshot refresh).
+    // lal's control API kicks the player, whichever worker it sits on; then it is no longer
+    // counted (within a snapshot refresh).
+    let sub_id = subs[0]["session_id"]
+        .as_str()
+        .expect("session_id")
+        .to_owned();
+    kick(&server, "nope", &sub_id, 1001);
+    kick(&server, "apitest", "FLVSUB0", 1003);
+    kick(&server, "apitest", &sub_id, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !player.ended() {
+        assert!(
+            Instant::now() < deadline,
+            "the kicked player is still served"
+        );
+        sleep(Duration::from_millis(50));
+    }
     drop(player);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -161,6 +179,64 @@ fn stat_api_and_metrics_describe_a_live_stream_and_its_player() {
         assert!(Instant::now() < deadline, "the player stays listed: {v}");
         sleep(Duration::from_millis(250));
     }
+}
+
+/// `POST /api/ctrl/kick_session` for `session_id` of `stream`: checks lal's `error_code`.
+fn kick(server: &Server, stream: &str, session_id: &str, error_code: u64) {
+    let body = format!(r#"{{"stream_name":"{stream}","session_id":"{session_id}"}}"#);
+    let raw = http_get_raw(
+        server.http_port,
+        &format!(
+            "POST /api/ctrl/kick_session HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        LIMIT,
+    );
+    let text = String::from_utf8_lossy(&raw);
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["error_code"].as_u64(), Some(error_code), "{text}");
+}
+
+/// `HEAD` for the live stream's `.flv` and `.ts` answers the head and nothing more, and the
+/// connection goes on to the next request (it used to get an endless body).
+fn head_of_a_live_stream_is_the_head_only(server: &Server) {
+    let raw = http_get_raw(
+        server.http_port,
+        "HEAD /live/apitest.flv HTTP/1.1\r\nHost: h\r\n\r\n\
+         HEAD /live/apitest.ts HTTP/1.1\r\nHost: h\r\n\r\n\
+         GET /api/stat/lal_info HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        LIMIT,
+    );
+    let text = String::from_utf8_lossy(&raw);
+    let heads: Vec<&str> = text.split("\r\n\r\n").collect();
+    assert_eq!(
+        heads.len(),
+        4,
+        "two heads, then the API answer and its body: {text}"
+    );
+    assert!(
+        heads[0].starts_with("HTTP/1.1 200") && heads[0].contains("video/x-flv"),
+        "{text}"
+    );
+    assert!(
+        heads[1].starts_with("HTTP/1.1 200") && heads[1].contains("video/mp2t"),
+        "{text}"
+    );
+    assert!(
+        heads[2].starts_with("HTTP/1.1 200") && heads[2].contains("application/json"),
+        "{text}"
+    );
+    assert!(
+        heads[3].starts_with("{\"error_code\":0"),
+        "only the API body follows: {text}"
+    );
+    assert!(
+        raw.len() < 4096,
+        "no media after a HEAD: {} bytes",
+        raw.len()
+    );
 }
 
 /// `--help` names what the binary serves today (it once said "RTMP in; RTMP, HTTP-FLV and

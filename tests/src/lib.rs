@@ -1516,6 +1516,12 @@ impl HttpFlvPlayer {
         self.received.load(Ordering::Relaxed)
     }
 
+    /// Whether the player stopped reading because the server closed the connection (or it
+    /// failed, or the 60 s limit passed).
+    pub fn ended(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| t.is_finished())
+    }
+
     /// Whether the body starts with an FLV header.
     pub fn is_flv(&self) -> bool {
         self.start.lock().expect("lock").starts_with(b"FLV")

@@ -21,15 +21,16 @@
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
 mod access;
+mod command;
 pub mod conn_id;
 mod http_conn;
 mod packet;
 mod record;
+pub mod routes;
 mod rtmp_conn;
 mod rtsp_conn;
 mod silent_audio;
 mod stats;
-mod webhook;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -50,19 +51,16 @@ use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::ts::TsMuxer;
 
-pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
-pub use record::{RecordConfig, Recorder};
-pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
-pub use stats::{
-    format_unix_ms, lal_base_type, lal_protocol, lal_session_id, render, render_json,
-    render_metrics, EngineStats, SessionStats, StatsRequest, StreamStats,
-    ERROR_CODE_GROUP_NOT_FOUND, ERROR_CODE_PARAM_MISSING, ERROR_CODE_SUCC, LAL_API_VERSION,
-    LAL_NOTIFY_VERSION, RATE_WINDOW_MS, SERVER_ID,
-};
-pub use webhook::{
+pub use crate::api::webhook::{
     response_status, server_start_json, stream_url, update_json, SessionInfo, WebhookEvent,
     WebhookUrl,
 };
+pub use crate::api::Query;
+pub use command::Command;
+pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
+pub use record::{RecordConfig, Recorder};
+pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
+pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
 /// A connection's id, chosen by the runtime and unique within one engine.
 pub type ConnId = u64;
@@ -306,14 +304,23 @@ pub enum Output {
         /// The RTSP connection.
         conn: ConnId,
     },
-    /// An HTTP request for the statistics API (`/api/stat/...`, `/metrics`): answer it with
-    /// [`Engine::answer_stats`] and the [`EngineStats`] of every engine of the process. The
-    /// connection reads nothing more until then.
-    StatsRequest {
+    /// An HTTP request whose answer needs every engine (the statistics API, `/metrics`, kicking
+    /// a session): answer it with [`Engine::answer`] and the [`EngineStats`] of every engine of
+    /// the process. The connection reads nothing more until then.
+    Gather {
         /// The HTTP connection.
         conn: ConnId,
-        /// Which endpoint.
-        request: StatsRequest,
+        /// What is asked.
+        query: Query,
+    },
+    /// Hand `command` to the engine of worker `worker` ([`Engine::handle_command`]; this engine
+    /// when it is its own worker): it acts on a connection that engine owns
+    /// ([`conn_id::worker_of`]).
+    Command {
+        /// The worker whose engine executes it.
+        worker: usize,
+        /// What to do.
+        command: Command,
     },
 }
 
@@ -368,8 +375,8 @@ enum HttpState {
     Waiting {
         format: PlayerFormat,
     },
-    /// A statistics request waits for [`Engine::answer_stats`].
-    AwaitStats {
+    /// A request waits for [`Engine::answer`] to an [`Output::Gather`].
+    AwaitAnswer {
         keep_alive: bool,
         head_only: bool,
     },
@@ -604,7 +611,7 @@ impl Engine {
                     self.drain_ws(conn, now_ms);
                 } else if !matches!(
                     state,
-                    HttpState::AwaitRequest | HttpState::AwaitStats { .. }
+                    HttpState::AwaitRequest | HttpState::AwaitAnswer { .. }
                 ) {
                     // A streaming player has nothing more to say: bytes from it are a protocol
                     // error, closed at once rather than buffered or answered mid-body.

@@ -109,7 +109,8 @@ pub enum HlsOutput {
     },
 }
 
-/// What an HTTP path asks of HLS (see [`parse_path`]).
+/// What an HTTP path asks of HLS (routed by `engine::routes`; names are validated as stream
+/// names before use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HlsRequest<'a> {
     /// `/{app}/{stream}.m3u8`: the live playlist.
@@ -135,32 +136,6 @@ pub enum HlsRequest<'a> {
         /// Media sequence number.
         seq: u64,
     },
-}
-
-/// Recognizes HLS paths among the segments of a request path (as split and checked by
-/// [`crate::http::split_path`]). Names are never empty, `.` or `..`; the caller still validates
-/// them as stream names. Sequence numbers are plain decimal digits (at most 19).
-pub fn parse_path<'a>(segments: &[&'a str]) -> Option<HlsRequest<'a>> {
-    match *segments {
-        [app, file] => {
-            // "..m3u8" would name the stream "." (found by the hls_path fuzz target).
-            let stream = file
-                .strip_suffix(".m3u8")
-                .filter(|s| !matches!(*s, "" | "." | ".."))?;
-            Some(HlsRequest::Live { app, stream })
-        }
-        [app, stream, "record.m3u8"] => Some(HlsRequest::Record { app, stream }),
-        [app, stream, file] => {
-            let digits = file.strip_suffix(".ts")?;
-            if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return None;
-            }
-            let seq = digits.parse().ok()?;
-            Some(HlsRequest::Segment { app, stream, seq })
-        }
-        _ => None,
-    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -24,45 +24,6 @@ fn feed(h: &mut Hls, key: &str, t0: i64, secs: i64) {
 }
 
 #[test]
-fn paths() {
-    assert_eq!(
-        parse_path(&["live", "cam.m3u8"]),
-        Some(HlsRequest::Live {
-            app: "live",
-            stream: "cam"
-        })
-    );
-    assert_eq!(
-        parse_path(&["live", "cam", "record.m3u8"]),
-        Some(HlsRequest::Record {
-            app: "live",
-            stream: "cam"
-        })
-    );
-    assert_eq!(
-        parse_path(&["live", "cam", "17.ts"]),
-        Some(HlsRequest::Segment {
-            app: "live",
-            stream: "cam",
-            seq: 17
-        })
-    );
-    for bad in [
-        &["live", ".m3u8"][..],
-        &["v", "..m3u8"],
-        &["v", "...m3u8"],
-        &["live", "cam", "+1.ts"],
-        &["live", "cam", "1a.ts"],
-        &["live", "cam", ".ts"],
-        &["live", "cam", "99999999999999999999.ts"],
-        &["live", "cam.flv"],
-        &["a", "b", "c", "d.ts"],
-    ] {
-        assert_eq!(parse_path(bad), None, "{bad:?}");
-    }
-}
-
-#[test]
 fn live_playlist_slides_and_ends() {
     let mut h = Hls::new(cfg());
     h.start("live/cam", false);

@@ -12,8 +12,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::stats::{lal_base_type, lal_info_at, lal_protocol, lal_session_id, merge, JsonGroup};
-use super::{EngineStats, Protocol, Role, SessionRecord, SERVER_ID};
+use crate::api::lal::{
+    lal_base_type, lal_info_at, lal_protocol, lal_session_id, JsonGroup, SERVER_ID,
+};
+use crate::api::merge;
+use crate::engine::{EngineStats, Protocol, Role, SessionRecord};
 
 /// An event a webhook can be configured for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -449,7 +452,7 @@ mod tests {
             ]
         );
         assert_eq!(v["server_id"], "1");
-        assert_eq!(v["notify_version"], crate::engine::LAL_NOTIFY_VERSION);
+        assert_eq!(v["notify_version"], crate::api::lal::LAL_NOTIFY_VERSION);
         assert_eq!(v["start_time"], "2023-11-14 22:13:20.000");
         assert!(v["bin_info"]
             .as_str()
