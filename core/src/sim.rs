@@ -512,7 +512,8 @@ impl World {
             let Kind::Rtsp { session, .. } = &mut c.kind else {
                 continue;
             };
-            if c.closed || session.poll_timeout().is_none_or(|t| t > now) {
+            let due = matches!(session.poll_timeout(), Some(t) if t <= now);
+            if c.closed || !due {
                 continue;
             }
             if let Err(e) = session.handle_timeout(now) {

@@ -110,7 +110,7 @@ pub fn video(key: bool, nal: u8, size: usize) -> Bytes {
     let mut b = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
     b.extend_from_slice(&(size as u32 + 1).to_be_bytes());
     b.push(nal);
-    b.extend(std::iter::repeat_n(0xAB, size));
+    b.extend(std::iter::repeat(0xAB).take(size));
     Bytes::from(b)
 }
 

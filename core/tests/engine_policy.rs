@@ -1,0 +1,386 @@
+//! The server's policies (publisher conflicts, grace period, waits, deadlines, the statistics
+//! API) checked on the virtual clock of [`rill_core::sim::World`], with the configuration the
+//! binary would read from `rill.toml` and two engines as two workers. These were end-to-end
+//! tests with ffmpeg and real time; what needs real clients or real sockets stays in `tests/e2e`.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use rill_core::config::Config;
+use rill_core::engine::{EngineConfig, Listener, Role};
+use rill_core::rtmp::client::ClientEvent;
+use rill_core::rtmp::message_type;
+use rill_core::sim::{ClientId, World};
+use serde_json::Value;
+
+/// Two engines with the settings of `toml` (a `rill.toml` document).
+fn world(toml: &str) -> World {
+    World::new(2, config(toml))
+}
+
+fn config(toml: &str) -> EngineConfig {
+    Config::from_toml(toml)
+        .expect("valid config")
+        .engine_config()
+}
+
+/// Sends `frames` frames of 25 fps from `start_ms` (a key frame every 25), advancing the clock
+/// in real time as an encoder would.
+fn publish_live(w: &mut World, publisher: ClientId, start_ms: u32, frames: u32) {
+    for (i, m) in stream(start_ms, frames, 25).into_iter().enumerate() {
+        send(w, publisher, &[m]);
+        if i % 2 == 1 {
+            w.advance(40);
+        }
+    }
+}
+
+/// Configs then `frames` frames from `start_ms`.
+fn publish_configs_and_live(w: &mut World, publisher: ClientId, start_ms: u32, frames: u32) {
+    send(
+        w,
+        publisher,
+        &[
+            (message_type::VIDEO, start_ms, avc_sequence_header()),
+            (message_type::AUDIO, start_ms, aac_sequence_header()),
+        ],
+    );
+    publish_live(w, publisher, start_ms, frames);
+}
+
+fn publish_sessions(w: &World, stream: &str) -> usize {
+    w.sessions_started()
+        .iter()
+        .filter(|(_, r)| r.role == Role::Publish && r.stream == stream)
+        .count()
+}
+
+/// Asserts what a player that stayed through a change of publisher got: no disconnect, every
+/// one of `frames` video frames, key frames from both publishers, timestamps that never go back.
+fn assert_continuous_flv(w: &World, player: ClientId, label: &str, frames: usize) {
+    assert!(!w.is_closed(player), "{label}: the player stays");
+    let tags = flv_tags(w, player);
+    let video = video_tags(&tags);
+    let times: Vec<u32> = video
+        .iter()
+        .filter(|(_, b)| b.get(1) == Some(&1))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(times.len(), frames, "{label}: video frames");
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "{label}: timestamps stay monotonic: {times:?}"
+    );
+    let keys = video.iter().filter(|(_, b)| is_key_frame(b)).count();
+    assert!(
+        keys >= 2,
+        "{label}: key frames from both publishers: {keys}"
+    );
+}
+
+#[test]
+fn second_publisher_is_refused_and_the_first_continues() {
+    for second_engine in [0, 1] {
+        let mut w = world("");
+        let first = publisher(&mut w, 0, "dup");
+        publish_configs_and_live(&mut w, first, 0, 30);
+        let second = publisher(&mut w, second_engine, "dup");
+        assert!(
+            told(
+                &w,
+                second,
+                |e| matches!(e, ClientEvent::Rejected { code, .. } if code == "NetStream.Publish.BadName")
+            ),
+            "{:?}",
+            w.rtmp_events(second)
+        );
+        assert!(w.is_closed(second), "the second publisher is turned away");
+        let reason = &w.session_ended(second).expect("its session ended").reason;
+        assert!(reason.contains("already"), "refusal reason: {reason}");
+        assert!(
+            !w.is_closed(first) && w.session_ended(first).is_none(),
+            "the first publisher goes on"
+        );
+        // The first stream still plays, from a key frame, on either engine.
+        let players = [flv_player(&mut w, 0, "dup"), flv_player(&mut w, 1, "dup")];
+        publish_live(&mut w, first, 1200, 10);
+        for p in players {
+            let video = video_tags(&flv_tags(&w, p));
+            assert!(video.len() >= 10, "{} video tags", video.len());
+            assert_eq!(video[0].1, avc_sequence_header(), "the config first");
+            assert!(is_key_frame(&video[1].1), "then a key frame");
+        }
+    }
+}
+
+#[test]
+fn publisher_reconnecting_within_grace_keeps_its_players() {
+    let mut w = world("");
+    let grace = config("").hub.publisher_grace_ms;
+    let first = publisher(&mut w, 0, "grace");
+    publish_configs_and_live(&mut w, first, 0, 40);
+    let players = [
+        flv_player(&mut w, 1, "grace"),
+        flv_player(&mut w, 0, "grace"),
+    ];
+    w.run();
+    publish_live(&mut w, first, 1600, 50);
+    // The publisher dies without a goodbye; another one takes the stream up within the grace
+    // period, its timestamps starting over as a restarted encoder's do.
+    w.hang_up(first);
+    w.advance(grace - 1000);
+    let second = publisher(&mut w, 1, "grace");
+    assert!(publishing(&w, second), "{:?}", w.rtmp_events(second));
+    publish_configs_and_live(&mut w, second, 0, 50);
+    // The cached GOP (frames 25..40), the rest of the first publisher's, all of the second's.
+    for (p, label) in players.into_iter().zip(["other engine", "same engine"]) {
+        assert_continuous_flv(&w, p, label, 15 + 50 + 50);
+    }
+    assert_eq!(
+        publish_sessions(&w, "live/grace"),
+        2,
+        "two publish sessions"
+    );
+}
+
+#[test]
+fn with_publish_conflict_kick_a_second_publisher_takes_over_and_http_flv_players_stay() {
+    for new_engine in [0, 1] {
+        let mut w = world("[hub]\npublish_conflict = \"kick\"\n");
+        let first = publisher(&mut w, 0, "takeover");
+        publish_configs_and_live(&mut w, first, 0, 40);
+        let players = [
+            flv_player(&mut w, 1, "takeover"),
+            flv_player(&mut w, 0, "takeover"),
+        ];
+        w.run();
+        publish_live(&mut w, first, 1600, 50);
+        let second = publisher(&mut w, new_engine, "takeover");
+        assert!(publishing(&w, second), "{:?}", w.rtmp_events(second));
+        assert!(w.is_closed(first), "the first publisher is disconnected");
+        let reason = &w.session_ended(first).expect("its session ended").reason;
+        assert_eq!(reason, "kicked: a new publisher took over the stream");
+        publish_configs_and_live(&mut w, second, 0, 50);
+        assert!(!w.is_closed(second), "the newcomer keeps publishing");
+        for (p, label) in players.into_iter().zip(["other engine", "same engine"]) {
+            let label = format!("{label}, newcomer on {new_engine}");
+            assert_continuous_flv(&w, p, &label, 15 + 50 + 50);
+        }
+    }
+}
+
+#[test]
+fn player_of_a_stream_that_never_starts_gets_404_after_the_wait() {
+    let mut w = world("[hub]\nplay_wait_timeout_ms = 800\n");
+    let players = [flv_player(&mut w, 0, "none"), flv_player(&mut w, 1, "none")];
+    w.advance(799);
+    for p in players {
+        assert!(w.received(p).is_empty(), "the player waits");
+    }
+    w.advance(1);
+    for p in players {
+        let (head, _) = http_response(&w, p);
+        assert!(
+            head.starts_with("HTTP/1.1 404"),
+            "expected 404, got {head:?}"
+        );
+    }
+}
+
+#[test]
+fn late_player_starts_at_a_key_frame_at_once() {
+    let mut w = world("");
+    let publisher = publisher(&mut w, 0, "late");
+    // Join mid-GOP, well after the first key frame: 3.5 s at 25 fps, a key frame every second.
+    publish_configs_and_live(&mut w, publisher, 0, 88);
+    for engine in [0, 1] {
+        let flv = flv_player(&mut w, engine, "late");
+        let rtmp = rtmp_player(&mut w, engine, "late");
+        // The GOP cache gives the player a whole GOP at once: no time passes.
+        w.run();
+        let flv_video: Vec<Bytes> = video_tags(&flv_tags(&w, flv))
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        let rtmp_video: Vec<Bytes> = w
+            .rtmp_media(rtmp)
+            .into_iter()
+            .filter(|(t, _, _)| *t == message_type::VIDEO)
+            .map(|(_, _, b)| b)
+            .collect();
+        for (label, video) in [("HTTP-FLV", flv_video), ("RTMP", rtmp_video)] {
+            assert_eq!(video[0], avc_sequence_header(), "{label}: the config first");
+            assert!(is_key_frame(&video[1]), "{label}: then a key frame");
+            // Frames 75..88 of the GOP that started at frame 75.
+            assert_eq!(
+                video.len(),
+                1 + 13,
+                "{label} on engine {engine}: the whole GOP"
+            );
+        }
+    }
+}
+
+#[test]
+fn silent_connections_are_closed_at_the_handshake_deadline_while_publishers_connect() {
+    let mut w = world("[limits]\nhandshake_timeout_ms = 700\nhttp_head_timeout_ms = 700\n");
+    let idle: Vec<ClientId> = (0..50)
+        .map(|i| {
+            let listener = if i % 2 == 0 {
+                Listener::Rtmp
+            } else {
+                Listener::Http
+            };
+            w.raw(i % 2, listener)
+        })
+        .collect();
+    // A real publisher is not held up by the idle crowd.
+    w.advance(100);
+    let publisher = publisher(&mut w, 0, "busy");
+    assert!(publishing(&w, publisher), "{:?}", w.rtmp_events(publisher));
+    let player = flv_player(&mut w, 1, "busy");
+    publish_configs_and_live(&mut w, publisher, 0, 50);
+    for c in &idle {
+        assert!(
+            w.is_closed(*c),
+            "idle connection {c:?} closed by the deadline"
+        );
+        assert!(
+            w.received(*c).is_empty(),
+            "{c:?} got data instead of a close"
+        );
+        let ended = w.session_ended(*c).expect("its end is reported");
+        assert_eq!(ended.duration_ms, 700, "closed at the deadline: {ended:?}");
+    }
+    assert!(!w.is_closed(publisher) && !w.is_closed(player));
+    assert_eq!(video_tags(&flv_tags(&w, player)).len(), 51);
+}
+
+/// `GET path` from a fresh HTTP client on `engine`: checks status 200 and the CORS header,
+/// returns the body.
+fn api_get(w: &mut World, engine: usize, path: &str) -> String {
+    let c = w.raw(engine, Listener::Http);
+    w.send(
+        c,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    w.run();
+    assert!(w.is_closed(c), "{path}: answered and closed");
+    let (head, body) = http_response(w, c);
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{path}: no CORS header: {head}"
+    );
+    String::from_utf8(body.to_vec()).expect("UTF-8 body")
+}
+
+fn api_json(w: &mut World, engine: usize, path: &str) -> Value {
+    let body = api_get(w, engine, path);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: bad JSON ({e}): {body}"))
+}
+
+#[test]
+fn stat_api_and_metrics_describe_a_stream_and_its_player_across_engines() {
+    let mut w = world("");
+    // Before anything is published: no groups.
+    let v = api_json(&mut w, 0, "/api/stat/all_group");
+    assert_eq!(v["error_code"], 0, "{v}");
+    assert_eq!(v["data"]["groups"].as_array().map(Vec::len), Some(0), "{v}");
+
+    // The publisher on engine 0, its HTTP-FLV player on engine 1, the requests on either.
+    let publisher = publisher(&mut w, 0, "apitest");
+    w.advance(500);
+    let player = flv_player(&mut w, 1, "apitest");
+    publish_configs_and_live(&mut w, publisher, 0, 50);
+    assert!(w.received(player).len() > 10_000);
+
+    for engine in [0, 1] {
+        let v = api_json(&mut w, engine, "/api/stat/group?stream_name=apitest");
+        assert_eq!(v["error_code"], 0, "{v}");
+        assert_eq!(v["desp"], "succ");
+        let g = &v["data"];
+        assert_eq!(g["stream_name"], "apitest", "{g}");
+        assert_eq!(g["app_name"], "live");
+        assert_eq!(g["video_codec"], "H264");
+        assert_eq!(g["audio_codec"], "AAC");
+        assert_eq!(g["video_width"].as_u64(), Some(64), "{g}");
+        assert_eq!(g["video_height"].as_u64(), Some(64), "{g}");
+        let p = &g["pub"];
+        assert_eq!(p["protocol"], "RTMP", "{p}");
+        assert_eq!(p["base_type"], "PUB");
+        let (_, conn) = w.conn(publisher);
+        assert_eq!(p["session_id"], format!("RTMPPUBSUB{conn}"));
+        assert_eq!(p["remote_addr"], w.peer(publisher).to_string());
+        assert!(p["read_bytes_sum"].as_u64() > Some(10_000), "{p}");
+        assert!(p["read_bitrate_kbits"].as_u64() > Some(0), "{p}");
+        let subs = g["subs"].as_array().expect("subs");
+        assert_eq!(subs.len(), 1, "{g}");
+        let sub = &subs[0];
+        assert_eq!(sub["protocol"], "FLV", "lal's name for HTTP-FLV: {sub}");
+        assert_eq!(sub["base_type"], "SUB");
+        assert_eq!(sub["remote_addr"], w.peer(player).to_string());
+        assert!(sub["wrote_bytes_sum"].as_u64() > Some(10_000), "{sub}");
+        assert!(
+            sub["read_bytes_sum"].as_u64() > Some(0),
+            "its request: {sub}"
+        );
+        assert!(g["pull"].is_object(), "lal always has a pull object: {g}");
+
+        let all = api_json(&mut w, engine, "/api/stat/all_group");
+        assert_eq!(all["error_code"], 0);
+        let groups = all["data"]["groups"].as_array().expect("groups");
+        assert_eq!(groups.len(), 1, "{all}");
+        assert_eq!(groups[0]["stream_name"], "apitest");
+    }
+
+    let nope = api_json(&mut w, 1, "/api/stat/group?stream_name=nope");
+    assert_eq!(nope["error_code"], 1001, "{nope}");
+    assert_eq!(nope["desp"], "group not found");
+    let missing = api_json(&mut w, 1, "/api/stat/group");
+    assert_eq!(missing["error_code"], 1002, "{missing}");
+
+    let info = api_json(&mut w, 0, "/api/stat/lal_info");
+    assert_eq!(info["error_code"], 0, "{info}");
+    for field in [
+        "server_id",
+        "bin_info",
+        "lal_version",
+        "api_version",
+        "start_time",
+    ] {
+        assert!(
+            info["data"][field].as_str().is_some_and(|s| !s.is_empty()),
+            "{field}: {info}"
+        );
+    }
+
+    let metrics = api_get(&mut w, 1, "/metrics");
+    let lines: Vec<&str> = metrics.lines().collect();
+    for expected in [
+        "rill_streams 1",
+        "rill_publishers{protocol=\"rtmp\"} 1",
+        "rill_players{protocol=\"http-flv\"} 1",
+        "rill_players{protocol=\"rtmp\"} 0",
+        "# TYPE rill_bytes_in_total counter",
+    ] {
+        assert!(lines.contains(&expected), "{expected:?} not in:\n{metrics}");
+    }
+    let value = |name: &str| -> u64 {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in:\n{metrics}"))
+    };
+    assert!(value("rill_bytes_in_total") > 10_000, "{metrics}");
+    assert!(value("rill_bytes_out_total") > 10_000, "{metrics}");
+    // The publisher, the player and this request's connection.
+    assert_eq!(value("rill_connections"), 3, "{metrics}");
+
+    // Once the player leaves, it is no longer counted.
+    w.hang_up(player);
+    let v = api_json(&mut w, 0, "/api/stat/group?stream_name=apitest");
+    assert_eq!(v["data"]["subs"].as_array().map(Vec::len), Some(0), "{v}");
+}
