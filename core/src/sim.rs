@@ -92,8 +92,6 @@ enum Kind {
         events: Vec<RtspEvent>,
     },
     Raw {
-        /// Bytes queued by [`World::send`], not yet handed to the engine.
-        outbox: Vec<Bytes>,
         /// Everything the engine sent.
         received: Vec<u8>,
     },
@@ -105,6 +103,8 @@ struct Client {
     conn: ConnId,
     peer: SocketAddr,
     kind: Kind,
+    /// Bytes queued by [`World::send`], not yet handed to the engine.
+    outbox: Vec<Bytes>,
     /// Bytes received from the engine, every kind of client.
     received_len: u64,
     /// The connection is gone (either side closed it).
@@ -235,7 +235,6 @@ impl World {
             engine,
             listener,
             Kind::Raw {
-                outbox: Vec::new(),
                 received: Vec::new(),
             },
         )
@@ -269,6 +268,7 @@ impl World {
             conn,
             peer,
             kind,
+            outbox: Vec::new(),
             received_len: 0,
             closed: false,
             reading: true,
@@ -306,15 +306,13 @@ impl World {
         }
     }
 
-    /// Queues `bytes` from the raw `client` to its engine (sent by the next [`World::run`]).
-    ///
-    /// # Panics
-    /// If `client` is not a raw client.
+    /// Queues `bytes` on `client`'s connection, sent by the next [`World::run`]. For an RTMP or
+    /// RTSP client they go after what its session queued so far, behind the session's back
+    /// (garbage, or half a message before a crash).
     pub fn send(&mut self, client: ClientId, bytes: &[u8]) {
-        match &mut self.clients[client.0].kind {
-            Kind::Raw { outbox, .. } => outbox.push(Bytes::copy_from_slice(bytes)),
-            _ => panic!("{client:?} is not a raw client"),
-        }
+        self.clients[client.0]
+            .outbox
+            .push(Bytes::copy_from_slice(bytes));
     }
 
     /// The client hangs up (or its socket fails): its engine is told at once, as a runtime
@@ -591,12 +589,11 @@ impl World {
                     moved = true;
                 }
             }
-            Kind::Raw { outbox, .. } => {
-                for b in outbox.drain(..) {
-                    engine.handle_input(c.conn, &b, now);
-                    moved = true;
-                }
-            }
+            Kind::Raw { .. } => {}
+        }
+        for b in c.outbox.drain(..) {
+            engine.handle_input(c.conn, &b, now);
+            moved = true;
         }
         moved
     }

@@ -5,10 +5,11 @@
 
 mod common;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use common::*;
 use rill_core::config::Config;
 use rill_core::engine::{EngineConfig, Listener, Role};
+use rill_core::rtmp::chunk::write_fmt0_header;
 use rill_core::rtmp::client::ClientEvent;
 use rill_core::rtmp::message_type;
 use rill_core::sim::{ClientId, World};
@@ -383,4 +384,136 @@ fn stat_api_and_metrics_describe_a_stream_and_its_player_across_engines() {
     w.hang_up(player);
     let v = api_json(&mut w, 0, "/api/stat/group?stream_name=apitest");
     assert_eq!(v["data"]["subs"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
+/// The coded video frames among an HTTP-FLV player's tags, and whether its body ends exactly
+/// after the last tag's PreviousTagSize (nothing partial, nothing missing).
+fn flv_frames_and_clean_end(w: &World, player: ClientId) -> (Vec<(u32, Bytes)>, bool) {
+    let (_, body) = http_response(w, player);
+    let tags = flv_tags(w, player);
+    let frames = video_tags(&tags)
+        .into_iter()
+        .filter(|(_, b)| b.get(1) == Some(&1))
+        .collect();
+    // The file header and PreviousTagSize0, then each tag with its PreviousTagSize.
+    let whole: usize = 13 + tags.iter().map(|t| 11 + t.body.len() + 4).sum::<usize>();
+    let last_size = tags.last().map(|t| 11 + t.body.len() as u32);
+    let clean = body.len() == whole && last_size.is_some_and(|n| body.ends_with(&n.to_be_bytes()));
+    (frames, clean)
+}
+
+/// Players waiting on both engines before the publisher starts; returns (HTTP-FLV, RTMP) pairs.
+fn waiting_players(w: &mut World, stream: &str) -> Vec<(ClientId, ClientId)> {
+    let players = (0..2)
+        .map(|e| (flv_player(w, e, stream), rtmp_player(w, e, stream)))
+        .collect();
+    w.run();
+    players
+}
+
+/// Checks that every player got exactly `sent` (timestamps rebased to the first) and that
+/// its stream ended cleanly: the HTTP-FLV response closed after a whole tag, the RTMP player
+/// told the stream ended.
+fn assert_complete_and_ended(w: &World, players: &[(ClientId, ClientId)], sent: &[(u32, Bytes)]) {
+    let base = sent[0].0;
+    let sent: Vec<(u32, Bytes)> = sent.iter().map(|(t, b)| (t - base, b.clone())).collect();
+    for (e, &(flv, rtmp)) in players.iter().enumerate() {
+        let (frames, clean) = flv_frames_and_clean_end(w, flv);
+        assert_eq!(frames, sent, "HTTP-FLV player on engine {e}: every frame");
+        assert!(
+            w.is_closed(flv) && clean,
+            "HTTP-FLV player on engine {e}: clean end"
+        );
+        let got: Vec<(u32, Bytes)> = w
+            .rtmp_media(rtmp)
+            .into_iter()
+            .filter(|(t, _, b)| *t == message_type::VIDEO && b.get(1) == Some(&1))
+            .map(|(_, ts, b)| (ts, b))
+            .collect();
+        assert_eq!(got, sent, "RTMP player on engine {e}: every frame");
+        assert!(
+            w.rtmp_events(rtmp).contains(&ClientEvent::StreamEnded),
+            "RTMP player on engine {e}: told the end: {:?}",
+            w.rtmp_events(rtmp)
+        );
+    }
+}
+
+/// The coded video frames of `messages`: (timestamp, body).
+fn video_frames(messages: &[(u8, u32, Bytes)]) -> Vec<(u32, Bytes)> {
+    messages
+        .iter()
+        .filter(|(t, _, b)| *t == message_type::VIDEO && b.get(1) == Some(&1))
+        .map(|(_, ts, b)| (*ts, b.clone()))
+        .collect()
+}
+
+#[test]
+fn publisher_killed_mid_stream_ends_its_players_cleanly_after_the_grace_period() {
+    let grace = 300;
+    let mut w = world(&format!("[hub]\npublisher_grace_ms = {grace}\n"));
+    let players = waiting_players(&mut w, "victim");
+    let publisher = publisher(&mut w, 0, "victim");
+    send(
+        &mut w,
+        publisher,
+        &[
+            (message_type::VIDEO, 1000, avc_sequence_header()),
+            (message_type::AUDIO, 1000, aac_sequence_header()),
+        ],
+    );
+    let media = stream(1000, 75, 25);
+    for pair in media.chunks(2) {
+        send(&mut w, publisher, pair);
+        w.advance(40);
+    }
+    // Half of a video message, then the socket closes: a crash as the server sees it.
+    let mut half = BytesMut::new();
+    let stream_id = w.rtmp_session(publisher).stream_id();
+    assert!(write_fmt0_header(
+        7,
+        4000,
+        5000,
+        message_type::VIDEO,
+        stream_id,
+        &mut half
+    ));
+    half.extend_from_slice(&[0x27; 100]);
+    w.send(publisher, &half);
+    w.run();
+    w.hang_up(publisher);
+    w.advance(grace - 1);
+    for &(flv, rtmp) in &players {
+        assert!(
+            !w.is_closed(flv),
+            "the HTTP-FLV player waits out the grace period"
+        );
+        assert!(!w.rtmp_events(rtmp).contains(&ClientEvent::StreamEnded));
+    }
+    w.advance(1);
+    assert_complete_and_ended(&w, &players, &video_frames(&media));
+}
+
+#[test]
+fn http_flv_stream_ends_with_the_last_previous_tag_size() {
+    let grace = 300;
+    let mut w = world(&format!("[hub]\npublisher_grace_ms = {grace}\n"));
+    let players = waiting_players(&mut w, "trailer");
+    let publisher = publisher(&mut w, 0, "trailer");
+    let media = stream(0, 25, 25);
+    send(
+        &mut w,
+        publisher,
+        &[
+            (message_type::VIDEO, 0, avc_sequence_header()),
+            (message_type::AUDIO, 0, aac_sequence_header()),
+        ],
+    );
+    send(&mut w, publisher, &media);
+    // A polite end: FCUnpublish, closeStream, deleteStream, then the socket closes.
+    w.rtmp_session(publisher).close();
+    w.run();
+    w.hang_up(publisher);
+    w.advance(grace);
+    assert_complete_and_ended(&w, &players, &video_frames(&media));
 }
