@@ -1,7 +1,8 @@
-//! The server's policies (publisher conflicts, grace period, waits, deadlines, the statistics
-//! API) checked on the virtual clock of [`rill_core::sim::World`], with the configuration the
-//! binary would read from `rill.toml` and two engines as two workers. These were end-to-end
-//! tests with ffmpeg and real time; what needs real clients or real sockets stays in `tests/e2e`.
+//! The server's policies (publisher conflicts, grace period, waits, deadlines, answers to bad
+//! paths, the statistics API) checked on the virtual clock of [`rill_core::sim::World`], with
+//! the configuration the binary would read from `rill.toml` and two engines as two workers.
+//! These were end-to-end tests with ffmpeg and real time; what needs real clients or real
+//! sockets stays in `tests/e2e`.
 
 mod common;
 
@@ -516,4 +517,34 @@ fn http_flv_stream_ends_with_the_last_previous_tag_size() {
     w.hang_up(publisher);
     w.advance(grace);
     assert_complete_and_ended(&w, &players, &video_frames(&media));
+}
+
+#[test]
+fn unknown_streams_and_bad_paths_get_404_and_400() {
+    let mut w = world("[hls]\nfragment_ms = 1000\nplaylist_len = 3\n");
+    let status = |w: &mut World, engine: usize, path: &str| {
+        let c = w.raw(engine, Listener::Http);
+        w.send(
+            c,
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+        );
+        w.run();
+        http_response(w, c).0
+    };
+    for engine in [0, 1] {
+        for path in [
+            "/live/nope.m3u8",
+            "/live/nope/record.m3u8",
+            "/live/nope/0.ts",
+            "/live/nope/x.ts",
+            "/live/a/b/c.m3u8",
+        ] {
+            let head = status(&mut w, engine, path);
+            assert!(head.starts_with("HTTP/1.1 404 "), "{path}: {head}");
+        }
+        for path in ["/live/../x.m3u8", "/live/%2e%2e/0.ts", "/live//x.m3u8"] {
+            let head = status(&mut w, engine, path);
+            assert!(head.starts_with("HTTP/1.1 400 "), "{path}: {head}");
+        }
+    }
 }
