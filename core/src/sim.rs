@@ -105,6 +105,8 @@ struct Client {
     kind: Kind,
     /// Bytes queued by [`World::send`], not yet handed to the engine.
     outbox: Vec<Bytes>,
+    /// Datagrams from the engine waiting in the client's UDP sockets: (track, RTCP, datagram).
+    datagrams: Vec<(usize, bool, Bytes)>,
     /// Bytes received from the engine, every kind of client.
     received_len: u64,
     /// The connection is gone (either side closed it).
@@ -117,6 +119,24 @@ struct Client {
     close_after_flush: bool,
     /// Why the client machine gave up on the engine's bytes, if it did.
     error: Option<String>,
+}
+
+impl Client {
+    /// Reads the datagrams waiting in the client's UDP sockets, after the stream bytes of the
+    /// same round (as a client handling its TCP socket first does; an RTSP client drops RTP
+    /// that comes before the answer to its PLAY). Whether there were any.
+    fn read_datagrams(&mut self, now: u64) -> bool {
+        if self.datagrams.is_empty() {
+            return false;
+        }
+        for (track, rtcp, data) in self.datagrams.drain(..) {
+            self.received_len += data.len() as u64;
+            if let (Kind::Rtsp { session, .. }, false) = (&mut self.kind, self.closed) {
+                session.handle_udp(track, rtcp, data, now);
+            }
+        }
+        true
+    }
 }
 
 /// Engines and clients on a shared virtual clock. See the module docs.
@@ -269,6 +289,7 @@ impl World {
             peer,
             kind,
             outbox: Vec::new(),
+            datagrams: Vec::new(),
             received_len: 0,
             closed: false,
             reading: true,
@@ -545,6 +566,7 @@ impl World {
                 }
             }
             for c in &mut self.clients {
+                moved |= c.read_datagrams(self.now);
                 match &mut c.kind {
                     Kind::Rtmp { session, events } => {
                         events.extend(std::iter::from_fn(|| session.poll_event()))
@@ -677,11 +699,7 @@ impl World {
                 ..
             } => {
                 if let Some(i) = self.client_of(e, conn) {
-                    let c = &mut self.clients[i];
-                    c.received_len += data.len() as u64;
-                    if let Kind::Rtsp { session, .. } = &mut c.kind {
-                        session.handle_udp(track, rtcp, data, now);
-                    }
+                    self.clients[i].datagrams.push((track, rtcp, data));
                 }
             }
             Output::CloseUdp { .. } => {}

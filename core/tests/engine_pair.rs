@@ -84,15 +84,7 @@ fn a_second_publisher_is_refused_even_on_another_engine() {
     let first = publisher(&mut w, 0, "one");
     let second = publisher(&mut w, 1, "one");
     assert!(publishing(&w, first));
-    assert!(
-        told(
-            &w,
-            second,
-            |e| matches!(e, ClientEvent::Rejected { code, .. } if code == "NetStream.Publish.BadName")
-        ),
-        "{:?}",
-        w.rtmp_events(second)
-    );
+    assert!(refused(&w, second), "{:?}", w.rtmp_events(second));
 }
 
 #[test]
@@ -338,4 +330,95 @@ fn stats_count_a_player_on_another_engine_with_the_stream_of_its_publisher() {
             .any(|l| l == "rill_players{protocol=\"rtmp\"} 1"),
         "{metrics}"
     );
+}
+
+#[test]
+fn rtsp_players_over_tcp_and_udp_on_either_engine_get_an_rtmp_publish() {
+    use rill_core::media::{FrameKind, TrackKind};
+    use rill_core::rtsp::client::{ClientConfig, ClientEvent as RtspEvent, ClientSession};
+    use rill_core::rtsp::server::TrackTransport;
+    use rill_core::rtsp::transport::LowerTransport;
+
+    let mut w = world();
+    let publisher = publisher(&mut w, 0, "cam");
+    send_configs(&mut w, publisher, 0);
+    send(&mut w, publisher, &stream(0, 5, 25));
+    let mut players = Vec::new();
+    for engine in [0, 1] {
+        for lower in [LowerTransport::Tcp, LowerTransport::Udp] {
+            let config = ClientConfig {
+                transport: lower,
+                udp_port_base: 30_000,
+                ..ClientConfig::new("rtsp://127.0.0.1/live/cam")
+            };
+            let random = w.random_bytes(64);
+            let session = ClientSession::play(config, &random, w.now());
+            players.push((w.rtsp(engine, session), format!("{lower:?} on {engine}")));
+        }
+    }
+    w.run();
+    send(&mut w, publisher, &stream(200, 25, 25));
+    for (p, label) in players {
+        assert_eq!(w.client_error(p), None, "{label}");
+        let events = w.rtsp_events(p).to_vec();
+        assert!(
+            matches!(events.first(), Some(RtspEvent::Described { tracks }) if tracks.len() == 2),
+            "{label}: {events:?}"
+        );
+        assert!(events.contains(&RtspEvent::Playing), "{label}");
+        let video: Vec<bool> = events
+            .iter()
+            .filter_map(|e| match e {
+                RtspEvent::Frame { frame, .. }
+                    if frame.kind == FrameKind::Coded && frame.track() == TrackKind::Video =>
+                {
+                    Some(frame.key)
+                }
+                _ => None,
+            })
+            .collect();
+        // The cached GOP (5 frames) and the 25 live ones.
+        assert_eq!(video.len(), 30, "{label}: video frames");
+        assert!(video[0], "{label}: a key frame first");
+        let udp = matches!(
+            w.rtsp_session(p).track_transport(0),
+            Some(TrackTransport::Udp { .. })
+        );
+        assert_eq!(
+            udp,
+            label.starts_with("Udp"),
+            "{label}: the transport asked for"
+        );
+    }
+}
+
+#[test]
+fn a_recording_is_written_once_by_the_publishers_engine_and_closed_when_it_leaves() {
+    let mut w = World::new(
+        2,
+        rill_core::config::Config::from_toml("[record]\nflv = true\nout_path = \"rec\"\n")
+            .expect("config")
+            .engine_config(),
+    );
+    let publisher = publisher(&mut w, 1, "cam");
+    let _player = rtmp_player(&mut w, 0, "cam");
+    send_configs(&mut w, publisher, 0);
+    send(&mut w, publisher, &stream(0, 30, 25));
+    let paths: Vec<String> = w.file_paths().map(str::to_owned).collect();
+    assert_eq!(paths.len(), 1, "one recording: {paths:?}");
+    let path = &paths[0];
+    assert!(
+        path.starts_with("rec/live/cam") && path.ends_with(".flv"),
+        "{path}"
+    );
+    assert!(!w.is_file_closed(path));
+    w.hang_up(publisher);
+    assert!(w.is_file_closed(path), "closed when the publisher leaves");
+    let mut demuxer = rill_core::flv::FlvDemuxer::default();
+    demuxer.push(w.file(path).expect("the recording"));
+    let mut video = 0;
+    while let Some(tag) = demuxer.poll_tag().expect("valid FLV") {
+        video += usize::from(tag.tag_type == rill_core::flv::TagType::Video);
+    }
+    assert_eq!(video, 1 + 30, "the configuration and every frame");
 }

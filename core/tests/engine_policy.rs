@@ -40,14 +40,7 @@ fn publish_live(w: &mut World, publisher: ClientId, start_ms: u32, frames: u32) 
 
 /// Configs then `frames` frames from `start_ms`.
 fn publish_configs_and_live(w: &mut World, publisher: ClientId, start_ms: u32, frames: u32) {
-    send(
-        w,
-        publisher,
-        &[
-            (message_type::VIDEO, start_ms, avc_sequence_header()),
-            (message_type::AUDIO, start_ms, aac_sequence_header()),
-        ],
-    );
+    send_configs(w, publisher, start_ms);
     publish_live(w, publisher, start_ms, frames);
 }
 
@@ -88,15 +81,7 @@ fn second_publisher_is_refused_and_the_first_continues() {
         let first = publisher(&mut w, 0, "dup");
         publish_configs_and_live(&mut w, first, 0, 30);
         let second = publisher(&mut w, second_engine, "dup");
-        assert!(
-            told(
-                &w,
-                second,
-                |e| matches!(e, ClientEvent::Rejected { code, .. } if code == "NetStream.Publish.BadName")
-            ),
-            "{:?}",
-            w.rtmp_events(second)
-        );
+        assert!(refused(&w, second), "{:?}", w.rtmp_events(second));
         assert!(w.is_closed(second), "the second publisher is turned away");
         let reason = &w.session_ended(second).expect("its session ended").reason;
         assert!(reason.contains("already"), "refusal reason: {reason}");
@@ -455,14 +440,7 @@ fn publisher_killed_mid_stream_ends_its_players_cleanly_after_the_grace_period()
     let mut w = world(&format!("[hub]\npublisher_grace_ms = {grace}\n"));
     let players = waiting_players(&mut w, "victim");
     let publisher = publisher(&mut w, 0, "victim");
-    send(
-        &mut w,
-        publisher,
-        &[
-            (message_type::VIDEO, 1000, avc_sequence_header()),
-            (message_type::AUDIO, 1000, aac_sequence_header()),
-        ],
-    );
+    send_configs(&mut w, publisher, 1000);
     let media = stream(1000, 75, 25);
     for pair in media.chunks(2) {
         send(&mut w, publisher, pair);
@@ -502,14 +480,7 @@ fn http_flv_stream_ends_with_the_last_previous_tag_size() {
     let players = waiting_players(&mut w, "trailer");
     let publisher = publisher(&mut w, 0, "trailer");
     let media = stream(0, 25, 25);
-    send(
-        &mut w,
-        publisher,
-        &[
-            (message_type::VIDEO, 0, avc_sequence_header()),
-            (message_type::AUDIO, 0, aac_sequence_header()),
-        ],
-    );
+    send_configs(&mut w, publisher, 0);
     send(&mut w, publisher, &media);
     // A polite end: FCUnpublish, closeStream, deleteStream, then the socket closes.
     w.rtmp_session(publisher).close();
@@ -547,4 +518,50 @@ fn unknown_streams_and_bad_paths_get_404_and_400() {
             assert!(head.starts_with("HTTP/1.1 400 "), "{path}: {head}");
         }
     }
+}
+
+#[test]
+fn a_stalled_player_is_dropped_and_the_reading_one_loses_nothing() {
+    let mut w =
+        world("[hub]\nplayer_queue_soft_bytes = 524288\nplayer_queue_hard_bytes = 2097152\n");
+    let reader = flv_player(&mut w, 1, "flood");
+    let stalled = flv_player(&mut w, 1, "flood");
+    w.run();
+    // The stalled player asked for the stream, then never reads again.
+    w.set_reading(stalled, false);
+    let publisher = publisher(&mut w, 0, "flood");
+    send(
+        &mut w,
+        publisher,
+        &[(message_type::VIDEO, 0, avc_sequence_header())],
+    );
+    // Video only (nothing waits for audio to interleave with), about 4 MB: twice the hard limit.
+    let mut sent = Vec::new();
+    for i in 0..200u32 {
+        let body = video(i % 25 == 0, if i % 25 == 0 { 0x65 } else { 0x41 }, 20_000);
+        sent.push((i * 40, body.clone()));
+        send(&mut w, publisher, &[(message_type::VIDEO, i * 40, body)]);
+        w.advance(40);
+    }
+    assert!(w.is_closed(stalled), "the stalled player is dropped");
+    let reason = &w
+        .session_ended(stalled)
+        .expect("its end is reported")
+        .reason;
+    assert!(reason.starts_with("player too slow"), "{reason}");
+    assert!(!w.is_closed(reader) && !w.is_closed(publisher));
+    let got: Vec<(u32, Bytes)> = video_tags(&flv_tags(&w, reader))
+        .into_iter()
+        .filter(|(_, b)| b.get(1) == Some(&1))
+        .collect();
+    let summary = |v: &[(u32, Bytes)]| v.iter().map(|(t, b)| (*t, b.len())).collect::<Vec<_>>();
+    // Every frame but the last, whose tag is only complete with its PreviousTagSize, which is
+    // written in front of the next tag.
+    let sent = &sent[..sent.len() - 1];
+    assert_eq!(
+        summary(&got),
+        summary(sent),
+        "the reading player got every frame"
+    );
+    assert!(got == sent, "the reading player got every frame intact");
 }

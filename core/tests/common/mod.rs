@@ -39,6 +39,15 @@ pub fn told(w: &World, c: ClientId, f: impl Fn(&ClientEvent) -> bool) -> bool {
     w.rtmp_events(c).iter().any(f)
 }
 
+/// Whether the RTMP client `c` was refused with `NetStream.Publish.BadName`.
+pub fn refused(w: &World, c: ClientId) -> bool {
+    told(
+        w,
+        c,
+        |e| matches!(e, ClientEvent::Rejected { code, .. } if code == "NetStream.Publish.BadName"),
+    )
+}
+
 /// Whether the RTMP client `c` publishes (its publish was accepted).
 pub fn publishing(w: &World, c: ClientId) -> bool {
     told(w, c, |e| matches!(e, ClientEvent::Publishing { .. }))
@@ -52,6 +61,18 @@ pub fn send(w: &mut World, c: ClientId, messages: &[(u8, u32, Bytes)]) {
             .expect("publishing");
     }
     w.run();
+}
+
+/// Sends the video (AVC) and audio (AAC) configurations from publisher `c` at `ts`, then runs.
+pub fn send_configs(w: &mut World, c: ClientId, ts: u32) {
+    send(
+        w,
+        c,
+        &[
+            (message_type::VIDEO, ts, avc_sequence_header()),
+            (message_type::AUDIO, ts, aac_sequence_header()),
+        ],
+    );
 }
 
 /// The head of raw client `c`'s HTTP response and the body so far.
