@@ -14,6 +14,7 @@ use rill_core::rtmp::chunk::write_fmt0_header;
 use rill_core::rtmp::client::ClientEvent;
 use rill_core::rtmp::message_type;
 use rill_core::sim::{ClientId, World};
+use rill_core::ts::{TsDemuxer, AUDIO_PID, VIDEO_PID};
 use serde_json::Value;
 
 /// Two engines with the settings of `toml` (a `rill.toml` document).
@@ -564,4 +565,72 @@ fn a_stalled_player_is_dropped_and_the_reading_one_loses_nothing() {
         "the reading player got every frame"
     );
     assert!(got == sent, "the reading player got every frame intact");
+}
+
+/// The PIDs of the elementary streams an HTTP-TS player's PMT announces, and how many PES
+/// packets came on each.
+fn ts_streams(w: &World, player: ClientId) -> Vec<(u16, usize)> {
+    let (head, body) = http_response(w, player);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut demuxer = TsDemuxer::new(1 << 20);
+    demuxer.push(body).expect("valid TS");
+    demuxer.flush().expect("valid TS");
+    let mut pes = Vec::new();
+    while let Some(p) = demuxer.poll_pes() {
+        pes.push(p.pid);
+    }
+    demuxer
+        .streams()
+        .iter()
+        .map(|s| (s.pid, pes.iter().filter(|&&p| p == s.pid).count()))
+        .collect()
+}
+
+#[test]
+fn without_the_option_a_video_only_publish_has_no_audio() {
+    for on in [false, true] {
+        let mut w = world(&format!(
+            "[hub]\nsilent_audio = {on}\nsilent_audio_wait_ms = 300\npublisher_grace_ms = 0\n"
+        ));
+        let flv = flv_player(&mut w, 1, "n");
+        let ts = w.raw(0, Listener::Http);
+        w.send(ts, b"GET /live/n.ts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        w.run();
+        let publisher = publisher(&mut w, 0, "n");
+        send(
+            &mut w,
+            publisher,
+            &[(message_type::VIDEO, 0, avc_sequence_header())],
+        );
+        // Two seconds of video alone.
+        for i in 0..50u32 {
+            let key = i % 25 == 0;
+            let body = video(key, if key { 0x65 } else { 0x41 }, 300);
+            send(&mut w, publisher, &[(message_type::VIDEO, i * 40, body)]);
+            w.advance(40);
+        }
+        w.hang_up(publisher);
+        w.advance(1);
+        assert!(w.is_closed(flv) && w.is_closed(ts), "the stream ended");
+        let tags = flv_tags(&w, flv);
+        let audio = tags
+            .iter()
+            .filter(|t| t.tag_type == rill_core::flv::TagType::Audio)
+            .count();
+        assert!(video_tags(&tags).len() > 50, "silent_audio = {on}: video");
+        let streams = ts_streams(&w, ts);
+        let on_pid = |pid| streams.iter().find(|(p, _)| *p == pid).map(|(_, n)| *n);
+        assert_eq!(on_pid(VIDEO_PID), Some(50), "silent_audio = {on}");
+        if on {
+            assert!(audio > 50, "the option adds audio to FLV: {audio}");
+            assert!(on_pid(AUDIO_PID) > Some(0), "and to TS: {streams:?}");
+        } else {
+            assert_eq!(audio, 0, "no audio in FLV without the option");
+            assert_eq!(
+                on_pid(AUDIO_PID),
+                None,
+                "no audio in the TS PMT: {streams:?}"
+            );
+        }
+    }
 }
