@@ -84,8 +84,9 @@ play_rtsp = false
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
 # segments /{app}/{stream}/{n}.ts.
 enable = true
-# Target segment duration (ms): a segment ends at the first key frame after it
-# (audio-only streams: within half a second after it).
+# Segment duration (ms): a segment ends at the first key frame after it (audio-only
+# streams: within half a second after it), or at an earlier key frame when waiting would
+# outgrow the playlists' target duration (fixed when the first segment closes).
 fragment_ms = 2000
 # Segments in the live playlist.
 playlist_len = 5
@@ -499,7 +500,7 @@ pub struct HubSection {
 pub struct HlsSection {
     /// Segment streams.
     pub enable: bool,
-    /// Target segment duration (ms).
+    /// Segment duration (ms).
     pub fragment_ms: u64,
     /// Segments in the live playlist.
     pub playlist_len: usize,

@@ -10,7 +10,8 @@
 //! - call `handle_timeout(now)` when the deadline from `poll_timeout()` passes;
 //! - parsers tell "incomplete, wait for more bytes" apart from "invalid", and invalid input
 //!   yields an error naming the layer, the field and the byte offset, never a panic;
-//! - every length read from the wire is checked against [`limits::Limits`] before allocating.
+//! - every length read from the wire is checked before allocating, against a bound of its
+//!   protocol ([`limits::Limits`] for RTMP and AMF, [`http::HttpLimits`], [`rtsp::RtspLimits`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -1,6 +1,9 @@
-//! Bounds on everything a peer controls. Parsers check these before they allocate.
+//! Bounds on what an RTMP peer controls (chunk stream and AMF); the RTMP parsers and the FLV
+//! demuxer check these before they allocate. Other protocols have their own bounds:
+//! [`crate::http::HttpLimits`], [`crate::rtsp::RtspLimits`], and
+//! [`crate::admission::ConnectionLimits`] for connection counts.
 
-/// Protocol limits shared by the parsers and sessions of one connection.
+/// RTMP and AMF limits shared by the parsers and session of one RTMP connection.
 ///
 /// The defaults suit a public server; raise them for trusted peers with unusual streams.
 #[derive(Clone, Debug, PartialEq, Eq)]

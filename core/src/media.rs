@@ -45,7 +45,8 @@ impl Codec {
         }
     }
 
-    /// Short lowercase name, as used in the API and logs (`"H264"`, `"AAC"`, ...).
+    /// Short uppercase name, as used in the stats API and error messages (`"H264"`, `"AAC"`,
+    /// `"PCMA"`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Codec::H264 => "H264",

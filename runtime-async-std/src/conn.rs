@@ -1,6 +1,6 @@
 //! The two tasks of a connection: one reads and hands the bytes to the engine task; one finishes
-//! the batches the engine task could not write at once (the engine task writes directly while the
-//! socket has room) and says when it is done. Neither looks inside the bytes.
+//! the write queue the engine task could not write out at once (the engine task writes directly
+//! while the socket has room) and says when it is done. Neither looks inside the bytes.
 
 use std::io::{self, IoSlice, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
 use async_io::Async;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt};
 use rill_core::engine::ConnId;
+use rill_runtime_common::conn_io::WriteQueue;
 
 use crate::engine_task::Event;
 
@@ -18,8 +19,6 @@ use crate::engine_task::Event;
 /// small buffers and publishers get large reads.
 const READ_MIN: usize = 4 * 1024;
 const READ_MAX: usize = 64 * 1024;
-/// Slices per vectored write.
-const MAX_IOV: usize = 64;
 
 /// Reads until end of stream or error, then reports the close. Stops quietly when the engine
 /// task is gone.
@@ -94,18 +93,19 @@ pub(crate) async fn udp_read_loop(
     }
 }
 
-/// Finishes the batches the engine task could not write at once: waits until the socket takes
-/// more, writes, and hands the emptied vector back as [`Event::Written`] (the engine task asks the
+/// Finishes the queues the engine task could not write at once: waits until the socket takes
+/// more, writes, and gives the emptied queue back as [`Event::Written`] (the engine task asks the
 /// engine for more only then). Ends when the engine task drops the sender.
 pub(crate) async fn write_loop(
     id: ConnId,
     stream: Arc<Async<TcpStream>>,
-    batches: Receiver<Vec<Bytes>>,
+    queues: Receiver<WriteQueue>,
     events: Sender<Event>,
 ) {
-    while let Ok(mut batch) = batches.recv().await {
+    while let Ok(mut queue) = queues.recv().await {
         let written = loop {
-            match write_now(stream.get_ref(), &mut batch) {
+            let send = |iov: &[IoSlice<'_>]| Write::write_vectored(&mut stream.get_ref(), iov);
+            match queue.send_all(send) {
                 Ok(true) => break Ok(()),
                 Ok(false) => {
                     if let Err(e) = stream.writable().await {
@@ -121,114 +121,8 @@ pub(crate) async fn write_loop(
                 .await;
             return;
         }
-        batch.clear();
-        if events.send(Event::Written(id, batch)).await.is_err() {
+        if events.send(Event::Written(id, queue)).await.is_err() {
             return;
         }
-    }
-}
-
-/// Writes what a non-blocking socket takes now, with vectored writes, consuming the buffers of
-/// `batch` as they go out. `Ok(true)`: all written; `Ok(false)`: the socket is full.
-pub(crate) fn write_now(mut socket: impl Write, batch: &mut [Bytes]) -> io::Result<bool> {
-    loop {
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let mut count = 0;
-        for (slot, b) in iov.iter_mut().zip(batch.iter().filter(|b| !b.is_empty())) {
-            *slot = IoSlice::new(b);
-            count += 1;
-        }
-        if count == 0 {
-            return Ok(true);
-        }
-        let mut written = match socket.write_vectored(&iov[..count]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        for b in batch.iter_mut() {
-            let n = written.min(b.len());
-            b.advance(n);
-            written -= n;
-            if written == 0 {
-                break;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A socket that takes at most `step` bytes per write and is full every `full_every` writes.
-    struct Trickle {
-        out: Vec<u8>,
-        step: usize,
-        writes: usize,
-        full_every: usize,
-    }
-
-    impl Write for Trickle {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.writes += 1;
-            if self.writes % self.full_every == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(self.step);
-            self.out.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn write_all(sink: &mut Trickle, batch: &mut [Bytes]) {
-        let mut tries = 0;
-        while !write_now(&mut *sink, batch).unwrap() {
-            tries += 1;
-            assert!(tries < 10_000, "no progress");
-        }
-    }
-
-    #[test]
-    fn partial_and_refused_writes_send_every_byte_once_in_order() {
-        let parts: Vec<Bytes> = ["", "abc", "", "defgh", "i", ""]
-            .iter()
-            .map(|s| Bytes::from_static(s.as_bytes()))
-            .collect();
-        for step in 1..10 {
-            for full_every in 2..5 {
-                let mut sink = Trickle {
-                    out: Vec::new(),
-                    step,
-                    writes: 0,
-                    full_every,
-                };
-                let mut batch = parts.clone();
-                write_all(&mut sink, &mut batch);
-                assert_eq!(
-                    sink.out, b"abcdefghi",
-                    "step {step}, full every {full_every}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn more_buffers_than_one_vectored_write_takes() {
-        let batch: Vec<Bytes> = (0..200u8).map(|i| Bytes::from(vec![i; 3])).collect();
-        let mut sink = Trickle {
-            out: Vec::new(),
-            step: usize::MAX,
-            writes: 0,
-            full_every: usize::MAX,
-        };
-        let mut b = batch.clone();
-        write_all(&mut sink, &mut b);
-        assert_eq!(sink.out, batch.concat());
     }
 }

@@ -1,9 +1,11 @@
-//! One task per worker owns an [`Engine`]: connection tasks send it what they read and when they
-//! have written a batch; other workers send it their streams' packets. It drains the engine's
-//! outputs after every event, exactly as the mio runtime does, and hands each idle writer the
-//! next batch (writing it directly while the socket has room). No protocol logic here.
+//! One task per worker owns an engine (in a [`Driver`], which acts on every output that is not
+//! about a socket): connection tasks send it what they read and when they have written what it
+//! lent them; other workers send it their streams' packets. It drains the engine's outputs after
+//! every event, as the mio runtime does, and writes each connection's bytes directly while the
+//! socket has room, lending what is left to the connection's writer task. No protocol logic here.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,18 +14,15 @@ use async_channel::{Receiver, Sender};
 use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
-use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::conn_id;
-use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
+use rill_core::engine::{ConnId, Listener, StreamMessage};
 use rill_runtime_common::admission::Permit;
-use rill_runtime_common::dump::{unix_ms, DumpRecorder};
-use rill_runtime_common::record::RecordFiles;
-use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::webhook::WorkerHooks;
-use rill_runtime_common::{log_session, remove_file, write_file, UdpPorts};
-use tracing::{debug, warn};
+use rill_runtime_common::conn_io::{ConnIo, WriteQueue};
+use rill_runtime_common::driver::{Driver, Sockets};
+use rill_runtime_common::{bind_udp_pair, UdpPorts};
+use tracing::debug;
 
-use crate::conn::{read_loop, udp_read_loop, write_loop, write_now};
+use crate::conn::{read_loop, udp_read_loop, write_loop};
 use crate::rt;
 
 /// Bytes asked of the engine per batch for one connection.
@@ -35,8 +34,8 @@ pub(crate) enum Event {
     Accept(Async<TcpStream>, SocketAddr, Listener, Permit),
     /// Bytes read.
     Input(ConnId, Bytes),
-    /// The writer sent its whole batch; here is the emptied vector back.
-    Written(ConnId, Vec<Bytes>),
+    /// The writer wrote out the queue it was lent; here it is back (empty).
+    Written(ConnId, WriteQueue),
     /// The socket ended or failed.
     Closed(ConnId, String),
     /// A datagram on the UDP socket of (connection, track, RTCP) from a peer.
@@ -56,11 +55,12 @@ pub(crate) enum Control {
 struct Conn {
     /// Written to directly while it has room; shut down to end both connection tasks.
     stream: Arc<Async<TcpStream>>,
-    /// To the writer task (one slot: a batch is handed over only while the writer is idle).
-    batches: Sender<Vec<Bytes>>,
-    /// `Some` (a reusable vector) while the writer is idle.
-    idle: Option<Vec<Bytes>>,
-    close_after_flush: bool,
+    /// To the writer task (one slot: a queue is lent only while the writer is idle).
+    queues: Sender<WriteQueue>,
+    /// Transform, close-after-flush, and the write queue while the writer does not have it.
+    io: ConnIo,
+    /// The writer task has the queue: nothing more is written until it gives it back.
+    writing: bool,
     /// This connection's place in the server-wide connection counts, given back on drop.
     _permit: Permit,
 }
@@ -79,84 +79,67 @@ enum Wake {
     Timer,
 }
 
-/// One worker: an engine and the connections it serves.
-pub(crate) struct EngineTask {
+/// A worker's sockets: what the engine's socket outputs act on.
+struct Net {
     index: usize,
-    engine: Engine,
     conns: HashMap<ConnId, Conn>,
     next_conn: u64,
-    events: Receiver<Event>,
     /// Cloned into each connection's tasks.
     events_tx: Sender<Event>,
-    control: Receiver<Control>,
     /// The other workers.
     peers: Vec<Sender<Control>>,
+    udp_ports: Option<UdpPorts>,
+    udp: HashMap<ConnId, Vec<Udp>>,
+    /// Reused for every batch taken from the engine.
+    batch: Vec<Bytes>,
+}
+
+/// One worker: an engine and the connections it serves.
+pub(crate) struct EngineTask {
+    /// The engine, with everything it asks for that is not a socket.
+    driver: Driver,
+    net: Net,
+    events: Receiver<Event>,
+    control: Receiver<Control>,
     epoch: Instant,
     timer: Timer,
     timer_at: Option<u64>,
-    udp_ports: Option<UdpPorts>,
-    udp: HashMap<ConnId, Vec<Udp>>,
-    /// Debug dumps of inbound bytes, when `[dump]` enables them.
-    dumps: Option<DumpRecorder>,
-    /// Recording files of this worker's publishers.
-    records: RecordFiles,
-    /// This worker's statistics snapshot on the board all workers share (HTTP API, metrics).
-    stats: WorkerStats,
-    /// Session events for the webhooks.
-    hooks: WorkerHooks,
 }
 
 impl EngineTask {
+    /// Worker `index` driving `driver` (whose clock starts at `epoch`).
     pub(crate) fn new(
         index: usize,
-        engine: Engine,
+        driver: Driver,
+        epoch: Instant,
         (events_tx, events): (Sender<Event>, Receiver<Event>),
         control: Receiver<Control>,
         peers: Vec<Sender<Control>>,
-        epoch: Instant,
-        board: StatsBoard,
     ) -> Self {
         EngineTask {
-            index,
-            engine,
-            conns: HashMap::new(),
-            next_conn: 1,
+            driver,
+            net: Net {
+                index,
+                conns: HashMap::new(),
+                next_conn: 1,
+                events_tx,
+                peers,
+                udp_ports: None,
+                udp: HashMap::new(),
+                batch: Vec::new(),
+            },
             events,
-            events_tx,
             control,
-            peers,
             epoch,
             timer: Timer::never(),
             timer_at: None,
-            udp_ports: None,
-            udp: HashMap::new(),
-            dumps: None,
-            records: RecordFiles::new(),
-            stats: WorkerStats::new(board, index),
-            hooks: WorkerHooks::disabled(),
         }
-    }
-
-    /// Sends session events to the webhooks through `hooks`.
-    pub(crate) fn with_webhooks(mut self, hooks: WorkerHooks) -> Self {
-        self.hooks = hooks;
-        self
-    }
-
-    /// Records debug dumps with `recorder` (see `[dump]` in the config).
-    pub(crate) fn with_dumps(mut self, recorder: Option<DumpRecorder>) -> Self {
-        self.dumps = recorder;
-        self
     }
 
     /// The port range for RTSP over UDP (none: UDP SETUPs are refused with 461).
     pub(crate) fn with_udp_ports(mut self, ports: Option<UdpPorts>) -> Self {
-        self.udp_ports = ports;
+        self.net.udp_ports = ports;
         self
-    }
-
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
     }
 
     /// Serves until [`Control::Stop`] (or until the server drops every control sender).
@@ -184,31 +167,24 @@ impl EngineTask {
                 };
                 timer.or(control).or(events).await
             };
-            let now = self.now();
+            let now = self.driver.now();
             match wake {
                 Wake::Timer => self.timer_at = None,
                 Wake::Event(event) => self.handle_event(event, now),
-                Wake::Control(Control::Remote(message)) => self.engine.handle_remote(message, now),
+                Wake::Control(Control::Remote(message)) => {
+                    self.driver.engine.handle_remote(message, now)
+                }
                 Wake::Control(Control::Stop) => break,
             }
-            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-                self.engine.handle_timeout(now);
-            }
-            self.stats.tick(&mut self.engine, now);
-            self.process_outputs();
+            self.driver.tick(now);
+            self.driver.drain(&mut self.net);
         }
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for id in ids {
-            self.drop_conn(id, "server shutting down");
-        }
-        self.process_outputs();
-        self.records.close_all();
+        self.driver.shutdown(&mut self.net);
     }
 
     fn arm_timer(&mut self) {
         // The statistics refresh wakes an otherwise idle task too.
-        let stats = self.stats.next_due();
-        let at = self.engine.poll_timeout().map_or(stats, |t| t.min(stats));
+        let at = self.driver.next_due();
         if self.timer_at != Some(at) {
             self.timer_at = Some(at);
             self.timer.set_at(self.epoch + Duration::from_millis(at));
@@ -216,192 +192,173 @@ impl EngineTask {
     }
 
     fn handle_event(&mut self, event: Event, now: u64) {
+        let net = &mut self.net;
         match event {
             Event::Accept(stream, peer, listener, permit) => {
-                let id = conn_id(self.index, self.next_conn);
-                self.next_conn += 1;
+                let id = conn_id(net.index, net.next_conn);
+                net.next_conn += 1;
                 let _ = stream.get_ref().set_nodelay(true);
                 let stream = Arc::new(stream);
-                let (batches, batches_rx) = async_channel::bounded(1);
-                let (reader, events) = (stream.clone(), self.events_tx.clone());
+                let (queues, queues_rx) = async_channel::bounded(1);
+                let (reader, events) = (stream.clone(), net.events_tx.clone());
                 rt::spawn_detached(async move { read_loop(id, &*reader, events).await });
-                let events = self.events_tx.clone();
-                rt::spawn_detached(write_loop(id, stream.clone(), batches_rx, events));
-                self.conns.insert(
+                let events = net.events_tx.clone();
+                rt::spawn_detached(write_loop(id, stream.clone(), queues_rx, events));
+                net.conns.insert(
                     id,
                     Conn {
                         stream,
-                        batches,
-                        idle: Some(Vec::new()),
-                        close_after_flush: false,
+                        queues,
+                        io: ConnIo::plain(),
+                        writing: false,
                         _permit: permit,
                     },
                 );
-                if let Some(d) = self.dumps.as_mut() {
-                    d.on_accept(id, listener_name(listener), peer, now, unix_ms());
-                }
-                self.engine.handle_accept(id, listener, peer, now);
+                self.driver.accepted(id, listener, peer, now);
             }
             Event::Input(id, data) => {
-                // Recorded before the engine sees it, so bytes that break it are in the dump.
-                if let Some(d) = self.dumps.as_mut() {
-                    d.on_input(id, &data, now);
-                }
-                self.engine.handle_input(id, &data, now)
-            }
-            Event::Written(id, batch) => {
-                if let Some(conn) = self.conns.get_mut(&id) {
-                    conn.idle = Some(batch);
-                    self.transmit(id);
-                }
-            }
-            Event::Closed(id, reason) => self.drop_conn(id, &reason),
-            Event::Udp(id, track, rtcp, from, data) => {
-                self.engine.handle_udp(id, track, rtcp, from, data, now)
-            }
-        }
-    }
-
-    fn process_outputs(&mut self) {
-        while let Some(output) = self.engine.poll_output() {
-            match output {
-                Output::Transmit(id) => self.transmit(id),
-                Output::Close { conn, flush: true } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.close_after_flush = true;
-                    }
-                    self.transmit(conn);
-                }
-                Output::Close { conn, .. } => self.drop_conn(conn, "closed by server"),
-                Output::SessionStarted(r) => {
-                    if let Some(d) = self.dumps.as_mut() {
-                        d.on_session(r.conn, &r.stream);
-                    }
-                    self.hooks.session_started(&r);
-                    log_session("session start", &r)
-                }
-                Output::SessionEnded(r) => {
-                    self.hooks.session_ended(&r);
-                    log_session("session end", &r)
-                }
-                // HLS files: small and rare; written inline like the mio runtime does.
-                Output::WriteFile { path, data } => write_file(&path, &data),
-                Output::RemoveFile { path } => remove_file(&path),
-                Output::AppendFile { path, data } => self.records.append(&path, &data),
-                Output::CloseFile { path } => self.records.close(&path),
-                Output::Broadcast(message) => {
-                    for peer in &self.peers {
-                        let _ = peer.try_send(Control::Remote(message.clone()));
-                    }
-                }
-                Output::OpenUdp { conn, track } => self.open_udp(conn, track),
-                Output::SendUdp {
-                    conn,
-                    track,
-                    rtcp,
-                    to,
-                    data,
-                } => {
-                    let socket = self
-                        .udp
-                        .get(&conn)
-                        .and_then(|v| v.iter().find(|u| u.track == track && u.rtcp == rtcp));
-                    if let Some(u) = socket {
-                        // A full socket buffer drops the datagram, as the network may.
-                        if let Err(e) = u.socket.get_ref().send_to(&data, to) {
-                            debug!(conn, "UDP send to {to} failed: {e}");
-                        }
-                    }
-                }
-                Output::CloseUdp { conn } => {
-                    self.udp.remove(&conn);
-                }
-                Output::StatsRequest { conn, request } => {
-                    let now = self.now();
-                    self.stats.answer(&mut self.engine, conn, &request, now);
-                }
-            }
-        }
-    }
-
-    /// While the writer is idle: writes what the engine has for `id` until the socket is full
-    /// (the writer task finishes that batch and reports back) or the engine has nothing more.
-    fn transmit(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let Some(mut batch) = conn.idle.take() else {
-            return;
-        };
-        loop {
-            if self.engine.poll_transmit(id, WRITE_BUDGET, &mut batch) == 0 {
-                conn.idle = Some(batch);
-                if conn.close_after_flush {
-                    self.drop_conn(id, "closed by server after flush");
-                }
-                return;
-            }
-            match write_now(conn.stream.get_ref(), &mut batch) {
-                Ok(true) => batch.clear(),
-                Ok(false) => {
-                    // The writer is idle, so its one slot is free; failing means it has ended.
-                    if conn.batches.try_send(batch).is_err() {
-                        self.drop_conn(id, "writer gone");
-                    }
+                let Some(conn) = net.conns.get_mut(&id) else {
                     return;
+                };
+                match self.driver.input(id, &mut conn.io, &data, now) {
+                    Ok(false) => {}
+                    Ok(true) => net.transmit(&mut self.driver, id),
+                    Err(e) => net.drop_conn(&mut self.driver, id, &format!("read error: {e}")),
                 }
-                Err(e) => return self.drop_conn(id, &format!("write error: {e}")),
             }
+            Event::Written(id, queue) => {
+                if let Some(conn) = net.conns.get_mut(&id) {
+                    conn.io.queue = queue;
+                    conn.writing = false;
+                    net.transmit(&mut self.driver, id);
+                }
+            }
+            Event::Closed(id, reason) => net.drop_conn(&mut self.driver, id, &reason),
+            Event::Udp(id, track, rtcp, from, data) => self
+                .driver
+                .engine
+                .handle_udp(id, track, rtcp, from, data, now),
         }
     }
+}
 
-    /// Binds a port pair for an RTSP track, starts its readers and tells the engine.
-    fn open_udp(&mut self, conn: ConnId, track: usize) {
-        let bound = self
-            .udp_ports
-            .ok_or_else(|| std::io::Error::other("RTSP UDP is off"))
-            .and_then(|p| p.bind_pair());
-        let ports = match bound {
-            Ok((rtp, rtcp, ports)) => {
-                let mut ok = true;
-                for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
-                    let Ok(socket) = Async::new(socket) else {
-                        ok = false;
-                        continue;
-                    };
-                    let socket = Arc::new(socket);
-                    let (stop, stopped) = async_channel::bounded(1);
-                    let events = self.events_tx.clone();
-                    let reader =
-                        udp_read_loop(conn, track, is_rtcp, socket.clone(), stopped, events);
-                    rt::spawn_detached(reader);
-                    self.udp.entry(conn).or_default().push(Udp {
-                        track,
-                        rtcp: is_rtcp,
-                        socket,
-                        _stop: stop,
-                    });
-                }
-                ok.then_some(ports)
-            }
-            Err(e) => {
-                warn!("cannot open UDP ports for an RTSP session: {e}");
-                None
-            }
-        };
-        let now = self.now();
-        self.engine.handle_udp_open(conn, track, ports, now);
-    }
-
-    fn drop_conn(&mut self, id: ConnId, reason: &str) {
+impl Net {
+    fn drop_conn(&mut self, driver: &mut Driver, id: ConnId, reason: &str) {
         self.udp.remove(&id);
         if let Some(conn) = self.conns.remove(&id) {
             let _ = conn.stream.get_ref().shutdown(Shutdown::Both);
-            let now = self.now();
-            if let Some(d) = self.dumps.as_mut() {
-                d.on_close(id, now);
-            }
-            self.engine.handle_close(id, reason, now);
+            let now = driver.now();
+            driver.closed(id, reason, now);
         }
+    }
+}
+
+impl Sockets for Net {
+    /// While the writer is idle: writes what the engine has for `id` until the socket is full
+    /// (the writer task finishes that queue and gives it back) or the engine has nothing more.
+    fn transmit(&mut self, driver: &mut Driver, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.writing {
+            return;
+        }
+        loop {
+            self.batch.clear();
+            let written = match driver.take_batch(id, &mut conn.io, WRITE_BUDGET, &mut self.batch) {
+                Ok(0) => {
+                    if conn.io.closes_after_flush() {
+                        self.drop_conn(driver, id, "closed by server after flush");
+                    }
+                    return;
+                }
+                Ok(_) => {
+                    let stream = conn.stream.get_ref();
+                    let mut send =
+                        |iov: &[std::io::IoSlice<'_>]| Write::write_vectored(&mut &*stream, iov);
+                    let queue = &mut conn.io.queue;
+                    queue.send_batch(&mut self.batch, &mut send).and_then(|s| {
+                        if s.full {
+                            Ok(false)
+                        } else {
+                            queue.send_all(&mut send)
+                        }
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(true) => {}
+                Ok(false) => {
+                    // The writer is idle, so its one slot is free; failing means it has ended.
+                    conn.writing = true;
+                    let queue = std::mem::take(&mut conn.io.queue);
+                    if conn.queues.try_send(queue).is_err() {
+                        self.drop_conn(driver, id, "writer gone");
+                    }
+                    return;
+                }
+                Err(e) => return self.drop_conn(driver, id, &format!("write error: {e}")),
+            }
+        }
+    }
+
+    fn close(&mut self, driver: &mut Driver, conn: ConnId, reason: &str) {
+        self.drop_conn(driver, conn, reason);
+    }
+
+    fn conn_io(&mut self, conn: ConnId) -> Option<&mut ConnIo> {
+        self.conns.get_mut(&conn).map(|c| &mut c.io)
+    }
+
+    /// Binds a port pair for an RTSP track and starts its readers.
+    fn open_udp(&mut self, conn: ConnId, track: usize) -> Option<(u16, u16)> {
+        let (rtp, rtcp, ports) = bind_udp_pair(self.udp_ports)?;
+        let mut ok = true;
+        for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
+            let Ok(socket) = Async::new(socket) else {
+                ok = false;
+                continue;
+            };
+            let socket = Arc::new(socket);
+            let (stop, stopped) = async_channel::bounded(1);
+            let events = self.events_tx.clone();
+            let reader = udp_read_loop(conn, track, is_rtcp, socket.clone(), stopped, events);
+            rt::spawn_detached(reader);
+            self.udp.entry(conn).or_default().push(Udp {
+                track,
+                rtcp: is_rtcp,
+                socket,
+                _stop: stop,
+            });
+        }
+        ok.then_some(ports)
+    }
+
+    fn send_udp(&mut self, conn: ConnId, track: usize, rtcp: bool, to: SocketAddr, data: &[u8]) {
+        let socket = self
+            .udp
+            .get(&conn)
+            .and_then(|v| v.iter().find(|u| u.track == track && u.rtcp == rtcp));
+        if let Some(u) = socket {
+            // A full socket buffer drops the datagram, as the network may.
+            if let Err(e) = u.socket.get_ref().send_to(data, to) {
+                debug!(conn, "UDP send to {to} failed: {e}");
+            }
+        }
+    }
+
+    fn close_udp(&mut self, conn: ConnId) {
+        self.udp.remove(&conn);
+    }
+
+    fn broadcast(&mut self, message: StreamMessage) {
+        for peer in &self.peers {
+            let _ = peer.try_send(Control::Remote(message.clone()));
+        }
+    }
+
+    fn open_conns(&self) -> Vec<ConnId> {
+        self.conns.keys().copied().collect()
     }
 }

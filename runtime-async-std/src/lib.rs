@@ -38,8 +38,9 @@ use rill_core::dump::listener_name;
 pub use rill_core::engine::Listener;
 use rill_core::engine::{Engine, EngineConfig};
 use rill_runtime_common::admission::{refuse, Admission, RefusalLog};
+use rill_runtime_common::driver::Driver;
 use rill_runtime_common::dump::recorder_from_config;
-use rill_runtime_common::stats::StatsBoard;
+use rill_runtime_common::stats::{StatsBoard, WorkerStats};
 use rill_runtime_common::webhook::Notifier;
 use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
 use tracing::warn;
@@ -129,10 +130,11 @@ impl Server {
                 .map(|(_, tx)| tx.clone())
                 .collect();
             let engine = Engine::new(self.engine.clone(), engine_seed(index));
-            let task = EngineTask::new(index, engine, events, control, peers, epoch, board.clone())
-                .with_udp_ports(self.udp_ports)
-                .with_dumps(recorder_from_config(&self.config))
-                .with_webhooks(notifier.worker());
+            let stats = WorkerStats::new(board.clone(), index);
+            let dumps = recorder_from_config(&self.config);
+            let driver = Driver::new(engine, epoch, stats, notifier.worker(), dumps);
+            let task = EngineTask::new(index, driver, epoch, events, control, peers)
+                .with_udp_ports(self.udp_ports);
             engines.push(rt::spawn(task.run()));
         }
         let (stop, stopped) = async_channel::bounded::<()>(1);

@@ -7,7 +7,7 @@ fn main() {
     let start = rill_runtime_common::start(
         "rill-async",
         "rill-async: the rill live-streaming server on async-std tasks. RTMP and RTSP in; RTMP, \
-         RTSP, HTTP-FLV, WebSocket-FLV, HTTP-TS and HLS out.",
+         RTSP, HTTP-FLV, WebSocket-FLV, HTTP-TS, WebSocket-TS and HLS out; HTTP stats API.",
     );
     // As many executor threads as workers, unless the operator chose otherwise. Nothing else runs
     // yet, so setting the variable is safe.

@@ -1,9 +1,13 @@
 //! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
 //! command line, loading the config file with its command line overrides, logging setup, the
 //! worker count, per-engine seeds, the session log line, the connection limits shared by all
-//! workers, the recordings' files and the webhook sender. Protocol logic lives in `rill-core`.
+//! workers, the recordings' files, the webhook sender, the per-connection I/O layer
+//! ([`conn_io`]) and the dispatcher of every engine output that is not about a socket
+//! ([`driver`]). Protocol logic lives in `rill-core`.
 
 pub mod admission;
+pub mod conn_io;
+pub mod driver;
 pub mod dump;
 pub mod fd_limit;
 pub mod record;
@@ -32,7 +36,8 @@ pub struct Cli {
     /// RTMP listen address (overrides the config file).
     #[arg(long, value_name = "ADDR")]
     pub rtmp_addr: Option<SocketAddr>,
-    /// HTTP listen address for HTTP-FLV and WS-FLV (overrides the config file).
+    /// HTTP listen address for HTTP-FLV, WS-FLV, HTTP-TS, WS-TS, HLS and the stats API
+    /// (overrides the config file).
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
     /// RTSP listen address (overrides the config file).
@@ -212,6 +217,18 @@ pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::Engi
     engine.share_streams = workers > 1;
     engine.rtsp.wallclock_offset_ms = unix_time_ms();
     engine
+}
+
+/// Binds a free port pair of `ports` for an RTSP track (see [`UdpPorts::bind_pair`]): `None`,
+/// with a warning, when RTSP over UDP is off or no pair is free (the engine then refuses the
+/// SETUP).
+pub fn bind_udp_pair(ports: Option<UdpPorts>) -> Option<(UdpSocket, UdpSocket, (u16, u16))> {
+    let bound = ports
+        .ok_or_else(|| std::io::Error::other("RTSP UDP is off"))
+        .and_then(|p| p.bind_pair());
+    bound
+        .map_err(|e| tracing::warn!("cannot open UDP ports for an RTSP session: {e}"))
+        .ok()
 }
 
 /// Where the next search for a free UDP port pair starts (shared by every worker).

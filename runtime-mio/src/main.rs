@@ -13,7 +13,8 @@ use tracing::{error, info};
 fn main() {
     let start = rill_runtime_common::start(
         "rill",
-        "rill: live-streaming server. RTMP in; RTMP, HTTP-FLV and WebSocket-FLV out.",
+        "rill: live-streaming server. RTMP and RTSP in; RTMP, RTSP, HTTP-FLV, WebSocket-FLV, \
+         HTTP-TS, WebSocket-TS and HLS out; HTTP stats API.",
     );
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

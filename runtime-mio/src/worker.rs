@@ -1,8 +1,8 @@
 //! One event loop per worker thread: sockets and timers in, bytes out. No protocol logic here:
 //! everything a connection means is decided by the core engine.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, IoSlice, Read};
+use std::collections::HashMap;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -15,13 +15,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::{conn_id, local_of};
-use rill_core::engine::{Engine, Listener, Output, StreamMessage};
+use rill_core::engine::{ConnId, Engine, Listener, StreamMessage};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
-use rill_runtime_common::dump::{recorder_from_config, unix_ms, DumpRecorder};
-use rill_runtime_common::record::RecordFiles;
+use rill_runtime_common::conn_io::{ConnIo, MAX_IOV};
+use rill_runtime_common::driver::{Driver, Sockets};
+use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::webhook::{Notifier, WorkerHooks};
-use rill_runtime_common::{engine_seed, log_session, remove_file, write_file, UdpPorts};
+use rill_runtime_common::webhook::Notifier;
+use rill_runtime_common::{bind_udp_pair, engine_seed, UdpPorts};
 use tracing::{debug, warn};
 
 const RTMP_LISTENER: Token = Token(0);
@@ -29,8 +30,6 @@ const HTTP_LISTENER: Token = Token(1);
 const WAKER: Token = Token(2);
 const RTSP_LISTENER: Token = Token(3);
 const FIRST_CONN: usize = 16;
-/// Slices per vectored write.
-const MAX_IOV: usize = 64;
 /// Bytes read from one connection per pass of the event loop.
 const READ_BUDGET: usize = 256 * 1024;
 /// Bytes written to one connection per pass of the event loop. Steady playing is one frame or
@@ -56,11 +55,9 @@ struct Peer {
 
 struct Connection {
     stream: TcpStream,
-    /// Bytes taken from the engine but not yet written; the first is written from `offset`.
-    out: VecDeque<Bytes>,
-    offset: usize,
+    /// Transform, bytes not yet written and close-after-flush.
+    io: ConnIo,
     write_interest: bool,
-    close_after_flush: bool,
     dirty: bool,
     /// This connection's place in the server-wide connection counts, given back on drop.
     _permit: Permit,
@@ -74,25 +71,31 @@ struct Udp {
     rtcp: bool,
 }
 
-struct Worker {
+/// A worker's sockets: what the engine's socket outputs act on.
+struct Net {
     index: usize,
     poll: Poll,
-    engine: Engine,
-    listeners: Vec<(Token, TcpListener, Listener)>,
     conns: HashMap<Token, Connection>,
     next_token: usize,
-    peers: Vec<Peer>,
-    rx: Receiver<StreamMessage>,
-    epoch: Instant,
-    read_buf: Vec<u8>,
+    /// Connections with something to write this pass.
     dirty: Vec<Token>,
-    batch: Vec<Bytes>,
     udp_ports: Option<UdpPorts>,
     udp: HashMap<Token, Udp>,
     /// The UDP sockets of each connection, by (track, rtcp).
     udp_of: HashMap<u64, Vec<(usize, bool, Token)>>,
-    /// Debug dumps of inbound bytes, when `[dump]` enables them.
-    dumps: Option<DumpRecorder>,
+    peers: Vec<Peer>,
+    /// A stream message went to the peers this pass: wake them once it is over.
+    wake_peers: bool,
+}
+
+struct Worker {
+    /// The engine, with everything it asks for that is not a socket.
+    driver: Driver,
+    net: Net,
+    listeners: Vec<(Token, TcpListener, Listener)>,
+    rx: Receiver<StreamMessage>,
+    read_buf: Vec<u8>,
+    batch: Vec<Bytes>,
     /// Connections that used up their read budget with bytes still waiting (edge-triggered
     /// readiness will not say so again): read again on the next pass.
     read_again: Vec<Token>,
@@ -104,12 +107,6 @@ struct Worker {
     refusals: RefusalLog,
     /// Readiness taken in the middle of a write pass (kept to reuse its allocation).
     midway_events: Option<Events>,
-    /// Recording files of this worker's publishers.
-    records: RecordFiles,
-    /// This worker's statistics snapshot on the board all workers share (HTTP API, metrics).
-    stats: WorkerStats,
-    /// Session events for the webhooks.
-    hooks: WorkerHooks,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -176,45 +173,46 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
         }
         let (tx, rx) = channel();
         peers.push(Peer { tx, waker });
-        let seed = engine_seed(index);
+        let engine = Engine::new(engine_config.clone(), engine_seed(index));
+        let stats = WorkerStats::new(board.clone(), index);
+        let dumps = recorder_from_config(config);
         built.push(Worker {
-            index,
-            poll,
-            engine: Engine::new(engine_config.clone(), seed),
+            driver: Driver::new(engine, Instant::now(), stats, notifier.worker(), dumps),
+            net: Net {
+                index,
+                poll,
+                conns: HashMap::new(),
+                next_token: FIRST_CONN,
+                dirty: Vec::new(),
+                udp_ports: UdpPorts::from_config(config),
+                udp: HashMap::new(),
+                udp_of: HashMap::new(),
+                peers: Vec::new(),
+                wake_peers: false,
+            },
             listeners,
-            conns: HashMap::new(),
-            next_token: FIRST_CONN,
-            peers: Vec::new(),
             rx,
-            epoch: Instant::now(),
             read_buf: vec![0; 64 * 1024],
-            dirty: Vec::new(),
             batch: Vec::with_capacity(MAX_IOV),
-            udp_ports: UdpPorts::from_config(config),
-            udp: HashMap::new(),
-            udp_of: HashMap::new(),
-            dumps: recorder_from_config(config),
             read_again: Vec::new(),
             write_again: Vec::new(),
             admission: admission.clone(),
             refusals: RefusalLog::default(),
             midway_events: Some(Events::with_capacity(1024)),
-            records: RecordFiles::new(),
-            stats: WorkerStats::new(board.clone(), index),
-            hooks: notifier.worker(),
         });
     }
     let mut handles = Vec::new();
     for mut worker in built {
-        worker.peers = peers
+        let index = worker.net.index;
+        worker.net.peers = peers
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i != worker.index)
+            .filter(|(i, _)| *i != index)
             .map(|(_, p)| p.clone())
             .collect();
         let shutdown = shutdown.clone();
         let handle = std::thread::Builder::new()
-            .name(format!("rill-worker-{}", worker.index))
+            .name(format!("rill-worker-{index}"))
             .spawn(move || worker.run(&shutdown))?;
         handles.push(handle);
     }
@@ -232,31 +230,20 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
 }
 
 impl Worker {
-    fn conn_id(&self, token: Token) -> u64 {
-        conn_id(self.index, token.0 as u64)
-    }
-
-    fn token(conn: u64) -> Token {
-        Token(local_of(conn) as usize)
-    }
-
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
     fn run(&mut self, shutdown: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !shutdown.load(Ordering::Relaxed) {
-            let now = self.now();
+            let now = self.driver.now();
             let wait = if self.read_again.is_empty() && self.write_again.is_empty() {
-                self.engine
+                self.driver
+                    .engine
                     .poll_timeout()
                     .map_or(MAX_WAIT, |t| Duration::from_millis(t.saturating_sub(now)))
                     .min(MAX_WAIT)
             } else {
                 Duration::ZERO
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+            if let Err(e) = self.net.poll.poll(&mut events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -266,15 +253,12 @@ impl Worker {
             for t in std::mem::take(&mut self.read_again) {
                 self.read(t);
             }
-            let now = self.now();
+            let now = self.driver.now();
             self.take_remote(now);
-            if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-                self.engine.handle_timeout(now);
-            }
-            self.stats.tick(&mut self.engine, now);
+            self.driver.tick(now);
             self.process_outputs();
         }
-        self.shutdown();
+        self.driver.shutdown(&mut self.net);
         Ok(())
     }
 
@@ -285,13 +269,13 @@ impl Worker {
                 t if t == RTMP_LISTENER || t == HTTP_LISTENER || t == RTSP_LISTENER => {
                     self.accept(t)
                 }
-                t if self.udp.contains_key(&t) => self.read_udp(t),
+                t if self.net.udp.contains_key(&t) => self.read_udp(t),
                 t => {
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         self.read(t);
                     }
                     if event.is_writable() {
-                        self.mark_dirty(t);
+                        self.net.mark_dirty(t);
                     }
                 }
             }
@@ -301,7 +285,7 @@ impl Worker {
     /// Stream messages from the other workers (a publisher's frames, for one).
     fn take_remote(&mut self, now: u64) {
         while let Ok(message) = self.rx.try_recv() {
-            self.engine.handle_remote(message, now);
+            self.driver.engine.handle_remote(message, now);
         }
     }
 
@@ -310,16 +294,21 @@ impl Worker {
         let Some(mut events) = self.midway_events.take() else {
             return;
         };
-        if self.poll.poll(&mut events, Some(Duration::ZERO)).is_ok() {
+        if self
+            .net
+            .poll
+            .poll(&mut events, Some(Duration::ZERO))
+            .is_ok()
+        {
             self.handle_events(&events);
         }
         self.midway_events = Some(events);
-        let now = self.now();
+        let now = self.driver.now();
         self.take_remote(now);
     }
 
     fn accept(&mut self, token: Token) {
-        let now = self.now();
+        let now = self.driver.now();
         loop {
             let Some((_, listener, kind)) = self.listeners.iter().find(|(t, _, _)| *t == token)
             else {
@@ -337,34 +326,29 @@ impl Worker {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let conn_token = Token(self.next_token);
-                    self.next_token += 1;
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, conn_token, Interest::READABLE)
-                    {
+                    let conn_token = Token(self.net.next_token);
+                    self.net.next_token += 1;
+                    if let Err(e) = self.net.poll.registry().register(
+                        &mut stream,
+                        conn_token,
+                        Interest::READABLE,
+                    ) {
                         warn!("cannot register connection from {peer}: {e}");
                         continue;
                     }
-                    self.conns.insert(
+                    self.net.conns.insert(
                         conn_token,
                         Connection {
                             stream,
-                            out: VecDeque::new(),
-                            offset: 0,
+                            io: ConnIo::plain(),
                             write_interest: false,
-                            close_after_flush: false,
                             dirty: false,
                             _permit: permit,
                         },
                     );
                     debug!(conn = conn_token.0, %peer, ?kind, "accepted");
-                    let id = self.conn_id(conn_token);
-                    if let Some(d) = self.dumps.as_mut() {
-                        d.on_accept(id, listener_name(kind), peer, now, unix_ms());
-                    }
-                    self.engine.handle_accept(id, kind, peer, now);
+                    let id = self.net.conn_id(conn_token);
+                    self.driver.accepted(id, kind, peer, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -380,7 +364,7 @@ impl Worker {
     /// Reads what `token` has, up to [`READ_BUDGET`] per pass so one flooding peer cannot
     /// starve the other connections of this worker.
     fn read(&mut self, token: Token) {
-        let id = self.conn_id(token);
+        let id = self.net.conn_id(token);
         let mut budget = READ_BUDGET;
         loop {
             if budget == 0 {
@@ -389,33 +373,29 @@ impl Worker {
                 }
                 return;
             }
-            let Some(conn) = self.conns.get_mut(&token) else {
+            let Some(conn) = self.net.conns.get_mut(&token) else {
                 return;
             };
-            match conn.stream.read(&mut self.read_buf) {
-                Ok(0) => return self.drop_conn(token, "peer closed"),
+            let reason = match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => "peer closed".to_owned(),
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
-                    let now = self.epoch.elapsed().as_millis() as u64;
-                    // Recorded before the engine sees it, so bytes that break it are in the dump.
-                    if let Some(d) = self.dumps.as_mut() {
-                        d.on_input(id, &self.read_buf[..n], now);
+                    let now = self.driver.now();
+                    let wire = &self.read_buf[..n];
+                    match self.driver.input(id, &mut conn.io, wire, now) {
+                        Ok(false) => continue,
+                        Ok(true) => {
+                            self.net.mark_dirty(token);
+                            continue;
+                        }
+                        Err(e) => format!("read error: {e}"),
                     }
-                    self.engine.handle_input(id, &self.read_buf[..n], now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.drop_conn(token, &format!("read error: {e}")),
-            }
-        }
-    }
-
-    fn mark_dirty(&mut self, token: Token) {
-        if let Some(conn) = self.conns.get_mut(&token) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(token);
-            }
+                Err(e) => format!("read error: {e}"),
+            };
+            return self.net.drop_conn(&mut self.driver, token, &reason);
         }
     }
 
@@ -428,82 +408,34 @@ impl Worker {
     /// this happen; the more players a worker has, the more frames share a write. Later walks
     /// (players that got the new frames after their turn) take no input, so the pass ends.
     fn process_outputs(&mut self) {
-        let mut wake = false;
         let mut first_walk = true;
         // Connections with more to send than the last pass took (a new player's cached GOP)
         // are written after those the engine has fresh bytes for: live frames and a new
         // player's first key frame do not wait behind anyone's catch-up.
         let mut continuing = std::mem::take(&mut self.write_again);
         loop {
-            while let Some(output) = self.engine.poll_output() {
-                match output {
-                    Output::Transmit(id) => self.mark_dirty(Self::token(id)),
-                    Output::Close { conn, flush } => {
-                        let token = Self::token(conn);
-                        if flush {
-                            if let Some(c) = self.conns.get_mut(&token) {
-                                c.close_after_flush = true;
-                            }
-                            self.mark_dirty(token);
-                        } else {
-                            self.drop_conn(token, "closed by server");
-                        }
-                    }
-                    Output::SessionStarted(r) => {
-                        if let Some(d) = self.dumps.as_mut() {
-                            d.on_session(r.conn, &r.stream);
-                        }
-                        self.hooks.session_started(&r);
-                        log_session("session start", &r)
-                    }
-                    Output::SessionEnded(r) => {
-                        self.hooks.session_ended(&r);
-                        log_session("session end", &r)
-                    }
-                    Output::WriteFile { path, data } => write_file(&path, &data),
-                    Output::RemoveFile { path } => remove_file(&path),
-                    Output::AppendFile { path, data } => self.records.append(&path, &data),
-                    Output::CloseFile { path } => self.records.close(&path),
-                    Output::Broadcast(message) => {
-                        for peer in &self.peers {
-                            let _ = peer.tx.send(message.clone());
-                        }
-                        wake = true;
-                    }
-                    Output::OpenUdp { conn, track } => self.open_udp(conn, track),
-                    Output::SendUdp {
-                        conn,
-                        track,
-                        rtcp,
-                        to,
-                        data,
-                    } => self.send_udp(conn, track, rtcp, to, &data),
-                    Output::CloseUdp { conn } => self.close_udp(conn),
-                    Output::StatsRequest { conn, request } => {
-                        let now = self.now();
-                        self.stats.answer(&mut self.engine, conn, &request, now);
-                    }
-                }
-            }
+            self.driver.drain(&mut self.net);
             for t in continuing.drain(..) {
-                self.mark_dirty(t);
+                self.net.mark_dirty(t);
             }
-            if self.dirty.is_empty() {
+            if self.net.dirty.is_empty() {
                 break;
             }
-            let dirty = std::mem::take(&mut self.dirty);
-            for (i, token) in dirty.iter().enumerate() {
+            let mut walk = std::mem::take(&mut self.net.dirty);
+            for (i, token) in walk.iter().enumerate() {
                 if first_walk && i > 0 && i % MIDWAY_INPUT_EVERY == 0 {
                     self.take_input_midway();
                 }
                 self.flush(*token);
             }
             first_walk = false;
-            self.dirty = dirty;
-            self.dirty.clear();
+            // Keep the connections marked during the walk (a socket writable again midway).
+            walk.clear();
+            walk.append(&mut self.net.dirty);
+            self.net.dirty = walk;
         }
-        if wake {
-            for peer in &self.peers {
+        if std::mem::take(&mut self.net.wake_peers) {
+            for peer in &self.net.peers {
                 let _ = peer.waker.wake();
             }
         }
@@ -512,17 +444,20 @@ impl Worker {
     /// Writes as much as the socket takes: pending bytes first, then more from the engine.
     ///
     /// Fresh bytes are written straight from the shared batch; only what the socket does not
-    /// take is kept in `conn.out`, so players that keep up never hold a queue of their own.
+    /// take is kept in the connection's queue, so players that keep up never hold a queue of
+    /// their own.
     fn flush(&mut self, token: Token) {
-        let id = self.conn_id(token);
+        let id = self.net.conn_id(token);
         let mut pass_written = 0;
         loop {
-            let Some(conn) = self.conns.get_mut(&token) else {
+            let Some(conn) = self.net.conns.get_mut(&token) else {
                 return;
             };
             conn.dirty = false;
-            let from_batch = conn.out.is_empty();
-            if from_batch {
+            // sendmsg rather than writev: a socket has no file position to lock.
+            let send =
+                |iov: &[io::IoSlice<'_>]| socket2::SockRef::from(&conn.stream).send_vectored(iov);
+            let sent = if conn.io.queue.is_empty() {
                 if pass_written >= WRITE_PASS_BUDGET {
                     // This connection had its share of the pass; the rest goes on the next.
                     self.write_again.push(token);
@@ -530,153 +465,152 @@ impl Worker {
                 }
                 self.batch.clear();
                 let budget = WRITE_PASS_BUDGET - pass_written;
-                if self.engine.poll_transmit(id, budget, &mut self.batch) == 0 {
-                    break;
+                match self
+                    .driver
+                    .take_batch(id, &mut conn.io, budget, &mut self.batch)
+                {
+                    Ok(0) => break,
+                    Ok(_) => conn.io.queue.send_batch(&mut self.batch, send),
+                    Err(e) => Err(e),
                 }
-                conn.offset = 0;
-            }
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            let pending: &mut dyn Iterator<Item = &Bytes> = if from_batch {
-                &mut self.batch.iter()
             } else {
-                &mut conn.out.iter()
+                conn.io.queue.send(send)
             };
-            for (slot, b) in iov.iter_mut().zip(pending) {
-                let skip = if count == 0 { conn.offset } else { 0 };
-                *slot = IoSlice::new(b.get(skip..).unwrap_or_default());
-                count += 1;
-            }
-            let offered: usize = iov[..count].iter().map(|s| s.len()).sum();
-            // sendmsg rather than writev: a socket has no file position to lock.
-            let sent = socket2::SockRef::from(&conn.stream).send_vectored(&iov[..count]);
-            // The batch is kept (in `conn.out`) whatever happens, so an interrupted send retries.
-            let (written, interrupted) = match sent {
-                Ok(0) => return self.drop_conn(token, "write returned 0"),
-                Ok(n) => (n, false),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, true),
-                Err(e) => return self.drop_conn(token, &format!("write error: {e}")),
-            };
-            pass_written += written;
-            if from_batch {
-                // Keep only what the socket did not take.
-                let mut skip = written;
-                let mut rest = self.batch.drain(..);
-                for b in rest.by_ref() {
-                    if skip < b.len() {
-                        conn.offset = skip;
-                        conn.out.push_back(b);
-                        break;
+            match sent {
+                Ok(sent) if sent.full => {
+                    // The socket is full: wait for it to drain.
+                    if !conn.write_interest {
+                        conn.write_interest = true;
+                        let _ = self.net.poll.registry().reregister(
+                            &mut conn.stream,
+                            token,
+                            Interest::READABLE | Interest::WRITABLE,
+                        );
                     }
-                    skip -= b.len();
+                    return;
                 }
-                conn.out.extend(rest);
-            } else {
-                let mut n = written;
-                while n > 0 {
-                    let Some(front) = conn.out.front() else { break };
-                    let left = front.len() - conn.offset;
-                    if n >= left {
-                        n -= left;
-                        conn.out.pop_front();
-                        conn.offset = 0;
-                    } else {
-                        conn.offset += n;
-                        n = 0;
-                    }
+                Ok(sent) => pass_written += sent.written,
+                Err(e) => {
+                    let reason = format!("write error: {e}");
+                    return self.net.drop_conn(&mut self.driver, token, &reason);
                 }
-                if conn.out.is_empty() && conn.out.capacity() > 4 * MAX_IOV {
-                    // A burst (the cached GOP of a new player) is out: give the memory back.
-                    conn.out = VecDeque::new();
-                }
-            }
-            while conn.out.front().is_some_and(|b| b.len() <= conn.offset) {
-                conn.out.pop_front();
-                conn.offset = 0;
-            }
-            if conn.out.is_empty() {
-                conn.offset = 0;
-                continue;
-            }
-            if interrupted {
-                continue;
-            }
-            if written < offered {
-                // The socket is full: wait for it to drain.
-                if !conn.write_interest {
-                    conn.write_interest = true;
-                    let _ = self.poll.registry().reregister(
-                        &mut conn.stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    );
-                }
-                return;
             }
         }
-        let Some(conn) = self.conns.get_mut(&token) else {
+        let Some(conn) = self.net.conns.get_mut(&token) else {
             return;
         };
-        if conn.close_after_flush {
-            return self.drop_conn(token, "closed by server after flush");
+        if conn.io.closes_after_flush() {
+            return self
+                .net
+                .drop_conn(&mut self.driver, token, "closed by server after flush");
         }
         if conn.write_interest {
             conn.write_interest = false;
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, token, Interest::READABLE);
+            let _ =
+                self.net
+                    .poll
+                    .registry()
+                    .reregister(&mut conn.stream, token, Interest::READABLE);
         }
     }
 
-    /// Binds a port pair for an RTSP track and tells the engine which (or that none is free).
-    fn open_udp(&mut self, conn: u64, track: usize) {
-        let bound = self
-            .udp_ports
-            .ok_or_else(|| io::Error::other("RTSP UDP is off"));
-        let ports = match bound.and_then(|p| p.bind_pair()) {
-            Ok((rtp, rtcp, ports)) => {
-                let mut ok = true;
-                for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    let mut socket = UdpSocket::from_std(socket);
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut socket, token, Interest::READABLE)
-                        .is_err()
-                    {
-                        ok = false;
-                        continue;
-                    }
-                    self.udp.insert(
-                        token,
-                        Udp {
-                            socket,
-                            conn,
-                            track,
-                            rtcp: is_rtcp,
-                        },
-                    );
-                    self.udp_of
-                        .entry(conn)
-                        .or_default()
-                        .push((track, is_rtcp, token));
+    fn read_udp(&mut self, token: Token) {
+        loop {
+            let Some(udp) = self.net.udp.get(&token) else {
+                return;
+            };
+            match udp.socket.recv_from(&mut self.read_buf) {
+                Ok((n, from)) => {
+                    let (conn, track, rtcp) = (udp.conn, udp.track, udp.rtcp);
+                    let data = Bytes::copy_from_slice(&self.read_buf[..n]);
+                    let now = self.driver.now();
+                    self.driver
+                        .engine
+                        .handle_udp(conn, track, rtcp, from, data, now);
                 }
-                ok.then_some(ports)
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP port unreachable and the like: the session's timeout decides.
+                Err(_) => return,
             }
-            Err(e) => {
-                warn!("cannot open UDP ports for an RTSP session: {e}");
-                None
-            }
-        };
-        let now = self.now();
-        self.engine.handle_udp_open(conn, track, ports, now);
+        }
+    }
+}
+
+impl Net {
+    fn conn_id(&self, token: Token) -> ConnId {
+        conn_id(self.index, token.0 as u64)
     }
 
-    fn send_udp(&mut self, conn: u64, track: usize, rtcp: bool, to: SocketAddr, data: &[u8]) {
+    fn token(conn: ConnId) -> Token {
+        Token(local_of(conn) as usize)
+    }
+
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(&token) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, driver: &mut Driver, token: Token, reason: &str) {
+        self.close_udp(self.conn_id(token));
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+            let now = driver.now();
+            driver.closed(self.conn_id(token), reason, now);
+        }
+    }
+}
+
+impl Sockets for Net {
+    fn transmit(&mut self, _: &mut Driver, conn: ConnId) {
+        // Written in the walk that follows the drain.
+        self.mark_dirty(Self::token(conn));
+    }
+
+    fn close(&mut self, driver: &mut Driver, conn: ConnId, reason: &str) {
+        self.drop_conn(driver, Self::token(conn), reason);
+    }
+
+    fn conn_io(&mut self, conn: ConnId) -> Option<&mut ConnIo> {
+        self.conns.get_mut(&Self::token(conn)).map(|c| &mut c.io)
+    }
+
+    /// Binds a port pair for an RTSP track and registers both sockets.
+    fn open_udp(&mut self, conn: ConnId, track: usize) -> Option<(u16, u16)> {
+        let (rtp, rtcp, ports) = bind_udp_pair(self.udp_ports)?;
+        let mut ok = true;
+        for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            let mut socket = UdpSocket::from_std(socket);
+            if self
+                .poll
+                .registry()
+                .register(&mut socket, token, Interest::READABLE)
+                .is_err()
+            {
+                ok = false;
+                continue;
+            }
+            let udp = Udp {
+                socket,
+                conn,
+                track,
+                rtcp: is_rtcp,
+            };
+            self.udp.insert(token, udp);
+            let sockets = self.udp_of.entry(conn).or_default();
+            sockets.push((track, is_rtcp, token));
+        }
+        ok.then_some(ports)
+    }
+
+    fn send_udp(&mut self, conn: ConnId, track: usize, rtcp: bool, to: SocketAddr, data: &[u8]) {
         let token = self.udp_of.get(&conn).and_then(|v| {
             v.iter()
                 .find(|(t, r, _)| *t == track && *r == rtcp)
@@ -690,27 +624,7 @@ impl Worker {
         }
     }
 
-    fn read_udp(&mut self, token: Token) {
-        loop {
-            let Some(udp) = self.udp.get(&token) else {
-                return;
-            };
-            match udp.socket.recv_from(&mut self.read_buf) {
-                Ok((n, from)) => {
-                    let (conn, track, rtcp) = (udp.conn, udp.track, udp.rtcp);
-                    let data = Bytes::copy_from_slice(&self.read_buf[..n]);
-                    let now = self.now();
-                    self.engine.handle_udp(conn, track, rtcp, from, data, now);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // ICMP port unreachable and the like: the session's timeout decides.
-                Err(_) => return,
-            }
-        }
-    }
-
-    fn close_udp(&mut self, conn: u64) {
+    fn close_udp(&mut self, conn: ConnId) {
         for (_, _, token) in self.udp_of.remove(&conn).unwrap_or_default() {
             if let Some(mut udp) = self.udp.remove(&token) {
                 let _ = self.poll.registry().deregister(&mut udp.socket);
@@ -718,38 +632,14 @@ impl Worker {
         }
     }
 
-    fn drop_conn(&mut self, token: Token, reason: &str) {
-        self.close_udp(self.conn_id(token));
-        if let Some(mut conn) = self.conns.remove(&token) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
-            let (id, now) = (self.conn_id(token), self.now());
-            if let Some(d) = self.dumps.as_mut() {
-                d.on_close(id, now);
-            }
-            self.engine.handle_close(id, reason, now);
+    fn broadcast(&mut self, message: StreamMessage) {
+        for peer in &self.peers {
+            let _ = peer.tx.send(message.clone());
         }
+        self.wake_peers = true;
     }
 
-    fn shutdown(&mut self) {
-        let tokens: Vec<Token> = self.conns.keys().copied().collect();
-        for token in tokens {
-            self.drop_conn(token, "server shutting down");
-        }
-        if let Some(d) = self.dumps.as_mut() {
-            d.flush();
-        }
-        while let Some(output) = self.engine.poll_output() {
-            match output {
-                Output::SessionEnded(r) => {
-                    self.hooks.session_ended(&r);
-                    log_session("session end", &r)
-                }
-                Output::AppendFile { path, data } => self.records.append(&path, &data),
-                Output::CloseFile { path } => self.records.close(&path),
-                _ => {}
-            }
-        }
-        self.records.close_all();
+    fn open_conns(&self) -> Vec<ConnId> {
+        self.conns.keys().map(|t| self.conn_id(*t)).collect()
     }
 }

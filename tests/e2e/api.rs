@@ -94,3 +94,30 @@ fn every_worker_answers_with_the_snapshots_of_all_workers() {
         sleep(Duration::from_millis(100));
     }
 }
+
+/// `--help` names what the binary serves today (it once said "RTMP in; RTMP, HTTP-FLV and
+/// WebSocket-FLV out" long after RTSP, TS, HLS and the API came).
+#[test]
+fn help_names_every_protocol() {
+    let out = std::process::Command::new(server_binary())
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let about = help.lines().next().unwrap_or_default();
+    for name in [
+        "RTMP and RTSP in",
+        "HTTP-FLV",
+        "WebSocket-FLV",
+        "HTTP-TS",
+        "WebSocket-TS",
+        "HLS out",
+        "stats API",
+    ] {
+        assert!(
+            about.contains(name),
+            "--help does not say {name:?}: {about}"
+        );
+    }
+}

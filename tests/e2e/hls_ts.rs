@@ -100,8 +100,10 @@ fn assert_frames(label: &str, got: &[ProbedStream], reference: &[ProbedStream], 
     }
 }
 
-/// Publishes `file` to `live/{name}` while capturing HTTP-TS and watching the live playlist.
-/// Returns the captured TS, the live media sequence numbers seen, and the HTTP-TS probe.
+/// Publishes `file` to `live/{name}` while capturing HTTP-TS and watching the live playlist,
+/// whose target duration must never change and bound every segment (RFC 8216: `#EXTINF`
+/// rounded to the nearest second). Returns the captured TS, the live media sequence numbers
+/// seen, and the HTTP-TS probe.
 fn publish_and_watch(
     server: &Server,
     file: &std::path::Path,
@@ -116,6 +118,7 @@ fn publish_and_watch(
     sleep(Duration::from_millis(400));
     let mut publisher = ffmpeg_publish(file, &server.rtmp_url(&format!("live/{name}")), input_args);
     let mut seqs = Vec::new();
+    let mut targets = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         if publisher.wait_for(Duration::from_millis(600)).is_some() {
@@ -130,9 +133,20 @@ fn publish_and_watch(
             assert!(head.contains("cache-control: no-cache"), "{head}");
             assert!(head.contains("access-control-allow-origin: *"), "{head}");
             assert!(p.segments.len() <= 3, "window of 3: {p:?}");
+            for s in &p.segments {
+                assert!(
+                    f64::from(s.duration).round() as u64 <= p.target_duration,
+                    "{name}: segment of {} s, target {}",
+                    s.duration,
+                    p.target_duration
+                );
+            }
             seqs.push(p.media_sequence);
+            targets.push(p.target_duration);
         }
     }
+    targets.dedup();
+    assert!(targets.len() <= 1, "{name}: target durations {targets:?}");
     let (streams, out) = probe.join().expect("probe thread");
     assert!(
         out.status.success(),
@@ -350,4 +364,62 @@ fn websocket_ts_player_gets_ts_from_a_key_frame() {
     assert!(check.cc_errors.is_empty(), "{:?}", check.cc_errors);
     assert!(check.pcrs > 0);
     drop(publisher.0.kill());
+}
+
+/// The playlist file at `path` and the segment files it names (relative to its directory).
+fn playlist_file(path: &std::path::Path) -> (String, Vec<PathBuf>) {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: cannot read: {e}", path.display()));
+    let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes())
+        .unwrap_or_else(|e| panic!("{}: does not parse: {e:?}", path.display()));
+    let dir = path.parent().expect("a playlist lives in a directory");
+    let segments = parsed.segments.iter().map(|s| dir.join(&s.uri)).collect();
+    (text, segments)
+}
+
+/// SIGTERM in the middle of a publish with `hls.out_path` set: the stream's end is written out
+/// before the process exits, as when the publisher leaves: the segment in progress becomes the
+/// last segment file and both playlist files end with `#EXT-X-ENDLIST`.
+#[test]
+fn sigterm_mid_publish_ends_the_hls_files() {
+    let file = media("h264_aac_30s.flv");
+    let out = std::env::temp_dir().join(format!("rill-e2e-hls-term-{}", free_port()));
+    let mut server = start("term", Some(&out));
+    let _publisher = ffmpeg_publish(&file, &server.rtmp_url("live/term"), &[]);
+    let live = out.join("live/term.m3u8");
+    let record = out.join("live/term/record.m3u8");
+    // A few segments are out (key frames every 2 s), so the publish is well under way.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !live.is_file() || !record.is_file() || playlist_file(&record).1.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no HLS files under {}; log:\n{}",
+            out.display(),
+            server.log()
+        );
+        sleep(Duration::from_millis(200));
+    }
+    let (_, before) = playlist_file(&record);
+    let status = server.terminate().expect("the server exits on SIGTERM");
+    assert!(status.success(), "exit {status:?}; log:\n{}", server.log());
+    for path in [&live, &record] {
+        let (text, segments) = playlist_file(path);
+        assert!(
+            text.trim_end().ends_with("#EXT-X-ENDLIST"),
+            "{} does not end the stream:\n{text}",
+            path.display()
+        );
+        let last = segments.last().expect("a segment");
+        let len = std::fs::metadata(last).map_or(0, |m| m.len());
+        assert!(
+            len > 0,
+            "{}: last segment {} is missing or empty",
+            path.display(),
+            last.display()
+        );
+    }
+    // The segment in progress at the signal was added: the record playlist grew.
+    let (_, after) = playlist_file(&record);
+    assert!(after.len() > before.len(), "{before:?} then {after:?}");
+    let _ = std::fs::remove_dir_all(&out);
 }

@@ -7,6 +7,19 @@
 //! streams the PAT/PMT the muxer repeats every half second), so every worker that sees the same
 //! packets builds the same segments with the same numbers.
 //!
+//! Target duration: RFC 8216 forbids `#EXT-X-TARGETDURATION` to change and wants every
+//! segment's `#EXTINF`, rounded to the nearest second, within it. A stream's target is fixed
+//! when its first segment closes, at the larger of the rounded `fragment_ms` and the rounded
+//! first segment (which shows how far apart the key frames are), and kept for the life of the
+//! stream's playlists, across publisher reconnects. So that later segments stay within it when
+//! key frames are irregular (an encoder's scene cuts), a segment is also cut at a random access
+//! point *before* `fragment_ms` when waiting for the next one, judged by the longest interval
+//! between random access points seen from this publisher, would outgrow the target. The
+//! trade-off: such streams get some segments shorter than `fragment_ms`, and a segment can
+//! still outgrow the target when key frames come further apart than the target allows (no cut
+//! is possible between them); the target is not raised then, as players cope better with one
+//! long segment than with a changed target.
+//!
 //! Memory: segments of the live window are always held. Older segments stay held for the
 //! record playlist while they fit in [`HlsConfig::record_max_bytes`] per stream; past that the
 //! oldest are dropped and the record playlist (served over HTTP) starts later. With an out path,
@@ -50,7 +63,9 @@ pub enum Cleanup {
 pub struct HlsConfig {
     /// Segment every stream.
     pub enable: bool,
-    /// Target segment duration (ms); segments end at the next key frame after it.
+    /// Segment duration (ms): a segment ends at the first key frame at least this long after
+    /// its start (or earlier, at a key frame, when waiting would outgrow the target duration;
+    /// see the module docs).
     pub fragment_ms: u64,
     /// Segments in the live playlist.
     pub playlist_len: usize,
@@ -190,7 +205,12 @@ struct HlsStream {
     last_dts: Option<i64>,
     ended: bool,
     expire_at: Option<u64>,
-    target_s: u64,
+    /// `#EXT-X-TARGETDURATION` (s), fixed when the first segment closes, never changed after.
+    target_s: Option<u64>,
+    /// The last random access point of this publisher (ms), to measure the intervals.
+    last_rap_dts: Option<i64>,
+    /// The longest interval between random access points of this publisher (ms).
+    max_rap_gap_ms: i64,
     /// Segment files written and not yet removed.
     files: VecDeque<u64>,
     live_cache: Option<Bytes>,
@@ -231,7 +251,6 @@ impl Hls {
         if !self.config.enable {
             return;
         }
-        let target = self.config.fragment_ms.div_ceil(1000).max(1);
         let s = self
             .streams
             .entry(key.to_owned())
@@ -248,7 +267,9 @@ impl Hls {
                 last_dts: None,
                 ended: false,
                 expire_at: None,
-                target_s: target,
+                target_s: None,
+                last_rap_dts: None,
+                max_rap_gap_ms: 0,
                 files: VecDeque::new(),
                 live_cache: None,
                 record_cache: None,
@@ -259,6 +280,8 @@ impl Hls {
         s.ended = false;
         s.expire_at = None;
         s.last_dts = None;
+        s.last_rap_dts = None;
+        s.max_rap_gap_ms = 0;
         s.invalidate();
     }
 
@@ -280,12 +303,21 @@ impl Hls {
                 close_current(&self.config, s, None, &mut self.outputs);
                 s.discontinuity_next = s.next_seq > 0;
                 s.last_dts = None;
+                s.last_rap_dts = None;
             }
         }
         if random_access {
+            if let Some(last) = s.last_rap_dts {
+                s.note_rap_gap(dts.saturating_sub(last));
+            }
+            s.last_rap_dts = Some(dts);
             let cut = match &s.current {
                 None => true,
-                Some(b) => dts.saturating_sub(b.start_dts) >= self.config.fragment_ms as i64,
+                Some(b) => {
+                    let elapsed = dts.saturating_sub(b.start_dts);
+                    elapsed >= self.config.fragment_ms as i64
+                        || (elapsed > 0 && s.next_rap_would_outgrow_target(elapsed))
+                }
             };
             if cut {
                 close_current(&self.config, s, Some(dts), &mut self.outputs);
@@ -402,7 +434,7 @@ impl Hls {
         }
         if s.record_cache.is_none() {
             let infos: Vec<SegInfo> = s.held.iter().map(|g| g.info).collect();
-            s.record_cache = Some(render(&infos, s.target_s, 0, "", s.ended));
+            s.record_cache = Some(render(&infos, s.target_s(), 0, "", s.ended));
         }
         s.record_cache.clone()
     }
@@ -417,6 +449,37 @@ impl Hls {
 }
 
 impl HlsStream {
+    /// The longest segment (ms) whose duration rounds to at most the target; `None` before the
+    /// target is fixed.
+    fn longest_within_target_ms(&self) -> Option<i64> {
+        let target_ms = self.target_s?.saturating_mul(1000);
+        Some(i64::try_from(target_ms).map_or(i64::MAX, |t| t.saturating_add(499)))
+    }
+
+    /// Counts an interval between two random access points. Intervals longer than the target
+    /// allows are left out: no cut can shorten them, and one hiccup of the publisher would
+    /// otherwise turn the early cuts off.
+    fn note_rap_gap(&mut self, gap_ms: i64) {
+        if self
+            .longest_within_target_ms()
+            .map_or(true, |l| gap_ms <= l)
+        {
+            self.max_rap_gap_ms = self.max_rap_gap_ms.max(gap_ms);
+        }
+    }
+
+    /// Whether a segment `elapsed_ms` long at a random access point would round above the
+    /// target if it waited for the next one (the longest interval seen away).
+    fn next_rap_would_outgrow_target(&self, elapsed_ms: i64) -> bool {
+        self.longest_within_target_ms()
+            .is_some_and(|l| elapsed_ms.saturating_add(self.max_rap_gap_ms) > l)
+    }
+
+    /// The target to render: playlists exist only once a segment closed, which fixed it.
+    fn target_s(&self) -> u64 {
+        self.target_s.unwrap_or(1)
+    }
+
     fn invalidate(&mut self) {
         self.live_cache = None;
         self.record_cache = None;
@@ -436,7 +499,7 @@ impl HlsStream {
         let name = self.key.rsplit('/').next().unwrap_or_default();
         render(
             &infos,
-            self.target_s,
+            self.target_s(),
             self.discontinuity_seq,
             &format!("{name}/"),
             self.ended,
@@ -462,7 +525,11 @@ fn close_current(
         duration_ms,
         discontinuity: b.discontinuity,
     };
-    s.target_s = s.target_s.max(duration_ms.div_ceil(1000));
+    s.target_s.get_or_insert_with(|| {
+        rounded_s(config.fragment_ms)
+            .max(rounded_s(duration_ms))
+            .max(1)
+    });
     let files = s.local && !config.out_path.is_empty();
     if files {
         outputs.push_back(HlsOutput::WriteFile {
@@ -520,9 +587,15 @@ fn write_playlists(config: &HlsConfig, s: &HlsStream, outputs: &mut VecDeque<Hls
         let infos: Vec<SegInfo> = s.record.iter().copied().collect();
         outputs.push_back(HlsOutput::WriteFile {
             path: record_path(config, &s.key),
-            data: vec![render(&infos, s.target_s, 0, "", s.ended)],
+            data: vec![render(&infos, s.target_s(), 0, "", s.ended)],
         });
     }
+}
+
+/// `ms` in seconds rounded to the nearest integer, as RFC 8216 compares `#EXTINF` with the
+/// target duration.
+fn rounded_s(ms: u64) -> u64 {
+    ms.saturating_add(500) / 1000
 }
 
 fn out_dir(config: &HlsConfig) -> &str {

@@ -204,3 +204,112 @@ fn audio_only_cuts_on_time() {
         assert!((2.0..2.6).contains(&s.duration), "{}", s.duration);
     }
 }
+
+/// Feeds 25 fps video of `key` with random access points at `raps` (ms), ending one frame
+/// before the last one, so the segments are the intervals between them.
+fn feed_raps(h: &mut Hls, key: &str, raps: &[i64]) {
+    for pair in raps.windows(2) {
+        let mut dts = pair[0];
+        while dts < pair[1] {
+            h.push(key, dts, &Bytes::from_static(&[0x47; 188]), dts == pair[0]);
+            dts += 40;
+        }
+    }
+}
+
+/// Every playlist `h` serves or writes for `a/b`: one target duration that each segment's
+/// duration, rounded to the nearest second, stays within (RFC 8216 4.3.3.1 and 6.2.1).
+fn assert_one_target(h: &mut Hls, targets: &mut Vec<u64>) {
+    let mut playlists = vec![
+        h.live_playlist("a/b").unwrap(),
+        h.record_playlist("a/b").unwrap(),
+    ];
+    while let Some(o) = h.poll_output() {
+        if let HlsOutput::WriteFile { path, data } = o {
+            if path.ends_with(".m3u8") {
+                playlists.push(data.concat().into());
+            }
+        }
+    }
+    for p in playlists.iter().map(parse) {
+        for s in &p.segments {
+            let rounded = (f64::from(s.duration)).round() as u64;
+            assert!(
+                rounded <= p.target_duration,
+                "{} s > {}",
+                s.duration,
+                p.target_duration
+            );
+        }
+        targets.push(p.target_duration);
+    }
+    targets.dedup();
+    assert_eq!(targets.len(), 1, "target duration changed: {targets:?}");
+}
+
+#[test]
+fn target_duration_never_changes() {
+    let mut h = Hls::new(HlsConfig {
+        out_path: "/srv".into(),
+        ..cfg()
+    });
+    h.start("a/b", true);
+    // Segments of 2.0, 2.001, 2.4, 2.0, 2.499 and 2.0 s: each rounds to 2.
+    let raps = [0, 2000, 4001, 6401, 8401, 10_900, 12_900];
+    let mut targets = Vec::new();
+    for end in 2..=raps.len() {
+        feed_raps(&mut h, "a/b", &raps[end - 2..end]);
+        if end > 2 {
+            assert_one_target(&mut h, &mut targets);
+        }
+    }
+    h.end("a/b", 0);
+    assert_one_target(&mut h, &mut targets);
+    assert_eq!(targets, [2]);
+    let r = parse(&h.record_playlist("a/b").unwrap());
+    let ms: Vec<u32> = r
+        .segments
+        .iter()
+        .map(|s| (s.duration * 1000.0).round() as u32)
+        .collect();
+    assert_eq!(ms, [2000, 2001, 2400, 2000, 2499, 2000]);
+}
+
+#[test]
+fn cuts_early_rather_than_outgrow_the_target() {
+    let mut h = Hls::new(cfg());
+    h.start("a/b", false);
+    // Key frames every 2 s, then a scene cut 1.2 s into a segment restarts the encoder's
+    // 2 s count: waiting for 2 s would make a segment of 3.2 s, so it is cut at the scene cut.
+    let mut targets = Vec::new();
+    feed_raps(
+        &mut h,
+        "a/b",
+        &[0, 2000, 4000, 6000, 7200, 9200, 11_200, 13_200],
+    );
+    assert_one_target(&mut h, &mut targets);
+    assert_eq!(targets, [2]);
+    let r = parse(&h.record_playlist("a/b").unwrap());
+    let ms: Vec<u32> = r
+        .segments
+        .iter()
+        .map(|s| (s.duration * 1000.0).round() as u32)
+        .collect();
+    assert_eq!(ms, [2000, 2000, 2000, 1200, 2000, 2000]);
+}
+
+#[test]
+fn sparse_key_frames_fix_a_longer_target() {
+    let mut h = Hls::new(cfg());
+    h.start("a/b", false);
+    // Key frames every 3 s with 2 s fragments: the first segment sets a target of 3 that every
+    // later one keeps, including after the publisher comes back with 2 s key frames.
+    let mut targets = Vec::new();
+    feed_raps(&mut h, "a/b", &[0, 3000, 6000, 9000, 12_000]);
+    assert_one_target(&mut h, &mut targets);
+    h.end("a/b", 0);
+    h.start("a/b", false);
+    feed_raps(&mut h, "a/b", &[0, 2000, 4000, 6000]);
+    assert_one_target(&mut h, &mut targets);
+    assert_eq!(targets, [3]);
+}
