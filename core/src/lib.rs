@@ -35,4 +35,5 @@ pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
+pub mod sim;
 pub mod ts;
