@@ -33,4 +33,5 @@ pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
+pub mod stream_key;
 pub mod ts;

@@ -11,14 +11,13 @@
 
 use bytes::BytesMut;
 
-use super::{
-    stream_key, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, StatsRequest,
-};
+use super::{ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, StatsRequest};
 use crate::auth::{Access, SECRET_PARAM};
 use crate::hls::{self, HlsRequest};
 use crate::http::websocket::{self, Opcode, WsReader};
 use crate::http::{self, Request, Response};
 use crate::hub::PlayState;
+use crate::stream_key::StreamKey;
 
 /// Most replies (pongs) queued for a WebSocket peer before further pings go unanswered.
 const MAX_PENDING_CONTROL: usize = 8;
@@ -110,7 +109,7 @@ impl Engine {
                 .strip_suffix(".flv")
                 .map(|s| (s, false))
                 .or_else(|| file.strip_suffix(".ts").map(|s| (s, true)))
-                .and_then(|(s, ts)| Some((stream_key(app, s)?, ts))),
+                .and_then(|(s, ts)| Some((StreamKey::new(app, s)?, ts))),
             _ => None,
         };
         if play.is_none() {
@@ -164,7 +163,7 @@ impl Engine {
             PlayerFormat::Flv
         };
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.stream = key.clone();
+            c.stream = Some(key.clone());
             if let ConnKind::Http { state, .. } = &mut c.kind {
                 *state = HttpState::Waiting { format };
             }
@@ -185,7 +184,7 @@ impl Engine {
         // Playlists need the secret when configured; segments never do (their URLs come from
         // the playlist, without its query).
         if let (HlsRequest::Live { .. } | HlsRequest::Record { .. }, Some(key)) =
-            (r, stream_key(app, stream))
+            (r, StreamKey::new(app, stream))
         {
             let secret = req.query_param(SECRET_PARAM);
             let checked =
@@ -194,7 +193,7 @@ impl Engine {
                 return self.http_error(conn, 403, &reason, now_ms);
             }
         }
-        let found = stream_key(app, stream).and_then(|key| match r {
+        let found = StreamKey::new(app, stream).and_then(|key| match r {
             HlsRequest::Live { .. } => self.hls.live_playlist(&key).map(Ok),
             HlsRequest::Record { .. } => self.hls.record_playlist(&key).map(Ok),
             HlsRequest::Segment { seq, .. } => self.hls.segment(&key, seq).map(Err),

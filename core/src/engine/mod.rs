@@ -35,7 +35,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -48,6 +47,7 @@ use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
+use crate::stream_key::StreamKey;
 use crate::ts::TsMuxer;
 
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
@@ -323,16 +323,16 @@ pub enum Output {
 pub enum StreamMessage {
     /// A stream started (or its publisher came back, or a new publisher took it over).
     Start {
-        /// `app/stream`.
-        stream: Arc<str>,
+        /// The stream.
+        stream: StreamKey,
         /// The publishing connection, so messages of a publisher that was replaced are told
         /// apart from those of its successor.
         publisher: ConnId,
     },
     /// A packet of a started stream.
     Packet {
-        /// `app/stream`.
-        stream: Arc<str>,
+        /// The stream.
+        stream: StreamKey,
         /// The publishing connection.
         publisher: ConnId,
         /// The packet.
@@ -340,8 +340,8 @@ pub enum StreamMessage {
     },
     /// The publisher left (the receiving hub applies its grace period).
     End {
-        /// `app/stream`.
-        stream: Arc<str>,
+        /// The stream.
+        stream: StreamKey,
         /// The publishing connection.
         publisher: ConnId,
     },
@@ -401,13 +401,14 @@ struct Conn {
     bytes_out: u64,
     protocol: Protocol,
     role: Role,
-    stream: String,
+    /// The stream it publishes or plays (or last asked for).
+    stream: Option<StreamKey>,
     kind: ConnKind,
     /// Bytes to send before any media: session output, HTTP heads.
     pending: VecDeque<Bytes>,
     writer: Option<PlayerWriter>,
-    /// The published stream's name, shared by every broadcast message.
-    published: Option<Arc<str>>,
+    /// The published stream, while it is announced to other engines.
+    published: Option<StreamKey>,
     /// A publisher's TS muxer: every frame is muxed once, here.
     muxer: Option<Box<TsMuxer>>,
     closing: bool,
@@ -436,7 +437,7 @@ pub struct Engine {
     rng: u64,
     /// Streams published on other engines, by name: the hub id standing for their publisher
     /// here, and that publisher's connection on its own engine.
-    remote: HashMap<Arc<str>, RemoteFeed>,
+    remote: HashMap<StreamKey, RemoteFeed>,
     next_remote_id: u64,
     /// Players with media held back by [`EngineConfig::write_merge_ms`], and when the window
     /// that holds them ends.
@@ -447,20 +448,6 @@ pub struct Engine {
     recording_dirty: Vec<ConnId>,
     /// Bitrate measurements and the byte counts of closed connections, for [`Engine::stats`].
     meters: stats::Meters,
-}
-
-/// Checks one path segment of a stream name (`app` or `stream`).
-fn valid_name_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'\\' | b'?' | b'#' | b'%' | b'"'))
-}
-
-/// The hub key for `app` and `stream`, if both are acceptable names.
-pub fn stream_key(app: &str, stream: &str) -> Option<String> {
-    (valid_name_segment(app) && valid_name_segment(stream)).then(|| format!("{app}/{stream}"))
 }
 
 impl Engine {
@@ -560,7 +547,7 @@ impl Engine {
                 bytes_out: 0,
                 protocol,
                 role: Role::None,
-                stream: String::new(),
+                stream: None,
                 kind,
                 pending: VecDeque::new(),
                 writer: None,
@@ -778,7 +765,11 @@ impl Engine {
             peer: c.peer,
             protocol: c.protocol,
             role: c.role,
-            stream: c.stream.clone(),
+            stream: c
+                .stream
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             bytes_in: c.bytes_in,
             bytes_out: c.bytes_out,
             duration_ms: now_ms.saturating_sub(c.started_ms),
@@ -898,13 +889,13 @@ impl Engine {
         conn: ConnId,
         role: Role,
         protocol: Protocol,
-        stream: &str,
+        stream: &StreamKey,
         now_ms: u64,
     ) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.role = role;
             c.protocol = protocol;
-            c.stream = stream.to_owned();
+            c.stream = Some(stream.clone());
         }
         if let Some(rec) = self.record(conn, now_ms, "") {
             self.outputs.push_back(Output::SessionStarted(rec));
@@ -918,7 +909,9 @@ impl Engine {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let stream = c.stream.clone();
+        let Some(stream) = c.stream.clone() else {
+            return;
+        };
         let protocol = match &mut c.kind {
             ConnKind::Rtmp {
                 session, play_id, ..
@@ -985,9 +978,9 @@ impl Engine {
     /// [`Engine::push_local`] without the silent audio: to HLS, the recorder, other engines and
     /// the hub.
     fn push_packet(&mut self, conn: ConnId, packet: Packet) {
-        if let Some(c) = self.conns.get(&conn) {
+        if let Some(stream) = self.conns.get(&conn).and_then(|c| c.stream.as_ref()) {
             let p = packet.data();
-            self.hls.push(&c.stream, p.dts, &p.ts, p.ts_random_access);
+            self.hls.push(stream, p.dts, &p.ts, p.ts_random_access);
         }
         self.record_packet(conn, &packet);
         if let Some(stream) = self.conns.get(&conn).and_then(|c| c.published.clone()) {
@@ -1009,7 +1002,9 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.muxer = None;
             c.silent_audio = None;
-            self.hls.end(&c.stream, now_ms);
+            if let Some(stream) = &c.stream {
+                self.hls.end(stream, now_ms);
+            }
         }
         self.broadcast_end(conn);
     }
@@ -1062,7 +1057,7 @@ impl Engine {
     /// Another engine's publisher started `stream`. Without takeover, whoever publishes a name
     /// first keeps it. With [`PublishConflict::Kick`] the newest publisher wins everywhere: a
     /// local publisher of the name is kicked and an older remote one is replaced.
-    fn remote_start(&mut self, stream: Arc<str>, publisher: ConnId, now_ms: u64) {
+    fn remote_start(&mut self, stream: StreamKey, publisher: ConnId, now_ms: u64) {
         let id = REMOTE_PUBLISHER_BIT | self.next_remote_id;
         let feed = RemoteFeed {
             hub_id: id,
@@ -1096,7 +1091,7 @@ impl Engine {
     /// with [`PublishConflict::Kick`], is disconnected while its players stay.
     pub(super) fn claim_stream(
         &mut self,
-        key: &str,
+        key: &StreamKey,
         conn: ConnId,
         now_ms: u64,
     ) -> Result<(), crate::hub::PublishError> {
@@ -1110,7 +1105,7 @@ impl Engine {
     }
 
     /// `old`, the publisher of `key` until now, was replaced in the hub by a newer publisher.
-    fn kicked(&mut self, old: u64, key: &str, now_ms: u64) {
+    fn kicked(&mut self, old: u64, key: &StreamKey, now_ms: u64) {
         if old & REMOTE_PUBLISHER_BIT != 0 {
             // Its own engine kicks it when the newcomer's start reaches it.
             self.remote.remove(key);

@@ -1,13 +1,8 @@
 //! The engine's RTMP side: server session events turned into hub operations.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use super::{
-    stream_key, valid_name_segment, ConnId, ConnKind, Engine, Output, Packet, Protocol, Role,
-    SilentAudio, StreamMessage,
-};
+use super::{ConnId, ConnKind, Engine, Output, Packet, Protocol, Role, SilentAudio, StreamMessage};
 use crate::amf::Value;
 use crate::auth::Access;
 use crate::flv;
@@ -16,6 +11,7 @@ use crate::media::FrameKind;
 use crate::rtmp::command::{self, code};
 use crate::rtmp::message_type;
 use crate::rtmp::server::{ServerEvent, ServerSession};
+use crate::stream_key::{valid_name_segment, StreamKey};
 use crate::ts::TsChunk;
 
 impl Engine {
@@ -155,7 +151,7 @@ impl Engine {
         now_ms: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = stream_key(app, name).filter(|_| !busy) else {
+        let Some(key) = StreamKey::new(app, name).filter(|_| !busy) else {
             if let Some(s) = self.session_mut(conn) {
                 s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "invalid stream name");
             }
@@ -201,7 +197,7 @@ impl Engine {
     pub(super) fn publish_started(
         &mut self,
         conn: ConnId,
-        key: &str,
+        key: &StreamKey,
         protocol: Protocol,
         now_ms: u64,
     ) {
@@ -213,7 +209,7 @@ impl Engine {
         self.start_recording(conn, key, now_ms);
         self.start_session(conn, Role::Publish, protocol, key, now_ms);
         if self.config.share_streams {
-            let stream: Arc<str> = Arc::from(key);
+            let stream = key.clone();
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.published = Some(stream.clone());
             }
@@ -235,7 +231,7 @@ impl Engine {
         now_ms: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = stream_key(app, name).filter(|_| !busy) else {
+        let Some(key) = StreamKey::new(app, name).filter(|_| !busy) else {
             if let Some(s) = self.session_mut(conn) {
                 s.reject_play(
                     stream_id,
@@ -255,7 +251,7 @@ impl Engine {
             return;
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.stream = key.clone();
+            c.stream = Some(key.clone());
             if let ConnKind::Rtmp { play_id, .. } = &mut c.kind {
                 *play_id = Some(stream_id);
             }

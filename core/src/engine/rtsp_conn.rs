@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{stream_key, ConnId, ConnKind, Engine, Output, Packet, Protocol, Role};
+use super::{ConnId, ConnKind, Engine, Output, Packet, Protocol, Role};
 use crate::auth::Access;
 use crate::codec::aac::AudioSpecificConfig;
 use crate::codec::h264::AvcConfig;
@@ -28,6 +28,7 @@ use crate::media::{Codec, Frame, FrameKind, TrackKind};
 use crate::rtmp::message_type;
 use crate::rtp::{CodecParams, TrackParams};
 use crate::rtsp::server::{ServerEvent, ServerSession, TrackTransport, Transmit};
+use crate::stream_key::StreamKey;
 use crate::ts::TsChunk;
 
 /// Packets held for a DESCRIBE before it is answered with what is known.
@@ -257,12 +258,6 @@ fn parse_audio_hint(payload: &[u8]) -> (u32, u8) {
         [a, b, c, d, ch] => (u32::from_be_bytes([*a, *b, *c, *d]), *ch),
         _ => (0, 0),
     }
-}
-
-/// `live/x` as a hub key.
-fn key_of(path: &str) -> Option<String> {
-    let (app, stream) = path.split_once('/')?;
-    stream_key(app, stream)
 }
 
 impl Engine {
@@ -509,10 +504,10 @@ impl Engine {
             }
             ServerEvent::Playing => {
                 let stream = match self.conns.get(&conn) {
-                    Some(c) if c.role == Role::None && !c.stream.is_empty() => c.stream.clone(),
-                    _ => String::new(),
+                    Some(c) if c.role == Role::None => c.stream.clone(),
+                    _ => None,
                 };
-                if !stream.is_empty() {
+                if let Some(stream) = stream {
                     self.start_session(conn, Role::Play, Protocol::Rtsp, &stream, now);
                 }
                 self.rtsp_player_ready(conn, now);
@@ -581,7 +576,7 @@ impl Engine {
 
     fn rtsp_describe(&mut self, conn: ConnId, path: &str, query: &str, now: u64) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = key_of(path).filter(|_| !busy) else {
+        let Some(key) = StreamKey::parse(path).filter(|_| !busy) else {
             self.rtsp_reject(conn, 404);
             return;
         };
@@ -591,7 +586,7 @@ impl Engine {
             return self.close(conn, true, &reason, now);
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.stream = key.clone();
+            c.stream = Some(key.clone());
             if let ConnKind::Rtsp(r) = &mut c.kind {
                 r.describe_pending = true;
                 r.held.clear();
@@ -723,7 +718,7 @@ impl Engine {
         now: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = key_of(path).filter(|_| !busy) else {
+        let Some(key) = StreamKey::parse(path).filter(|_| !busy) else {
             self.rtsp_reject(conn, 400);
             return;
         };

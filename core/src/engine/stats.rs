@@ -191,7 +191,11 @@ impl Engine {
                 conn: id,
                 protocol: c.protocol,
                 role: c.role,
-                stream: c.stream.clone(),
+                stream: c
+                    .stream
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 peer: c.peer,
                 start_unix_ms: wall.saturating_add(c.started_ms),
                 bytes_in: c.bytes_in,
@@ -199,9 +203,9 @@ impl Engine {
                 read_kbits: rate.read_kbits,
                 write_kbits: rate.write_kbits,
             });
-            if c.role == Role::Publish {
-                let (_, video, audio) = self.hub.config_packets(&c.stream);
-                out.streams.push(stream_stats(&c.stream, video, audio));
+            if let (Role::Publish, Some(key)) = (c.role, &c.stream) {
+                let (_, video, audio) = self.hub.config_packets(key);
+                out.streams.push(stream_stats(key, video, audio));
             }
         }
         let conns = &self.conns;

@@ -3,6 +3,10 @@ use m3u8_rs::{parse_media_playlist_res, MediaPlaylist};
 
 use super::*;
 
+fn key(path: &str) -> StreamKey {
+    StreamKey::parse(path).expect("a valid test key")
+}
+
 fn cfg() -> HlsConfig {
     HlsConfig {
         fragment_ms: 2000,
@@ -65,7 +69,7 @@ fn paths() {
 #[test]
 fn live_playlist_slides_and_ends() {
     let mut h = Hls::new(cfg());
-    h.start("live/cam", false);
+    h.start(&key("live/cam"), false);
     assert!(h.live_playlist("live/cam").is_none());
     feed(&mut h, "live/cam", 0, 3);
     let p = parse(&h.live_playlist("live/cam").unwrap());
@@ -103,11 +107,11 @@ fn live_playlist_slides_and_ends() {
 #[test]
 fn reconnect_and_jumps_are_discontinuities() {
     let mut h = Hls::new(cfg());
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed(&mut h, "a/b", 5000, 4);
     h.end("a/b", 0);
     // The publisher comes back with timestamps from zero.
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed(&mut h, "a/b", 0, 4);
     // Then its clock jumps an hour ahead.
     feed(&mut h, "a/b", 3_600_000, 4);
@@ -129,7 +133,7 @@ fn record_memory_is_bounded() {
         record_max_bytes: 188 * 100,
         ..cfg()
     });
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed(&mut h, "a/b", 0, 41);
     // Each segment is 50 packets: the window (3) plus two more fit in the budget.
     let r = parse(&h.record_playlist("a/b").unwrap());
@@ -147,7 +151,7 @@ fn files_and_cleanup() {
             cleanup,
             ..cfg()
         });
-        h.start("a/b", true);
+        h.start(&key("a/b"), true);
         feed(&mut h, "a/b", 0, 13);
         h.end("a/b", 0);
         h.handle_timeout(u64::MAX);
@@ -180,7 +184,7 @@ fn files_and_cleanup() {
         out_path: "/srv".into(),
         ..cfg()
     });
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed(&mut h, "a/b", 0, 5);
     assert!(h.poll_output().is_none());
 }
@@ -188,7 +192,7 @@ fn files_and_cleanup() {
 #[test]
 fn audio_only_cuts_on_time() {
     let mut h = Hls::new(cfg());
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     // AAC at 23 ms per frame, a random access point every 500 ms as the muxer makes them.
     let mut last_rap = None;
     for i in 0..400i64 {
