@@ -24,6 +24,7 @@ mod access;
 pub mod conn_id;
 mod http_conn;
 mod packet;
+mod publication;
 mod record;
 mod rtmp_conn;
 mod rtsp_conn;
@@ -42,13 +43,14 @@ use crate::auth::SimpleAuth;
 use crate::hls::{Hls, HlsConfig, HlsOutput};
 use crate::http::websocket::WsReader;
 use crate::http::{self, HttpLimits, RequestReader, Response};
-use crate::hub::{Hub, HubConfig, HubEvent};
+use crate::hub::{Hub, HubConfig, HubEvent, Tracks};
+use crate::media::Frame;
 use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::stream_key::StreamKey;
-use crate::ts::TsMuxer;
+use publication::{Publication, Sinks};
 
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
@@ -338,6 +340,15 @@ pub enum StreamMessage {
         /// The packet.
         packet: Packet,
     },
+    /// What the stream's tracks are (sent again whenever that changes).
+    Tracks {
+        /// The stream.
+        stream: StreamKey,
+        /// The publishing connection.
+        publisher: ConnId,
+        /// The description.
+        tracks: Tracks,
+    },
     /// The publisher left (the receiving hub applies its grace period).
     End {
         /// The stream.
@@ -345,6 +356,19 @@ pub enum StreamMessage {
         /// The publishing connection.
         publisher: ConnId,
     },
+}
+
+/// The engine's parts a [`Publication`] feeds, borrowed field by field (so the publication,
+/// another field, stays borrowable).
+macro_rules! sinks {
+    ($engine:expr) => {
+        Sinks {
+            hub: &mut $engine.hub,
+            hls: &mut $engine.hls,
+            outputs: &mut $engine.outputs,
+            recording_dirty: &mut $engine.recording_dirty,
+        }
+    };
 }
 
 /// How long a closing connection may take to accept its last bytes.
@@ -407,10 +431,6 @@ struct Conn {
     /// Bytes to send before any media: session output, HTTP heads.
     pending: VecDeque<Bytes>,
     writer: Option<PlayerWriter>,
-    /// The published stream, while it is announced to other engines.
-    published: Option<StreamKey>,
-    /// A publisher's TS muxer: every frame is muxed once, here.
-    muxer: Option<Box<TsMuxer>>,
     closing: bool,
     /// When a flushing close gives up on a peer that does not read.
     close_by_ms: u64,
@@ -419,10 +439,6 @@ struct Conn {
     timer_armed: bool,
     /// Listed in [`Engine::merging`]: media is waiting for the merge window to end.
     merging: bool,
-    /// A publisher replaced by a newer one: its stream lives on, so its end is not announced.
-    kicked: bool,
-    /// A publisher's silent audio track while it may still be needed.
-    silent_audio: Option<SilentAudio>,
 }
 
 /// The server engine. See the module docs.
@@ -443,8 +459,9 @@ pub struct Engine {
     /// that holds them ends.
     merging: Vec<ConnId>,
     merge_until: Option<u64>,
-    /// Recordings of local publishers, and those with bytes not yet handed out.
-    recorders: HashMap<ConnId, Recorder>,
+    /// The streams published on this engine, by publishing connection.
+    publications: HashMap<ConnId, Publication>,
+    /// Publications whose recordings have bytes not yet handed out.
     recording_dirty: Vec<ConnId>,
     /// Bitrate measurements and the byte counts of closed connections, for [`Engine::stats`].
     meters: stats::Meters,
@@ -465,7 +482,7 @@ impl Engine {
             next_remote_id: 0,
             merging: Vec::new(),
             merge_until: None,
-            recorders: HashMap::new(),
+            publications: HashMap::new(),
             recording_dirty: Vec::new(),
             meters: stats::Meters::default(),
         }
@@ -551,15 +568,11 @@ impl Engine {
                 kind,
                 pending: VecDeque::new(),
                 writer: None,
-                published: None,
-                muxer: None,
                 closing: false,
                 close_by_ms: 0,
                 head_started_ms: now_ms,
                 timer_armed: false,
                 merging: false,
-                kicked: false,
-                silent_audio: None,
             },
         );
         self.arm_timer(conn);
@@ -860,7 +873,8 @@ impl Engine {
             return;
         };
         if c.role == Role::Publish {
-            if !c.kicked {
+            // A kicked publisher's stream lives on: it has no publication left to end.
+            if self.publications.contains_key(&conn) {
                 self.rtsp_flush_interleaver(conn);
                 self.end_publish(conn, now_ms);
             }
@@ -927,8 +941,8 @@ impl Engine {
                 ));
                 Protocol::Rtmp
             }
-            // RTSP players answer their DESCRIBE from the packets the hub hands them.
-            ConnKind::Rtsp(_) => return,
+            // RTSP players answer their DESCRIBE once the stream's tracks are described.
+            ConnKind::Rtsp(_) => return self.rtsp_player_ready(conn, now_ms),
             ConnKind::Http { state, .. } => {
                 let HttpState::Waiting { format } = *state else {
                     return;
@@ -968,54 +982,62 @@ impl Engine {
         self.want_transmit(conn);
     }
 
-    /// Hands a local publisher's packet to the hub and, when streams are shared, to other
-    /// engines; silent audio due before it goes first.
-    fn push_local(&mut self, conn: ConnId, packet: Packet) {
-        self.inject_silent_audio(conn, &packet);
-        self.push_packet(conn, packet);
+    /// `conn` publishes `key` from now on (the hub accepted it): its publication starts and
+    /// the session is logged. `described` are tracks declared up front (RTSP ANNOUNCE).
+    fn publish_started(
+        &mut self,
+        conn: ConnId,
+        key: &StreamKey,
+        protocol: Protocol,
+        described: Option<Tracks>,
+        now_ms: u64,
+    ) {
+        let mut sinks = sinks!(self);
+        let p = Publication::start(
+            key.clone(),
+            conn,
+            described,
+            &self.config,
+            now_ms,
+            &mut sinks,
+        );
+        self.publications.insert(conn, p);
+        self.start_session(conn, Role::Publish, protocol, key, now_ms);
     }
 
-    /// [`Engine::push_local`] without the silent audio: to HLS, the recorder, other engines and
-    /// the hub.
-    fn push_packet(&mut self, conn: ConnId, packet: Packet) {
-        if let Some(stream) = self.conns.get(&conn).and_then(|c| c.stream.as_ref()) {
-            let p = packet.data();
-            self.hls.push(stream, p.dts, &p.ts, p.ts_random_access);
-        }
-        self.record_packet(conn, &packet);
-        if let Some(stream) = self.conns.get(&conn).and_then(|c| c.published.clone()) {
-            self.outputs
-                .push_back(Output::Broadcast(StreamMessage::Packet {
-                    stream,
-                    publisher: conn,
-                    packet: packet.clone(),
-                }));
-        }
-        self.hub.push(conn, packet);
+    /// A frame from the publisher on `conn`, with the FLV tag body it came in, if any.
+    fn publish_frame(&mut self, conn: ConnId, frame: Frame, flv_body: Option<Bytes>) {
+        let Some(p) = self.publications.get_mut(&conn) else {
+            return;
+        };
+        let mut sinks = sinks!(self);
+        p.push_frame(frame, flv_body, &mut sinks);
     }
 
-    /// A local publisher stopped: the hub starts its grace period, the playlists end, other
-    /// engines are told.
+    /// `onMetaData` from the publisher on `conn`.
+    fn publish_metadata(&mut self, conn: ConnId, value: &crate::amf::Value, timestamp: u32) {
+        let Some(p) = self.publications.get_mut(&conn) else {
+            return;
+        };
+        let mut sinks = sinks!(self);
+        p.push_metadata(value, timestamp, &mut sinks);
+    }
+
+    /// A local publisher stopped: its publication ends.
     fn end_publish(&mut self, conn: ConnId, now_ms: u64) {
-        self.hub.unpublish(conn, now_ms);
-        self.stop_recording(conn);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.muxer = None;
-            c.silent_audio = None;
-            if let Some(stream) = &c.stream {
-                self.hls.end(stream, now_ms);
-            }
-        }
-        self.broadcast_end(conn);
+        let Some(p) = self.publications.remove(&conn) else {
+            return;
+        };
+        let mut sinks = sinks!(self);
+        p.end(now_ms, &mut sinks);
     }
 
-    fn broadcast_end(&mut self, conn: ConnId) {
-        if let Some(stream) = self.conns.get_mut(&conn).and_then(|c| c.published.take()) {
-            self.outputs
-                .push_back(Output::Broadcast(StreamMessage::End {
-                    stream,
-                    publisher: conn,
-                }));
+    /// Hands out what the recordings accumulated since the last time.
+    fn flush_recordings(&mut self) {
+        for conn in std::mem::take(&mut self.recording_dirty) {
+            if let Some(p) = self.publications.get_mut(&conn) {
+                p.flush_recording(&mut self.outputs);
+            }
         }
     }
 
@@ -1035,6 +1057,17 @@ impl Engine {
                         let p = packet.data();
                         self.hls.push(&stream, p.dts, &p.ts, p.ts_random_access);
                         self.hub.push(feed.hub_id, packet);
+                    }
+                }
+            }
+            StreamMessage::Tracks {
+                stream,
+                publisher,
+                tracks,
+            } => {
+                if let Some(feed) = self.remote.get(&stream) {
+                    if feed.publisher == publisher {
+                        self.hub.set_tracks(feed.hub_id, tracks);
                     }
                 }
             }
@@ -1111,10 +1144,8 @@ impl Engine {
             self.remote.remove(key);
             return;
         }
-        if let Some(c) = self.conns.get_mut(&old) {
-            c.kicked = true;
-            c.published = None;
-            c.muxer = None;
+        if let Some(p) = self.publications.remove(&old) {
+            p.kicked(&mut self.outputs);
         }
         self.close(
             old,

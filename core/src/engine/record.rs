@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{ConnId, Engine, Output, Packet, PlayerFormat, PlayerWriter};
+use super::{Output, Packet, PlayerFormat, PlayerWriter};
 use crate::hub::PacketKind;
 
 /// Settings of recording (`[record]` in the config).
@@ -231,42 +231,6 @@ impl Recorder {
     }
 }
 
-impl Engine {
-    /// A local publish of `stream` began: its recording starts (when configured), named by the
-    /// wall clock now.
-    pub(super) fn start_recording(&mut self, conn: ConnId, stream: &str, now_ms: u64) {
-        let unix_ms = self.config.rtsp.wallclock_offset_ms.saturating_add(now_ms);
-        if let Some(r) = Recorder::new(&self.config.record, stream, unix_ms) {
-            self.recorders.insert(conn, r);
-        }
-    }
-
-    /// Records a local publisher's packet.
-    pub(super) fn record_packet(&mut self, conn: ConnId, packet: &Packet) {
-        if let Some(r) = self.recorders.get_mut(&conn) {
-            if r.push(packet) {
-                self.recording_dirty.push(conn);
-            }
-        }
-    }
-
-    /// Hands out what the recordings accumulated since the last time.
-    pub(super) fn flush_recordings(&mut self) {
-        for conn in std::mem::take(&mut self.recording_dirty) {
-            if let Some(r) = self.recorders.get_mut(&conn) {
-                r.flush(&mut self.outputs);
-            }
-        }
-    }
-
-    /// A local publish ended: its files get their last bytes and are closed.
-    pub(super) fn stop_recording(&mut self, conn: ConnId) {
-        if let Some(r) = self.recorders.remove(&conn) {
-            r.close(&mut self.outputs);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -275,7 +239,7 @@ mod tests {
 
     use super::*;
     use crate::amf::Value;
-    use crate::engine::{EngineConfig, Listener};
+    use crate::engine::{Engine, EngineConfig, Listener};
     use crate::flv::{FlvDemuxer, TagType};
     use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
     use crate::rtmp::message_type;

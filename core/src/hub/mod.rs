@@ -22,6 +22,7 @@ mod gop;
 mod queue;
 #[cfg(test)]
 mod tests;
+mod tracks;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -30,7 +31,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use gop::GopCache;
 
 use crate::stream_key::StreamKey;
+
 use queue::{Offer, PlayerQueue};
+pub use tracks::{AudioTrack, TrackWatch, Tracks, VideoTrack};
 
 /// Identifies a session (a connection's publisher or player) to the hub; chosen by the engine.
 pub type SessionId = u64;
@@ -250,6 +253,8 @@ struct Stream<P> {
     feed: Feed,
     players: Vec<SessionId>,
     cache: GopCache<P>,
+    /// What its publisher said the tracks are.
+    tracks: Tracks,
 }
 
 #[derive(Debug)]
@@ -366,6 +371,7 @@ impl<P: HubPacket> Hub<P> {
                 feed: Feed::Idle,
                 players: Vec::new(),
                 cache: GopCache::new(),
+                tracks: Tracks::default(),
             });
         let previous = std::mem::replace(&mut s.feed, Feed::Live(publisher));
         match previous {
@@ -427,6 +433,7 @@ impl<P: HubPacket> Hub<P> {
                 feed: Feed::Idle,
                 players: Vec::new(),
                 cache: GopCache::new(),
+                tracks: Tracks::default(),
             });
         s.players.push(player);
         if s.feed == Feed::Idle {
@@ -679,6 +686,22 @@ impl<P: HubPacket> Hub<P> {
             ),
             None => (None, None, None),
         }
+    }
+
+    /// Describes the tracks of the stream `publisher` publishes (ignored for a session that
+    /// does not publish). Players and the API read them with [`Hub::tracks`].
+    pub fn set_tracks(&mut self, publisher: SessionId, tracks: Tracks) {
+        let Some(name) = self.publishers.get(&publisher) else {
+            return;
+        };
+        if let Some(s) = self.streams.get_mut(name) {
+            s.tracks = tracks;
+        }
+    }
+
+    /// The tracks of a stream, as its publisher described them.
+    pub fn tracks(&self, stream: &str) -> Option<&Tracks> {
+        self.streams.get(stream).map(|s| &s.tracks)
     }
 
     /// Whether a stream's GOP cache holds video (a video config or frame was published).
