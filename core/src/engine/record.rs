@@ -1,6 +1,6 @@
 //! Recording: every publish written to an FLV file and/or one long MPEG-TS file.
 //!
-//! A [`Recorder`] lives on the engine of the publisher (so a frame is recorded exactly once
+//! A [`Recorder`] belongs to the stream's publication, on the publisher's engine (so a frame is recorded once
 //! whatever the number of engines) and turns the stream's [`Packet`]s into file bytes with the
 //! same per-player rendering HTTP-FLV and HTTP-TS players get: FLV tags around the shared tag
 //! bodies, with timestamps from 0, and the TS bytes the stream's muxer made once for every TS

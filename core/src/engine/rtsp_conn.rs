@@ -1,15 +1,16 @@
 //! The engine's RTSP side: server session events turned into hub operations.
 //!
-//! A publisher (ANNOUNCE / RECORD) gives [`Frame`]s; each becomes a [`Packet`] exactly as an RTMP
-//! publisher's would (FLV tag body built once, TS muxed once), so every output serves it. A
-//! player (DESCRIBE / PLAY) is a hub player like any other: its packets' frames go through its
-//! own session, which packetizes them (sequence numbers and SSRC are per player).
+//! A publisher (ANNOUNCE / RECORD) hands its [`Frame`]s to its publication, which makes the
+//! shared packets, and its ANNOUNCE describes the stream's tracks. A player (DESCRIBE / PLAY)
+//! is a hub player like any other: its packets' frames go through its own session, which
+//! packetizes them (sequence numbers and SSRC are per player).
 //!
-//! A DESCRIBE needs the stream's tracks: the player joins the hub at once (waiting for the
-//! publisher if needed) and its first packets are held until the codecs are known, then sent
-//! after PLAY. UDP transport is sans-IO: a SETUP over UDP asks the runtime for a port pair
-//! ([`Output::OpenUdp`], answered by [`Engine::handle_udp_open`]); datagrams come in through
-//! [`Engine::handle_udp`] and go out as [`Output::SendUdp`].
+//! A DESCRIBE is answered from the stream's track description in the hub: the player joins the
+//! hub at once (waiting for the publisher if needed), and its packets wait in its hub queue
+//! until the description is complete and PLAY comes. UDP transport is sans-IO: a SETUP over
+//! UDP asks the runtime for a port pair ([`Output::OpenUdp`], answered by
+//! [`Engine::handle_udp_open`]); datagrams come in through [`Engine::handle_udp`] and go out as
+//! [`Output::SendUdp`].
 
 use std::net::SocketAddr;
 
@@ -788,6 +789,71 @@ mod tests {
             );
         }
         assert_eq!(e.conns[&PUBLISHER].bytes_in - before, 2 * (12 + 160));
+    }
+
+    /// FLV players expect `onMetaData` first; an RTSP publisher sends none, so it is built
+    /// from the ANNOUNCE's description (here a 640x360 H.264 track and 48 kHz stereo AAC).
+    #[test]
+    fn flv_players_of_an_rtsp_publisher_get_on_metadata() {
+        use crate::amf::{amf0, Value};
+        use crate::flv::{FlvDemuxer, TagType};
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                   a=fmtp:96 packetization-mode=1;\
+                   sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==\r\n\
+                   a=control:trackID=0\r\n\
+                   m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n\
+                   a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
+                   indexlength=3;indexdeltalength=3;config=1190\r\n\
+                   a=control:trackID=1\r\n";
+        let (answer, _) = request(
+            &mut e,
+            PUBLISHER,
+            &format!(
+                "ANNOUNCE rtsp://h/live/m RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            0,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+
+        e.handle_accept(PLAYER, Listener::Http, peer(), 1);
+        e.handle_input(PLAYER, b"GET /live/m.flv HTTP/1.1\r\nHost: h\r\n\r\n", 1);
+        while e.poll_output().is_some() {}
+        let mut out = Vec::new();
+        e.poll_transmit(PLAYER, usize::MAX, &mut out);
+        let bytes = out.concat();
+        let body_at = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP head")
+            + 4;
+        // The FLV header (9 bytes), PreviousTagSize0, then the first tag: its size ends it.
+        let flv = &bytes[body_at..];
+        let size = flv.get(14..17).expect("a tag header");
+        let tag_len = 11 + u32::from_be_bytes([0, size[0], size[1], size[2]]);
+        let mut d = FlvDemuxer::default();
+        d.push(flv);
+        d.push(&tag_len.to_be_bytes());
+        let first = d
+            .poll_tag()
+            .expect("the FLV body demuxes")
+            .expect("a first tag");
+        assert_eq!(first.tag_type, TagType::Script);
+        let values = amf0::decode_all(&first.body, 8).expect("AMF0");
+        assert_eq!(values.first(), Some(&Value::String("onMetaData".into())));
+        let meta = values.get(1).expect("the metadata");
+        let number = |name| meta.get(name).and_then(Value::as_f64);
+        assert_eq!(
+            (number("width"), number("height")),
+            (Some(640.0), Some(360.0))
+        );
+        assert_eq!(number("videocodecid"), Some(7.0));
+        assert_eq!(number("audiocodecid"), Some(10.0));
+        assert_eq!(number("audiosamplerate"), Some(48_000.0));
+        assert_eq!(meta.get("stereo"), Some(&Value::Boolean(true)));
     }
 
     /// ANNOUNCE (PCMU), SETUP over TCP on channels 0-1 and RECORD of `live/{name}` at time 0.
