@@ -441,6 +441,16 @@ struct Conn {
     merging: bool,
 }
 
+impl Conn {
+    /// `app/stream` for records and statistics, empty when none.
+    fn stream_name(&self) -> String {
+        self.stream
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+}
+
 /// The server engine. See the module docs.
 #[derive(Debug)]
 pub struct Engine {
@@ -778,11 +788,7 @@ impl Engine {
             peer: c.peer,
             protocol: c.protocol,
             role: c.role,
-            stream: c
-                .stream
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            stream: c.stream_name(),
             bytes_in: c.bytes_in,
             bytes_out: c.bytes_out,
             duration_ms: now_ms.saturating_sub(c.started_ms),

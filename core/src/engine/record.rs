@@ -1,13 +1,13 @@
 //! Recording: every publish written to an FLV file and/or one long MPEG-TS file.
 //!
-//! A [`Recorder`] belongs to the stream's publication, on the publisher's engine (so a frame is recorded once
-//! whatever the number of engines) and turns the stream's [`Packet`]s into file bytes with the
-//! same per-player rendering HTTP-FLV and HTTP-TS players get: FLV tags around the shared tag
-//! bodies, with timestamps from 0, and the TS bytes the stream's muxer made once for every TS
-//! output, from the first random access point (PAT/PMT and a key frame) on. Nothing is copied:
-//! the bytes go to the runtime as [`Output::AppendFile`] pieces that share the packets'
-//! buffers, and what the recorder holds is only what one input produced before the engine's
-//! outputs were polled.
+//! A [`Recorder`] belongs to the stream's publication, on the publisher's engine (so a frame
+//! is recorded once whatever the number of engines), and turns the stream's [`Packet`]s into
+//! file bytes with the same per-player rendering HTTP-FLV and HTTP-TS players get: FLV tags
+//! around the shared tag bodies, with timestamps from 0, and the TS bytes the stream's muxer
+//! made once for every TS output, from the first random access point (PAT/PMT and a key frame)
+//! on. Nothing is copied: the bytes go to the runtime as [`Output::AppendFile`] pieces that
+//! share the packets' buffers, and what the recorder holds is only what one input produced
+//! before the engine's outputs were polled.
 
 use std::collections::VecDeque;
 

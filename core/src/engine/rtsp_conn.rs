@@ -718,19 +718,12 @@ mod tests {
     #[test]
     fn udp_publisher_of_g711_is_described_to_a_player() {
         let mut e = Engine::new(EngineConfig::default(), 7);
-        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
-        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
-                   m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=0\r\n";
-        let (answer, _) = request(
+        announce(
             &mut e,
-            PUBLISHER,
-            &format!(
-                "ANNOUNCE rtsp://h/live/g RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
-                sdp.len()
-            ),
-            0,
+            "g",
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=0\r\n",
         );
-        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
         let (answer, outputs) = request(
             &mut e,
             PUBLISHER,
@@ -798,8 +791,10 @@ mod tests {
         use crate::amf::{amf0, Value};
         use crate::flv::{FlvDemuxer, TagType};
         let mut e = Engine::new(EngineConfig::default(), 7);
-        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
-        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        announce(
+            &mut e,
+            "m",
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
                    m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
                    a=fmtp:96 packetization-mode=1;\
                    sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==\r\n\
@@ -807,17 +802,8 @@ mod tests {
                    m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n\
                    a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
                    indexlength=3;indexdeltalength=3;config=1190\r\n\
-                   a=control:trackID=1\r\n";
-        let (answer, _) = request(
-            &mut e,
-            PUBLISHER,
-            &format!(
-                "ANNOUNCE rtsp://h/live/m RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
-                sdp.len()
-            ),
-            0,
+                   a=control:trackID=1\r\n",
         );
-        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
 
         e.handle_accept(PLAYER, Listener::Http, peer(), 1);
         e.handle_input(PLAYER, b"GET /live/m.flv HTTP/1.1\r\nHost: h\r\n\r\n", 1);
@@ -856,11 +842,9 @@ mod tests {
         assert_eq!(meta.get("stereo"), Some(&Value::Boolean(true)));
     }
 
-    /// ANNOUNCE (PCMU), SETUP over TCP on channels 0-1 and RECORD of `live/{name}` at time 0.
-    fn tcp_recorder(e: &mut Engine, name: &str) -> String {
+    /// Accepts the publisher and announces `live/{name}` with `sdp`, which must be accepted.
+    fn announce(e: &mut Engine, name: &str, sdp: &str) {
         e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
-        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
-                   m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=0\r\n";
         let (answer, _) = request(
             e,
             PUBLISHER,
@@ -871,6 +855,16 @@ mod tests {
             0,
         );
         assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    }
+
+    /// ANNOUNCE (PCMU), SETUP over TCP on channels 0-1 and RECORD of `live/{name}` at time 0.
+    fn tcp_recorder(e: &mut Engine, name: &str) -> String {
+        announce(
+            e,
+            name,
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=0\r\n",
+        );
         let (answer, _) = request(
             e,
             PUBLISHER,

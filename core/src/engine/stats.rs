@@ -191,11 +191,7 @@ impl Engine {
                 conn: id,
                 protocol: c.protocol,
                 role: c.role,
-                stream: c
-                    .stream
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
+                stream: c.stream_name(),
                 peer: c.peer,
                 start_unix_ms: wall.saturating_add(c.started_ms),
                 bytes_in: c.bytes_in,
