@@ -975,8 +975,10 @@ impl Engine {
                 }
             }
         };
-        let (_, video, audio) = self.hub.config_packets(&stream);
-        let (has_video, has_audio) = (video.is_some(), audio.is_some());
+        let (has_video, has_audio) = self
+            .hub
+            .tracks(&stream)
+            .map_or((false, false), |t| (t.video.is_some(), t.audio.is_some()));
         if let Some(c) = self.conns.get_mut(&conn) {
             if let Some(w) = c.writer.as_mut() {
                 let mut head = Vec::new();
