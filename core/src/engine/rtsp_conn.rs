@@ -784,6 +784,45 @@ mod tests {
         assert_eq!(e.conns[&PUBLISHER].bytes_in - before, 2 * (12 + 160));
     }
 
+    /// A 640x360 H.264 track and a 48 kHz stereo AAC track.
+    const H264_AAC_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+        a=fmtp:96 packetization-mode=1;\
+        sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==\r\n\
+        a=control:trackID=0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n\
+        a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
+        indexlength=3;indexdeltalength=3;config=1190\r\n\
+        a=control:trackID=1\r\n";
+
+    /// A player on another engine is described the stream from the tracks its publisher's
+    /// engine sent along with the stream.
+    #[test]
+    fn an_rtsp_player_on_another_engine_is_described_the_stream() {
+        let config = EngineConfig {
+            share_streams: true,
+            ..EngineConfig::default()
+        };
+        let mut a = Engine::new(config.clone(), 7);
+        let mut b = Engine::new(config, 8);
+        for o in announce(&mut a, "m", H264_AAC_SDP) {
+            if let Output::Broadcast(m) = o {
+                b.handle_remote(m, 0);
+            }
+        }
+        b.handle_accept(PLAYER, Listener::Rtsp, peer(), 1);
+        let (answer, _) = request(
+            &mut b,
+            PLAYER,
+            "DESCRIBE rtsp://h/live/m RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+            1,
+        );
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        let sprop = "sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==";
+        assert!(answer.contains(sprop), "{answer}");
+        assert!(answer.contains("config=1190"), "{answer}");
+    }
+
     /// FLV players expect `onMetaData` first; an RTSP publisher sends none, so it is built
     /// from the ANNOUNCE's description (here a 640x360 H.264 track and 48 kHz stereo AAC).
     #[test]
@@ -791,19 +830,7 @@ mod tests {
         use crate::amf::{amf0, Value};
         use crate::flv::{FlvDemuxer, TagType};
         let mut e = Engine::new(EngineConfig::default(), 7);
-        announce(
-            &mut e,
-            "m",
-            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
-                   m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
-                   a=fmtp:96 packetization-mode=1;\
-                   sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==\r\n\
-                   a=control:trackID=0\r\n\
-                   m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n\
-                   a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
-                   indexlength=3;indexdeltalength=3;config=1190\r\n\
-                   a=control:trackID=1\r\n",
-        );
+        announce(&mut e, "m", H264_AAC_SDP);
 
         e.handle_accept(PLAYER, Listener::Http, peer(), 1);
         e.handle_input(PLAYER, b"GET /live/m.flv HTTP/1.1\r\nHost: h\r\n\r\n", 1);
@@ -842,10 +869,11 @@ mod tests {
         assert_eq!(meta.get("stereo"), Some(&Value::Boolean(true)));
     }
 
-    /// Accepts the publisher and announces `live/{name}` with `sdp`, which must be accepted.
-    fn announce(e: &mut Engine, name: &str, sdp: &str) {
+    /// Accepts the publisher and announces `live/{name}` with `sdp`, which must be accepted;
+    /// returns the engine's outputs.
+    fn announce(e: &mut Engine, name: &str, sdp: &str) -> Vec<Output> {
         e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
-        let (answer, _) = request(
+        let (answer, outputs) = request(
             e,
             PUBLISHER,
             &format!(
@@ -855,6 +883,7 @@ mod tests {
             0,
         );
         assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        outputs
     }
 
     /// ANNOUNCE (PCMU), SETUP over TCP on channels 0-1 and RECORD of `live/{name}` at time 0.
