@@ -7,8 +7,13 @@
 //! to close, and session start/end records for the log. After every input the runtime drains
 //! [`Engine::poll_output`] until it returns `None`.
 //!
-//! Every published stream is also muxed to MPEG-TS once, on the publisher's engine, by a
-//! per-publisher [`TsMuxer`]; the TS bytes travel inside the shared [`Packet`] to HTTP-TS and
+//! A stream published on this engine has one publication (`publication.rs`): the only place
+//! where the publisher's frames become the shared [`Packet`]s, and the owner of the stream's
+//! track description in the hub, its muxers, silent audio, recording, HLS start and end and its
+//! announcements to other engines. Input protocols only hand it frames and metadata.
+//!
+//! Every published stream is also muxed to MPEG-TS once, on the publisher's engine, by its
+//! publication's [`crate::ts::TsMuxer`]; the TS bytes travel inside the shared [`Packet`] to HTTP-TS and
 //! WS-TS players and to the HLS segmenter ([`Hls`]). Each engine runs its own segmenter over the
 //! packets it sees (its local publishers' and, with [`EngineConfig::share_streams`], every other
 //! engine's through [`StreamMessage`]s), so an HLS request can be answered by whichever engine
