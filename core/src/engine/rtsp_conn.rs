@@ -756,15 +756,8 @@ mod tests {
         );
         assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
 
-        e.handle_accept(PLAYER, Listener::Rtsp, peer(), 3);
-        let (answer, _) = request(
-            &mut e,
-            PLAYER,
-            "DESCRIBE rtsp://h/live/g RTSP/1.0\r\nCSeq: 1\r\n\r\n",
-            4,
-        );
         // The ANNOUNCE described the track: no media needs to arrive first.
-        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        let answer = describe(&mut e, "g", 4);
         assert!(answer.contains("a=rtpmap:8 PCMA/8000"), "{answer}");
         // A foreign datagram is ignored; the publisher's own reach the hub.
         let stranger: SocketAddr = "10.9.9.9:5000".parse().unwrap();
@@ -810,14 +803,7 @@ mod tests {
                 b.handle_remote(m, 0);
             }
         }
-        b.handle_accept(PLAYER, Listener::Rtsp, peer(), 1);
-        let (answer, _) = request(
-            &mut b,
-            PLAYER,
-            "DESCRIBE rtsp://h/live/m RTSP/1.0\r\nCSeq: 1\r\n\r\n",
-            1,
-        );
-        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        let answer = describe(&mut b, "m", 1);
         let sprop = "sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==";
         assert!(answer.contains(sprop), "{answer}");
         assert!(answer.contains("config=1190"), "{answer}");
@@ -884,6 +870,16 @@ mod tests {
         );
         assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
         outputs
+    }
+
+    /// Accepts the player and sends a DESCRIBE of `live/{name}`, which must be answered at
+    /// once with 200; returns the answer.
+    fn describe(e: &mut Engine, name: &str, now: u64) -> String {
+        e.handle_accept(PLAYER, Listener::Rtsp, peer(), now);
+        let describe = format!("DESCRIBE rtsp://h/live/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+        let (answer, _) = request(e, PLAYER, &describe, now);
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        answer
     }
 
     /// ANNOUNCE (PCMU), SETUP over TCP on channels 0-1 and RECORD of `live/{name}` at time 0.
