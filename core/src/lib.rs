@@ -36,4 +36,5 @@ pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
 pub mod sim;
+pub mod stream_key;
 pub mod ts;

@@ -17,6 +17,7 @@ use crate::api::lal::{
 };
 use crate::api::merge;
 use crate::engine::{EngineStats, Protocol, Role, SessionRecord};
+use crate::stream_key::StreamKey;
 
 /// An event a webhook can be configured for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -238,10 +239,10 @@ impl SessionInfo {
     /// `listen_addr` the address of the listener it came in on, for the URL. The
     /// `has_*_session` flags start false: the caller knows the stream's other sessions.
     pub fn new(record: &SessionRecord, listen_addr: &str) -> SessionInfo {
-        let (app, stream) = record
-            .stream
-            .split_once('/')
-            .unwrap_or(("", record.stream.as_str()));
+        let key = StreamKey::parse(&record.stream);
+        let (app, stream) = key
+            .as_ref()
+            .map_or(("", record.stream.as_str()), |k| (k.app(), k.stream()));
         SessionInfo {
             server_id: SERVER_ID,
             session_id: lal_session_id(record.conn, record.protocol, record.role),

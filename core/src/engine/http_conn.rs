@@ -19,7 +19,7 @@
 use bytes::BytesMut;
 
 use super::routes::{self, Handler, ROUTES};
-use super::{stream_key, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
+use super::{ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
 use crate::api::lal::kick_session_query;
 use crate::auth::{Access, SECRET_PARAM};
 use crate::hls::HlsRequest;
@@ -27,6 +27,7 @@ use crate::http::router::{self, Methods, Params, Routed};
 use crate::http::websocket::{self, Opcode, WsReader};
 use crate::http::{self, Request, Response, CONTINUE_RESPONSE};
 use crate::hub::PlayState;
+use crate::stream_key::StreamKey;
 
 /// Most replies (pongs) queued for a WebSocket peer before further pings go unanswered.
 const MAX_PENDING_CONTROL: usize = 8;
@@ -269,7 +270,7 @@ impl Engine {
         let key = params
             .get("app")
             .zip(params.get("stream"))
-            .and_then(|(app, stream)| stream_key(app, stream));
+            .and_then(|(app, stream)| StreamKey::new(app, stream));
         let Some(key) = key else {
             return self.reply(
                 conn,
@@ -319,7 +320,7 @@ impl Engine {
             PlayerFormat::Flv
         };
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.stream = key.clone();
+            c.stream = Some(key.clone());
             if let ConnKind::Http { state, .. } = &mut c.kind {
                 *state = HttpState::Waiting { format };
             }
@@ -368,7 +369,7 @@ impl Engine {
         // Playlists need the secret when configured; segments never do (their URLs come from
         // the playlist, without its query).
         if let (HlsRequest::Live { .. } | HlsRequest::Record { .. }, Some(key)) =
-            (r, stream_key(app, stream))
+            (r, StreamKey::new(app, stream))
         {
             let secret = req.query_param(SECRET_PARAM);
             let checked =
@@ -378,7 +379,7 @@ impl Engine {
                 return self.reply(conn, ask.closing(), response, &reason, now_ms);
             }
         }
-        let found = stream_key(app, stream).and_then(|key| match r {
+        let found = StreamKey::new(app, stream).and_then(|key| match r {
             HlsRequest::Live { .. } => self.hls.live_playlist(&key).map(Ok),
             HlsRequest::Record { .. } => self.hls.record_playlist(&key).map(Ok),
             HlsRequest::Segment { seq, .. } => self.hls.segment(&key, seq).map(Err),
@@ -526,7 +527,10 @@ pub(super) mod head_tests {
             while client.poll_event().is_some() {}
         }
         let key = format!("live/{name}");
-        assert_eq!(e.hub().stream_of_publisher(conn), Some(key.as_str()));
+        assert_eq!(
+            e.hub().stream_of_publisher(conn).map(|k| k.as_str()),
+            Some(key.as_str())
+        );
     }
 
     /// An engine with `live/s` published over RTMP.

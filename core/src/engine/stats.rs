@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::{ConnId, Engine, Packet, Protocol, Role};
-use crate::codec::{h264, h265};
-use crate::media::{Codec, Frame, FrameKind};
+use super::{ConnId, Engine, Protocol, Role};
+use crate::hub::Tracks;
+use crate::media::Codec;
 
 /// Shortest span (ms) a bitrate is measured over: a snapshot taken sooner after the last
 /// measurement of a session reports that measurement again.
@@ -136,7 +136,7 @@ impl Engine {
                 conn: id,
                 protocol: c.protocol,
                 role: c.role,
-                stream: c.stream.clone(),
+                stream: c.stream_name(),
                 peer: c.peer,
                 start_unix_ms: wall.saturating_add(c.started_ms),
                 bytes_in: c.bytes_in,
@@ -144,9 +144,8 @@ impl Engine {
                 read_kbits: rate.read_kbits,
                 write_kbits: rate.write_kbits,
             });
-            if c.role == Role::Publish {
-                let (_, video, audio) = self.hub.config_packets(&c.stream);
-                out.streams.push(stream_stats(&c.stream, video, audio));
+            if let (Role::Publish, Some(key)) = (c.role, &c.stream) {
+                out.streams.push(stream_stats(key, self.hub.tracks(key)));
             }
         }
         let conns = &self.conns;
@@ -167,31 +166,15 @@ impl Engine {
     }
 }
 
-/// What a stream's configuration packets tell about it.
-fn stream_stats(key: &str, video: Option<&Packet>, audio: Option<&Packet>) -> StreamStats {
-    fn config(p: Option<&Packet>) -> Option<&Frame> {
-        p.and_then(|p| p.data().frame.as_ref())
-            .filter(|f| f.kind == FrameKind::Config)
-    }
-    let video = config(video);
-    let size = video.and_then(|f| match f.codec {
-        Codec::H264 => h264::AvcConfig::parse(&f.payload)
-            .ok()
-            .and_then(|c| h264::parse_sps(c.sps.first()?).ok())
-            .map(|s| (s.width, s.height)),
-        Codec::H265 => h265::HevcConfig::parse(&f.payload)
-            .ok()
-            .and_then(|c| h265::parse_sps(c.sps.first()?).ok())
-            .map(|s| (s.width, s.height)),
-        _ => None,
-    });
-    let (width, height) = size.unwrap_or_default();
+/// What a stream's track description tells about it.
+fn stream_stats(key: &str, tracks: Option<&Tracks>) -> StreamStats {
+    let video = tracks.and_then(|t| t.video.as_ref());
     StreamStats {
         key: key.to_owned(),
-        video_codec: video.map(|f| f.codec),
-        audio_codec: config(audio).map(|f| f.codec),
-        width,
-        height,
+        video_codec: video.map(|v| v.codec),
+        audio_codec: tracks.and_then(|t| t.audio.as_ref()).map(|a| a.codec),
+        width: video.map_or(0, |v| v.width),
+        height: video.map_or(0, |v| v.height),
     }
 }
 

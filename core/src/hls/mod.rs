@@ -35,6 +35,8 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use crate::stream_key::StreamKey;
+
 /// How many segments the record playlist file can list (about 3 days of 4-second segments).
 pub const RECORD_MAX_ENTRIES: usize = 65_536;
 /// An ended stream's playlists and segments stay available for this long (ms) at least.
@@ -166,7 +168,7 @@ struct Building {
 #[derive(Debug)]
 struct HlsStream {
     /// `app/stream`.
-    key: String,
+    key: StreamKey,
     local: bool,
     current: Option<Building>,
     held: VecDeque<Segment>,
@@ -196,7 +198,7 @@ struct HlsStream {
 #[derive(Debug)]
 pub struct Hls {
     config: HlsConfig,
-    streams: HashMap<String, HlsStream>,
+    streams: HashMap<StreamKey, HlsStream>,
     outputs: VecDeque<HlsOutput>,
 }
 
@@ -222,15 +224,15 @@ impl Hls {
 
     /// A publisher started `key` (`app/stream`). When `local`, this engine writes its files.
     /// A stream that already has segments continues after a discontinuity.
-    pub fn start(&mut self, key: &str, local: bool) {
+    pub fn start(&mut self, key: &StreamKey, local: bool) {
         if !self.config.enable {
             return;
         }
         let s = self
             .streams
-            .entry(key.to_owned())
+            .entry(key.clone())
             .or_insert_with(|| HlsStream {
-                key: key.to_owned(),
+                key: key.clone(),
                 local,
                 current: None,
                 held: VecDeque::new(),
@@ -351,7 +353,7 @@ impl Hls {
     /// Forgets ended streams whose time is up (removing their files under
     /// [`Cleanup::StreamEnd`] and [`Cleanup::Window`]).
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let expired: Vec<String> = self
+        let expired: Vec<StreamKey> = self
             .streams
             .values()
             .filter(|s| s.expire_at.is_some_and(|t| t <= now_ms))
@@ -471,7 +473,7 @@ impl HlsStream {
             .skip(self.window_start(config))
             .map(|g| g.info)
             .collect();
-        let name = self.key.rsplit('/').next().unwrap_or_default();
+        let name = self.key.stream();
         render(
             &infos,
             self.target_s(),
