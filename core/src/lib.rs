@@ -18,6 +18,7 @@
 
 pub mod admission;
 pub mod amf;
+pub mod api;
 pub mod auth;
 pub mod codec;
 pub mod config;
@@ -34,4 +35,6 @@ pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
+pub mod sim;
+pub mod stream_key;
 pub mod ts;

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use rill_core::engine::conn_id::{is_outbound, worker_of};
 use rill_core::engine::{
-    ConnId, Engine, EngineConfig, EngineStats, Listener, LogLevel, Output, StatsRequest,
-    WebhookConfig, WebhookEvent, WebhookUrl,
+    ConnId, Engine, EngineConfig, EngineStats, Listener, LogLevel, Output, Query, WebhookConfig,
+    WebhookEvent, WebhookUrl,
 };
 use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use rill_core::rtmp::message_type;
@@ -39,7 +39,7 @@ struct World {
     /// Outbound connections in the order the engine asked for them.
     order: Vec<ConnId>,
     logs: Vec<(LogLevel, String)>,
-    gathers: Vec<(ConnId, StatsRequest)>,
+    gathers: Vec<(ConnId, Query)>,
 }
 
 fn addr() -> SocketAddr {
@@ -131,7 +131,7 @@ impl World {
                         );
                     }
                     Output::Log { level, message } => self.logs.push((level, message)),
-                    Output::StatsRequest { conn, request } => self.gathers.push((conn, request)),
+                    Output::Gather { conn, query } => self.gathers.push((conn, query)),
                     Output::Close { conn, .. } if is_outbound(conn) => {
                         self.hooks.get_mut(&conn).expect("known").closed = true;
                     }
@@ -472,7 +472,7 @@ fn worker_0_sends_server_start_once_and_updates_with_every_workers_stats() {
     w.advance(1_005);
     let (gather, request) = w.gathers.pop().expect("a stats gather");
     assert!(is_outbound(gather) && !w.hooks.contains_key(&gather));
-    assert_eq!(request, StatsRequest::AllGroups);
+    assert_eq!(request, Query::AllGroups);
     let snap = EngineStats {
         streams: vec![rill_core::engine::StreamStats {
             key: "live/elsewhere".into(),
@@ -484,7 +484,7 @@ fn worker_0_sends_server_start_once_and_updates_with_every_workers_stats() {
         ..EngineStats::default()
     };
     w.engine
-        .answer_stats(gather, &request, &[EngineStats::default(), snap], w.now);
+        .answer(gather, &request, &[EngineStats::default(), snap], w.now);
     w.run();
     let update = *w.order.last().expect("on_update");
     w.connected(update);

@@ -1361,10 +1361,17 @@ pub mod engine {
                 Output::OpenUdp { conn, track } => {
                     self.engines[e].handle_udp_open(conn, track, Some((20000, 20001)), self.now)
                 }
-                Output::StatsRequest { conn, request } => {
+                Output::Gather { conn, query } => {
                     let now = self.now;
                     let snapshots: Vec<_> = self.engines.iter_mut().map(|x| x.stats(now)).collect();
-                    self.engines[e].answer_stats(conn, &request, &snapshots, now);
+                    self.engines[e].answer(conn, &query, &snapshots, now);
+                }
+                // Ids here do not carry the worker, but they are unique across both engines:
+                // the owner is whichever knows the connection, the other ignores the command.
+                Output::Command { command, .. } => {
+                    for engine in &mut self.engines {
+                        engine.handle_command(command.clone(), self.now);
+                    }
                 }
                 Output::WriteFile { .. }
                 | Output::RemoveFile { .. }

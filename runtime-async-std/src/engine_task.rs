@@ -15,11 +15,11 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::engine::conn_id::conn_id;
-use rill_core::engine::{ConnId, Listener, StreamMessage};
+use rill_core::engine::{Command, ConnId, Listener, StreamMessage};
 use rill_runtime_common::admission::Permit;
 use rill_runtime_common::conn_io::{ConnIo, WriteQueue};
 use rill_runtime_common::driver::{Driver, Sockets};
-use rill_runtime_common::{bind_udp_pair, UdpPorts};
+use rill_runtime_common::{bind_udp_pair, peer_index, UdpPorts};
 use tracing::debug;
 
 use crate::conn::{connect, read_loop, udp_read_loop, write_loop};
@@ -52,6 +52,8 @@ pub(crate) enum Event {
 pub(crate) enum Control {
     /// A stream message from another worker's engine.
     Remote(StreamMessage),
+    /// A command from another worker's engine for a connection of this one.
+    Command(Command),
     /// Close every connection and end the task.
     Stop,
 }
@@ -185,6 +187,9 @@ impl EngineTask {
                 Wake::Event(event) => self.handle_event(event, now),
                 Wake::Control(Control::Remote(message)) => {
                     self.driver.engine.handle_remote(message, now)
+                }
+                Wake::Control(Control::Command(command)) => {
+                    self.driver.engine.handle_command(command, now)
                 }
                 Wake::Control(Control::Stop) => break,
             }
@@ -422,6 +427,13 @@ impl Sockets for Net {
     fn broadcast(&mut self, message: StreamMessage) {
         for peer in &self.peers {
             let _ = peer.try_send(Control::Remote(message.clone()));
+        }
+    }
+
+    fn send_command(&mut self, worker: usize, command: Command) {
+        let peer = peer_index(self.index, worker).and_then(|i| self.peers.get(i));
+        if let Some(peer) = peer {
+            let _ = peer.try_send(Control::Command(command));
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::is_outbound;
-use rill_core::engine::{ConnId, Engine, Listener, Output, StreamMessage};
+use rill_core::engine::{Command, ConnId, Engine, Listener, Output, StreamMessage};
 
 use crate::conn_io::ConnIo;
 use crate::dump::{unix_ms, DumpRecorder};
@@ -55,6 +55,10 @@ pub trait Sockets {
 
     /// Hand `message` to every other worker's engine.
     fn broadcast(&mut self, message: StreamMessage);
+
+    /// Hand `command` to the engine of `worker`, another worker (the driver runs its own
+    /// worker's commands), for its [`Engine::handle_command`].
+    fn send_command(&mut self, worker: usize, command: Command);
 
     /// Every open connection (to close them all at shutdown).
     fn open_conns(&self) -> Vec<ConnId>;
@@ -208,12 +212,17 @@ impl Driver {
                 data,
             } => sockets.send_udp(conn, track, rtcp, to, &data),
             Output::CloseUdp { conn } => sockets.close_udp(conn),
-            Output::StatsRequest { conn, request } => {
+            Output::Gather { conn, query } => {
                 let now = self.now();
-                self.stats.answer(&mut self.engine, conn, &request, now);
+                self.stats.answer(&mut self.engine, conn, &query, now);
             }
             Output::Connect { conn, host, port } => sockets.connect(self, conn, host, port),
             Output::Log { level, message } => engine_log(level, &message),
+            Output::Command { worker, command } if worker == self.stats.worker() => {
+                let now = self.now();
+                self.engine.handle_command(command, now);
+            }
+            Output::Command { worker, command } => sockets.send_command(worker, command),
         }
     }
 
@@ -288,6 +297,7 @@ mod tests {
         io: Option<ConnIo>,
         sent: Vec<u8>,
         closed: Vec<String>,
+        commands: Vec<(usize, Command)>,
     }
 
     impl Sockets for Wire {
@@ -329,6 +339,10 @@ mod tests {
         fn close_udp(&mut self, _: ConnId) {}
 
         fn broadcast(&mut self, _: StreamMessage) {}
+
+        fn send_command(&mut self, worker: usize, command: Command) {
+            self.commands.push((worker, command));
+        }
 
         fn open_conns(&self) -> Vec<ConnId> {
             self.io.iter().map(|_| CONN).collect()
@@ -374,5 +388,67 @@ mod tests {
         let dump = Dump::parse(Bytes::from(std::fs::read(files[0].path()).unwrap())).unwrap();
         assert_eq!(dump.input_bytes(), request, "the dump holds the plaintext");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A kick through the API on worker 0 for a session of worker 1 (known from worker 1's
+    /// snapshot on the board) goes to worker 1 as a command.
+    #[test]
+    fn a_kick_goes_to_the_worker_that_owns_the_session() {
+        use rill_core::engine::conn_id::conn_id;
+        use rill_core::engine::{EngineStats, Protocol, Role, SessionStats};
+
+        let remote = conn_id(1, 5);
+        let board = StatsBoard::new(2);
+        let session = SessionStats {
+            conn: remote,
+            protocol: Protocol::HttpFlv,
+            role: Role::Play,
+            stream: "live/s".into(),
+            peer: "127.0.0.1:5001".parse().unwrap(),
+            start_unix_ms: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            read_kbits: 0,
+            write_kbits: 0,
+        };
+        board.publish(
+            1,
+            EngineStats {
+                sessions: vec![session],
+                ..EngineStats::default()
+            },
+        );
+        let mut driver = Driver::new(
+            Engine::new(Default::default(), 1),
+            Instant::now(),
+            WorkerStats::new(board.clone(), 0),
+            None,
+        );
+        let mut wire = Wire {
+            io: Some(ConnIo::plain()),
+            ..Wire::default()
+        };
+        driver.accepted(CONN, Listener::Http, "127.0.0.1:5000".parse().unwrap(), 0);
+        let kick = |id: ConnId| {
+            let body = format!(r#"{{"stream_name":"s","session_id":"FLVSUB{id}"}}"#);
+            format!(
+                "POST /api/ctrl/kick_session HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let io = wire.io.as_mut().unwrap();
+        driver.input(CONN, io, kick(remote).as_bytes(), 1).unwrap();
+        driver.drain(&mut wire);
+        assert_eq!(
+            wire.commands,
+            [(
+                1,
+                Command::Close {
+                    conn: remote,
+                    reason: "kicked by the API".into()
+                }
+            )]
+        );
+        assert!(String::from_utf8_lossy(&wire.sent).contains(r#""error_code":0"#));
     }
 }

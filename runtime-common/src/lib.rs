@@ -201,6 +201,16 @@ pub fn remove_file(path: &str) {
     }
 }
 
+/// Where worker `worker` sits in the list of the other workers of worker `own` (the list every
+/// worker keeps of its peers, in index order without itself); `None` for `own` itself.
+pub fn peer_index(own: usize, worker: usize) -> Option<usize> {
+    match worker.cmp(&own) {
+        std::cmp::Ordering::Less => Some(worker),
+        std::cmp::Ordering::Equal => None,
+        std::cmp::Ordering::Greater => Some(worker - 1),
+    }
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_time_ms() -> u64 {
     std::time::SystemTime::now()
@@ -289,5 +299,19 @@ impl UdpPorts {
             std::io::ErrorKind::AddrInUse,
             "no free UDP port pair in rtsp.udp_port_min..udp_port_max",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peer_index;
+
+    #[test]
+    fn peers_are_listed_in_worker_order_without_oneself() {
+        // Worker 1 of 3 lists workers 0 and 2.
+        assert_eq!(peer_index(1, 0), Some(0));
+        assert_eq!(peer_index(1, 1), None);
+        assert_eq!(peer_index(1, 2), Some(1));
+        assert_eq!(peer_index(0, 2), Some(1));
     }
 }

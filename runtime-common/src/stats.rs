@@ -2,12 +2,12 @@
 //!
 //! Each worker stores a fresh [`Engine::stats`] snapshot in its own slot of a [`StatsBoard`]
 //! about once a second (from its loop, never per packet), and answers an
-//! `Output::StatsRequest` with its own snapshot taken there and then plus the other workers'
+//! `Output::Gather` with its own snapshot taken there and then plus the other workers'
 //! latest ones, so a stream's players are counted whichever worker they sit on.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rill_core::engine::{ConnId, Engine, EngineStats, StatsRequest};
+use rill_core::engine::{ConnId, Engine, EngineStats, Query};
 
 /// How often (ms) a worker refreshes its snapshot.
 pub const REFRESH_MS: u64 = 1_000;
@@ -66,6 +66,11 @@ impl WorkerStats {
         }
     }
 
+    /// The worker this is the side of.
+    pub fn worker(&self) -> usize {
+        self.index
+    }
+
     /// When (engine ms) [`WorkerStats::tick`] next has work: a loop that sleeps wakes by then.
     pub fn next_due(&self) -> u64 {
         self.next_ms
@@ -79,18 +84,12 @@ impl WorkerStats {
         }
     }
 
-    /// Answers the engine's `Output::StatsRequest` from a fresh snapshot of this worker and the
+    /// Answers the engine's `Output::Gather` from a fresh snapshot of this worker and the
     /// latest of the others (the engine then has outputs to drain).
-    pub fn answer(
-        &mut self,
-        engine: &mut Engine,
-        conn: ConnId,
-        request: &StatsRequest,
-        now_ms: u64,
-    ) {
+    pub fn answer(&mut self, engine: &mut Engine, conn: ConnId, query: &Query, now_ms: u64) {
         self.next_ms = now_ms.saturating_add(REFRESH_MS);
         let all = self.board.gather(self.index, engine.stats(now_ms));
-        engine.answer_stats(conn, request, &all, now_ms);
+        engine.answer(conn, query, &all, now_ms);
     }
 }
 

@@ -15,13 +15,13 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::{conn_id, local_of};
-use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, StreamMessage};
+use rill_core::engine::{Command, ConnId, Engine, EngineConfig, Listener, StreamMessage};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::conn_io::{ConnIo, MAX_IOV};
 use rill_runtime_common::driver::{Driver, Sockets};
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::{bind_udp_pair, engine_seed, UdpPorts};
+use rill_runtime_common::{bind_udp_pair, engine_seed, peer_index, UdpPorts};
 use tracing::{debug, warn};
 
 const RTMP_LISTENER: Token = Token(0);
@@ -46,11 +46,19 @@ const MIDWAY_INPUT_EVERY: usize = 32;
 /// (the sessions' stop events) to go out.
 const WEBHOOK_DRAIN: Duration = Duration::from_secs(2);
 
-/// Another worker: where to send stream messages and how to wake it.
+/// Another worker: where to send stream messages and commands, and how to wake it.
 #[derive(Clone)]
 struct Peer {
-    tx: Sender<StreamMessage>,
+    tx: Sender<PeerMessage>,
     waker: Arc<Waker>,
+}
+
+/// What one worker's engine hands another's.
+enum PeerMessage {
+    /// `Output::Broadcast`.
+    Stream(StreamMessage),
+    /// `Output::Command` for a connection of the receiving worker.
+    Command(Command),
 }
 
 struct Connection {
@@ -112,7 +120,7 @@ struct Worker {
     driver: Driver,
     net: Net,
     listeners: Vec<(Token, TcpListener, Listener)>,
-    rx: Receiver<StreamMessage>,
+    rx: Receiver<PeerMessage>,
     read_buf: Vec<u8>,
     batch: Vec<Bytes>,
     /// Connections that used up their read budget with bytes still waiting (edge-triggered
@@ -417,10 +425,13 @@ impl Worker {
         }
     }
 
-    /// Stream messages from the other workers (a publisher's frames, for one).
+    /// Stream messages (a publisher's frames, for one) and commands from the other workers.
     fn take_remote(&mut self, now: u64) {
         while let Ok(message) = self.rx.try_recv() {
-            self.driver.engine.handle_remote(message, now);
+            match message {
+                PeerMessage::Stream(m) => self.driver.engine.handle_remote(m, now),
+                PeerMessage::Command(c) => self.driver.engine.handle_command(c, now),
+            }
         }
     }
 
@@ -837,9 +848,17 @@ impl Sockets for Net {
 
     fn broadcast(&mut self, message: StreamMessage) {
         for peer in &self.peers {
-            let _ = peer.tx.send(message.clone());
+            let _ = peer.tx.send(PeerMessage::Stream(message.clone()));
         }
         self.wake_peers = true;
+    }
+
+    fn send_command(&mut self, worker: usize, command: Command) {
+        let peer = peer_index(self.index, worker).and_then(|i| self.peers.get(i));
+        if let Some(peer) = peer {
+            let _ = peer.tx.send(PeerMessage::Command(command));
+            self.wake_peers = true;
+        }
     }
 
     fn open_conns(&self) -> Vec<ConnId> {

@@ -1564,7 +1564,7 @@ fn dirty_stream_case(h: &mut Harness, udp: bool) {
     let players = [
         (
             "HTTP-FLV player",
-            flv_player(h.server.http_port, name, limit, false),
+            flv_player(h.server.http_port, name, limit),
         ),
         ("RTMP player", rtmp_player(h.server.rtmp_port, name, limit)),
     ];

@@ -8,11 +8,7 @@
 
 use super::{ConnId, Engine, Protocol};
 use crate::auth::{Access, AuthError};
-
-/// The name lal hashes: the stream part of `app/stream`.
-fn stream_of(key: &str) -> &str {
-    key.split_once('/').map_or(key, |(_, stream)| stream)
-}
+use crate::stream_key::StreamKey;
 
 impl Engine {
     /// Checks `access` to the stream `key` (`app/stream`) given the URL's raw `query` (without
@@ -23,10 +19,10 @@ impl Engine {
         conn: ConnId,
         access: Access,
         protocol: Protocol,
-        key: &str,
+        key: &StreamKey,
         query: &str,
     ) -> Result<(), String> {
-        let result = self.config.auth.check_query(access, stream_of(key), query);
+        let result = self.config.auth.check_query(access, key.stream(), query);
         self.refusal(conn, access, protocol, key, result)
     }
 
@@ -37,10 +33,10 @@ impl Engine {
         conn: ConnId,
         access: Access,
         protocol: Protocol,
-        key: &str,
+        key: &StreamKey,
         secret: Option<&str>,
     ) -> Result<(), String> {
-        let result = self.config.auth.check(access, stream_of(key), secret);
+        let result = self.config.auth.check(access, key.stream(), secret);
         self.refusal(conn, access, protocol, key, result)
     }
 
@@ -49,12 +45,12 @@ impl Engine {
         conn: ConnId,
         access: Access,
         protocol: Protocol,
-        key: &str,
+        key: &StreamKey,
         result: Result<(), AuthError>,
     ) -> Result<(), String> {
         result.map_err(|e| {
             if let Some(c) = self.conns.get_mut(&conn) {
-                c.stream = key.to_owned();
+                c.stream = Some(key.clone());
                 c.protocol = protocol;
             }
             format!("{access} refused: {e}")
@@ -289,6 +285,9 @@ mod tests {
             while client.poll_event().is_some() {}
         }
         assert_eq!(started.map(|r| r.stream).as_deref(), Some("live/s"));
-        assert_eq!(e.hub().stream_of_publisher(1), Some("live/s"));
+        assert_eq!(
+            e.hub().stream_of_publisher(1).map(|k| k.as_str()),
+            Some("live/s")
+        );
     }
 }

@@ -9,8 +9,13 @@
 //! ([`Output::Connect`], answered with [`Engine::handle_connected`], ids from [`conn_id`]) and
 //! drives them through the same calls: webhooks are POSTed over them.
 //!
-//! Every published stream is also muxed to MPEG-TS once, on the publisher's engine, by a
-//! per-publisher [`TsMuxer`]; the TS bytes travel inside the shared [`Packet`] to HTTP-TS and
+//! A stream published on this engine has one publication (`publication.rs`): the only place
+//! where the publisher's frames become the shared [`Packet`]s, and the owner of the stream's
+//! track description in the hub, its muxers, silent audio, recording, HLS start and end and its
+//! announcements to other engines. Input protocols only hand it frames and metadata.
+//!
+//! Every published stream is also muxed to MPEG-TS once, on the publisher's engine, by its
+//! publication's [`crate::ts::TsMuxer`]; the TS bytes travel inside the shared [`Packet`] to HTTP-TS and
 //! WS-TS players and to the HLS segmenter ([`Hls`]). Each engine runs its own segmenter over the
 //! packets it sees (its local publishers' and, with [`EngineConfig::share_streams`], every other
 //! engine's through [`StreamMessage`]s), so an HLS request can be answered by whichever engine
@@ -23,23 +28,24 @@
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
 mod access;
+mod command;
 pub mod conn_id;
 mod http_conn;
 mod notify;
 mod outbound;
 mod packet;
+mod publication;
 mod record;
+pub mod routes;
 mod rtmp_conn;
 mod rtsp_conn;
 mod silent_audio;
 mod stats;
-mod webhook;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -47,27 +53,26 @@ use crate::auth::SimpleAuth;
 use crate::hls::{Hls, HlsConfig, HlsOutput};
 use crate::http::websocket::WsReader;
 use crate::http::{self, HttpLimits, RequestReader, Response};
-use crate::hub::{Hub, HubConfig, HubEvent};
+use crate::hub::{Hub, HubConfig, HubEvent, Tracks};
+use crate::media::Frame;
 use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
-use crate::ts::TsMuxer;
+use crate::stream_key::StreamKey;
+use publication::{Publication, Sinks};
 
+pub use crate::api::webhook::{
+    server_start_json, stream_url, update_json, SessionInfo, WebhookEvent, WebhookUrl,
+};
+pub use crate::api::Query;
+pub use command::Command;
 pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
-pub use stats::{
-    format_unix_ms, lal_base_type, lal_protocol, lal_session_id, render, render_json,
-    render_metrics, EngineStats, SessionStats, StatsRequest, StreamStats,
-    ERROR_CODE_GROUP_NOT_FOUND, ERROR_CODE_PARAM_MISSING, ERROR_CODE_SUCC, LAL_API_VERSION,
-    LAL_NOTIFY_VERSION, RATE_WINDOW_MS, SERVER_ID,
-};
-pub use webhook::{
-    server_start_json, stream_url, update_json, SessionInfo, WebhookEvent, WebhookUrl,
-};
+pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
 /// A connection's id, unique within the process: laid out by [`conn_id`] (the worker in the high
 /// bits; accepted connections numbered by the runtime, outbound ones by the engine).
@@ -333,14 +338,23 @@ pub enum Output {
         /// The RTSP connection.
         conn: ConnId,
     },
-    /// An HTTP request for the statistics API (`/api/stat/...`, `/metrics`): answer it with
-    /// [`Engine::answer_stats`] and the [`EngineStats`] of every engine of the process. The
-    /// connection reads nothing more until then.
-    StatsRequest {
+    /// An HTTP request whose answer needs every engine (the statistics API, `/metrics`, kicking
+    /// a session): answer it with [`Engine::answer`] and the [`EngineStats`] of every engine of
+    /// the process. The connection reads nothing more until then.
+    Gather {
         /// The HTTP connection.
         conn: ConnId,
-        /// Which endpoint.
-        request: StatsRequest,
+        /// What is asked.
+        query: Query,
+    },
+    /// Hand `command` to the engine of worker `worker` ([`Engine::handle_command`]; this engine
+    /// when it is its own worker): it acts on a connection that engine owns
+    /// ([`conn_id::worker_of`]).
+    Command {
+        /// The worker whose engine executes it.
+        worker: usize,
+        /// What to do.
+        command: Command,
     },
     /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, later relay).
     /// Resolve `host` (a name or an IP address) off the event loop, connect, and report with
@@ -370,28 +384,50 @@ pub enum Output {
 pub enum StreamMessage {
     /// A stream started (or its publisher came back, or a new publisher took it over).
     Start {
-        /// `app/stream`.
-        stream: Arc<str>,
+        /// The stream.
+        stream: StreamKey,
         /// The publishing connection, so messages of a publisher that was replaced are told
         /// apart from those of its successor.
         publisher: ConnId,
     },
     /// A packet of a started stream.
     Packet {
-        /// `app/stream`.
-        stream: Arc<str>,
+        /// The stream.
+        stream: StreamKey,
         /// The publishing connection.
         publisher: ConnId,
         /// The packet.
         packet: Packet,
     },
+    /// What the stream's tracks are (sent again whenever that changes).
+    Tracks {
+        /// The stream.
+        stream: StreamKey,
+        /// The publishing connection.
+        publisher: ConnId,
+        /// The description.
+        tracks: Tracks,
+    },
     /// The publisher left (the receiving hub applies its grace period).
     End {
-        /// `app/stream`.
-        stream: Arc<str>,
+        /// The stream.
+        stream: StreamKey,
         /// The publishing connection.
         publisher: ConnId,
     },
+}
+
+/// The engine's parts a [`Publication`] feeds, borrowed field by field (so the publication,
+/// another field, stays borrowable).
+macro_rules! sinks {
+    ($engine:expr) => {
+        Sinks {
+            hub: &mut $engine.hub,
+            hls: &mut $engine.hls,
+            outputs: &mut $engine.outputs,
+            recording_dirty: &mut $engine.recording_dirty,
+        }
+    };
 }
 
 /// How long a closing connection may take to accept its last bytes.
@@ -415,8 +451,8 @@ enum HttpState {
     Waiting {
         format: PlayerFormat,
     },
-    /// A statistics request waits for [`Engine::answer_stats`].
-    AwaitStats {
+    /// A request waits for [`Engine::answer`] to an [`Output::Gather`].
+    AwaitAnswer {
         keep_alive: bool,
         head_only: bool,
     },
@@ -448,15 +484,12 @@ struct Conn {
     bytes_out: u64,
     protocol: Protocol,
     role: Role,
-    stream: String,
+    /// The stream it publishes or plays (or last asked for).
+    stream: Option<StreamKey>,
     kind: ConnKind,
     /// Bytes to send before any media: session output, HTTP heads.
     pending: VecDeque<Bytes>,
     writer: Option<PlayerWriter>,
-    /// The published stream's name, shared by every broadcast message.
-    published: Option<Arc<str>>,
-    /// A publisher's TS muxer: every frame is muxed once, here.
-    muxer: Option<Box<TsMuxer>>,
     closing: bool,
     /// When a flushing close gives up on a peer that does not read.
     close_by_ms: u64,
@@ -465,10 +498,16 @@ struct Conn {
     timer_armed: bool,
     /// Listed in [`Engine::merging`]: media is waiting for the merge window to end.
     merging: bool,
-    /// A publisher replaced by a newer one: its stream lives on, so its end is not announced.
-    kicked: bool,
-    /// A publisher's silent audio track while it may still be needed.
-    silent_audio: Option<SilentAudio>,
+}
+
+impl Conn {
+    /// `app/stream` for records and statistics, empty when none.
+    fn stream_name(&self) -> String {
+        self.stream
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
 }
 
 /// The server engine. See the module docs.
@@ -483,14 +522,15 @@ pub struct Engine {
     rng: u64,
     /// Streams published on other engines, by name: the hub id standing for their publisher
     /// here, and that publisher's connection on its own engine.
-    remote: HashMap<Arc<str>, RemoteFeed>,
+    remote: HashMap<StreamKey, RemoteFeed>,
     next_remote_id: u64,
     /// Players with media held back by [`EngineConfig::write_merge_ms`], and when the window
     /// that holds them ends.
     merging: Vec<ConnId>,
     merge_until: Option<u64>,
-    /// Recordings of local publishers, and those with bytes not yet handed out.
-    recorders: HashMap<ConnId, Recorder>,
+    /// The streams published on this engine, by publishing connection.
+    publications: HashMap<ConnId, Publication>,
+    /// Publications whose recordings have bytes not yet handed out.
     recording_dirty: Vec<ConnId>,
     /// Bitrate measurements and the byte counts of closed connections, for [`Engine::stats`].
     meters: stats::Meters,
@@ -498,20 +538,6 @@ pub struct Engine {
     outbound: outbound::Outbound,
     /// Webhooks: queue, requests in flight, started sessions.
     notify: notify::Notify,
-}
-
-/// Checks one path segment of a stream name (`app` or `stream`).
-fn valid_name_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'\\' | b'?' | b'#' | b'%' | b'"'))
-}
-
-/// The hub key for `app` and `stream`, if both are acceptable names.
-pub fn stream_key(app: &str, stream: &str) -> Option<String> {
-    (valid_name_segment(app) && valid_name_segment(stream)).then(|| format!("{app}/{stream}"))
 }
 
 impl Engine {
@@ -531,7 +557,7 @@ impl Engine {
             next_remote_id: 0,
             merging: Vec::new(),
             merge_until: None,
-            recorders: HashMap::new(),
+            publications: HashMap::new(),
             recording_dirty: Vec::new(),
             meters: stats::Meters::default(),
         }
@@ -613,19 +639,15 @@ impl Engine {
                 bytes_out: 0,
                 protocol,
                 role: Role::None,
-                stream: String::new(),
+                stream: None,
                 kind,
                 pending: VecDeque::new(),
                 writer: None,
-                published: None,
-                muxer: None,
                 closing: false,
                 close_by_ms: 0,
                 head_started_ms: now_ms,
                 timer_armed: false,
                 merging: false,
-                kicked: false,
-                silent_audio: None,
             },
         );
         self.arm_timer(conn);
@@ -661,7 +683,7 @@ impl Engine {
                     self.drain_ws(conn, now_ms);
                 } else if !matches!(
                     state,
-                    HttpState::AwaitRequest | HttpState::AwaitStats { .. }
+                    HttpState::AwaitRequest | HttpState::AwaitAnswer { .. }
                 ) {
                     // A streaming player has nothing more to say: bytes from it are a protocol
                     // error, closed at once rather than buffered or answered mid-body.
@@ -860,7 +882,7 @@ impl Engine {
             peer: c.peer,
             protocol: c.protocol,
             role: c.role,
-            stream: c.stream.clone(),
+            stream: c.stream_name(),
             bytes_in: c.bytes_in,
             bytes_out: c.bytes_out,
             duration_ms: now_ms.saturating_sub(c.started_ms),
@@ -952,7 +974,8 @@ impl Engine {
             return;
         };
         if c.role == Role::Publish {
-            if !c.kicked {
+            // A kicked publisher's stream lives on: it has no publication left to end.
+            if self.publications.contains_key(&conn) {
                 self.rtsp_flush_interleaver(conn);
                 self.end_publish(conn, now_ms);
             }
@@ -982,13 +1005,13 @@ impl Engine {
         conn: ConnId,
         role: Role,
         protocol: Protocol,
-        stream: &str,
+        stream: &StreamKey,
         now_ms: u64,
     ) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.role = role;
             c.protocol = protocol;
-            c.stream = stream.to_owned();
+            c.stream = Some(stream.clone());
         }
         if let Some(rec) = self.record(conn, now_ms, "") {
             self.notify_session(&rec, true, now_ms);
@@ -1003,7 +1026,9 @@ impl Engine {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let stream = c.stream.clone();
+        let Some(stream) = c.stream.clone() else {
+            return;
+        };
         let protocol = match &mut c.kind {
             ConnKind::Rtmp {
                 session, play_id, ..
@@ -1019,8 +1044,8 @@ impl Engine {
                 ));
                 Protocol::Rtmp
             }
-            // RTSP players answer their DESCRIBE from the packets the hub hands them.
-            ConnKind::Rtsp(_) => return,
+            // RTSP players answer their DESCRIBE once the stream's tracks are described.
+            ConnKind::Rtsp(_) => return self.rtsp_player_ready(conn, now_ms),
             ConnKind::Http { state, .. } => {
                 let HttpState::Waiting { format } = *state else {
                     return;
@@ -1047,8 +1072,10 @@ impl Engine {
                 }
             }
         };
-        let (_, video, audio) = self.hub.config_packets(&stream);
-        let (has_video, has_audio) = (video.is_some(), audio.is_some());
+        let (has_video, has_audio) = self
+            .hub
+            .tracks(&stream)
+            .map_or((false, false), |t| (t.video.is_some(), t.audio.is_some()));
         if let Some(c) = self.conns.get_mut(&conn) {
             if let Some(w) = c.writer.as_mut() {
                 let mut head = Vec::new();
@@ -1060,52 +1087,62 @@ impl Engine {
         self.want_transmit(conn);
     }
 
-    /// Hands a local publisher's packet to the hub and, when streams are shared, to other
-    /// engines; silent audio due before it goes first.
-    fn push_local(&mut self, conn: ConnId, packet: Packet) {
-        self.inject_silent_audio(conn, &packet);
-        self.push_packet(conn, packet);
+    /// `conn` publishes `key` from now on (the hub accepted it): its publication starts and
+    /// the session is logged. `described` are tracks declared up front (RTSP ANNOUNCE).
+    fn publish_started(
+        &mut self,
+        conn: ConnId,
+        key: &StreamKey,
+        protocol: Protocol,
+        described: Option<Tracks>,
+        now_ms: u64,
+    ) {
+        let mut sinks = sinks!(self);
+        let p = Publication::start(
+            key.clone(),
+            conn,
+            described,
+            &self.config,
+            now_ms,
+            &mut sinks,
+        );
+        self.publications.insert(conn, p);
+        self.start_session(conn, Role::Publish, protocol, key, now_ms);
     }
 
-    /// [`Engine::push_local`] without the silent audio: to HLS, the recorder, other engines and
-    /// the hub.
-    fn push_packet(&mut self, conn: ConnId, packet: Packet) {
-        if let Some(c) = self.conns.get(&conn) {
-            let p = packet.data();
-            self.hls.push(&c.stream, p.dts, &p.ts, p.ts_random_access);
-        }
-        self.record_packet(conn, &packet);
-        if let Some(stream) = self.conns.get(&conn).and_then(|c| c.published.clone()) {
-            self.outputs
-                .push_back(Output::Broadcast(StreamMessage::Packet {
-                    stream,
-                    publisher: conn,
-                    packet: packet.clone(),
-                }));
-        }
-        self.hub.push(conn, packet);
+    /// A frame from the publisher on `conn`, with the FLV tag body it came in, if any.
+    fn publish_frame(&mut self, conn: ConnId, frame: Frame, flv_body: Option<Bytes>) {
+        let Some(p) = self.publications.get_mut(&conn) else {
+            return;
+        };
+        let mut sinks = sinks!(self);
+        p.push_frame(frame, flv_body, &mut sinks);
     }
 
-    /// A local publisher stopped: the hub starts its grace period, the playlists end, other
-    /// engines are told.
+    /// `onMetaData` from the publisher on `conn`.
+    fn publish_metadata(&mut self, conn: ConnId, value: &crate::amf::Value, timestamp: u32) {
+        let Some(p) = self.publications.get_mut(&conn) else {
+            return;
+        };
+        let mut sinks = sinks!(self);
+        p.push_metadata(value, timestamp, &mut sinks);
+    }
+
+    /// A local publisher stopped: its publication ends.
     fn end_publish(&mut self, conn: ConnId, now_ms: u64) {
-        self.hub.unpublish(conn, now_ms);
-        self.stop_recording(conn);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.muxer = None;
-            c.silent_audio = None;
-            self.hls.end(&c.stream, now_ms);
-        }
-        self.broadcast_end(conn);
+        let Some(p) = self.publications.remove(&conn) else {
+            return;
+        };
+        let mut sinks = sinks!(self);
+        p.end(now_ms, &mut sinks);
     }
 
-    fn broadcast_end(&mut self, conn: ConnId) {
-        if let Some(stream) = self.conns.get_mut(&conn).and_then(|c| c.published.take()) {
-            self.outputs
-                .push_back(Output::Broadcast(StreamMessage::End {
-                    stream,
-                    publisher: conn,
-                }));
+    /// Hands out what the recordings accumulated since the last time.
+    fn flush_recordings(&mut self) {
+        for conn in std::mem::take(&mut self.recording_dirty) {
+            if let Some(p) = self.publications.get_mut(&conn) {
+                p.flush_recording(&mut self.outputs);
+            }
         }
     }
 
@@ -1128,6 +1165,17 @@ impl Engine {
                     }
                 }
             }
+            StreamMessage::Tracks {
+                stream,
+                publisher,
+                tracks,
+            } => {
+                if let Some(feed) = self.remote.get(&stream) {
+                    if feed.publisher == publisher {
+                        self.hub.set_tracks(feed.hub_id, tracks);
+                    }
+                }
+            }
             StreamMessage::End { stream, publisher } => {
                 if self
                     .remote
@@ -1147,7 +1195,7 @@ impl Engine {
     /// Another engine's publisher started `stream`. Without takeover, whoever publishes a name
     /// first keeps it. With [`PublishConflict::Kick`] the newest publisher wins everywhere: a
     /// local publisher of the name is kicked and an older remote one is replaced.
-    fn remote_start(&mut self, stream: Arc<str>, publisher: ConnId, now_ms: u64) {
+    fn remote_start(&mut self, stream: StreamKey, publisher: ConnId, now_ms: u64) {
         let id = REMOTE_PUBLISHER_BIT | self.next_remote_id;
         let feed = RemoteFeed {
             hub_id: id,
@@ -1181,7 +1229,7 @@ impl Engine {
     /// with [`PublishConflict::Kick`], is disconnected while its players stay.
     pub(super) fn claim_stream(
         &mut self,
-        key: &str,
+        key: &StreamKey,
         conn: ConnId,
         now_ms: u64,
     ) -> Result<(), crate::hub::PublishError> {
@@ -1195,16 +1243,14 @@ impl Engine {
     }
 
     /// `old`, the publisher of `key` until now, was replaced in the hub by a newer publisher.
-    fn kicked(&mut self, old: u64, key: &str, now_ms: u64) {
+    fn kicked(&mut self, old: u64, key: &StreamKey, now_ms: u64) {
         if old & REMOTE_PUBLISHER_BIT != 0 {
             // Its own engine kicks it when the newcomer's start reaches it.
             self.remote.remove(key);
             return;
         }
-        if let Some(c) = self.conns.get_mut(&old) {
-            c.kicked = true;
-            c.published = None;
-            c.muxer = None;
+        if let Some(p) = self.publications.remove(&old) {
+            p.kicked(&mut self.outputs);
         }
         self.close(
             old,

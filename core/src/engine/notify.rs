@@ -9,7 +9,7 @@
 //! every failed attempt is logged ([`Output::Log`], at most one line a second, the rest
 //! counted into the next one). Worker 0's engine also sends `on_server_start` once and
 //! `on_update` periodically, with every worker's statistics gathered by the runtime
-//! ([`Output::StatsRequest`] answered through [`Engine::answer_stats`]).
+//! ([`Output::Gather`] answered through [`Engine::answer`]).
 //!
 //! At shutdown the runtime closes the connections and keeps driving the engine until
 //! [`Engine::pending_notifications`] is 0 (or its patience runs out), so the last stop events
@@ -21,8 +21,8 @@ use bytes::Bytes;
 
 use super::outbound::{Finished, OutboundTimeouts};
 use super::{
-    server_start_json, update_json, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Role,
-    SessionInfo, SessionRecord, StatsRequest, WebhookEvent, WebhookUrl,
+    server_start_json, update_json, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Query,
+    Role, SessionInfo, SessionRecord, WebhookEvent, WebhookUrl,
 };
 use crate::http::client::ClientRequest;
 use crate::hub::Hub;
@@ -343,9 +343,9 @@ impl Engine {
             n.next_update_ms = Some(now_ms.saturating_add(n.config.update_interval_ms));
             let conn = self.outbound.reserve_id();
             n.gather = Some(conn);
-            self.outputs.push_back(Output::StatsRequest {
+            self.outputs.push_back(Output::Gather {
                 conn,
-                request: StatsRequest::AllGroups,
+                query: Query::AllGroups,
             });
         }
         while n.in_flight.len() < n.config.max_in_flight {

@@ -1,19 +1,19 @@
 //! Recording: every publish written to an FLV file and/or one long MPEG-TS file.
 //!
-//! A [`Recorder`] lives on the engine of the publisher (so a frame is recorded exactly once
-//! whatever the number of engines) and turns the stream's [`Packet`]s into file bytes with the
-//! same per-player rendering HTTP-FLV and HTTP-TS players get: FLV tags around the shared tag
-//! bodies, with timestamps from 0, and the TS bytes the stream's muxer made once for every TS
-//! output, from the first random access point (PAT/PMT and a key frame) on. Nothing is copied:
-//! the bytes go to the runtime as [`Output::AppendFile`] pieces that share the packets'
-//! buffers, and what the recorder holds is only what one input produced before the engine's
-//! outputs were polled.
+//! A [`Recorder`] belongs to the stream's publication, on the publisher's engine (so a frame
+//! is recorded once whatever the number of engines), and turns the stream's [`Packet`]s into
+//! file bytes with the same per-player rendering HTTP-FLV and HTTP-TS players get: FLV tags
+//! around the shared tag bodies, with timestamps from 0, and the TS bytes the stream's muxer
+//! made once for every TS output, from the first random access point (PAT/PMT and a key frame)
+//! on. Nothing is copied: the bytes go to the runtime as [`Output::AppendFile`] pieces that
+//! share the packets' buffers, and what the recorder holds is only what one input produced
+//! before the engine's outputs were polled.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{ConnId, Engine, Output, Packet, PlayerFormat, PlayerWriter};
+use super::{Output, Packet, PlayerFormat, PlayerWriter};
 use crate::hub::PacketKind;
 
 /// Settings of recording (`[record]` in the config).
@@ -231,42 +231,6 @@ impl Recorder {
     }
 }
 
-impl Engine {
-    /// A local publish of `stream` began: its recording starts (when configured), named by the
-    /// wall clock now.
-    pub(super) fn start_recording(&mut self, conn: ConnId, stream: &str, now_ms: u64) {
-        let unix_ms = self.config.rtsp.wallclock_offset_ms.saturating_add(now_ms);
-        if let Some(r) = Recorder::new(&self.config.record, stream, unix_ms) {
-            self.recorders.insert(conn, r);
-        }
-    }
-
-    /// Records a local publisher's packet.
-    pub(super) fn record_packet(&mut self, conn: ConnId, packet: &Packet) {
-        if let Some(r) = self.recorders.get_mut(&conn) {
-            if r.push(packet) {
-                self.recording_dirty.push(conn);
-            }
-        }
-    }
-
-    /// Hands out what the recordings accumulated since the last time.
-    pub(super) fn flush_recordings(&mut self) {
-        for conn in std::mem::take(&mut self.recording_dirty) {
-            if let Some(r) = self.recorders.get_mut(&conn) {
-                r.flush(&mut self.outputs);
-            }
-        }
-    }
-
-    /// A local publish ended: its files get their last bytes and are closed.
-    pub(super) fn stop_recording(&mut self, conn: ConnId) {
-        if let Some(r) = self.recorders.remove(&conn) {
-            r.close(&mut self.outputs);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -275,7 +239,7 @@ mod tests {
 
     use super::*;
     use crate::amf::Value;
-    use crate::engine::{EngineConfig, Listener};
+    use crate::engine::{Engine, EngineConfig, Listener};
     use crate::flv::{FlvDemuxer, TagType};
     use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
     use crate::rtmp::message_type;

@@ -1,22 +1,15 @@
 //! The engine's RTMP side: server session events turned into hub operations.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use super::{
-    stream_key, valid_name_segment, ConnId, ConnKind, Engine, Output, Packet, Protocol, Role,
-    SilentAudio, StreamMessage,
-};
-use crate::amf::Value;
+use super::{ConnId, ConnKind, Engine, Protocol, Role};
 use crate::auth::Access;
 use crate::flv;
-use crate::hub::{PacketKind, PlayState};
-use crate::media::FrameKind;
-use crate::rtmp::command::{self, code};
+use crate::hub::PlayState;
+use crate::rtmp::command::code;
 use crate::rtmp::message_type;
 use crate::rtmp::server::{ServerEvent, ServerSession};
-use crate::ts::TsChunk;
+use crate::stream_key::{valid_name_segment, StreamKey};
 
 impl Engine {
     pub(super) fn drain_rtmp(&mut self, conn: ConnId, now_ms: u64) {
@@ -121,7 +114,7 @@ impl Engine {
             }
             ServerEvent::Metadata {
                 value, timestamp, ..
-            } => self.on_rtmp_metadata(conn, &value, timestamp),
+            } => self.publish_metadata(conn, &value, timestamp),
             ServerEvent::PublishStopped { .. } => {
                 self.end_publish(conn, now_ms);
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -155,7 +148,7 @@ impl Engine {
         now_ms: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = stream_key(app, name).filter(|_| !busy) else {
+        let Some(key) = StreamKey::new(app, name).filter(|_| !busy) else {
             if let Some(s) = self.session_mut(conn) {
                 s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "invalid stream name");
             }
@@ -183,9 +176,8 @@ impl Engine {
                         session.accept_publish(stream_id);
                         *publish_id = Some(stream_id);
                     }
-                    c.muxer = Some(Box::default());
                 }
-                self.publish_started(conn, &key, Protocol::Rtmp, now_ms);
+                self.publish_started(conn, &key, Protocol::Rtmp, None, now_ms);
             }
             Err(e) => {
                 if let Some(s) = self.session_mut(conn) {
@@ -193,35 +185,6 @@ impl Engine {
                 }
                 self.close(conn, true, &format!("publish rejected: {e}"), now_ms);
             }
-        }
-    }
-
-    /// A publisher was accepted by the hub: HLS starts, the session is logged, other engines
-    /// are told.
-    pub(super) fn publish_started(
-        &mut self,
-        conn: ConnId,
-        key: &str,
-        protocol: Protocol,
-        now_ms: u64,
-    ) {
-        self.hls.start(key, true);
-        let silent = self.config.silent_audio;
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.silent_audio = silent.enable.then(|| SilentAudio::new(silent.wait_ms));
-        }
-        self.start_recording(conn, key, now_ms);
-        self.start_session(conn, Role::Publish, protocol, key, now_ms);
-        if self.config.share_streams {
-            let stream: Arc<str> = Arc::from(key);
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.published = Some(stream.clone());
-            }
-            self.outputs
-                .push_back(Output::Broadcast(StreamMessage::Start {
-                    stream,
-                    publisher: conn,
-                }));
         }
     }
 
@@ -235,7 +198,7 @@ impl Engine {
         now_ms: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = stream_key(app, name).filter(|_| !busy) else {
+        let Some(key) = StreamKey::new(app, name).filter(|_| !busy) else {
             if let Some(s) = self.session_mut(conn) {
                 s.reject_play(
                     stream_id,
@@ -255,7 +218,7 @@ impl Engine {
             return;
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.stream = key.clone();
+            c.stream = Some(key.clone());
             if let ConnKind::Rtmp { play_id, .. } = &mut c.kind {
                 *play_id = Some(stream_id);
             }
@@ -265,59 +228,18 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_rtmp_media(
-        &mut self,
-        conn: ConnId,
-        type_id: u8,
-        timestamp: u32,
-        payload: Bytes,
-    ) {
-        let chunk_size = self.config.rtmp.chunk_size;
+    /// An FLV audio or video tag from the publisher: parsed into a frame here, at the RTMP
+    /// boundary, and handed to the publication with its original bytes.
+    fn on_rtmp_media(&mut self, conn: ConnId, type_id: u8, timestamp: u32, payload: Bytes) {
         let frame = if type_id == message_type::VIDEO {
             flv::frame_from_video_tag(timestamp, &payload)
         } else {
             flv::frame_from_audio_tag(timestamp, &payload)
         };
         // A tag that does not parse is dropped, not fatal: players would choke on it anyway.
-        let Ok(Some(frame)) = frame else { return };
-        let kind = match (frame.kind, type_id) {
-            (FrameKind::Config, message_type::VIDEO) => PacketKind::VideoConfig,
-            (FrameKind::Config, _) => PacketKind::AudioConfig,
-            (FrameKind::Coded, message_type::VIDEO) => PacketKind::Video { key: frame.key },
-            (FrameKind::Coded, _) => PacketKind::Audio,
-            (FrameKind::EndOfSequence, _) => return,
-        };
-        // Muxed once here for every TS output; a frame TS cannot carry is left out of them only.
-        let ts = self
-            .conns
-            .get_mut(&conn)
-            .and_then(|c| c.muxer.as_mut())
-            .and_then(|m| m.mux(&frame).ok())
-            .unwrap_or_default();
-        let packet = Packet::new(
-            kind,
-            frame.dts,
-            Some(frame),
-            type_id,
-            payload,
-            chunk_size,
-            ts,
-        );
-        self.push_local(conn, packet);
-    }
-
-    pub(super) fn on_rtmp_metadata(&mut self, conn: ConnId, value: &Value, timestamp: u32) {
-        let body = command::encode_on_metadata(value);
-        let packet = Packet::new(
-            PacketKind::Metadata,
-            i64::from(timestamp),
-            None,
-            message_type::DATA_AMF0,
-            body,
-            self.config.rtmp.chunk_size,
-            TsChunk::default(),
-        );
-        self.push_local(conn, packet);
+        if let Ok(Some(frame)) = frame {
+            self.publish_frame(conn, frame, Some(payload));
+        }
     }
 }
 

@@ -1,42 +1,29 @@
 //! The engine's RTSP side: server session events turned into hub operations.
 //!
-//! A publisher (ANNOUNCE / RECORD) gives [`Frame`]s; each becomes a [`Packet`] exactly as an RTMP
-//! publisher's would (FLV tag body built once, TS muxed once), so every output serves it. A
-//! player (DESCRIBE / PLAY) is a hub player like any other: its packets' frames go through its
-//! own session, which packetizes them (sequence numbers and SSRC are per player).
+//! A publisher (ANNOUNCE / RECORD) hands its [`Frame`]s to its publication, which makes the
+//! shared packets, and its ANNOUNCE describes the stream's tracks. A player (DESCRIBE / PLAY)
+//! is a hub player like any other: its packets' frames go through its own session, which
+//! packetizes them (sequence numbers and SSRC are per player).
 //!
-//! A DESCRIBE needs the stream's tracks: the player joins the hub at once (waiting for the
-//! publisher if needed) and its first packets are held until the codecs are known, then sent
-//! after PLAY. UDP transport is sans-IO: a SETUP over UDP asks the runtime for a port pair
-//! ([`Output::OpenUdp`], answered by [`Engine::handle_udp_open`]); datagrams come in through
-//! [`Engine::handle_udp`] and go out as [`Output::SendUdp`].
+//! A DESCRIBE is answered from the stream's track description in the hub: the player joins the
+//! hub at once (waiting for the publisher if needed), and its packets wait in its hub queue
+//! until the description is complete and PLAY comes. UDP transport is sans-IO: a SETUP over
+//! UDP asks the runtime for a port pair ([`Output::OpenUdp`], answered by
+//! [`Engine::handle_udp_open`]); datagrams come in through [`Engine::handle_udp`] and go out as
+//! [`Output::SendUdp`].
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{stream_key, ConnId, ConnKind, Engine, Output, Packet, Protocol, Role};
+use super::{ConnId, ConnKind, Engine, Output, Protocol, Role};
 use crate::auth::Access;
-use crate::codec::aac::AudioSpecificConfig;
-use crate::codec::h264::AvcConfig;
-use crate::codec::h265::HevcConfig;
-use crate::flv::{self, VideoTagStyle};
-use crate::hub::{PacketKind, PlayState};
+use crate::hub::{AudioTrack, PlayState, Tracks, VideoTrack};
 use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
-use crate::media::{Codec, Frame, FrameKind, TrackKind};
-use crate::rtmp::message_type;
+use crate::media::{Codec, FrameKind, TrackKind};
 use crate::rtp::{CodecParams, TrackParams};
 use crate::rtsp::server::{ServerEvent, ServerSession, TrackTransport, Transmit};
-use crate::ts::TsChunk;
-
-/// Packets held for a DESCRIBE before it is answered with what is known.
-const MAX_HELD: usize = 4096;
-/// A DESCRIBE is answered once video and audio are seen, or after this much media time with
-/// video alone (ms).
-const DESCRIBE_VIDEO_WAIT_MS: i64 = 500;
-/// ... or after this much media time with audio alone (ms).
-const DESCRIBE_AUDIO_WAIT_MS: i64 = 1000;
+use crate::stream_key::StreamKey;
 
 /// The state of one RTSP connection.
 #[derive(Debug)]
@@ -45,10 +32,8 @@ pub(super) struct RtspConn {
     /// Track indexes of the play session's video and audio.
     video: Option<usize>,
     audio: Option<usize>,
-    /// A DESCRIBE waits for the stream's codecs.
+    /// A DESCRIBE waits for the stream's tracks to be described.
     describe_pending: bool,
-    /// Packets taken from the hub while a DESCRIBE waited; sent first after PLAY.
-    held: VecDeque<Packet>,
     /// A coded frame was sent to the player (configs before it are known from the SDP).
     media_started: bool,
     /// UDP port pairs were asked for.
@@ -75,7 +60,6 @@ impl RtspConn {
             video: None,
             audio: None,
             describe_pending: false,
-            held: VecDeque::new(),
             media_started: false,
             udp: false,
             timer_at: None,
@@ -107,162 +91,105 @@ impl RtspConn {
     }
 }
 
-/// What a DESCRIBE needs to know of a stream, gathered from its first packets.
-#[derive(Default)]
-struct Seen {
-    video_config: Option<Frame>,
-    video_codec: Option<Codec>,
-    audio_config: Option<Frame>,
-    audio_codec: Option<Codec>,
-    first_video: Option<i64>,
-    first_audio: Option<i64>,
-    last_video: i64,
-    last_audio: i64,
+/// The SDP description of a video track, for a DESCRIBE.
+fn video_params(v: &VideoTrack) -> Option<TrackParams> {
+    let codec = match v.codec {
+        Codec::H264 => CodecParams::H264 {
+            sps: v.sps.clone(),
+            pps: v.pps.clone(),
+        },
+        Codec::H265 => CodecParams::H265 {
+            vps: v.vps.clone(),
+            sps: v.sps.clone(),
+            pps: v.pps.clone(),
+        },
+        _ => return None,
+    };
+    Some(TrackParams {
+        payload_type: 96,
+        clock_rate: 90_000,
+        channels: 1,
+        codec,
+    })
 }
 
-impl Seen {
-    fn add(&mut self, p: &Packet) {
-        let d = p.data();
-        let Some(f) = &d.frame else { return };
-        match (f.track(), f.kind) {
-            (TrackKind::Video, FrameKind::Config) => self.video_config = Some(f.clone()),
-            (TrackKind::Audio, FrameKind::Config) => self.audio_config = Some(f.clone()),
-            (TrackKind::Video, FrameKind::Coded) => {
-                self.video_codec = Some(f.codec);
-                self.first_video.get_or_insert(f.dts);
-                self.last_video = f.dts;
-            }
-            (TrackKind::Audio, FrameKind::Coded) => {
-                self.audio_codec = Some(f.codec);
-                self.first_audio.get_or_insert(f.dts);
-                self.last_audio = f.dts;
-            }
-            _ => {}
+/// The SDP description of an audio track, for a DESCRIBE.
+fn audio_params(a: &AudioTrack) -> Option<TrackParams> {
+    let params = |payload_type, clock_rate, channels, codec| TrackParams {
+        payload_type,
+        clock_rate,
+        channels,
+        codec,
+    };
+    match a.codec {
+        Codec::Aac if !a.config.is_empty() => Some(params(
+            97,
+            a.sample_rate,
+            a.channels.max(1),
+            CodecParams::aac_hbr(a.config.clone()),
+        )),
+        Codec::G711A | Codec::G711U => {
+            let (clock, ch) = if a.sample_rate == 0 {
+                (8000, 1)
+            } else {
+                (a.sample_rate, a.channels.max(1))
+            };
+            let (static_pt, codec) = if a.codec == Codec::G711A {
+                (8, CodecParams::G711A)
+            } else {
+                (0, CodecParams::G711U)
+            };
+            let pt = if (clock, ch) == (8000, 1) {
+                static_pt
+            } else {
+                97
+            };
+            Some(params(pt, clock, ch, codec))
         }
+        Codec::Opus => Some(params(97, 48_000, 2, CodecParams::Opus)),
+        _ => None,
     }
+}
 
-    /// Enough is known to describe the stream.
-    fn complete(&self) -> bool {
-        match (self.first_video, self.first_audio) {
-            (Some(_), Some(_)) => true,
-            (Some(v), None) => self.last_video.saturating_sub(v) >= DESCRIBE_VIDEO_WAIT_MS,
-            (None, Some(a)) => self.last_audio.saturating_sub(a) >= DESCRIBE_AUDIO_WAIT_MS,
-            (None, None) => false,
-        }
-    }
-
-    fn video_params(&self) -> Option<TrackParams> {
-        let config = self.video_config.as_ref();
-        let codec = config.map(|f| f.codec).or(self.video_codec)?;
-        let record = config.map(|f| f.payload.as_ref());
-        let codec = match codec {
-            Codec::H264 => match record.and_then(|r| AvcConfig::parse(r).ok()) {
-                Some(c) => CodecParams::H264 {
-                    sps: c.sps,
-                    pps: c.pps,
-                },
-                None => CodecParams::H264 {
-                    sps: Vec::new(),
-                    pps: Vec::new(),
-                },
-            },
-            Codec::H265 => match record.and_then(|r| HevcConfig::parse(r).ok()) {
-                Some(c) => CodecParams::H265 {
-                    vps: c.vps,
-                    sps: c.sps,
-                    pps: c.pps,
-                },
-                None => CodecParams::H265 {
-                    vps: Vec::new(),
-                    sps: Vec::new(),
-                    pps: Vec::new(),
-                },
-            },
-            _ => return None,
-        };
-        Some(TrackParams {
-            payload_type: 96,
-            clock_rate: 90_000,
-            channels: 1,
-            codec,
-        })
-    }
-
-    fn audio_params(&self) -> Option<TrackParams> {
-        let config = self.audio_config.as_ref();
-        let codec = config.map(|f| f.codec).or(self.audio_codec)?;
-        let (clock_rate, channels) = match config {
-            Some(f) if codec != Codec::Aac => parse_audio_hint(&f.payload),
-            _ => (0, 0),
-        };
-        let params = |payload_type, clock_rate, channels, codec| TrackParams {
-            payload_type,
-            clock_rate,
-            channels,
-            codec,
-        };
-        match codec {
-            Codec::Aac => {
-                let asc = config?.payload.clone();
-                let parsed = AudioSpecificConfig::parse(&asc).ok()?;
-                Some(params(
-                    97,
-                    parsed.sample_rate,
-                    parsed.channels.max(1),
-                    CodecParams::aac_hbr(asc),
+/// The tracks an ANNOUNCE declares: a complete description from the start.
+fn announced_tracks(tracks: &[TrackParams]) -> Tracks {
+    let mut t = Tracks {
+        complete: true,
+        ..Tracks::default()
+    };
+    for p in tracks {
+        match &p.codec {
+            CodecParams::H264 { sps, pps } => {
+                t.video = Some(VideoTrack::new(
+                    Codec::H264,
+                    Vec::new(),
+                    sps.clone(),
+                    pps.clone(),
                 ))
             }
-            Codec::G711A | Codec::G711U => {
-                let (clock, ch) = if clock_rate == 0 {
-                    (8000, 1)
-                } else {
-                    (clock_rate, channels.max(1))
-                };
-                let (static_pt, codec) = if codec == Codec::G711A {
-                    (8, CodecParams::G711A)
-                } else {
-                    (0, CodecParams::G711U)
-                };
-                let pt = if (clock, ch) == (8000, 1) {
-                    static_pt
-                } else {
-                    97
-                };
-                Some(params(pt, clock, ch, codec))
+            CodecParams::H265 { vps, sps, pps } => {
+                t.video = Some(VideoTrack::new(
+                    Codec::H265,
+                    vps.clone(),
+                    sps.clone(),
+                    pps.clone(),
+                ))
             }
-            Codec::Opus => Some(params(97, 48_000, 2, CodecParams::Opus)),
-            _ => None,
+            codec => {
+                let config = match codec {
+                    CodecParams::Aac { config, .. } => config.clone(),
+                    _ => Bytes::new(),
+                };
+                t.audio = Some(AudioTrack {
+                    codec: codec.codec(),
+                    sample_rate: p.clock_rate,
+                    channels: p.channels,
+                    config,
+                });
+            }
         }
     }
-}
-
-/// The configuration frame an RTSP publisher of G.711 or Opus gives (they have none of their
-/// own): clock rate and channels, so a DESCRIBE can describe the track exactly.
-fn audio_hint(codec: Codec, clock_rate: u32, channels: u8) -> Frame {
-    let mut b = BytesMut::with_capacity(5);
-    b.put_u32(clock_rate);
-    b.put_u8(channels);
-    Frame {
-        codec,
-        kind: FrameKind::Config,
-        dts: 0,
-        pts: 0,
-        key: true,
-        payload: b.freeze(),
-    }
-}
-
-fn parse_audio_hint(payload: &[u8]) -> (u32, u8) {
-    match payload {
-        [a, b, c, d, ch] => (u32::from_be_bytes([*a, *b, *c, *d]), *ch),
-        _ => (0, 0),
-    }
-}
-
-/// `live/x` as a hub key.
-fn key_of(path: &str) -> Option<String> {
-    let (app, stream) = path.split_once('/')?;
-    stream_key(app, stream)
+    t
 }
 
 impl Engine {
@@ -509,10 +436,10 @@ impl Engine {
             }
             ServerEvent::Playing => {
                 let stream = match self.conns.get(&conn) {
-                    Some(c) if c.role == Role::None && !c.stream.is_empty() => c.stream.clone(),
-                    _ => String::new(),
+                    Some(c) if c.role == Role::None => c.stream.clone(),
+                    _ => None,
                 };
-                if !stream.is_empty() {
+                if let Some(stream) = stream {
                     self.start_session(conn, Role::Play, Protocol::Rtsp, &stream, now);
                 }
                 self.rtsp_player_ready(conn, now);
@@ -522,14 +449,14 @@ impl Engine {
                 r.media_at = now;
                 match &mut r.interleaver {
                     Some(i) => i.push(frame),
-                    None => return self.on_rtsp_frame(conn, frame),
+                    None => return self.publish_frame(conn, frame, None),
                 }
                 while let Some(f) = self
                     .rtsp_mut(conn)
                     .and_then(|r| r.interleaver.as_mut())
                     .and_then(Interleaver::pop)
                 {
-                    self.on_rtsp_frame(conn, f);
+                    self.publish_frame(conn, f, None);
                 }
             }
             ServerEvent::Recording => {
@@ -560,7 +487,6 @@ impl Engine {
                         r.video = None;
                         r.audio = None;
                         r.describe_pending = false;
-                        r.held.clear();
                         r.media_started = false;
                         r.announced.clear();
                         r.interleaver = None;
@@ -581,7 +507,7 @@ impl Engine {
 
     fn rtsp_describe(&mut self, conn: ConnId, path: &str, query: &str, now: u64) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = key_of(path).filter(|_| !busy) else {
+        let Some(key) = StreamKey::parse(path).filter(|_| !busy) else {
             self.rtsp_reject(conn, 404);
             return;
         };
@@ -591,21 +517,22 @@ impl Engine {
             return self.close(conn, true, &reason, now);
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.stream = key.clone();
+            c.stream = Some(key.clone());
             if let ConnKind::Rtsp(r) = &mut c.kind {
                 r.describe_pending = true;
-                r.held.clear();
             }
         }
-        // The answer comes when the stream's first packets reach this player.
-        let _: PlayState = self.hub.play(&key, conn, now);
+        // The answer comes once the stream's tracks are described (at once if they are).
+        if self.hub.play(&key, conn, now) == PlayState::Playing {
+            self.rtsp_player_ready(conn, now);
+        }
     }
 
     /// The hub has packets for this player.
     pub(super) fn rtsp_player_ready(&mut self, conn: ConnId, now: u64) {
         let Some(r) = self.rtsp_mut(conn) else { return };
         if r.describe_pending {
-            self.rtsp_collect(conn, now);
+            self.rtsp_answer_describe(conn, now);
         } else if r.session.is_playing() {
             if r.all_udp() {
                 // Answers (the PLAY reply) still go over TCP.
@@ -623,41 +550,35 @@ impl Engine {
         }
     }
 
-    /// Holds the player's first packets until the stream's codecs are known, then answers the
-    /// DESCRIBE.
-    fn rtsp_collect(&mut self, conn: ConnId, now: u64) {
-        loop {
-            let Some(r) = self.rtsp_mut(conn) else { return };
-            if r.held.len() >= MAX_HELD {
-                break;
-            }
-            let Some(p) = self.hub.pop(conn) else {
-                break;
-            };
-            if let Some(r) = self.rtsp_mut(conn) {
-                r.held.push_back(p);
-            }
-        }
-        let Some(r) = self.rtsp_mut(conn) else { return };
-        let mut seen = Seen::default();
-        r.held.iter().for_each(|p| seen.add(p));
-        if !seen.complete() && r.held.len() < MAX_HELD {
+    /// Answers a pending DESCRIBE from the stream's track description, once it is complete
+    /// (the player's packets wait in its hub queue meanwhile).
+    fn rtsp_answer_describe(&mut self, conn: ConnId, now: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(tracks) = c.stream.as_ref().and_then(|k| self.hub.tracks(k)) else {
+            return;
+        };
+        let ConnKind::Rtsp(r) = &mut c.kind else {
+            return;
+        };
+        if !tracks.complete {
             return;
         }
         r.describe_pending = false;
-        let mut tracks = Vec::new();
-        if let Some(v) = seen.video_params() {
-            r.video = Some(tracks.len());
-            tracks.push(v);
+        let mut params = Vec::new();
+        if let Some(v) = tracks.video.as_ref().and_then(video_params) {
+            r.video = Some(params.len());
+            params.push(v);
         }
-        if let Some(a) = seen.audio_params() {
-            r.audio = Some(tracks.len());
-            tracks.push(a);
+        if let Some(a) = tracks.audio.as_ref().and_then(audio_params) {
+            r.audio = Some(params.len());
+            params.push(a);
         }
-        let result = if tracks.is_empty() {
+        let result = if params.is_empty() {
             r.session.reject(415)
         } else {
-            r.session.accept_describe(tracks)
+            r.session.accept_describe(params)
         };
         self.drain_rtsp(conn, now);
         if let Err(e) = result {
@@ -682,7 +603,7 @@ impl Engine {
             if !r.session.is_playing() {
                 break;
             }
-            let Some(packet) = r.held.pop_front().or_else(|| self.hub.pop(conn)) else {
+            let Some(packet) = self.hub.pop(conn) else {
                 break;
             };
             let Some(frame) = &packet.data().frame else {
@@ -723,7 +644,7 @@ impl Engine {
         now: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = key_of(path).filter(|_| !busy) else {
+        let Some(key) = StreamKey::parse(path).filter(|_| !busy) else {
             self.rtsp_reject(conn, 400);
             return;
         };
@@ -744,29 +665,12 @@ impl Engine {
                 let _ = r.session.accept_announce();
                 r.announced = tracks.iter().map(|t| t.codec.codec().track()).collect();
             }
-            c.muxer = Some(Box::default());
         }
         if let Some(r) = self.rtsp_mut(conn) {
             r.media_at = now;
         }
-        self.publish_started(conn, &key, Protocol::Rtsp, now);
-        // G.711 and Opus have no configuration of their own: tell players their clock.
-        for t in tracks {
-            let codec = t.codec.codec();
-            if matches!(codec, Codec::G711A | Codec::G711U | Codec::Opus) {
-                let frame = audio_hint(codec, t.clock_rate, t.channels);
-                let packet = Packet::new(
-                    PacketKind::AudioConfig,
-                    0,
-                    Some(frame),
-                    message_type::AUDIO,
-                    Bytes::new(),
-                    self.config.rtmp.chunk_size,
-                    TsChunk::default(),
-                );
-                self.push_local(conn, packet);
-            }
-        }
+        let described = announced_tracks(tracks);
+        self.publish_started(conn, &key, Protocol::Rtsp, Some(described), now);
     }
 
     /// Sends on the frames an RTSP publisher's interleaver still holds, before its stream ends
@@ -777,46 +681,8 @@ impl Engine {
             .and_then(|r| r.interleaver.as_mut())
             .and_then(Interleaver::drain)
         {
-            self.on_rtsp_frame(conn, f);
+            self.publish_frame(conn, f, None);
         }
-    }
-
-    /// A frame from an RTSP publisher becomes a packet exactly like an RTMP publisher's.
-    fn on_rtsp_frame(&mut self, conn: ConnId, frame: Frame) {
-        let video = frame.track() == TrackKind::Video;
-        let kind = match (frame.kind, video) {
-            (FrameKind::Config, true) => PacketKind::VideoConfig,
-            (FrameKind::Config, false) => PacketKind::AudioConfig,
-            (FrameKind::Coded, true) => PacketKind::Video { key: frame.key },
-            (FrameKind::Coded, false) => PacketKind::Audio,
-            (FrameKind::EndOfSequence, _) => return,
-        };
-        let (type_id, body) = if video {
-            (
-                message_type::VIDEO,
-                flv::video_tag_body(&frame, VideoTagStyle::Legacy),
-            )
-        } else {
-            (message_type::AUDIO, flv::audio_tag_body(&frame))
-        };
-        // Codecs FLV cannot carry (Opus) get an empty body: RTMP and FLV players skip them.
-        let body = body.unwrap_or_default();
-        let ts = self
-            .conns
-            .get_mut(&conn)
-            .and_then(|c| c.muxer.as_mut())
-            .and_then(|m| m.mux(&frame).ok())
-            .unwrap_or_default();
-        let packet = Packet::new(
-            kind,
-            frame.dts,
-            Some(frame),
-            type_id,
-            body,
-            self.config.rtmp.chunk_size,
-            ts,
-        );
-        self.push_local(conn, packet);
     }
 }
 
@@ -852,19 +718,12 @@ mod tests {
     #[test]
     fn udp_publisher_of_g711_is_described_to_a_player() {
         let mut e = Engine::new(EngineConfig::default(), 7);
-        e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
-        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
-                   m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=0\r\n";
-        let (answer, _) = request(
+        announce(
             &mut e,
-            PUBLISHER,
-            &format!(
-                "ANNOUNCE rtsp://h/live/g RTSP/1.0\r\nCSeq: 1\r\nContent-Length: {}\r\n\r\n{sdp}",
-                sdp.len()
-            ),
-            0,
+            "g",
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=0\r\n",
         );
-        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
         let (answer, outputs) = request(
             &mut e,
             PUBLISHER,
@@ -897,23 +756,15 @@ mod tests {
         );
         assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
 
-        e.handle_accept(PLAYER, Listener::Rtsp, peer(), 3);
-        let (answer, _) = request(
-            &mut e,
-            PLAYER,
-            "DESCRIBE rtsp://h/live/g RTSP/1.0\r\nCSeq: 1\r\n\r\n",
-            4,
-        );
-        assert!(answer.is_empty(), "described before the codecs are known");
-        // 3 s of 20 ms packets (UDP reorders within a window); a foreign datagram is ignored.
+        // The ANNOUNCE described the track: no media needs to arrive first.
+        let answer = describe(&mut e, "g", 4);
+        assert!(answer.contains("a=rtpmap:8 PCMA/8000"), "{answer}");
+        // A foreign datagram is ignored; the publisher's own reach the hub.
         let stranger: SocketAddr = "10.9.9.9:5000".parse().unwrap();
-        for i in 0..150u16 {
+        let own: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let before = e.conns[&PUBLISHER].bytes_in;
+        for (i, from) in [(0u16, stranger), (1, own), (2, own)] {
             let p = RtpPacket::new(8, i, u32::from(i) * 160, 42, Bytes::from(vec![0xD5; 160]));
-            let from = if i == 30 {
-                stranger
-            } else {
-                "127.0.0.1:5000".parse().unwrap()
-            };
             e.handle_udp(
                 PUBLISHER,
                 0,
@@ -923,17 +774,92 @@ mod tests {
                 10 + u64::from(i) * 20,
             );
         }
-        let answer = exchange(&mut e, PLAYER, &mut Vec::new());
-        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
-        assert!(answer.contains("a=rtpmap:8 PCMA/8000"), "{answer}");
+        assert_eq!(e.conns[&PUBLISHER].bytes_in - before, 2 * (12 + 160));
     }
 
-    /// ANNOUNCE (PCMU), SETUP over TCP on channels 0-1 and RECORD of `live/{name}` at time 0.
-    fn tcp_recorder(e: &mut Engine, name: &str) -> String {
+    /// A 640x360 H.264 track and a 48 kHz stereo AAC track.
+    const H264_AAC_SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+        a=fmtp:96 packetization-mode=1;\
+        sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==\r\n\
+        a=control:trackID=0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n\
+        a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
+        indexlength=3;indexdeltalength=3;config=1190\r\n\
+        a=control:trackID=1\r\n";
+
+    /// A player on another engine is described the stream from the tracks its publisher's
+    /// engine sent along with the stream.
+    #[test]
+    fn an_rtsp_player_on_another_engine_is_described_the_stream() {
+        let config = EngineConfig {
+            share_streams: true,
+            ..EngineConfig::default()
+        };
+        let mut a = Engine::new(config.clone(), 7);
+        let mut b = Engine::new(config, 8);
+        for o in announce(&mut a, "m", H264_AAC_SDP) {
+            if let Output::Broadcast(m) = o {
+                b.handle_remote(m, 0);
+            }
+        }
+        let answer = describe(&mut b, "m", 1);
+        let sprop = "sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==";
+        assert!(answer.contains(sprop), "{answer}");
+        assert!(answer.contains("config=1190"), "{answer}");
+    }
+
+    /// FLV players expect `onMetaData` first; an RTSP publisher sends none, so it is built
+    /// from the ANNOUNCE's description (here a 640x360 H.264 track and 48 kHz stereo AAC).
+    #[test]
+    fn flv_players_of_an_rtsp_publisher_get_on_metadata() {
+        use crate::amf::{amf0, Value};
+        use crate::flv::{FlvDemuxer, TagType};
+        let mut e = Engine::new(EngineConfig::default(), 7);
+        announce(&mut e, "m", H264_AAC_SDP);
+
+        e.handle_accept(PLAYER, Listener::Http, peer(), 1);
+        e.handle_input(PLAYER, b"GET /live/m.flv HTTP/1.1\r\nHost: h\r\n\r\n", 1);
+        while e.poll_output().is_some() {}
+        let mut out = Vec::new();
+        e.poll_transmit(PLAYER, usize::MAX, &mut out);
+        let bytes = out.concat();
+        let body_at = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP head")
+            + 4;
+        // The FLV header (9 bytes), PreviousTagSize0, then the first tag: its size ends it.
+        let flv = &bytes[body_at..];
+        let size = flv.get(14..17).expect("a tag header");
+        let tag_len = 11 + u32::from_be_bytes([0, size[0], size[1], size[2]]);
+        let mut d = FlvDemuxer::default();
+        d.push(flv);
+        d.push(&tag_len.to_be_bytes());
+        let first = d
+            .poll_tag()
+            .expect("the FLV body demuxes")
+            .expect("a first tag");
+        assert_eq!(first.tag_type, TagType::Script);
+        let values = amf0::decode_all(&first.body, 8).expect("AMF0");
+        assert_eq!(values.first(), Some(&Value::String("onMetaData".into())));
+        let meta = values.get(1).expect("the metadata");
+        let number = |name| meta.get(name).and_then(Value::as_f64);
+        assert_eq!(
+            (number("width"), number("height")),
+            (Some(640.0), Some(360.0))
+        );
+        assert_eq!(number("videocodecid"), Some(7.0));
+        assert_eq!(number("audiocodecid"), Some(10.0));
+        assert_eq!(number("audiosamplerate"), Some(48_000.0));
+        assert_eq!(meta.get("stereo"), Some(&Value::Boolean(true)));
+    }
+
+    /// Accepts the publisher and announces `live/{name}` with `sdp`, which must be accepted;
+    /// returns the engine's outputs.
+    fn announce(e: &mut Engine, name: &str, sdp: &str) -> Vec<Output> {
         e.handle_accept(PUBLISHER, Listener::Rtsp, peer(), 0);
-        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
-                   m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=0\r\n";
-        let (answer, _) = request(
+        let (answer, outputs) = request(
             e,
             PUBLISHER,
             &format!(
@@ -943,6 +869,27 @@ mod tests {
             0,
         );
         assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        outputs
+    }
+
+    /// Accepts the player and sends a DESCRIBE of `live/{name}`, which must be answered at
+    /// once with 200; returns the answer.
+    fn describe(e: &mut Engine, name: &str, now: u64) -> String {
+        e.handle_accept(PLAYER, Listener::Rtsp, peer(), now);
+        let describe = format!("DESCRIBE rtsp://h/live/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+        let (answer, _) = request(e, PLAYER, &describe, now);
+        assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+        answer
+    }
+
+    /// ANNOUNCE (PCMU), SETUP over TCP on channels 0-1 and RECORD of `live/{name}` at time 0.
+    fn tcp_recorder(e: &mut Engine, name: &str) -> String {
+        announce(
+            e,
+            name,
+            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:trackID=0\r\n",
+        );
         let (answer, _) = request(
             e,
             PUBLISHER,

@@ -17,12 +17,8 @@
 //! audio arriving after the silent track began stops it at that packet; from there players get
 //! the publisher's own configuration and frames.
 
-use super::{ConnId, Engine, Packet};
 use crate::codec::aac::{AudioSpecificConfig, SILENT_MONO_FRAME};
-use crate::flv;
-use crate::hub::PacketKind;
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
-use crate::rtmp::message_type;
 use bytes::Bytes;
 
 /// Settings of silent audio injection.
@@ -180,53 +176,6 @@ fn silent_frame(kind: FrameKind, dts: i64, payload: Bytes) -> Frame {
         pts: dts,
         key: true,
         payload,
-    }
-}
-
-impl Engine {
-    /// A local publisher's `packet` is about to go out: the silent frames due before it go
-    /// first, through the same path as the publisher's own audio.
-    pub(super) fn inject_silent_audio(&mut self, conn: ConnId, packet: &Packet) {
-        let Some(frame) = packet.data().frame.as_ref() else {
-            return;
-        };
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let Some(silent) = c.silent_audio.as_mut() else {
-            return;
-        };
-        let mut frames = Vec::new();
-        silent.observe(frame, &mut frames);
-        if silent.done() {
-            c.silent_audio = None;
-        }
-        for f in frames {
-            let kind = match f.kind {
-                FrameKind::Config => PacketKind::AudioConfig,
-                _ => PacketKind::Audio,
-            };
-            // AAC always has an FLV form.
-            let Ok(body) = flv::audio_tag_body(&f) else {
-                continue;
-            };
-            let ts = self
-                .conns
-                .get_mut(&conn)
-                .and_then(|c| c.muxer.as_mut())
-                .and_then(|m| m.mux(&f).ok())
-                .unwrap_or_default();
-            let packet = Packet::new(
-                kind,
-                f.dts,
-                Some(f),
-                message_type::AUDIO,
-                body,
-                self.config.rtmp.chunk_size,
-                ts,
-            );
-            self.push_packet(conn, packet);
-        }
     }
 }
 

@@ -35,6 +35,8 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use crate::stream_key::StreamKey;
+
 /// How many segments the record playlist file can list (about 3 days of 4-second segments).
 pub const RECORD_MAX_ENTRIES: usize = 65_536;
 /// An ended stream's playlists and segments stay available for this long (ms) at least.
@@ -109,7 +111,8 @@ pub enum HlsOutput {
     },
 }
 
-/// What an HTTP path asks of HLS (see [`parse_path`]).
+/// What an HTTP path asks of HLS (routed by `engine::routes`; names are validated as stream
+/// names before use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HlsRequest<'a> {
     /// `/{app}/{stream}.m3u8`: the live playlist.
@@ -135,32 +138,6 @@ pub enum HlsRequest<'a> {
         /// Media sequence number.
         seq: u64,
     },
-}
-
-/// Recognizes HLS paths among the segments of a request path (as split and checked by
-/// [`crate::http::split_path`]). Names are never empty, `.` or `..`; the caller still validates
-/// them as stream names. Sequence numbers are plain decimal digits (at most 19).
-pub fn parse_path<'a>(segments: &[&'a str]) -> Option<HlsRequest<'a>> {
-    match *segments {
-        [app, file] => {
-            // "..m3u8" would name the stream "." (found by the hls_path fuzz target).
-            let stream = file
-                .strip_suffix(".m3u8")
-                .filter(|s| !matches!(*s, "" | "." | ".."))?;
-            Some(HlsRequest::Live { app, stream })
-        }
-        [app, stream, "record.m3u8"] => Some(HlsRequest::Record { app, stream }),
-        [app, stream, file] => {
-            let digits = file.strip_suffix(".ts")?;
-            if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
-                return None;
-            }
-            let seq = digits.parse().ok()?;
-            Some(HlsRequest::Segment { app, stream, seq })
-        }
-        _ => None,
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -191,7 +168,7 @@ struct Building {
 #[derive(Debug)]
 struct HlsStream {
     /// `app/stream`.
-    key: String,
+    key: StreamKey,
     local: bool,
     current: Option<Building>,
     held: VecDeque<Segment>,
@@ -221,7 +198,7 @@ struct HlsStream {
 #[derive(Debug)]
 pub struct Hls {
     config: HlsConfig,
-    streams: HashMap<String, HlsStream>,
+    streams: HashMap<StreamKey, HlsStream>,
     outputs: VecDeque<HlsOutput>,
 }
 
@@ -247,15 +224,15 @@ impl Hls {
 
     /// A publisher started `key` (`app/stream`). When `local`, this engine writes its files.
     /// A stream that already has segments continues after a discontinuity.
-    pub fn start(&mut self, key: &str, local: bool) {
+    pub fn start(&mut self, key: &StreamKey, local: bool) {
         if !self.config.enable {
             return;
         }
         let s = self
             .streams
-            .entry(key.to_owned())
+            .entry(key.clone())
             .or_insert_with(|| HlsStream {
-                key: key.to_owned(),
+                key: key.clone(),
                 local,
                 current: None,
                 held: VecDeque::new(),
@@ -376,7 +353,7 @@ impl Hls {
     /// Forgets ended streams whose time is up (removing their files under
     /// [`Cleanup::StreamEnd`] and [`Cleanup::Window`]).
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let expired: Vec<String> = self
+        let expired: Vec<StreamKey> = self
             .streams
             .values()
             .filter(|s| s.expire_at.is_some_and(|t| t <= now_ms))
@@ -496,7 +473,7 @@ impl HlsStream {
             .skip(self.window_start(config))
             .map(|g| g.info)
             .collect();
-        let name = self.key.rsplit('/').next().unwrap_or_default();
+        let name = self.key.stream();
         render(
             &infos,
             self.target_s(),

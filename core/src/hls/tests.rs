@@ -3,6 +3,10 @@ use m3u8_rs::{parse_media_playlist_res, MediaPlaylist};
 
 use super::*;
 
+fn key(path: &str) -> StreamKey {
+    StreamKey::parse(path).expect("a valid test key")
+}
+
 fn cfg() -> HlsConfig {
     HlsConfig {
         fragment_ms: 2000,
@@ -24,48 +28,9 @@ fn feed(h: &mut Hls, key: &str, t0: i64, secs: i64) {
 }
 
 #[test]
-fn paths() {
-    assert_eq!(
-        parse_path(&["live", "cam.m3u8"]),
-        Some(HlsRequest::Live {
-            app: "live",
-            stream: "cam"
-        })
-    );
-    assert_eq!(
-        parse_path(&["live", "cam", "record.m3u8"]),
-        Some(HlsRequest::Record {
-            app: "live",
-            stream: "cam"
-        })
-    );
-    assert_eq!(
-        parse_path(&["live", "cam", "17.ts"]),
-        Some(HlsRequest::Segment {
-            app: "live",
-            stream: "cam",
-            seq: 17
-        })
-    );
-    for bad in [
-        &["live", ".m3u8"][..],
-        &["v", "..m3u8"],
-        &["v", "...m3u8"],
-        &["live", "cam", "+1.ts"],
-        &["live", "cam", "1a.ts"],
-        &["live", "cam", ".ts"],
-        &["live", "cam", "99999999999999999999.ts"],
-        &["live", "cam.flv"],
-        &["a", "b", "c", "d.ts"],
-    ] {
-        assert_eq!(parse_path(bad), None, "{bad:?}");
-    }
-}
-
-#[test]
 fn live_playlist_slides_and_ends() {
     let mut h = Hls::new(cfg());
-    h.start("live/cam", false);
+    h.start(&key("live/cam"), false);
     assert!(h.live_playlist("live/cam").is_none());
     feed(&mut h, "live/cam", 0, 3);
     let p = parse(&h.live_playlist("live/cam").unwrap());
@@ -103,11 +68,11 @@ fn live_playlist_slides_and_ends() {
 #[test]
 fn reconnect_and_jumps_are_discontinuities() {
     let mut h = Hls::new(cfg());
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed(&mut h, "a/b", 5000, 4);
     h.end("a/b", 0);
     // The publisher comes back with timestamps from zero.
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed(&mut h, "a/b", 0, 4);
     // Then its clock jumps an hour ahead.
     feed(&mut h, "a/b", 3_600_000, 4);
@@ -129,7 +94,7 @@ fn record_memory_is_bounded() {
         record_max_bytes: 188 * 100,
         ..cfg()
     });
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed(&mut h, "a/b", 0, 41);
     // Each segment is 50 packets: the window (3) plus two more fit in the budget.
     let r = parse(&h.record_playlist("a/b").unwrap());
@@ -147,7 +112,7 @@ fn files_and_cleanup() {
             cleanup,
             ..cfg()
         });
-        h.start("a/b", true);
+        h.start(&key("a/b"), true);
         feed(&mut h, "a/b", 0, 13);
         h.end("a/b", 0);
         h.handle_timeout(u64::MAX);
@@ -180,7 +145,7 @@ fn files_and_cleanup() {
         out_path: "/srv".into(),
         ..cfg()
     });
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed(&mut h, "a/b", 0, 5);
     assert!(h.poll_output().is_none());
 }
@@ -188,7 +153,7 @@ fn files_and_cleanup() {
 #[test]
 fn audio_only_cuts_on_time() {
     let mut h = Hls::new(cfg());
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     // AAC at 23 ms per frame, a random access point every 500 ms as the muxer makes them.
     let mut last_rap = None;
     for i in 0..400i64 {
@@ -253,7 +218,7 @@ fn target_duration_never_changes() {
         out_path: "/srv".into(),
         ..cfg()
     });
-    h.start("a/b", true);
+    h.start(&key("a/b"), true);
     // Segments of 2.0, 2.001, 2.4, 2.0, 2.499 and 2.0 s: each rounds to 2.
     let raps = [0, 2000, 4001, 6401, 8401, 10_900, 12_900];
     let mut targets = Vec::new();
@@ -278,7 +243,7 @@ fn target_duration_never_changes() {
 #[test]
 fn cuts_early_rather_than_outgrow_the_target() {
     let mut h = Hls::new(cfg());
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     // Key frames every 2 s, then a scene cut 1.2 s into a segment restarts the encoder's
     // 2 s count: waiting for 2 s would make a segment of 3.2 s, so it is cut at the scene cut.
     let mut targets = Vec::new();
@@ -301,14 +266,14 @@ fn cuts_early_rather_than_outgrow_the_target() {
 #[test]
 fn sparse_key_frames_fix_a_longer_target() {
     let mut h = Hls::new(cfg());
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     // Key frames every 3 s with 2 s fragments: the first segment sets a target of 3 that every
     // later one keeps, including after the publisher comes back with 2 s key frames.
     let mut targets = Vec::new();
     feed_raps(&mut h, "a/b", &[0, 3000, 6000, 9000, 12_000]);
     assert_one_target(&mut h, &mut targets);
     h.end("a/b", 0);
-    h.start("a/b", false);
+    h.start(&key("a/b"), false);
     feed_raps(&mut h, "a/b", &[0, 2000, 4000, 6000]);
     assert_one_target(&mut h, &mut targets);
     assert_eq!(targets, [3]);

@@ -5,6 +5,7 @@
 //!   heads and bodies, `Content-Length` bodies only);
 //! - [`Response`] encodes complete answers (API, playlists, errors) and
 //!   [`streaming_response_head`] / [`write_chunk_header`] start endless bodies (HTTP-FLV, HTTP-TS);
+//! - [`router`] looks requests up in a table of routes (method set and path pattern);
 //! - [`websocket`] answers the upgrade, writes unmasked server frames and reads masked client
 //!   frames with [`WsReader`].
 //!
@@ -16,12 +17,13 @@ use std::fmt;
 pub mod client;
 mod request;
 mod response;
+pub mod router;
 pub mod websocket;
 
 pub use request::{decode_query, Request, RequestReader, CONTINUE_RESPONSE};
 pub use response::{
-    cors_preflight_response, reason_phrase, streaming_response_head, write_chunk_header,
-    write_last_chunk, Response,
+    cors_preflight_response, reason_phrase, streaming_head_only, streaming_response_head,
+    write_chunk_header, write_last_chunk, Response,
 };
 pub use websocket::{
     accept_key, close_frame, upgrade_response, write_frame, write_frame_header, Opcode, WsError,
@@ -104,6 +106,11 @@ pub enum HttpError {
         /// Offset where the head starts.
         offset: u64,
     },
+    /// The request has an `Expect` other than `100-continue` (RFC 9110 section 10.1.1).
+    ExpectationFailed {
+        /// Offset where the head starts.
+        offset: u64,
+    },
     /// The peer sent more bytes than one request of the largest allowed size without them being
     /// consumed by [`RequestReader::poll_request`].
     BufferFull {
@@ -138,6 +145,7 @@ impl HttpError {
             | HttpError::BadUpgrade { .. } => 400,
             HttpError::BodyTooLarge { .. } | HttpError::BufferFull { .. } => 413,
             HttpError::LengthRequired { .. } => 411,
+            HttpError::ExpectationFailed { .. } => 417,
             HttpError::WebSocketVersion => 426,
         }
     }
@@ -186,6 +194,10 @@ impl fmt::Display for HttpError {
             HttpError::LengthRequired { offset } => write!(
                 f,
                 "http: Transfer-Encoding in head at offset {offset} is not supported, send Content-Length"
+            ),
+            HttpError::ExpectationFailed { offset } => write!(
+                f,
+                "http: Expect in head at offset {offset} is not 100-continue"
             ),
             HttpError::BufferFull { buffered, limit } => write!(
                 f,

@@ -157,6 +157,12 @@ impl RequestReader {
         std::mem::take(&mut self.expect_continue)
     }
 
+    /// The head of the request whose body is still awaited, if any: what a caller answering
+    /// `Expect: 100-continue` ([`take_expect_continue`](Self::take_expect_continue)) decides on.
+    pub fn pending_head(&self) -> Option<&Request> {
+        self.pending.as_ref().map(|(req, _)| req)
+    }
+
     /// Takes every buffered byte not yet returned as part of a request (after a WebSocket
     /// upgrade: the first frames). The reader then continues after them.
     pub fn take_remaining(&mut self) -> Bytes {
@@ -357,6 +363,9 @@ fn parse_head(
 
     let mut content_length: Option<u64> = None;
     for (name, value) in &headers {
+        if name.eq_ignore_ascii_case("expect") && !value.eq_ignore_ascii_case("100-continue") {
+            return Err(HttpError::ExpectationFailed { offset });
+        }
         if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(HttpError::LengthRequired { offset });
         }
@@ -774,6 +783,24 @@ OPTIONS * HTTP/1.1\n\n";
             .unwrap();
         assert!(r.poll_request().unwrap().is_some());
         assert!(!r.take_expect_continue());
+    }
+
+    #[test]
+    fn the_head_awaiting_its_body_is_visible_and_other_expectations_are_417() {
+        let mut r = reader();
+        r.push(b"POST /api HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n")
+            .unwrap();
+        assert_eq!(r.poll_request().unwrap(), None);
+        assert_eq!(r.pending_head().map(|h| h.path.as_str()), Some("/api"));
+        r.push(b"ok").unwrap();
+        assert!(r.poll_request().unwrap().is_some());
+        assert_eq!(r.pending_head(), None);
+
+        let (_, err) = feed(
+            &HttpLimits::default(),
+            [&b"POST / HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\n"[..]],
+        );
+        assert_eq!(err.unwrap().status(), 417);
     }
 
     #[test]

@@ -139,10 +139,23 @@ fn cors_headers(out: &mut BytesMut) {
 /// `Transfer-Encoding: chunked` if `chunked` (HTTP/1.1 clients only; then frame each piece with
 /// [`write_chunk_header`]).
 pub fn streaming_response_head(content_type: &str, chunked: bool, out: &mut BytesMut) {
+    stream_head(content_type, true, chunked, out);
+}
+
+/// The answer to a `HEAD` request for an endless stream: the head a `GET` would start with
+/// ([`streaming_response_head`], unchunked), but without `Connection: close` when the
+/// connection stays open, since no body follows.
+pub fn streaming_head_only(content_type: &str, keep_alive: bool, out: &mut BytesMut) {
+    stream_head(content_type, !keep_alive, false, out);
+}
+
+fn stream_head(content_type: &str, close: bool, chunked: bool, out: &mut BytesMut) {
     status_line(200, out);
     put_header(out, "Server", "rill");
     put_header(out, "Content-Type", content_type);
-    put_header(out, "Connection", "close");
+    if close {
+        put_header(out, "Connection", "close");
+    }
     put_header(out, "Cache-Control", "no-cache");
     cors_headers(out);
     if chunked {

@@ -22,13 +22,18 @@ mod gop;
 mod queue;
 #[cfg(test)]
 mod tests;
+mod tracks;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use gop::GopCache;
+
+use crate::stream_key::StreamKey;
+
 use queue::{Offer, PlayerQueue};
+pub use tracks::{AudioTrack, TrackWatch, Tracks, VideoTrack};
 
 /// Identifies a session (a connection's publisher or player) to the hub; chosen by the engine.
 pub type SessionId = u64;
@@ -150,7 +155,7 @@ pub enum HubEvent {
         /// The player.
         player: SessionId,
         /// Its stream.
-        stream: String,
+        stream: StreamKey,
     },
     /// A player waited longer than `play_wait_timeout_ms` and was removed; the engine closes
     /// it (stream not found).
@@ -158,27 +163,27 @@ pub enum HubEvent {
         /// The player.
         player: SessionId,
         /// The stream it asked for.
-        stream: String,
+        stream: StreamKey,
     },
     /// A player fell more than the hard bound behind and was removed; the engine disconnects it.
     PlayerOverflowed {
         /// The player.
         player: SessionId,
         /// Its stream.
-        stream: String,
+        stream: StreamKey,
     },
     /// The publisher left and did not come back within the grace period; the stream and these
     /// players were removed and the engine ends them.
     StreamEnded {
         /// The stream.
-        stream: String,
+        stream: StreamKey,
         /// Its players at the end.
         players: Vec<SessionId>,
     },
     /// A publisher took over a stream in its grace period; its players continue.
     PublisherResumed {
         /// The stream.
-        stream: String,
+        stream: StreamKey,
         /// The new publisher.
         publisher: SessionId,
     },
@@ -248,11 +253,13 @@ struct Stream<P> {
     feed: Feed,
     players: Vec<SessionId>,
     cache: GopCache<P>,
+    /// What its publisher said the tracks are.
+    tracks: Tracks,
 }
 
 #[derive(Debug)]
 struct Player<P> {
-    stream: String,
+    stream: StreamKey,
     /// While waiting for a publisher: when the wait ends.
     wait_until: Option<u64>,
     queue: PlayerQueue<P>,
@@ -264,7 +271,7 @@ struct Player<P> {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Wait(SessionId),
-    Grace(String),
+    Grace(StreamKey),
 }
 
 /// The hub. See the [module documentation](self) for how to drive it.
@@ -273,9 +280,9 @@ enum Timer {
 #[derive(Debug)]
 pub struct Hub<P: HubPacket> {
     config: HubConfig,
-    streams: HashMap<String, Stream<P>>,
+    streams: HashMap<StreamKey, Stream<P>>,
     players: IdMap<Player<P>>,
-    publishers: IdMap<String>,
+    publishers: IdMap<StreamKey>,
     timers: BTreeSet<(u64, Timer)>,
     ready: VecDeque<SessionId>,
     events: VecDeque<HubEvent>,
@@ -305,7 +312,7 @@ impl<P: HubPacket> Hub<P> {
     /// ([`HubEvent::PlayerStarted`]).
     pub fn publish(
         &mut self,
-        stream: &str,
+        stream: &StreamKey,
         publisher: SessionId,
         now_ms: u64,
     ) -> Result<(), PublishError> {
@@ -329,7 +336,7 @@ impl<P: HubPacket> Hub<P> {
     /// stream is unpublished first; if it already publishes this one, nothing changes.
     pub fn publish_takeover(
         &mut self,
-        stream: &str,
+        stream: &StreamKey,
         publisher: SessionId,
         now_ms: u64,
     ) -> Option<SessionId> {
@@ -346,7 +353,7 @@ impl<P: HubPacket> Hub<P> {
             }
         };
         self.publishers.remove(&kicked);
-        self.publishers.insert(publisher, stream.to_owned());
+        self.publishers.insert(publisher, stream.clone());
         if let Some(s) = self.streams.get_mut(stream) {
             s.feed = Feed::Live(publisher);
             new_feed(s, &mut self.players);
@@ -355,24 +362,24 @@ impl<P: HubPacket> Hub<P> {
     }
 
     /// Makes `publisher` the live publisher of `stream`, which has none.
-    fn attach_publisher(&mut self, stream: &str, publisher: SessionId) {
-        self.publishers.insert(publisher, stream.to_owned());
+    fn attach_publisher(&mut self, stream: &StreamKey, publisher: SessionId) {
+        self.publishers.insert(publisher, stream.clone());
         let s = self
             .streams
-            .entry(stream.to_owned())
+            .entry(stream.clone())
             .or_insert_with(|| Stream {
                 feed: Feed::Idle,
                 players: Vec::new(),
                 cache: GopCache::new(),
+                tracks: Tracks::default(),
             });
         let previous = std::mem::replace(&mut s.feed, Feed::Live(publisher));
         match previous {
             Feed::Grace(until) => {
-                self.timers
-                    .remove(&(until, Timer::Grace(stream.to_owned())));
+                self.timers.remove(&(until, Timer::Grace(stream.clone())));
                 new_feed(s, &mut self.players);
                 self.events.push_back(HubEvent::PublisherResumed {
-                    stream: stream.to_owned(),
+                    stream: stream.clone(),
                     publisher,
                 });
             }
@@ -386,7 +393,7 @@ impl<P: HubPacket> Hub<P> {
                     }
                     self.events.push_back(HubEvent::PlayerStarted {
                         player: id,
-                        stream: stream.to_owned(),
+                        stream: stream.clone(),
                     });
                 }
             }
@@ -417,15 +424,16 @@ impl<P: HubPacket> Hub<P> {
     /// the soft bound; without a cached GOP the player starts at the next key frame. Otherwise
     /// the player waits for a publisher for `play_wait_timeout_ms`. A player id that already
     /// plays something is moved.
-    pub fn play(&mut self, stream: &str, player: SessionId, now_ms: u64) -> PlayState {
+    pub fn play(&mut self, stream: &StreamKey, player: SessionId, now_ms: u64) -> PlayState {
         self.stop_play(player);
         let s = self
             .streams
-            .entry(stream.to_owned())
+            .entry(stream.clone())
             .or_insert_with(|| Stream {
                 feed: Feed::Idle,
                 players: Vec::new(),
                 cache: GopCache::new(),
+                tracks: Tracks::default(),
             });
         s.players.push(player);
         if s.feed == Feed::Idle {
@@ -434,7 +442,7 @@ impl<P: HubPacket> Hub<P> {
             self.players.insert(
                 player,
                 Player {
-                    stream: stream.to_owned(),
+                    stream: stream.clone(),
                     wait_until: Some(until),
                     queue: PlayerQueue::new(true),
                     ready: false,
@@ -467,7 +475,7 @@ impl<P: HubPacket> Hub<P> {
         self.players.insert(
             player,
             Player {
-                stream: stream.to_owned(),
+                stream: stream.clone(),
                 wait_until: None,
                 queue,
                 ready,
@@ -488,7 +496,7 @@ impl<P: HubPacket> Hub<P> {
     }
 
     /// Removes a player id from its stream's list; drops an idle stream left without players.
-    fn detach_player(&mut self, stream: &str, player: SessionId) {
+    fn detach_player(&mut self, stream: &StreamKey, player: SessionId) {
         let Some(s) = self.streams.get_mut(stream) else {
             return;
         };
@@ -608,18 +616,18 @@ impl<P: HubPacket> Hub<P> {
     }
 
     /// Removes a stream and its players, with [`HubEvent::StreamEnded`].
-    fn end_stream(&mut self, name: &str) {
-        let Some(s) = self.streams.remove(name) else {
+    fn end_stream(&mut self, name: &StreamKey) {
+        let Some((name, s)) = self.streams.remove_entry(name) else {
             return;
         };
         if let Feed::Grace(until) = s.feed {
-            self.timers.remove(&(until, Timer::Grace(name.to_owned())));
+            self.timers.remove(&(until, Timer::Grace(name.clone())));
         }
         for id in &s.players {
             self.players.remove(id);
         }
         self.events.push_back(HubEvent::StreamEnded {
-            stream: name.to_owned(),
+            stream: name,
             players: s.players,
         });
     }
@@ -632,7 +640,7 @@ impl<P: HubPacket> Hub<P> {
     /// All streams: live, in their grace period, or with waiting players only.
     pub fn streams(&self) -> impl Iterator<Item = StreamInfo<'_>> {
         self.streams.iter().map(|(name, s)| StreamInfo {
-            name,
+            name: name.as_str(),
             publisher: match s.feed {
                 Feed::Live(id) => Some(id),
                 _ => None,
@@ -651,8 +659,8 @@ impl<P: HubPacket> Hub<P> {
     }
 
     /// The stream a player plays or waits for.
-    pub fn stream_of_player(&self, player: SessionId) -> Option<&str> {
-        self.players.get(&player).map(|p| p.stream.as_str())
+    pub fn stream_of_player(&self, player: SessionId) -> Option<&StreamKey> {
+        self.players.get(&player).map(|p| &p.stream)
     }
 
     /// Whether a player is playing or waiting (`None` for unknown ids).
@@ -664,8 +672,8 @@ impl<P: HubPacket> Hub<P> {
     }
 
     /// The stream a session publishes.
-    pub fn stream_of_publisher(&self, publisher: SessionId) -> Option<&str> {
-        self.publishers.get(&publisher).map(String::as_str)
+    pub fn stream_of_publisher(&self, publisher: SessionId) -> Option<&StreamKey> {
+        self.publishers.get(&publisher)
     }
 
     /// The cached metadata, video config and audio config of a stream.
@@ -678,6 +686,22 @@ impl<P: HubPacket> Hub<P> {
             ),
             None => (None, None, None),
         }
+    }
+
+    /// Describes the tracks of the stream `publisher` publishes (ignored for a session that
+    /// does not publish). Players and the API read them with [`Hub::tracks`].
+    pub fn set_tracks(&mut self, publisher: SessionId, tracks: Tracks) {
+        let Some(name) = self.publishers.get(&publisher) else {
+            return;
+        };
+        if let Some(s) = self.streams.get_mut(name) {
+            s.tracks = tracks;
+        }
+    }
+
+    /// The tracks of a stream, as its publisher described them.
+    pub fn tracks(&self, stream: &str) -> Option<&Tracks> {
+        self.streams.get(stream).map(|s| &s.tracks)
     }
 
     /// Whether a stream's GOP cache holds video (a video config or frame was published).

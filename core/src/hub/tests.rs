@@ -34,6 +34,13 @@ const AC: PacketKind = PacketKind::AudioConfig;
 const PUB: SessionId = 100;
 const S: &str = "live/cam";
 
+/// The key for `live/{name}`, or for `name` when it already names an app.
+fn key(name: &str) -> StreamKey {
+    StreamKey::parse(name)
+        .or_else(|| StreamKey::new("live", name))
+        .expect("a valid test name")
+}
+
 /// A publisher's input: every packet pushed, by id.
 struct Src {
     sent: Vec<Pkt>,
@@ -90,7 +97,7 @@ fn config() -> HubConfig {
 
 fn live_hub(config: HubConfig) -> Hub<Pkt> {
     let mut hub = Hub::new(config);
-    hub.publish(S, PUB, 0).unwrap();
+    hub.publish(&key(S), PUB, 0).unwrap();
     hub
 }
 
@@ -142,7 +149,7 @@ fn gop_num_1_caches_current_gop() {
     let mut src = Src::new();
     three_gops(&mut hub, &mut src);
     assert_eq!(cached_ids(&hub), vec![11, 12, 13]);
-    assert_eq!(hub.play(S, 1, 0), PlayState::Playing);
+    assert_eq!(hub.play(&key(S), 1, 0), PlayState::Playing);
     // Metadata, video config, audio config (in that order whatever the input order), then the GOP.
     let got = drain(&mut hub, 1);
     assert_eq!(ids(&got), vec![2, 0, 1, 11, 12, 13]);
@@ -158,7 +165,7 @@ fn gop_num_2_caches_two_gops() {
     let mut src = Src::new();
     three_gops(&mut hub, &mut src);
     assert_eq!(cached_ids(&hub), vec![7, 8, 9, 10, 11, 12, 13]);
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     assert_eq!(
         ids(&drain(&mut hub, 1)),
         vec![2, 0, 1, 7, 8, 9, 10, 11, 12, 13]
@@ -174,7 +181,7 @@ fn gop_num_0_caches_nothing_and_player_waits_for_key() {
     let mut src = Src::new();
     three_gops(&mut hub, &mut src);
     assert!(cached_ids(&hub).is_empty());
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     assert_eq!(ids(&drain(&mut hub, 1)), vec![2, 0, 1]);
     // Media before the next key frame is skipped, audio included.
     src.push_all(&mut hub, &[DELTA, AUDIO, DELTA]);
@@ -190,7 +197,7 @@ fn media_before_first_key_is_not_cached() {
     let mut src = Src::new();
     src.push_all(&mut hub, &[VC, AC, DELTA, AUDIO, DELTA]);
     assert!(cached_ids(&hub).is_empty());
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     assert_eq!(kinds(&drain(&mut hub, 1)), vec![VC, AC]);
     src.push_all(&mut hub, &[AUDIO, DELTA]);
     assert!(drain(&mut hub, 1).is_empty());
@@ -211,7 +218,7 @@ fn late_player_gets_latest_configs_and_starts_at_key() {
         (md.unwrap().id, vc.unwrap().id, ac.unwrap().id),
         (new[1], new[0], 2)
     );
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     let got = drain(&mut hub, 1);
     assert_eq!(ids(&got), vec![new[1], new[0], 2, new[2], new[3], new[4]]);
     assert_eq!(got[3].kind, KEY);
@@ -237,7 +244,7 @@ fn frame_bound_drops_whole_oldest_gops() {
     assert_eq!(cached_ids(&hub), vec![7, 8, 9, 10, 11, 12]);
     src.push_all(&mut hub, &[DELTA]); // 13: GOP 7 alone has 7 frames
     assert!(cached_ids(&hub).is_empty());
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     assert_eq!(kinds(&drain(&mut hub, 1)), vec![VC]);
     src.push_all(&mut hub, &[DELTA, AUDIO]);
     assert!(cached_ids(&hub).is_empty());
@@ -282,10 +289,10 @@ fn prefill_respects_soft_bound() {
     src.push(&mut hub, PUB, KEY, 500); // 3
     src.push(&mut hub, PUB, DELTA, 100); // 4
                                          // Both GOPs do not fit in 1000 - 100 bytes; the last one does.
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     assert_eq!(ids(&drain(&mut hub, 1)), vec![0, 3, 4]);
     src.push(&mut hub, PUB, DELTA, 400); // 5: GOP 3 is now 1000 bytes
-    hub.play(S, 2, 0);
+    hub.play(&key(S), 2, 0);
     assert_eq!(ids(&drain(&mut hub, 2)), vec![0]);
     src.push(&mut hub, PUB, DELTA, 10);
     assert!(drain(&mut hub, 2).is_empty());
@@ -306,7 +313,7 @@ fn audio_only_stream_caches_last_second() {
     assert_eq!(cached.len(), 101);
     assert_eq!(*cached.last().unwrap(), 300);
     assert!(!hub.has_video(S));
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     let got = drain(&mut hub, 1);
     assert_eq!(got[0].kind, AC);
     assert_eq!(got.len(), 102);
@@ -348,7 +355,7 @@ fn audio_stream_gaining_video_restarts_at_video_key() {
     let mut hub = live_hub(config());
     let mut src = Src::new();
     src.push_all(&mut hub, &[AC, AUDIO, AUDIO]);
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     assert_eq!(ids(&drain(&mut hub, 1)), vec![0, 1, 2]);
     let vc = src.push(&mut hub, PUB, VC, 100);
     assert!(hub.has_video(S));
@@ -366,10 +373,16 @@ fn audio_stream_gaining_video_restarts_at_video_key() {
 #[test]
 fn second_publisher_is_refused() {
     let mut hub = live_hub(config());
-    assert_eq!(hub.publish(S, 101, 0), Err(PublishError::AlreadyPublishing));
-    assert_eq!(hub.publish("other", PUB, 0), Err(PublishError::SessionBusy));
+    assert_eq!(
+        hub.publish(&key(S), 101, 0),
+        Err(PublishError::AlreadyPublishing)
+    );
+    assert_eq!(
+        hub.publish(&key("other"), PUB, 0),
+        Err(PublishError::SessionBusy)
+    );
     assert!(!PublishError::AlreadyPublishing.to_string().is_empty());
-    assert_eq!(hub.stream_of_publisher(PUB), Some(S));
+    assert_eq!(hub.stream_of_publisher(PUB), Some(&key(S)));
     assert_eq!(hub.stream_of_publisher(101), None);
     // Packets from a session that does not publish are ignored.
     hub.push(
@@ -390,12 +403,12 @@ fn takeover_kicks_live_publisher_and_players_continue_at_key() {
     let mut hub = live_hub(config());
     let mut src = Src::new();
     src.push_all(&mut hub, &[VC, KEY, DELTA]);
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     assert_eq!(ids(&drain(&mut hub, 1)), vec![0, 1, 2]);
-    assert_eq!(hub.publish_takeover(S, 101, 0), Some(PUB));
-    assert_eq!(hub.publish_takeover(S, 101, 0), None);
+    assert_eq!(hub.publish_takeover(&key(S), 101, 0), Some(PUB));
+    assert_eq!(hub.publish_takeover(&key(S), 101, 0), None);
     assert_eq!(hub.stream_of_publisher(PUB), None);
-    assert_eq!(hub.stream_of_publisher(101), Some(S));
+    assert_eq!(hub.stream_of_publisher(101), Some(&key(S)));
     // The old publisher is gone; the cache restarts with the new one.
     src.push(&mut hub, PUB, DELTA, 100);
     assert!(cached_ids(&hub).is_empty());
@@ -404,10 +417,10 @@ fn takeover_kicks_live_publisher_and_players_continue_at_key() {
     assert_eq!(ids(&drain(&mut hub, 1)), vec![k]);
     assert_eq!(hub.player_state(1), Some(PlayState::Playing));
     // Taking over an idle name is a plain publish; moving a publisher unpublishes its old stream.
-    assert_eq!(hub.publish_takeover("b", 102, 0), None);
-    assert_eq!(hub.publish_takeover("c", 102, 7), None);
-    assert_eq!(hub.stream_of_publisher(102), Some("c"));
-    let b = hub.streams().find(|s| s.name == "b").unwrap();
+    assert_eq!(hub.publish_takeover(&key("b"), 102, 0), None);
+    assert_eq!(hub.publish_takeover(&key("c"), 102, 7), None);
+    assert_eq!(hub.stream_of_publisher(102), Some(&key("c")));
+    let b = hub.streams().find(|s| s.name == "live/b").unwrap();
     assert_eq!((b.publisher, b.grace_until_ms), (None, Some(5_007)));
 }
 
@@ -416,7 +429,7 @@ fn reconnect_within_grace_keeps_players() {
     let mut hub = live_hub(config());
     let mut src = Src::new();
     src.push_all(&mut hub, &[MD, VC, AC, KEY, DELTA, DELTA]);
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     assert_eq!(hub.pop(1).unwrap().id, 0);
     hub.unpublish(PUB, 1_000);
     assert_eq!(hub.poll_timeout(), Some(6_000));
@@ -424,14 +437,14 @@ fn reconnect_within_grace_keeps_players() {
     let info = hub.streams().next().unwrap();
     assert_eq!((info.publisher, info.grace_until_ms), (None, Some(6_000)));
     // A player joining during the grace period starts from the cache.
-    assert_eq!(hub.play(S, 2, 2_000), PlayState::Playing);
+    assert_eq!(hub.play(&key(S), 2, 2_000), PlayState::Playing);
     hub.handle_timeout(5_999);
     assert!(events(&mut hub).is_empty());
-    hub.publish(S, 101, 5_999).unwrap();
+    hub.publish(&key(S), 101, 5_999).unwrap();
     assert_eq!(
         events(&mut hub),
         vec![HubEvent::PublisherResumed {
-            stream: S.into(),
+            stream: key(S),
             publisher: 101
         }]
     );
@@ -452,14 +465,14 @@ fn grace_expiry_ends_stream() {
     let mut hub = live_hub(config());
     let mut src = Src::new();
     src.push_all(&mut hub, &[VC, KEY]);
-    hub.play(S, 1, 0);
-    hub.play(S, 2, 0);
+    hub.play(&key(S), 1, 0);
+    hub.play(&key(S), 2, 0);
     hub.unpublish(PUB, 100);
     hub.handle_timeout(5_100);
     assert_eq!(
         events(&mut hub),
         vec![HubEvent::StreamEnded {
-            stream: S.into(),
+            stream: key(S),
             players: vec![1, 2]
         }]
     );
@@ -470,7 +483,7 @@ fn grace_expiry_ends_stream() {
     assert!(ready(&mut hub).is_empty());
     assert_eq!(hub.poll_timeout(), None);
     // The name is free again; a new player waits.
-    assert_eq!(hub.play(S, 3, 6_000), PlayState::Waiting);
+    assert_eq!(hub.play(&key(S), 3, 6_000), PlayState::Waiting);
 }
 
 #[test]
@@ -479,13 +492,13 @@ fn zero_grace_ends_stream_at_once() {
         publisher_grace_ms: 0,
         ..config()
     });
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     hub.unpublish(PUB, 0);
     hub.unpublish(PUB, 0);
     assert_eq!(
         events(&mut hub),
         vec![HubEvent::StreamEnded {
-            stream: S.into(),
+            stream: key(S),
             players: vec![1]
         }]
     );
@@ -496,27 +509,27 @@ fn zero_grace_ends_stream_at_once() {
 #[test]
 fn waiting_player_starts_when_publisher_arrives() {
     let mut hub = Hub::new(config());
-    assert_eq!(hub.play(S, 1, 0), PlayState::Waiting);
-    assert_eq!(hub.play(S, 2, 500), PlayState::Waiting);
+    assert_eq!(hub.play(&key(S), 1, 0), PlayState::Waiting);
+    assert_eq!(hub.play(&key(S), 2, 500), PlayState::Waiting);
     assert_eq!(hub.player_state(1), Some(PlayState::Waiting));
-    assert_eq!(hub.stream_of_player(1), Some(S));
+    assert_eq!(hub.stream_of_player(1), Some(&key(S)));
     assert_eq!(hub.poll_timeout(), Some(10_000));
     let info = hub.streams().next().unwrap();
     assert_eq!(
         (info.name, info.publisher, info.players),
         (S, None, &[1, 2][..])
     );
-    hub.publish(S, PUB, 1_000).unwrap();
+    hub.publish(&key(S), PUB, 1_000).unwrap();
     assert_eq!(
         events(&mut hub),
         vec![
             HubEvent::PlayerStarted {
                 player: 1,
-                stream: S.into()
+                stream: key(S)
             },
             HubEvent::PlayerStarted {
                 player: 2,
-                stream: S.into()
+                stream: key(S)
             },
         ]
     );
@@ -533,9 +546,9 @@ fn waiting_player_starts_when_publisher_arrives() {
 #[test]
 fn wait_expires() {
     let mut hub = Hub::<Pkt>::new(config());
-    hub.play(S, 1, 0);
-    hub.play(S, 2, 3_000);
-    hub.play("x", 3, 1_000);
+    hub.play(&key(S), 1, 0);
+    hub.play(&key(S), 2, 3_000);
+    hub.play(&key("x"), 3, 1_000);
     hub.stop_play(3);
     assert_eq!(hub.poll_timeout(), Some(10_000));
     hub.handle_timeout(9_999);
@@ -545,7 +558,7 @@ fn wait_expires() {
         events(&mut hub),
         vec![HubEvent::PlayerWaitExpired {
             player: 1,
-            stream: S.into()
+            stream: key(S)
         }]
     );
     assert_eq!(hub.poll_timeout(), Some(13_000));
@@ -554,7 +567,7 @@ fn wait_expires() {
         events(&mut hub),
         vec![HubEvent::PlayerWaitExpired {
             player: 2,
-            stream: S.into()
+            stream: key(S)
         }]
     );
     assert_eq!(hub.streams().count(), 0);
@@ -564,10 +577,10 @@ fn wait_expires() {
 #[test]
 fn replay_moves_player_and_cancels_its_wait() {
     let mut hub = live_hub(config());
-    hub.play("other", 1, 0);
-    assert_eq!(hub.play(S, 1, 0), PlayState::Playing);
+    hub.play(&key("other"), 1, 0);
+    assert_eq!(hub.play(&key(S), 1, 0), PlayState::Playing);
     assert_eq!(hub.poll_timeout(), None);
-    assert_eq!(hub.stream_of_player(1), Some(S));
+    assert_eq!(hub.stream_of_player(1), Some(&key(S)));
     assert!(hub.streams().all(|s| s.name == S));
 }
 
@@ -577,11 +590,11 @@ fn replay_moves_player_and_cancels_its_wait() {
 fn poll_ready_reports_each_player_once() {
     let mut hub = live_hub(config());
     let mut src = Src::new();
-    hub.play(S, 1, 0);
-    hub.play(S, 2, 0);
+    hub.play(&key(S), 1, 0);
+    hub.play(&key(S), 2, 0);
     assert!(ready(&mut hub).is_empty());
     src.push_all(&mut hub, &[VC, KEY, DELTA]);
-    hub.play(S, 3, 0);
+    hub.play(&key(S), 3, 0);
     hub.stop_play(2);
     assert_eq!(ready(&mut hub), vec![1, 3]);
     src.push_all(&mut hub, &[DELTA]);
@@ -598,7 +611,7 @@ fn configs_are_delivered_while_skipping() {
         ..config()
     });
     let mut src = Src::new();
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     let got = src.push_all(&mut hub, &[DELTA, MD, AUDIO, VC, AC, DELTA, KEY]);
     assert_eq!(
         ids(&drain(&mut hub, 1)),
@@ -613,7 +626,7 @@ fn key_over_soft_bound_replaces_queued_media() {
         ..config()
     });
     let mut src = Src::new();
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     src.push(&mut hub, PUB, VC, 50); // 0
     src.push(&mut hub, PUB, KEY, 400); // 1
     src.push(&mut hub, PUB, DELTA, 300); // 2
@@ -660,8 +673,8 @@ fn slow_player_is_dropped_and_nobody_else_notices() {
     src.push_all(&mut hub, &[MD, VC, AC]);
     const FAST: SessionId = 1;
     const SLOW: SessionId = 2;
-    hub.play(S, FAST, 0);
-    hub.play(S, SLOW, 0);
+    hub.play(&key(S), FAST, 0);
+    hub.play(&key(S), SLOW, 0);
     let mut fast_got = drain(&mut hub, FAST);
     let mut overflowed_at = None;
     let mut slow_max = 0;
@@ -672,7 +685,7 @@ fn slow_player_is_dropped_and_nobody_else_notices() {
                 e,
                 HubEvent::PlayerOverflowed {
                     player: SLOW,
-                    stream: S.into()
+                    stream: key(S)
                 }
             );
             assert!(overflowed_at.is_none());
@@ -699,7 +712,7 @@ fn slow_player_is_dropped_and_nobody_else_notices() {
     assert_eq!(hub.pop(SLOW), None);
     assert_eq!(hub.streams().next().unwrap().players, &[FAST]);
     // The publisher is unaffected.
-    assert_eq!(hub.stream_of_publisher(PUB), Some(S));
+    assert_eq!(hub.stream_of_publisher(PUB), Some(&key(S)));
 }
 
 /// Checks a player's received packets against the input: media keep their order and dts,
@@ -739,7 +752,7 @@ fn slow_player_that_resumes_restarts_at_key() {
     });
     let mut src = Src::new();
     src.push_all(&mut hub, &[VC, AC]);
-    hub.play(S, 1, 0);
+    hub.play(&key(S), 1, 0);
     let mut got = Vec::new();
     let mut pushed = 0;
     long_stream(&mut hub, &mut src, 6, |hub, _| {
@@ -823,7 +836,7 @@ proptest! {
             publisher_grace_ms: 5_000,
         });
         let mut publisher = PUB;
-        hub.publish(S, publisher, 0).unwrap();
+        hub.publish(&key(S), publisher, 0).unwrap();
         let mut src = Src::new();
         if !audio_only {
             src.push(&mut hub, publisher, VC, 50);
@@ -842,7 +855,7 @@ proptest! {
                 Op::Pop(i) => got[i].extend(hub.pop(players[i])),
                 Op::PopAll(i) => got[i].extend(drain(&mut hub, players[i])),
                 Op::Play(i) => {
-                    prop_assert_eq!(hub.play(S, players[i], 0), PlayState::Playing);
+                    prop_assert_eq!(hub.play(&key(S), players[i], 0), PlayState::Playing);
                     got[i].clear();
                 }
                 Op::Stop(i) => {
@@ -853,11 +866,11 @@ proptest! {
                     feed_changed = true;
                     hub.unpublish(publisher, 0);
                     publisher += 1;
-                    hub.publish(S, publisher, 0).unwrap();
+                    hub.publish(&key(S), publisher, 0).unwrap();
                 }
                 Op::Takeover => {
                     feed_changed = true;
-                    prop_assert_eq!(hub.publish_takeover(S, publisher + 1, 0), Some(publisher));
+                    prop_assert_eq!(hub.publish_takeover(&key(S), publisher + 1, 0), Some(publisher));
                     publisher += 1;
                 }
             }
@@ -889,7 +902,7 @@ proptest! {
                     prop_assert!(false, "player {}: {}", id, e);
                 }
             }
-            prop_assert_eq!(hub.stream_of_publisher(publisher), Some(S));
+            prop_assert_eq!(hub.stream_of_publisher(publisher).map(|k| k.as_str()), Some(S));
             prop_assert_eq!(hub.poll_timeout(), None);
         }
         // The always-reading player misses nothing once it started, when one packet always fits.
@@ -999,7 +1012,7 @@ fn check_consistency(hub: &Hub<Pkt>) -> Result<(), String> {
 proptest! {
     #[test]
     fn lifecycle_keeps_maps_consistent(ops in proptest::collection::vec(life_op(), 1..200)) {
-        let names = ["a", "b", "c"];
+        let names = ["live/a", "live/b", "live/c"];
         let mut hub = Hub::new(HubConfig {
             play_wait_timeout_ms: 3_000,
             publisher_grace_ms: 2_000,
@@ -1013,15 +1026,15 @@ proptest! {
                     let publisher = 100 + p as SessionId;
                     let live = hub.streams.get(names[s]).is_some_and(|st| matches!(st.feed, Feed::Live(_)));
                     let busy = hub.publishers.contains_key(&publisher);
-                    let r = hub.publish(names[s], publisher, now);
+                    let r = hub.publish(&key(names[s]), publisher, now);
                     prop_assert_eq!(r.is_ok(), !live && !busy);
                 }
                 LifeOp::Takeover(s, p) => {
-                    let _ = hub.publish_takeover(names[s], 100 + p as SessionId, now);
+                    let _ = hub.publish_takeover(&key(names[s]), 100 + p as SessionId, now);
                 }
                 LifeOp::Unpublish(p) => hub.unpublish(100 + p as SessionId, now),
                 LifeOp::Play(s, p) => {
-                    hub.play(names[s], p as SessionId, now);
+                    hub.play(&key(names[s]), p as SessionId, now);
                 }
                 LifeOp::Stop(p) => hub.stop_play(p as SessionId),
                 LifeOp::Push(p, k) => {
@@ -1040,14 +1053,14 @@ proptest! {
                     }
                     HubEvent::StreamEnded { stream, players } => {
                         for id in players {
-                            prop_assert_ne!(hub.stream_of_player(id), Some(stream.as_str()));
+                            prop_assert_ne!(hub.stream_of_player(id).map(|k| k.as_str()), Some(stream.as_str()));
                         }
                     }
                     HubEvent::PlayerStarted { player, stream } => {
-                        prop_assert_eq!(hub.stream_of_player(player), Some(stream.as_str()));
+                        prop_assert_eq!(hub.stream_of_player(player).map(|k| k.as_str()), Some(stream.as_str()));
                     }
                     HubEvent::PublisherResumed { stream, publisher } => {
-                        prop_assert_eq!(hub.stream_of_publisher(publisher), Some(stream.as_str()));
+                        prop_assert_eq!(hub.stream_of_publisher(publisher).map(|k| k.as_str()), Some(stream.as_str()));
                     }
                 }
             }
@@ -1066,14 +1079,14 @@ fn hub_fanout_cost() {
     const PLAYERS: u64 = 1000;
     const PACKETS: u32 = 20_000;
     let mut hub: Hub<Pkt> = Hub::new(HubConfig::default());
-    hub.publish(S, PUB, 0).unwrap();
+    hub.publish(&key(S), PUB, 0).unwrap();
     let mut src = Src::new();
     src.push(&mut hub, PUB, VC, 40);
     src.push(&mut hub, PUB, KEY, 20_000);
     // Ids as a worker assigns them: worker index above bit 40, tokens counting up.
     let ids: Vec<SessionId> = (0..PLAYERS).map(|i| (1 << 40) | (16 + i)).collect();
     for &id in &ids {
-        hub.play(S, id, 0);
+        hub.play(&key(S), id, 0);
     }
     let mut best = f64::MAX;
     for _round in 0..5 {

@@ -12,8 +12,12 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::stats::{lal_base_type, lal_info_at, lal_protocol, lal_session_id, merge, JsonGroup};
-use super::{EngineStats, Protocol, Role, SessionRecord, SERVER_ID};
+use crate::api::lal::{
+    lal_base_type, lal_info_at, lal_protocol, lal_session_id, JsonGroup, SERVER_ID,
+};
+use crate::api::merge;
+use crate::engine::{EngineStats, Protocol, Role, SessionRecord};
+use crate::stream_key::StreamKey;
 
 /// An event a webhook can be configured for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -207,10 +211,10 @@ impl SessionInfo {
     /// `listen_addr` the address of the listener it came in on, for the URL. The
     /// `has_*_session` flags start false: the caller knows the stream's other sessions.
     pub fn new(record: &SessionRecord, listen_addr: &str) -> SessionInfo {
-        let (app, stream) = record
-            .stream
-            .split_once('/')
-            .unwrap_or(("", record.stream.as_str()));
+        let key = StreamKey::parse(&record.stream);
+        let (app, stream) = key
+            .as_ref()
+            .map_or(("", record.stream.as_str()), |k| (k.app(), k.stream()));
         SessionInfo {
             server_id: SERVER_ID,
             session_id: lal_session_id(record.conn, record.protocol, record.role),
@@ -421,7 +425,7 @@ mod tests {
             ]
         );
         assert_eq!(v["server_id"], "1");
-        assert_eq!(v["notify_version"], crate::engine::LAL_NOTIFY_VERSION);
+        assert_eq!(v["notify_version"], crate::api::lal::LAL_NOTIFY_VERSION);
         assert_eq!(v["start_time"], "2023-11-14 22:13:20.000");
         assert!(v["bin_info"]
             .as_str()

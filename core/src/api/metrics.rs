@@ -1,0 +1,148 @@
+//! `/metrics`: every engine's snapshot added up, in the Prometheus text exposition format.
+
+use std::fmt::Write as _;
+
+use super::merge;
+use crate::engine::{EngineStats, Protocol, Role};
+
+/// The Prometheus text exposition format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The Prometheus text of every engine's snapshot added up.
+pub fn render_metrics(snapshots: &[EngineStats]) -> String {
+    const PROTOCOLS: [Protocol; 6] = [
+        Protocol::Rtmp,
+        Protocol::HttpFlv,
+        Protocol::WsFlv,
+        Protocol::HttpTs,
+        Protocol::WsTs,
+        Protocol::Rtsp,
+    ];
+    let sessions = || snapshots.iter().flat_map(|s| &s.sessions);
+    let count = |role: Role, p: Protocol| {
+        sessions()
+            .filter(|s| s.role == role && s.protocol == p)
+            .count()
+    };
+    let sum = |f: fn(&EngineStats) -> u64| {
+        snapshots
+            .iter()
+            .map(f)
+            .fold(0u64, |a, b| a.saturating_add(b))
+    };
+    let streams = merge(snapshots)
+        .iter()
+        .filter(|g| g.publisher.is_some())
+        .count();
+    let mut out = String::with_capacity(1024);
+    // Writing to a String cannot fail.
+    let mut metric = |name: &str, kind: &str, help: &str, values: &[(Option<Protocol>, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (label, v) in values {
+            match label {
+                Some(p) => {
+                    let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {v}", metric_label(*p));
+                }
+                None => {
+                    let _ = writeln!(out, "{name} {v}");
+                }
+            }
+        }
+    };
+    metric(
+        "rill_streams",
+        "gauge",
+        "Streams with a live publisher.",
+        &[(None, streams as u64)],
+    );
+    let by_protocol = |role: Role| -> Vec<(Option<Protocol>, u64)> {
+        PROTOCOLS
+            .iter()
+            .map(|p| (Some(*p), count(role, *p) as u64))
+            .collect()
+    };
+    metric(
+        "rill_publishers",
+        "gauge",
+        "Publishing sessions, by protocol.",
+        &by_protocol(Role::Publish),
+    );
+    metric(
+        "rill_players",
+        "gauge",
+        "Playing sessions, by protocol.",
+        &by_protocol(Role::Play),
+    );
+    metric(
+        "rill_connections",
+        "gauge",
+        "Open connections of every kind.",
+        &[(None, sum(|s| s.connections))],
+    );
+    metric(
+        "rill_bytes_in_total",
+        "counter",
+        "Bytes received on every connection since the server started.",
+        &[(None, sum(|s| s.bytes_in))],
+    );
+    metric(
+        "rill_bytes_out_total",
+        "counter",
+        "Bytes sent on every connection since the server started.",
+        &[(None, sum(|s| s.bytes_out))],
+    );
+    out
+}
+
+/// A protocol as a metric label value.
+fn metric_label(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Rtmp => "rtmp",
+        Protocol::HttpFlv => "http-flv",
+        Protocol::WsFlv => "ws-flv",
+        Protocol::HttpTs => "http-ts",
+        Protocol::WsTs => "ws-ts",
+        Protocol::Http => "http",
+        Protocol::Rtsp => "rtsp",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::test_data::snapshots;
+    use crate::api::{answer, Query};
+
+    #[test]
+    fn metrics_add_up_every_worker_in_prometheus_text() {
+        let text = render_metrics(&snapshots());
+        let lines: Vec<&str> = text.lines().collect();
+        for expected in [
+            "rill_streams 1",
+            "rill_publishers{protocol=\"rtmp\"} 1",
+            "rill_publishers{protocol=\"rtsp\"} 0",
+            "rill_players{protocol=\"http-flv\"} 1",
+            "rill_players{protocol=\"ws-flv\"} 1",
+            "rill_players{protocol=\"rtmp\"} 1",
+            "rill_connections 5",
+            "rill_bytes_in_total 10001",
+            "rill_bytes_out_total 20002",
+            "# TYPE rill_bytes_out_total counter",
+            "# TYPE rill_players gauge",
+        ] {
+            assert!(
+                lines.contains(&expected),
+                "{expected:?} missing in:\n{text}"
+            );
+        }
+        // Every sample line is `name{labels} value` with a numeric value.
+        for line in lines.iter().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').expect("name value");
+            assert!(name.starts_with("rill_"), "{line}");
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+        }
+        let r = answer(&Query::Metrics, &snapshots()).response;
+        let ct = r.headers.iter().find(|(k, _)| k == "Content-Type");
+        assert!(ct.is_some_and(|(_, v)| v.starts_with("text/plain")));
+    }
+}

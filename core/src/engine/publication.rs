@@ -1,0 +1,313 @@
+//! A stream published on this engine: the one place where a publisher's [`Frame`]s become the
+//! shared [`Packet`]s every output reads.
+//!
+//! Input protocols (RTMP, RTSP, later relays) only hand a [`Publication`] frames and metadata.
+//! It owns what is done once per stream: the track description in the hub, the TS muxer, the
+//! silent audio track, the recording, the stream's HLS start and end, and the announcements
+//! to other engines. A new output format is one more muxer here.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::{ConnId, EngineConfig, Output, Packet, Recorder, SilentAudio, StreamMessage};
+use crate::amf::Value;
+use crate::flv::{self, VideoTagStyle};
+use crate::hls::Hls;
+use crate::hub::{Hub, PacketKind, TrackWatch, Tracks};
+use crate::media::{Codec, Frame, FrameKind, TrackKind};
+use crate::rtmp::command;
+use crate::rtmp::message_type;
+use crate::stream_key::StreamKey;
+use crate::ts::{TsChunk, TsMuxer};
+
+/// The parts of the engine a publication feeds.
+pub(super) struct Sinks<'a> {
+    pub(super) hub: &'a mut Hub<Packet>,
+    pub(super) hls: &'a mut Hls,
+    pub(super) outputs: &'a mut VecDeque<Output>,
+    /// Publications whose recording has bytes to hand out.
+    pub(super) recording_dirty: &'a mut Vec<ConnId>,
+}
+
+/// One locally published stream. See the module docs.
+#[derive(Debug)]
+pub(super) struct Publication {
+    key: StreamKey,
+    /// The publishing connection (its hub session id).
+    conn: ConnId,
+    /// Announce the stream to other engines ([`EngineConfig::share_streams`]).
+    shared: bool,
+    chunk_size: u32,
+    tracks: TrackWatch,
+    /// Build `onMetaData` from the track description (the publisher sends none of its own).
+    describe_metadata: bool,
+    /// Every frame is muxed once, here, for HLS and the TS players.
+    muxer: TsMuxer,
+    /// The silent audio track, while it may still be needed.
+    silent_audio: Option<SilentAudio>,
+    recorder: Option<Recorder>,
+}
+
+impl Publication {
+    /// `conn` publishes `key` from now on (the hub accepted it). `described` are the tracks a
+    /// publisher declared up front (an RTSP ANNOUNCE); players then get an `onMetaData` built
+    /// from them. Starts HLS and the recording and tells other engines.
+    pub(super) fn start(
+        key: StreamKey,
+        conn: ConnId,
+        described: Option<Tracks>,
+        config: &EngineConfig,
+        now_ms: u64,
+        sinks: &mut Sinks<'_>,
+    ) -> Publication {
+        let unix_ms = config.rtsp.wallclock_offset_ms.saturating_add(now_ms);
+        let silent = config.silent_audio;
+        let mut p = Publication {
+            recorder: Recorder::new(&config.record, &key, unix_ms),
+            key,
+            conn,
+            shared: config.share_streams,
+            chunk_size: config.rtmp.chunk_size,
+            describe_metadata: described.is_some(),
+            tracks: TrackWatch::new(described.unwrap_or_default()),
+            muxer: TsMuxer::new(),
+            silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
+        };
+        sinks.hls.start(&p.key, true);
+        p.broadcast(
+            sinks,
+            StreamMessage::Start {
+                stream: p.key.clone(),
+                publisher: conn,
+            },
+        );
+        p.tracks_changed(sinks);
+        p
+    }
+
+    /// A frame from the publisher. `flv_body` is the FLV tag body it came in (RTMP), passed on
+    /// as it is to RTMP and FLV players; without one it is built here.
+    pub(super) fn push_frame(&mut self, frame: Frame, flv_body: Option<Bytes>, s: &mut Sinks<'_>) {
+        let Some(packet) = self.packet(frame, flv_body, s) else {
+            return;
+        };
+        // Silent audio due before this frame goes first.
+        if let Some(silent) = self.silent_audio.as_mut() {
+            let mut frames = Vec::new();
+            if let Some(f) = packet.data().frame.as_ref() {
+                silent.observe(f, &mut frames);
+            }
+            if silent.done() {
+                self.silent_audio = None;
+            }
+            for f in frames {
+                if let Some(p) = self.packet(f, None, s) {
+                    self.emit(p, s);
+                }
+            }
+        }
+        self.emit(packet, s);
+    }
+
+    /// The publisher's own `onMetaData`.
+    pub(super) fn push_metadata(&mut self, value: &Value, timestamp: u32, s: &mut Sinks<'_>) {
+        let fps = value.get("framerate").or_else(|| value.get("fps"));
+        if let Some(fps) = fps.and_then(Value::as_f64) {
+            if self.tracks.set_frame_rate(fps) {
+                self.tracks_changed(s);
+            }
+        }
+        let body = command::encode_on_metadata(value);
+        self.emit(self.metadata_packet(body, i64::from(timestamp)), s);
+    }
+
+    /// The publisher left: the hub starts its grace period, the recording is closed, the
+    /// playlists end, other engines are told.
+    pub(super) fn end(self, now_ms: u64, s: &mut Sinks<'_>) {
+        s.hub.unpublish(self.conn, now_ms);
+        if let Some(r) = self.recorder {
+            r.close(s.outputs);
+        }
+        s.hls.end(&self.key, now_ms);
+        if self.shared {
+            s.outputs.push_back(Output::Broadcast(StreamMessage::End {
+                stream: self.key,
+                publisher: self.conn,
+            }));
+        }
+    }
+
+    /// A newer publisher took the stream over: only the recording ends; the stream, its
+    /// playlists and its players go on with the newcomer.
+    pub(super) fn kicked(self, outputs: &mut VecDeque<Output>) {
+        if let Some(r) = self.recorder {
+            r.close(outputs);
+        }
+    }
+
+    /// Hands out what the recording accumulated.
+    pub(super) fn flush_recording(&mut self, outputs: &mut VecDeque<Output>) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.flush(outputs);
+        }
+    }
+
+    /// The shared packet for `frame` (the track description learns from it first).
+    fn packet(
+        &mut self,
+        frame: Frame,
+        flv_body: Option<Bytes>,
+        s: &mut Sinks<'_>,
+    ) -> Option<Packet> {
+        let video = frame.track() == TrackKind::Video;
+        let kind = match (frame.kind, video) {
+            (FrameKind::Config, true) => PacketKind::VideoConfig,
+            (FrameKind::Config, false) => PacketKind::AudioConfig,
+            (FrameKind::Coded, true) => PacketKind::Video { key: frame.key },
+            (FrameKind::Coded, false) => PacketKind::Audio,
+            (FrameKind::EndOfSequence, _) => return None,
+        };
+        if self.tracks.observe(&frame) {
+            self.tracks_changed(s);
+        }
+        let (type_id, built) = if video {
+            (
+                message_type::VIDEO,
+                flv_body
+                    .map(Ok)
+                    .unwrap_or_else(|| flv::video_tag_body(&frame, VideoTagStyle::Legacy)),
+            )
+        } else {
+            (
+                message_type::AUDIO,
+                flv_body
+                    .map(Ok)
+                    .unwrap_or_else(|| flv::audio_tag_body(&frame)),
+            )
+        };
+        // Codecs FLV cannot carry (Opus) get an empty body: RTMP and FLV players skip them.
+        let body = built.unwrap_or_default();
+        // A frame TS cannot carry is left out of the TS outputs only.
+        let ts = self.muxer.mux(&frame).unwrap_or_default();
+        Some(Packet::new(
+            kind,
+            frame.dts,
+            Some(frame),
+            type_id,
+            body,
+            self.chunk_size,
+            ts,
+        ))
+    }
+
+    fn metadata_packet(&self, body: Bytes, dts: i64) -> Packet {
+        Packet::new(
+            PacketKind::Metadata,
+            dts,
+            None,
+            message_type::DATA_AMF0,
+            body,
+            self.chunk_size,
+            TsChunk::default(),
+        )
+    }
+
+    /// The description changed: the hub and other engines learn it, and players of a
+    /// publisher without metadata of its own get an `onMetaData` built from it.
+    fn tracks_changed(&mut self, s: &mut Sinks<'_>) {
+        let tracks = self.tracks.tracks().clone();
+        if self.describe_metadata {
+            let body = command::encode_on_metadata(&on_metadata(&tracks));
+            let packet = self.metadata_packet(body, 0);
+            self.emit(packet, s);
+        }
+        s.hub.set_tracks(self.conn, tracks.clone());
+        self.broadcast(
+            s,
+            StreamMessage::Tracks {
+                stream: self.key.clone(),
+                publisher: self.conn,
+                tracks,
+            },
+        );
+    }
+
+    /// A packet goes to HLS, the recording, other engines and the hub's players.
+    fn emit(&mut self, packet: Packet, s: &mut Sinks<'_>) {
+        let p = packet.data();
+        s.hls.push(&self.key, p.dts, &p.ts, p.ts_random_access);
+        if let Some(r) = self.recorder.as_mut() {
+            if r.push(&packet) {
+                s.recording_dirty.push(self.conn);
+            }
+        }
+        self.broadcast(
+            s,
+            StreamMessage::Packet {
+                stream: self.key.clone(),
+                publisher: self.conn,
+                packet: packet.clone(),
+            },
+        );
+        s.hub.push(self.conn, packet);
+    }
+
+    fn broadcast(&self, s: &mut Sinks<'_>, message: StreamMessage) {
+        if self.shared {
+            s.outputs.push_back(Output::Broadcast(message));
+        }
+    }
+}
+
+/// `onMetaData` for FLV players (they size their video and pick decoders from it), from a
+/// track description: what an encoder that sends one puts in it.
+fn on_metadata(tracks: &Tracks) -> Value {
+    let mut props: Vec<(String, Value)> = Vec::new();
+    let mut add = |name: &str, v: Value| props.push((name.to_owned(), v));
+    if let Some(v) = &tracks.video {
+        if v.width > 0 && v.height > 0 {
+            add("width", Value::Number(f64::from(v.width)));
+            add("height", Value::Number(f64::from(v.height)));
+        }
+        if let Some(fps) = v.frame_rate {
+            add("framerate", Value::Number(fps));
+        }
+        if let Some(id) = flv_video_codec_id(v.codec) {
+            add("videocodecid", Value::Number(id));
+        }
+    }
+    if let Some(a) = &tracks.audio {
+        if let Some(id) = flv_audio_codec_id(a.codec) {
+            add("audiocodecid", Value::Number(id));
+        }
+        if a.sample_rate > 0 {
+            add("audiosamplerate", Value::Number(f64::from(a.sample_rate)));
+            add("audiosamplesize", Value::Number(16.0));
+        }
+        if a.channels > 0 {
+            add("stereo", Value::Boolean(a.channels > 1));
+        }
+    }
+    Value::EcmaArray(props)
+}
+
+/// The FLV `CodecID` of a video codec (legacy ids: 7 AVC, 12 HEVC as ffmpeg writes it).
+fn flv_video_codec_id(codec: Codec) -> Option<f64> {
+    match codec {
+        Codec::H264 => Some(7.0),
+        Codec::H265 => Some(12.0),
+        _ => None,
+    }
+}
+
+/// The FLV `SoundFormat` of an audio codec.
+fn flv_audio_codec_id(codec: Codec) -> Option<f64> {
+    match codec {
+        Codec::Mp3 => Some(2.0),
+        Codec::G711A => Some(7.0),
+        Codec::G711U => Some(8.0),
+        Codec::Aac => Some(10.0),
+        _ => None,
+    }
+}
