@@ -69,7 +69,8 @@ pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
-/// A connection's id, chosen by the runtime and unique within one engine.
+/// A connection's id, unique in the process: built with [`conn_id::conn_id`] from the owning
+/// worker's index and a number local to it, so a command for a connection reaches its worker.
 pub type ConnId = u64;
 
 /// Which listener accepted a connection.
