@@ -739,7 +739,7 @@ impl Engine {
         }
         if let Some(writer) = c.writer.as_mut() {
             while n < budget {
-                let Some(packet) = self.hub.pop(conn) else {
+                let Some(packet) = self.hub.poll_packet(conn) else {
                     break;
                 };
                 n += writer.render(&packet, out);
@@ -950,7 +950,8 @@ impl Engine {
                 session, play_id, ..
             } => {
                 let Some(stream_id) = *play_id else { return };
-                session.accept_play(stream_id);
+                // Err: the client withdrew the play; see `answer_rtmp`.
+                let _ = session.accept_play(stream_id);
                 while let Some(b) = session.poll_transmit() {
                     c.pending.push_back(b);
                 }
@@ -1223,7 +1224,8 @@ impl Engine {
             } => {
                 if let Some(id) = *play_id {
                     if never_started {
-                        session.reject_play(id, code::PLAY_STREAM_NOT_FOUND, reason);
+                        // Err: the client withdrew the play; see `answer_rtmp`.
+                        let _ = session.reject_play(id, code::PLAY_STREAM_NOT_FOUND, reason);
                     } else {
                         session.end_play(id, reason);
                     }
@@ -1231,8 +1233,8 @@ impl Engine {
                 self.close(conn, true, reason, now_ms);
             }
             ConnKind::Rtsp(r) => {
-                // A DESCRIBE still waiting for the stream gets 404; the rest just end.
-                let _ = r.session.reject(404);
+                // A DESCRIBE still waiting for the stream gets 404 (Err: none was); the rest end.
+                let _ = r.session.reject_describe(404);
                 self.rtsp_goodbye(conn);
                 self.close(conn, true, reason, now_ms);
             }

@@ -8,7 +8,7 @@
 //!
 //! Driving it: after each input (`publish`, `play`, `push`, `unpublish`, `handle_timeout`,
 //! ...) drain [`Hub::poll_event`] and [`Hub::poll_ready`] until `None`, then take packets
-//! with [`Hub::pop`] for the players whose sockets can take more, and arm a timer for
+//! with [`Hub::poll_packet`] for the players whose sockets can take more, and arm a timer for
 //! [`Hub::poll_timeout`].
 //!
 //! Pacing: a player whose queue would pass [`HubConfig::player_queue_soft_bytes`] stops
@@ -560,7 +560,7 @@ impl<P: HubPacket> Hub<P> {
     }
 
     /// The next packet queued for a player (FIFO), or `None`.
-    pub fn pop(&mut self, player: SessionId) -> Option<P> {
+    pub fn poll_packet(&mut self, player: SessionId) -> Option<P> {
         self.players.get_mut(&player)?.queue.pop()
     }
 
