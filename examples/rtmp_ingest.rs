@@ -51,7 +51,9 @@ fn main() -> std::io::Result<()> {
                     match event {
                         ServerEvent::ConnectRequest { app, .. } => {
                             println!("connect to app {app:?}");
-                            session.accept_connect();
+                            // Err only for a request that is not pending: cannot happen
+                            // right after its event.
+                            let _ = session.accept_connect();
                         }
                         ServerEvent::PublishRequest {
                             stream_id,
@@ -59,7 +61,9 @@ fn main() -> std::io::Result<()> {
                             ..
                         } => {
                             println!("publish {stream_name:?}");
-                            session.accept_publish(stream_id);
+                            // Err: the client withdrew the publish (deleteStream) in the
+                            // same read; its PublishStopped event follows.
+                            let _ = session.accept_publish(stream_id);
                         }
                         ServerEvent::Media {
                             type_id,

@@ -125,15 +125,17 @@ fn relay(listener: TcpListener, stop: Arc<AtomicBool>, publishing: Arc<AtomicBoo
                             while let Some(ev) = conn.session.poll_event() {
                                 drained = false;
                                 match ev {
+                                    // The answers' one error, "not pending", means the
+                                    // client withdrew the request: nothing to do.
                                     ServerEvent::ConnectRequest { .. } => {
-                                        conn.session.accept_connect()
+                                        let _ = conn.session.accept_connect();
                                     }
                                     ServerEvent::PublishRequest { stream_id, .. } => {
-                                        conn.session.accept_publish(stream_id);
+                                        let _ = conn.session.accept_publish(stream_id);
                                         publishing.store(true, Ordering::Relaxed);
                                     }
                                     ServerEvent::PlayRequest { stream_id, .. } => {
-                                        conn.session.accept_play(stream_id);
+                                        let _ = conn.session.accept_play(stream_id);
                                         conn.playing = Some(stream_id);
                                         if let Some(m) = &cache.metadata {
                                             conn.session.send_metadata(stream_id, m);

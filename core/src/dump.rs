@@ -669,7 +669,7 @@ impl RtspDirection {
                 return d;
             }
             loop {
-                match reader.poll() {
+                match reader.poll_item() {
                     Ok(Some(Item::Message(m))) => d.messages.push(m),
                     Ok(Some(Item::Interleaved { channel, payload })) => {
                         d.frames.push((channel, payload))
@@ -879,7 +879,7 @@ impl RtspSummary {
                 TrackReceiver::Play(_) if rtcp => continue,
                 TrackReceiver::Play(d) => RtpPacket::parse(payload)
                     .and_then(|p| d.push(p))
-                    .map(|()| std::iter::from_fn(|| d.pull()).for_each(&mut out)),
+                    .map(|()| std::iter::from_fn(|| d.poll_frame()).for_each(&mut out)),
             };
             if pushed.is_err() && !rtcp {
                 t.rtp_errors += 1;
@@ -893,7 +893,7 @@ impl RtspSummary {
                 }
                 Some(TrackReceiver::Play(d)) => {
                     let _ = d.flush();
-                    std::iter::from_fn(|| d.pull()).for_each(&mut out);
+                    std::iter::from_fn(|| d.poll_frame()).for_each(&mut out);
                 }
                 None => {}
             }
@@ -920,11 +920,12 @@ impl RtspSummary {
         let mut messages = Vec::with_capacity(frames.len());
         for (_, f) in frames {
             interleaver.push(f);
-            while let Some(f) = interleaver.pop() {
+            while let Some(f) = interleaver.poll_frame() {
                 messages.extend(flv_message(&f));
             }
         }
-        while let Some(f) = interleaver.drain() {
+        interleaver.flush();
+        while let Some(f) = interleaver.poll_frame() {
             messages.extend(flv_message(&f));
         }
         let media_error = s.error.clone();
@@ -978,7 +979,7 @@ impl SessionIds {
                 return;
             }
             loop {
-                match reader.poll() {
+                match reader.poll_item() {
                     Ok(Some(Item::Message(Message::Response(r)))) => {
                         if let Some(id) = r.headers.session_id() {
                             self.replayed = Some(id.as_bytes().to_vec());

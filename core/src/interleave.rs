@@ -30,8 +30,9 @@ pub const MAX_QUEUED: usize = 512;
 /// Orders the frames of one stream with a video and an audio track by decode time.
 ///
 /// Push every frame with [`Interleaver::push`], then take what is ready with
-/// [`Interleaver::pop`] until `None`; at the end of the stream, take the rest with
-/// [`Interleaver::drain`]. With fewer than two tracks, frames pass straight through.
+/// [`Interleaver::poll_frame`] until `None`; at the end of the stream, [`Interleaver::flush`]
+/// and take the rest with `poll_frame` until `None`. With fewer than two tracks, frames pass
+/// straight through.
 #[derive(Debug)]
 pub struct Interleaver {
     /// Both tracks exist: frames are interleaved; else they go to `video` and pass through.
@@ -39,6 +40,8 @@ pub struct Interleaver {
     video: VecDeque<Frame>,
     audio: VecDeque<Frame>,
     max_wait_ms: i64,
+    /// [`Interleaver::flush`] was called: frames go without waiting until both queues are empty.
+    flushing: bool,
 }
 
 /// Order of frames with equal `dts`: configurations before coded frames, and within each,
@@ -58,6 +61,7 @@ impl Interleaver {
             video: VecDeque::new(),
             audio: VecDeque::new(),
             max_wait_ms: max_wait_ms.max(0),
+            flushing: false,
         }
     }
 
@@ -71,8 +75,19 @@ impl Interleaver {
     }
 
     /// The next frame in decode order, once it is known that no older frame of the other track
-    /// can still come (or the other track is too far behind to wait for).
-    pub fn pop(&mut self) -> Option<Frame> {
+    /// can still come (or the other track is too far behind to wait for); after
+    /// [`flush`](Self::flush), the next held frame without waiting.
+    pub fn poll_frame(&mut self) -> Option<Frame> {
+        if self.flushing {
+            let next = if self.video.is_empty() || self.audio.is_empty() {
+                self.video.pop_front().or_else(|| self.audio.pop_front())
+            } else {
+                self.pop_older()
+            };
+            // Everything held is out: frames pushed from now on wait as usual again.
+            self.flushing = next.is_some();
+            return next;
+        }
         if !self.both {
             return self.video.pop_front();
         }
@@ -84,14 +99,11 @@ impl Interleaver {
         }
     }
 
-    /// The next frame without waiting for the other track, in decode order as far as what is
-    /// queued allows: for the end of the stream, until `None`.
-    pub fn drain(&mut self) -> Option<Frame> {
-        if self.video.is_empty() || self.audio.is_empty() {
-            self.video.pop_front().or_else(|| self.audio.pop_front())
-        } else {
-            self.pop_older()
-        }
+    /// The end of the stream: [`poll_frame`](Self::poll_frame) releases every frame held,
+    /// without waiting for the other track, in decode order as far as what is queued allows,
+    /// until it returns `None`.
+    pub fn flush(&mut self) {
+        self.flushing = true;
     }
 
     /// Both queues hold frames: the head that comes first.
@@ -145,15 +157,15 @@ mod tests {
     }
 
     fn pops(i: &mut Interleaver) -> Vec<(TrackKind, i64)> {
-        std::iter::from_fn(|| i.pop())
+        std::iter::from_fn(|| i.poll_frame())
             .map(|f| (f.track(), f.dts))
             .collect()
     }
 
+    /// Flushes, then polls until `None`.
     fn drains(i: &mut Interleaver) -> Vec<(TrackKind, i64)> {
-        std::iter::from_fn(|| i.drain())
-            .map(|f| (f.track(), f.dts))
-            .collect()
+        i.flush();
+        pops(i)
     }
 
     use TrackKind::{Audio as A, Video as V};
@@ -197,6 +209,18 @@ mod tests {
     }
 
     #[test]
+    fn after_a_flush_is_polled_out_frames_wait_again() {
+        let mut i = Interleaver::new(true, true, 500);
+        i.push(coded(true, 0));
+        assert_eq!(drains(&mut i), [(V, 0)]);
+        // A RECORD after the flush: a lone video frame waits for audio again.
+        i.push(coded(true, 40));
+        assert_eq!(pops(&mut i), []);
+        i.push(coded(false, 10));
+        assert_eq!(pops(&mut i), [(A, 10)]);
+    }
+
+    #[test]
     fn configs_lead_at_equal_timestamps() {
         let mut i = Interleaver::new(true, true, 500);
         i.push(coded(true, 0));
@@ -208,7 +232,8 @@ mod tests {
         j.push(frame(false, FrameKind::Coded, 0, 0));
         j.push(frame(true, FrameKind::Config, 0, 0));
         j.push(frame(true, FrameKind::Coded, 0, 0));
-        let order: Vec<(TrackKind, FrameKind)> = std::iter::from_fn(|| j.drain())
+        j.flush();
+        let order: Vec<(TrackKind, FrameKind)> = std::iter::from_fn(|| j.poll_frame())
             .map(|f| (f.track(), f.kind))
             .collect();
         assert_eq!(
@@ -280,7 +305,7 @@ mod tests {
                 i.push(frame(*video, FrameKind::Coded, dts[t], id));
                 let (vq, aq) = (i.video.len(), i.audio.len());
                 let newest = [dts[0], dts[1]];
-                while let Some(f) = i.pop() {
+                while let Some(f) = i.poll_frame() {
                     let id = usize::from_be_bytes(f.payload.as_ref().try_into().unwrap());
                     let own = usize::from(!pushed[id].0);
                     // Had the bound been reached for this frame when it went?
@@ -297,7 +322,8 @@ mod tests {
                 prop_assert!(i.video.is_empty() || i.audio.is_empty());
             }
             let end = steps.len();
-            while let Some(f) = i.drain() {
+            i.flush();
+            while let Some(f) = i.poll_frame() {
                 let id = usize::from_be_bytes(f.payload.as_ref().try_into().unwrap());
                 out.push((id, end));
                 forced_ok.push(false);

@@ -16,11 +16,11 @@ fn read_all(limits: &RtspLimits, chunks: &[&[u8]]) -> (Vec<Item>, Option<RtspErr
             return (items, Some(e));
         }
         loop {
-            match r.poll() {
+            match r.poll_item() {
                 Ok(Some(i)) => items.push(i),
                 Ok(None) => break,
                 Err(e) => {
-                    assert_eq!(r.poll(), Err(e.clone()), "errors are final");
+                    assert_eq!(r.poll_item(), Err(e.clone()), "errors are final");
                     return (items, Some(e));
                 }
             }
@@ -169,7 +169,7 @@ fn limits_and_malformed_input() {
     let mut r = Reader::new(small.clone());
     r.push(&[b'a'; 64]).unwrap();
     assert!(matches!(
-        r.poll(),
+        r.poll_item(),
         Err(RtspError::LineTooLong {
             offset: 0,
             limit: 64
@@ -185,7 +185,7 @@ fn limits_and_malformed_input() {
     ] {
         let mut r = Reader::new(small.clone());
         r.push(junk).unwrap();
-        let err = r.poll().expect_err("junk is refused at once");
+        let err = r.poll_item().expect_err("junk is refused at once");
         assert!(
             matches!(err, RtspError::Malformed { .. }),
             "{:?}: {err}",
@@ -197,7 +197,9 @@ fn limits_and_malformed_input() {
     let mut r = Reader::new(small.clone());
     for b in b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n" {
         r.push(&[*b]).unwrap();
-        let _ = r.poll().expect("no error while the line is valid so far");
+        let _ = r
+            .poll_item()
+            .expect("no error while the line is valid so far");
     }
     // Pushing far more than one message without reading is refused.
     let mut r = Reader::new(small);

@@ -78,10 +78,10 @@ fn through_rtp(params: &TrackParams, frames: &[Frame]) -> Vec<Frame> {
     let mut out = Vec::new();
     for x in pkts {
         d.push(RtpPacket::parse(&x.to_bytes()).unwrap()).unwrap();
-        out.extend(std::iter::from_fn(|| d.pull()));
+        out.extend(std::iter::from_fn(|| d.poll_frame()));
     }
     d.flush().unwrap();
-    out.extend(std::iter::from_fn(|| d.pull()));
+    out.extend(std::iter::from_fn(|| d.poll_frame()));
     assert_eq!(d.lost(), 0);
     out
 }

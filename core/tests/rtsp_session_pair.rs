@@ -133,7 +133,7 @@ impl Pair {
                         let t = self.describe_tracks.clone();
                         self.server.accept_describe(t).unwrap()
                     }
-                    ServerEvent::UdpPortsRequest { .. } => self.server.reject(461).unwrap(),
+                    ServerEvent::UdpPortsRequest { .. } => self.server.reject_udp(461).unwrap(),
                     _ => {}
                 }
                 self.server_events.push(ev);
@@ -807,7 +807,7 @@ fn ffprobe_plays_from_server_session() {
             }
             ServerEvent::UdpPortsRequest { .. } => {
                 udp_refused = true;
-                s.reject(461).unwrap();
+                s.reject_udp(461).unwrap();
             }
             _ => {}
         },

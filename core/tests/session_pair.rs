@@ -71,7 +71,7 @@ fn publish_then_play_then_teardown() {
             matches!(se.get(1), Some(ServerEvent::ConnectRequest { app, .. }) if app == "live"),
             "{se:?}"
         );
-        server_p.accept_connect();
+        server_p.accept_connect().unwrap();
         let (ce, se) = pump(&mut publisher, &mut server_p, 20);
         assert!(ce.contains(&ClientEvent::Connected), "{ce:?}");
         let Some(ServerEvent::PublishRequest {
@@ -84,7 +84,7 @@ fn publish_then_play_then_teardown() {
             panic!("no publish request: {se:?}")
         };
         assert_eq!((stream_name.as_str(), query.as_str()), ("cam", "key=1"));
-        server_p.accept_publish(stream_id);
+        server_p.accept_publish(stream_id).unwrap();
         let (ce, _) = pump(&mut publisher, &mut server_p, 30);
         assert!(
             matches!(ce.last(), Some(ClientEvent::Publishing { .. })),
@@ -137,7 +137,7 @@ fn publish_then_play_then_teardown() {
         let (mut player, mut server_q) = pair(complex);
         player.play("cam");
         pump(&mut player, &mut server_q, 50);
-        server_q.accept_connect();
+        server_q.accept_connect().unwrap();
         let (_, se) = pump(&mut player, &mut server_q, 60);
         let Some(ServerEvent::PlayRequest {
             stream_id,
@@ -148,7 +148,7 @@ fn publish_then_play_then_teardown() {
             panic!("no play request: {se:?}")
         };
         assert_eq!(stream_name, "cam");
-        server_q.accept_play(stream_id);
+        server_q.accept_play(stream_id).unwrap();
         server_q.send_metadata(stream_id, &meta);
         for (type_id, ts, payload) in &media {
             server_q.send_media(stream_id, *type_id, *ts, payload);
@@ -196,12 +196,14 @@ fn rejected_publish_and_play_reach_the_client() {
     let (mut client, mut server) = pair(false);
     client.publish("taken");
     pump(&mut client, &mut server, 0);
-    server.accept_connect();
+    server.accept_connect().unwrap();
     let (_, se) = pump(&mut client, &mut server, 1);
     let Some(ServerEvent::PublishRequest { stream_id, .. }) = se.last().cloned() else {
         panic!("{se:?}")
     };
-    server.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "already publishing");
+    server
+        .reject_publish(stream_id, code::PUBLISH_BAD_NAME, "already publishing")
+        .unwrap();
     let (ce, _) = pump(&mut client, &mut server, 2);
     assert!(
         ce.iter().any(
@@ -213,7 +215,7 @@ fn rejected_publish_and_play_reach_the_client() {
     let (mut client, mut server) = pair(false);
     client.play("nothing");
     pump(&mut client, &mut server, 0);
-    server.reject_connect("go away");
+    server.reject_connect("go away").unwrap();
     let (ce, _) = pump(&mut client, &mut server, 1);
     assert!(
         ce.iter().any(

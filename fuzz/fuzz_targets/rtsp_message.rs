@@ -19,7 +19,7 @@ fn feed<'a>(limits: &RtspLimits, chunks: impl IntoIterator<Item = &'a [u8]>) -> 
             return (out, Some(e));
         }
         loop {
-            match r.poll() {
+            match r.poll_item() {
                 Ok(Some(item)) => {
                     if let Item::Message(m) = &item {
                         assert!(m.headers().len() <= limits.max_headers);
@@ -28,7 +28,7 @@ fn feed<'a>(limits: &RtspLimits, chunks: impl IntoIterator<Item = &'a [u8]>) -> 
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    assert_eq!(r.poll().as_ref(), Err(&e), "errors are final");
+                    assert_eq!(r.poll_item().as_ref(), Err(&e), "errors are final");
                     return (out, Some(e));
                 }
             }

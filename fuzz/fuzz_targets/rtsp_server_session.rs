@@ -63,6 +63,11 @@ fn prefix(mode: u8) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// A refusal's status, 404 to 467.
+fn status(answers: u8) -> u16 {
+    404 + u16::from(answers & 63)
+}
+
 fn answer(server: &mut ServerSession, answers: &mut u8) -> bool {
     while let Some(ev) = server.poll_event() {
         let yes = *answers & 1 == 1;
@@ -84,9 +89,9 @@ fn answer(server: &mut ServerSession, answers: &mut u8) -> bool {
                 let p = 6000 + 2 * track as u16;
                 server.accept_udp((p, p + 1))
             }
-            ServerEvent::AnnounceRequest { .. }
-            | ServerEvent::DescribeRequest { .. }
-            | ServerEvent::UdpPortsRequest { .. } => server.reject(404 + u16::from(*answers & 63)),
+            ServerEvent::AnnounceRequest { .. } => server.reject_announce(status(*answers)),
+            ServerEvent::DescribeRequest { .. } => server.reject_describe(status(*answers)),
+            ServerEvent::UdpPortsRequest { .. } => server.reject_udp(status(*answers)),
             _ => Ok(()),
         };
         if r.is_err() {

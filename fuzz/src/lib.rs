@@ -50,7 +50,7 @@ pub fn drive_depacketizer(
         if pflags & 4 == 4 {
             let _ = d.flush();
         }
-        while let Some(f) = d.pull() {
+        while let Some(f) = d.poll_frame() {
             assert_eq!(f.codec, params.codec.codec());
             if f.track() == TrackKind::Audio {
                 assert_eq!(f.dts, f.pts);

@@ -203,7 +203,7 @@ impl Conn {
         let mut buf = vec![0u8; 65536];
         loop {
             loop {
-                match self.reader.poll() {
+                match self.reader.poll_item() {
                     Ok(Some(Item::Message(Message::Response(r)))) => {
                         if let Some(id) = r.headers.session_id() {
                             self.session = Some(id.to_owned());

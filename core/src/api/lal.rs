@@ -27,7 +27,9 @@ pub const ERROR_CODE_PARAM_MISSING: u32 = 1002;
 /// lal's `error_code` for a `session_id` that names no session of the stream.
 pub const ERROR_CODE_SESSION_NOT_FOUND: u32 = 1003;
 
-/// lal's JSON answer to `query` (an empty object for [`Query::Metrics`]).
+/// lal's JSON answer to `query` (an empty object for [`Query::Metrics`]). For
+/// [`Query::KickSession`] this only renders the answer; [`answer_json`] also names the session
+/// to close.
 pub fn render_json(query: &Query, snapshots: &[EngineStats]) -> String {
     answer_json(query, snapshots).0
 }
@@ -50,12 +52,20 @@ pub fn answer_json(query: &Query, snapshots: &[EngineStats]) -> (String, Option<
             stream_name,
             session_id,
         } => {
+            // lal names a stream without its app: every app's stream of that name may hold
+            // the session.
             let groups = merge(snapshots);
-            let session = find_group(&groups, stream_name).map(|g| {
-                g.publisher
-                    .into_iter()
-                    .chain(g.subs.iter().copied())
-                    .find(|s| lal_session_id(s.conn, s.protocol, s.role) == *session_id)
+            let mut named = groups
+                .iter()
+                .filter(|g| g.stream_name() == stream_name || g.key == stream_name)
+                .peekable();
+            let session = named.peek().is_some().then(|| {
+                named.find_map(|g| {
+                    g.publisher
+                        .into_iter()
+                        .chain(g.subs.iter().copied())
+                        .find(|s| lal_session_id(s.conn, s.protocol, s.role) == *session_id)
+                })
             });
             match session {
                 None => serde_json::to_string(&group_not_found()),

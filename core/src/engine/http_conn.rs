@@ -3,7 +3,7 @@
 //! segments; the WebSocket side of a player. API requests are answered through
 //! [`super::Output::Gather`] (see [`super::command`]).
 //!
-//! Stream names are validated ([`stream_key`]) before anything else looks at them. Playlists
+//! Stream names are validated ([`StreamKey::new`]) before anything else looks at them. Playlists
 //! and segments answer with a sized body and keep the connection; a segment's body is its
 //! shared pieces (no copy). A `HEAD` request gets the head its `GET` would get and no body.
 //!
@@ -90,6 +90,11 @@ impl Engine {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
+            // A connection closing after its answer reads nothing more, even requests already
+            // pipelined behind the one answered.
+            if c.closing {
+                return;
+            }
             let ConnKind::Http {
                 reader,
                 state: HttpState::AwaitRequest,
@@ -585,6 +590,27 @@ pub(super) mod head_tests {
             );
             assert!(text.starts_with("HTTP/1.1 404"), "{path}: {text:?}");
         }
+    }
+
+    #[test]
+    fn a_request_pipelined_behind_a_closing_answer_is_not_served() {
+        let mut e = engine_with_stream();
+        e.handle_accept(
+            PLAYER,
+            Listener::Http,
+            "127.0.0.1:40001".parse().unwrap(),
+            0,
+        );
+        let (text, closed) = exchange(
+            &mut e,
+            "HEAD /live/s.flv HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n\
+             GET /live/s.flv HTTP/1.1\r\nHost: h\r\n\r\n",
+            1,
+        );
+        assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "{text:?}");
+        assert!(!text.contains("FLV"), "{text:?}");
+        assert!(closed);
+        assert_eq!(e.hub().player_count(), 0, "no player left behind");
     }
 
     #[test]

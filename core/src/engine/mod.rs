@@ -74,8 +74,9 @@ pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
-/// A connection's id, unique within the process: laid out by [`conn_id`] (the worker in the high
-/// bits; accepted connections numbered by the runtime, outbound ones by the engine).
+/// A connection's id, unique in the process: built with [`conn_id::conn_id`] from the owning
+/// worker's index and a number local to it (chosen by the runtime for accepted connections, by
+/// the engine for those it opens), so a command for a connection reaches its worker.
 pub type ConnId = u64;
 
 /// Which listener accepted a connection.
@@ -820,7 +821,7 @@ impl Engine {
         }
         if let Some(writer) = c.writer.as_mut() {
             while n < budget {
-                let Some(packet) = self.hub.pop(conn) else {
+                let Some(packet) = self.hub.poll_packet(conn) else {
                     break;
                 };
                 n += writer.render(&packet, out);
@@ -1034,7 +1035,8 @@ impl Engine {
                 session, play_id, ..
             } => {
                 let Some(stream_id) = *play_id else { return };
-                session.accept_play(stream_id);
+                // Err: the client withdrew the play; see `answer_rtmp`.
+                let _ = session.accept_play(stream_id);
                 while let Some(b) = session.poll_transmit() {
                     c.pending.push_back(b);
                 }
@@ -1307,7 +1309,8 @@ impl Engine {
             } => {
                 if let Some(id) = *play_id {
                     if never_started {
-                        session.reject_play(id, code::PLAY_STREAM_NOT_FOUND, reason);
+                        // Err: the client withdrew the play; see `answer_rtmp`.
+                        let _ = session.reject_play(id, code::PLAY_STREAM_NOT_FOUND, reason);
                     } else {
                         session.end_play(id, reason);
                     }
@@ -1315,8 +1318,8 @@ impl Engine {
                 self.close(conn, true, reason, now_ms);
             }
             ConnKind::Rtsp(r) => {
-                // A DESCRIBE still waiting for the stream gets 404; the rest just end.
-                let _ = r.session.reject(404);
+                // A DESCRIBE still waiting for the stream gets 404 (Err: none was); the rest end.
+                let _ = r.session.reject_describe(404);
                 self.rtsp_goodbye(conn);
                 self.close(conn, true, reason, now_ms);
             }

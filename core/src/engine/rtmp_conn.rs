@@ -7,6 +7,7 @@ use crate::auth::Access;
 use crate::flv;
 use crate::hub::PlayState;
 use crate::rtmp::command::code;
+use crate::rtmp::connection::SessionError;
 use crate::rtmp::message_type;
 use crate::rtmp::server::{ServerEvent, ServerSession};
 use crate::stream_key::{valid_name_segment, StreamKey};
@@ -73,16 +74,28 @@ impl Engine {
         }
     }
 
+    /// Answers a request of the connection's RTMP session with `accept_*` or `reject_*`. Their
+    /// one error, "not pending", means the client withdrew the request (`deleteStream` or
+    /// `closeStream` read along with it); the `PublishStopped` or `PlayStopped` event that
+    /// follows undoes what the engine started, so the error is harmless and ignored.
+    pub(super) fn answer_rtmp(
+        &mut self,
+        conn: ConnId,
+        answer: impl FnOnce(&mut ServerSession) -> Result<(), SessionError>,
+    ) {
+        if let Some(s) = self.session_mut(conn) {
+            let _ = answer(s);
+        }
+    }
+
     pub(super) fn on_rtmp_event(&mut self, conn: ConnId, event: ServerEvent, now_ms: u64) {
         match event {
             ServerEvent::ConnectRequest { app, .. } => {
                 let ok = valid_name_segment(&app);
-                if let Some(s) = self.session_mut(conn) {
-                    if ok {
-                        s.accept_connect();
-                    } else {
-                        s.reject_connect("invalid application name");
-                    }
+                if ok {
+                    self.answer_rtmp(conn, ServerSession::accept_connect);
+                } else {
+                    self.answer_rtmp(conn, |s| s.reject_connect("invalid application name"));
                 }
                 if !ok {
                     self.close(conn, true, "connect rejected: invalid app name", now_ms);
@@ -149,40 +162,35 @@ impl Engine {
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
         let Some(key) = StreamKey::new(app, name).filter(|_| !busy) else {
-            if let Some(s) = self.session_mut(conn) {
-                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "invalid stream name");
-            }
+            self.answer_rtmp(conn, |s| {
+                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "invalid stream name")
+            });
             self.close(conn, true, "publish rejected: invalid stream name", now_ms);
             return;
         };
         if let Err(reason) =
             self.check_access(conn, Access::PublishRtmp, Protocol::Rtmp, &key, query)
         {
-            if let Some(s) = self.session_mut(conn) {
-                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &reason);
-            }
+            self.answer_rtmp(conn, |s| {
+                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &reason)
+            });
             self.close(conn, true, &reason, now_ms);
             return;
         }
         match self.claim_stream(&key, conn, now_ms) {
             Ok(()) => {
+                self.answer_rtmp(conn, |s| s.accept_publish(stream_id));
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    if let ConnKind::Rtmp {
-                        session,
-                        publish_id,
-                        ..
-                    } = &mut c.kind
-                    {
-                        session.accept_publish(stream_id);
+                    if let ConnKind::Rtmp { publish_id, .. } = &mut c.kind {
                         *publish_id = Some(stream_id);
                     }
                 }
                 self.publish_started(conn, &key, Protocol::Rtmp, None, now_ms);
             }
             Err(e) => {
-                if let Some(s) = self.session_mut(conn) {
-                    s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &e.to_string());
-                }
+                self.answer_rtmp(conn, |s| {
+                    s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &e.to_string())
+                });
                 self.close(conn, true, &format!("publish rejected: {e}"), now_ms);
             }
         }
@@ -199,21 +207,21 @@ impl Engine {
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
         let Some(key) = StreamKey::new(app, name).filter(|_| !busy) else {
-            if let Some(s) = self.session_mut(conn) {
+            self.answer_rtmp(conn, |s| {
                 s.reject_play(
                     stream_id,
                     code::PLAY_STREAM_NOT_FOUND,
                     "invalid stream name",
-                );
-            }
+                )
+            });
             self.close(conn, true, "play rejected: invalid stream name", now_ms);
             return;
         };
         if let Err(reason) = self.check_access(conn, Access::PlayRtmp, Protocol::Rtmp, &key, query)
         {
-            if let Some(s) = self.session_mut(conn) {
-                s.reject_play(stream_id, code::PLAY_FAILED, &reason);
-            }
+            self.answer_rtmp(conn, |s| {
+                s.reject_play(stream_id, code::PLAY_FAILED, &reason)
+            });
             self.close(conn, true, &reason, now_ms);
             return;
         }

@@ -22,7 +22,7 @@ use crate::hub::{AudioTrack, PlayState, Tracks, VideoTrack};
 use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
 use crate::media::{Codec, FrameKind, TrackKind};
 use crate::rtp::{CodecParams, TrackParams};
-use crate::rtsp::server::{ServerEvent, ServerSession, TrackTransport, Transmit};
+use crate::rtsp::server::{ServerError, ServerEvent, ServerSession, TrackTransport, Transmit};
 use crate::stream_key::StreamKey;
 
 /// The state of one RTSP connection.
@@ -223,7 +223,7 @@ impl Engine {
         let Some(r) = self.rtsp_mut(conn) else { return };
         let result = match ports {
             Some(p) => r.session.accept_udp(p),
-            None => r.session.reject(461),
+            None => r.session.reject_udp(461),
         };
         let _ = track;
         self.drain_rtsp(conn, now_ms);
@@ -411,9 +411,18 @@ impl Engine {
         }
     }
 
-    fn rtsp_reject(&mut self, conn: ConnId, status: u16) {
+    /// Refuses the request the connection's RTSP session is waiting on with `status`, through
+    /// `reject` (`reject_describe` or `reject_announce`: the caller answers that event, so the
+    /// request is pending). An error met in the input buffered behind the request stays with
+    /// the session, which returns it from its next `handle_input`: ignored here.
+    fn rtsp_reject(
+        &mut self,
+        conn: ConnId,
+        reject: fn(&mut ServerSession, u16) -> Result<(), ServerError>,
+        status: u16,
+    ) {
         if let Some(r) = self.rtsp_mut(conn) {
-            let _ = r.session.reject(status);
+            let _ = reject(&mut r.session, status);
         }
     }
 
@@ -454,7 +463,7 @@ impl Engine {
                 while let Some(f) = self
                     .rtsp_mut(conn)
                     .and_then(|r| r.interleaver.as_mut())
-                    .and_then(Interleaver::pop)
+                    .and_then(Interleaver::poll_frame)
                 {
                     self.publish_frame(conn, f, None);
                 }
@@ -508,12 +517,12 @@ impl Engine {
     fn rtsp_describe(&mut self, conn: ConnId, path: &str, query: &str, now: u64) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
         let Some(key) = StreamKey::parse(path).filter(|_| !busy) else {
-            self.rtsp_reject(conn, 404);
+            self.rtsp_reject(conn, ServerSession::reject_describe, 404);
             return;
         };
         if let Err(reason) = self.check_access(conn, Access::PlayRtsp, Protocol::Rtsp, &key, query)
         {
-            self.rtsp_reject(conn, 403);
+            self.rtsp_reject(conn, ServerSession::reject_describe, 403);
             return self.close(conn, true, &reason, now);
         }
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -576,7 +585,7 @@ impl Engine {
             params.push(a);
         }
         let result = if params.is_empty() {
-            r.session.reject(415)
+            r.session.reject_describe(415)
         } else {
             r.session.accept_describe(params)
         };
@@ -603,7 +612,7 @@ impl Engine {
             if !r.session.is_playing() {
                 break;
             }
-            let Some(packet) = self.hub.pop(conn) else {
+            let Some(packet) = self.hub.poll_packet(conn) else {
                 break;
             };
             let Some(frame) = &packet.data().frame else {
@@ -645,23 +654,25 @@ impl Engine {
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
         let Some(key) = StreamKey::parse(path).filter(|_| !busy) else {
-            self.rtsp_reject(conn, 400);
+            self.rtsp_reject(conn, ServerSession::reject_announce, 400);
             return;
         };
         let checked = self.check_access(conn, Access::PublishRtsp, Protocol::Rtsp, &key, query);
         if let Err(reason) = checked {
-            self.rtsp_reject(conn, 403);
+            self.rtsp_reject(conn, ServerSession::reject_announce, 403);
             return self.close(conn, true, &reason, now);
         }
         // A DESCRIBE on this connection made it a player: it publishes now instead.
         self.hub.stop_play(conn);
         if self.claim_stream(&key, conn, now).is_err() {
             // Someone else publishes this stream.
-            self.rtsp_reject(conn, 403);
+            self.rtsp_reject(conn, ServerSession::reject_announce, 403);
             return;
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             if let ConnKind::Rtsp(r) = &mut c.kind {
+                // Pending: this answers its event. An input error behind it stays with the
+                // session (see `rtsp_reject`).
                 let _ = r.session.accept_announce();
                 r.announced = tracks.iter().map(|t| t.codec.codec().track()).collect();
             }
@@ -676,10 +687,13 @@ impl Engine {
     /// Sends on the frames an RTSP publisher's interleaver still holds, before its stream ends
     /// (TEARDOWN or a closed connection).
     pub(super) fn rtsp_flush_interleaver(&mut self, conn: ConnId) {
+        if let Some(i) = self.rtsp_mut(conn).and_then(|r| r.interleaver.as_mut()) {
+            i.flush();
+        }
         while let Some(f) = self
             .rtsp_mut(conn)
             .and_then(|r| r.interleaver.as_mut())
-            .and_then(Interleaver::drain)
+            .and_then(Interleaver::poll_frame)
         {
             self.publish_frame(conn, f, None);
         }

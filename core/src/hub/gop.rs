@@ -67,6 +67,7 @@ impl<P: HubPacket> GopCache<P> {
     }
 
     /// True once the stream carried video (a video config or a video frame).
+    #[cfg(test)]
     pub(crate) fn has_video(&self) -> bool {
         self.has_video
     }

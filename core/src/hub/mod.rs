@@ -8,7 +8,7 @@
 //!
 //! Driving it: after each input (`publish`, `play`, `push`, `unpublish`, `handle_timeout`,
 //! ...) drain [`Hub::poll_event`] and [`Hub::poll_ready`] until `None`, then take packets
-//! with [`Hub::pop`] for the players whose sockets can take more, and arm a timer for
+//! with [`Hub::poll_packet`] for the players whose sockets can take more, and arm a timer for
 //! [`Hub::poll_timeout`].
 //!
 //! Pacing: a player whose queue would pass [`HubConfig::player_queue_soft_bytes`] stops
@@ -560,7 +560,7 @@ impl<P: HubPacket> Hub<P> {
     }
 
     /// The next packet queued for a player (FIFO), or `None`.
-    pub fn pop(&mut self, player: SessionId) -> Option<P> {
+    pub fn poll_packet(&mut self, player: SessionId) -> Option<P> {
         self.players.get_mut(&player)?.queue.pop()
     }
 
@@ -676,8 +676,10 @@ impl<P: HubPacket> Hub<P> {
         self.publishers.get(&publisher)
     }
 
-    /// The cached metadata, video config and audio config of a stream.
-    pub fn config_packets(&self, stream: &str) -> (Option<&P>, Option<&P>, Option<&P>) {
+    /// The cached metadata, video config and audio config of a stream (what the GOP cache
+    /// tests inspect; players get these through their queues).
+    #[cfg(test)]
+    pub(crate) fn config_packets(&self, stream: &str) -> (Option<&P>, Option<&P>, Option<&P>) {
         match self.streams.get(stream) {
             Some(s) => (
                 s.cache.metadata.as_ref(),
@@ -705,7 +707,8 @@ impl<P: HubPacket> Hub<P> {
     }
 
     /// Whether a stream's GOP cache holds video (a video config or frame was published).
-    pub fn has_video(&self, stream: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_video(&self, stream: &str) -> bool {
         self.streams
             .get(stream)
             .is_some_and(|s| s.cache.has_video())

@@ -102,7 +102,7 @@ fn live_hub(config: HubConfig) -> Hub<Pkt> {
 }
 
 fn drain(hub: &mut Hub<Pkt>, player: SessionId) -> Vec<Pkt> {
-    std::iter::from_fn(|| hub.pop(player)).collect()
+    std::iter::from_fn(|| hub.poll_packet(player)).collect()
 }
 
 fn ids(packets: &[Pkt]) -> Vec<u32> {
@@ -430,7 +430,7 @@ fn reconnect_within_grace_keeps_players() {
     let mut src = Src::new();
     src.push_all(&mut hub, &[MD, VC, AC, KEY, DELTA, DELTA]);
     hub.play(&key(S), 1, 0);
-    assert_eq!(hub.pop(1).unwrap().id, 0);
+    assert_eq!(hub.poll_packet(1).unwrap().id, 0);
     hub.unpublish(PUB, 1_000);
     assert_eq!(hub.poll_timeout(), Some(6_000));
     assert_eq!(hub.stream_of_publisher(PUB), None);
@@ -478,7 +478,7 @@ fn grace_expiry_ends_stream() {
     );
     assert_eq!(hub.streams().count(), 0);
     assert_eq!(hub.stream_of_player(1), None);
-    assert_eq!(hub.pop(1), None);
+    assert_eq!(hub.poll_packet(1), None);
     assert_eq!(hub.queued_bytes(1), 0);
     assert!(ready(&mut hub).is_empty());
     assert_eq!(hub.poll_timeout(), None);
@@ -709,7 +709,7 @@ fn slow_player_is_dropped_and_nobody_else_notices() {
         "overflowed after {behind} bytes"
     );
     assert_eq!(hub.stream_of_player(SLOW), None);
-    assert_eq!(hub.pop(SLOW), None);
+    assert_eq!(hub.poll_packet(SLOW), None);
     assert_eq!(hub.streams().next().unwrap().players, &[FAST]);
     // The publisher is unaffected.
     assert_eq!(hub.stream_of_publisher(PUB), Some(&key(S)));
@@ -852,7 +852,7 @@ proptest! {
                     max_size = max_size.max(size);
                     src.push(&mut hub, publisher, kind_for(k, audio_only), size);
                 }
-                Op::Pop(i) => got[i].extend(hub.pop(players[i])),
+                Op::Pop(i) => got[i].extend(hub.poll_packet(players[i])),
                 Op::PopAll(i) => got[i].extend(drain(&mut hub, players[i])),
                 Op::Play(i) => {
                     prop_assert_eq!(hub.play(&key(S), players[i], 0), PlayState::Playing);
@@ -1100,7 +1100,7 @@ fn hub_fanout_cost() {
             };
             src.push(&mut hub, PUB, kind, 400);
             while let Some(id) = hub.poll_ready() {
-                while let Some(p) = hub.pop(id) {
+                while let Some(p) = hub.poll_packet(id) {
                     delivered += p.size as u64;
                 }
             }

@@ -136,6 +136,9 @@ const AUDIO_ALONE_MS: i64 = 1000;
 #[derive(Debug, Default)]
 pub struct TrackWatch {
     tracks: Tracks,
+    /// The frame rate the publisher announced, kept for a video track described later
+    /// (encoders send `onMetaData` before the video configuration).
+    announced_frame_rate: Option<f64>,
     /// First and last decode times of coded video and audio.
     video_span: Option<(i64, i64)>,
     audio_span: Option<(i64, i64)>,
@@ -146,8 +149,7 @@ impl TrackWatch {
     pub fn new(tracks: Tracks) -> Self {
         TrackWatch {
             tracks,
-            video_span: None,
-            audio_span: None,
+            ..TrackWatch::default()
         }
     }
 
@@ -156,11 +158,15 @@ impl TrackWatch {
         &self.tracks
     }
 
-    /// Sets the frame rate a publisher announced (its `onMetaData`); true when that changed
-    /// the description.
+    /// Sets the frame rate a publisher announced (its `onMetaData`), now or for the video
+    /// track once it is known; true when that changed the description.
     pub fn set_frame_rate(&mut self, fps: f64) -> bool {
+        if !(fps.is_finite() && fps > 0.0) {
+            return false;
+        }
+        self.announced_frame_rate = Some(fps);
         match self.tracks.video.as_mut() {
-            Some(v) if v.frame_rate != Some(fps) && fps.is_finite() && fps > 0.0 => {
+            Some(v) if v.frame_rate != Some(fps) => {
                 v.frame_rate = Some(fps);
                 true
             }
@@ -170,34 +176,34 @@ impl TrackWatch {
 
     /// Learns from one frame; true when the description changed.
     pub fn observe(&mut self, frame: &Frame) -> bool {
-        let before = self.tracks.clone();
         let t = &mut self.tracks;
+        let mut changed = false;
         match (frame.track(), frame.kind) {
             (TrackKind::Video, FrameKind::Config) => {
-                let rate = t.video.as_ref().and_then(|v| v.frame_rate);
                 let mut v = VideoTrack::from_config(frame);
-                v.frame_rate = rate;
+                v.frame_rate = self.announced_frame_rate;
+                changed = t.video.as_ref() != Some(&v);
                 t.video = Some(v);
             }
             (TrackKind::Audio, FrameKind::Config) => {
                 if let Some(a) = AudioTrack::from_config(frame) {
+                    changed = t.audio.as_ref() != Some(&a);
                     t.audio = Some(a);
                 }
             }
             (TrackKind::Video, FrameKind::Coded) => {
                 if t.video.as_ref().map(|v| v.codec) != Some(frame.codec) {
-                    t.video = Some(VideoTrack::new(
-                        frame.codec,
-                        Vec::new(),
-                        Vec::new(),
-                        Vec::new(),
-                    ));
+                    let mut v = VideoTrack::new(frame.codec, Vec::new(), Vec::new(), Vec::new());
+                    v.frame_rate = self.announced_frame_rate;
+                    t.video = Some(v);
+                    changed = true;
                 }
                 extend(&mut self.video_span, frame.dts);
             }
             (TrackKind::Audio, FrameKind::Coded) => {
                 if t.audio.as_ref().map(|a| a.codec) != Some(frame.codec) {
                     t.audio = Some(AudioTrack::from_coded(frame));
+                    changed = true;
                 }
                 extend(&mut self.audio_span, frame.dts);
             }
@@ -212,8 +218,9 @@ impl TrackWatch {
                 (v, None) => long(v, VIDEO_ALONE_MS),
                 (None, a) => long(a, AUDIO_ALONE_MS),
             };
+            changed |= t.complete;
         }
-        self.tracks != before
+        changed
     }
 }
 
@@ -237,6 +244,31 @@ mod tests {
             key: true,
             payload: Bytes::from_static(payload),
         }
+    }
+
+    #[test]
+    fn a_frame_rate_announced_before_the_video_configuration_is_kept() {
+        let mut w = TrackWatch::default();
+        assert!(!w.set_frame_rate(25.0), "no video track to change yet");
+        let avcc: &'static [u8] = &[
+            1, 0x42, 0xC0, 0x1E, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x1E, 1, 0, 2, 0x68, 0xCE,
+        ];
+        assert!(w.observe(&frame(Codec::H264, FrameKind::Config, 0, avcc)));
+        let v = w.tracks().video.clone().expect("video");
+        assert_eq!(v.frame_rate, Some(25.0));
+        assert!(
+            !w.set_frame_rate(25.0),
+            "the same rate again changes nothing"
+        );
+        assert!(w.set_frame_rate(30.0));
+        assert!(
+            !w.observe(&frame(Codec::H264, FrameKind::Config, 40, avcc)),
+            "the same configuration again changes nothing"
+        );
+        assert_eq!(
+            w.tracks().video.as_ref().and_then(|v| v.frame_rate),
+            Some(30.0)
+        );
     }
 
     #[test]

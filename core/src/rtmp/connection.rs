@@ -46,6 +46,15 @@ pub enum SessionError {
     HandshakeTimeout,
     /// The peer did something out of order (e.g. publish before connect).
     Protocol(String),
+    /// The application answered a request that is not pending (never made, already answered,
+    /// or withdrawn by the client, e.g. with `deleteStream`). The session is unchanged and can
+    /// go on.
+    NotPending {
+        /// The request: `connect`, `publish` or `play`.
+        request: &'static str,
+        /// The message stream it was for (0 for `connect`).
+        stream_id: u32,
+    },
 }
 
 impl fmt::Display for SessionError {
@@ -57,6 +66,10 @@ impl fmt::Display for SessionError {
             SessionError::Command(e) => write!(f, "rtmp session: {e}"),
             SessionError::HandshakeTimeout => write!(f, "rtmp session: handshake timed out"),
             SessionError::Protocol(e) => write!(f, "rtmp session: {e}"),
+            SessionError::NotPending { request, stream_id } => write!(
+                f,
+                "rtmp session: no {request} request pending on message stream {stream_id}"
+            ),
         }
     }
 }

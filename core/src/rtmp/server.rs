@@ -180,6 +180,11 @@ pub struct ServerSession {
     failed: Option<SessionError>,
 }
 
+/// The error for an answer to a request that is not pending.
+fn not_pending(request: &'static str, stream_id: u32) -> SessionError {
+    SessionError::NotPending { request, stream_id }
+}
+
 /// Splits `name?query` into its two parts.
 fn split_query(name: &str) -> (String, String) {
     match name.split_once('?') {
@@ -616,9 +621,10 @@ impl ServerSession {
     }
 
     /// Accepts the pending connect: window size, peer bandwidth, chunk size, then `_result`.
-    pub fn accept_connect(&mut self) {
+    /// Fails with [`SessionError::NotPending`] (and does nothing) when no connect is pending.
+    pub fn accept_connect(&mut self) -> Result<(), SessionError> {
         if self.phase != Phase::ConnectPending {
-            return;
+            return Err(not_pending("connect", 0));
         }
         self.phase = Phase::Connected;
         self.deadline = None;
@@ -657,13 +663,14 @@ impl ServerSession {
                 args: vec![properties, info],
             },
         );
+        Ok(())
     }
 
     /// Refuses the pending connect with `NetConnection.Connect.Rejected`; close the connection after
-    /// flushing.
-    pub fn reject_connect(&mut self, description: &str) {
+    /// flushing. Fails with [`SessionError::NotPending`] when no connect is pending.
+    pub fn reject_connect(&mut self, description: &str) -> Result<(), SessionError> {
         if self.phase != Phase::ConnectPending {
-            return;
+            return Err(not_pending("connect", 0));
         }
         let info = status_info(level::ERROR, code::CONNECT_REJECTED, description);
         let tid = self.connect_tid;
@@ -675,12 +682,14 @@ impl ServerSession {
                 args: vec![Value::Null, info],
             },
         );
+        Ok(())
     }
 
-    /// Accepts a pending publish: Stream Begin and `NetStream.Publish.Start`.
-    pub fn accept_publish(&mut self, stream_id: u32) {
+    /// Accepts a pending publish: Stream Begin and `NetStream.Publish.Start`. Fails with
+    /// [`SessionError::NotPending`] (and does nothing) when no publish is pending on `stream_id`.
+    pub fn accept_publish(&mut self, stream_id: u32) -> Result<(), SessionError> {
         if self.role(stream_id) != StreamRole::PublishPending {
-            return;
+            return Err(not_pending("publish", stream_id));
         }
         self.streams.insert(stream_id, StreamRole::Publishing);
         self.transport
@@ -689,25 +698,34 @@ impl ServerSession {
             )));
         let info = status_info(level::STATUS, code::PUBLISH_START, "Start publishing");
         self.transport.send_status(stream_id, info);
+        Ok(())
     }
 
     /// Refuses a pending publish with an error status (`code`, e.g. [`code::PUBLISH_BAD_NAME`]).
-    pub fn reject_publish(&mut self, stream_id: u32, status_code: &str, description: &str) {
+    /// Fails with [`SessionError::NotPending`] when no publish is pending on `stream_id`.
+    pub fn reject_publish(
+        &mut self,
+        stream_id: u32,
+        status_code: &str,
+        description: &str,
+    ) -> Result<(), SessionError> {
         if self.role(stream_id) != StreamRole::PublishPending {
-            return;
+            return Err(not_pending("publish", stream_id));
         }
         self.streams.insert(stream_id, StreamRole::Idle);
         self.transport.send_status(
             stream_id,
             status_info(level::ERROR, status_code, description),
         );
+        Ok(())
     }
 
     /// Accepts a pending play: Stream Begin, `Play.Reset`, `Play.Start`, `|RtmpSampleAccess`.
-    /// Media may follow at once.
-    pub fn accept_play(&mut self, stream_id: u32) {
+    /// Media may follow at once. Fails with [`SessionError::NotPending`] (and does nothing) when
+    /// no play is pending on `stream_id`.
+    pub fn accept_play(&mut self, stream_id: u32) -> Result<(), SessionError> {
         if self.role(stream_id) != StreamRole::PlayPending {
-            return;
+            return Err(not_pending("play", stream_id));
         }
         self.streams.insert(stream_id, StreamRole::Playing);
         self.transport
@@ -738,18 +756,26 @@ impl ServerSession {
             stream_id,
             &body,
         );
+        Ok(())
     }
 
     /// Refuses a pending play with an error status (e.g. [`code::PLAY_STREAM_NOT_FOUND`]).
-    pub fn reject_play(&mut self, stream_id: u32, status_code: &str, description: &str) {
+    /// Fails with [`SessionError::NotPending`] when no play is pending on `stream_id`.
+    pub fn reject_play(
+        &mut self,
+        stream_id: u32,
+        status_code: &str,
+        description: &str,
+    ) -> Result<(), SessionError> {
         if self.role(stream_id) != StreamRole::PlayPending {
-            return;
+            return Err(not_pending("play", stream_id));
         }
         self.streams.insert(stream_id, StreamRole::Idle);
         self.transport.send_status(
             stream_id,
             status_info(level::ERROR, status_code, description),
         );
+        Ok(())
     }
 
     /// Tells a player its stream ended: `Play.UnpublishNotify`, `Play.Stop` and Stream EOF.
@@ -813,8 +839,10 @@ mod tests {
                 }
             };
             match &event {
-                ServerEvent::ConnectRequest { .. } => server.accept_connect(),
-                ServerEvent::PublishRequest { stream_id, .. } => server.accept_publish(*stream_id),
+                ServerEvent::ConnectRequest { .. } => server.accept_connect().unwrap(),
+                ServerEvent::PublishRequest { stream_id, .. } => {
+                    server.accept_publish(*stream_id).unwrap()
+                }
                 _ => {}
             }
             events.push(event);
@@ -944,6 +972,39 @@ mod tests {
         for cut in [bytes.len(), 1, 7, 100, 1537] {
             assert_eq!(events(cut), "connect publish media media", "cut {cut}");
         }
+    }
+
+    #[test]
+    fn answers_to_requests_not_pending_fail_and_change_nothing() {
+        let mut fresh = ServerSession::new(ServerConfig::default(), &[1; 1536], 0);
+        let none = |request, stream_id| Err(SessionError::NotPending { request, stream_id });
+        assert_eq!(fresh.accept_connect(), none("connect", 0));
+        assert_eq!(fresh.reject_connect("no"), none("connect", 0));
+        assert!(fresh.poll_transmit().is_none());
+        let mut server = ServerSession::new(ServerConfig::default(), &[1; 1536], 0);
+        server.handle_input(&publisher_bytes(), 0).unwrap();
+        let mut events = Vec::new();
+        answer_all(&mut server, &mut events);
+        let id = events
+            .iter()
+            .find_map(|e| match e {
+                ServerEvent::PublishRequest { stream_id, .. } => Some(*stream_id),
+                _ => None,
+            })
+            .unwrap();
+        while server.poll_transmit().is_some() {}
+        assert_eq!(server.accept_connect(), none("connect", 0));
+        assert_eq!(server.accept_publish(id), none("publish", id));
+        assert_eq!(
+            server.reject_publish(id, code::PUBLISH_BAD_NAME, "x"),
+            none("publish", id)
+        );
+        assert_eq!(server.accept_play(id), none("play", id));
+        assert_eq!(
+            server.reject_play(id + 1, code::PLAY_FAILED, "x"),
+            none("play", id + 1)
+        );
+        assert!(server.poll_transmit().is_none(), "nothing is sent");
     }
 
     /// Found by the engine_split fuzz target: once `resume` existed, a message that failed

@@ -32,7 +32,8 @@ enum Inner {
 /// frame and again whenever in-band parameter sets change; parameter sets are taken out of the
 /// coded frames. Video payloads are 4-byte length-prefixed NAL units.
 ///
-/// Use: [`push`](Self::push) each received packet, then drain [`pull`](Self::pull) until `None`.
+/// Use: [`push`](Self::push) each received packet, then drain [`poll_frame`](Self::poll_frame)
+/// until `None`; at a reorder timeout or the end, [`flush`](Self::flush) and drain it again.
 /// An error from `push` concerns that packet only; the depacketizer goes on with the next.
 #[derive(Debug)]
 pub struct Depacketizer {
@@ -144,7 +145,7 @@ impl Depacketizer {
     }
 
     /// Gives up on missing packets and ends the frame being collected (at the end of the stream
-    /// or when the caller's reorder timeout expires).
+    /// or when the caller's reorder timeout expires); then drain [`poll_frame`](Self::poll_frame).
     pub fn flush(&mut self) -> Result<(), RtpError> {
         self.reorder.flush();
         let r = self.drain();
@@ -156,13 +157,13 @@ impl Depacketizer {
     }
 
     /// The next frame, or `None` until more packets arrive.
-    pub fn pull(&mut self) -> Option<Frame> {
+    pub fn poll_frame(&mut self) -> Option<Frame> {
         self.out.pop_front()
     }
 
     fn drain(&mut self) -> Result<(), RtpError> {
         let mut result = Ok(());
-        while let Some(r) = self.reorder.pop() {
+        while let Some(r) = self.reorder.poll_released() {
             let step = match r {
                 Released::Lost(_) => {
                     match &mut self.inner {

@@ -44,7 +44,7 @@ fn avcc(nals: &[&[u8]]) -> Bytes {
 }
 
 fn drain(d: &mut Depacketizer) -> Vec<Frame> {
-    std::iter::from_fn(|| d.pull()).collect()
+    std::iter::from_fn(|| d.poll_frame()).collect()
 }
 
 fn h264_params(sps: Vec<Bytes>, pps: Vec<Bytes>) -> TrackParams {
@@ -235,7 +235,7 @@ fn reception_stats_count_loss_and_wrap() {
 // ---- reordering and timing ----
 
 fn released(r: &mut ReorderBuffer) -> Vec<String> {
-    std::iter::from_fn(|| r.pop())
+    std::iter::from_fn(|| r.poll_released())
         .map(|x| match x {
             Released::Packet(p) => p.sequence.to_string(),
             Released::Lost(n) => format!("lost{n}"),

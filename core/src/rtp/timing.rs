@@ -9,7 +9,7 @@ use super::RtpPacket;
 /// A packet at most this far behind the expected sequence number is late, not a restart.
 const LATE_RANGE: i32 = 4096;
 
-/// What [`ReorderBuffer::pop`] hands out, in sequence order.
+/// What [`ReorderBuffer::poll_released`] hands out, in sequence order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Released {
     /// The next packet.
@@ -30,7 +30,7 @@ pub enum Released {
 /// The first packet pushed sets the expected sequence number, so a packet that was sent
 /// before it but arrives after it is dropped as late.
 ///
-/// Use: [`push`](Self::push) a packet, then drain [`pop`](Self::pop) until `None`;
+/// Use: [`push`](Self::push) a packet, then drain [`poll_released`](Self::poll_released) until `None`;
 /// [`flush`](Self::flush) gives up on the missing packets (at a timeout or the end).
 #[derive(Clone, Debug)]
 pub struct ReorderBuffer {
@@ -66,7 +66,7 @@ impl ReorderBuffer {
         self.lost
     }
 
-    /// Adds a packet; then drain [`pop`](Self::pop).
+    /// Adds a packet; then drain [`poll_released`](Self::poll_released).
     pub fn push(&mut self, pkt: RtpPacket) {
         let next = *self.next.get_or_insert(pkt.sequence);
         let d = i32::from(pkt.sequence.wrapping_sub(next) as i16);
@@ -106,7 +106,7 @@ impl ReorderBuffer {
     }
 
     /// The next packet or loss report in sequence order, or `None` when the window must wait.
-    pub fn pop(&mut self) -> Option<Released> {
+    pub fn poll_released(&mut self) -> Option<Released> {
         self.out.pop_front()
     }
 

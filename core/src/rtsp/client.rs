@@ -290,7 +290,7 @@ impl ClientSession {
             return Err(self.fail(ClientError::Rtsp(e)));
         }
         loop {
-            match self.reader.poll() {
+            match self.reader.poll_item() {
                 Ok(None) => return Ok(()),
                 Ok(Some(Item::Message(Message::Response(r)))) => {
                     if let Err(e) = self.on_response(r) {

@@ -273,7 +273,7 @@ pub enum Item {
 /// between messages are skipped. An error is final: every later call returns it again; the
 /// caller answers with [`RtspError::status`] and closes.
 ///
-/// Use: [`push`](Self::push) what was read, then drain [`poll`](Self::poll) until `Ok(None)`.
+/// Use: [`push`](Self::push) what was read, then drain [`poll_item`](Self::poll_item) until `Ok(None)`.
 #[derive(Debug)]
 pub struct Reader {
     limits: RtspLimits,
@@ -313,7 +313,7 @@ impl Reader {
 
     /// Buffers bytes read from the connection. Fails (for good) when more than the largest
     /// message or interleaved frame would be buffered, which does not happen while each push is
-    /// followed by draining [`poll`](Self::poll) and reads are smaller than that.
+    /// followed by draining [`poll_item`](Self::poll_item) and reads are smaller than that.
     pub fn push(&mut self, data: &[u8]) -> Result<(), RtspError> {
         if let Some(e) = &self.error {
             return Err(e.clone());
@@ -329,7 +329,7 @@ impl Reader {
 
     /// The next message or interleaved frame, `Ok(None)` when more bytes are needed, or the
     /// error to answer before closing.
-    pub fn poll(&mut self) -> Result<Option<Item>, RtspError> {
+    pub fn poll_item(&mut self) -> Result<Option<Item>, RtspError> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }

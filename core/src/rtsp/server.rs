@@ -6,12 +6,12 @@
 //! needs the application as *requests*:
 //!
 //! - [`ServerEvent::DescribeRequest`]: answer with [`ServerSession::accept_describe`] and the
-//!   tracks of the stream (an SDP is built from them), or [`ServerSession::reject`] (404, ...);
+//!   tracks of the stream (an SDP is built from them), or [`ServerSession::reject_describe`] (404, ...);
 //! - [`ServerEvent::AnnounceRequest`]: the client wants to publish the tracks of its SDP; answer
-//!   with [`ServerSession::accept_announce`] or [`ServerSession::reject`];
+//!   with [`ServerSession::accept_announce`] or [`ServerSession::reject_announce`];
 //! - [`ServerEvent::UdpPortsRequest`]: a SETUP asks for UDP; core has no sockets, so the
 //!   application gives the server's RTP/RTCP port pair with [`ServerSession::accept_udp`], or
-//!   refuses with [`ServerSession::reject`] (461, and the client may retry over TCP).
+//!   refuses with [`ServerSession::reject_udp`] (461, and the client may retry over TCP).
 //!
 //! While a request waits for its answer, later requests stay buffered, so answers keep their
 //! order. Media from a publisher comes out as [`ServerEvent::Frame`]; media to a player goes in
@@ -156,6 +156,12 @@ pub enum ServerError {
         /// The timeout, milliseconds.
         after_ms: u64,
     },
+    /// The application answered a request that is not pending (never made or already
+    /// answered). The session is unchanged and can go on.
+    NotPending {
+        /// The request: `DESCRIBE`, `ANNOUNCE` or `SETUP` (over UDP).
+        request: &'static str,
+    },
 }
 
 impl fmt::Display for ServerError {
@@ -164,6 +170,9 @@ impl fmt::Display for ServerError {
             ServerError::Rtsp(e) => write!(f, "rtsp server session: {e}"),
             ServerError::Timeout { after_ms } => {
                 write!(f, "rtsp server session: nothing received for {after_ms} ms")
+            }
+            ServerError::NotPending { request } => {
+                write!(f, "rtsp server session: no {request} request pending")
             }
         }
     }
@@ -181,7 +190,8 @@ impl From<RtspError> for ServerError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServerEvent {
-    /// DESCRIBE: answer with [`ServerSession::accept_describe`] or [`ServerSession::reject`].
+    /// DESCRIBE: answer with [`ServerSession::accept_describe`] or
+    /// [`ServerSession::reject_describe`].
     DescribeRequest {
         /// The request URL.
         url: String,
@@ -190,7 +200,8 @@ pub enum ServerEvent {
         /// The query after `?`, without the `?`.
         query: String,
     },
-    /// ANNOUNCE: answer with [`ServerSession::accept_announce`] or [`ServerSession::reject`].
+    /// ANNOUNCE: answer with [`ServerSession::accept_announce`] or
+    /// [`ServerSession::reject_announce`].
     AnnounceRequest {
         /// The request URL.
         url: String,
@@ -202,7 +213,7 @@ pub enum ServerEvent {
         tracks: Vec<TrackParams>,
     },
     /// SETUP over UDP: answer with [`ServerSession::accept_udp`] (the server's even RTP port
-    /// and the RTCP port after it) or [`ServerSession::reject`] with 461.
+    /// and the RTCP port after it) or [`ServerSession::reject_udp`] with 461.
     UdpPortsRequest {
         /// Track index.
         track: usize,
@@ -491,7 +502,7 @@ impl RtpReceiver {
 
     fn drain(&mut self, frames: &mut impl FnMut(Frame)) {
         let off = self.offset_ms.unwrap_or(0);
-        while let Some(mut f) = self.depacketizer.pull() {
+        while let Some(mut f) = self.depacketizer.poll_frame() {
             f.pts = f.pts.saturating_add(off);
             f.dts = f.dts.saturating_add(off);
             frames(f);
@@ -574,6 +585,21 @@ enum Pending {
         client: (u16, u16),
     },
 }
+
+impl Pending {
+    /// The request's method, as [`ServerError::NotPending`] names it.
+    fn request(&self) -> &'static str {
+        match self {
+            Pending::Describe { .. } => DESCRIBE,
+            Pending::Announce { .. } => ANNOUNCE,
+            Pending::Udp { .. } => SETUP_UDP,
+        }
+    }
+}
+
+const DESCRIBE: &str = "DESCRIBE";
+const ANNOUNCE: &str = "ANNOUNCE";
+const SETUP_UDP: &str = "SETUP (UDP)";
 
 /// One media track of a session, client or server side.
 #[derive(Debug)]
@@ -751,10 +777,12 @@ impl ServerSession {
     }
 
     /// Answers a pending DESCRIBE with an SDP describing `tracks` (their controls are
-    /// `trackID=N`); SETUP and PLAY may follow. Does nothing if no DESCRIBE is pending.
+    /// `trackID=N`); SETUP and PLAY may follow. Fails with [`ServerError::NotPending`] (and
+    /// does nothing) when no DESCRIBE is pending.
     pub fn accept_describe(&mut self, tracks: Vec<TrackParams>) -> Result<(), ServerError> {
-        let Some(Pending::Describe { cseq, url }) = self.pending.take() else {
-            return Ok(());
+        let (cseq, url) = match self.pending.take() {
+            Some(Pending::Describe { cseq, url }) => (cseq, url),
+            other => return Err(self.not_pending(other, DESCRIBE)),
         };
         let base = format!("{}/", url.trim_end_matches('/'));
         let controlled: Vec<(TrackParams, String)> = tracks
@@ -782,10 +810,18 @@ impl ServerSession {
         self.process()
     }
 
-    /// Accepts a pending ANNOUNCE: SETUP and RECORD may follow.
+    /// Refuses a pending DESCRIBE with `status` (404, 403, 415, ...). Fails with
+    /// [`ServerError::NotPending`] (and does nothing) when no DESCRIBE is pending.
+    pub fn reject_describe(&mut self, status: u16) -> Result<(), ServerError> {
+        self.reject_pending(DESCRIBE, status)
+    }
+
+    /// Accepts a pending ANNOUNCE: SETUP and RECORD may follow. Fails with
+    /// [`ServerError::NotPending`] (and does nothing) when no ANNOUNCE is pending.
     pub fn accept_announce(&mut self) -> Result<(), ServerError> {
-        let Some(Pending::Announce { cseq, tracks }) = self.pending.take() else {
-            return Ok(());
+        let (cseq, tracks) = match self.pending.take() {
+            Some(Pending::Announce { cseq, tracks }) => (cseq, tracks),
+            other => return Err(self.not_pending(other, ANNOUNCE)),
         };
         self.tracks = tracks
             .into_iter()
@@ -802,15 +838,22 @@ impl ServerSession {
         self.process()
     }
 
-    /// Answers a pending UDP SETUP with the server's RTP port (even) and RTCP port.
+    /// Refuses a pending ANNOUNCE with `status` (400, 403, ...). Fails with
+    /// [`ServerError::NotPending`] (and does nothing) when no ANNOUNCE is pending.
+    pub fn reject_announce(&mut self, status: u16) -> Result<(), ServerError> {
+        self.reject_pending(ANNOUNCE, status)
+    }
+
+    /// Answers a pending UDP SETUP with the server's RTP port (even) and RTCP port. Fails with
+    /// [`ServerError::NotPending`] (and does nothing) when no UDP SETUP is pending.
     pub fn accept_udp(&mut self, server_ports: (u16, u16)) -> Result<(), ServerError> {
-        let Some(Pending::Udp {
-            cseq,
-            track,
-            client,
-        }) = self.pending.take()
-        else {
-            return Ok(());
+        let (cseq, track, client) = match self.pending.take() {
+            Some(Pending::Udp {
+                cseq,
+                track,
+                client,
+            }) => (cseq, track, client),
+            other => return Err(self.not_pending(other, SETUP_UDP)),
         };
         let transport = TrackTransport::Udp {
             client,
@@ -820,16 +863,30 @@ impl ServerSession {
         self.process()
     }
 
-    /// Refuses the pending request with `status` (404, 403, 503, 461, ...).
-    pub fn reject(&mut self, status: u16) -> Result<(), ServerError> {
+    /// Refuses a pending UDP SETUP with `status` (461: the client may retry over TCP). Fails
+    /// with [`ServerError::NotPending`] (and does nothing) when no UDP SETUP is pending.
+    pub fn reject_udp(&mut self, status: u16) -> Result<(), ServerError> {
+        self.reject_pending(SETUP_UDP, status)
+    }
+
+    /// Answers the pending request, if it is a `request`, with `status`.
+    fn reject_pending(&mut self, request: &'static str, status: u16) -> Result<(), ServerError> {
         let cseq = match self.pending.take() {
-            None => return Ok(()),
-            Some(Pending::Describe { cseq, .. })
-            | Some(Pending::Announce { cseq, .. })
-            | Some(Pending::Udp { cseq, .. }) => cseq,
+            Some(p) if p.request() == request => match p {
+                Pending::Describe { cseq, .. }
+                | Pending::Announce { cseq, .. }
+                | Pending::Udp { cseq, .. } => cseq,
+            },
+            other => return Err(self.not_pending(other, request)),
         };
         self.respond(cseq, Response::new(status));
         self.process()
+    }
+
+    /// Puts back the pending request `taken` (not the `request` answered) and says so.
+    fn not_pending(&mut self, taken: Option<Pending>, request: &'static str) -> ServerError {
+        self.pending = taken;
+        ServerError::NotPending { request }
     }
 
     /// Sends one frame of `track` to a playing client (ignored unless playing). Timestamps are
@@ -911,7 +968,7 @@ impl ServerSession {
 
     fn process(&mut self) -> Result<(), ServerError> {
         while self.pending.is_none() {
-            let item = self.reader.poll();
+            let item = self.reader.poll_item();
             if let Ok(Some(_)) = item {
                 self.last_activity = self.now;
             }
@@ -1367,6 +1424,29 @@ mod tests {
             }
         }
         text
+    }
+
+    #[test]
+    fn answers_to_requests_not_pending_fail_and_keep_the_pending_one() {
+        let mut s = session(60_000);
+        let none = |request| Err(ServerError::NotPending { request });
+        assert_eq!(s.accept_announce(), none(ANNOUNCE));
+        assert_eq!(s.reject_describe(404), none(DESCRIBE));
+        s.handle_input(b"DESCRIBE rtsp://h/live/x RTSP/1.0\r\nCSeq: 2\r\n\r\n", 0)
+            .unwrap();
+        assert!(matches!(
+            s.poll_event(),
+            Some(ServerEvent::DescribeRequest { .. })
+        ));
+        // Answers for another kind of request leave the DESCRIBE waiting.
+        assert_eq!(s.accept_announce(), none(ANNOUNCE));
+        assert_eq!(s.reject_announce(400), none(ANNOUNCE));
+        assert_eq!(s.accept_udp((6000, 6001)), none(SETUP_UDP));
+        assert_eq!(s.reject_udp(461), none(SETUP_UDP));
+        assert_eq!(answers(&mut s), "");
+        s.reject_describe(404).unwrap();
+        assert!(answers(&mut s).starts_with("RTSP/1.0 404"));
+        assert_eq!(s.reject_describe(404), none(DESCRIBE));
     }
 
     #[test]
