@@ -271,67 +271,66 @@ impl Worker {
     fn run(&mut self, shutdown: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !shutdown.load(Ordering::Relaxed) {
-            let now = self.driver.now();
             let wait = if self.read_again.is_empty() && self.write_again.is_empty() {
-                self.driver
-                    .engine
-                    .poll_timeout()
-                    .map_or(MAX_WAIT, |t| Duration::from_millis(t.saturating_sub(now)))
-                    .min(MAX_WAIT)
+                self.wait(MAX_WAIT)
             } else {
                 Duration::ZERO
             };
-            if let Err(e) = self.net.poll.poll(&mut events, Some(wait)) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            self.handle_events(&events);
-            for t in std::mem::take(&mut self.read_again) {
-                self.read(t);
-            }
-            self.take_resolved();
-            let now = self.driver.now();
-            self.take_remote(now);
-            self.driver.tick(now);
-            self.process_outputs();
+            self.turn(&mut events, wait)?;
         }
-        self.shutdown();
+        self.shutdown(&mut events);
+        Ok(())
+    }
+
+    /// How long the next poll may sleep: until the engine's next deadline, `limit` at most.
+    fn wait(&self, limit: Duration) -> Duration {
+        let now = self.driver.now();
+        self.driver
+            .engine
+            .poll_timeout()
+            .map_or(limit, |t| Duration::from_millis(t.saturating_sub(now)))
+            .min(limit)
+    }
+
+    /// One pass of the loop: readiness (waiting up to `wait` for it), reads, resolved names,
+    /// the other workers' messages, timers, then the outputs and the writes they call for.
+    fn turn(&mut self, events: &mut Events, wait: Duration) -> io::Result<()> {
+        if let Err(e) = self.net.poll.poll(events, Some(wait)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        self.handle_events(events);
+        for t in std::mem::take(&mut self.read_again) {
+            self.read(t);
+        }
+        self.take_resolved();
+        let now = self.driver.now();
+        self.take_remote(now);
+        self.driver.tick(now);
+        self.process_outputs();
         Ok(())
     }
 
     /// Stops accepting, closes every accepted connection, serves the engine's own connections
     /// until its last webhooks went out or [`WEBHOOK_DRAIN`] passed, and finishes.
-    fn shutdown(&mut self) {
+    fn shutdown(&mut self, events: &mut Events) {
         for (_, mut listener, _) in self.listeners.drain(..) {
             let _ = self.net.poll.registry().deregister(&mut listener);
         }
         self.driver.shutdown(&mut self.net);
         self.process_outputs();
         let deadline = Instant::now() + WEBHOOK_DRAIN;
-        let mut events = Events::with_capacity(64);
         while self.driver.pending_notifications() > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            let now = self.driver.now();
-            let due = Duration::from_millis(self.driver.next_due().saturating_sub(now));
-            let wait = due.min(MAX_WAIT).min(left);
-            if let Err(e) = self.net.poll.poll(&mut events, Some(wait)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    break;
-                }
+            let wait = self.wait(MAX_WAIT.min(left));
+            if self.turn(events, wait).is_err() {
+                break;
             }
-            self.handle_events(&events);
-            for t in std::mem::take(&mut self.read_again) {
-                self.read(t);
-            }
-            self.take_resolved();
-            let now = self.driver.now();
-            self.driver.tick(now);
-            self.process_outputs();
         }
         self.driver.finish(&mut self.net);
     }
