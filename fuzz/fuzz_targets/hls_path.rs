@@ -27,7 +27,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(HlsRequest::Segment { seq, .. }) = hls_request(*target, &params) {
         let last = segments.last().copied().unwrap_or_default();
-        let digits = last.strip_suffix(".ts").expect("a segment name ends in .ts");
+        let digits = last
+            .strip_suffix(".ts")
+            .expect("a segment name ends in .ts");
         assert_eq!(digits.parse::<u64>().ok(), Some(seq));
     }
 });

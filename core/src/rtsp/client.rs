@@ -243,23 +243,8 @@ impl ClientSession {
         let mut s = Self::new(config, true, random, now);
         s.step = Step::Announce;
         let base = s.config.url.trim_end_matches('/').to_owned();
-        let controlled: Vec<(TrackParams, String)> = tracks
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (p, format!("trackID={i}")))
-            .collect();
-        let (name, _) = super::server::url_path(&base);
-        let sdp = SessionDescription::for_tracks(&name, &controlled).to_text();
-        s.tracks = controlled
-            .into_iter()
-            .map(|(params, c)| Track {
-                params,
-                control: resolve_control(&base, &c),
-                transport: None,
-                sender: None,
-                receiver: None,
-            })
-            .collect();
+        let (sdp, described) = super::server::describe_tracks(&base, &base, tracks);
+        s.tracks = described;
         let mut req =
             Request::new("ANNOUNCE", &s.config.url).header("Content-Type", "application/sdp");
         req.body = Bytes::from(sdp);
@@ -409,19 +394,12 @@ impl ClientSession {
         let Some(t) = self.tracks.get_mut(track) else {
             return Ok(0);
         };
-        let (Some(transport), Some(sender)) = (t.transport, t.sender.as_mut()) else {
-            return Ok(0);
-        };
-        let base = *self.send_base.get_or_insert(frame.dts);
-        let mut f = frame.clone();
-        f.pts = f.pts.saturating_sub(base);
-        f.dts = f.dts.saturating_sub(base);
-        sender.send(
-            &f,
+        t.send_rebased(
+            track,
+            frame,
+            &mut self.send_base,
             self.now,
             self.config.wallclock_offset_ms,
-            transport,
-            track,
             &mut self.out,
         )
     }

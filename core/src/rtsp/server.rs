@@ -601,6 +601,34 @@ const DESCRIBE: &str = "DESCRIBE";
 const ANNOUNCE: &str = "ANNOUNCE";
 const SETUP_UDP: &str = "SETUP (UDP)";
 
+/// The SDP describing `tracks` (session named after `url`'s path, tracks controlled as
+/// `trackID=N`) and the session's tracks with their control URLs resolved against `base`:
+/// what a DESCRIBE answer (server) and an ANNOUNCE (client) both send.
+pub(crate) fn describe_tracks(
+    url: &str,
+    base: &str,
+    tracks: Vec<TrackParams>,
+) -> (String, Vec<Track>) {
+    let controlled: Vec<(TrackParams, String)> = tracks
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, format!("trackID={i}")))
+        .collect();
+    let (name, _) = url_path(url);
+    let sdp = SessionDescription::for_tracks(&name, &controlled).to_text();
+    let tracks = controlled
+        .into_iter()
+        .map(|(params, c)| Track {
+            params,
+            control: resolve_control(base, &c),
+            transport: None,
+            sender: None,
+            receiver: None,
+        })
+        .collect();
+    (sdp, tracks)
+}
+
 /// One media track of a session, client or server side.
 #[derive(Debug)]
 pub(crate) struct Track {
@@ -613,6 +641,28 @@ pub(crate) struct Track {
 }
 
 impl Track {
+    /// Sends `frame` as track `index` once its transport and sender are set up (0 packets
+    /// otherwise), with timestamps rebased on `base`, which the first frame sent sets so a
+    /// session starts at 0. Returns the RTP packets queued; an error concerns this frame only.
+    pub(crate) fn send_rebased(
+        &mut self,
+        index: usize,
+        frame: &Frame,
+        base: &mut Option<i64>,
+        now: u64,
+        wallclock_offset_ms: u64,
+        out: &mut VecDeque<Transmit>,
+    ) -> Result<usize, RtpError> {
+        let (Some(transport), Some(sender)) = (self.transport, self.sender.as_mut()) else {
+            return Ok(0);
+        };
+        let base = *base.get_or_insert(frame.dts);
+        let mut f = frame.clone();
+        f.pts = f.pts.saturating_sub(base);
+        f.dts = f.dts.saturating_sub(base);
+        sender.send(&f, now, wallclock_offset_ms, transport, index, out)
+    }
+
     /// Queues this track's RTCP reports: a sender report if it sends, a receiver report if it
     /// receives (nothing before its transport is set up).
     pub(crate) fn emit_reports(
@@ -785,23 +835,8 @@ impl ServerSession {
             other => return Err(self.not_pending(other, DESCRIBE)),
         };
         let base = format!("{}/", url.trim_end_matches('/'));
-        let controlled: Vec<(TrackParams, String)> = tracks
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (p, format!("trackID={i}")))
-            .collect();
-        let (name, _) = url_path(&url);
-        let sdp = SessionDescription::for_tracks(&name, &controlled).to_text();
-        self.tracks = controlled
-            .into_iter()
-            .map(|(params, c)| Track {
-                params,
-                control: resolve_control(&base, &c),
-                transport: None,
-                sender: None,
-                receiver: None,
-            })
-            .collect();
+        let (sdp, described) = describe_tracks(&url, &base, tracks);
+        self.tracks = described;
         self.mode = Some(Mode::Play);
         let resp = Response::new(200)
             .header("Content-Base", base)
@@ -900,19 +935,12 @@ impl ServerSession {
         let Some(t) = self.tracks.get_mut(track) else {
             return Ok(0);
         };
-        let (Some(transport), Some(sender)) = (t.transport, t.sender.as_mut()) else {
-            return Ok(0);
-        };
-        let base = *self.play_base.get_or_insert(frame.dts);
-        let mut f = frame.clone();
-        f.pts = f.pts.saturating_sub(base);
-        f.dts = f.dts.saturating_sub(base);
-        let r = sender.send(
-            &f,
+        let r = t.send_rebased(
+            track,
+            frame,
+            &mut self.play_base,
             self.now,
             self.config.wallclock_offset_ms,
-            transport,
-            track,
             &mut self.out,
         );
         if let Ok(n) = r {
