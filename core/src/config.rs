@@ -9,7 +9,8 @@ use serde::Deserialize;
 use crate::admission::ConnectionLimits;
 use crate::auth::SimpleAuth;
 use crate::engine::{
-    EngineConfig, PublishConflict, RecordConfig, SilentAudioConfig, WebhookEvent, WebhookUrl,
+    EngineConfig, PublishConflict, RecordConfig, SilentAudioConfig, WebhookConfig, WebhookEvent,
+    WebhookUrl,
 };
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
@@ -182,9 +183,9 @@ max_bytes = 67108864
 [webhook]
 # lal's HTTP notifications (its [http_notify]): each event is POSTed as JSON, with lal's event
 # names and fields, to the URL given for it; an empty URL = that event is not sent. Plain
-# http://host:port/path only (no TLS yet). Sending never holds up media: events wait in a
-# bounded queue (dropped, counted and logged when it is full) for one sender thread, which
-# gives each receiver 2 s to connect and 2 s to answer.
+# http://host:port/path only (no TLS yet). Sending never holds up media: each worker queues
+# its events (dropped, counted and logged when the queue is full) and POSTs them over its own
+# connections, giving each receiver 2 s to connect and 2 s to answer.
 enable = false
 # Seconds between two on_update events (every stream, as /api/stat/all_group lists them).
 update_interval_sec = 5
@@ -825,6 +826,19 @@ impl Config {
             silent_audio: SilentAudioConfig {
                 enable: h.silent_audio,
                 wait_ms: h.silent_audio_wait_ms,
+            },
+            worker: 0,
+            workers: 1,
+            webhook: WebhookConfig {
+                receivers: WebhookEvent::ALL
+                    .iter()
+                    .filter_map(|&e| Some((e, self.webhook.receiver(e)?)))
+                    .collect(),
+                update_interval_ms: self.webhook.update_interval_sec.max(1).saturating_mul(1000),
+                rtmp_addr: self.rtmp.addr.clone(),
+                http_addr: self.http.addr.clone(),
+                rtsp_addr: self.rtsp.addr.clone(),
+                ..WebhookConfig::default()
             },
         }
     }

@@ -712,6 +712,12 @@ impl World {
                     engine.handle_command(command, now);
                 }
             }
+            // The world has no network outside its engines: connections they ask for fail.
+            Output::Connect { conn, host, port } => {
+                let why = format!("{host}:{port} is outside the simulated world");
+                self.engines[e].handle_connected(conn, Err(why), now);
+            }
+            Output::Log { .. } => {}
         }
     }
 

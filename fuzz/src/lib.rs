@@ -1378,7 +1378,10 @@ pub mod engine {
                 | Output::AppendFile { .. }
                 | Output::CloseFile { .. }
                 | Output::SendUdp { .. }
-                | Output::CloseUdp { .. } => {}
+                | Output::CloseUdp { .. }
+                // No webhooks are configured: the engines open no connections of their own.
+                | Output::Connect { .. }
+                | Output::Log { .. } => {}
             }
         }
 

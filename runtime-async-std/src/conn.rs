@@ -3,7 +3,7 @@
 //! while the socket has room) and says when it is done. Neither looks inside the bytes.
 
 use std::io::{self, IoSlice, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
@@ -14,6 +14,7 @@ use rill_core::engine::ConnId;
 use rill_runtime_common::conn_io::WriteQueue;
 
 use crate::engine_task::Event;
+use crate::rt;
 
 /// First read size; doubled whenever a read fills it, up to [`READ_MAX`], so idle players keep
 /// small buffers and publishers get large reads.
@@ -125,4 +126,33 @@ pub(crate) async fn write_loop(
             return;
         }
     }
+}
+
+/// Opens an outbound connection: resolves `host` on the blocking pool (an IP address needs no
+/// lookup) and connects to its first address that answers. The engine owns the deadline.
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+) -> Result<(Async<TcpStream>, SocketAddr), String> {
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            let name = host.to_owned();
+            rt::spawn_blocking(move || {
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect::<Vec<_>>())
+            })
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        }
+    };
+    let mut why = String::from("the name has no address");
+    for addr in addrs {
+        match Async::<TcpStream>::connect(addr).await {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => why = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    Err(why)
 }

@@ -4,7 +4,7 @@
 //! every event, as the mio runtime does, and writes each connection's bytes directly while the
 //! socket has room, lending what is left to the connection's writer task. No protocol logic here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -22,11 +22,14 @@ use rill_runtime_common::driver::{Driver, Sockets};
 use rill_runtime_common::{bind_udp_pair, peer_index, UdpPorts};
 use tracing::debug;
 
-use crate::conn::{read_loop, udp_read_loop, write_loop};
+use crate::conn::{connect, read_loop, udp_read_loop, write_loop};
 use crate::rt;
 
 /// Bytes asked of the engine per batch for one connection.
 const WRITE_BUDGET: usize = 256 * 1024;
+/// How long a stopping worker keeps serving its engine's own connections for the last webhooks
+/// (the sessions' stop events) to go out.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(2);
 /// What connection tasks and the acceptors tell an engine task (bounded: readers wait when the
 /// engine falls behind, which is TCP backpressure towards publishers).
 pub(crate) enum Event {
@@ -38,6 +41,8 @@ pub(crate) enum Event {
     Written(ConnId, WriteQueue),
     /// The socket ended or failed.
     Closed(ConnId, String),
+    /// An outbound connection the engine asked for is open (with its peer), or why not.
+    Connected(ConnId, Result<(Async<TcpStream>, SocketAddr), String>),
     /// A datagram on the UDP socket of (connection, track, RTCP) from a peer.
     Udp(ConnId, usize, bool, SocketAddr, Bytes),
 }
@@ -63,8 +68,9 @@ struct Conn {
     io: ConnIo,
     /// The writer task has the queue: nothing more is written until it gives it back.
     writing: bool,
-    /// This connection's place in the server-wide connection counts, given back on drop.
-    _permit: Permit,
+    /// This connection's place in the server-wide connection counts, given back on drop
+    /// (none for connections the engine opened).
+    _permit: Option<Permit>,
 }
 
 /// A UDP socket of an RTSP session; dropping it ends its reader task.
@@ -94,6 +100,10 @@ struct Net {
     udp: HashMap<ConnId, Vec<Udp>>,
     /// Reused for every batch taken from the engine.
     batch: Vec<Bytes>,
+    /// Outbound connections being resolved or connected (the engine may give up on them).
+    connecting: HashSet<ConnId>,
+    /// Shutting down: no new connections are taken.
+    stopping: bool,
 }
 
 /// One worker: an engine and the connections it serves.
@@ -129,6 +139,8 @@ impl EngineTask {
                 udp_ports: None,
                 udp: HashMap::new(),
                 batch: Vec::new(),
+                connecting: HashSet::new(),
+                stopping: false,
             },
             events,
             control,
@@ -184,7 +196,37 @@ impl EngineTask {
             self.driver.tick(now);
             self.driver.drain(&mut self.net);
         }
+        self.net.stopping = true;
         self.driver.shutdown(&mut self.net);
+        self.drain_webhooks().await;
+        self.driver.finish(&mut self.net);
+    }
+
+    /// Serves the engine's own connections until its last webhooks went out or
+    /// [`WEBHOOK_DRAIN`] passed.
+    async fn drain_webhooks(&mut self) {
+        let deadline = self
+            .driver
+            .now()
+            .saturating_add(WEBHOOK_DRAIN.as_millis() as u64);
+        while self.driver.pending_notifications() > 0 && self.driver.now() < deadline {
+            let at = self.driver.next_due().min(deadline);
+            let mut timer = Timer::at(self.epoch + Duration::from_millis(at));
+            let event = {
+                let events = &self.events;
+                let timer = async {
+                    (&mut timer).await;
+                    None
+                };
+                timer.or(async { events.recv().await.ok() }).await
+            };
+            let now = self.driver.now();
+            if let Some(event) = event {
+                self.handle_event(event, now);
+            }
+            self.driver.tick(now);
+            self.driver.drain(&mut self.net);
+        }
     }
 
     fn arm_timer(&mut self) {
@@ -199,28 +241,21 @@ impl EngineTask {
     fn handle_event(&mut self, event: Event, now: u64) {
         let net = &mut self.net;
         match event {
+            // Dropping the stream closes it.
+            Event::Accept(..) if net.stopping => {}
             Event::Accept(stream, peer, listener, permit) => {
                 let id = conn_id(net.index, net.next_conn);
                 net.next_conn += 1;
-                let _ = stream.get_ref().set_nodelay(true);
-                let stream = Arc::new(stream);
-                let (queues, queues_rx) = async_channel::bounded(1);
-                let (reader, events) = (stream.clone(), net.events_tx.clone());
-                rt::spawn_detached(async move { read_loop(id, &*reader, events).await });
-                let events = net.events_tx.clone();
-                rt::spawn_detached(write_loop(id, stream.clone(), queues_rx, events));
-                net.conns.insert(
-                    id,
-                    Conn {
-                        stream,
-                        queues,
-                        io: ConnIo::plain(),
-                        writing: false,
-                        _permit: permit,
-                    },
-                );
+                net.add_conn(id, stream, Some(permit));
                 self.driver.accepted(id, listener, peer, now);
             }
+            // The engine gave up on this one meanwhile: dropping the stream closes it.
+            Event::Connected(id, _) if !net.connecting.remove(&id) => {}
+            Event::Connected(id, Ok((stream, peer))) => {
+                net.add_conn(id, stream, None);
+                self.driver.connected(id, Ok(peer), now);
+            }
+            Event::Connected(id, Err(why)) => self.driver.connected(id, Err(why), now),
             Event::Input(id, data) => {
                 let Some(conn) = net.conns.get_mut(&id) else {
                     return;
@@ -248,6 +283,27 @@ impl EngineTask {
 }
 
 impl Net {
+    /// Starts the reader and writer tasks of a new connection.
+    fn add_conn(&mut self, id: ConnId, stream: Async<TcpStream>, permit: Option<Permit>) {
+        let _ = stream.get_ref().set_nodelay(true);
+        let stream = Arc::new(stream);
+        let (queues, queues_rx) = async_channel::bounded(1);
+        let (reader, events) = (stream.clone(), self.events_tx.clone());
+        rt::spawn_detached(async move { read_loop(id, &*reader, events).await });
+        let events = self.events_tx.clone();
+        rt::spawn_detached(write_loop(id, stream.clone(), queues_rx, events));
+        self.conns.insert(
+            id,
+            Conn {
+                stream,
+                queues,
+                io: ConnIo::plain(),
+                writing: false,
+                _permit: permit,
+            },
+        );
+    }
+
     fn drop_conn(&mut self, driver: &mut Driver, id: ConnId, reason: &str) {
         self.udp.remove(&id);
         if let Some(conn) = self.conns.remove(&id) {
@@ -309,7 +365,18 @@ impl Sockets for Net {
     }
 
     fn close(&mut self, driver: &mut Driver, conn: ConnId, reason: &str) {
+        self.connecting.remove(&conn);
         self.drop_conn(driver, conn, reason);
+    }
+
+    /// Resolved and connected on a task of its own (names on the blocking pool).
+    fn connect(&mut self, _: &mut Driver, conn: ConnId, host: String, port: u16) {
+        self.connecting.insert(conn);
+        let events = self.events_tx.clone();
+        rt::spawn_detached(async move {
+            let result = connect(&host, port).await;
+            let _ = events.send(Event::Connected(conn, result)).await;
+        });
     }
 
     fn conn_io(&mut self, conn: ConnId) -> Option<&mut ConnIo> {

@@ -41,7 +41,6 @@ use rill_runtime_common::admission::{refuse, Admission, RefusalLog};
 use rill_runtime_common::driver::Driver;
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::webhook::Notifier;
 use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
 use tracing::warn;
 
@@ -53,9 +52,6 @@ type TcpListener = async_io::Async<std::net::TcpListener>;
 /// Events queued towards one engine task before connection tasks wait. Each may carry a read
 /// of up to 64 KiB, so this also bounds what fast senders can park in memory (8 MiB a worker).
 const EVENT_QUEUE: usize = 128;
-
-/// How long a stopping server waits for the last webhooks (the sessions' stop events) to go.
-const WEBHOOK_DRAIN: Duration = Duration::from_secs(3);
 
 /// A bound, not yet running, rill server.
 pub struct Server {
@@ -120,7 +116,6 @@ impl Server {
         let controls: Vec<Sender<Control>> = queues.iter().map(|(_, (tx, _))| tx.clone()).collect();
         let inboxes: Vec<Sender<Event>> = queues.iter().map(|((tx, _), _)| tx.clone()).collect();
         let board = StatsBoard::new(self.workers);
-        let notifier = Notifier::start(&self.config, self.workers, board.clone());
         let mut engines = Vec::new();
         for (index, (events, (_, control))) in queues.into_iter().enumerate() {
             let peers = controls
@@ -129,10 +124,14 @@ impl Server {
                 .filter(|(i, _)| *i != index)
                 .map(|(_, tx)| tx.clone())
                 .collect();
-            let engine = Engine::new(self.engine.clone(), engine_seed(index));
+            let config = EngineConfig {
+                worker: index,
+                ..self.engine.clone()
+            };
+            let engine = Engine::new(config, engine_seed(index));
             let stats = WorkerStats::new(board.clone(), index);
             let dumps = recorder_from_config(&self.config);
-            let driver = Driver::new(engine, epoch, stats, notifier.worker(), dumps);
+            let driver = Driver::new(engine, epoch, stats, dumps);
             let task = EngineTask::new(index, driver, epoch, events, control, peers)
                 .with_udp_ports(self.udp_ports);
             engines.push(rt::spawn(task.run()));
@@ -161,7 +160,6 @@ impl Server {
         for e in engines {
             e.await;
         }
-        rt::spawn_blocking(move || notifier.finish(WEBHOOK_DRAIN)).await;
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! A runtime owns its sockets and implements [`Sockets`] for the outputs about them (bytes to
 //! write, closes, RTSP's UDP ports, the hand-off of stream messages to the other workers). The
-//! [`Driver`] does the rest: session log lines and webhooks, HLS and recording files, statistics
-//! answers, debug dumps, and the connection bookkeeping every accept, read and close goes through.
+//! [`Driver`] does the rest: session log lines, the engine's log lines, HLS and recording files,
+//! statistics answers, debug dumps, and the connection bookkeeping every accept, connect, read and
+//! close goes through.
 //! Draining with [`Driver::drain`] therefore acts on every output the same way in both runtimes,
 //! including while shutting down.
 
@@ -14,14 +15,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rill_core::dump::listener_name;
+use rill_core::engine::conn_id::is_outbound;
 use rill_core::engine::{Command, ConnId, Engine, Listener, Output, StreamMessage};
 
 use crate::conn_io::ConnIo;
 use crate::dump::{unix_ms, DumpRecorder};
 use crate::record::RecordFiles;
 use crate::stats::WorkerStats;
-use crate::webhook::WorkerHooks;
-use crate::{log_session, remove_file, write_file};
+use crate::{engine_log, log_session, remove_file, write_file};
 
 /// What a runtime does with the engine's socket outputs. The driver calls these while it drains
 /// the engine and passes itself, so a runtime can ask the engine for bytes or report a close.
@@ -31,8 +32,14 @@ pub trait Sockets {
     fn transmit(&mut self, driver: &mut Driver, conn: ConnId);
 
     /// Close `conn`'s socket (and its UDP sockets) at once, then report it with
-    /// [`Driver::closed`].
+    /// [`Driver::closed`]. For an outbound connection not open yet: abandon the attempt and
+    /// report nothing.
     fn close(&mut self, driver: &mut Driver, conn: ConnId, reason: &str);
+
+    /// Open a TCP connection to `host:port` for the engine (`Output::Connect`): resolve `host`
+    /// off the event loop, connect, report with [`Driver::connected`], then serve `conn` like
+    /// an accepted connection.
+    fn connect(&mut self, driver: &mut Driver, conn: ConnId, host: String, port: u16);
 
     /// The I/O layer of `conn`, if it is open.
     fn conn_io(&mut self, conn: ConnId) -> Option<&mut ConnIo>;
@@ -57,7 +64,7 @@ pub trait Sockets {
     fn open_conns(&self) -> Vec<ConnId>;
 }
 
-/// One worker's engine with its files, statistics, webhooks and dumps.
+/// One worker's engine with its files, statistics and dumps.
 #[derive(Debug)]
 pub struct Driver {
     /// The engine this worker drives.
@@ -67,17 +74,15 @@ pub struct Driver {
     dumps: Option<DumpRecorder>,
     records: RecordFiles,
     stats: WorkerStats,
-    hooks: WorkerHooks,
 }
 
 impl Driver {
-    /// Drives `engine` on a clock started at `epoch`, refreshing `stats`, telling `hooks` about
-    /// sessions and recording `dumps` if given.
+    /// Drives `engine` on a clock started at `epoch`, refreshing `stats` and recording `dumps`
+    /// if given.
     pub fn new(
         engine: Engine,
         epoch: Instant,
         stats: WorkerStats,
-        hooks: WorkerHooks,
         dumps: Option<DumpRecorder>,
     ) -> Driver {
         Driver {
@@ -86,7 +91,6 @@ impl Driver {
             dumps,
             records: RecordFiles::new(),
             stats,
-            hooks,
         }
     }
 
@@ -115,6 +119,11 @@ impl Driver {
             d.on_accept(conn, listener_name(listener), peer, now, unix_ms());
         }
         self.engine.handle_accept(conn, listener, peer, now);
+    }
+
+    /// The outbound connection `conn` is open (with its peer's address) or could not be made.
+    pub fn connected(&mut self, conn: ConnId, result: Result<SocketAddr, String>, now: u64) {
+        self.engine.handle_connected(conn, result, now);
     }
 
     /// Bytes read from `conn`'s socket: through its transform to the dump (the plaintext, before
@@ -181,13 +190,9 @@ impl Driver {
                 if let Some(d) = self.dumps.as_mut() {
                     d.on_session(r.conn, &r.stream);
                 }
-                self.hooks.session_started(&r);
                 log_session("session start", &r);
             }
-            Output::SessionEnded(r) => {
-                self.hooks.session_ended(&r);
-                log_session("session end", &r);
-            }
+            Output::SessionEnded(r) => log_session("session end", &r),
             // HLS files: small and rare, written inline.
             Output::WriteFile { path, data } => write_file(&path, &data),
             Output::RemoveFile { path } => remove_file(&path),
@@ -211,6 +216,8 @@ impl Driver {
                 let now = self.now();
                 self.stats.answer(&mut self.engine, conn, &query, now);
             }
+            Output::Connect { conn, host, port } => sockets.connect(self, conn, host, port),
+            Output::Log { level, message } => engine_log(level, &message),
             Output::Command { worker, command } if worker == self.stats.worker() => {
                 let now = self.now();
                 self.engine.handle_command(command, now);
@@ -219,10 +226,28 @@ impl Driver {
         }
     }
 
-    /// The end of the worker: closes every connection, acts on every output that follows
-    /// (session ends, the last HLS segments and playlists, the ends of recordings), flushes the
-    /// dumps and closes the recordings still open.
+    /// The end of the worker, first step: closes every accepted connection and acts on every
+    /// output that follows (session ends and their webhooks, the last HLS segments and
+    /// playlists, the ends of recordings). The engine's own connections stay open: while
+    /// [`Driver::pending_notifications`] is not 0 the runtime keeps serving them (for a
+    /// couple of seconds at most), then calls [`Driver::finish`].
     pub fn shutdown(&mut self, sockets: &mut impl Sockets) {
+        for conn in sockets.open_conns() {
+            if !is_outbound(conn) {
+                sockets.close(self, conn, "server shutting down");
+            }
+        }
+        self.drain(sockets);
+    }
+
+    /// Webhook events the engine still has to send (see [`Driver::shutdown`]).
+    pub fn pending_notifications(&self) -> usize {
+        self.engine.pending_notifications()
+    }
+
+    /// The very end of the worker: closes what is still open, acts on the last outputs,
+    /// flushes the dumps and closes the recordings still open.
+    pub fn finish(&mut self, sockets: &mut impl Sockets) {
         for conn in sockets.open_conns() {
             sockets.close(self, conn, "server shutting down");
         }
@@ -299,6 +324,8 @@ mod tests {
             }
         }
 
+        fn connect(&mut self, _: &mut Driver, _: ConnId, _: String, _: u16) {}
+
         fn conn_io(&mut self, _: ConnId) -> Option<&mut ConnIo> {
             self.io.as_mut()
         }
@@ -337,7 +364,6 @@ mod tests {
             Engine::new(Default::default(), 1),
             Instant::now(),
             WorkerStats::new(StatsBoard::new(1), 0),
-            WorkerHooks::disabled(),
             Some(dumps),
         );
         let mut wire = Wire {
@@ -354,6 +380,8 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains("\"error_code\""), "{answer}");
         driver.shutdown(&mut wire);
+        assert_eq!(driver.pending_notifications(), 0);
+        driver.finish(&mut wire);
         assert_eq!(wire.closed, ["server shutting down"]);
         let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(files.len(), 1);
@@ -394,7 +422,6 @@ mod tests {
             Engine::new(Default::default(), 1),
             Instant::now(),
             WorkerStats::new(board.clone(), 0),
-            WorkerHooks::disabled(),
             None,
         );
         let mut wire = Wire {

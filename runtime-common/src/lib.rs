@@ -1,7 +1,7 @@
 //! What the `rill` (mio) and `rill-async` (async-std) binaries share outside the protocol: the
 //! command line, loading the config file with its command line overrides, logging setup, the
 //! worker count, per-engine seeds, the session log line, the connection limits shared by all
-//! workers, the recordings' files, the webhook sender, the per-connection I/O layer
+//! workers, the recordings' files, the engine's log lines, the per-connection I/O layer
 //! ([`conn_io`]) and the dispatcher of every engine output that is not about a socket
 //! ([`driver`]). Protocol logic lives in `rill-core`.
 
@@ -12,7 +12,6 @@ pub mod dump;
 pub mod fd_limit;
 pub mod record;
 pub mod stats;
-pub mod webhook;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -20,7 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use rill_core::config::{Config, DEFAULT_CONFIG};
-use rill_core::engine::SessionRecord;
+use rill_core::engine::{LogLevel, SessionRecord};
 use tracing::info;
 
 /// The flags every rill binary takes. Runs with built-in defaults when no config file is given.
@@ -226,7 +225,17 @@ pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::Engi
     let mut engine = config.engine_config();
     engine.share_streams = workers > 1;
     engine.rtsp.wallclock_offset_ms = unix_time_ms();
+    engine.workers = workers;
     engine
+}
+
+/// Logs a line the engine asked for (`Output::Log`) at its level.
+pub fn engine_log(level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Warn => tracing::warn!("{message}"),
+        LogLevel::Info => info!("{message}"),
+        LogLevel::Debug => tracing::debug!("{message}"),
+    }
 }
 
 /// Binds a free port pair of `ports` for an RTSP track (see [`UdpPorts::bind_pair`]): `None`,

@@ -1,9 +1,9 @@
 //! One event loop per worker thread: sockets and timers in, bytes out. No protocol logic here:
 //! everything a connection means is decided by the core engine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -15,13 +15,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rill_core::config::Config;
 use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::{conn_id, local_of};
-use rill_core::engine::{Command, ConnId, Engine, Listener, StreamMessage};
+use rill_core::engine::{Command, ConnId, Engine, EngineConfig, Listener, StreamMessage};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::conn_io::{ConnIo, MAX_IOV};
 use rill_runtime_common::driver::{Driver, Sockets};
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::webhook::Notifier;
 use rill_runtime_common::{bind_udp_pair, engine_seed, peer_index, UdpPorts};
 use tracing::{debug, warn};
 
@@ -43,8 +42,9 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 /// same write as the frame before it, at no cost in delay (see [`Worker::process_outputs`]).
 const MIDWAY_INPUT_EVERY: usize = 32;
 
-/// How long a stopping server waits for the last webhooks (the sessions' stop events) to go.
-const WEBHOOK_DRAIN: Duration = Duration::from_secs(3);
+/// How long a stopping worker keeps serving its engine's own connections for the last webhooks
+/// (the sessions' stop events) to go out.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(2);
 
 /// Another worker: where to send stream messages and commands, and how to wake it.
 #[derive(Clone)]
@@ -67,9 +67,20 @@ struct Connection {
     io: ConnIo,
     write_interest: bool,
     dirty: bool,
-    /// This connection's place in the server-wide connection counts, given back on drop.
-    _permit: Permit,
+    /// This connection's place in the server-wide connection counts, given back on drop
+    /// (none for connections the engine opened).
+    _permit: Option<Permit>,
 }
+
+/// An outbound connection on its way: the socket connecting now and the addresses to try next.
+struct Connecting {
+    stream: TcpStream,
+    addr: SocketAddr,
+    rest: VecDeque<SocketAddr>,
+}
+
+/// A host name resolved on a helper thread, for an outbound connection.
+type Resolved = (ConnId, Result<VecDeque<SocketAddr>, String>);
 
 /// A UDP socket of an RTSP session: RTP or RTCP of one track.
 struct Udp {
@@ -94,6 +105,14 @@ struct Net {
     peers: Vec<Peer>,
     /// A stream message went to the peers this pass: wake them once it is over.
     wake_peers: bool,
+    /// Wakes this worker's poll (a resolver thread finished).
+    waker: Arc<Waker>,
+    /// Outbound connections whose host is being resolved; the results come on `resolved`.
+    resolving: HashSet<ConnId>,
+    resolved_tx: Sender<Resolved>,
+    resolved: Receiver<Resolved>,
+    /// Outbound connections being made, by token (the local part of the engine's id).
+    connecting: HashMap<Token, Connecting>,
 }
 
 struct Worker {
@@ -143,7 +162,6 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
     let engine_config = rill_runtime_common::engine_config(config, workers);
     let admission = Admission::new(config.connection_limits());
     let board = StatsBoard::new(workers);
-    let notifier = Notifier::start(config, workers, board.clone());
     let mut listen = Vec::new();
     if config.rtmp.enable {
         listen.push((
@@ -180,12 +198,20 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             listeners.push((*token, l, *kind));
         }
         let (tx, rx) = channel();
-        peers.push(Peer { tx, waker });
-        let engine = Engine::new(engine_config.clone(), engine_seed(index));
+        peers.push(Peer {
+            tx,
+            waker: waker.clone(),
+        });
+        let own = EngineConfig {
+            worker: index,
+            ..engine_config.clone()
+        };
+        let engine = Engine::new(own, engine_seed(index));
+        let (resolved_tx, resolved) = channel();
         let stats = WorkerStats::new(board.clone(), index);
         let dumps = recorder_from_config(config);
         built.push(Worker {
-            driver: Driver::new(engine, Instant::now(), stats, notifier.worker(), dumps),
+            driver: Driver::new(engine, Instant::now(), stats, dumps),
             net: Net {
                 index,
                 poll,
@@ -197,6 +223,11 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
                 udp_of: HashMap::new(),
                 peers: Vec::new(),
                 wake_peers: false,
+                waker,
+                resolving: HashSet::new(),
+                resolved_tx,
+                resolved,
+                connecting: HashMap::new(),
             },
             listeners,
             rx,
@@ -233,7 +264,6 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             Err(_) => result = Err(io::Error::other("a worker thread panicked")),
         }
     }
-    notifier.finish(WEBHOOK_DRAIN);
     result
 }
 
@@ -241,33 +271,136 @@ impl Worker {
     fn run(&mut self, shutdown: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !shutdown.load(Ordering::Relaxed) {
-            let now = self.driver.now();
             let wait = if self.read_again.is_empty() && self.write_again.is_empty() {
-                self.driver
-                    .engine
-                    .poll_timeout()
-                    .map_or(MAX_WAIT, |t| Duration::from_millis(t.saturating_sub(now)))
-                    .min(MAX_WAIT)
+                self.wait(MAX_WAIT)
             } else {
                 Duration::ZERO
             };
-            if let Err(e) = self.net.poll.poll(&mut events, Some(wait)) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+            self.turn(&mut events, wait)?;
+        }
+        self.shutdown(&mut events);
+        Ok(())
+    }
+
+    /// How long the next poll may sleep: until the engine's next deadline, `limit` at most.
+    fn wait(&self, limit: Duration) -> Duration {
+        let now = self.driver.now();
+        self.driver
+            .engine
+            .poll_timeout()
+            .map_or(limit, |t| Duration::from_millis(t.saturating_sub(now)))
+            .min(limit)
+    }
+
+    /// One pass of the loop: readiness (waiting up to `wait` for it), reads, resolved names,
+    /// the other workers' messages, timers, then the outputs and the writes they call for.
+    fn turn(&mut self, events: &mut Events, wait: Duration) -> io::Result<()> {
+        if let Err(e) = self.net.poll.poll(events, Some(wait)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
             }
-            self.handle_events(&events);
-            for t in std::mem::take(&mut self.read_again) {
-                self.read(t);
-            }
-            let now = self.driver.now();
-            self.take_remote(now);
-            self.driver.tick(now);
-            self.process_outputs();
+            return Err(e);
+        }
+        self.handle_events(events);
+        for t in std::mem::take(&mut self.read_again) {
+            self.read(t);
+        }
+        self.take_resolved();
+        let now = self.driver.now();
+        self.take_remote(now);
+        self.driver.tick(now);
+        self.process_outputs();
+        Ok(())
+    }
+
+    /// Stops accepting, closes every accepted connection, serves the engine's own connections
+    /// until its last webhooks went out or [`WEBHOOK_DRAIN`] passed, and finishes.
+    fn shutdown(&mut self, events: &mut Events) {
+        for (_, mut listener, _) in self.listeners.drain(..) {
+            let _ = self.net.poll.registry().deregister(&mut listener);
         }
         self.driver.shutdown(&mut self.net);
-        Ok(())
+        self.process_outputs();
+        let deadline = Instant::now() + WEBHOOK_DRAIN;
+        while self.driver.pending_notifications() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let wait = self.wait(MAX_WAIT.min(left));
+            if self.turn(events, wait).is_err() {
+                break;
+            }
+        }
+        self.driver.finish(&mut self.net);
+    }
+
+    /// Host names resolved since the last look: connect to them (unless the engine gave up).
+    fn take_resolved(&mut self) {
+        while let Ok((conn, addrs)) = self.net.resolved.try_recv() {
+            if !self.net.resolving.remove(&conn) {
+                continue;
+            }
+            match addrs {
+                Ok(addrs) => self.net.start_connect(&mut self.driver, conn, addrs),
+                Err(why) => {
+                    let now = self.driver.now();
+                    self.driver.connected(conn, Err(why), now);
+                }
+            }
+        }
+    }
+
+    /// A connecting socket is ready: it is a connection now (the engine is told and drives it
+    /// from here like an accepted one), or it failed (the next address is tried).
+    fn connect_ready(&mut self, token: Token) {
+        let net = &mut self.net;
+        let Some(c) = net.connecting.get(&token) else {
+            return;
+        };
+        let outcome = match c.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match c.stream.peer_addr() {
+                Ok(peer) => Ok(peer),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Err(e),
+            },
+        };
+        let Some(mut c) = net.connecting.remove(&token) else {
+            return;
+        };
+        let (conn, now) = (net.conn_id(token), self.driver.now());
+        let registry = net.poll.registry();
+        let outcome = outcome.and_then(|peer| {
+            registry.reregister(&mut c.stream, token, Interest::READABLE)?;
+            Ok(peer)
+        });
+        match outcome {
+            Ok(peer) => {
+                let _ = c.stream.set_nodelay(true);
+                net.conns.insert(
+                    token,
+                    Connection {
+                        stream: c.stream,
+                        io: ConnIo::plain(),
+                        write_interest: false,
+                        dirty: false,
+                        _permit: None,
+                    },
+                );
+                debug!(conn, %peer, "connected");
+                self.driver.connected(conn, Ok(peer), now);
+            }
+            Err(e) => {
+                let _ = registry.deregister(&mut c.stream);
+                if c.rest.is_empty() {
+                    let why = format!("cannot connect to {}: {e}", c.addr);
+                    self.driver.connected(conn, Err(why), now);
+                } else {
+                    net.start_connect(&mut self.driver, conn, c.rest);
+                }
+            }
+        }
     }
 
     fn handle_events(&mut self, events: &Events) {
@@ -278,6 +411,7 @@ impl Worker {
                     self.accept(t)
                 }
                 t if self.net.udp.contains_key(&t) => self.read_udp(t),
+                t if self.net.connecting.contains_key(&t) => self.connect_ready(t),
                 t => {
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         self.read(t);
@@ -354,7 +488,7 @@ impl Worker {
                             io: ConnIo::plain(),
                             write_interest: false,
                             dirty: false,
-                            _permit: permit,
+                            _permit: Some(permit),
                         },
                     );
                     debug!(conn = conn_token.0, %peer, ?kind, "accepted");
@@ -577,6 +711,39 @@ impl Net {
     }
 }
 
+impl Net {
+    /// Starts a non-blocking connect to the first address of `addrs` that takes one; the
+    /// socket turns writable when it is done ([`Worker::connect_ready`]).
+    fn start_connect(
+        &mut self,
+        driver: &mut Driver,
+        conn: ConnId,
+        mut addrs: VecDeque<SocketAddr>,
+    ) {
+        let token = Self::token(conn);
+        let mut why = String::from("the name has no address");
+        while let Some(addr) = addrs.pop_front() {
+            match TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    let interest = Interest::WRITABLE | Interest::READABLE;
+                    match self.poll.registry().register(&mut stream, token, interest) {
+                        Ok(()) => {
+                            let rest = addrs;
+                            let c = Connecting { stream, addr, rest };
+                            self.connecting.insert(token, c);
+                            return;
+                        }
+                        Err(e) => why = format!("cannot register a connection to {addr}: {e}"),
+                    }
+                }
+                Err(e) => why = format!("cannot connect to {addr}: {e}"),
+            }
+        }
+        let now = driver.now();
+        driver.connected(conn, Err(why), now);
+    }
+}
+
 impl Sockets for Net {
     fn transmit(&mut self, _: &mut Driver, conn: ConnId) {
         // Written in the walk that follows the drain.
@@ -584,7 +751,42 @@ impl Sockets for Net {
     }
 
     fn close(&mut self, driver: &mut Driver, conn: ConnId, reason: &str) {
+        // An outbound connection not open yet is abandoned.
+        self.resolving.remove(&conn);
+        if let Some(mut c) = self.connecting.remove(&Self::token(conn)) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
         self.drop_conn(driver, Self::token(conn), reason);
+    }
+
+    /// An IP address is connected to at once; a name is resolved on a helper thread first
+    /// (never on the event loop).
+    fn connect(&mut self, driver: &mut Driver, conn: ConnId, host: String, port: u16) {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            let addrs = VecDeque::from([SocketAddr::new(ip, port)]);
+            return self.start_connect(driver, conn, addrs);
+        }
+        let (tx, waker) = (self.resolved_tx.clone(), self.waker.clone());
+        let spawned = std::thread::Builder::new()
+            .name("rill-resolve".into())
+            .spawn(move || {
+                let addrs = (host.as_str(), port)
+                    .to_socket_addrs()
+                    .map(|a| a.collect())
+                    .map_err(|e| format!("cannot resolve {host}: {e}"));
+                let _ = tx.send((conn, addrs));
+                let _ = waker.wake();
+            });
+        match spawned {
+            Ok(_) => {
+                self.resolving.insert(conn);
+            }
+            Err(e) => {
+                let now = driver.now();
+                let why = format!("cannot start a resolver thread: {e}");
+                driver.connected(conn, Err(why), now);
+            }
+        }
     }
 
     fn conn_io(&mut self, conn: ConnId) -> Option<&mut ConnIo> {

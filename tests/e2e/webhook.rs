@@ -300,7 +300,7 @@ fn a_receiver_that_never_answers_does_not_hold_up_media() {
         server.log()
     );
     drop(player);
-    // A second player, while the sender thread is stuck on the silent receiver.
+    // A second player, while the webhooks to the silent receiver are still pending.
     let second = HttpFlvPlayer::start(server.http_port, "/live/hook.flv");
     sleep(Duration::from_secs(2));
     assert!(second.received() > 0 && second.is_flv(), "second player");

@@ -1,5 +1,5 @@
-//! Webhooks: lal's HTTP notifications (its `http_notify`), as what to send and the bytes of the
-//! request that sends it. Sans-IO: the runtimes' notifier queues the events and posts them.
+//! Webhooks: lal's HTTP notifications (its `http_notify`), as what to send and where. The
+//! engine queues and POSTs them itself ([`super::notify`]).
 //!
 //! Every event is a `POST` of a JSON object to the URL configured for it, with lal's event
 //! names and field names, so a receiver written for lal works unchanged:
@@ -167,40 +167,12 @@ impl WebhookUrl {
             format!("{}:{}", self.host, self.port)
         }
     }
-
-    /// The complete `POST` request carrying `body` (JSON) to this URL; the connection closes
-    /// after the answer.
-    pub fn post_request(&self, body: &str) -> Vec<u8> {
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rill/{}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.path,
-            self.authority(),
-            env!("CARGO_PKG_VERSION"),
-            body.len()
-        );
-        let mut out = Vec::with_capacity(head.len() + body.len());
-        out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(body.as_bytes());
-        out
-    }
 }
 
 impl fmt::Display for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "http://{}{}", self.authority(), self.path)
     }
-}
-
-/// The status code of an HTTP response from its status line (`HTTP/1.1 200 OK`), if it is one.
-pub fn response_status(status_line: &[u8]) -> Option<u16> {
-    let line = std::str::from_utf8(status_line).ok()?;
-    let mut parts = line.split_ascii_whitespace();
-    if !parts.next()?.starts_with("HTTP/") {
-        return None;
-    }
-    let code = parts.next()?;
-    (code.len() == 3).then(|| code.parse().ok()).flatten()
 }
 
 /// The body of a session event (lal's common session event fields).
@@ -503,36 +475,5 @@ mod tests {
         ] {
             assert!(WebhookUrl::parse(bad).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn the_post_request_is_plain_http_1_1_with_a_json_body() {
-        let u = WebhookUrl::parse("http://127.0.0.1:8000/hook?k=v").expect("valid");
-        let body = r#"{"a":1}"#;
-        let bytes = u.post_request(body);
-        let text = String::from_utf8(bytes).expect("ASCII");
-        let (head, sent_body) = text.split_once("\r\n\r\n").expect("head and body");
-        let mut lines = head.split("\r\n");
-        assert_eq!(lines.next(), Some("POST /hook?k=v HTTP/1.1"));
-        let headers: Vec<&str> = lines.collect();
-        for h in [
-            "Host: 127.0.0.1:8000",
-            "Content-Type: application/json",
-            "Content-Length: 7",
-            "Connection: close",
-        ] {
-            assert!(headers.contains(&h), "{h} missing: {headers:?}");
-        }
-        assert_eq!(sent_body, body);
-    }
-
-    #[test]
-    fn response_status_reads_the_status_line() {
-        assert_eq!(response_status(b"HTTP/1.1 200 OK"), Some(200));
-        assert_eq!(response_status(b"HTTP/1.0 404"), Some(404));
-        assert_eq!(response_status(b"HTTP/1.1 2000 OK"), None);
-        assert_eq!(response_status(b"SSH-2.0-x"), None);
-        assert_eq!(response_status(b""), None);
-        assert_eq!(response_status(&[0xff, 0xfe]), None);
     }
 }

@@ -43,6 +43,9 @@ impl Engine {
     /// process, this engine's among them, fresh or at most a few seconds old), then reads the
     /// connection's next request if it stays open. A kick goes out as an [`Output::Command`].
     pub fn answer(&mut self, conn: ConnId, query: &Query, snapshots: &[EngineStats], now_ms: u64) {
+        if self.answer_gather(conn, snapshots, now_ms) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

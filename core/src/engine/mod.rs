@@ -5,7 +5,9 @@
 //! time ([`Engine::handle_timeout`]). The engine answers with [`Output`]s: which connections have
 //! bytes to send (fetch them with [`Engine::poll_transmit`] when the socket can take them), which
 //! to close, and session start/end records for the log. After every input the runtime drains
-//! [`Engine::poll_output`] until it returns `None`.
+//! [`Engine::poll_output`] until it returns `None`. The engine also opens connections of its own
+//! ([`Output::Connect`], answered with [`Engine::handle_connected`], ids from [`conn_id`]) and
+//! drives them through the same calls: webhooks are POSTed over them.
 //!
 //! A stream published on this engine has one publication (`publication.rs`): the only place
 //! where the publisher's frames become the shared [`Packet`]s, and the owner of the stream's
@@ -29,6 +31,8 @@ mod access;
 mod command;
 pub mod conn_id;
 mod http_conn;
+mod notify;
+mod outbound;
 mod packet;
 mod publication;
 mod record;
@@ -59,18 +63,20 @@ use crate::stream_key::StreamKey;
 use publication::{Publication, Sinks};
 
 pub use crate::api::webhook::{
-    response_status, server_start_json, stream_url, update_json, SessionInfo, WebhookEvent,
-    WebhookUrl,
+    server_start_json, stream_url, update_json, SessionInfo, WebhookEvent, WebhookUrl,
 };
 pub use crate::api::Query;
 pub use command::Command;
+pub use notify::WebhookConfig;
+pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
 /// A connection's id, unique in the process: built with [`conn_id::conn_id`] from the owning
-/// worker's index and a number local to it, so a command for a connection reaches its worker.
+/// worker's index and a number local to it (chosen by the runtime for accepted connections, by
+/// the engine for those it opens), so a command for a connection reaches its worker.
 pub type ConnId = u64;
 
 /// Which listener accepted a connection.
@@ -125,6 +131,13 @@ pub struct EngineConfig {
     pub publish_conflict: PublishConflict,
     /// Silent AAC for streams published without audio.
     pub silent_audio: SilentAudioConfig,
+    /// This engine's worker index (0 for a single engine): the high bits of the ids of the
+    /// connections it opens; worker 0 also sends the process-wide webhooks.
+    pub worker: usize,
+    /// How many workers (engines) the process runs.
+    pub workers: usize,
+    /// Webhooks (`[webhook]`); no receivers: none are sent.
+    pub webhook: WebhookConfig,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -158,6 +171,9 @@ impl Default for EngineConfig {
             publish_conflict: PublishConflict::Reject,
             auth: SimpleAuth::default(),
             silent_audio: SilentAudioConfig::default(),
+            worker: 0,
+            workers: 1,
+            webhook: WebhookConfig::default(),
         }
     }
 }
@@ -237,6 +253,17 @@ pub struct SessionRecord {
     pub duration_ms: u64,
     /// Why it ended (empty at start).
     pub reason: String,
+}
+
+/// How much a [`Output::Log`] line matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Something failed that an operator should know about.
+    Warn,
+    /// Normal operation worth a line.
+    Info,
+    /// Details for debugging.
+    Debug,
 }
 
 /// What the engine asks of the runtime.
@@ -329,6 +356,26 @@ pub enum Output {
         worker: usize,
         /// What to do.
         command: Command,
+    },
+    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, later relay).
+    /// Resolve `host` (a name or an IP address) off the event loop, connect, and report with
+    /// [`Engine::handle_connected`]; then drive `conn` like an accepted connection. An
+    /// [`Output::Close`] for `conn` may come before the connection is open: abandon the attempt
+    /// (and report nothing).
+    Connect {
+        /// The id the engine chose for it ([`conn_id::is_outbound`]).
+        conn: ConnId,
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// A line for the server's log (core has no logger).
+    Log {
+        /// How much it matters.
+        level: LogLevel,
+        /// The line.
+        message: String,
     },
 }
 
@@ -488,6 +535,10 @@ pub struct Engine {
     recording_dirty: Vec<ConnId>,
     /// Bitrate measurements and the byte counts of closed connections, for [`Engine::stats`].
     meters: stats::Meters,
+    /// Connections this engine opened ([`Output::Connect`]).
+    outbound: outbound::Outbound,
+    /// Webhooks: queue, requests in flight, started sessions.
+    notify: notify::Notify,
 }
 
 impl Engine {
@@ -496,6 +547,8 @@ impl Engine {
         Engine {
             hub: Hub::new(config.hub.clone()),
             hls: Hls::new(config.hls.clone()),
+            outbound: outbound::Outbound::new(config.worker),
+            notify: notify::Notify::new(config.webhook.clone(), config.worker, config.workers),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -603,6 +656,10 @@ impl Engine {
 
     /// Bytes arrived on a connection.
     pub fn handle_input(&mut self, conn: ConnId, data: &[u8], now_ms: u64) {
+        if conn_id::is_outbound(conn) {
+            self.outbound.handle_input(conn, data, &mut self.outputs);
+            return self.pump_outbound(now_ms);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -644,8 +701,26 @@ impl Engine {
         self.drain_hub(now_ms);
     }
 
+    /// The runtime's answer to [`Output::Connect`]: the connection is open (`Ok` with the
+    /// peer's address) or could not be made (`Err` with why; the runtime holds nothing more
+    /// for it). Unknown ids (the engine gave up on them) are ignored.
+    pub fn handle_connected(
+        &mut self,
+        conn: ConnId,
+        result: Result<SocketAddr, String>,
+        now_ms: u64,
+    ) {
+        self.outbound
+            .handle_connected(conn, result, now_ms, &mut self.outputs);
+        self.pump_outbound(now_ms);
+    }
+
     /// The peer closed the connection, or the socket failed. The engine forgets it.
     pub fn handle_close(&mut self, conn: ConnId, reason: &str, now_ms: u64) {
+        if conn_id::is_outbound(conn) {
+            self.outbound.handle_close(conn, reason);
+            return self.pump_outbound(now_ms);
+        }
         self.finish(conn, reason, now_ms);
         self.drain_hub(now_ms);
     }
@@ -657,6 +732,8 @@ impl Engine {
         }
         self.hub.handle_timeout(now_ms);
         self.hls.handle_timeout(now_ms);
+        self.outbound.handle_timeout(now_ms, &mut self.outputs);
+        self.pump_outbound(now_ms);
         while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
             if at > now_ms {
                 break;
@@ -695,6 +772,8 @@ impl Engine {
             self.hub.poll_timeout(),
             self.hls.poll_timeout(),
             self.merge_until,
+            self.outbound.poll_timeout(),
+            self.notify.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -713,6 +792,9 @@ impl Engine {
     /// Appends up to about `budget` bytes for `conn` to `out` (whole messages; may exceed the budget
     /// by one message). Returns the byte count; 0 when there is nothing to send now.
     pub fn poll_transmit(&mut self, conn: ConnId, budget: usize, out: &mut Vec<Bytes>) -> usize {
+        if conn_id::is_outbound(conn) {
+            return self.outbound.poll_transmit(conn, out);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return 0;
         };
@@ -877,6 +959,7 @@ impl Engine {
         }
         self.detach(conn, now_ms);
         if let Some(rec) = self.record(conn, now_ms, reason) {
+            self.notify_session(&rec, false, now_ms);
             self.outputs.push_back(Output::SessionEnded(rec));
         }
         self.outputs.push_back(Output::Close { conn, flush });
@@ -911,6 +994,7 @@ impl Engine {
         if !c.closing {
             self.detach(conn, now_ms);
             if let Some(rec) = self.record(conn, now_ms, reason) {
+                self.notify_session(&rec, false, now_ms);
                 self.outputs.push_back(Output::SessionEnded(rec));
             }
         }
@@ -931,6 +1015,7 @@ impl Engine {
             c.stream = Some(stream.clone());
         }
         if let Some(rec) = self.record(conn, now_ms, "") {
+            self.notify_session(&rec, true, now_ms);
             self.outputs.push_back(Output::SessionStarted(rec));
         }
         self.arm_timer(conn);

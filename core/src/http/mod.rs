@@ -1,4 +1,5 @@
-//! HTTP/1.x server side and WebSocket (RFC 6455) server frames, sans-IO.
+//! HTTP/1.x server side and WebSocket (RFC 6455) server frames, sans-IO, and an HTTP/1.1
+//! client ([`client`]) for outbound requests.
 //!
 //! - [`RequestReader`] turns the bytes of one connection into [`Request`]s (pipelining, bounded
 //!   heads and bodies, `Content-Length` bodies only);
@@ -13,6 +14,7 @@
 
 use std::fmt;
 
+pub mod client;
 mod request;
 mod response;
 pub mod router;

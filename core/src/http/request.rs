@@ -401,7 +401,7 @@ fn parse_head(
     Ok(Some((req, head_len, body_len)))
 }
 
-fn httparse_what(e: httparse::Error) -> &'static str {
+pub(super) fn httparse_what(e: httparse::Error) -> &'static str {
     match e {
         httparse::Error::HeaderName => "invalid header name",
         httparse::Error::HeaderValue => "invalid header value",
@@ -414,7 +414,7 @@ fn httparse_what(e: httparse::Error) -> &'static str {
 }
 
 /// A non-empty run of ASCII digits as a number, `None` on anything else or overflow.
-fn parse_decimal(s: &str) -> Option<u64> {
+pub(super) fn parse_decimal(s: &str) -> Option<u64> {
     if s.is_empty() {
         return None;
     }
