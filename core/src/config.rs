@@ -7,10 +7,10 @@
 use serde::Deserialize;
 
 use crate::admission::ConnectionLimits;
+use crate::api::webhook::{WebhookEvent, WebhookUrl};
 use crate::auth::SimpleAuth;
 use crate::engine::{
-    EngineConfig, PublishConflict, RecordConfig, SilentAudioConfig, WebhookConfig, WebhookEvent,
-    WebhookUrl,
+    EngineConfig, PublishConflict, RecordConfig, SilentAudioConfig, WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use rill_core::api::webhook::{WebhookEvent, WebhookUrl};
 use rill_core::engine::conn_id::{is_outbound, worker_of};
 use rill_core::engine::{
     ConnId, Engine, EngineConfig, EngineStats, Listener, LogLevel, Output, Query, WebhookConfig,
-    WebhookEvent, WebhookUrl,
 };
 use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use rill_core::rtmp::message_type;

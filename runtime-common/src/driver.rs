@@ -218,7 +218,7 @@ impl Driver {
             }
             Output::Connect { conn, host, port } => sockets.connect(self, conn, host, port),
             Output::Log { level, message } => engine_log(level, &message),
-            Output::Command { worker, command } if worker == self.stats.worker() => {
+            Output::Command { worker, command } if worker == self.engine.worker() => {
                 let now = self.now();
                 self.engine.handle_command(command, now);
             }

@@ -66,11 +66,6 @@ impl WorkerStats {
         }
     }
 
-    /// The worker this is the side of.
-    pub fn worker(&self) -> usize {
-        self.index
-    }
-
     /// When (engine ms) [`WorkerStats::tick`] next has work: a loop that sleeps wakes by then.
     pub fn next_due(&self) -> u64 {
         self.next_ms

@@ -62,9 +62,6 @@ use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSessi
 use crate::stream_key::StreamKey;
 use publication::{Publication, Sinks};
 
-pub use crate::api::webhook::{
-    server_start_json, stream_url, update_json, SessionInfo, WebhookEvent, WebhookUrl,
-};
 pub use crate::api::Query;
 pub use command::Command;
 pub use notify::WebhookConfig;
@@ -572,6 +569,12 @@ impl Engine {
     /// The HLS segmenters (read-only), for statistics.
     pub fn hls(&self) -> &Hls {
         &self.hls
+    }
+
+    /// The worker (index among the process's engines) this engine is: the one
+    /// [`conn_id::worker_of`] names for its connections.
+    pub fn worker(&self) -> usize {
+        self.config.worker
     }
 
     /// How many connections are open.

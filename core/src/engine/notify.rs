@@ -20,10 +20,8 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 
 use super::outbound::{Finished, OutboundTimeouts};
-use super::{
-    server_start_json, update_json, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Query,
-    Role, SessionInfo, SessionRecord, WebhookEvent, WebhookUrl,
-};
+use super::{ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Query, Role, SessionRecord};
+use crate::api::webhook::{server_start_json, update_json, SessionInfo, WebhookEvent, WebhookUrl};
 use crate::http::client::ClientRequest;
 use crate::hub::Hub;
 
