@@ -435,8 +435,9 @@ impl Engine {
                 path,
                 query,
                 tracks,
+                frame_rate,
                 ..
-            } => self.rtsp_announce(conn, &path, &query, &tracks, now),
+            } => self.rtsp_announce(conn, &path, &query, &tracks, frame_rate, now),
             ServerEvent::UdpPortsRequest { track, .. } => {
                 if let Some(r) = self.rtsp_mut(conn) {
                     r.udp = true;
@@ -650,6 +651,7 @@ impl Engine {
         path: &str,
         query: &str,
         tracks: &[TrackParams],
+        frame_rate: Option<f64>,
         now: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
@@ -680,7 +682,10 @@ impl Engine {
         if let Some(r) = self.rtsp_mut(conn) {
             r.media_at = now;
         }
-        let described = announced_tracks(tracks);
+        let mut described = announced_tracks(tracks);
+        if let Some(v) = described.video.as_mut() {
+            v.frame_rate = frame_rate;
+        }
         self.publish_started(conn, &key, Protocol::Rtsp, Some(described), now);
     }
 
@@ -796,6 +801,7 @@ mod tests {
         m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
         a=fmtp:96 packetization-mode=1;\
         sprop-parameter-sets=Z2QAHqy0BQF/y4CIAAADAAgAAAMBkHixdQ==,aO88sA==\r\n\
+        a=framerate:25\r\n\
         a=control:trackID=0\r\n\
         m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\n\
         a=fmtp:97 streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
@@ -863,6 +869,7 @@ mod tests {
             (number("width"), number("height")),
             (Some(640.0), Some(360.0))
         );
+        assert_eq!(number("framerate"), Some(25.0), "a=framerate of the SDP");
         assert_eq!(number("videocodecid"), Some(7.0));
         assert_eq!(number("audiocodecid"), Some(10.0));
         assert_eq!(number("audiosamplerate"), Some(48_000.0));

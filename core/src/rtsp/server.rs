@@ -187,7 +187,7 @@ impl From<RtspError> for ServerError {
 }
 
 /// What a client asked for or sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ServerEvent {
     /// DESCRIBE: answer with [`ServerSession::accept_describe`] or
@@ -211,6 +211,8 @@ pub enum ServerEvent {
         query: String,
         /// The tracks of the SDP rill can carry, in SDP order; frames carry these indexes.
         tracks: Vec<TrackParams>,
+        /// The video's frames per second, when its section says (`a=framerate`, RFC 4566).
+        frame_rate: Option<f64>,
     },
     /// SETUP over UDP: answer with [`ServerSession::accept_udp`] (the server's even RTP port
     /// and the RTCP port after it) or [`ServerSession::reject_udp`] with 461.
@@ -1190,12 +1192,19 @@ impl ServerSession {
             self.respond(cseq, Response::new(415));
             return;
         }
+        let frame_rate = sdp
+            .media
+            .iter()
+            .filter(|m| m.media.eq_ignore_ascii_case("video"))
+            .find_map(|m| m.attribute("framerate")?.trim().parse::<f64>().ok())
+            .filter(|fps| fps.is_finite() && *fps > 0.0);
         let (path, query) = url_path(&req.uri);
         self.events.push_back(ServerEvent::AnnounceRequest {
             url: req.uri,
             path,
             query,
             tracks: tracks.iter().map(|(p, _)| p.clone()).collect(),
+            frame_rate,
         });
         self.pending = Some(Pending::Announce { cseq, tracks });
     }
