@@ -449,9 +449,7 @@ impl Worker {
         for event in events.iter() {
             match event.token() {
                 WAKER => {}
-                t if t == RTMP_LISTENER || t == HTTP_LISTENER || t == RTSP_LISTENER => {
-                    self.accept(t)
-                }
+                t if self.listeners.iter().any(|(l, ..)| *l == t) => self.accept(t),
                 t if self.net.udp.contains_key(&t) => self.read_udp(t),
                 t if self.net.connecting.contains_key(&t) => self.connect_ready(t),
                 t => {
