@@ -1,5 +1,6 @@
 //! TLS listeners with real clients: a certificate made by the binary's own `cert --self-signed`,
-//! ffmpeg publishing over RTMPS, ffprobe playing over RTMPS, HTTPS-FLV and HLS over HTTPS, curl
+//! ffmpeg publishing over RTMPS, ffprobe playing over RTMPS, RTSPS (interleaved), HTTPS-FLV and
+//! HLS over HTTPS, curl
 //! on the HTTPS API, openssl on the protocol versions, and a plain-text client on a TLS port.
 
 use std::io::{Read, Write};
@@ -111,6 +112,10 @@ fn publish_and_play_over_rtmps_https_and_hls_with_api_and_version_checks() {
     ]
     .into_iter()
     .map(|url| std::thread::spawn(move || (ffprobe(&url, Duration::from_secs(60)), url)))
+    .chain(std::iter::once(std::thread::spawn(move || {
+        let url = format!("rtsps://127.0.0.1:{rtsps}/live/x");
+        (ffprobe_rtsp(&url, "tcp", Duration::from_secs(60)), url)
+    })))
     .collect();
     sleep(Duration::from_millis(500));
     let mut publisher = ffmpeg_publish(&file, &format!("rtmps://127.0.0.1:{rtmps}/live/x"), &[]);
