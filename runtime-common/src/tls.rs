@@ -180,15 +180,21 @@ mod tests {
     }
 
     /// Runs a rustls client against `server` in memory until both are quiet.
-    fn pump(client: &mut rustls::ClientConnection, server: &mut TlsServer, got: &mut Vec<u8>) {
+    /// (`step` bytes at a time).
+    fn pump(
+        client: &mut rustls::ClientConnection,
+        server: &mut TlsServer,
+        got: &mut Vec<u8>,
+        step: usize,
+    ) {
         for _ in 0..20 {
             let mut wire = Vec::new();
             while client.wants_write() {
                 client.write_tls(&mut wire).unwrap();
             }
-            if !wire.is_empty() {
+            for piece in wire.chunks(step) {
                 server
-                    .inbound(&wire, &mut |p| got.extend_from_slice(p))
+                    .inbound(piece, &mut |p| got.extend_from_slice(p))
                     .unwrap();
             }
             let mut batch = Vec::new();
@@ -240,25 +246,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn plaintext_crosses_both_ways_with_alpn_on_http() {
-        let (dir, config) = pair("roundtrip");
-        let mut server = config.server(true).unwrap();
+    fn client(alpn: &[u8]) -> rustls::ClientConnection {
         let mut cc = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCert))
             .with_no_client_auth();
-        cc.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let mut client =
-            rustls::ClientConnection::new(Arc::new(cc), "localhost".try_into().unwrap()).unwrap();
+        cc.alpn_protocols = vec![alpn.to_vec()];
+        rustls::ClientConnection::new(Arc::new(cc), "localhost".try_into().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn plaintext_crosses_both_ways_with_alpn_on_http() {
+        let (dir, config) = pair("roundtrip");
+        let mut server = config.server(true).unwrap();
+        let mut client = client(b"http/1.1");
         client
             .writer()
             .write_all(b"GET / HTTP/1.1\r\n\r\n")
             .unwrap();
         let mut got = Vec::new();
-        pump(&mut client, &mut server, &mut got);
+        pump(&mut client, &mut server, &mut got, usize::MAX);
         assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(client.alpn_protocol(), Some(&b"http/1.1"[..]));
         let mut batch = vec![Bytes::from_static(b"HTTP/1.1 200 OK\r\n"), Bytes::new()];
@@ -270,6 +279,28 @@ mod tests {
         let mut back = [0u8; 64];
         let k = client.reader().read(&mut back).unwrap();
         assert_eq!(&back[..k], b"HTTP/1.1 200 OK\r\n");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_handshake_fed_a_byte_at_a_time_completes() {
+        let (dir, config) = pair("trickle");
+        let mut server = config.server(false).unwrap();
+        let mut client = client(b"x");
+        client.writer().write_all(b"hello").unwrap();
+        let mut got = Vec::new();
+        pump(&mut client, &mut server, &mut got, 1);
+        assert_eq!(got, b"hello");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_oversized_record_is_refused_before_it_is_buffered() {
+        let (dir, config) = pair("oversized");
+        let mut server = config.server(false).unwrap();
+        // A handshake record header announcing 65535 bytes (TLS allows 16 KiB + expansion).
+        let r = server.inbound(&[22, 3, 1, 0xFF, 0xFF, 1, 2, 3], &mut |_| {});
+        assert!(r.is_err(), "{r:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 
