@@ -44,11 +44,13 @@ fn peer() -> SocketAddr {
 
 impl Net {
     fn new(idle_stop_ms: u64) -> Net {
-        let mut edge = EngineConfig::default();
-        edge.relay = RelayConfig {
-            pull_origins: vec![RtmpUrl::parse("rtmp://origin:1935").unwrap()],
-            idle_stop_ms,
-            push: Vec::new(),
+        let edge = EngineConfig {
+            relay: RelayConfig {
+                pull_origins: vec![RtmpUrl::parse("rtmp://origin:1935").unwrap()],
+                idle_stop_ms,
+                push: Vec::new(),
+            },
+            ..EngineConfig::default()
         };
         Net {
             engines: [
