@@ -323,3 +323,32 @@ fn a_pull_from_a_dead_origin_retries_with_doubling_backoff_while_players_wait() 
     net.advance(60_000);
     assert_eq!(net.connects.len(), attempts);
 }
+
+#[test]
+fn a_pull_request_is_never_pulled_again_so_two_edges_of_each_other_do_not_loop() {
+    let mut net = Net::new(1_000);
+    // The origin would pull from the edge too.
+    net.engines[ORIGIN] = Engine::new(
+        EngineConfig {
+            relay: RelayConfig {
+                pull_origins: vec![RtmpUrl::parse("rtmp://edge:1935").unwrap()],
+                ..RelayConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+        4,
+    );
+    let _player = net.client(EDGE, false, "nowhere");
+    net.advance(500);
+    assert_eq!(net.engines[EDGE].relay_pull_count(), 1);
+    assert_eq!(
+        net.engines[ORIGIN].relay_pull_count(),
+        0,
+        "the relayed play is not pulled"
+    );
+    assert!(
+        net.connects.iter().all(|(_, host)| host == "origin"),
+        "{:?}",
+        net.connects
+    );
+}
