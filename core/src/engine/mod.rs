@@ -359,7 +359,7 @@ pub enum Output {
         /// What to do.
         command: Command,
     },
-    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, later relay).
+    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, relays).
     /// Resolve `host` (a name or an IP address) off the event loop, connect, and report with
     /// [`Engine::handle_connected`]; then drive `conn` like an accepted connection. An
     /// [`Output::Close`] for `conn` may come before the connection is open: abandon the attempt
