@@ -2,7 +2,7 @@
 //!
 //! - **Pull (edge)**: a player asks for a stream that is not live here; the engine plays
 //!   `{origin}/{app}/{stream}` from the first configured origin that answers and feeds what it
-//!   receives to a [`Publication`](super::publication::Publication), exactly like a local
+//!   receives to a publication (`engine/publication.rs`), exactly like a local
 //!   publisher. The pull stops [`RelayConfig::idle_stop_ms`] after its last player left, and
 //!   gives way to a local publisher of the same stream.
 //! - **Push (restream)**: every stream published locally on a matching app is published to
