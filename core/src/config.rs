@@ -10,7 +10,8 @@ use crate::admission::ConnectionLimits;
 use crate::api::webhook::{WebhookEvent, WebhookUrl};
 use crate::auth::SimpleAuth;
 use crate::engine::{
-    EngineConfig, PublishConflict, RecordConfig, SilentAudioConfig, WebhookConfig,
+    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RtmpUrl, SilentAudioConfig,
+    WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
@@ -220,6 +221,24 @@ addr = "0.0.0.0:4433"
 enable = true
 addr = "0.0.0.0:5322"
 
+[relay.pull]
+# Edge: a player asking for a stream that is not live here makes rill play
+# {origin}/{app}/{stream} from the first origin that answers (the next one on failure; retried
+# with backoff, 1 s doubling to 30 s, while players wait for hub.play_wait_timeout_ms).
+# rtmp://host[:port][/path] only for now. Empty = no pull.
+origins = []
+# The pull stops this long (ms) after its last player left. A local publisher of the stream
+# always wins: the pull stops.
+idle_stop_ms = 10000
+
+# Restream: every stream published on `app` ("*" = every app) is published to {url}/{stream}
+# with the publisher's query appended, while its publisher is live. A target that is down is
+# retried with backoff; a slow one never slows the publisher. Pulled and relayed streams (their
+# query carries rill_relay=1) are not pushed. Any number of these:
+# [[relay.push]]
+# app = "live"
+# urls = ["rtmp://a.example/live"]
+
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
 level = "info"
@@ -259,6 +278,8 @@ pub struct Config {
     pub https: HttpsSection,
     /// RTSPS listener.
     pub rtsps: RtspsSection,
+    /// Relays to and from other servers.
+    pub relay: RelaySection,
     /// Logging.
     pub log: LogSection,
 }
@@ -307,6 +328,77 @@ macro_rules! tls_listener_section {
 tls_listener_section!(RtmpsSection, "rtmps", "0.0.0.0:4935");
 tls_listener_section!(HttpsSection, "https", "0.0.0.0:4433");
 tls_listener_section!(RtspsSection, "rtsps", "0.0.0.0:5322");
+
+/// `[relay]`: `[relay.pull]` and `[[relay.push]]`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelaySection {
+    /// Static pull (edge).
+    pub pull: RelayPullSection,
+    /// Static pushes.
+    pub push: Vec<RelayPushSection>,
+}
+
+/// `[relay.pull]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayPullSection {
+    /// Origins (`rtmp://host[:port][/path]`), tried in order.
+    pub origins: Vec<String>,
+    /// A pull stops this long after its last player left (ms).
+    pub idle_stop_ms: u64,
+}
+
+impl Default for RelayPullSection {
+    fn default() -> Self {
+        RelayPullSection {
+            origins: Vec::new(),
+            idle_stop_ms: RelayConfig::default().idle_stop_ms,
+        }
+    }
+}
+
+/// One `[[relay.push]]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayPushSection {
+    /// The app whose streams are pushed (`*` = every app).
+    pub app: String,
+    /// Targets (`rtmp://host[:port]/path`); a stream goes to `{url}/{stream}`.
+    pub urls: Vec<String>,
+}
+
+impl RelaySection {
+    /// The engine's relay settings, or what is wrong with a URL.
+    pub fn relay_config(&self) -> Result<RelayConfig, ConfigError> {
+        let parse = |what: &str, u: &String| {
+            RtmpUrl::parse(u).map_err(|e| ConfigError(format!("{what}: {e}")))
+        };
+        Ok(RelayConfig {
+            pull_origins: self
+                .pull
+                .origins
+                .iter()
+                .map(|u| parse("relay.pull.origins", u))
+                .collect::<Result<_, _>>()?,
+            idle_stop_ms: self.pull.idle_stop_ms,
+            push: self
+                .push
+                .iter()
+                .map(|r| {
+                    Ok(PushRule {
+                        app: r.app.clone(),
+                        urls: r
+                            .urls
+                            .iter()
+                            .map(|u| parse("relay.push.urls", u))
+                            .collect::<Result<_, _>>()?,
+                    })
+                })
+                .collect::<Result<_, ConfigError>>()?,
+        })
+    }
+}
 
 /// `[record]`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -757,6 +849,7 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.webhook.validate()?;
+        self.relay.relay_config()?;
         if !(128..=self.limits.max_chunk_size.min(0x7FFF_FFFF)).contains(&self.rtmp.chunk_size) {
             return Err(ConfigError(format!(
                 "rtmp.chunk_size {} must be between 128 and limits.max_chunk_size",
@@ -914,6 +1007,8 @@ impl Config {
                 rtsp_addr: self.rtsp.addr.clone(),
                 ..WebhookConfig::default()
             },
+            // Checked by `validate`; an unchecked bad URL leaves relays off.
+            relay: self.relay.relay_config().unwrap_or_default(),
         }
     }
 }
@@ -926,6 +1021,23 @@ mod tests {
     fn printed_default_config_equals_built_in_defaults() {
         let parsed = Config::from_toml(DEFAULT_CONFIG).expect("default config parses");
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn relay_section() {
+        let c = Config::from_toml(
+            "[relay.pull]\norigins = [\"rtmp://o:1936\"]\nidle_stop_ms = 500\n\
+             [[relay.push]]\napp = \"*\"\nurls = [\"rtmp://t/live\"]\n",
+        )
+        .unwrap();
+        let r = c.engine_config().relay;
+        assert_eq!(r.pull_origins[0].port, 1936);
+        assert_eq!(r.idle_stop_ms, 500);
+        assert_eq!(r.push[0].app, "*");
+        assert_eq!(r.push[0].urls[0].path, "live");
+        assert!(Config::from_toml("[relay.pull]\norigins = [\"http://o\"]\n").is_err());
+        assert!(Config::from_toml("[relay.pull]\norigin = []\n").is_err());
+        assert!(Config::from_toml("[[relay.push]]\napp = \"a\"\nurl = []\n").is_err());
     }
 
     #[test]

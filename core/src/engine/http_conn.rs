@@ -19,7 +19,7 @@
 use bytes::BytesMut;
 
 use super::routes::{self, Handler, ROUTES};
-use super::{ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
+use super::{relay, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
 use crate::api::lal::kick_session_query;
 use crate::auth::{Access, SECRET_PARAM};
 use crate::hls::HlsRequest;
@@ -330,7 +330,8 @@ impl Engine {
                 *state = HttpState::Waiting { format };
             }
         }
-        if self.hub.play(&key, conn, now_ms) == PlayState::Playing {
+        let relayed = req.query_param(relay::RELAY_PARAM).is_some();
+        if self.play_or_pull(&key, conn, relayed, now_ms) == PlayState::Playing {
             self.start_player(conn, now_ms);
         }
     }

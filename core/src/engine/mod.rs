@@ -36,6 +36,7 @@ mod outbound;
 mod packet;
 mod publication;
 mod record;
+pub mod relay;
 pub mod routes;
 mod rtmp_conn;
 mod rtsp_conn;
@@ -68,6 +69,7 @@ pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
+pub use relay::{PushRule, RelayConfig, RtmpUrl};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
@@ -135,6 +137,8 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Webhooks (`[webhook]`); no receivers: none are sent.
     pub webhook: WebhookConfig,
+    /// Relays to and from other servers (`[relay]`); none by default.
+    pub relay: RelayConfig,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -171,6 +175,7 @@ impl Default for EngineConfig {
             worker: 0,
             workers: 1,
             webhook: WebhookConfig::default(),
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -354,7 +359,7 @@ pub enum Output {
         /// What to do.
         command: Command,
     },
-    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, later relay).
+    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, relays).
     /// Resolve `host` (a name or an IP address) off the event loop, connect, and report with
     /// [`Engine::handle_connected`]; then drive `conn` like an accepted connection. An
     /// [`Output::Close`] for `conn` may come before the connection is open: abandon the attempt
@@ -536,6 +541,8 @@ pub struct Engine {
     outbound: outbound::Outbound,
     /// Webhooks: queue, requests in flight, started sessions.
     notify: notify::Notify,
+    /// Relay pulls and pushes and their RTMP client connections.
+    relay: relay::Relays,
 }
 
 impl Engine {
@@ -546,6 +553,7 @@ impl Engine {
             hls: Hls::new(config.hls.clone()),
             outbound: outbound::Outbound::new(config.worker),
             notify: notify::Notify::new(config.webhook.clone(), config.worker, config.workers),
+            relay: relay::Relays::new(config.relay.clone()),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -659,6 +667,9 @@ impl Engine {
 
     /// Bytes arrived on a connection.
     pub fn handle_input(&mut self, conn: ConnId, data: &[u8], now_ms: u64) {
+        if self.relay.owns(conn) {
+            return self.relay_input(conn, data, now_ms);
+        }
         if conn_id::is_outbound(conn) {
             self.outbound.handle_input(conn, data, &mut self.outputs);
             return self.pump_outbound(now_ms);
@@ -713,6 +724,10 @@ impl Engine {
         result: Result<SocketAddr, String>,
         now_ms: u64,
     ) {
+        if self.relay.owns(conn) {
+            self.relay_connected(conn, result, now_ms);
+            return self.drain_hub(now_ms);
+        }
         self.outbound
             .handle_connected(conn, result, now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
@@ -720,6 +735,9 @@ impl Engine {
 
     /// The peer closed the connection, or the socket failed. The engine forgets it.
     pub fn handle_close(&mut self, conn: ConnId, reason: &str, now_ms: u64) {
+        if self.relay.owns(conn) {
+            return self.relay_closed(conn, reason, now_ms);
+        }
         if conn_id::is_outbound(conn) {
             self.outbound.handle_close(conn, reason);
             return self.pump_outbound(now_ms);
@@ -737,6 +755,7 @@ impl Engine {
         self.hls.handle_timeout(now_ms);
         self.outbound.handle_timeout(now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
+        self.relay_timeout(now_ms);
         while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
             if at > now_ms {
                 break;
@@ -777,6 +796,7 @@ impl Engine {
             self.merge_until,
             self.outbound.poll_timeout(),
             self.notify.poll_timeout(),
+            self.relay.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -795,6 +815,9 @@ impl Engine {
     /// Appends up to about `budget` bytes for `conn` to `out` (whole messages; may exceed the budget
     /// by one message). Returns the byte count; 0 when there is nothing to send now.
     pub fn poll_transmit(&mut self, conn: ConnId, budget: usize, out: &mut Vec<Bytes>) -> usize {
+        if self.relay.owns(conn) {
+            return self.relay_transmit(conn, budget, out);
+        }
         if conn_id::is_outbound(conn) {
             return self.outbound.poll_transmit(conn, out);
         }
@@ -1100,19 +1123,48 @@ impl Engine {
         key: &StreamKey,
         protocol: Protocol,
         described: Option<Tracks>,
+        query: &str,
+        now_ms: u64,
+    ) {
+        self.start_publication(conn, key, described, now_ms);
+        self.start_session(conn, Role::Publish, protocol, key, now_ms);
+        self.relay_published(key, query, now_ms);
+    }
+
+    /// The publication of `key` by `publisher` (a connection, or a relay pull) starts.
+    fn start_publication(
+        &mut self,
+        publisher: ConnId,
+        key: &StreamKey,
+        described: Option<Tracks>,
         now_ms: u64,
     ) {
         let mut sinks = sinks!(self);
         let p = Publication::start(
             key.clone(),
-            conn,
+            publisher,
             described,
             &self.config,
             now_ms,
             &mut sinks,
         );
-        self.publications.insert(conn, p);
-        self.start_session(conn, Role::Publish, protocol, key, now_ms);
+        self.publications.insert(publisher, p);
+    }
+
+    /// `conn` asks to play `key`; a stream not live here is pulled from an origin when relay
+    /// pull is configured and the player is not itself a relay (`relayed`).
+    fn play_or_pull(
+        &mut self,
+        key: &StreamKey,
+        conn: ConnId,
+        relayed: bool,
+        now_ms: u64,
+    ) -> crate::hub::PlayState {
+        let state = self.hub.play(key, conn, now_ms);
+        if state == crate::hub::PlayState::Waiting {
+            self.relay_wanted(key, relayed, now_ms);
+        }
+        state
     }
 
     /// A frame from the publisher on `conn`, with the FLV tag body it came in, if any.
@@ -1138,8 +1190,15 @@ impl Engine {
         let Some(p) = self.publications.remove(&conn) else {
             return;
         };
+        if conn_id::is_outbound(conn) {
+            // A relay pull: its publication ends; static pushes only follow local publishers.
+            let mut sinks = sinks!(self);
+            return p.end(now_ms, &mut sinks);
+        }
+        let key = p.key().clone();
         let mut sinks = sinks!(self);
         p.end(now_ms, &mut sinks);
+        self.relay_unpublished(&key);
     }
 
     /// Hands out what the recordings accumulated since the last time.
@@ -1238,6 +1297,7 @@ impl Engine {
         conn: ConnId,
         now_ms: u64,
     ) -> Result<(), crate::hub::PublishError> {
+        self.relay_yield(key, now_ms);
         if self.config.publish_conflict == PublishConflict::Reject {
             return self.hub.publish(key, conn, now_ms);
         }
@@ -1272,6 +1332,8 @@ impl Engine {
                 HubEvent::PlayerWaitExpired { player, .. } => {
                     self.end_player(player, true, "stream not found", now_ms)
                 }
+                HubEvent::PlayerOverflowed { player, .. }
+                    if self.relay_player_overflowed(player, now_ms) => {}
                 HubEvent::PlayerOverflowed { player, .. } => {
                     self.close(player, false, "player too slow: queue overflow", now_ms)
                 }
@@ -1287,7 +1349,7 @@ impl Engine {
         while let Some(player) = self.hub.poll_ready() {
             if self.rtsp_mut(player).is_some() {
                 self.rtsp_player_ready(player, now_ms);
-            } else if window == 0 {
+            } else if window == 0 || self.relay.owns(player) {
                 self.want_transmit(player);
             } else {
                 self.hold(player, now_ms.saturating_add(window));

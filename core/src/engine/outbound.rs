@@ -1,4 +1,6 @@
-//! Connections the engine opens itself: webhook POSTs now, relay pulls and pushes later.
+//! Connections the engine opens itself for one exchange: webhook POSTs. (Relay pulls and
+//! pushes, which stream for as long as they last, are RTMP client connections kept by
+//! [`super::relay`] under ids of the same space.)
 //!
 //! The engine asks the runtime for a TCP connection with [`Output::Connect`] (a host name is
 //! resolved by the runtime, off its event loop) under an id from
@@ -79,8 +81,7 @@ pub struct Finished {
     pub outcome: Result<ResponseHead, OutboundError>,
 }
 
-/// What a client connection speaks. RTMP and RTSP clients (relay pull and push) are the next
-/// variants, wrapping `rtmp::client` and `rtsp::client`.
+/// What a client connection speaks. (RTMP relay connections live in [`super::relay`].)
 #[derive(Debug)]
 enum ClientKind {
     /// One HTTP request and the head of its answer. (A streaming body, for an HTTP-FLV pull,

@@ -86,6 +86,11 @@ impl Publication {
         p
     }
 
+    /// The stream.
+    pub(super) fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
     /// A frame from the publisher. `flv_body` is the FLV tag body it came in (RTMP), passed on
     /// as it is to RTMP and FLV players; without one it is built here.
     pub(super) fn push_frame(&mut self, frame: Frame, flv_body: Option<Bytes>, s: &mut Sinks<'_>) {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{ConnId, ConnKind, Engine, Protocol, Role};
+use super::{relay, ConnId, ConnKind, Engine, Protocol, Role};
 use crate::auth::Access;
 use crate::flv;
 use crate::hub::PlayState;
@@ -185,7 +185,7 @@ impl Engine {
                         *publish_id = Some(stream_id);
                     }
                 }
-                self.publish_started(conn, &key, Protocol::Rtmp, None, now_ms);
+                self.publish_started(conn, &key, Protocol::Rtmp, None, query, now_ms);
             }
             Err(e) => {
                 self.answer_rtmp(conn, |s| {
@@ -231,14 +231,20 @@ impl Engine {
                 *play_id = Some(stream_id);
             }
         }
-        if self.hub.play(&key, conn, now_ms) == PlayState::Playing {
+        if self.play_or_pull(&key, conn, relay::is_relayed(query), now_ms) == PlayState::Playing {
             self.start_player(conn, now_ms);
         }
     }
 
     /// An FLV audio or video tag from the publisher: parsed into a frame here, at the RTMP
     /// boundary, and handed to the publication with its original bytes.
-    fn on_rtmp_media(&mut self, conn: ConnId, type_id: u8, timestamp: u32, payload: Bytes) {
+    pub(super) fn on_rtmp_media(
+        &mut self,
+        conn: ConnId,
+        type_id: u8,
+        timestamp: u32,
+        payload: Bytes,
+    ) {
         let frame = if type_id == message_type::VIDEO {
             flv::frame_from_video_tag(timestamp, &payload)
         } else {

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{ConnId, ConnKind, Engine, Output, Protocol, Role};
+use super::{relay, ConnId, ConnKind, Engine, Output, Protocol, Role};
 use crate::auth::Access;
 use crate::hub::{AudioTrack, PlayState, Tracks, VideoTrack};
 use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
@@ -533,7 +533,7 @@ impl Engine {
             }
         }
         // The answer comes once the stream's tracks are described (at once if they are).
-        if self.hub.play(&key, conn, now) == PlayState::Playing {
+        if self.play_or_pull(&key, conn, relay::is_relayed(query), now) == PlayState::Playing {
             self.rtsp_player_ready(conn, now);
         }
     }
@@ -686,7 +686,7 @@ impl Engine {
         if let Some(v) = described.video.as_mut() {
             v.frame_rate = frame_rate;
         }
-        self.publish_started(conn, &key, Protocol::Rtsp, Some(described), now);
+        self.publish_started(conn, &key, Protocol::Rtsp, Some(described), "", now);
     }
 
     /// Sends on the frames an RTSP publisher's interleaver still holds, before its stream ends

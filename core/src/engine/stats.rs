@@ -24,13 +24,13 @@ pub const RATE_WINDOW_MS: u64 = 1_000;
 pub struct StreamStats {
     /// `app/stream`.
     pub key: String,
-    /// Video codec, from the stream's video configuration (or `None` before one arrived).
+    /// Video codec, from the stream's track description (`None` before its video is known).
     pub video_codec: Option<Codec>,
-    /// Audio codec, from the stream's audio configuration.
+    /// Audio codec, from the stream's track description.
     pub audio_codec: Option<Codec>,
-    /// Picture width from the H.264/H.265 sequence parameter set (0 when unknown).
+    /// Picture width, from the track description (0 when unknown).
     pub width: u32,
-    /// Picture height from the sequence parameter set (0 when unknown).
+    /// Picture height, from the track description (0 when unknown).
     pub height: u32,
 }
 

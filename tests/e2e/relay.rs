@@ -1,0 +1,116 @@
+//! Relays between two rill servers (both the binary under test): an edge pulling on demand
+//! from an origin (`[relay.pull]`), and an origin pushing to another server (`[[relay.push]]`).
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use rill_e2e::*;
+
+const WORKERS: usize = 2;
+
+/// Both players got H.264 and AAC frames; `who` names them in failures.
+fn assert_h264_aac(streams: &[ProbedStream], out: &std::process::Output, who: &str, log: &str) {
+    let video = stream_of(streams, "video");
+    let audio = stream_of(streams, "audio");
+    assert!(
+        video.is_some_and(|v| v.codec_name == "h264" && v.frames > 0)
+            && audio.is_some_and(|a| a.codec_name == "aac" && a.frames > 0),
+        "{who}: {streams:?}; ffprobe: {}; log:\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_edge_pulls_a_stream_from_its_origin_when_players_ask_for_it() {
+    let file = media("h264_aac_10s.flv");
+    let origin = Server::start(WORKERS);
+    let config = TempConfig::new(&format!(
+        "[relay.pull]\norigins = [\"rtmp://127.0.0.1:{}\"]\nidle_stop_ms = 1000\n",
+        origin.rtmp_port
+    ));
+    let edge = Server::start_with(WORKERS, &config.args());
+    // Players first, on the edge: the stream is live nowhere yet, so the edge pulls it and the
+    // origin's player (the pull) waits for the publisher.
+    let probes: Vec<_> = [edge.rtmp_url("live/x"), edge.http_url("live/x.flv")]
+        .into_iter()
+        .map(|url| std::thread::spawn(move || ffprobe(&url, Duration::from_secs(60))))
+        .collect();
+    sleep(Duration::from_millis(1000));
+    let mut publisher = ffmpeg_publish(&file, &origin.rtmp_url("live/x"), &[]);
+    assert!(
+        publisher
+            .wait_for(Duration::from_secs(40))
+            .is_some_and(|s| s.success()),
+        "publisher failed; origin log:\n{}",
+        origin.log()
+    );
+    for (probe, who) in probes.into_iter().zip(["RTMP player", "HTTP-FLV player"]) {
+        let (streams, out) = probe.join().expect("probe thread");
+        assert_h264_aac(&streams, &out, who, &edge.log());
+    }
+    assert!(
+        edge.log()
+            .contains("relay pull live/x: playing from rtmp://127.0.0.1"),
+        "edge log:\n{}",
+        edge.log()
+    );
+}
+
+#[test]
+fn an_edge_retries_an_origin_that_is_down_and_logs_each_attempt() {
+    let [dead] = free_ports();
+    let config = TempConfig::new(&format!(
+        "[relay.pull]\norigins = [\"rtmp://127.0.0.1:{dead}\"]\nidle_stop_ms = 500\n\
+         [hub]\nplay_wait_timeout_ms = 2500\n"
+    ));
+    let edge = Server::start_with(1, &config.args());
+    let (_, out) = ffprobe(&edge.http_url("live/nowhere.flv"), Duration::from_secs(20));
+    assert!(!out.status.success(), "nothing to play");
+    sleep(Duration::from_millis(1500));
+    let log = edge.log();
+    let attempts = log.matches("relay pull live/nowhere from").count();
+    // Attempts at 0 s, 1 s, 3 s (backoff 1 s, 2 s) within the 2.5 s wait, then the idle stop.
+    assert!(
+        (2..=4).contains(&attempts),
+        "{attempts} attempts; log:\n{log}"
+    );
+    assert!(log.contains("next attempt in 1 s"), "log:\n{log}");
+    assert!(log.contains("next attempt in 2 s"), "log:\n{log}");
+    assert!(
+        log.contains("relay pull live/nowhere stopped: no players left"),
+        "log:\n{log}"
+    );
+}
+
+#[test]
+fn an_origin_pushes_its_published_streams_to_the_configured_target() {
+    let file = media("h264_aac_10s.flv");
+    let target = Server::start(WORKERS);
+    let config = TempConfig::new(&format!(
+        "[[relay.push]]\napp = \"live\"\nurls = [\"rtmp://127.0.0.1:{}/live\"]\n",
+        target.rtmp_port
+    ));
+    let origin = Server::start_with(WORKERS, &config.args());
+    let probe = {
+        let url = target.rtmp_url("live/p");
+        std::thread::spawn(move || ffprobe(&url, Duration::from_secs(60)))
+    };
+    sleep(Duration::from_millis(500));
+    let mut publisher = ffmpeg_publish(&file, &origin.rtmp_url("live/p?token=abc"), &[]);
+    assert!(
+        publisher
+            .wait_for(Duration::from_secs(40))
+            .is_some_and(|s| s.success()),
+        "publisher failed; origin log:\n{}",
+        origin.log()
+    );
+    let (streams, out) = probe.join().expect("probe thread");
+    assert_h264_aac(&streams, &out, "player of the pushed stream", &origin.log());
+    assert!(
+        origin
+            .log()
+            .contains("relay push live/p: to rtmp://127.0.0.1"),
+        "origin log:\n{}",
+        origin.log()
+    );
+}
