@@ -200,6 +200,27 @@ on_pub_stop = ""
 on_sub_start = ""
 on_sub_stop = ""
 
+[tls]
+# PEM certificate chain and private key. The TLS listeners below start only when both are set;
+# `rill cert --self-signed DIR` writes a development pair. TLS 1.2 and 1.3 only.
+cert = ""
+key = ""
+
+[rtmps]
+# RTMP over TLS (rtmps://host:port/{app}/{stream}).
+enable = true
+addr = "0.0.0.0:4935"
+
+[https]
+# Everything of [http] over TLS, on the same paths (ALPN http/1.1).
+enable = true
+addr = "0.0.0.0:4433"
+
+[rtsps]
+# RTSP over TLS, media interleaved on the TLS connection.
+enable = true
+addr = "0.0.0.0:5322"
+
 [relay.pull]
 # Edge: a player asking for a stream that is not live here makes rill play
 # {origin}/{app}/{stream} from the first origin that answers (the next one on failure; retried
@@ -249,11 +270,64 @@ pub struct Config {
     pub dump: DumpSection,
     /// Webhooks (lal's HTTP notifications).
     pub webhook: WebhookSection,
+    /// TLS certificate and key.
+    pub tls: TlsSection,
+    /// RTMPS listener.
+    pub rtmps: RtmpsSection,
+    /// HTTPS listener.
+    pub https: HttpsSection,
+    /// RTSPS listener.
+    pub rtsps: RtspsSection,
     /// Relays to and from other servers.
     pub relay: RelaySection,
     /// Logging.
     pub log: LogSection,
 }
+
+/// `[tls]`: the certificate and key of every TLS listener (PEM paths; empty = no TLS).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// Certificate chain (PEM).
+    pub cert: String,
+    /// Private key (PEM).
+    pub key: String,
+}
+
+impl TlsSection {
+    /// Whether a certificate and key are configured (the TLS listeners start only then).
+    pub fn configured(&self) -> bool {
+        !self.cert.is_empty() && !self.key.is_empty()
+    }
+}
+
+/// A TLS listener's section: on only when `[tls]` is configured too.
+macro_rules! tls_listener_section {
+    ($name:ident, $section:literal, $addr:literal) => {
+        #[doc = concat!("`[", $section, "]`: a TLS listener, on only when `[tls]` is configured.")]
+        #[derive(Clone, Debug, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            /// Listen (once a certificate is configured).
+            pub enable: bool,
+            /// Listen address.
+            pub addr: String,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    enable: true,
+                    addr: $addr.into(),
+                }
+            }
+        }
+    };
+}
+
+tls_listener_section!(RtmpsSection, "rtmps", "0.0.0.0:4935");
+tls_listener_section!(HttpsSection, "https", "0.0.0.0:4433");
+tls_listener_section!(RtspsSection, "rtsps", "0.0.0.0:5322");
 
 /// `[relay]`: `[relay.pull]` and `[[relay.push]]`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

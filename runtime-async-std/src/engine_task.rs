@@ -33,8 +33,9 @@ const WEBHOOK_DRAIN: Duration = Duration::from_secs(2);
 /// What connection tasks and the acceptors tell an engine task (bounded: readers wait when the
 /// engine falls behind, which is TCP backpressure towards publishers).
 pub(crate) enum Event {
-    /// A new connection for this worker, with its place in the connection counts.
-    Accept(Async<TcpStream>, SocketAddr, Listener, Permit),
+    /// A new connection for this worker, with its place in the connection counts and its I/O
+    /// layer (plain or TLS).
+    Accept(Async<TcpStream>, SocketAddr, Listener, Permit, ConnIo),
     /// Bytes read.
     Input(ConnId, Bytes),
     /// The writer wrote out the queue it was lent; here it is back (empty).
@@ -243,16 +244,16 @@ impl EngineTask {
         match event {
             // Dropping the stream closes it.
             Event::Accept(..) if net.stopping => {}
-            Event::Accept(stream, peer, listener, permit) => {
+            Event::Accept(stream, peer, listener, permit, io) => {
                 let id = conn_id(net.index, net.next_conn);
                 net.next_conn += 1;
-                net.add_conn(id, stream, Some(permit));
+                net.add_conn(id, stream, io, Some(permit));
                 self.driver.accepted(id, listener, peer, now);
             }
             // The engine gave up on this one meanwhile: dropping the stream closes it.
             Event::Connected(id, _) if !net.connecting.remove(&id) => {}
             Event::Connected(id, Ok((stream, peer))) => {
-                net.add_conn(id, stream, None);
+                net.add_conn(id, stream, ConnIo::plain(), None);
                 self.driver.connected(id, Ok(peer), now);
             }
             Event::Connected(id, Err(why)) => self.driver.connected(id, Err(why), now),
@@ -284,7 +285,13 @@ impl EngineTask {
 
 impl Net {
     /// Starts the reader and writer tasks of a new connection.
-    fn add_conn(&mut self, id: ConnId, stream: Async<TcpStream>, permit: Option<Permit>) {
+    fn add_conn(
+        &mut self,
+        id: ConnId,
+        stream: Async<TcpStream>,
+        io: ConnIo,
+        permit: Option<Permit>,
+    ) {
         let _ = stream.get_ref().set_nodelay(true);
         let stream = Arc::new(stream);
         let (queues, queues_rx) = async_channel::bounded(1);
@@ -297,7 +304,7 @@ impl Net {
             Conn {
                 stream,
                 queues,
-                io: ConnIo::plain(),
+                io,
                 writing: false,
                 _permit: permit,
             },

@@ -38,9 +38,11 @@ use rill_core::dump::listener_name;
 pub use rill_core::engine::Listener;
 use rill_core::engine::{Engine, EngineConfig};
 use rill_runtime_common::admission::{refuse, Admission, RefusalLog};
+use rill_runtime_common::conn_io::ConnIo;
 use rill_runtime_common::driver::Driver;
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
+use rill_runtime_common::tls::TlsConfig;
 use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
 use tracing::warn;
 
@@ -55,7 +57,8 @@ const EVENT_QUEUE: usize = 128;
 
 /// A bound, not yet running, rill server.
 pub struct Server {
-    listeners: Vec<(TcpListener, Listener)>,
+    /// Each listener with the kind of connection it takes and, for a TLS one, its certificate.
+    listeners: Vec<(TcpListener, Listener, Option<TlsConfig>)>,
     engine: EngineConfig,
     workers: usize,
     udp_ports: Option<UdpPorts>,
@@ -66,13 +69,35 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listeners `config` enables (fails on the first that cannot be bound).
+    /// Binds the listeners `config` enables (fails on the first that cannot be bound), the TLS
+    /// ones with `[tls]`'s certificate when it is configured.
     pub async fn bind(config: &Config) -> io::Result<Server> {
+        let tls = rill_runtime_common::load_tls(config)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut listeners = Vec::new();
-        for (enable, addr, kind) in [
-            (config.rtmp.enable, &config.rtmp.addr, Listener::Rtmp),
-            (config.http.enable, &config.http.addr, Listener::Http),
-            (config.rtsp.enable, &config.rtsp.addr, Listener::Rtsp),
+        let tls_on = |enable: bool| enable && tls.is_some();
+        for (enable, addr, kind, tls) in [
+            (config.rtmp.enable, &config.rtmp.addr, Listener::Rtmp, None),
+            (config.http.enable, &config.http.addr, Listener::Http, None),
+            (config.rtsp.enable, &config.rtsp.addr, Listener::Rtsp, None),
+            (
+                tls_on(config.rtmps.enable),
+                &config.rtmps.addr,
+                Listener::Rtmp,
+                tls.clone(),
+            ),
+            (
+                tls_on(config.https.enable),
+                &config.https.addr,
+                Listener::Http,
+                tls.clone(),
+            ),
+            (
+                tls_on(config.rtsps.enable),
+                &config.rtsps.addr,
+                Listener::Rtsp,
+                tls.clone(),
+            ),
         ] {
             if enable {
                 let l = std::net::TcpListener::bind(addr.as_str())
@@ -80,7 +105,7 @@ impl Server {
                     .map_err(|e| {
                         io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
                     })?;
-                listeners.push((l, kind));
+                listeners.push((l, kind, tls));
             }
         }
         let workers = worker_count(config.workers);
@@ -94,9 +119,12 @@ impl Server {
         })
     }
 
-    /// The address a listener is bound to (useful after binding port 0).
+    /// The address a plain listener is bound to (useful after binding port 0).
     pub fn local_addr(&self, listener: Listener) -> Option<SocketAddr> {
-        let (l, _) = self.listeners.iter().find(|(_, k)| *k == listener)?;
+        let (l, _, _) = self
+            .listeners
+            .iter()
+            .find(|(_, k, tls)| *k == listener && tls.is_none())?;
         l.get_ref().local_addr().ok()
     }
 
@@ -140,10 +168,10 @@ impl Server {
         let acceptors: Vec<_> = self
             .listeners
             .into_iter()
-            .map(|(listener, kind)| {
+            .map(|(listener, kind, tls)| {
                 let stopped = stopped.clone();
                 let admission = self.admission.clone();
-                let accept = accept_loop(listener, kind, inboxes.clone(), admission);
+                let accept = accept_loop(listener, kind, tls, inboxes.clone(), admission);
                 rt::spawn(accept.or(async move {
                     let _ = stopped.recv().await;
                 }))
@@ -168,6 +196,7 @@ impl Server {
 async fn accept_loop(
     listener: TcpListener,
     kind: Listener,
+    tls: Option<TlsConfig>,
     inboxes: Vec<Sender<Event>>,
     admission: Admission,
 ) {
@@ -184,9 +213,19 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                let io = match &tls {
+                    None => ConnIo::plain(),
+                    Some(tls) => match tls.server(kind == Listener::Http) {
+                        Ok(t) => ConnIo::new(Box::new(t)),
+                        Err(e) => {
+                            warn!("cannot start TLS for {peer}: {e}");
+                            continue;
+                        }
+                    },
+                };
                 let Some(inbox) = targets.next() else { return };
                 if inbox
-                    .send(Event::Accept(stream, peer, kind, permit))
+                    .send(Event::Accept(stream, peer, kind, permit, io))
                     .await
                     .is_err()
                 {

@@ -12,12 +12,13 @@ pub mod dump;
 pub mod fd_limit;
 pub mod record;
 pub mod stats;
+pub mod tls;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rill_core::config::{Config, DEFAULT_CONFIG};
 use rill_core::engine::{LogLevel, SessionRecord};
 use tracing::info;
@@ -45,6 +46,24 @@ pub struct Cli {
     /// Workers, each with its own engine (default: one per core).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// A tool to run instead of the server.
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
+}
+
+/// Tools run instead of the server.
+#[derive(Subcommand, Debug)]
+pub enum Tool {
+    /// Write a TLS certificate and key.
+    Cert {
+        /// Write a self-signed certificate (DIR/cert.pem) and key (DIR/key.pem), for
+        /// development: set them as [tls] cert and key.
+        #[arg(long, value_name = "DIR")]
+        self_signed: PathBuf,
+        /// Host names and IP addresses the certificate is for (default: localhost, 127.0.0.1).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
 }
 
 impl Cli {
@@ -88,6 +107,20 @@ pub struct Startup {
     pub config: Config,
     /// Workers to run (the config's value, or one per core for 0).
     pub workers: usize,
+    /// The TLS listeners' certificate, when `[tls]` is configured.
+    pub tls: Option<tls::TlsConfig>,
+}
+
+/// Loads `[tls]` when it is configured; a cert without a key (or the reverse) is an error.
+pub fn load_tls(config: &Config) -> Result<Option<tls::TlsConfig>, String> {
+    let t = &config.tls;
+    if t.configured() {
+        tls::TlsConfig::load(t.cert.as_ref(), t.key.as_ref()).map(Some)
+    } else if t.cert.is_empty() != t.key.is_empty() {
+        Err("tls: set both cert and key (or neither)".into())
+    } else {
+        Ok(None)
+    }
 }
 
 /// The common start of a rill binary: parses the flags, prints the default config and exits for
@@ -99,10 +132,24 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
         print!("{DEFAULT_CONFIG}");
         std::process::exit(0);
     }
-    let config = cli.load_config().unwrap_or_else(|e| {
+    if let Some(Tool::Cert { self_signed, hosts }) = &cli.tool {
+        match tls::write_self_signed(self_signed, hosts) {
+            Ok((cert, key)) => {
+                println!("wrote {} and {}", cert.display(), key.display());
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let fail = |e: String| -> ! {
         eprintln!("{name}: {e}");
         std::process::exit(2);
-    });
+    };
+    let config = cli.load_config().unwrap_or_else(|e| fail(e));
+    let tls = load_tls(&config).unwrap_or_else(|e| fail(e));
     init_logging(&config.log.level);
     fd_limit::raise_open_file_limit(config.limits.max_connections);
     let workers = worker_count(config.workers);
@@ -118,10 +165,17 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
         rtmp = %listener(config.rtmp.enable, &config.rtmp.addr),
         http = %listener(config.http.enable, &config.http.addr),
         rtsp = %listener(config.rtsp.enable, &config.rtsp.addr),
+        rtmps = %listener(tls.is_some() && config.rtmps.enable, &config.rtmps.addr),
+        https = %listener(tls.is_some() && config.https.enable, &config.https.addr),
+        rtsps = %listener(tls.is_some() && config.rtsps.enable, &config.rtsps.addr),
         "{name} {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    Startup { config, workers }
+    Startup {
+        config,
+        workers,
+        tls,
+    }
 }
 
 /// Logs to stderr with `RUST_LOG`, or else `level` (the config's `log.level`), as the filter.

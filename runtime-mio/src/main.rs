@@ -23,7 +23,7 @@ fn main() {
             std::process::exit(1);
         }
     }
-    match worker::run(&start.config, start.workers, shutdown) {
+    match worker::run(&start.config, start.tls.as_ref(), start.workers, shutdown) {
         Ok(()) => info!("rill stopped"),
         Err(e) => {
             error!("rill: {e}");

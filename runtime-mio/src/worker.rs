@@ -21,6 +21,7 @@ use rill_runtime_common::conn_io::{ConnIo, MAX_IOV};
 use rill_runtime_common::driver::{Driver, Sockets};
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
+use rill_runtime_common::tls::TlsConfig;
 use rill_runtime_common::{bind_udp_pair, engine_seed, peer_index, UdpPorts};
 use tracing::{debug, warn};
 
@@ -28,6 +29,9 @@ const RTMP_LISTENER: Token = Token(0);
 const HTTP_LISTENER: Token = Token(1);
 const WAKER: Token = Token(2);
 const RTSP_LISTENER: Token = Token(3);
+const RTMPS_LISTENER: Token = Token(4);
+const HTTPS_LISTENER: Token = Token(5);
+const RTSPS_LISTENER: Token = Token(6);
 const FIRST_CONN: usize = 16;
 /// Bytes read from one connection per pass of the event loop.
 const READ_BUDGET: usize = 256 * 1024;
@@ -119,7 +123,8 @@ struct Worker {
     /// The engine, with everything it asks for that is not a socket.
     driver: Driver,
     net: Net,
-    listeners: Vec<(Token, TcpListener, Listener)>,
+    /// Each listener with the kind of connection it takes and, for a TLS one, its certificate.
+    listeners: Vec<(Token, TcpListener, Listener, Option<TlsConfig>)>,
     rx: Receiver<PeerMessage>,
     read_buf: Vec<u8>,
     batch: Vec<Bytes>,
@@ -157,7 +162,12 @@ fn parse_addr(what: &str, addr: &str) -> io::Result<SocketAddr> {
 }
 
 /// Binds every listener on every worker, then runs the workers until `shutdown` is set.
-pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Result<()> {
+pub fn run(
+    config: &Config,
+    tls: Option<&TlsConfig>,
+    workers: usize,
+    shutdown: Arc<AtomicBool>,
+) -> io::Result<()> {
     let workers = workers.max(1);
     let engine_config = rill_runtime_common::engine_config(config, workers);
     let admission = Admission::new(config.connection_limits());
@@ -168,6 +178,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             RTMP_LISTENER,
             parse_addr("rtmp", &config.rtmp.addr)?,
             Listener::Rtmp,
+            None,
         ));
     }
     if config.http.enable {
@@ -175,6 +186,7 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             HTTP_LISTENER,
             parse_addr("http", &config.http.addr)?,
             Listener::Http,
+            None,
         ));
     }
     if config.rtsp.enable {
@@ -182,7 +194,37 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
             RTSP_LISTENER,
             parse_addr("rtsp", &config.rtsp.addr)?,
             Listener::Rtsp,
+            None,
         ));
+    }
+    if let Some(tls) = tls {
+        for (enable, token, what, addr, kind) in [
+            (
+                config.rtmps.enable,
+                RTMPS_LISTENER,
+                "rtmps",
+                &config.rtmps.addr,
+                Listener::Rtmp,
+            ),
+            (
+                config.https.enable,
+                HTTPS_LISTENER,
+                "https",
+                &config.https.addr,
+                Listener::Http,
+            ),
+            (
+                config.rtsps.enable,
+                RTSPS_LISTENER,
+                "rtsps",
+                &config.rtsps.addr,
+                Listener::Rtsp,
+            ),
+        ] {
+            if enable {
+                listen.push((token, parse_addr(what, addr)?, kind, Some(tls.clone())));
+            }
+        }
     }
     let mut built = Vec::new();
     let mut peers = Vec::new();
@@ -190,12 +232,12 @@ pub fn run(config: &Config, workers: usize, shutdown: Arc<AtomicBool>) -> io::Re
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut listeners = Vec::new();
-        for (token, addr, kind) in &listen {
+        for (token, addr, kind, tls) in &listen {
             let mut l = bind_reuseport(*addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             poll.registry()
                 .register(&mut l, *token, Interest::READABLE)?;
-            listeners.push((*token, l, *kind));
+            listeners.push((*token, l, *kind, tls.clone()));
         }
         let (tx, rx) = channel();
         peers.push(Peer {
@@ -316,7 +358,7 @@ impl Worker {
     /// Stops accepting, closes every accepted connection, serves the engine's own connections
     /// until its last webhooks went out or [`WEBHOOK_DRAIN`] passed, and finishes.
     fn shutdown(&mut self, events: &mut Events) {
-        for (_, mut listener, _) in self.listeners.drain(..) {
+        for (_, mut listener, _, _) in self.listeners.drain(..) {
             let _ = self.net.poll.registry().deregister(&mut listener);
         }
         self.driver.shutdown(&mut self.net);
@@ -407,9 +449,7 @@ impl Worker {
         for event in events.iter() {
             match event.token() {
                 WAKER => {}
-                t if t == RTMP_LISTENER || t == HTTP_LISTENER || t == RTSP_LISTENER => {
-                    self.accept(t)
-                }
+                t if self.listeners.iter().any(|(l, ..)| *l == t) => self.accept(t),
                 t if self.net.udp.contains_key(&t) => self.read_udp(t),
                 t if self.net.connecting.contains_key(&t) => self.connect_ready(t),
                 t => {
@@ -455,7 +495,8 @@ impl Worker {
     fn accept(&mut self, token: Token) {
         let now = self.driver.now();
         loop {
-            let Some((_, listener, kind)) = self.listeners.iter().find(|(t, _, _)| *t == token)
+            let Some((_, listener, kind, tls)) =
+                self.listeners.iter().find(|(t, _, _, _)| *t == token)
             else {
                 return;
             };
@@ -469,6 +510,16 @@ impl Worker {
                             self.refusals.refused(&refusal, listener_name(kind), peer);
                             continue;
                         }
+                    };
+                    let io = match tls {
+                        None => ConnIo::plain(),
+                        Some(tls) => match tls.server(kind == Listener::Http) {
+                            Ok(t) => ConnIo::new(Box::new(t)),
+                            Err(e) => {
+                                warn!("cannot start TLS for {peer}: {e}");
+                                continue;
+                            }
+                        },
                     };
                     let _ = stream.set_nodelay(true);
                     let conn_token = Token(self.net.next_token);
@@ -485,7 +536,7 @@ impl Worker {
                         conn_token,
                         Connection {
                             stream,
-                            io: ConnIo::plain(),
+                            io,
                             write_interest: false,
                             dirty: false,
                             _permit: Some(permit),
