@@ -38,11 +38,10 @@ use rill_core::dump::listener_name;
 pub use rill_core::engine::Listener;
 use rill_core::engine::{Engine, EngineConfig};
 use rill_runtime_common::admission::{refuse, Admission, RefusalLog};
-use rill_runtime_common::conn_io::ConnIo;
 use rill_runtime_common::driver::Driver;
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::tls::TlsConfig;
+use rill_runtime_common::tls::{accepted_io, TlsConfig};
 use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
 use tracing::warn;
 
@@ -213,15 +212,12 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                let io = match &tls {
-                    None => ConnIo::plain(),
-                    Some(tls) => match tls.server(kind == Listener::Http) {
-                        Ok(t) => ConnIo::new(Box::new(t)),
-                        Err(e) => {
-                            warn!("cannot start TLS for {peer}: {e}");
-                            continue;
-                        }
-                    },
+                let io = match accepted_io(tls.as_ref(), kind == Listener::Http) {
+                    Ok(io) => io,
+                    Err(e) => {
+                        warn!("cannot start TLS for {peer}: {e}");
+                        continue;
+                    }
                 };
                 let Some(inbox) = targets.next() else { return };
                 if inbox

@@ -91,6 +91,17 @@ impl TlsConfig {
     }
 }
 
+/// The I/O layer for a connection accepted on a listener with `tls` (the listener's TLS
+/// configuration, `None` for a plain one) that serves HTTP when `http`: plain, or behind a TLS
+/// server transform.
+pub fn accepted_io(tls: Option<&TlsConfig>, http: bool) -> io::Result<crate::conn_io::ConnIo> {
+    use crate::conn_io::ConnIo;
+    Ok(match tls {
+        None => ConnIo::plain(),
+        Some(tls) => ConnIo::new(Box::new(tls.server(http)?)),
+    })
+}
+
 /// The server side of one TLS connection (see the module docs).
 pub struct TlsServer {
     conn: ServerConnection,

@@ -21,7 +21,7 @@ use rill_runtime_common::conn_io::{ConnIo, MAX_IOV};
 use rill_runtime_common::driver::{Driver, Sockets};
 use rill_runtime_common::dump::recorder_from_config;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
-use rill_runtime_common::tls::TlsConfig;
+use rill_runtime_common::tls::{accepted_io, TlsConfig};
 use rill_runtime_common::{bind_udp_pair, engine_seed, peer_index, UdpPorts};
 use tracing::{debug, warn};
 
@@ -511,15 +511,12 @@ impl Worker {
                             continue;
                         }
                     };
-                    let io = match tls {
-                        None => ConnIo::plain(),
-                        Some(tls) => match tls.server(kind == Listener::Http) {
-                            Ok(t) => ConnIo::new(Box::new(t)),
-                            Err(e) => {
-                                warn!("cannot start TLS for {peer}: {e}");
-                                continue;
-                            }
-                        },
+                    let io = match accepted_io(tls.as_ref(), kind == Listener::Http) {
+                        Ok(io) => io,
+                        Err(e) => {
+                            warn!("cannot start TLS for {peer}: {e}");
+                            continue;
+                        }
                     };
                     let _ = stream.set_nodelay(true);
                     let conn_token = Token(self.net.next_token);
