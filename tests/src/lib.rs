@@ -166,7 +166,13 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in [self.rtmp_port, self.http_port, self.rtsp_port] {
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            // A connect to a port nobody listens on yet can, rarely, pick that same port as
+            // its source and connect to itself (TCP simultaneous open): that is not the server.
+            let listening = || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+            };
+            while !listening() {
                 if Instant::now() >= deadline || !self.is_running() {
                     return Err(format!(
                         "server did not listen on {port}; log:\n{}",
