@@ -5,6 +5,7 @@
 //! ([`conn_io`]) and the dispatcher of every engine output that is not about a socket
 //! ([`driver`]). Protocol logic lives in `rill-core`.
 
+pub mod accept_exhaustion;
 pub mod admission;
 pub mod conn_io;
 pub mod driver;
