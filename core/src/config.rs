@@ -151,9 +151,11 @@ ws_max_frame = 65536
 rtsp_max_line_bytes = 4096
 rtsp_max_headers = 64
 rtsp_max_body_bytes = 65536
-# Deadlines (ms): RTMP handshake + connect, HTTP request head, idle publisher, idle other.
+# Deadlines (ms): RTMP handshake + connect, HTTP request head, RTSP first request (then
+# [rtsp] session_timeout_ms applies), idle publisher, idle other.
 handshake_timeout_ms = 10000
 http_head_timeout_ms = 10000
+rtsp_first_request_timeout_ms = 10000
 publish_idle_timeout_ms = 30000
 idle_timeout_ms = 60000
 # TCP connections open at once on all listeners together, and from one client (an IPv4
@@ -727,6 +729,8 @@ pub struct LimitsSection {
     pub handshake_timeout_ms: u64,
     /// HTTP request head deadline.
     pub http_head_timeout_ms: u64,
+    /// RTSP first request deadline (the session timeout applies after it).
+    pub rtsp_first_request_timeout_ms: u64,
     /// Idle publisher deadline.
     pub publish_idle_timeout_ms: u64,
     /// Idle connection deadline.
@@ -794,6 +798,7 @@ impl Default for LimitsSection {
         let e = EngineConfig::default();
         let c = ConnectionLimits::default();
         let r = RtspLimits::default();
+        let rtsp = RtspServerConfig::default();
         LimitsSection {
             max_chunk_size: l.max_chunk_size,
             max_message_len: l.max_message_len,
@@ -810,6 +815,7 @@ impl Default for LimitsSection {
             rtsp_max_body_bytes: r.max_body_bytes,
             handshake_timeout_ms: e.rtmp.handshake_timeout_ms,
             http_head_timeout_ms: e.http_head_timeout_ms,
+            rtsp_first_request_timeout_ms: rtsp.first_request_timeout_ms,
             publish_idle_timeout_ms: e.publish_idle_timeout_ms,
             idle_timeout_ms: e.idle_timeout_ms,
             max_connections: c.max_connections,
@@ -957,6 +963,7 @@ impl Config {
                     max_headers: l.rtsp_max_headers,
                     max_body_bytes: l.rtsp_max_body_bytes,
                 },
+                first_request_timeout_ms: l.rtsp_first_request_timeout_ms,
                 ..self.rtsp.server_config()
             },
             hub: HubConfig {

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rill_e2e::{ffmpeg_publish, media, proc_fd_count, Server};
+use rill_e2e::{ffmpeg_publish, media, proc_fd_count, Server, TempConfig};
 
 /// The server's open-file limit in the descriptor tests: a few dozen connections exhaust it.
 const OPEN_FILES: u32 = 64;
@@ -155,4 +155,43 @@ fn clients_queued_too_long_while_descriptors_ran_out_are_refused() {
     )));
     assert!(server.log().contains("connections shed"));
     assert!(server.is_running());
+}
+
+/// Issue 21 item 4: an RTSP connection that sends nothing is closed at the first-request
+/// deadline (`[limits] rtsp_first_request_timeout_ms`, shortened here), like RTMP and HTTP,
+/// while one that sent a request is kept for the session timeout (60 s).
+#[test]
+fn a_silent_rtsp_connection_is_closed_at_the_first_request_deadline() {
+    let config = TempConfig::new("[limits]\nrtsp_first_request_timeout_ms = 1000\n");
+    let server = Server::start_with(1, &config.args());
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", server.rtsp_port)).expect("connect");
+    let mut asking = TcpStream::connect(("127.0.0.1", server.rtsp_port)).expect("connect");
+    asking
+        .write_all(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+        .expect("send OPTIONS");
+    let answer = read_until(&mut asking, Duration::from_secs(2), |g| {
+        contains(g, b"\r\n\r\n")
+    });
+    assert!(answer.starts_with(b"RTSP/1.0 200"), "{answer:?}");
+    let got = read_until(&mut silent, Duration::from_secs(5), |_| false);
+    let held = started.elapsed();
+    assert!(got.is_empty(), "the silent connection got {got:?}");
+    assert!(
+        held >= Duration::from_millis(900) && held < Duration::from_millis(2500),
+        "the silent connection was closed after {held:?}"
+    );
+    let more = read_until(&mut asking, Duration::from_millis(500), |g| !g.is_empty());
+    let still_open = asking
+        .write_all(b"OPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n")
+        .is_ok()
+        && read_until(&mut asking, Duration::from_secs(2), |g| {
+            contains(g, b"\r\n\r\n")
+        })
+        .starts_with(b"RTSP/1.0 200");
+    assert!(
+        more.is_empty() && still_open,
+        "the connection that asked was closed with the silent one; log:\n{}",
+        server.log()
+    );
 }
