@@ -110,6 +110,11 @@ gop_max_bytes = 33554432
 # past the hard bound it is disconnected. The publisher and other players never notice.
 player_queue_soft_bytes = 4194304
 player_queue_hard_bytes = 16777216
+# The same bounds in media time (ms): a player with more than player_lag_soft_ms queued skips
+# to the newest key frame (logged, counted in /metrics as rill_player_skips_total); one that
+# took nothing for player_lag_hard_ms of media is disconnected.
+player_lag_soft_ms = 5000
+player_lag_hard_ms = 20000
 # A player asking for a stream that is not live waits this long (ms) before "not found".
 play_wait_timeout_ms = 10000
 # A publisher that comes back within this time (ms) continues its stream; players stay.
@@ -647,6 +652,10 @@ pub struct HubSection {
     pub player_queue_soft_bytes: usize,
     /// Player queue hard bound.
     pub player_queue_hard_bytes: usize,
+    /// Player lag soft bound (ms of media queued).
+    pub player_lag_soft_ms: u64,
+    /// Player lag hard bound (ms of media without taking a packet).
+    pub player_lag_hard_ms: u64,
     /// Wait for a stream that is not live (ms).
     pub play_wait_timeout_ms: u64,
     /// Publisher reconnect grace (ms).
@@ -780,6 +789,8 @@ impl Default for HubSection {
             gop_max_bytes: h.gop_max_bytes,
             player_queue_soft_bytes: h.player_queue_soft_bytes,
             player_queue_hard_bytes: h.player_queue_hard_bytes,
+            player_lag_soft_ms: h.player_lag_soft_ms,
+            player_lag_hard_ms: h.player_lag_hard_ms,
             play_wait_timeout_ms: h.play_wait_timeout_ms,
             publisher_grace_ms: h.publisher_grace_ms,
             write_merge_ms: EngineConfig::default().write_merge_ms,
@@ -914,6 +925,11 @@ impl Config {
                     .into(),
             ));
         }
+        if self.hub.player_lag_soft_ms > self.hub.player_lag_hard_ms {
+            return Err(ConfigError(
+                "hub.player_lag_soft_ms exceeds player_lag_hard_ms".into(),
+            ));
+        }
         if self.hub.player_queue_soft_bytes > self.hub.player_queue_hard_bytes {
             return Err(ConfigError(
                 "hub.player_queue_soft_bytes exceeds player_queue_hard_bytes".into(),
@@ -972,6 +988,8 @@ impl Config {
                 gop_max_bytes: h.gop_max_bytes,
                 player_queue_soft_bytes: h.player_queue_soft_bytes,
                 player_queue_hard_bytes: h.player_queue_hard_bytes,
+                player_lag_soft_ms: h.player_lag_soft_ms,
+                player_lag_hard_ms: h.player_lag_hard_ms,
                 play_wait_timeout_ms: h.play_wait_timeout_ms,
                 publisher_grace_ms: h.publisher_grace_ms,
             },

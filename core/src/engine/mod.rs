@@ -1335,7 +1335,16 @@ impl Engine {
                 HubEvent::PlayerOverflowed { player, .. }
                     if self.relay_player_overflowed(player, now_ms) => {}
                 HubEvent::PlayerOverflowed { player, .. } => {
+                    self.meters.slow_players_closed += 1;
                     self.close(player, false, "player too slow: queue overflow", now_ms)
+                }
+                HubEvent::PlayerSkipped { player, behind_ms } => {
+                    if let Some(message) = self.meters.skipped(player, behind_ms, now_ms) {
+                        self.outputs.push_back(Output::Log {
+                            level: LogLevel::Info,
+                            message,
+                        });
+                    }
                 }
                 HubEvent::StreamEnded { players, .. } => {
                     for p in players {
