@@ -224,26 +224,31 @@ pub fn log_session(event: &str, record: &SessionRecord) {
 }
 
 /// Replaces `path` with `data` (the engine's `Output::WriteFile`): written to a temporary file
-/// beside it, then renamed, so readers never see a partial file. Failures are logged; the stream
-/// goes on.
+/// beside it, then renamed, so readers never see a partial file. Failures are logged and the
+/// temporary file is removed (a full disk must not fill up with `.tmp` files); the stream goes
+/// on.
 pub fn write_file(path: &str, data: &[bytes::Bytes]) {
     use std::io::Write;
     let path = std::path::Path::new(path);
-    let result = (|| {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::warn!("cannot write {}: {e}", path.display());
+            return;
         }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let result = std::fs::File::create(&tmp).and_then(|mut f| {
         for piece in data {
             f.write_all(piece)?;
         }
         drop(f);
         std::fs::rename(&tmp, path)
-    })();
+    });
     if let Err(e) = result {
         tracing::warn!("cannot write {}: {e}", path.display());
+        remove_file(&tmp.to_string_lossy());
     }
 }
 
@@ -359,7 +364,61 @@ impl UdpPorts {
 
 #[cfg(test)]
 mod tests {
-    use super::peer_index;
+    use super::{peer_index, write_file};
+    use bytes::Bytes;
+
+    /// A fresh scratch directory for one test.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rill-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_write_that_fails_on_a_full_disk_leaves_no_temporary_file() {
+        // Regression (issue 21): `*.ts.tmp` and `*.m3u8.tmp` stayed behind after a full disk.
+        // The temporary file is a link to /dev/full: it opens, then every write fails ENOSPC.
+        let dir = scratch("full-disk");
+        let seg = dir.join("seg1.ts");
+        let tmp = dir.join("seg1.ts.tmp");
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        write_file(&seg.to_string_lossy(), &[Bytes::from_static(b"media")]);
+        assert!(!seg.exists());
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "{tmp:?} left behind"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_whose_rename_fails_leaves_no_temporary_file() {
+        let dir = scratch("rename-fails");
+        let playlist = dir.join("index.m3u8");
+        // A non-empty directory in the way: the rename fails after the write succeeded.
+        std::fs::create_dir_all(playlist.join("x")).unwrap();
+        write_file(
+            &playlist.to_string_lossy(),
+            &[Bytes::from_static(b"#EXTM3U\n")],
+        );
+        assert!(!dir.join("index.m3u8.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_that_works_replaces_the_file() {
+        let dir = scratch("write-works");
+        let path = dir.join("a/b.m3u8");
+        write_file(&path.to_string_lossy(), &[Bytes::from_static(b"one")]);
+        write_file(
+            &path.to_string_lossy(),
+            &[Bytes::from_static(b"tw"), Bytes::from_static(b"o")],
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert!(!dir.join("a/b.m3u8.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn peers_are_listed_in_worker_order_without_oneself() {
