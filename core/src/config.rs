@@ -93,6 +93,7 @@ fragment_ms = 2000
 # Segments in the live playlist.
 playlist_len = 5
 # Directory where segments and playlists are also written as files; empty = memory only.
+# Created at start; if it cannot be written the server does not start (exit status 2).
 out_path = ""
 # When those files are removed: "never", "stream_end" (a minute after the stream ends) or
 # "window" (as soon as a segment leaves the live playlist; no record playlist file).
@@ -174,6 +175,8 @@ max_connections_per_ip = 1000
 # Recording of every published stream (RTMP or RTSP input), one file per publish:
 # {out_path}/{app}/{stream}-{unix_ms}.flv and/or .ts, where unix_ms is when the publish began.
 # FLV (timestamps from 0) and one long MPEG-TS file (the bytes HTTP-TS players get).
+# out_path is created at start when recording is on; if it cannot be written the server
+# does not start (exit status 2).
 flv = false
 ts = false
 out_path = "record"

@@ -151,6 +151,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
     };
     let config = cli.load_config().unwrap_or_else(|e| fail(e));
     let tls = load_tls(&config).unwrap_or_else(|e| fail(e));
+    check_out_paths(&config).unwrap_or_else(|e| fail(e));
     init_logging(&config.log.level);
     fd_limit::raise_open_file_limit(config.limits.max_connections);
     let workers = worker_count(config.workers);
@@ -177,6 +178,36 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
         workers,
         tls,
     }
+}
+
+/// Checks at start that the directories files will be written to are usable: each one in use
+/// (`hls.out_path` when HLS writes files, `record.out_path` when recording) is created and a
+/// file is written and removed in it. An unusable one stops the start with its name (rather than
+/// failing, file by file, only once a stream is published, maybe days later).
+pub fn check_out_paths(config: &Config) -> Result<(), String> {
+    let hls = config.hls.enable && !config.hls.out_path.is_empty();
+    let record = config.record.flv || config.record.ts;
+    for (key, dir, used) in [
+        ("hls.out_path", &config.hls.out_path, hls),
+        ("record.out_path", &config.record.out_path, record),
+    ] {
+        if !used {
+            continue;
+        }
+        let dir = std::path::Path::new(dir);
+        let probe = dir.join(format!(".rill-write-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&probe, b"rill"))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                format!(
+                    "{key} = {:?} is not writable: {e} (give rill's user write access to it, \
+                     or change {key})",
+                    dir.display().to_string()
+                )
+            })?;
+    }
+    Ok(())
 }
 
 /// Logs to stderr with `RUST_LOG`, or else `level` (the config's `log.level`), as the filter.

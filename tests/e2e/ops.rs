@@ -4,10 +4,13 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use rill_e2e::{ffmpeg_publish, media, proc_fd_count, Server, TempConfig};
+use rill_e2e::{
+    ffmpeg_publish, media, proc_fd_count, run_with_timeout, server_binary, Server, TempConfig,
+};
 
 /// The server's open-file limit in the descriptor tests: a few dozen connections exhaust it.
 const OPEN_FILES: u32 = 64;
@@ -194,4 +197,51 @@ fn a_silent_rtsp_connection_is_closed_at_the_first_request_deadline() {
         "the connection that asked was closed with the silent one; log:\n{}",
         server.log()
     );
+}
+
+/// Issue 21 item 6: an `out_path` that cannot be written (HLS files or recordings) stops the
+/// start with a message naming the key, instead of failing file by file once a stream is
+/// published; a missing but creatable one is created at start.
+#[test]
+fn an_unwritable_out_path_stops_the_start_and_a_missing_one_is_created() {
+    let dir = std::env::temp_dir().join(format!("rill-e2e-out-path-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    // A regular file where a directory should be: unwritable even for root.
+    let blocker = dir.join("file");
+    std::fs::write(&blocker, b"x").expect("blocker");
+    for (section, key) in [("record", "flv = true\nout_path"), ("hls", "out_path")] {
+        let bad = blocker.join("sub");
+        let config = TempConfig::new(&format!(
+            "[{section}]\n{key} = {:?}\n",
+            bad.display().to_string()
+        ));
+        let out = run_with_timeout(
+            Command::new(server_binary())
+                .args(config.args())
+                .args(["--rtmp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+                .args(["--rtsp-addr", "127.0.0.1:0"]),
+            Duration::from_secs(10),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{section}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{section}.out_path")) && stderr.contains("not writable"),
+            "{section}: {stderr}"
+        );
+    }
+    let fresh = dir.join("new/record");
+    let config = TempConfig::new(&format!(
+        "[record]\nflv = true\nout_path = {:?}\n",
+        fresh.display().to_string()
+    ));
+    let mut server = Server::start_with(1, &config.args());
+    assert!(
+        fresh.is_dir(),
+        "the record directory was not created at start"
+    );
+    assert_eq!(std::fs::read_dir(&fresh).expect("read dir").count(), 0);
+    assert!(server.is_running());
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }
