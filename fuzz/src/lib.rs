@@ -1377,6 +1377,7 @@ pub mod engine {
                 | Output::RemoveFile { .. }
                 | Output::AppendFile { .. }
                 | Output::CloseFile { .. }
+                | Output::ReplaceFileHead { .. }
                 | Output::SendUdp { .. }
                 | Output::CloseUdp { .. }
                 // No webhooks are configured: the engines open no connections of their own.
