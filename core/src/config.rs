@@ -252,6 +252,9 @@ idle_stop_ms = 10000
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
 level = "info"
+# "text" (one readable line per event) or "json" (one JSON object per line: timestamp,
+# level, fields with the message, for log collectors).
+format = "text"
 "#;
 
 /// The whole configuration file.
@@ -759,6 +762,18 @@ pub struct LimitsSection {
 pub struct LogSection {
     /// tracing filter directive.
     pub level: String,
+    /// How log lines are written.
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for RtmpSection {
@@ -842,6 +857,7 @@ impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }

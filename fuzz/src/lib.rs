@@ -1,5 +1,7 @@
 //! What several fuzz targets share.
 
+#![forbid(unsafe_code)]
+
 use bytes::Bytes;
 use rill_core::codec::split_avcc;
 use rill_core::media::{FrameKind, TrackKind};

@@ -5,6 +5,8 @@
 //! ([`conn_io`]) and the dispatcher of every engine output that is not about a socket
 //! ([`driver`]). Protocol logic lives in `rill-core`.
 
+#![forbid(unsafe_code)]
+
 pub mod accept_exhaustion;
 pub mod admission;
 pub mod conn_io;
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use rill_core::config::{Config, DEFAULT_CONFIG};
+use rill_core::config::{Config, LogFormat, DEFAULT_CONFIG};
 use rill_core::engine::{LogLevel, SessionRecord};
 use tracing::info;
 
@@ -152,7 +154,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
     let config = cli.load_config().unwrap_or_else(|e| fail(e));
     let tls = load_tls(&config).unwrap_or_else(|e| fail(e));
     check_out_paths(&config).unwrap_or_else(|e| fail(e));
-    init_logging(&config.log.level);
+    init_logging(&config.log.level, config.log.format);
     fd_limit::raise_open_file_limit(config.limits.max_connections);
     let workers = worker_count(config.workers);
     let listener = |enable: bool, addr: &str| {
@@ -210,16 +212,21 @@ pub fn check_out_paths(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Logs to stderr with `RUST_LOG`, or else `level` (the config's `log.level`), as the filter.
-pub fn init_logging(level: &str) {
+/// Logs to stderr with `RUST_LOG`, or else `level` (the config's `log.level`), as the filter;
+/// as text lines or JSON lines (`log.format`).
+pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }
 
 /// The configured worker count, with 0 meaning one per core.

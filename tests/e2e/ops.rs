@@ -245,3 +245,26 @@ fn an_unwritable_out_path_stops_the_start_and_a_missing_one_is_created() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 21 item 11: `[log] format = "json"` writes one JSON object per line.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let config = TempConfig::new("[log]\nformat = \"json\"\n");
+    let server = Server::start_with(1, &config.args());
+    let _ = TcpStream::connect(("127.0.0.1", server.http_port)).expect("connect");
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("starting")),
+        "no start line: {log}"
+    );
+}

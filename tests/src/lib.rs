@@ -5,6 +5,8 @@
 //! example `target/debug/rill-async` (the async-std runtime). Every child process is killed when
 //! its handle drops.
 
+#![forbid(unsafe_code)]
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
