@@ -9,6 +9,7 @@ missing=()
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -27,6 +28,8 @@ echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== build"
 cargo build --workspace
+echo "== packaging (systemd unit verified, Dockerfile checked; no docker needed)"
+bash packaging/check.sh target/debug/rill
 echo "== tests (unit, property, fixtures, end-to-end)"
 cargo test --workspace
 echo "== end-to-end tests again, against rill-async (the async-std runtime)"

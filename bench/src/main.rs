@@ -1,5 +1,7 @@
 //! The `rill-bench` command line: `publish` and `play`.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

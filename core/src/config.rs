@@ -93,6 +93,7 @@ fragment_ms = 2000
 # Segments in the live playlist.
 playlist_len = 5
 # Directory where segments and playlists are also written as files; empty = memory only.
+# Created at start; if it cannot be written the server does not start (exit status 2).
 out_path = ""
 # When those files are removed: "never", "stream_end" (a minute after the stream ends) or
 # "window" (as soon as a segment leaves the live playlist; no record playlist file).
@@ -110,6 +111,11 @@ gop_max_bytes = 33554432
 # past the hard bound it is disconnected. The publisher and other players never notice.
 player_queue_soft_bytes = 4194304
 player_queue_hard_bytes = 16777216
+# The same bounds in media time (ms): a player with more than player_lag_soft_ms queued skips
+# to the newest key frame (logged, counted in /metrics as rill_player_skips_total); one that
+# took nothing for player_lag_hard_ms of media is disconnected.
+player_lag_soft_ms = 5000
+player_lag_hard_ms = 20000
 # A player asking for a stream that is not live waits this long (ms) before "not found".
 play_wait_timeout_ms = 10000
 # A publisher that comes back within this time (ms) continues its stream; players stay.
@@ -151,9 +157,11 @@ ws_max_frame = 65536
 rtsp_max_line_bytes = 4096
 rtsp_max_headers = 64
 rtsp_max_body_bytes = 65536
-# Deadlines (ms): RTMP handshake + connect, HTTP request head, idle publisher, idle other.
+# Deadlines (ms): RTMP handshake + connect, HTTP request head, RTSP first request (then
+# [rtsp] session_timeout_ms applies), idle publisher, idle other.
 handshake_timeout_ms = 10000
 http_head_timeout_ms = 10000
+rtsp_first_request_timeout_ms = 10000
 publish_idle_timeout_ms = 30000
 idle_timeout_ms = 60000
 # TCP connections open at once on all listeners together, and from one client (an IPv4
@@ -167,6 +175,8 @@ max_connections_per_ip = 1000
 # Recording of every published stream (RTMP or RTSP input), one file per publish:
 # {out_path}/{app}/{stream}-{unix_ms}.flv and/or .ts, where unix_ms is when the publish began.
 # FLV (timestamps from 0) and one long MPEG-TS file (the bytes HTTP-TS players get).
+# out_path is created at start when recording is on; if it cannot be written the server
+# does not start (exit status 2).
 flv = false
 ts = false
 out_path = "record"
@@ -242,6 +252,9 @@ idle_stop_ms = 10000
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
 level = "info"
+# "text" (one readable line per event) or "json" (one JSON object per line: timestamp,
+# level, fields with the message, for log collectors).
+format = "text"
 "#;
 
 /// The whole configuration file.
@@ -645,6 +658,10 @@ pub struct HubSection {
     pub player_queue_soft_bytes: usize,
     /// Player queue hard bound.
     pub player_queue_hard_bytes: usize,
+    /// Player lag soft bound (ms of media queued).
+    pub player_lag_soft_ms: u64,
+    /// Player lag hard bound (ms of media without taking a packet).
+    pub player_lag_hard_ms: u64,
     /// Wait for a stream that is not live (ms).
     pub play_wait_timeout_ms: u64,
     /// Publisher reconnect grace (ms).
@@ -727,6 +744,8 @@ pub struct LimitsSection {
     pub handshake_timeout_ms: u64,
     /// HTTP request head deadline.
     pub http_head_timeout_ms: u64,
+    /// RTSP first request deadline (the session timeout applies after it).
+    pub rtsp_first_request_timeout_ms: u64,
     /// Idle publisher deadline.
     pub publish_idle_timeout_ms: u64,
     /// Idle connection deadline.
@@ -743,6 +762,18 @@ pub struct LimitsSection {
 pub struct LogSection {
     /// tracing filter directive.
     pub level: String,
+    /// How log lines are written.
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for RtmpSection {
@@ -776,6 +807,8 @@ impl Default for HubSection {
             gop_max_bytes: h.gop_max_bytes,
             player_queue_soft_bytes: h.player_queue_soft_bytes,
             player_queue_hard_bytes: h.player_queue_hard_bytes,
+            player_lag_soft_ms: h.player_lag_soft_ms,
+            player_lag_hard_ms: h.player_lag_hard_ms,
             play_wait_timeout_ms: h.play_wait_timeout_ms,
             publisher_grace_ms: h.publisher_grace_ms,
             write_merge_ms: EngineConfig::default().write_merge_ms,
@@ -794,6 +827,7 @@ impl Default for LimitsSection {
         let e = EngineConfig::default();
         let c = ConnectionLimits::default();
         let r = RtspLimits::default();
+        let rtsp = RtspServerConfig::default();
         LimitsSection {
             max_chunk_size: l.max_chunk_size,
             max_message_len: l.max_message_len,
@@ -810,6 +844,7 @@ impl Default for LimitsSection {
             rtsp_max_body_bytes: r.max_body_bytes,
             handshake_timeout_ms: e.rtmp.handshake_timeout_ms,
             http_head_timeout_ms: e.http_head_timeout_ms,
+            rtsp_first_request_timeout_ms: rtsp.first_request_timeout_ms,
             publish_idle_timeout_ms: e.publish_idle_timeout_ms,
             idle_timeout_ms: e.idle_timeout_ms,
             max_connections: c.max_connections,
@@ -822,6 +857,7 @@ impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -908,6 +944,11 @@ impl Config {
                     .into(),
             ));
         }
+        if self.hub.player_lag_soft_ms > self.hub.player_lag_hard_ms {
+            return Err(ConfigError(
+                "hub.player_lag_soft_ms exceeds player_lag_hard_ms".into(),
+            ));
+        }
         if self.hub.player_queue_soft_bytes > self.hub.player_queue_hard_bytes {
             return Err(ConfigError(
                 "hub.player_queue_soft_bytes exceeds player_queue_hard_bytes".into(),
@@ -957,6 +998,7 @@ impl Config {
                     max_headers: l.rtsp_max_headers,
                     max_body_bytes: l.rtsp_max_body_bytes,
                 },
+                first_request_timeout_ms: l.rtsp_first_request_timeout_ms,
                 ..self.rtsp.server_config()
             },
             hub: HubConfig {
@@ -965,6 +1007,8 @@ impl Config {
                 gop_max_bytes: h.gop_max_bytes,
                 player_queue_soft_bytes: h.player_queue_soft_bytes,
                 player_queue_hard_bytes: h.player_queue_hard_bytes,
+                player_lag_soft_ms: h.player_lag_soft_ms,
+                player_lag_hard_ms: h.player_lag_hard_ms,
                 play_wait_timeout_ms: h.play_wait_timeout_ms,
                 publisher_grace_ms: h.publisher_grace_ms,
             },

@@ -683,6 +683,13 @@ impl World {
                     file.1 = true;
                 }
             }
+            Output::ReplaceFileHead { path, len, head } => {
+                if let Some(file) = self.files.get_mut(&path) {
+                    let rest = usize::try_from(len)
+                        .map_or(&[][..], |len| file.0.get(len..).unwrap_or_default());
+                    file.0 = [&head[..], rest].concat();
+                }
+            }
             Output::RemoveFile { path } => {
                 self.files.remove(&path);
             }

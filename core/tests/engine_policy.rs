@@ -634,3 +634,51 @@ fn without_the_option_a_video_only_publish_has_no_audio() {
         }
     }
 }
+
+/// Issue 21 item 3, on the virtual clock: a player that stops reading a low-bitrate stream
+/// (its byte bounds would take tens of minutes to reach) skips to the newest key frame once
+/// `player_lag_soft_ms` (5 s by default) of media is queued, counted in the stats and
+/// `/metrics`, and is disconnected once `player_lag_hard_ms` (20 s) of media went by without it
+/// taking anything; the reading player and the publisher never notice.
+#[test]
+fn a_stalled_player_of_a_low_bitrate_stream_is_dropped_by_the_time_bound() {
+    let mut w = world("");
+    let reader = flv_player(&mut w, 1, "slow");
+    let stalled = flv_player(&mut w, 1, "slow");
+    w.run();
+    w.set_reading(stalled, false);
+    let publisher = publisher(&mut w, 0, "slow");
+    send_configs(&mut w, publisher, 0);
+    let mut closed_at = None;
+    for second in 0..30u32 {
+        publish_live(&mut w, publisher, second * 1000, 25);
+        if closed_at.is_none() && w.is_closed(stalled) {
+            closed_at = Some(second + 1);
+        }
+    }
+    let closed_at = closed_at.expect("the stalled player was never dropped");
+    assert!(
+        (20..=22).contains(&closed_at),
+        "dropped after {closed_at} s of media"
+    );
+    let reason = &w.session_ended(stalled).expect("its end").reason;
+    assert!(reason.starts_with("player too slow"), "{reason}");
+    assert!(!w.is_closed(reader) && !w.is_closed(publisher));
+    let stats = w.stats();
+    let skips: u64 = stats.iter().map(|s| s.player_skips).sum();
+    let closed: u64 = stats.iter().map(|s| s.slow_players_closed).sum();
+    // A skip each time 5 s are queued again (after a skip only the newest key frame is), at
+    // the next key frame: about 5, 10 and 15 s, then the drop at 20 s.
+    eprintln!("stalled player: {skips} skips, dropped after {closed_at} s of media");
+    assert_eq!(skips, 3, "{skips} skips");
+    assert_eq!(closed, 1);
+    let metrics = api_get(&mut w, 0, "/metrics");
+    assert!(
+        metrics.contains(&format!("rill_player_skips_total {skips}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rill_slow_players_closed_total 1"),
+        "{metrics}"
+    );
+}

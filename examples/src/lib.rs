@@ -1,1 +1,3 @@
 //! Examples only; see the `[[example]]` entries.
+
+#![forbid(unsafe_code)]

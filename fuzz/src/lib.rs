@@ -1,5 +1,7 @@
 //! What several fuzz targets share.
 
+#![forbid(unsafe_code)]
+
 use bytes::Bytes;
 use rill_core::codec::split_avcc;
 use rill_core::media::{FrameKind, TrackKind};
@@ -1377,6 +1379,7 @@ pub mod engine {
                 | Output::RemoveFile { .. }
                 | Output::AppendFile { .. }
                 | Output::CloseFile { .. }
+                | Output::ReplaceFileHead { .. }
                 | Output::SendUdp { .. }
                 | Output::CloseUdp { .. }
                 // No webhooks are configured: the engines open no connections of their own.

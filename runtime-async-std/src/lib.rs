@@ -22,6 +22,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod conn;
 mod engine_task;
 mod rt;
@@ -37,6 +39,7 @@ use rill_core::config::Config;
 use rill_core::dump::listener_name;
 pub use rill_core::engine::Listener;
 use rill_core::engine::{Engine, EngineConfig};
+use rill_runtime_common::accept_exhaustion::{is_exhaustion, AcceptExhaustion, AfterExhaustion};
 use rill_runtime_common::admission::{refuse, Admission, RefusalLog};
 use rill_runtime_common::driver::Driver;
 use rill_runtime_common::dump::recorder_from_config;
@@ -201,9 +204,11 @@ async fn accept_loop(
 ) {
     let mut targets = inboxes.iter().cycle();
     let mut refusals = RefusalLog::default();
+    let mut exhaustion = AcceptExhaustion::new();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                exhaustion.accepted(Instant::now());
                 let permit = match admission.admit(peer.ip()) {
                     Ok(permit) => permit,
                     Err(refusal) => {
@@ -228,8 +233,31 @@ async fn accept_loop(
                     return;
                 }
             }
+            Err(e) if is_exhaustion(&e) => {
+                // Out of descriptors: back off, shedding the queue once the shortage has lasted.
+                let at = match exhaustion.failed(listener_name(kind), &e, Instant::now()) {
+                    AfterExhaustion::RetryAt(at) => at,
+                    AfterExhaustion::Shed(at) => {
+                        let http = kind == Listener::Http;
+                        // Bounded by the listen backlog; the listener is non-blocking.
+                        for _ in 0..1024 {
+                            // Closed before the reserve is taken again.
+                            let shed = exhaustion.shed(|| {
+                                let (stream, _) = listener.get_ref().accept()?;
+                                stream.set_nonblocking(true)?;
+                                refuse(&stream, http);
+                                Ok(())
+                            });
+                            if !shed {
+                                break;
+                            }
+                        }
+                        at
+                    }
+                };
+                async_io::Timer::at(at).await;
+            }
             Err(e) => {
-                // EMFILE and friends: pause rather than spin.
                 warn!("accept failed: {e}");
                 async_io::Timer::after(Duration::from_millis(100)).await;
             }

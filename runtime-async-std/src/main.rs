@@ -1,6 +1,8 @@
 //! `rill-async`: the rill server on async-std tasks (see the library docs; async-std is
 //! discontinued upstream, RUSTSEC-2025-0052). Same config file and flags as `rill`.
 
+#![forbid(unsafe_code)]
+
 use tracing::{error, info};
 
 fn main() {

@@ -198,6 +198,9 @@ impl Driver {
             Output::RemoveFile { path } => remove_file(&path),
             Output::AppendFile { path, data } => self.records.append(&path, &data),
             Output::CloseFile { path } => self.records.close(&path),
+            Output::ReplaceFileHead { path, len, head } => {
+                self.records.replace_head(&path, len, head)
+            }
             Output::Broadcast(message) => sockets.broadcast(message),
             Output::OpenUdp { conn, track } => {
                 let ports = sockets.open_udp(conn, track);

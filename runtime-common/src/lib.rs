@@ -5,6 +5,9 @@
 //! ([`conn_io`]) and the dispatcher of every engine output that is not about a socket
 //! ([`driver`]). Protocol logic lives in `rill-core`.
 
+#![forbid(unsafe_code)]
+
+pub mod accept_exhaustion;
 pub mod admission;
 pub mod conn_io;
 pub mod driver;
@@ -19,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use rill_core::config::{Config, DEFAULT_CONFIG};
+use rill_core::config::{Config, LogFormat, DEFAULT_CONFIG};
 use rill_core::engine::{LogLevel, SessionRecord};
 use tracing::info;
 
@@ -150,7 +153,8 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
     };
     let config = cli.load_config().unwrap_or_else(|e| fail(e));
     let tls = load_tls(&config).unwrap_or_else(|e| fail(e));
-    init_logging(&config.log.level);
+    check_out_paths(&config).unwrap_or_else(|e| fail(e));
+    init_logging(&config.log.level, config.log.format);
     fd_limit::raise_open_file_limit(config.limits.max_connections);
     let workers = worker_count(config.workers);
     let listener = |enable: bool, addr: &str| {
@@ -178,16 +182,51 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
     }
 }
 
-/// Logs to stderr with `RUST_LOG`, or else `level` (the config's `log.level`), as the filter.
-pub fn init_logging(level: &str) {
+/// Checks at start that the directories files will be written to are usable: each one in use
+/// (`hls.out_path` when HLS writes files, `record.out_path` when recording) is created and a
+/// file is written and removed in it. An unusable one stops the start with its name (rather than
+/// failing, file by file, only once a stream is published, maybe days later).
+pub fn check_out_paths(config: &Config) -> Result<(), String> {
+    let hls = config.hls.enable && !config.hls.out_path.is_empty();
+    let record = config.record.flv || config.record.ts;
+    for (key, dir, used) in [
+        ("hls.out_path", &config.hls.out_path, hls),
+        ("record.out_path", &config.record.out_path, record),
+    ] {
+        if !used {
+            continue;
+        }
+        let dir = std::path::Path::new(dir);
+        let probe = dir.join(format!(".rill-write-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&probe, b"rill"))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                format!(
+                    "{key} = {:?} is not writable: {e} (give rill's user write access to it, \
+                     or change {key})",
+                    dir.display().to_string()
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Logs to stderr with `RUST_LOG`, or else `level` (the config's `log.level`), as the filter;
+/// as text lines or JSON lines (`log.format`).
+pub fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }
 
 /// The configured worker count, with 0 meaning one per core.
@@ -223,26 +262,31 @@ pub fn log_session(event: &str, record: &SessionRecord) {
 }
 
 /// Replaces `path` with `data` (the engine's `Output::WriteFile`): written to a temporary file
-/// beside it, then renamed, so readers never see a partial file. Failures are logged; the stream
-/// goes on.
+/// beside it, then renamed, so readers never see a partial file. Failures are logged and the
+/// temporary file is removed (a full disk must not fill up with `.tmp` files); the stream goes
+/// on.
 pub fn write_file(path: &str, data: &[bytes::Bytes]) {
     use std::io::Write;
     let path = std::path::Path::new(path);
-    let result = (|| {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::warn!("cannot write {}: {e}", path.display());
+            return;
         }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let result = std::fs::File::create(&tmp).and_then(|mut f| {
         for piece in data {
             f.write_all(piece)?;
         }
         drop(f);
         std::fs::rename(&tmp, path)
-    })();
+    });
     if let Err(e) = result {
         tracing::warn!("cannot write {}: {e}", path.display());
+        remove_file(&tmp.to_string_lossy());
     }
 }
 
@@ -358,7 +402,61 @@ impl UdpPorts {
 
 #[cfg(test)]
 mod tests {
-    use super::peer_index;
+    use super::{peer_index, write_file};
+    use bytes::Bytes;
+
+    /// A fresh scratch directory for one test.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rill-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_write_that_fails_on_a_full_disk_leaves_no_temporary_file() {
+        // Regression (issue 21): `*.ts.tmp` and `*.m3u8.tmp` stayed behind after a full disk.
+        // The temporary file is a link to /dev/full: it opens, then every write fails ENOSPC.
+        let dir = scratch("full-disk");
+        let seg = dir.join("seg1.ts");
+        let tmp = dir.join("seg1.ts.tmp");
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        write_file(&seg.to_string_lossy(), &[Bytes::from_static(b"media")]);
+        assert!(!seg.exists());
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "{tmp:?} left behind"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_whose_rename_fails_leaves_no_temporary_file() {
+        let dir = scratch("rename-fails");
+        let playlist = dir.join("index.m3u8");
+        // A non-empty directory in the way: the rename fails after the write succeeded.
+        std::fs::create_dir_all(playlist.join("x")).unwrap();
+        write_file(
+            &playlist.to_string_lossy(),
+            &[Bytes::from_static(b"#EXTM3U\n")],
+        );
+        assert!(!dir.join("index.m3u8.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_that_works_replaces_the_file() {
+        let dir = scratch("write-works");
+        let path = dir.join("a/b.m3u8");
+        write_file(&path.to_string_lossy(), &[Bytes::from_static(b"one")]);
+        write_file(
+            &path.to_string_lossy(),
+            &[Bytes::from_static(b"tw"), Bytes::from_static(b"o")],
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert!(!dir.join("a/b.m3u8.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn peers_are_listed_in_worker_order_without_oneself() {

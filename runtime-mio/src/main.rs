@@ -3,6 +3,8 @@
 //! kernel spreads connections, and streams are shared between workers by reference-counted packets.
 //! Flags, config loading and logging are shared with `rill-async` through `rill-runtime-common`.
 
+#![forbid(unsafe_code)]
+
 mod worker;
 
 use std::sync::atomic::AtomicBool;

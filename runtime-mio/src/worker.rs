@@ -16,6 +16,7 @@ use rill_core::config::Config;
 use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::{conn_id, local_of};
 use rill_core::engine::{Command, ConnId, Engine, EngineConfig, Listener, StreamMessage};
+use rill_runtime_common::accept_exhaustion::{is_exhaustion, AcceptExhaustion, AfterExhaustion};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::conn_io::{ConnIo, MAX_IOV};
 use rill_runtime_common::driver::{Driver, Sockets};
@@ -45,6 +46,9 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 /// connections: a frame that arrived meanwhile goes out to the players not yet written in the
 /// same write as the frame before it, at no cost in delay (see [`Worker::process_outputs`]).
 const MIDWAY_INPUT_EVERY: usize = 32;
+
+/// Most queued connections shed in one go while out of descriptors (the listen backlog).
+const SHED_PER_PASS: usize = 1024;
 
 /// How long a stopping worker keeps serving its engine's own connections for the last webhooks
 /// (the sessions' stop events) to go out.
@@ -139,6 +143,11 @@ struct Worker {
     refusals: RefusalLog,
     /// Readiness taken in the middle of a write pass (kept to reuse its allocation).
     midway_events: Option<Events>,
+    /// Out of descriptors at accept: when to try again, the reserve that sheds the queue.
+    exhaustion: AcceptExhaustion,
+    /// Listeners whose accept failed for lack of descriptors, tried again at
+    /// `exhaustion.retry_at()` (their queued connections raise no new readiness).
+    accept_retry: Vec<Token>,
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -280,6 +289,8 @@ pub fn run(
             admission: admission.clone(),
             refusals: RefusalLog::default(),
             midway_events: Some(Events::with_capacity(1024)),
+            exhaustion: AcceptExhaustion::new(),
+            accept_retry: Vec::new(),
         });
     }
     let mut handles = Vec::new();
@@ -324,14 +335,35 @@ impl Worker {
         Ok(())
     }
 
-    /// How long the next poll may sleep: until the engine's next deadline, `limit` at most.
+    /// How long the next poll may sleep: until the engine's next deadline or the next accept
+    /// retry, `limit` at most.
     fn wait(&self, limit: Duration) -> Duration {
         let now = self.driver.now();
-        self.driver
+        let engine = self
+            .driver
             .engine
             .poll_timeout()
-            .map_or(limit, |t| Duration::from_millis(t.saturating_sub(now)))
-            .min(limit)
+            .map_or(limit, |t| Duration::from_millis(t.saturating_sub(now)));
+        let retry = match self.exhaustion.retry_at() {
+            Some(at) if !self.accept_retry.is_empty() => {
+                at.saturating_duration_since(Instant::now())
+            }
+            _ => limit,
+        };
+        engine.min(retry).min(limit)
+    }
+
+    /// Accepts again on the listeners that ran out of descriptors, once their retry is due.
+    fn retry_accepts(&mut self) {
+        if self
+            .exhaustion
+            .retry_at()
+            .is_some_and(|at| Instant::now() >= at)
+        {
+            for t in std::mem::take(&mut self.accept_retry) {
+                self.accept(t);
+            }
+        }
     }
 
     /// One pass of the loop: readiness (waiting up to `wait` for it), reads, resolved names,
@@ -344,6 +376,7 @@ impl Worker {
             return Err(e);
         }
         self.handle_events(events);
+        self.retry_accepts();
         for t in std::mem::take(&mut self.read_again) {
             self.read(t);
         }
@@ -503,6 +536,7 @@ impl Worker {
             let kind = *kind;
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    self.exhaustion.accepted(Instant::now());
                     let permit = match self.admission.admit(peer.ip()) {
                         Ok(permit) => permit,
                         Err(refusal) => {
@@ -545,11 +579,44 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_exhaustion(&e) => {
+                    // Queued connections raise no new readiness: try again after a backoff.
+                    let after = self
+                        .exhaustion
+                        .failed(listener_name(kind), &e, Instant::now());
+                    if matches!(after, AfterExhaustion::Shed(_)) {
+                        self.shed_queue(token);
+                    }
+                    if !self.accept_retry.contains(&token) {
+                        self.accept_retry.push(token);
+                    }
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    // EMFILE and friends: try again on the next event rather than spinning.
                     warn!("accept failed: {e}");
                     return;
                 }
+            }
+        }
+    }
+
+    /// Out of descriptors for a while: refuses the connections queued on `token`'s listener
+    /// (accepted with the reserve descriptor, closed at once) rather than leave them hanging.
+    fn shed_queue(&mut self, token: Token) {
+        let Some((_, listener, kind, _)) = self.listeners.iter().find(|(t, ..)| *t == token) else {
+            return;
+        };
+        let http = *kind == Listener::Http;
+        for _ in 0..SHED_PER_PASS {
+            // The connection is closed before the reserve is taken again.
+            let shed = self.exhaustion.shed(|| {
+                let (stream, _) = listener.accept()?;
+                refuse(&stream, http);
+                Ok(())
+            });
+            if !shed {
+                return;
             }
         }
     }

@@ -260,3 +260,61 @@ fn shutdown_closes_a_recording_that_plays() {
     let body_len = u32::from_be_bytes([0, last_tag[1], last_tag[2], last_tag[3]]);
     assert_eq!(body_len + 11, trailer, "last tag and its trailer disagree");
 }
+
+/// The pts (seconds) of the last packet of `path`, as ffprobe reads them.
+fn last_packet_time(path: &Path) -> f64 {
+    let out = run_with_timeout(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "packet=pts_time",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(path),
+        Duration::from_secs(60),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+/// Issue 21 item 7: a recording cut short (the publisher killed 4 s into a 30 s file) closes
+/// with its real duration (ffprobe used to report the source's) and a key frame index.
+#[test]
+fn a_recording_cut_short_has_its_real_duration_and_a_keyframe_index() {
+    let file = media("h264_aac_30s.flv");
+    let dir = TempDir::new();
+    let config = dir.config(true, false);
+    let server = Server::start_with(WORKERS, &config.args());
+    let publisher = ffmpeg_publish(&file, &server.rtmp_url("live/cut"), &[]);
+    sleep(Duration::from_secs(4));
+    drop(publisher);
+    let flv = settled_files(&dir.0.join("live"), 1, || server.log()).remove(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let has_index = |bytes: &[u8]| bytes.windows(13).any(|w| w == b"filepositions");
+    while !std::fs::read(&flv).is_ok_and(|b| has_index(&b)) {
+        assert!(
+            Instant::now() < deadline,
+            "no keyframe index in {}; log:\n{}",
+            flv.display(),
+            server.log()
+        );
+        sleep(Duration::from_millis(100));
+    }
+    let duration = duration_of(&flv);
+    let last = last_packet_time(&flv);
+    assert!(
+        (2.0..10.0).contains(&last),
+        "{}: last packet at {last:.2} s",
+        flv.display()
+    );
+    assert!(
+        (duration - last).abs() <= 0.5,
+        "{}: ffprobe says {duration:.2} s, the media ends at {last:.2} s",
+        flv.display()
+    );
+}

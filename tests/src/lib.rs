@@ -5,6 +5,8 @@
 //! example `target/debug/rill-async` (the async-std runtime). Every child process is killed when
 //! its handle drops.
 
+#![forbid(unsafe_code)]
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -121,10 +123,21 @@ impl Server {
     /// between being picked and being bound makes the server exit; it is then started again
     /// on other ports (up to 3 tries).
     pub fn start_with(workers: usize, extra: &[&str]) -> Server {
+        Server::start_limited(workers, extra, None)
+    }
+
+    /// Starts the server as [`Server::start_with`] does, with its open-file limit (soft and
+    /// hard, so the server cannot raise it) set to `open_files` (`ulimit -n` in a shell that
+    /// then execs the server, so the server's PID is the shell's).
+    pub fn start_with_open_files(workers: usize, extra: &[&str], open_files: u32) -> Server {
+        Server::start_limited(workers, extra, Some(open_files))
+    }
+
+    fn start_limited(workers: usize, extra: &[&str], open_files: Option<u32>) -> Server {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut server = Server::spawn(workers, extra);
+            let mut server = Server::spawn(workers, extra, open_files);
             match server.wait_listening() {
                 Ok(()) => return server,
                 Err(e) if tries < 3 && !server.is_running() => {
@@ -135,11 +148,20 @@ impl Server {
         }
     }
 
-    fn spawn(workers: usize, extra: &[&str]) -> Server {
+    fn spawn(workers: usize, extra: &[&str], open_files: Option<u32>) -> Server {
         let [rtmp_port, http_port, rtsp_port] = free_ports();
         let log = std::env::temp_dir().join(format!("rill-e2e-{rtmp_port}.log"));
         let log_file = std::fs::File::create(&log).expect("create server log");
-        let child = Command::new(server_binary())
+        let mut command = match open_files {
+            None => Command::new(server_binary()),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(server_binary());
+                sh
+            }
+        };
+        let child = command
             .args(["--rtmp-addr", &format!("127.0.0.1:{rtmp_port}")])
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
             .args(["--rtsp-addr", &format!("127.0.0.1:{rtsp_port}")])

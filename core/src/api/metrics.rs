@@ -91,6 +91,20 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
         "Bytes sent on every connection since the server started.",
         &[(None, sum(|s| s.bytes_out))],
     );
+    metric(
+        "rill_player_skips_total",
+        "counter",
+        "Times a slow player skipped to the newest key frame ([hub] player_lag_soft_ms, \
+         player_queue_soft_bytes).",
+        &[(None, sum(|s| s.player_skips))],
+    );
+    metric(
+        "rill_slow_players_closed_total",
+        "counter",
+        "Players disconnected for falling past [hub] player_lag_hard_ms or \
+         player_queue_hard_bytes.",
+        &[(None, sum(|s| s.slow_players_closed))],
+    );
     out
 }
 

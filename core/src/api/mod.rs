@@ -160,6 +160,9 @@ pub(crate) mod test_data {
                 connections: 3,
                 bytes_in: 10_000,
                 bytes_out: 20_000,
+
+                player_skips: 0,
+                slow_players_closed: 0,
             },
             EngineStats {
                 started_unix_ms: 1_700_000_000_001,
@@ -172,6 +175,9 @@ pub(crate) mod test_data {
                 connections: 2,
                 bytes_in: 1,
                 bytes_out: 2,
+
+                player_skips: 0,
+                slow_players_closed: 0,
             },
         ]
     }

@@ -310,6 +310,18 @@ pub enum Output {
         /// The file.
         path: String,
     },
+    /// The recording at `path`, closed just before, gets a new head: replace its first `len`
+    /// bytes with `head` (the rest moves). An FLV recording's closing `onMetaData` with its
+    /// duration, size and key frame index. The runtime may do it off the event loop; on failure
+    /// the file stays as it was.
+    ReplaceFileHead {
+        /// The file.
+        path: String,
+        /// Bytes of the file that `head` replaces.
+        len: u64,
+        /// The new head.
+        head: Bytes,
+    },
     /// Remove the file at `path` if it exists.
     RemoveFile {
         /// The file.
@@ -1335,7 +1347,16 @@ impl Engine {
                 HubEvent::PlayerOverflowed { player, .. }
                     if self.relay_player_overflowed(player, now_ms) => {}
                 HubEvent::PlayerOverflowed { player, .. } => {
+                    self.meters.slow_players_closed += 1;
                     self.close(player, false, "player too slow: queue overflow", now_ms)
+                }
+                HubEvent::PlayerSkipped { player, behind_ms } => {
+                    if let Some(message) = self.meters.skipped(player, behind_ms, now_ms) {
+                        self.outputs.push_back(Output::Log {
+                            level: LogLevel::Info,
+                            message,
+                        });
+                    }
                 }
                 HubEvent::StreamEnded { players, .. } => {
                     for p in players {

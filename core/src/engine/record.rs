@@ -11,9 +11,11 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{Output, Packet, PlayerFormat, PlayerWriter};
+use crate::amf::{amf0, Value};
+use crate::flv::{self, TagType};
 use crate::hub::PacketKind;
 
 /// Settings of recording (`[record]` in the config).
@@ -92,19 +94,122 @@ impl RecordFile {
 }
 
 /// The FLV file, which starts with the first coded frame: the header's audio/video flags and
-/// the configurations in front are known by then.
+/// the configurations in front are known by then. At its close its head (file header and
+/// `onMetaData`) is replaced ([`Output::ReplaceFileHead`]) by one with the real duration, file
+/// size and a key frame index (`keyframes.times` in seconds, `keyframes.filepositions` in
+/// bytes), which players use to seek.
 #[derive(Debug)]
 struct FlvFile {
     file: RecordFile,
     started: bool,
     /// Before the start: the latest metadata, video and audio configuration.
     held: [Option<Packet>; 3],
+    /// What the index needs, from the start on.
+    index: FlvIndex,
+}
+
+/// What an FLV recording's closing `onMetaData` is made of.
+#[derive(Debug, Default)]
+struct FlvIndex {
+    /// Bytes handed out for the file so far.
+    written: u64,
+    /// The file header's flags.
+    has_audio: bool,
+    has_video: bool,
+    /// The publisher's `onMetaData` body written at the start, if any.
+    metadata: Option<Bytes>,
+    /// Bytes the closing head replaces: file header, PreviousTagSize0, the first
+    /// `onMetaData` tag and the PreviousTagSize after it.
+    head_len: u64,
+    first_dts: Option<i64>,
+    last_dts: i64,
+    /// Key frames: (dts, position of the tag in the file as written).
+    keyframes: Vec<(i64, u64)>,
+}
+
+/// Keys of the publisher's `onMetaData` that the closing one sets itself.
+const INDEX_KEYS: [&str; 4] = ["duration", "filesize", "keyframes", "hasKeyframes"];
+
+impl FlvIndex {
+    /// The closing head (file header, `onMetaData` with the index, PreviousTagSize) for a file
+    /// of `written` bytes, or `None` when the publisher's metadata cannot be read.
+    fn head(&self) -> Option<Bytes> {
+        let mut props = match &self.metadata {
+            None => Vec::new(),
+            Some(body) => amf0::decode_all(body, 16)
+                .ok()?
+                .into_iter()
+                .find_map(|v| match v {
+                    Value::EcmaArray(p) | Value::Object(p) => Some(p),
+                    _ => None,
+                })?,
+        };
+        props.retain(|(k, _)| !INDEX_KEYS.contains(&k.as_str()));
+        let first = self.first_dts.unwrap_or(0);
+        let seconds = |dts: i64| dts.saturating_sub(first).max(0) as f64 / 1000.0;
+        // Every number is 9 bytes of AMF0 whatever its value: the head's length is known
+        // before the positions it shifts.
+        let build = |shift: u64, size: u64| {
+            let mut index = props.clone();
+            index.push(("duration".into(), Value::Number(seconds(self.last_dts))));
+            index.push(("filesize".into(), Value::Number(size as f64)));
+            index.push((
+                "hasKeyframes".into(),
+                Value::Boolean(!self.keyframes.is_empty()),
+            ));
+            let times = self
+                .keyframes
+                .iter()
+                .map(|&(dts, _)| Value::Number(seconds(dts)));
+            let positions = self
+                .keyframes
+                .iter()
+                .map(|&(_, pos)| Value::Number(pos.saturating_add(shift) as f64));
+            index.push((
+                "keyframes".into(),
+                Value::object([
+                    ("times", Value::StrictArray(times.collect())),
+                    ("filepositions", Value::StrictArray(positions.collect())),
+                ]),
+            ));
+            let mut body = BytesMut::new();
+            amf0::encode_all(
+                &[Value::String("onMetaData".into()), Value::EcmaArray(index)],
+                &mut body,
+            );
+            let mut head = BytesMut::new();
+            flv::write_file_header(self.has_audio, self.has_video, &mut head);
+            flv::write_tag(TagType::Script, 0, &body, &mut head);
+            head
+        };
+        let len = build(0, 0).len() as u64;
+        let shift = len.checked_sub(self.head_len)?;
+        let size = self.written.saturating_add(shift);
+        Some(build(shift, size).freeze())
+    }
 }
 
 impl FlvFile {
+    /// Renders `packet` into the file, keeping count of the bytes and of the key frames.
+    fn render(&mut self, packet: &Packet) -> usize {
+        let p = packet.data();
+        let at = self.index.written;
+        let n = self.file.writer.render(packet, &mut self.file.pending);
+        self.index.written += n as u64;
+        if n > 0 && !p.kind.is_config() {
+            self.index.first_dts.get_or_insert(p.dts);
+            self.index.last_dts = self.index.last_dts.max(p.dts);
+            if p.kind == (PacketKind::Video { key: true }) {
+                // The tag starts after the PreviousTagSize written in front of it.
+                self.index.keyframes.push((p.dts, at + 4));
+            }
+        }
+        n
+    }
+
     fn push(&mut self, packet: &Packet) {
         if self.started {
-            self.file.writer.render(packet, &mut self.file.pending);
+            self.render(packet);
             return;
         }
         let kind = packet.data().kind;
@@ -116,7 +221,7 @@ impl FlvFile {
             PacketKind::Video { key: false } => return,
             PacketKind::Video { key: true } | PacketKind::Audio => {
                 self.start(kind);
-                self.file.writer.render(packet, &mut self.file.pending);
+                self.render(packet);
                 return;
             }
         };
@@ -131,18 +236,47 @@ impl FlvFile {
         let has_video = video.is_some() || matches!(first, PacketKind::Video { .. });
         let has_audio = audio.is_some() || first == PacketKind::Audio;
         let f = &mut self.file;
+        let before = f.pending.len();
         f.writer.start(has_audio, has_video, &mut f.pending);
-        for p in [metadata, video, audio].into_iter().flatten() {
-            f.writer.render(&p, &mut f.pending);
+        let header: usize = f.pending[before..].iter().map(Bytes::len).sum();
+        self.index.written = header as u64;
+        self.index.has_audio = has_audio;
+        self.index.has_video = has_video;
+        // The file header, then the PreviousTagSize0 in front of the first tag.
+        self.index.head_len = self.index.written + 4;
+        if let Some(m) = metadata {
+            let n = self.render(&m);
+            if n > 0 {
+                // The metadata tag and the PreviousTagSize in front of the next tag.
+                self.index.metadata = Some(m.data().body.clone());
+                self.index.head_len = self.index.written + 4;
+            }
+        }
+        for p in [video, audio].into_iter().flatten() {
+            self.render(&p);
         }
     }
 
     fn close(mut self, out: &mut VecDeque<Output>) {
+        let mut head = None;
         if self.started {
             // The last tag's PreviousTagSize ends the file.
+            let before = self.file.pending.len();
             self.file.writer.finish(&mut self.file.pending);
+            let tail: usize = self.file.pending[before..].iter().map(Bytes::len).sum();
+            self.index.written += tail as u64;
+            head = self.index.head();
         }
+        let path = self.file.path.clone();
+        let opened = self.file.opened || !self.file.pending.is_empty();
         self.file.close(out);
+        if let (Some(head), true) = (head, opened) {
+            out.push_back(Output::ReplaceFileHead {
+                path,
+                len: self.index.head_len,
+                head,
+            });
+        }
     }
 }
 
@@ -171,6 +305,7 @@ impl Recorder {
                 file: RecordFile::new(config.path(stream, unix_ms, "flv"), PlayerFormat::Flv),
                 started: false,
                 held: Default::default(),
+                index: FlvIndex::default(),
             }),
             ts: config
                 .ts
@@ -299,6 +434,12 @@ mod tests {
                         assert!(!self.closed.contains(&path), "{path} closed twice");
                         self.closed.push(path);
                     }
+                    Output::ReplaceFileHead { path, len, head } => {
+                        assert!(self.closed.contains(&path), "{path} indexed before close");
+                        let f = self.files.get_mut(&path).expect("indexed, never written");
+                        let rest = f.split_off(len as usize);
+                        *f = [&head[..], &rest[..]].concat();
+                    }
                     _ => {}
                 }
             }
@@ -361,7 +502,13 @@ mod tests {
         let ts_path = format!("rec/live/s-{}.ts", WALL + 7);
         let mut disk = Disk::default();
         disk.apply(drain(&mut e));
-        let meta = vec![("width".into(), Value::Number(640.0))];
+        // The publisher's own duration and size are wrong for the recording (issue 21: ffprobe
+        // said 12 s for a 7.7 s file): the closing metadata replaces them.
+        let meta = vec![
+            ("duration".into(), Value::Number(12.0)),
+            ("width".into(), Value::Number(640.0)),
+            ("filesize".into(), Value::Number(1.0)),
+        ];
         client.send_metadata(&Value::Object(meta)).unwrap();
         let mut first = send(
             &mut client,
@@ -406,6 +553,30 @@ mod tests {
         let trailer = (11 + last.body.len() as u32).to_be_bytes();
         assert_eq!(flv.get(flv.len() - 4..), Some(&trailer[..]));
         assert_eq!(tags[0].tag_type, TagType::Script);
+        // The closing onMetaData (issue 21): the publisher's keys, the real duration and size,
+        // and a key frame index whose positions are the key frames' tags.
+        let values = amf0::decode_all(&tags[0].body, 8).expect("onMetaData decodes");
+        assert_eq!(values[0], Value::String("onMetaData".into()));
+        let meta = &values[1];
+        assert_eq!(meta.get("width"), Some(&Value::Number(640.0)));
+        assert_eq!(meta.get("duration"), Some(&Value::Number(0.365)));
+        assert_eq!(meta.get("filesize"), Some(&Value::Number(flv.len() as f64)));
+        let index = meta.get("keyframes").expect("keyframes");
+        let numbers = |key: &str| -> Vec<f64> {
+            match index.get(key) {
+                Some(Value::StrictArray(v)) => v.iter().filter_map(Value::as_f64).collect(),
+                other => panic!("keyframes.{key}: {other:?}"),
+            }
+        };
+        assert_eq!(numbers("times"), [0.0, 0.2]);
+        let positions = numbers("filepositions");
+        assert_eq!(positions.len(), 2);
+        for (pos, ts) in positions.iter().zip([0u32, 200]) {
+            let tag = &flv[*pos as usize..];
+            assert_eq!(tag[0], TagType::Video as u8, "not a video tag at {pos}");
+            assert_eq!(u32::from_be_bytes([0, tag[4], tag[5], tag[6]]), ts);
+            assert_eq!(tag[11], 0x17, "not a key frame at {pos}");
+        }
         assert_eq!(tags[1].body, Bytes::from_static(&VIDEO_CONFIG));
         assert_eq!(tags[2].body, Bytes::from_static(&AUDIO_CONFIG));
         let got: Vec<(u8, u32, &[u8])> = tags[3..]

@@ -76,6 +76,10 @@ pub struct EngineStats {
     pub bytes_in: u64,
     /// Bytes sent since the engine started, closed connections included.
     pub bytes_out: u64,
+    /// Times a slow player skipped to the newest key frame (past the hub's soft bound).
+    pub player_skips: u64,
+    /// Players disconnected for falling past the hub's hard bound.
+    pub slow_players_closed: u64,
 }
 
 /// The last bitrate measurement of a connection.
@@ -94,6 +98,40 @@ pub(super) struct Meters {
     rates: HashMap<ConnId, Rate>,
     closed_bytes_in: u64,
     closed_bytes_out: u64,
+    pub(super) player_skips: u64,
+    pub(super) slow_players_closed: u64,
+    /// Skips not yet in a log line, and when the last line went out.
+    skips_unlogged: u64,
+    skips_logged_ms: Option<u64>,
+}
+
+/// At most one log line about slow players' skips per this long (ms), per engine.
+const SKIP_LOG_EVERY_MS: u64 = 10_000;
+
+impl Meters {
+    /// Counts a skip of `player`, `behind_ms` behind, at `now_ms`; returns a log line when one
+    /// is due (the first, then at most one per [`SKIP_LOG_EVERY_MS`] with the count).
+    pub(super) fn skipped(
+        &mut self,
+        player: ConnId,
+        behind_ms: u64,
+        now_ms: u64,
+    ) -> Option<String> {
+        self.player_skips = self.player_skips.saturating_add(1);
+        self.skips_unlogged = self.skips_unlogged.saturating_add(1);
+        if self
+            .skips_logged_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < SKIP_LOG_EVERY_MS)
+        {
+            return None;
+        }
+        self.skips_logged_ms = Some(now_ms);
+        let count = std::mem::take(&mut self.skips_unlogged);
+        Some(format!(
+            "slow player conn={player} was {behind_ms} ms behind live: skipped to the newest key \
+             frame ({count} skips since the previous such line)"
+        ))
+    }
 }
 
 impl Engine {
@@ -107,6 +145,8 @@ impl Engine {
             connections: self.conns.len() as u64,
             bytes_in: self.meters.closed_bytes_in,
             bytes_out: self.meters.closed_bytes_out,
+            player_skips: self.meters.player_skips,
+            slow_players_closed: self.meters.slow_players_closed,
             ..EngineStats::default()
         };
         for (&id, c) in &self.conns {

@@ -11,11 +11,13 @@
 //! with [`Hub::poll_packet`] for the players whose sockets can take more, and arm a timer for
 //! [`Hub::poll_timeout`].
 //!
-//! Pacing: a player whose queue would pass [`HubConfig::player_queue_soft_bytes`] stops
-//! receiving media until the next key point (a video key frame, or any audio packet of an
-//! audio-only stream); a key frame arriving while it is over the soft bound replaces all its
-//! queued media. A player more than [`HubConfig::player_queue_hard_bytes`] behind (queued
-//! bytes plus bytes it missed since it last took a packet) is dropped with
+//! Pacing: a player whose queue would pass [`HubConfig::player_queue_soft_bytes`] or hold more
+//! than [`HubConfig::player_lag_soft_ms`] of media stops receiving media until the next key
+//! point (a video key frame, or any audio packet of an audio-only stream); a key frame arriving
+//! while it is over the soft bound replaces all its queued media ([`HubEvent::PlayerSkipped`]).
+//! A player more than [`HubConfig::player_queue_hard_bytes`] behind (queued bytes plus bytes it
+//! missed since it last took a packet), or that took nothing for
+//! [`HubConfig::player_lag_hard_ms`] of media while it had packets queued, is dropped with
 //! [`HubEvent::PlayerOverflowed`]. The publisher and the other players never notice.
 
 mod gop;
@@ -32,7 +34,7 @@ use gop::GopCache;
 
 use crate::stream_key::StreamKey;
 
-use queue::{Offer, PlayerQueue};
+use queue::{Bounds, Offer, PlayerQueue};
 pub use tracks::{AudioTrack, TrackWatch, Tracks, VideoTrack};
 
 /// Identifies a session (a connection's publisher or player) to the hub; chosen by the engine.
@@ -92,6 +94,11 @@ pub struct HubConfig {
     pub player_queue_soft_bytes: usize,
     /// A player more than this many bytes behind is disconnected.
     pub player_queue_hard_bytes: usize,
+    /// A player with more than this much media queued (ms) skips to the next key frame.
+    pub player_lag_soft_ms: u64,
+    /// A player that took nothing for this much media (ms) while it had some queued is
+    /// disconnected.
+    pub player_lag_hard_ms: u64,
     /// How long a player of a stream that is not live waits for a publisher.
     pub play_wait_timeout_ms: u64,
     /// How long a stream and its players outlive their publisher, waiting for a reconnect.
@@ -106,6 +113,8 @@ impl Default for HubConfig {
             gop_max_bytes: 32 << 20,
             player_queue_soft_bytes: 4 << 20,
             player_queue_hard_bytes: 16 << 20,
+            player_lag_soft_ms: 5_000,
+            player_lag_hard_ms: 20_000,
             play_wait_timeout_ms: 10_000,
             publisher_grace_ms: 5_000,
         }
@@ -164,6 +173,14 @@ pub enum HubEvent {
         player: SessionId,
         /// The stream it asked for.
         stream: StreamKey,
+    },
+    /// A player past the soft bound skipped to the newest key frame: its queued media was
+    /// dropped (the engine counts and logs it).
+    PlayerSkipped {
+        /// The player.
+        player: SessionId,
+        /// Media time it was behind when it skipped (ms).
+        behind_ms: u64,
     },
     /// A player fell more than the hard bound behind and was removed; the engine disconnects it.
     PlayerOverflowed {
@@ -523,8 +540,12 @@ impl<P: HubPacket> Hub<P> {
             // Players that started on audio now wait for a video key frame.
             skip_until_key(&stream.players, &mut self.players);
         }
-        let soft = self.config.player_queue_soft_bytes;
-        let hard = self.config.player_queue_hard_bytes;
+        let bounds = Bounds {
+            soft_bytes: self.config.player_queue_soft_bytes,
+            hard_bytes: self.config.player_queue_hard_bytes,
+            soft_ms: i64::try_from(self.config.player_lag_soft_ms).unwrap_or(i64::MAX),
+            hard_ms: i64::try_from(self.config.player_lag_hard_ms).unwrap_or(i64::MAX),
+        };
         let players = &mut self.players;
         let ready = &mut self.ready;
         let events = &mut self.events;
@@ -532,8 +553,15 @@ impl<P: HubPacket> Hub<P> {
             let Some(player) = players.get_mut(&id) else {
                 return false;
             };
-            match player.queue.offer(&packet, class, soft, hard) {
-                Offer::Queued => {
+            let offer = player.queue.offer(&packet, class, &bounds);
+            if let Offer::Skipped { behind_ms } = offer {
+                events.push_back(HubEvent::PlayerSkipped {
+                    player: id,
+                    behind_ms: u64::try_from(behind_ms).unwrap_or(0),
+                });
+            }
+            match offer {
+                Offer::Queued | Offer::Skipped { .. } => {
                     if !player.ready {
                         player.ready = true;
                         ready.push_back(id);

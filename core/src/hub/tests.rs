@@ -90,6 +90,9 @@ fn config() -> HubConfig {
         gop_max_bytes: 1 << 20,
         player_queue_soft_bytes: 1 << 20,
         player_queue_hard_bytes: 4 << 20,
+        // Bytes only here; the time bounds have their own tests.
+        player_lag_soft_ms: u64::MAX,
+        player_lag_hard_ms: u64::MAX,
         play_wait_timeout_ms: 10_000,
         publisher_grace_ms: 5_000,
     }
@@ -113,8 +116,21 @@ fn kinds(packets: &[Pkt]) -> Vec<PacketKind> {
     packets.iter().map(|p| p.kind).collect()
 }
 
+/// The events, without the skips that only count and log (see [`skips`]).
 fn events(hub: &mut Hub<Pkt>) -> Vec<HubEvent> {
-    std::iter::from_fn(|| hub.poll_event()).collect()
+    std::iter::from_fn(|| hub.poll_event())
+        .filter(|e| !matches!(e, HubEvent::PlayerSkipped { .. }))
+        .collect()
+}
+
+/// The skips among the events (the others are dropped), as (player, behind_ms).
+fn skips(hub: &mut Hub<Pkt>) -> Vec<(SessionId, u64)> {
+    std::iter::from_fn(|| hub.poll_event())
+        .filter_map(|e| match e {
+            HubEvent::PlayerSkipped { player, behind_ms } => Some((player, behind_ms)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn ready(hub: &mut Hub<Pkt>) -> Vec<SessionId> {
@@ -769,6 +785,87 @@ fn slow_player_that_resumes_restarts_at_key() {
     assert_eq!(got.last().unwrap().id as usize, src.sent.len() - 1);
 }
 
+/// Issue 21 item 3: a player that reads slower than the stream, with byte bounds far away
+/// (a low bitrate), stays within the time bound: it skips to the newest key frame whenever
+/// more than `player_lag_soft_ms` of media is queued, and each skip is reported.
+#[test]
+fn a_slow_player_is_bounded_in_time_as_well_as_bytes() {
+    let mut hub = live_hub(HubConfig {
+        player_lag_soft_ms: 3_000,
+        player_lag_hard_ms: 10_000,
+        ..config()
+    });
+    let mut src = Src::new();
+    src.push_all(&mut hub, &[VC, AC]);
+    hub.play(&key(S), 1, 0);
+    let mut got = Vec::new();
+    let mut pushed = 0u32;
+    let mut skipped = Vec::new();
+    let mut worst_ms = 0;
+    // 60 s of a stream with a key frame every second (10 ms a packet); the player takes one
+    // packet for every three pushed (30% of the rate).
+    long_stream(&mut hub, &mut src, 60, |hub, _| {
+        pushed += 1;
+        if pushed % 3 == 0 {
+            got.extend(hub.poll_packet(1));
+        }
+        if let Some(last) = got.last() {
+            worst_ms = worst_ms.max(src_dts_now(hub) - last.dts);
+        }
+        skipped.extend(skips(hub));
+        assert!(events(hub).is_empty(), "the slow player was disconnected");
+    });
+    check_received(&src.sent, &got, false).unwrap();
+    assert!(!skipped.is_empty(), "the slow player never skipped");
+    assert!(skipped
+        .iter()
+        .all(|&(p, ms)| p == 1 && ms > 3_000 && ms < 5_000));
+    // Without the time bound it would end 42 s behind (70% of 60 s); with it, at most the
+    // soft bound plus a GOP (and what the bytes allow).
+    assert!(worst_ms <= 5_000, "fell {worst_ms} ms behind");
+}
+
+/// Issue 21 item 3: a player that takes nothing at all is disconnected once
+/// `player_lag_hard_ms` of media went by, though its skips keep its queue small in bytes.
+#[test]
+fn a_stalled_player_is_disconnected_at_the_time_hard_bound() {
+    let mut hub = live_hub(HubConfig {
+        player_lag_soft_ms: 3_000,
+        player_lag_hard_ms: 10_000,
+        ..config()
+    });
+    let mut src = Src::new();
+    src.push_all(&mut hub, &[VC, AC]);
+    hub.play(&key(S), 1, 0);
+    hub.play(&key(S), 2, 0);
+    let mut overflowed_at = None;
+    long_stream(&mut hub, &mut src, 30, |hub, _| {
+        drain(hub, 2);
+        for e in events(hub) {
+            assert_eq!(
+                e,
+                HubEvent::PlayerOverflowed {
+                    player: 1,
+                    stream: key(S)
+                }
+            );
+            assert!(overflowed_at.is_none());
+            overflowed_at = Some(src_dts_now(hub));
+        }
+    });
+    let at = overflowed_at.expect("the stalled player was never disconnected");
+    assert!((10_000..10_200).contains(&at), "disconnected at {at} ms");
+    assert_eq!(hub.player_count(), 1, "the reading player stays");
+}
+
+/// The dts of the newest packet cached for the test stream.
+fn src_dts_now(hub: &Hub<Pkt>) -> i64 {
+    hub.streams
+        .get(&key(S))
+        .and_then(|s| s.cache.packets().map(|p| p.dts).max())
+        .unwrap_or(0)
+}
+
 // ---------------------------------------------------------------- proptest
 
 #[derive(Clone, Debug)]
@@ -832,6 +929,8 @@ proptest! {
             gop_max_bytes: 30_000,
             player_queue_soft_bytes: soft,
             player_queue_hard_bytes: hard,
+            player_lag_soft_ms: 2_000,
+            player_lag_hard_ms: 8_000,
             play_wait_timeout_ms: 10_000,
             publisher_grace_ms: 5_000,
         });
@@ -881,7 +980,7 @@ proptest! {
                         let i = players.iter().position(|&p| p == player).unwrap();
                         got[i].clear();
                     }
-                    HubEvent::PublisherResumed { .. } => {}
+                    HubEvent::PublisherResumed { .. } | HubEvent::PlayerSkipped { .. } => {}
                     other => prop_assert!(false, "unexpected event {:?}", other),
                 }
             }
@@ -1058,6 +1157,9 @@ proptest! {
                     }
                     HubEvent::PlayerStarted { player, stream } => {
                         prop_assert_eq!(hub.stream_of_player(player).map(|k| k.as_str()), Some(stream.as_str()));
+                    }
+                    HubEvent::PlayerSkipped { player, .. } => {
+                        prop_assert!(hub.stream_of_player(player).is_some());
                     }
                     HubEvent::PublisherResumed { stream, publisher } => {
                         prop_assert_eq!(hub.stream_of_publisher(publisher).map(|k| k.as_str()), Some(stream.as_str()));

@@ -104,8 +104,12 @@ pub struct ServerConfig {
     /// Message size bounds.
     pub limits: RtspLimits,
     /// A session (and a connection without one) ends after this long without a request or a
-    /// packet from the client, in milliseconds.
+    /// packet from the client, in milliseconds, once the first request came.
     pub session_timeout_ms: u64,
+    /// A connection that has sent no request this long after it opened ends, in milliseconds
+    /// (like RTMP's handshake and HTTP's request head deadlines; a silent client is not held
+    /// for the whole session timeout).
+    pub first_request_timeout_ms: u64,
     /// Interval between RTCP reports (sender reports when playing, receiver reports when
     /// recording), in milliseconds.
     pub rtcp_interval_ms: u64,
@@ -132,6 +136,7 @@ impl Default for ServerConfig {
         ServerConfig {
             limits: RtspLimits::default(),
             session_timeout_ms: 60_000,
+            first_request_timeout_ms: 10_000,
             rtcp_interval_ms: 5_000,
             mtu: 1400,
             allow_udp: true,
@@ -703,6 +708,8 @@ pub struct ServerSession {
     events: VecDeque<ServerEvent>,
     now: u64,
     last_activity: u64,
+    /// A request (or interleaved data) came: the session timeout applies, not the first-request one.
+    heard: bool,
     next_report: Option<u64>,
     /// Media time base of a play session (dts of the first frame sent).
     play_base: Option<i64>,
@@ -734,6 +741,7 @@ impl ServerSession {
             events: VecDeque::new(),
             now,
             last_activity: now,
+            heard: false,
             next_report: None,
             play_base: None,
             ntp_base: None,
@@ -797,7 +805,7 @@ impl ServerSession {
         self.now = self.now.max(now);
         if now >= self.idle_deadline() {
             let e = ServerError::Timeout {
-                after_ms: self.config.session_timeout_ms,
+                after_ms: self.idle_timeout_ms(),
             };
             self.failed = Some(e.clone());
             return Err(e);
@@ -964,8 +972,16 @@ impl ServerSession {
     }
 
     fn idle_deadline(&self) -> u64 {
-        self.last_activity
-            .saturating_add(self.config.session_timeout_ms)
+        self.last_activity.saturating_add(self.idle_timeout_ms())
+    }
+
+    /// The first-request deadline until a request or packet came, the session timeout after.
+    fn idle_timeout_ms(&self) -> u64 {
+        if self.heard {
+            self.config.session_timeout_ms
+        } else {
+            self.config.first_request_timeout_ms
+        }
     }
 
     fn fail_rtsp(&mut self, e: RtspError) -> ServerError {
@@ -1001,6 +1017,7 @@ impl ServerSession {
             let item = self.reader.poll_item();
             if let Ok(Some(_)) = item {
                 self.last_activity = self.now;
+                self.heard = true;
             }
             match item {
                 Ok(None) => break,
@@ -1448,6 +1465,7 @@ mod tests {
     fn session(timeout_ms: u64) -> ServerSession {
         let config = ServerConfig {
             session_timeout_ms: timeout_ms,
+            first_request_timeout_ms: timeout_ms,
             ..ServerConfig::default()
         };
         ServerSession::new(config, b"0123456789abcdef", 0)
@@ -1484,6 +1502,34 @@ mod tests {
         s.reject_describe(404).unwrap();
         assert!(answers(&mut s).starts_with("RTSP/1.0 404"));
         assert_eq!(s.reject_describe(404), none(DESCRIBE));
+    }
+
+    #[test]
+    fn a_silent_connection_ends_at_the_first_request_deadline_not_the_session_timeout() {
+        // Regression (issue 21): a connection that sent nothing was held for the whole session
+        // timeout (60 s) where RTMP and HTTP close it after 10 s.
+        let config = ServerConfig {
+            session_timeout_ms: 60_000,
+            first_request_timeout_ms: 10_000,
+            ..ServerConfig::default()
+        };
+        let mut silent = ServerSession::new(config.clone(), b"0123456789abcdef", 1_000);
+        assert_eq!(silent.poll_timeout(), Some(11_000));
+        assert_eq!(silent.handle_timeout(10_999), Ok(()));
+        assert_eq!(
+            silent.handle_timeout(11_000),
+            Err(ServerError::Timeout { after_ms: 10_000 })
+        );
+        let mut asked = ServerSession::new(config, b"0123456789abcdef", 1_000);
+        asked
+            .handle_input(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n", 5_000)
+            .unwrap();
+        assert_eq!(asked.poll_timeout(), Some(65_000));
+        assert_eq!(asked.handle_timeout(11_000), Ok(()));
+        assert_eq!(
+            asked.handle_timeout(65_000),
+            Err(ServerError::Timeout { after_ms: 60_000 })
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! came out per connection; `rill-replay record` records a dump of a real session with a TCP
 //! proxy placed in front of a running server.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
