@@ -106,27 +106,67 @@ fn rtsp_push_over_udp_plays_over_rtmp_http_flv_and_hls() {
     rtsp_push_plays_everywhere("udp");
 }
 
+/// ffmpeg joins an RTMP publish over RTSP (TCP and UDP) and plays 8 s of it: the source's frame
+/// rate of audio and video (not 1.3-1.9 times, as when sender reports paired NTP and RTP times of
+/// different instants and ffmpeg's timestamps jumped back), no dts repeating or going backwards,
+/// A/V starting together.
 #[test]
 fn rtmp_push_plays_over_rtsp_tcp_and_udp() {
-    let file = media("h264_aac_10s.flv");
+    const SOURCE_SECS: u64 = 30;
+    const PLAY_SECS: u64 = 8;
+    let file = media("h264_aac_30s.flv");
     let reference = ffprobe_file(&file);
     let server = Server::start(WORKERS);
     let url = server.rtsp_url("live/pull");
-    // Players first: their DESCRIBE waits for the stream.
-    let probes = [
-        ("rtsp/tcp", probe_rtsp(url.clone(), "tcp")),
-        ("rtsp/udp", probe_rtsp(url, "udp")),
-    ];
-    sleep(Duration::from_millis(400));
-    let publisher = ffmpeg_publish(&file, &server.rtmp_url("live/pull"), &[]);
-    wait_publisher("rtmp", publisher);
-    for (label, probe) in probes {
-        let got = join(label, probe);
-        assert_like(
-            &format!("rtmp -> {label}"),
-            &got,
-            &reference,
-            &["video", "audio"],
+    let _publisher = ffmpeg_publish(&file, &server.rtmp_url("live/pull"), &[]);
+    // Join a running stream, as players do (the cached GOP comes first).
+    sleep(Duration::from_secs(2));
+    let players: Vec<_> = ["tcp", "udp"]
+        .into_iter()
+        .map(|transport| {
+            let url = url.clone();
+            let secs = PLAY_SECS.to_string();
+            spawn(move || {
+                let args = ["-rtsp_transport", transport, "-timeout", "15000000"];
+                let out_args = ["-t", secs.as_str()];
+                (transport, ffmpeg_play(&url, &args, &out_args, PROBE_LIMIT))
+            })
+        })
+        .collect();
+    for player in players {
+        let (transport, (streams, out)) = player.join().expect("player thread");
+        let log = String::from_utf8_lossy(&out.stderr);
+        let label = format!("rtmp -> rtsp/{transport}");
+        eprintln!("{label}: {streams:?}");
+        for complaint in ["non monotonically increasing dts", "Non-monotonous DTS"] {
+            assert!(!log.contains(complaint), "{label}: {log}");
+        }
+        let mut starts = Vec::new();
+        for kind in ["video", "audio"] {
+            let s = streams
+                .iter()
+                .find(|s| s.kind == kind)
+                .unwrap_or_else(|| panic!("{label}: no {kind}: {streams:?}\n{log}"));
+            let r = stream_of(&reference, kind)
+                .expect("reference stream")
+                .frames;
+            let expected = r * PLAY_SECS / SOURCE_SECS;
+            assert!(
+                s.packets * 10 >= expected * 9 && s.packets * 10 <= expected * 11,
+                "{label}: {} {kind} frames in {PLAY_SECS} s, the source has {expected}",
+                s.packets
+            );
+            assert_eq!(
+                s.not_increasing, 0,
+                "{label}: {kind} dts repeated or went back"
+            );
+            starts.push(s.first_dts_ms.expect("first dts"));
+        }
+        assert!(
+            (starts[0] - starts[1]).abs() <= 100.0,
+            "{label}: video starts at {} ms, audio at {} ms",
+            starts[0],
+            starts[1]
         );
     }
 }
