@@ -976,3 +976,29 @@ fn ffprobe_plays_from_server_session() {
     assert!(text.lines().any(|l| l.trim() == "h264"), "{text}");
     assert!(text.lines().any(|l| l.trim() == "aac"), "{text}");
 }
+
+/// An ANNOUNCE with a track rill cannot record is refused there with 415, and an event names
+/// the format for the log (it used to be accepted, and the SETUP of that track got a bare 404).
+#[test]
+fn announce_with_an_unsupported_format_is_refused_naming_it() {
+    let mut s = server(ServerConfig::default());
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 AMR/8000\r\na=control:stream=1\r\n";
+    let req = format!(
+        "ANNOUNCE rtsp://h/live/amr RTSP/1.0\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let (r, answer) = raw(&mut s, req.as_bytes(), 0);
+    assert!(r.is_ok());
+    assert!(answer.starts_with("RTSP/1.0 415 "), "{answer}");
+    match s.poll_event() {
+        Some(ServerEvent::AnnounceRefused { path, reason }) => {
+            assert_eq!(path, "live/amr");
+            assert!(reason.contains("AMR"), "{reason}");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(s.poll_event(), None, "no AnnounceRequest");
+}

@@ -392,3 +392,73 @@ fn bad_input_gets_an_error_answer_and_other_streams_go_on() {
     assert_like("bad input", &got, &reference, &["video", "audio"]);
     assert!(server.is_running(), "server died: {}", server.log());
 }
+
+/// Publishes 3 s of H.264 + AAC with GStreamer's `rtspclientsink` (which sends AAC as
+/// `MP4A-LATM`) over `protocols` (`tcp` or `udp`) to `url`.
+fn gst_rtspclientsink(url: &str, protocols: &str) -> std::process::Output {
+    require_tool("gst-launch-1.0");
+    let pipeline = format!(
+        "videotestsrc is-live=true num-buffers=75 ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! openh264enc ! h264parse ! s.sink_0 \
+         audiotestsrc is-live=true num-buffers=130 ! voaacenc ! aacparse ! s.sink_1 \
+         rtspclientsink name=s location={url} protocols={protocols}"
+    );
+    run_with_timeout(
+        std::process::Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(pipeline.split_whitespace()),
+        Duration::from_secs(30),
+    )
+}
+
+/// GStreamer publishes H.264 + AAC over RTSP (TCP and UDP), AAC as MP4A-LATM: both tracks
+/// play over HTTP-FLV (it used to get 404 at the SETUP of the audio track). A format rill cannot
+/// record is refused at ANNOUNCE with 415 and a log line naming it.
+#[test]
+fn gstreamer_rtspclientsink_publishes_h264_and_latm_aac() {
+    let server = Server::start(WORKERS);
+    let mut runs = Vec::new();
+    for protocols in ["tcp", "udp"] {
+        let name = format!("live/gst{protocols}");
+        let probe = probe_url(server.http_url(&format!("{name}.flv")));
+        let url = server.rtsp_url(&name);
+        runs.push((
+            protocols,
+            probe,
+            spawn(move || {
+                sleep(Duration::from_millis(400));
+                gst_rtspclientsink(&url, protocols)
+            }),
+        ));
+    }
+    for (protocols, probe, publisher) in runs {
+        let out = publisher.join().expect("publisher thread");
+        assert!(
+            out.status.success(),
+            "{protocols}: gst-launch failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = join(protocols, probe);
+        for (kind, codec, sent) in [("video", "h264", 75), ("audio", "aac", 130)] {
+            let s = stream_of(&got, kind).unwrap_or_else(|| panic!("{protocols}: no {kind}"));
+            assert_eq!(s.codec_name, codec, "{protocols}");
+            assert!(
+                s.frames * 10 >= sent * 9,
+                "{protocols}: {} of {sent} {kind} frames",
+                s.frames
+            );
+        }
+    }
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 AMR/8000\r\na=control:stream=0\r\n";
+    let port = server.rtsp_port;
+    let answer = raw_exchange(port, &announce(port, sdp));
+    assert_eq!(statuses(&answer), [415], "{answer}");
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("live/bad refused with 415") && l.contains("AMR")),
+        "{log}"
+    );
+}

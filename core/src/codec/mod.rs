@@ -13,6 +13,7 @@ pub mod aac;
 pub mod bits;
 pub mod h264;
 pub mod h265;
+pub mod latm;
 pub mod mp3;
 
 /// Errors from parsing codec headers and NAL unit streams.

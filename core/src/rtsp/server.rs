@@ -37,7 +37,7 @@ use crate::rtp::rtcp::{self, ReceiverReport, ReceptionStats, RtcpPacket, SenderR
 use crate::rtp::{
     Depacketizer, Packetizer, RtpError, RtpPacket, TrackParams, DEFAULT_REORDER_WINDOW,
 };
-use crate::sdp::{resolve_control, SessionDescription};
+use crate::sdp::{resolve_control, SdpError, SessionDescription};
 
 /// Methods the server answers, for `Public`.
 const PUBLIC: &str =
@@ -213,6 +213,14 @@ pub enum ServerEvent {
         tracks: Vec<TrackParams>,
         /// The video's frames per second, when its section says (`a=framerate`, RFC 4566).
         frame_rate: Option<f64>,
+    },
+    /// An ANNOUNCE was refused with 415 (already answered): a media section has a format rill
+    /// cannot record. For the server's log.
+    AnnounceRefused {
+        /// The path (`live/x`).
+        path: String,
+        /// Why, naming the section and the format.
+        reason: String,
     },
     /// SETUP over UDP: answer with [`ServerSession::accept_udp`] (the server's even RTP port
     /// and the RTCP port after it) or [`ServerSession::reject_udp`] with 461.
@@ -1193,27 +1201,37 @@ impl ServerSession {
             Some(c) if !c.is_empty() && c != "*" => resolve_control(&base, c),
             _ => base,
         };
-        let tracks: Vec<(TrackParams, String)> = sdp
+        let (path, query) = url_path(&req.uri);
+        // Every track announced must be one rill can record: the client sets them all up.
+        let tracks: Result<Vec<(TrackParams, String)>, SdpError> = sdp
             .media
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| {
-                let p = m.track_params(i).ok()?;
+            .map(|(i, m)| {
+                let p = m.track_params(i)?;
                 let control = resolve_control(&base, m.control().unwrap_or(""));
-                Some((p, control))
+                Ok((p, control))
             })
             .collect();
-        if tracks.is_empty() {
-            self.respond(cseq, Response::new(415));
-            return;
-        }
+        let tracks = match tracks {
+            Ok(t) if !t.is_empty() => t,
+            refused => {
+                self.respond(cseq, Response::new(415));
+                let reason = match refused {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "no media section".to_owned(),
+                };
+                self.events
+                    .push_back(ServerEvent::AnnounceRefused { path, reason });
+                return;
+            }
+        };
         let frame_rate = sdp
             .media
             .iter()
             .filter(|m| m.media.eq_ignore_ascii_case("video"))
             .find_map(|m| m.attribute("framerate")?.trim().parse::<f64>().ok())
             .filter(|fps| fps.is_finite() && *fps > 0.0);
-        let (path, query) = url_path(&req.uri);
         self.events.push_back(ServerEvent::AnnounceRequest {
             url: req.uri,
             path,
