@@ -421,3 +421,81 @@ fn a_recording_is_written_once_by_the_publishers_engine_and_closed_when_it_leave
     }
     assert_eq!(video, 1 + 30, "the configuration and every frame");
 }
+
+/// A stream whose audio FLV cannot carry (Opus from RTSP) is announced as video only in the
+/// HTTP-FLV header (it said audio + video, 0x05, and players waited for audio that never came).
+#[test]
+fn http_flv_header_announces_only_the_tracks_it_carries() {
+    use rill_core::media::{Codec, Frame, FrameKind};
+    use rill_core::rtp::{CodecParams, TrackParams};
+    use rill_core::rtsp::client::{ClientConfig, ClientSession};
+
+    let mut w = world();
+    let tracks = vec![
+        TrackParams {
+            payload_type: 96,
+            clock_rate: 90_000,
+            channels: 1,
+            codec: CodecParams::H264 {
+                sps: vec![Bytes::from_static(&[
+                    0x67, 0x42, 0xC0, 0x0A, 0xDA, 0x11, 0x10, 0x80,
+                ])],
+                pps: vec![Bytes::from_static(&[0x68, 0xCE, 0x38, 0x80])],
+            },
+        },
+        TrackParams {
+            payload_type: 97,
+            clock_rate: 48_000,
+            channels: 2,
+            codec: CodecParams::Opus,
+        },
+    ];
+    let random = w.random_bytes(64);
+    let session = ClientSession::record(
+        ClientConfig::new("rtsp://127.0.0.1/live/opus"),
+        tracks,
+        &random,
+        w.now(),
+    )
+    .expect("record session");
+    let publisher = w.rtsp(0, session);
+    w.run();
+    let player = flv_player(&mut w, 0, "opus");
+    w.run();
+    for i in 0..10i64 {
+        let key = i == 0;
+        let mut nal = vec![0, 0, 0, 5, if key { 0x65 } else { 0x41 }];
+        nal.extend_from_slice(&[0x88; 4]);
+        let frames = [
+            (0, Codec::H264, Bytes::from(nal), key),
+            (
+                1,
+                Codec::Opus,
+                Bytes::from_static(&[0xFC, 0xFF, 0xFE]),
+                true,
+            ),
+        ];
+        for (track, codec, payload, key) in frames {
+            let f = Frame {
+                codec,
+                kind: FrameKind::Coded,
+                dts: i * 40,
+                pts: i * 40,
+                key,
+                payload,
+            };
+            let now = w.now();
+            w.rtsp_session(publisher)
+                .send_frame(track, &f, now)
+                .expect("send");
+        }
+        w.advance(40);
+    }
+    w.run();
+    let (head, body) = http_response(&w, player);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(&body[..3], b"FLV");
+    assert_eq!(body[4], 0x01, "FLV header flags: video only");
+    let tags = flv_tags(&w, player);
+    assert!(!video_tags(&tags).is_empty(), "video plays");
+}

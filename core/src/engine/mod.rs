@@ -51,6 +51,7 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 
 use crate::auth::SimpleAuth;
+use crate::flv;
 use crate::hls::{Hls, HlsConfig, HlsOutput};
 use crate::http::websocket::WsReader;
 use crate::http::{self, HttpLimits, RequestReader, Response};
@@ -1100,10 +1101,15 @@ impl Engine {
                 }
             }
         };
-        let (has_video, has_audio) = self
-            .hub
-            .tracks(&stream)
-            .map_or((false, false), |t| (t.video.is_some(), t.audio.is_some()));
+        // The FLV header announces audio only if FLV can carry it (not Opus).
+        let (has_video, has_audio) = self.hub.tracks(&stream).map_or((false, false), |t| {
+            (
+                t.video.is_some(),
+                t.audio
+                    .as_ref()
+                    .is_some_and(|a| flv::carries_audio(a.codec)),
+            )
+        });
         if let Some(c) = self.conns.get_mut(&conn) {
             if let Some(w) = c.writer.as_mut() {
                 let mut head = Vec::new();

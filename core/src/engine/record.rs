@@ -103,6 +103,10 @@ struct FlvFile {
 
 impl FlvFile {
     fn push(&mut self, packet: &Packet) {
+        if packet.data().body.is_empty() {
+            // A frame FLV cannot carry (Opus): it neither starts the file nor announces audio.
+            return;
+        }
         if self.started {
             self.file.writer.render(packet, &mut self.file.pending);
             return;

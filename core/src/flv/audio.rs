@@ -78,6 +78,12 @@ fn mp3_flags(payload: &[u8]) -> u8 {
     format << 4 | rate << 2 | 0x02 | stereo
 }
 
+/// Whether FLV has a form for audio of `codec`: a file or stream header announces audio only
+/// when its tags will come.
+pub fn carries_audio(codec: Codec) -> bool {
+    matches!(codec, Codec::Aac | Codec::Mp3 | Codec::G711A | Codec::G711U)
+}
+
 /// Writes the audio tag header for `frame`: the flags byte, plus the AACPacketType for AAC.
 ///
 /// G.711 is written as ffmpeg does (8 kHz implied, 8-bit, mono); MP3 flags come from the MP3
