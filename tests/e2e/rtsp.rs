@@ -190,26 +190,49 @@ fn b_frames_through_rtsp_to_http_flv_decode() {
 }
 
 /// Publishes over RTSP with `audio_args` and plays over RTSP: the audio codec arrives intact.
-fn rtsp_to_rtsp_audio(name: &str, audio_args: &[&str], codec: &str, min_audio_frames: u64) {
+/// Publishes the file over RTSP with `audio_args`, plays it over RTSP and HTTP-TS: RTSP gives
+/// video and `codec` audio (at least `min_audio_frames`); HTTP-TS gives video and, when
+/// `in_ts`, that audio too, else a log line says why the audio is left out.
+fn rtsp_to_rtsp_audio(
+    name: &str,
+    audio_args: &[&str],
+    codec: &str,
+    min_audio_frames: u64,
+    in_ts: bool,
+) {
     let file = media("h264_aac_10s.flv");
     let reference = ffprobe_file(&file);
     let server = Server::start(WORKERS);
     let path = format!("live/{name}");
     let probe = probe_rtsp(server.rtsp_url(&path), "tcp");
+    let ts_probe = probe_url(server.http_url(&format!("{path}.ts")));
     sleep(Duration::from_millis(400));
     let mut args = vec!["-c:v", "copy"];
     args.extend_from_slice(audio_args);
     let publisher = ffmpeg_publish_rtsp(&file, &server.rtsp_url(&path), "tcp", &args);
     wait_publisher(name, publisher);
-    let got = join(name, probe);
-    assert_like(name, &got, &reference, &["video"]);
-    let a = stream_of(&got, "audio").unwrap_or_else(|| panic!("{name}: no audio: {got:?}"));
-    assert_eq!(a.codec_name, codec, "{name}: audio codec");
-    assert!(
-        a.frames >= min_audio_frames,
-        "{name}: {} audio frames",
-        a.frames
-    );
+    for (label, probe) in [("rtsp", probe), ("http-ts", ts_probe)] {
+        let label = format!("{name} over {label}");
+        let got = join(&label, probe);
+        assert_like(&label, &got, &reference, &["video"]);
+        let audio = stream_of(&got, "audio");
+        if label.ends_with("http-ts") && !in_ts {
+            assert!(audio.is_none(), "{label}: {got:?}");
+            let log = server.log();
+            assert!(
+                log.contains(&format!("stream {path}: ")) && log.contains("left out of HTTP-TS"),
+                "{label}: {log}"
+            );
+            continue;
+        }
+        let a = audio.unwrap_or_else(|| panic!("{label}: no audio: {got:?}"));
+        assert_eq!(a.codec_name, codec, "{label}: audio codec");
+        assert!(
+            a.frames >= min_audio_frames,
+            "{label}: {} audio frames",
+            a.frames
+        );
+    }
 }
 
 #[test]
@@ -219,17 +242,19 @@ fn g711_through_rtsp_to_rtsp() {
         &["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"],
         "pcm_alaw",
         200,
+        false,
     );
 }
 
 #[test]
-fn opus_through_rtsp_to_rtsp() {
+fn opus_through_rtsp_to_rtsp_and_http_ts() {
     // 20 ms frames: 500 in 10 s.
     rtsp_to_rtsp_audio(
         "opus",
         &["-c:a", "libopus", "-ar", "48000", "-ac", "2"],
         "opus",
         450,
+        true,
     );
 }
 

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{ConnId, EngineConfig, Output, Packet, Recorder, SilentAudio, StreamMessage};
+use super::{ConnId, EngineConfig, LogLevel, Output, Packet, Recorder, SilentAudio, StreamMessage};
 use crate::amf::Value;
 use crate::flv::{self, VideoTagStyle};
 use crate::hls::Hls;
@@ -44,6 +44,8 @@ pub(super) struct Publication {
     describe_metadata: bool,
     /// Every frame is muxed once, here, for HLS and the TS players.
     muxer: TsMuxer,
+    /// Codecs whose frames the TS muxer refused, each logged once: TS outputs leave them out.
+    left_out_of_ts: Vec<Codec>,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
     recorder: Option<Recorder>,
@@ -72,6 +74,7 @@ impl Publication {
             describe_metadata: described.is_some(),
             tracks: TrackWatch::new(described.unwrap_or_default()),
             muxer: TsMuxer::new(),
+            left_out_of_ts: Vec::new(),
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
         };
         sinks.hls.start(&p.key, true);
@@ -193,8 +196,25 @@ impl Publication {
         };
         // Codecs FLV cannot carry (Opus) get an empty body: RTMP and FLV players skip them.
         let body = built.unwrap_or_default();
-        // A frame TS cannot carry is left out of the TS outputs only.
-        let ts = self.muxer.mux(&frame).unwrap_or_default();
+        // A frame TS cannot carry is left out of the TS outputs only, with a line in the log
+        // the first time for each codec of the stream.
+        let ts = match self.muxer.mux(&frame) {
+            Ok(ts) => ts,
+            Err(e) => {
+                if !self.left_out_of_ts.contains(&frame.codec) {
+                    self.left_out_of_ts.push(frame.codec);
+                    s.outputs.push_back(Output::Log {
+                        level: LogLevel::Warn,
+                        message: format!(
+                            "stream {}: {} frames left out of HTTP-TS, WS-TS and HLS: {e}",
+                            self.key,
+                            frame.codec.name()
+                        ),
+                    });
+                }
+                TsChunk::default()
+            }
+        };
         Some(Packet::new(
             kind,
             frame.dts,
