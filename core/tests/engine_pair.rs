@@ -499,3 +499,89 @@ fn http_flv_header_announces_only_the_tracks_it_carries() {
     let tags = flv_tags(&w, player);
     assert!(!video_tags(&tags).is_empty(), "video plays");
 }
+
+/// HEVC reaches each FLV player in the form it reads: Enhanced RTMP (FourCC `hvc1`) to an RTMP
+/// player whose connect listed `fourCcList` and to HTTP-FLV asking `enhanced=1`; legacy codec
+/// id 12 to the others (ffmpeg 5.1 and older flv.js saw "Video codec (1) is not implemented"
+/// when an Enhanced publisher's tags went to everyone).
+#[test]
+fn hevc_goes_legacy_or_enhanced_as_each_player_reads() {
+    use rill_core::media::{Codec, Frame, FrameKind};
+    use rill_core::rtmp::client::ClientConfig as RtmpConfig;
+
+    const HEVC_CONFIG: &[u8] = include_bytes!("fixtures/hevc_config.bin");
+    const HEVC_KEYFRAME: &[u8] = include_bytes!("fixtures/hevc_keyframe.bin");
+    let mut w = world();
+    let publisher = publisher(&mut w, 0, "hevc");
+    // The publisher sends Enhanced RTMP tags, as ffmpeg 6.1+ and OBS do.
+    // Two key frames: an FLV reader sees a tag whole once the next one begins.
+    let tags: Vec<(u8, u32, Bytes)> = [
+        (FrameKind::Config, HEVC_CONFIG, 0),
+        (FrameKind::Coded, HEVC_KEYFRAME, 0),
+        (FrameKind::Coded, HEVC_KEYFRAME, 40),
+    ]
+    .into_iter()
+    .map(|(kind, payload, dts)| {
+        let f = Frame {
+            codec: Codec::H265,
+            kind,
+            dts,
+            pts: dts,
+            key: true,
+            payload: Bytes::from_static(payload),
+        };
+        let body = rill_core::flv::video_tag_body(&f, rill_core::flv::VideoTagStyle::Enhanced)
+            .expect("enhanced tag");
+        (message_type::VIDEO, dts as u32, body)
+    })
+    .collect();
+    send(&mut w, publisher, &tags[..2]);
+    let mut config = RtmpConfig::new("live", "rtmp://127.0.0.1/live");
+    config.four_cc_list = vec!["hvc1".into(), "av01".into()];
+    let modern = w.rtmp_with(0, config);
+    w.rtmp_session(modern).play("hevc");
+    let legacy = rtmp_player(&mut w, 0, "hevc");
+    let flv_legacy = flv_player(&mut w, 0, "hevc");
+    let flv_modern = w.raw(0, Listener::Http);
+    w.send(
+        flv_modern,
+        b"GET /live/hevc.flv?enhanced=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    w.run();
+    send(&mut w, publisher, &tags[2..]);
+    let first_bytes = |bodies: Vec<Bytes>| -> Vec<u8> { bodies.iter().map(|b| b[0]).collect() };
+    let rtmp_video = |w: &World, c| {
+        first_bytes(
+            w.rtmp_media(c)
+                .into_iter()
+                .filter(|(t, _, _)| *t == message_type::VIDEO)
+                .map(|(_, _, b)| b)
+                .collect(),
+        )
+    };
+    let flv_video = |w: &World, c| {
+        first_bytes(
+            video_tags(&flv_tags(w, c))
+                .into_iter()
+                .map(|(_, b)| b)
+                .collect(),
+        )
+    };
+    // Legacy: key frame, codec 12 (0x1C); Enhanced: ex-header bit, key frame, packet type
+    // SequenceStart (0x90) then CodedFrames (0x91) or CodedFramesX (0x93).
+    for (label, got) in [
+        ("rtmp legacy", rtmp_video(&w, legacy)),
+        ("http-flv legacy", flv_video(&w, flv_legacy)),
+    ] {
+        assert!(got.len() >= 2, "{label}: {got:x?}");
+        assert_eq!(got[..2], [0x1C, 0x1C], "{label}");
+    }
+    for (label, got) in [
+        ("rtmp fourCcList", rtmp_video(&w, modern)),
+        ("http-flv enhanced=1", flv_video(&w, flv_modern)),
+    ] {
+        assert!(got.len() >= 2, "{label}");
+        assert_eq!(got[0], 0x90, "{label}");
+        assert!(got[1] & 0xF0 == 0x90, "{label}: {got:x?}");
+    }
+}

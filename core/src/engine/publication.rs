@@ -179,6 +179,14 @@ impl Publication {
         if self.tracks.observe(&frame) {
             self.tracks_changed(s);
         }
+        // HEVC has two FLV forms: legacy codec id 12 for players that predate Enhanced RTMP,
+        // FourCC `hvc1` for those that announce it. Both are built here, whatever the
+        // publisher sent.
+        let hevc = frame.codec == Codec::H265;
+        let enhanced = hevc
+            .then(|| flv::video_tag_body(&frame, VideoTagStyle::Enhanced).ok())
+            .flatten();
+        let flv_body = flv_body.filter(|_| !hevc);
         let (type_id, built) = if video {
             (
                 message_type::VIDEO,
@@ -215,7 +223,7 @@ impl Publication {
                 TsChunk::default()
             }
         };
-        Some(Packet::new(
+        let packet = Packet::new(
             kind,
             frame.dts,
             Some(frame),
@@ -223,7 +231,11 @@ impl Publication {
             body,
             self.chunk_size,
             ts,
-        ))
+        );
+        Some(match enhanced {
+            Some(e) => packet.with_enhanced(e, self.chunk_size),
+            None => packet,
+        })
     }
 
     fn metadata_packet(&self, body: Bytes, dts: i64) -> Packet {
