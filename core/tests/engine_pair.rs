@@ -422,10 +422,12 @@ fn a_recording_is_written_once_by_the_publishers_engine_and_closed_when_it_leave
     assert_eq!(video, 1 + 30, "the configuration and every frame");
 }
 
-/// A stream whose audio FLV cannot carry (Opus from RTSP) is announced as video only in the
-/// HTTP-FLV header (it said audio + video, 0x05, and players waited for audio that never came).
+/// A stream whose audio legacy FLV cannot carry (Opus from RTSP) is announced as video only in
+/// the HTTP-FLV header (it said audio + video, 0x05, and players waited for audio that never
+/// came); a player asking for Enhanced RTMP tags gets the Opus audio as FourCC `Opus`.
 #[test]
 fn http_flv_header_announces_only_the_tracks_it_carries() {
+    use rill_core::flv::TagType;
     use rill_core::media::{Codec, Frame, FrameKind};
     use rill_core::rtp::{CodecParams, TrackParams};
     use rill_core::rtsp::client::{ClientConfig, ClientSession};
@@ -461,6 +463,11 @@ fn http_flv_header_announces_only_the_tracks_it_carries() {
     let publisher = w.rtsp(0, session);
     w.run();
     let player = flv_player(&mut w, 0, "opus");
+    let enhanced = w.raw(0, Listener::Http);
+    w.send(
+        enhanced,
+        b"GET /live/opus.flv?enhanced=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
     w.run();
     for i in 0..10i64 {
         let key = i == 0;
@@ -498,6 +505,20 @@ fn http_flv_header_announces_only_the_tracks_it_carries() {
     assert_eq!(body[4], 0x01, "FLV header flags: video only");
     let tags = flv_tags(&w, player);
     assert!(!video_tags(&tags).is_empty(), "video plays");
+    assert!(tags.iter().all(|t| t.tag_type != TagType::Audio));
+
+    // A player of Enhanced RTMP tags gets Opus (FourCC `Opus`): the OpusHead, then the frames.
+    let (_, body) = http_response(&w, enhanced);
+    assert_eq!(body[4], 0x05, "FLV header flags: audio and video");
+    let audio: Vec<Bytes> = flv_tags(&w, enhanced)
+        .into_iter()
+        .filter(|t| t.tag_type == TagType::Audio)
+        .map(|t| t.body)
+        .collect();
+    assert!(audio.len() >= 9, "{} audio tags", audio.len());
+    assert_eq!(&audio[0][..5], b"\x90Opus");
+    assert_eq!(&audio[0][5..13], b"OpusHead");
+    assert_eq!(&audio[1][..], b"\x91Opus\xFC\xFF\xFE");
 }
 
 /// HEVC reaches each FLV player in the form it reads: Enhanced RTMP (FourCC `hvc1`) to an RTMP

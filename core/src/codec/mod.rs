@@ -15,6 +15,7 @@ pub mod h264;
 pub mod h265;
 pub mod latm;
 pub mod mp3;
+pub mod opus;
 
 /// Errors from parsing codec headers and NAL unit streams.
 #[derive(Clone, Debug, PartialEq, Eq)]

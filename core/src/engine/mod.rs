@@ -1122,13 +1122,15 @@ impl Engine {
                 }
             }
         };
-        // The FLV header announces audio only if FLV can carry it (not Opus).
+        // The FLV header announces audio only if FLV can carry it to this player (Opus only
+        // with Enhanced RTMP tags).
+        let enhanced = self.conns.get(&conn).is_some_and(|c| c.enhanced_flv);
         let (has_video, has_audio) = self.hub.tracks(&stream).map_or((false, false), |t| {
             (
                 t.video.is_some(),
                 t.audio
                     .as_ref()
-                    .is_some_and(|a| flv::carries_audio(a.codec)),
+                    .is_some_and(|a| flv::carries_audio(a.codec, enhanced)),
             )
         });
         if let Some(c) = self.conns.get_mut(&conn) {

@@ -309,14 +309,15 @@ impl PlayerWriter {
         if self.format.is_ts() {
             return self.render_ts(p, out);
         }
-        if p.body.is_empty() {
-            // A frame FLV cannot carry (Opus from RTSP), or a codec hint: not for these players.
-            return 0;
-        }
         let (body, chunked) = match &p.enhanced {
             Some((b, c)) if self.enhanced => (b, c),
             _ => (&p.body, &p.rtmp_chunked),
         };
+        if body.is_empty() {
+            // A frame FLV cannot carry to this player (Opus without Enhanced RTMP), or a codec
+            // hint: not for these players.
+            return 0;
+        }
         if !self.enhanced
             && self.enhanced_only.is_none()
             && p.frame.as_ref().is_some_and(|f| f.codec == Codec::Av1)

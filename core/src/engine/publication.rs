@@ -46,6 +46,8 @@ pub(super) struct Publication {
     muxer: TsMuxer,
     /// Codecs whose frames the TS muxer refused, each logged once: TS outputs leave them out.
     left_out_of_ts: Vec<Codec>,
+    /// The `OpusHead` for Enhanced RTMP players went out (before the first Opus frame).
+    opus_head_sent: bool,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
     recorder: Option<Recorder>,
@@ -75,6 +77,7 @@ impl Publication {
             tracks: TrackWatch::new(described.unwrap_or_default()),
             muxer: TsMuxer::new(),
             left_out_of_ts: Vec::new(),
+            opus_head_sent: false,
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
         };
         sinks.hls.start(&p.key, true);
@@ -97,6 +100,17 @@ impl Publication {
     /// A frame from the publisher. `flv_body` is the FLV tag body it came in (RTMP), passed on
     /// as it is to RTMP and FLV players; without one it is built here.
     pub(super) fn push_frame(&mut self, frame: Frame, flv_body: Option<Bytes>, s: &mut Sinks<'_>) {
+        if frame.codec == Codec::Opus && frame.kind == FrameKind::Coded && !self.opus_head_sent {
+            // Enhanced RTMP players need an OpusHead first (RTP and RTSP carry none): a
+            // configuration for stereo, as RTP's `opus/48000/2` says, which the hub caches.
+            self.opus_head_sent = true;
+            let head = Frame {
+                kind: FrameKind::Config,
+                payload: crate::codec::opus::id_header(2),
+                ..frame.clone()
+            };
+            self.push_frame(head, None, s);
+        }
         let Some(packet) = self.packet(frame, flv_body, s) else {
             return;
         };
@@ -183,9 +197,12 @@ impl Publication {
         // FourCC `hvc1` for those that announce it. Both are built here, whatever the
         // publisher sent.
         let hevc = frame.codec == Codec::H265;
-        let enhanced = hevc
-            .then(|| flv::video_tag_body(&frame, VideoTagStyle::Enhanced).ok())
-            .flatten();
+        // Opus has only an Enhanced form (FourCC `Opus`); its legacy body stays empty.
+        let enhanced = if hevc {
+            flv::video_tag_body(&frame, VideoTagStyle::Enhanced).ok()
+        } else {
+            flv::enhanced_audio_tag_body(&frame)
+        };
         let flv_body = flv_body.filter(|_| !hevc);
         let (type_id, built) = if video {
             (

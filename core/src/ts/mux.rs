@@ -126,6 +126,10 @@ impl TsMuxer {
                 self.set_video_config(frame)?;
                 Ok(TsChunk::default())
             }
+            // Opus in TS needs no configuration (the descriptors say it all).
+            (FrameKind::Config, TrackKind::Audio) if frame.codec == Codec::Opus => {
+                Ok(TsChunk::default())
+            }
             (FrameKind::Config, TrackKind::Audio) => {
                 self.set_audio_config(frame)?;
                 Ok(TsChunk::default())
