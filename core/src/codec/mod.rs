@@ -10,6 +10,7 @@ use std::fmt;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub mod aac;
+pub mod av1;
 pub mod bits;
 pub mod h264;
 pub mod h265;
