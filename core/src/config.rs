@@ -136,6 +136,11 @@ publish_conflict = "reject"
 # timestamps) past its first frame with no audio, and stops if the publisher's audio arrives.
 silent_audio = false
 silent_audio_wait_ms = 1000
+# HTTP-FLV / WS-FLV players get Enhanced RTMP tags (HEVC as FourCC hvc1; ffmpeg 6.1+, current
+# flv.js/mpegts.js) when true; legacy tags (HEVC as codec id 12; ffmpeg 5.1, older players)
+# when false. A request chooses with ?enhanced=1 or ?enhanced=0. RTMP players get Enhanced tags
+# when their connect lists fourCcList.
+flv_enhanced = false
 
 [limits]
 # Largest chunk size a peer may announce, and largest RTMP message (bytes).
@@ -676,6 +681,8 @@ pub struct HubSection {
     pub silent_audio: bool,
     /// Video time (ms) to wait for real audio before the silent track starts.
     pub silent_audio_wait_ms: u64,
+    /// HTTP-FLV players get Enhanced RTMP tags unless their request says otherwise.
+    pub flv_enhanced: bool,
 }
 
 /// `[hls]`.
@@ -816,6 +823,7 @@ impl Default for HubSection {
             publish_conflict: EngineConfig::default().publish_conflict,
             silent_audio: SilentAudioConfig::default().enable,
             silent_audio_wait_ms: SilentAudioConfig::default().wait_ms,
+            flv_enhanced: false,
         }
     }
 }
@@ -1029,6 +1037,7 @@ impl Config {
             idle_timeout_ms: l.idle_timeout_ms,
             http_head_timeout_ms: l.http_head_timeout_ms,
             ws_max_frame: l.ws_max_frame,
+            flv_enhanced: h.flv_enhanced,
             share_streams: false,
             write_merge_ms: h.write_merge_ms,
             write_merge_players: h.write_merge_players,

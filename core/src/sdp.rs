@@ -14,6 +14,8 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use bytes::Bytes;
 
+use crate::codec::aac::AudioSpecificConfig;
+use crate::codec::latm::StreamMuxConfig;
 use crate::rtp::{CodecParams, TrackParams};
 
 /// Largest description parsed, in bytes.
@@ -487,6 +489,7 @@ impl MediaDescription {
             };
             let fmtp = self.fmtp(pt);
             let name = map.encoding.to_ascii_uppercase();
+            let mut channels = map.channels;
             let codec = match name.as_str() {
                 "H264" => {
                     if param(&fmtp, "packetization-mode").is_some_and(|m| m.trim() == "2") {
@@ -533,6 +536,28 @@ impl MediaDescription {
                         index_delta_length,
                     }
                 }
+                "MP4A-LATM" => {
+                    // cpresent defaults to 1 (configuration in band), which rill does not read.
+                    let cpresent = param(&fmtp, "cpresent").unwrap_or("1").trim();
+                    if cpresent != "0" {
+                        return Err(invalid(0, "MP4A-LATM cpresent", cpresent));
+                    }
+                    let hex = param(&fmtp, "config").ok_or(SdpError::Missing {
+                        media: index,
+                        field: "MP4A-LATM fmtp config",
+                    })?;
+                    let mux = decode_hex(hex)
+                        .and_then(|c| StreamMuxConfig::parse(&c).ok())
+                        .ok_or_else(|| invalid(0, "MP4A-LATM config", hex))?;
+                    // The rtpmap's channel count is optional (GStreamer leaves it out).
+                    if let Ok(asc) = AudioSpecificConfig::parse(&mux.audio_specific_config) {
+                        channels = asc.channel_count().max(1);
+                    }
+                    CodecParams::AacLatm {
+                        config: mux.audio_specific_config,
+                        sub_frames: mux.sub_frames,
+                    }
+                }
                 "PCMA" => CodecParams::G711A,
                 "PCMU" => CodecParams::G711U,
                 "OPUS" => CodecParams::Opus,
@@ -544,7 +569,7 @@ impl MediaDescription {
             return Ok(TrackParams {
                 payload_type: pt,
                 clock_rate: map.clock_rate,
-                channels: map.channels,
+                channels,
                 codec,
             });
         }
@@ -608,6 +633,16 @@ impl MediaDescription {
                     Some(format!(
                         "profile-level-id=1;mode=AAC-hbr;sizelength={size_length};indexlength={index_length};indexdeltalength={index_delta_length};config={hex}"
                     )),
+                )
+            }
+            CodecParams::AacLatm { config, .. } => {
+                let hex = StreamMuxConfig::write(config)
+                    .ok()
+                    .map(|c| c.iter().map(|b| format!("{b:02X}")).collect::<String>());
+                (
+                    "audio",
+                    format!("MP4A-LATM/{}/{}", params.clock_rate, params.channels),
+                    hex.map(|h| format!("profile-level-id=30;cpresent=0;config={h}")),
                 )
             }
             CodecParams::G711A | CodecParams::G711U => {

@@ -421,3 +421,188 @@ fn a_recording_is_written_once_by_the_publishers_engine_and_closed_when_it_leave
     }
     assert_eq!(video, 1 + 30, "the configuration and every frame");
 }
+
+/// A stream whose audio legacy FLV cannot carry (Opus from RTSP) is announced as video only in
+/// the HTTP-FLV header (it said audio + video, 0x05, and players waited for audio that never
+/// came); a player asking for Enhanced RTMP tags gets the Opus audio as FourCC `Opus`.
+#[test]
+fn http_flv_header_announces_only_the_tracks_it_carries() {
+    use rill_core::flv::TagType;
+    use rill_core::media::{Codec, Frame, FrameKind};
+    use rill_core::rtp::{CodecParams, TrackParams};
+    use rill_core::rtsp::client::{ClientConfig, ClientSession};
+
+    let mut w = world();
+    let tracks = vec![
+        TrackParams {
+            payload_type: 96,
+            clock_rate: 90_000,
+            channels: 1,
+            codec: CodecParams::H264 {
+                sps: vec![Bytes::from_static(&[
+                    0x67, 0x42, 0xC0, 0x0A, 0xDA, 0x11, 0x10, 0x80,
+                ])],
+                pps: vec![Bytes::from_static(&[0x68, 0xCE, 0x38, 0x80])],
+            },
+        },
+        TrackParams {
+            payload_type: 97,
+            clock_rate: 48_000,
+            channels: 2,
+            codec: CodecParams::Opus,
+        },
+    ];
+    let random = w.random_bytes(64);
+    let session = ClientSession::record(
+        ClientConfig::new("rtsp://127.0.0.1/live/opus"),
+        tracks,
+        &random,
+        w.now(),
+    )
+    .expect("record session");
+    let publisher = w.rtsp(0, session);
+    w.run();
+    let player = flv_player(&mut w, 0, "opus");
+    let enhanced = w.raw(0, Listener::Http);
+    w.send(
+        enhanced,
+        b"GET /live/opus.flv?enhanced=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    w.run();
+    for i in 0..10i64 {
+        let key = i == 0;
+        let mut nal = vec![0, 0, 0, 5, if key { 0x65 } else { 0x41 }];
+        nal.extend_from_slice(&[0x88; 4]);
+        let frames = [
+            (0, Codec::H264, Bytes::from(nal), key),
+            (
+                1,
+                Codec::Opus,
+                Bytes::from_static(&[0xFC, 0xFF, 0xFE]),
+                true,
+            ),
+        ];
+        for (track, codec, payload, key) in frames {
+            let f = Frame {
+                codec,
+                kind: FrameKind::Coded,
+                dts: i * 40,
+                pts: i * 40,
+                key,
+                payload,
+            };
+            let now = w.now();
+            w.rtsp_session(publisher)
+                .send_frame(track, &f, now)
+                .expect("send");
+        }
+        w.advance(40);
+    }
+    w.run();
+    let (head, body) = http_response(&w, player);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(&body[..3], b"FLV");
+    assert_eq!(body[4], 0x01, "FLV header flags: video only");
+    let tags = flv_tags(&w, player);
+    assert!(!video_tags(&tags).is_empty(), "video plays");
+    assert!(tags.iter().all(|t| t.tag_type != TagType::Audio));
+
+    // A player of Enhanced RTMP tags gets Opus (FourCC `Opus`): the OpusHead, then the frames.
+    let (_, body) = http_response(&w, enhanced);
+    assert_eq!(body[4], 0x05, "FLV header flags: audio and video");
+    let audio: Vec<Bytes> = flv_tags(&w, enhanced)
+        .into_iter()
+        .filter(|t| t.tag_type == TagType::Audio)
+        .map(|t| t.body)
+        .collect();
+    assert!(audio.len() >= 9, "{} audio tags", audio.len());
+    assert_eq!(&audio[0][..5], b"\x90Opus");
+    assert_eq!(&audio[0][5..13], b"OpusHead");
+    assert_eq!(&audio[1][..], b"\x91Opus\xFC\xFF\xFE");
+}
+
+/// HEVC reaches each FLV player in the form it reads: Enhanced RTMP (FourCC `hvc1`) to an RTMP
+/// player whose connect listed `fourCcList` and to HTTP-FLV asking `enhanced=1`; legacy codec
+/// id 12 to the others (ffmpeg 5.1 and older flv.js saw "Video codec (1) is not implemented"
+/// when an Enhanced publisher's tags went to everyone).
+#[test]
+fn hevc_goes_legacy_or_enhanced_as_each_player_reads() {
+    use rill_core::media::{Codec, Frame, FrameKind};
+    use rill_core::rtmp::client::ClientConfig as RtmpConfig;
+
+    const HEVC_CONFIG: &[u8] = include_bytes!("fixtures/hevc_config.bin");
+    const HEVC_KEYFRAME: &[u8] = include_bytes!("fixtures/hevc_keyframe.bin");
+    let mut w = world();
+    let publisher = publisher(&mut w, 0, "hevc");
+    // The publisher sends Enhanced RTMP tags, as ffmpeg 6.1+ and OBS do.
+    // Two key frames: an FLV reader sees a tag whole once the next one begins.
+    let tags: Vec<(u8, u32, Bytes)> = [
+        (FrameKind::Config, HEVC_CONFIG, 0),
+        (FrameKind::Coded, HEVC_KEYFRAME, 0),
+        (FrameKind::Coded, HEVC_KEYFRAME, 40),
+    ]
+    .into_iter()
+    .map(|(kind, payload, dts)| {
+        let f = Frame {
+            codec: Codec::H265,
+            kind,
+            dts,
+            pts: dts,
+            key: true,
+            payload: Bytes::from_static(payload),
+        };
+        let body = rill_core::flv::video_tag_body(&f, rill_core::flv::VideoTagStyle::Enhanced)
+            .expect("enhanced tag");
+        (message_type::VIDEO, dts as u32, body)
+    })
+    .collect();
+    send(&mut w, publisher, &tags[..2]);
+    let mut config = RtmpConfig::new("live", "rtmp://127.0.0.1/live");
+    config.four_cc_list = vec!["hvc1".into(), "av01".into()];
+    let modern = w.rtmp_with(0, config);
+    w.rtmp_session(modern).play("hevc");
+    let legacy = rtmp_player(&mut w, 0, "hevc");
+    let flv_legacy = flv_player(&mut w, 0, "hevc");
+    let flv_modern = w.raw(0, Listener::Http);
+    w.send(
+        flv_modern,
+        b"GET /live/hevc.flv?enhanced=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    w.run();
+    send(&mut w, publisher, &tags[2..]);
+    let first_bytes = |bodies: Vec<Bytes>| -> Vec<u8> { bodies.iter().map(|b| b[0]).collect() };
+    let rtmp_video = |w: &World, c| {
+        first_bytes(
+            w.rtmp_media(c)
+                .into_iter()
+                .filter(|(t, _, _)| *t == message_type::VIDEO)
+                .map(|(_, _, b)| b)
+                .collect(),
+        )
+    };
+    let flv_video = |w: &World, c| {
+        first_bytes(
+            video_tags(&flv_tags(w, c))
+                .into_iter()
+                .map(|(_, b)| b)
+                .collect(),
+        )
+    };
+    // Legacy: key frame, codec 12 (0x1C); Enhanced: ex-header bit, key frame, packet type
+    // SequenceStart (0x90) then CodedFrames (0x91) or CodedFramesX (0x93).
+    for (label, got) in [
+        ("rtmp legacy", rtmp_video(&w, legacy)),
+        ("http-flv legacy", flv_video(&w, flv_legacy)),
+    ] {
+        assert!(got.len() >= 2, "{label}: {got:x?}");
+        assert_eq!(got[..2], [0x1C, 0x1C], "{label}");
+    }
+    for (label, got) in [
+        ("rtmp fourCcList", rtmp_video(&w, modern)),
+        ("http-flv enhanced=1", flv_video(&w, flv_modern)),
+    ] {
+        assert!(got.len() >= 2, "{label}");
+        assert_eq!(got[0], 0x90, "{label}");
+        assert!(got[1] & 0xF0 == 0x90, "{label}: {got:x?}");
+    }
+}

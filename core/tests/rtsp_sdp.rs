@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use rill_core::rtp::{CodecParams, TrackParams};
-use rill_core::sdp::{resolve_control, SdpError, SessionDescription};
+use rill_core::sdp::{resolve_control, MediaDescription, SdpError, SessionDescription};
 
 /// The shape of a typical IP camera answer: bare LF line ends, trailing spaces, a junk line,
 /// unpadded base64, an unknown application track and a session-level absolute control.
@@ -244,4 +244,81 @@ fn refuses_bad_descriptions() {
         SessionDescription::parse(many.as_bytes()),
         Err(SdpError::TooLarge { .. })
     ));
+}
+
+/// GStreamer's `rtspclientsink` announces AAC as `MP4A-LATM`; its real packets (from
+/// `rtpmp4apay`, one AudioMuxElement each) give the AAC frames, and rill's own LATM packets
+/// (fragmented when the MTU is small) give them back.
+#[test]
+fn gstreamer_latm_announce_and_packets_give_aac_frames() {
+    use rill_core::media::{Codec, FrameKind};
+    use rill_core::rtp::{Depacketizer, Packetizer, RtpPacket};
+
+    let sdp = SessionDescription::parse(include_bytes!("fixtures/gst_rtspclientsink_announce.sdp"))
+        .expect("GStreamer's SDP");
+    let audio = sdp.media[0].track_params(0).expect("MP4A-LATM is accepted");
+    assert_eq!(
+        audio,
+        TrackParams {
+            payload_type: 96,
+            clock_rate: 44100,
+            channels: 1,
+            codec: CodecParams::AacLatm {
+                config: Bytes::from_static(&[0x12, 0x08]),
+                sub_frames: 0,
+            },
+        }
+    );
+    assert!(matches!(
+        sdp.media[1].track_params(1),
+        Ok(TrackParams {
+            codec: CodecParams::H264 { .. },
+            ..
+        })
+    ));
+
+    let packets = [
+        &include_bytes!("fixtures/gst_latm_0.rtp")[..],
+        include_bytes!("fixtures/gst_latm_1.rtp"),
+        include_bytes!("fixtures/gst_latm_2.rtp"),
+    ];
+    let mut d = Depacketizer::new(&audio, 1).unwrap();
+    for p in packets {
+        d.push(RtpPacket::parse(&Bytes::from_static(p)).unwrap())
+            .unwrap();
+    }
+    let frames: Vec<_> = std::iter::from_fn(|| d.poll_frame()).collect();
+    assert_eq!(frames.len(), 4, "{frames:?}");
+    assert_eq!(frames[0].kind, FrameKind::Config);
+    assert_eq!(&frames[0].payload[..], &[0x12, 0x08]);
+    let coded = &frames[1..];
+    // Each packet: a 12-byte header, PayloadLengthInfo (bytes of 255, then the rest), the unit.
+    for (f, p) in coded.iter().zip(packets) {
+        assert_eq!(f.codec, Codec::Aac);
+        let len_bytes = f.payload.len() / 255 + 1;
+        assert_eq!(f.payload.len(), p.len() - 12 - len_bytes);
+        assert_eq!(&f.payload[..], &p[12 + len_bytes..]);
+    }
+    let times: Vec<i64> = coded.iter().map(|f| f.pts).collect();
+    assert_eq!(times, [0, 23, 46], "1024 samples at 44.1 kHz apart");
+
+    // rill's packetizer, with an MTU that splits every unit in three.
+    let mut pz = Packetizer::new(&audio, 7, 100, 0, 12 + 150).unwrap();
+    let mut pkts = Vec::new();
+    for f in coded {
+        pz.push(f, &mut pkts).unwrap();
+    }
+    assert_eq!(pkts.len(), 9);
+    let mut d = Depacketizer::new(&audio, 1).unwrap();
+    for p in pkts {
+        d.push(RtpPacket::parse(&p.to_bytes()).unwrap()).unwrap();
+    }
+    let again: Vec<_> = std::iter::from_fn(|| d.poll_frame()).skip(1).collect();
+    assert_eq!(
+        again.iter().map(|f| &f.payload).collect::<Vec<_>>(),
+        coded.iter().map(|f| &f.payload).collect::<Vec<_>>()
+    );
+    // And rill describes it the way it read it.
+    let back = MediaDescription::from_track(&audio, "stream=1");
+    assert_eq!(back.track_params(0), Ok(audio));
 }

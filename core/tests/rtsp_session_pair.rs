@@ -98,6 +98,8 @@ struct Pair {
     server_events: Vec<ServerEvent>,
     /// Tracks the server answers DESCRIBE with.
     describe_tracks: Vec<TrackParams>,
+    /// Every byte the server sent over TCP.
+    server_bytes: Vec<u8>,
 }
 
 impl Pair {
@@ -108,6 +110,7 @@ impl Pair {
             client_events: Vec::new(),
             server_events: Vec::new(),
             describe_tracks: Vec::new(),
+            server_bytes: Vec::new(),
         }
     }
 
@@ -141,10 +144,12 @@ impl Pair {
             while let Some(t) = self.server.poll_transmit() {
                 moved = true;
                 match t {
-                    Transmit::Tcp(b) => self
-                        .client
-                        .handle_input(&b, now)
-                        .map_err(|e| e.to_string())?,
+                    Transmit::Tcp(b) => {
+                        self.server_bytes.extend_from_slice(&b);
+                        self.client
+                            .handle_input(&b, now)
+                            .map_err(|e| e.to_string())?
+                    }
                     Transmit::Udp { .. } => panic!("no UDP in memory"),
                 }
             }
@@ -325,6 +330,149 @@ fn play_session_delivers_file_frames_intact() {
     pair.client.teardown();
     pair.pump(now).unwrap();
     assert!(pair.client_events.contains(&ClientEvent::TornDown));
+}
+
+/// The interleaved frames `(channel, payload)` in bytes a server sent, skipping RTSP answers.
+fn interleaved_frames(mut b: &[u8]) -> Vec<(u8, bytes::Bytes)> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        if b[0] == b'$' {
+            let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+            out.push((b[1], bytes::Bytes::copy_from_slice(&b[4..4 + len])));
+            b = &b[4 + len..];
+        } else {
+            let end = b
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("answer head")
+                + 4;
+            let head = String::from_utf8_lossy(&b[..end]).to_ascii_lowercase();
+            let body = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().expect("content-length"));
+            b = &b[end + body..];
+        }
+    }
+    out
+}
+
+/// Every RTCP sender report of a played session pairs the NTP time of an instant with the RTP
+/// time of that same instant: over a virtual minute of frames arriving up to 40 ms late, each
+/// report of either track maps its NTP time to the media time its RTP time stands for within
+/// 10 ms of the first report. (Reports extrapolated from the arrival time of the last frame were
+/// off by that frame's lateness; extrapolated from a stale `now`, by seconds.)
+#[test]
+fn sender_reports_pair_ntp_and_rtp_of_the_same_instant_despite_jitter() {
+    use rill_core::rtp::rtcp::{parse_compound, RtcpPacket};
+    use rill_core::rtp::RtpPacket;
+
+    let file = file_frames();
+    let params = track_params(&file);
+    let base = file[0].1.dts;
+    let period = file.iter().map(|(_, f)| f.dts).max().unwrap() - base + 40;
+    // Six plays of the 10 s file back to back, configs only in the first.
+    let mut frames = Vec::new();
+    for round in 0..6 {
+        for (t, f) in &file {
+            if round > 0 && f.kind == FrameKind::Config {
+                continue;
+            }
+            let mut f = f.clone();
+            f.dts += round * period;
+            f.pts += round * period;
+            frames.push((*t, f));
+        }
+    }
+    let client = ClientSession::play(
+        ClientConfig::new("rtsp://127.0.0.1:5544/live/x"),
+        b"client random",
+        0,
+    );
+    let wall = 1_700_000_000_000;
+    let config = ServerConfig {
+        wallclock_offset_ms: wall,
+        ..ServerConfig::default()
+    };
+    let mut pair = Pair::new(client, server(config));
+    pair.describe_tracks = params.clone();
+    pair.pump(0).unwrap();
+    assert!(pair.server.is_playing());
+    pair.server_bytes.clear();
+    let start = 1_000;
+    let mut now = start;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for (track, f) in &frames {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let late = rng % 41;
+        now = now.max(start + (f.dts - base) as u64 + late);
+        pair.timers(now).unwrap();
+        pair.server.send_frame(*track, f, now).unwrap();
+        pair.pump(now).unwrap();
+    }
+    let channel = |t: usize| match pair.server.track_transport(t) {
+        Some(rill_core::rtsp::server::TrackTransport::Interleaved { rtp, rtcp }) => (rtp, rtcp),
+        other => panic!("track {t} transport {other:?}"),
+    };
+    let first_pts = |t: usize| {
+        frames
+            .iter()
+            .find(|(tr, f)| *tr == t && f.kind == FrameKind::Coded)
+            .unwrap()
+            .1
+            .pts
+            - base
+    };
+    let mut offsets = Vec::new();
+    for (t, p) in params.iter().enumerate() {
+        let (rtp_ch, rtcp_ch) = channel(t);
+        let clock = i64::from(p.clock_rate);
+        // The RTP time of media time 0, from the first packet (the first coded frame).
+        let mut zero = None;
+        let mut reports = 0;
+        for (ch, data) in interleaved_frames(&pair.server_bytes) {
+            if ch == rtp_ch && zero.is_none() {
+                let pkt = RtpPacket::parse(&data).unwrap();
+                let ticks = first_pts(t) * clock / 1000;
+                zero = Some(pkt.timestamp.wrapping_sub(ticks as u32));
+            }
+            if ch != rtcp_ch {
+                continue;
+            }
+            for pkt in parse_compound(&data).unwrap() {
+                let RtcpPacket::SenderReport(sr) = pkt else {
+                    continue;
+                };
+                reports += 1;
+                let ntp_ms = (((sr.ntp_timestamp >> 32) - 2_208_988_800) * 1000
+                    + (((sr.ntp_timestamp & 0xFFFF_FFFF) * 1000) >> 32))
+                    as i64;
+                // The first report goes out before the first packet, for the first frame.
+                let zero = zero.unwrap_or_else(|| {
+                    let f = frames.iter().find(|(tr, _)| *tr == t).unwrap();
+                    sr.rtp_timestamp
+                        .wrapping_sub(((f.1.dts - base) * clock / 1000) as u32)
+                });
+                let media_ms = i64::from(sr.rtp_timestamp.wrapping_sub(zero) as i32) * 1000 / clock;
+                offsets.push((t, reports, ntp_ms - media_ms));
+            }
+        }
+        assert!(
+            reports >= 12,
+            "track {t}: {reports} sender reports in a minute"
+        );
+    }
+    let reference = offsets[0].2;
+    for (t, n, off) in &offsets {
+        assert!(
+            (off - reference).abs() <= 10,
+            "track {t} report {n}: NTP - media time {} ms, first report {} ms",
+            off - wall as i64,
+            reference - wall as i64
+        );
+    }
 }
 
 fn auth_config() -> ServerConfig {
@@ -827,4 +975,30 @@ fn ffprobe_plays_from_server_session() {
     assert!(udp_refused);
     assert!(text.lines().any(|l| l.trim() == "h264"), "{text}");
     assert!(text.lines().any(|l| l.trim() == "aac"), "{text}");
+}
+
+/// An ANNOUNCE with a track rill cannot record is refused there with 415, and an event names
+/// the format for the log (it used to be accepted, and the SETUP of that track got a bare 404).
+#[test]
+fn announce_with_an_unsupported_format_is_refused_naming_it() {
+    let mut s = server(ServerConfig::default());
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 AMR/8000\r\na=control:stream=1\r\n";
+    let req = format!(
+        "ANNOUNCE rtsp://h/live/amr RTSP/1.0\r\nCSeq: 2\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let (r, answer) = raw(&mut s, req.as_bytes(), 0);
+    assert!(r.is_ok());
+    assert!(answer.starts_with("RTSP/1.0 415 "), "{answer}");
+    match s.poll_event() {
+        Some(ServerEvent::AnnounceRefused { path, reason }) => {
+            assert_eq!(path, "live/amr");
+            assert!(reason.contains("AMR"), "{reason}");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(s.poll_event(), None, "no AnnounceRequest");
 }

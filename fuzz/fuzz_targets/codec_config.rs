@@ -6,7 +6,8 @@
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use rill_core::codec::{
-    aac::AudioSpecificConfig, avcc_to_annexb, h264, h265, mp3, split_annexb, split_avcc,
+    aac::AudioSpecificConfig, av1, avcc_to_annexb, h264, h265, latm, mp3, split_annexb,
+    split_avcc,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -27,6 +28,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(info.width > 0 && info.height > 0);
     }
     let _ = mp3::parse_header(data);
+    if let Ok(seq) = av1::parse_config_record(data) {
+        assert!(seq.width > 0 && seq.height > 0);
+    }
+    // A StreamMuxConfig that parses gives an AudioSpecificConfig that writes back the same.
+    if let Ok(c) = latm::StreamMuxConfig::parse(data) {
+        let again = latm::StreamMuxConfig::write(&c.audio_specific_config).expect("writes");
+        let back = latm::StreamMuxConfig::parse(&again).expect("parses");
+        assert_eq!(back.audio_specific_config, c.audio_specific_config);
+    }
+    let _ = latm::split_audio_mux_element(&Bytes::copy_from_slice(data), data.len() as u8 & 3);
 
     // NAL unit framing: every length size, and Annex B splitting.
     let bytes = Bytes::copy_from_slice(data);

@@ -106,27 +106,67 @@ fn rtsp_push_over_udp_plays_over_rtmp_http_flv_and_hls() {
     rtsp_push_plays_everywhere("udp");
 }
 
+/// ffmpeg joins an RTMP publish over RTSP (TCP and UDP) and plays 8 s of it: the source's frame
+/// rate of audio and video (not 1.3-1.9 times, as when sender reports paired NTP and RTP times of
+/// different instants and ffmpeg's timestamps jumped back), no dts repeating or going backwards,
+/// A/V starting together.
 #[test]
 fn rtmp_push_plays_over_rtsp_tcp_and_udp() {
-    let file = media("h264_aac_10s.flv");
+    const SOURCE_SECS: u64 = 30;
+    const PLAY_SECS: u64 = 8;
+    let file = media("h264_aac_30s.flv");
     let reference = ffprobe_file(&file);
     let server = Server::start(WORKERS);
     let url = server.rtsp_url("live/pull");
-    // Players first: their DESCRIBE waits for the stream.
-    let probes = [
-        ("rtsp/tcp", probe_rtsp(url.clone(), "tcp")),
-        ("rtsp/udp", probe_rtsp(url, "udp")),
-    ];
-    sleep(Duration::from_millis(400));
-    let publisher = ffmpeg_publish(&file, &server.rtmp_url("live/pull"), &[]);
-    wait_publisher("rtmp", publisher);
-    for (label, probe) in probes {
-        let got = join(label, probe);
-        assert_like(
-            &format!("rtmp -> {label}"),
-            &got,
-            &reference,
-            &["video", "audio"],
+    let _publisher = ffmpeg_publish(&file, &server.rtmp_url("live/pull"), &[]);
+    // Join a running stream, as players do (the cached GOP comes first).
+    sleep(Duration::from_secs(2));
+    let players: Vec<_> = ["tcp", "udp"]
+        .into_iter()
+        .map(|transport| {
+            let url = url.clone();
+            let secs = PLAY_SECS.to_string();
+            spawn(move || {
+                let args = ["-rtsp_transport", transport, "-timeout", "15000000"];
+                let out_args = ["-t", secs.as_str()];
+                (transport, ffmpeg_play(&url, &args, &out_args, PROBE_LIMIT))
+            })
+        })
+        .collect();
+    for player in players {
+        let (transport, (streams, out)) = player.join().expect("player thread");
+        let log = String::from_utf8_lossy(&out.stderr);
+        let label = format!("rtmp -> rtsp/{transport}");
+        eprintln!("{label}: {streams:?}");
+        for complaint in ["non monotonically increasing dts", "Non-monotonous DTS"] {
+            assert!(!log.contains(complaint), "{label}: {log}");
+        }
+        let mut starts = Vec::new();
+        for kind in ["video", "audio"] {
+            let s = streams
+                .iter()
+                .find(|s| s.kind == kind)
+                .unwrap_or_else(|| panic!("{label}: no {kind}: {streams:?}\n{log}"));
+            let r = stream_of(&reference, kind)
+                .expect("reference stream")
+                .frames;
+            let expected = r * PLAY_SECS / SOURCE_SECS;
+            assert!(
+                s.packets * 10 >= expected * 9 && s.packets * 10 <= expected * 11,
+                "{label}: {} {kind} frames in {PLAY_SECS} s, the source has {expected}",
+                s.packets
+            );
+            assert_eq!(
+                s.not_increasing, 0,
+                "{label}: {kind} dts repeated or went back"
+            );
+            starts.push(s.first_dts_ms.expect("first dts"));
+        }
+        assert!(
+            (starts[0] - starts[1]).abs() <= 100.0,
+            "{label}: video starts at {} ms, audio at {} ms",
+            starts[0],
+            starts[1]
         );
     }
 }
@@ -150,26 +190,49 @@ fn b_frames_through_rtsp_to_http_flv_decode() {
 }
 
 /// Publishes over RTSP with `audio_args` and plays over RTSP: the audio codec arrives intact.
-fn rtsp_to_rtsp_audio(name: &str, audio_args: &[&str], codec: &str, min_audio_frames: u64) {
+/// Publishes the file over RTSP with `audio_args`, plays it over RTSP and HTTP-TS: RTSP gives
+/// video and `codec` audio (at least `min_audio_frames`); HTTP-TS gives video and, when
+/// `in_ts`, that audio too, else a log line says why the audio is left out.
+fn rtsp_to_rtsp_audio(
+    name: &str,
+    audio_args: &[&str],
+    codec: &str,
+    min_audio_frames: u64,
+    in_ts: bool,
+) {
     let file = media("h264_aac_10s.flv");
     let reference = ffprobe_file(&file);
     let server = Server::start(WORKERS);
     let path = format!("live/{name}");
     let probe = probe_rtsp(server.rtsp_url(&path), "tcp");
+    let ts_probe = probe_url(server.http_url(&format!("{path}.ts")));
     sleep(Duration::from_millis(400));
     let mut args = vec!["-c:v", "copy"];
     args.extend_from_slice(audio_args);
     let publisher = ffmpeg_publish_rtsp(&file, &server.rtsp_url(&path), "tcp", &args);
     wait_publisher(name, publisher);
-    let got = join(name, probe);
-    assert_like(name, &got, &reference, &["video"]);
-    let a = stream_of(&got, "audio").unwrap_or_else(|| panic!("{name}: no audio: {got:?}"));
-    assert_eq!(a.codec_name, codec, "{name}: audio codec");
-    assert!(
-        a.frames >= min_audio_frames,
-        "{name}: {} audio frames",
-        a.frames
-    );
+    for (label, probe) in [("rtsp", probe), ("http-ts", ts_probe)] {
+        let label = format!("{name} over {label}");
+        let got = join(&label, probe);
+        assert_like(&label, &got, &reference, &["video"]);
+        let audio = stream_of(&got, "audio");
+        if label.ends_with("http-ts") && !in_ts {
+            assert!(audio.is_none(), "{label}: {got:?}");
+            let log = server.log();
+            assert!(
+                log.contains(&format!("stream {path}: ")) && log.contains("left out of HTTP-TS"),
+                "{label}: {log}"
+            );
+            continue;
+        }
+        let a = audio.unwrap_or_else(|| panic!("{label}: no audio: {got:?}"));
+        assert_eq!(a.codec_name, codec, "{label}: audio codec");
+        assert!(
+            a.frames >= min_audio_frames,
+            "{label}: {} audio frames",
+            a.frames
+        );
+    }
 }
 
 #[test]
@@ -179,17 +242,19 @@ fn g711_through_rtsp_to_rtsp() {
         &["-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"],
         "pcm_alaw",
         200,
+        false,
     );
 }
 
 #[test]
-fn opus_through_rtsp_to_rtsp() {
+fn opus_through_rtsp_to_rtsp_and_http_ts() {
     // 20 ms frames: 500 in 10 s.
     rtsp_to_rtsp_audio(
         "opus",
         &["-c:a", "libopus", "-ar", "48000", "-ac", "2"],
         "opus",
         450,
+        true,
     );
 }
 
@@ -351,4 +416,74 @@ fn bad_input_gets_an_error_answer_and_other_streams_go_on() {
     let got = join("good stream", probe);
     assert_like("bad input", &got, &reference, &["video", "audio"]);
     assert!(server.is_running(), "server died: {}", server.log());
+}
+
+/// Publishes 3 s of H.264 + AAC with GStreamer's `rtspclientsink` (which sends AAC as
+/// `MP4A-LATM`) over `protocols` (`tcp` or `udp`) to `url`.
+fn gst_rtspclientsink(url: &str, protocols: &str) -> std::process::Output {
+    require_tool("gst-launch-1.0");
+    let pipeline = format!(
+        "videotestsrc is-live=true num-buffers=75 ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! openh264enc ! h264parse ! s.sink_0 \
+         audiotestsrc is-live=true num-buffers=130 ! voaacenc ! aacparse ! s.sink_1 \
+         rtspclientsink name=s location={url} protocols={protocols}"
+    );
+    run_with_timeout(
+        std::process::Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(pipeline.split_whitespace()),
+        Duration::from_secs(30),
+    )
+}
+
+/// GStreamer publishes H.264 + AAC over RTSP (TCP and UDP), AAC as MP4A-LATM: both tracks
+/// play over HTTP-FLV (it used to get 404 at the SETUP of the audio track). A format rill cannot
+/// record is refused at ANNOUNCE with 415 and a log line naming it.
+#[test]
+fn gstreamer_rtspclientsink_publishes_h264_and_latm_aac() {
+    let server = Server::start(WORKERS);
+    let mut runs = Vec::new();
+    for protocols in ["tcp", "udp"] {
+        let name = format!("live/gst{protocols}");
+        let probe = probe_url(server.http_url(&format!("{name}.flv")));
+        let url = server.rtsp_url(&name);
+        runs.push((
+            protocols,
+            probe,
+            spawn(move || {
+                sleep(Duration::from_millis(400));
+                gst_rtspclientsink(&url, protocols)
+            }),
+        ));
+    }
+    for (protocols, probe, publisher) in runs {
+        let out = publisher.join().expect("publisher thread");
+        assert!(
+            out.status.success(),
+            "{protocols}: gst-launch failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = join(protocols, probe);
+        for (kind, codec, sent) in [("video", "h264", 75), ("audio", "aac", 130)] {
+            let s = stream_of(&got, kind).unwrap_or_else(|| panic!("{protocols}: no {kind}"));
+            assert_eq!(s.codec_name, codec, "{protocols}");
+            assert!(
+                s.frames * 10 >= sent * 9,
+                "{protocols}: {} of {sent} {kind} frames",
+                s.frames
+            );
+        }
+    }
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 AMR/8000\r\na=control:stream=0\r\n";
+    let port = server.rtsp_port;
+    let answer = raw_exchange(port, &announce(port, sdp));
+    assert_eq!(statuses(&answer), [415], "{answer}");
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("live/bad refused with 415") && l.contains("AMR")),
+        "{log}"
+    );
 }

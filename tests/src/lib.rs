@@ -1542,3 +1542,102 @@ impl Drop for HttpFlvPlayer {
         }
     }
 }
+
+/// What `ffmpeg -c copy -f framecrc` saw of one played stream.
+#[derive(Debug, Clone, Default)]
+pub struct PlayedStream {
+    /// `video` or `audio` (from ffmpeg's input stream lines).
+    pub kind: String,
+    /// Packets handed to the muxer.
+    pub packets: u64,
+    /// Time of the first packet's dts, in milliseconds.
+    pub first_dts_ms: Option<f64>,
+    /// Times a packet's dts was not above the previous one's.
+    pub not_increasing: u64,
+}
+
+/// Plays `url` with ffmpeg (`input_args` before `-i`, `output_args` after it), copying every
+/// stream into the framecrc muxer until the input or output ends or `limit`; returns the streams
+/// and ffmpeg's output (its stderr has complaints about dts order, if any).
+pub fn ffmpeg_play(
+    url: &str,
+    input_args: &[&str],
+    output_args: &[&str],
+    limit: Duration,
+) -> (Vec<PlayedStream>, Output) {
+    require_tool("ffmpeg");
+    let out = run_with_timeout(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "info"])
+            .args(input_args)
+            .args(["-i", url, "-map", "0", "-c", "copy"])
+            .args(output_args)
+            .args(["-f", "framecrc", "-"]),
+        limit,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    // "  Stream #0:1: Audio: aac ..." lines of the input (before "Output #0").
+    let input = err.split("Output #0").next().unwrap_or_default();
+    let mut streams: Vec<PlayedStream> = input
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("Stream #0:")?;
+            let kind = if rest.contains(": Video:") {
+                "video"
+            } else if rest.contains(": Audio:") {
+                "audio"
+            } else {
+                "other"
+            };
+            Some(PlayedStream {
+                kind: kind.to_owned(),
+                ..PlayedStream::default()
+            })
+        })
+        .collect();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut time_base = Vec::new();
+    let mut last_dts: Vec<Option<i64>> = Vec::new();
+    for line in text.lines() {
+        if let Some(tb) = line.strip_prefix("#tb ") {
+            // "#tb 0: 1/90000"
+            let (idx, frac) = tb.split_once(": ").unwrap_or_default();
+            let (n, d) = frac.split_once('/').unwrap_or(("1", "1"));
+            let idx: usize = idx.parse().unwrap_or(usize::MAX);
+            if time_base.len() <= idx {
+                time_base.resize(idx + 1, 0.0);
+            }
+            if let Some(t) = time_base.get_mut(idx) {
+                *t =
+                    n.trim().parse::<f64>().unwrap_or(0.0) / d.trim().parse::<f64>().unwrap_or(1.0);
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let (Some(idx), Some(dts)) = (
+            fields.first().and_then(|f| f.parse::<usize>().ok()),
+            fields.get(1).and_then(|f| f.parse::<i64>().ok()),
+        ) else {
+            continue;
+        };
+        if streams.len() <= idx {
+            streams.resize(idx + 1, PlayedStream::default());
+        }
+        if last_dts.len() <= idx {
+            last_dts.resize(idx + 1, None);
+        }
+        let s = &mut streams[idx];
+        s.packets += 1;
+        if s.first_dts_ms.is_none() {
+            s.first_dts_ms = Some(dts as f64 * time_base.get(idx).copied().unwrap_or(0.0) * 1000.0);
+        }
+        if last_dts[idx].is_some_and(|l| dts <= l) {
+            s.not_increasing += 1;
+        }
+        last_dts[idx] = Some(dts);
+    }
+    (streams, out)
+}

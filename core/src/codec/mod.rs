@@ -10,10 +10,13 @@ use std::fmt;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub mod aac;
+pub mod av1;
 pub mod bits;
 pub mod h264;
 pub mod h265;
+pub mod latm;
 pub mod mp3;
+pub mod opus;
 
 /// Errors from parsing codec headers and NAL unit streams.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -324,8 +324,14 @@ impl Engine {
         } else {
             PlayerFormat::Flv
         };
+        let enhanced = match req.query_param("enhanced") {
+            Some("1" | "true") => true,
+            Some("0" | "false") => false,
+            _ => self.config.flv_enhanced,
+        };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stream = Some(key.clone());
+            c.enhanced_flv = enhanced;
             if let ConnKind::Http { state, .. } = &mut c.kind {
                 *state = HttpState::Waiting { format };
             }

@@ -51,6 +51,7 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 
 use crate::auth::SimpleAuth;
+use crate::flv;
 use crate::hls::{Hls, HlsConfig, HlsOutput};
 use crate::http::websocket::WsReader;
 use crate::http::{self, HttpLimits, RequestReader, Response};
@@ -112,6 +113,11 @@ pub struct EngineConfig {
     pub http_head_timeout_ms: u64,
     /// Largest WebSocket frame accepted from a player (they only send pings and closes).
     pub ws_max_frame: usize,
+    /// HTTP-FLV and WS-FLV players get Enhanced RTMP tags (HEVC as FourCC `hvc1`) unless their
+    /// request says `enhanced=0`; when false (the default), legacy tags (HEVC as codec id 12)
+    /// unless it says `enhanced=1`. RTMP players get Enhanced tags when their `connect` lists
+    /// `fourCcList`.
+    pub flv_enhanced: bool,
     /// Announce local streams with [`Output::Broadcast`] so engines on other threads can serve
     /// their players (set by multi-worker runtimes).
     pub share_streams: bool,
@@ -166,6 +172,7 @@ impl Default for EngineConfig {
             idle_timeout_ms: 60_000,
             http_head_timeout_ms: 10_000,
             ws_max_frame: 64 * 1024,
+            flv_enhanced: false,
             share_streams: false,
             write_merge_ms: 0,
             write_merge_players: 2000,
@@ -513,6 +520,9 @@ struct Conn {
     timer_armed: bool,
     /// Listed in [`Engine::merging`]: media is waiting for the merge window to end.
     merging: bool,
+    /// As a player, it reads Enhanced RTMP tags: an RTMP `connect` with `fourCcList`, or an
+    /// HTTP-FLV request by [`EngineConfig::flv_enhanced`] or its `enhanced=` query.
+    enhanced_flv: bool,
 }
 
 impl Conn {
@@ -672,6 +682,7 @@ impl Engine {
                 head_started_ms: now_ms,
                 timer_armed: false,
                 merging: false,
+                enhanced_flv: false,
             },
         );
         self.arm_timer(conn);
@@ -863,6 +874,16 @@ impl Engine {
                     break;
                 };
                 n += writer.render(&packet, out);
+            }
+            if let Some(codec) = writer.take_enhanced_only() {
+                self.outputs.push_back(Output::Log {
+                    level: LogLevel::Info,
+                    message: format!(
+                        "player {conn} ({}) did not announce Enhanced RTMP; {} has no legacy FLV form and is sent as Enhanced RTMP",
+                        c.peer,
+                        codec.name()
+                    ),
+                });
             }
         }
         c.bytes_out += n as u64;
@@ -1078,10 +1099,9 @@ impl Engine {
                 while let Some(b) = session.poll_transmit() {
                     c.pending.push_back(b);
                 }
-                c.writer = Some(PlayerWriter::new(
-                    PlayerFormat::Rtmp { stream_id },
-                    chunk_size,
-                ));
+                let mut w = PlayerWriter::new(PlayerFormat::Rtmp { stream_id }, chunk_size);
+                w.set_enhanced(c.enhanced_flv);
+                c.writer = Some(w);
                 Protocol::Rtmp
             }
             // RTSP players answer their DESCRIBE once the stream's tracks are described.
@@ -1103,7 +1123,9 @@ impl Engine {
                     }
                     _ => {}
                 }
-                c.writer = Some(PlayerWriter::new(format, chunk_size));
+                let mut w = PlayerWriter::new(format, chunk_size);
+                w.set_enhanced(c.enhanced_flv);
+                c.writer = Some(w);
                 match format {
                     PlayerFormat::WsFlv => Protocol::WsFlv,
                     PlayerFormat::Ts => Protocol::HttpTs,
@@ -1112,10 +1134,17 @@ impl Engine {
                 }
             }
         };
-        let (has_video, has_audio) = self
-            .hub
-            .tracks(&stream)
-            .map_or((false, false), |t| (t.video.is_some(), t.audio.is_some()));
+        // The FLV header announces audio only if FLV can carry it to this player (Opus only
+        // with Enhanced RTMP tags).
+        let enhanced = self.conns.get(&conn).is_some_and(|c| c.enhanced_flv);
+        let (has_video, has_audio) = self.hub.tracks(&stream).map_or((false, false), |t| {
+            (
+                t.video.is_some(),
+                t.audio
+                    .as_ref()
+                    .is_some_and(|a| flv::carries_audio(a.codec, enhanced)),
+            )
+        });
         if let Some(c) = self.conns.get_mut(&conn) {
             if let Some(w) = c.writer.as_mut() {
                 let mut head = Vec::new();

@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::flv::{self, TagType};
 use crate::http::websocket::{self, Opcode};
 use crate::hub::{HubPacket, PacketKind};
-use crate::media::Frame;
+use crate::media::{Codec, Frame};
 use crate::rtmp::chunk::{chunk_body, write_fmt0_header, ChunkEncoder};
 use crate::rtmp::connection::csid;
 use crate::rtmp::message_type;
@@ -38,6 +38,9 @@ pub struct PacketData {
     pub ts: Bytes,
     /// `ts` starts with PAT/PMT and a decodable frame: a TS player or segment may start here.
     pub ts_random_access: bool,
+    /// The Enhanced RTMP form (body, chunked) when it differs from `body`, the legacy form
+    /// (HEVC: FourCC `hvc1` instead of codec id 12), for players that announced support.
+    pub enhanced: Option<(Bytes, Bytes)>,
 }
 
 impl Packet {
@@ -66,7 +69,21 @@ impl Packet {
             rtmp_chunked,
             ts: ts.bytes,
             ts_random_access: ts.random_access,
+            enhanced: None,
         }))
+    }
+
+    /// Adds the Enhanced RTMP form of the body (chunked once here too), for a packet just built.
+    pub fn with_enhanced(mut self, body: Bytes, chunk_size: u32) -> Self {
+        if let Some(d) = Arc::get_mut(&mut self.0) {
+            let chunked = if body.len() <= chunk_size as usize {
+                body.clone()
+            } else {
+                chunk_body(csid_for(d.type_id), &body, chunk_size)
+            };
+            d.enhanced = Some((body, chunked));
+        }
+        self
     }
 
     /// The packet's contents.
@@ -175,6 +192,18 @@ pub struct PlayerWriter {
     chunk_size: u32,
     /// TS formats: the player got its first random access point.
     ts_started: bool,
+    /// The player reads Enhanced RTMP tags (RTMP `fourCcList`, or HTTP-FLV by config/query).
+    enhanced: bool,
+    /// A codec without a legacy FLV form (AV1) went to this legacy player in its Enhanced form;
+    /// the engine logs it once (see [`PlayerWriter::take_enhanced_only`]).
+    enhanced_only: Option<Notice>,
+}
+
+/// Whether a codec sent only in its Enhanced form to a legacy player was reported yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Notice {
+    Pending(Codec),
+    Reported,
 }
 
 /// Room for the longest header: a WebSocket frame header (10) and an FLV tag header (15).
@@ -195,6 +224,26 @@ impl PlayerWriter {
             fallback: None,
             chunk_size,
             ts_started: false,
+            enhanced: false,
+            enhanced_only: None,
+        }
+    }
+
+    /// Sends Enhanced RTMP tags (HEVC as FourCC `hvc1`) to this player instead of legacy ones.
+    pub fn set_enhanced(&mut self, enhanced: bool) {
+        self.enhanced = enhanced;
+    }
+
+    /// A codec with no legacy FLV form (AV1) that this legacy player was sent anyway, in its
+    /// Enhanced form (the player may read it without having announced it), the first time
+    /// only: for the log.
+    pub fn take_enhanced_only(&mut self) -> Option<Codec> {
+        match self.enhanced_only {
+            Some(Notice::Pending(c)) => {
+                self.enhanced_only = Some(Notice::Reported);
+                Some(c)
+            }
+            _ => None,
         }
     }
 
@@ -260,16 +309,27 @@ impl PlayerWriter {
         if self.format.is_ts() {
             return self.render_ts(p, out);
         }
-        if p.body.is_empty() {
-            // A frame FLV cannot carry (Opus from RTSP), or a codec hint: not for these players.
+        let (body, chunked) = match &p.enhanced {
+            Some((b, c)) if self.enhanced => (b, c),
+            _ => (&p.body, &p.rtmp_chunked),
+        };
+        if body.is_empty() {
+            // A frame FLV cannot carry to this player (Opus without Enhanced RTMP), or a codec
+            // hint: not for these players.
             return 0;
+        }
+        if !self.enhanced
+            && self.enhanced_only.is_none()
+            && p.frame.as_ref().is_some_and(|f| f.codec == Codec::Av1)
+        {
+            self.enhanced_only = Some(Notice::Pending(Codec::Av1));
         }
         let timestamp = match p.kind {
             PacketKind::Metadata | PacketKind::VideoConfig | PacketKind::AudioConfig => 0,
             PacketKind::Video { .. } => self.rebaser.rebase(0, p.dts),
             PacketKind::Audio => self.rebaser.rebase(1, p.dts),
         };
-        let body_len = p.body.len();
+        let body_len = body.len();
         match self.format {
             PlayerFormat::Rtmp { stream_id } => {
                 self.header_space(18);
@@ -283,9 +343,9 @@ impl PlayerWriter {
                     &mut self.scratch,
                 ) {
                     let header = self.take_header();
-                    let n = header.len() + p.rtmp_chunked.len();
+                    let n = header.len() + chunked.len();
                     out.push(header);
-                    out.push(p.rtmp_chunked.clone());
+                    out.push(chunked.clone());
                     n
                 } else {
                     let fallback_csid = if p.type_id == message_type::AUDIO {
@@ -305,7 +365,7 @@ impl PlayerWriter {
                         timestamp,
                         p.type_id,
                         stream_id,
-                        &p.body,
+                        body,
                         &mut buf,
                     );
                     let n = buf.len();
@@ -330,7 +390,7 @@ impl PlayerWriter {
                 let header = self.take_header();
                 let n = header.len() + body_len;
                 out.push(header);
-                out.push(p.body.clone());
+                out.push(body.clone());
                 n
             }
         }

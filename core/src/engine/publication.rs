@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{ConnId, EngineConfig, Output, Packet, Recorder, SilentAudio, StreamMessage};
+use super::{ConnId, EngineConfig, LogLevel, Output, Packet, Recorder, SilentAudio, StreamMessage};
 use crate::amf::Value;
 use crate::flv::{self, VideoTagStyle};
 use crate::hls::Hls;
@@ -44,6 +44,10 @@ pub(super) struct Publication {
     describe_metadata: bool,
     /// Every frame is muxed once, here, for HLS and the TS players.
     muxer: TsMuxer,
+    /// Codecs whose frames the TS muxer refused, each logged once: TS outputs leave them out.
+    left_out_of_ts: Vec<Codec>,
+    /// The `OpusHead` for Enhanced RTMP players went out (before the first Opus frame).
+    opus_head_sent: bool,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
     recorder: Option<Recorder>,
@@ -72,6 +76,8 @@ impl Publication {
             describe_metadata: described.is_some(),
             tracks: TrackWatch::new(described.unwrap_or_default()),
             muxer: TsMuxer::new(),
+            left_out_of_ts: Vec::new(),
+            opus_head_sent: false,
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
         };
         sinks.hls.start(&p.key, true);
@@ -94,6 +100,17 @@ impl Publication {
     /// A frame from the publisher. `flv_body` is the FLV tag body it came in (RTMP), passed on
     /// as it is to RTMP and FLV players; without one it is built here.
     pub(super) fn push_frame(&mut self, frame: Frame, flv_body: Option<Bytes>, s: &mut Sinks<'_>) {
+        if frame.codec == Codec::Opus && frame.kind == FrameKind::Coded && !self.opus_head_sent {
+            // Enhanced RTMP players need an OpusHead first (RTP and RTSP carry none): a
+            // configuration for stereo, as RTP's `opus/48000/2` says, which the hub caches.
+            self.opus_head_sent = true;
+            let head = Frame {
+                kind: FrameKind::Config,
+                payload: crate::codec::opus::id_header(2),
+                ..frame.clone()
+            };
+            self.push_frame(head, None, s);
+        }
         let Some(packet) = self.packet(frame, flv_body, s) else {
             return;
         };
@@ -176,6 +193,17 @@ impl Publication {
         if self.tracks.observe(&frame) {
             self.tracks_changed(s);
         }
+        // HEVC has two FLV forms: legacy codec id 12 for players that predate Enhanced RTMP,
+        // FourCC `hvc1` for those that announce it. Both are built here, whatever the
+        // publisher sent.
+        let hevc = frame.codec == Codec::H265;
+        // Opus has only an Enhanced form (FourCC `Opus`); its legacy body stays empty.
+        let enhanced = if hevc {
+            flv::video_tag_body(&frame, VideoTagStyle::Enhanced).ok()
+        } else {
+            flv::enhanced_audio_tag_body(&frame)
+        };
+        let flv_body = flv_body.filter(|_| !hevc);
         let (type_id, built) = if video {
             (
                 message_type::VIDEO,
@@ -193,9 +221,26 @@ impl Publication {
         };
         // Codecs FLV cannot carry (Opus) get an empty body: RTMP and FLV players skip them.
         let body = built.unwrap_or_default();
-        // A frame TS cannot carry is left out of the TS outputs only.
-        let ts = self.muxer.mux(&frame).unwrap_or_default();
-        Some(Packet::new(
+        // A frame TS cannot carry is left out of the TS outputs only, with a line in the log
+        // the first time for each codec of the stream.
+        let ts = match self.muxer.mux(&frame) {
+            Ok(ts) => ts,
+            Err(e) => {
+                if !self.left_out_of_ts.contains(&frame.codec) {
+                    self.left_out_of_ts.push(frame.codec);
+                    s.outputs.push_back(Output::Log {
+                        level: LogLevel::Warn,
+                        message: format!(
+                            "stream {}: {} frames left out of HTTP-TS, WS-TS and HLS: {e}",
+                            self.key,
+                            frame.codec.name()
+                        ),
+                    });
+                }
+                TsChunk::default()
+            }
+        };
+        let packet = Packet::new(
             kind,
             frame.dts,
             Some(frame),
@@ -203,7 +248,11 @@ impl Publication {
             body,
             self.chunk_size,
             ts,
-        ))
+        );
+        Some(match enhanced {
+            Some(e) => packet.with_enhanced(e, self.chunk_size),
+            None => packet,
+        })
     }
 
     fn metadata_packet(&self, body: Bytes, dts: i64) -> Packet {

@@ -208,6 +208,10 @@ impl FlvFile {
     }
 
     fn push(&mut self, packet: &Packet) {
+        if packet.data().body.is_empty() {
+            // A frame FLV cannot carry (Opus): it neither starts the file nor announces audio.
+            return;
+        }
         if self.started {
             self.render(packet);
             return;

@@ -90,7 +90,16 @@ impl Engine {
 
     pub(super) fn on_rtmp_event(&mut self, conn: ConnId, event: ServerEvent, now_ms: u64) {
         match event {
-            ServerEvent::ConnectRequest { app, .. } => {
+            ServerEvent::ConnectRequest {
+                app,
+                command_object,
+                ..
+            } => {
+                // Enhanced RTMP clients list the FourCCs they read; others get legacy tags.
+                let enhanced = command_object.get("fourCcList").is_some();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.enhanced_flv = enhanced;
+                }
                 let ok = valid_name_segment(&app);
                 if ok {
                     self.answer_rtmp(conn, ServerSession::accept_connect);

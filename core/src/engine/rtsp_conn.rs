@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{relay, ConnId, ConnKind, Engine, Output, Protocol, Role};
+use super::{relay, ConnId, ConnKind, Engine, LogLevel, Output, Protocol, Role};
 use crate::auth::Access;
 use crate::hub::{AudioTrack, PlayState, Tracks, VideoTrack};
 use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
@@ -177,7 +177,9 @@ fn announced_tracks(tracks: &[TrackParams]) -> Tracks {
             }
             codec => {
                 let config = match codec {
-                    CodecParams::Aac { config, .. } => config.clone(),
+                    CodecParams::Aac { config, .. } | CodecParams::AacLatm { config, .. } => {
+                        config.clone()
+                    }
                     _ => Bytes::new(),
                 };
                 t.audio = Some(AudioTrack {
@@ -438,6 +440,12 @@ impl Engine {
                 frame_rate,
                 ..
             } => self.rtsp_announce(conn, &path, &query, &tracks, frame_rate, now),
+            ServerEvent::AnnounceRefused { path, reason } => {
+                self.outputs.push_back(Output::Log {
+                    level: LogLevel::Warn,
+                    message: format!("rtsp: publish of {path} refused with 415: {reason}"),
+                });
+            }
             ServerEvent::UdpPortsRequest { track, .. } => {
                 if let Some(r) = self.rtsp_mut(conn) {
                     r.udp = true;

@@ -78,6 +78,39 @@ fn mp3_flags(payload: &[u8]) -> u8 {
     format << 4 | rate << 2 | 0x02 | stereo
 }
 
+/// Whether FLV has a form for audio of `codec` (with Enhanced RTMP tags when `enhanced`): a
+/// file or stream header announces audio only when its tags will come.
+pub fn carries_audio(codec: Codec, enhanced: bool) -> bool {
+    match codec {
+        Codec::Aac | Codec::Mp3 | Codec::G711A | Codec::G711U => true,
+        Codec::Opus => enhanced,
+        _ => false,
+    }
+}
+
+/// SoundFormat 9: an Enhanced RTMP audio header (packet type in the low nibble, then a FourCC).
+const FORMAT_EX_HEADER: u8 = 9;
+/// Enhanced RTMP AudioPacketType: the decoder configuration (for Opus, the `OpusHead`).
+const AUDIO_SEQUENCE_START: u8 = 0;
+/// Enhanced RTMP AudioPacketType: coded frames.
+const AUDIO_CODED_FRAMES: u8 = 1;
+
+/// The Enhanced RTMP audio tag body of an Opus frame (FourCC `Opus`): a Config frame (its
+/// payload an `OpusHead`) as SequenceStart, a Coded frame as CodedFrames. `None` for other
+/// codecs, which have legacy forms.
+pub fn enhanced_audio_tag_body(frame: &Frame) -> Option<Bytes> {
+    let packet_type = match (frame.codec, frame.kind) {
+        (Codec::Opus, FrameKind::Config) => AUDIO_SEQUENCE_START,
+        (Codec::Opus, FrameKind::Coded) => AUDIO_CODED_FRAMES,
+        _ => return None,
+    };
+    let mut out = BytesMut::with_capacity(5 + frame.payload.len());
+    out.put_u8(FORMAT_EX_HEADER << 4 | packet_type);
+    out.put_slice(b"Opus");
+    out.put_slice(&frame.payload);
+    Some(out.freeze())
+}
+
 /// Writes the audio tag header for `frame`: the flags byte, plus the AACPacketType for AAC.
 ///
 /// G.711 is written as ffmpeg does (8 kHz implied, 8-bit, mono); MP3 flags come from the MP3

@@ -24,7 +24,10 @@ mod audio;
 mod tests;
 mod video;
 
-pub use audio::{audio_tag_body, frame_from_audio_tag, write_audio_tag_header};
+pub use audio::{
+    audio_tag_body, carries_audio, enhanced_audio_tag_body, frame_from_audio_tag,
+    write_audio_tag_header,
+};
 pub use video::{frame_from_video_tag, video_tag_body, write_video_tag_header, VideoTagStyle};
 
 /// Length of the FLV file header (without the first PreviousTagSize).

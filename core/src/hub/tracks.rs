@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use crate::codec::aac::AudioSpecificConfig;
-use crate::codec::{h264, h265, mp3};
+use crate::codec::{av1, h264, h265, mp3};
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
 
 /// The tracks of one stream.
@@ -90,7 +90,14 @@ impl VideoTrack {
                 .unwrap_or_else(|_| none()),
             _ => none(),
         };
-        VideoTrack::new(frame.codec, vps, sps, pps)
+        let mut track = VideoTrack::new(frame.codec, vps, sps, pps);
+        if frame.codec == Codec::Av1 {
+            // The size is in the sequence header OBU of the av1C record.
+            if let Ok(seq) = av1::parse_config_record(&frame.payload) {
+                (track.width, track.height) = (seq.width, seq.height);
+            }
+        }
+        track
     }
 }
 
@@ -244,6 +251,18 @@ mod tests {
             key: true,
             payload: Bytes::from_static(payload),
         }
+    }
+
+    /// An AV1 stream's description has its size from the av1C's sequence header (the API
+    /// said 0x0).
+    #[test]
+    fn av1_size_comes_from_the_sequence_header() {
+        let av1c: &[u8] = &[
+            0x81, 0x20, 0x00, 0x00, 0x0a, 0x0d, 0x20, 0x00, 0x00, 0x04, 0x3c, 0xfe, 0xbc, 0xda,
+            0xf9, 0x20, 0x21, 0xa0, 0x04,
+        ];
+        let v = VideoTrack::from_config(&frame(Codec::Av1, FrameKind::Config, 0, av1c));
+        assert_eq!((v.codec, v.width, v.height), (Codec::Av1, 320, 176));
     }
 
     #[test]

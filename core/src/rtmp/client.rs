@@ -35,6 +35,9 @@ pub struct ClientConfig {
     pub buffer_ms: u32,
     /// Protocol limits.
     pub limits: Limits,
+    /// FourCCs listed as `fourCcList` in connect (Enhanced RTMP: the server may then send
+    /// `hvc1`, `av01`, ... tags); empty: not sent, the server sends legacy tags.
+    pub four_cc_list: Vec<String>,
 }
 
 impl ClientConfig {
@@ -48,6 +51,7 @@ impl ClientConfig {
             complex_handshake: false,
             buffer_ms: 1000,
             limits: Limits::default(),
+            four_cc_list: Vec::new(),
         }
     }
 }
@@ -278,7 +282,7 @@ impl ClientSession {
     fn send_connect(&mut self) {
         self.phase = Phase::Connecting;
         self.transport.set_out_chunk_size(self.config.chunk_size);
-        let object = Value::Object(vec![
+        let mut fields = vec![
             ("app".into(), Value::String(self.config.app.clone())),
             ("type".into(), Value::String("nonprivate".into())),
             (
@@ -291,7 +295,12 @@ impl ClientSession {
             ("audioCodecs".into(), Value::Number(4071.0)),
             ("videoCodecs".into(), Value::Number(252.0)),
             ("videoFunction".into(), Value::Number(1.0)),
-        ]);
+        ];
+        if !self.config.four_cc_list.is_empty() {
+            let list = self.config.four_cc_list.iter().cloned().map(Value::String);
+            fields.push(("fourCcList".into(), Value::StrictArray(list.collect())));
+        }
+        let object = Value::Object(fields);
         let cmd = Command::Connect {
             transaction_id: TID_CONNECT,
             command_object: object,

@@ -1,6 +1,6 @@
 //! Audio payload formats: MPEG-4 AAC (RFC 3640, AU headers with `sizeLength` /
-//! `indexLength` / `indexDeltaLength`, fragmented access units), G.711 (RFC 3551) and Opus
-//! (RFC 7587).
+//! `indexLength` / `indexDeltaLength`, fragmented access units), MPEG-4 AAC in LATM (RFC 3016 /
+//! RFC 6416 `MP4A-LATM`, configuration out of band), G.711 (RFC 3551) and Opus (RFC 7587).
 
 use std::collections::VecDeque;
 
@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::timing::ticks_to_ms;
 use super::RtpError;
 use crate::codec::bits::BitReader;
+use crate::codec::latm::{audio_mux_element, split_audio_mux_element};
 use crate::media::{Codec, Frame, FrameKind};
 
 /// Samples per AAC access unit (AAC LC and the core of HE-AAC at the RTP clock rate).
@@ -64,25 +65,12 @@ impl AacDepacketizer {
     }
 
     fn emit(&mut self, ts: i64, payload: Bytes, out: &mut VecDeque<Frame>) {
-        let ms = ticks_to_ms(ts, self.clock_rate);
-        if let Some(config) = self.config.take() {
-            out.push_back(Frame {
-                codec: Codec::Aac,
-                kind: FrameKind::Config,
-                dts: ms,
-                pts: ms,
-                key: true,
-                payload: config,
-            });
-        }
-        out.push_back(Frame {
-            codec: Codec::Aac,
-            kind: FrameKind::Coded,
-            dts: ms,
-            pts: ms,
-            key: true,
+        emit_aac(
+            &mut self.config,
+            ticks_to_ms(ts, self.clock_rate),
             payload,
-        });
+            out,
+        );
     }
 
     pub(crate) fn push(
@@ -214,6 +202,136 @@ pub(crate) fn packetize_aac(
         p.put_u16((au.len() as u16) << 3);
         p.extend_from_slice(piece);
         out.push(p.freeze());
+    }
+    Ok(())
+}
+
+/// Rebuilds AAC access units from `MP4A-LATM` payloads: AudioMuxElements, each possibly spread
+/// over several packets of one timestamp (the marker ends it), several possibly in one packet.
+#[derive(Debug)]
+pub(crate) struct LatmDepacketizer {
+    clock_rate: u32,
+    sub_frames: u8,
+    max_frame_bytes: usize,
+    config: Option<Bytes>,
+    /// The element being collected: its timestamp and bytes so far.
+    partial: Option<(i64, BytesMut)>,
+}
+
+impl LatmDepacketizer {
+    pub(crate) fn new(
+        clock_rate: u32,
+        config: Bytes,
+        sub_frames: u8,
+        max_frame_bytes: usize,
+    ) -> Self {
+        LatmDepacketizer {
+            clock_rate,
+            sub_frames,
+            max_frame_bytes,
+            config: Some(config),
+            partial: None,
+        }
+    }
+
+    pub(crate) fn lost(&mut self) {
+        self.partial = None;
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        p: &Bytes,
+        ts: i64,
+        marker: bool,
+        out: &mut VecDeque<Frame>,
+    ) -> Result<(), RtpError> {
+        let data = match self.partial.take() {
+            None if marker => p.clone(),
+            Some((t, mut buf)) if t == ts => {
+                if buf.len() + p.len() > self.max_frame_bytes {
+                    return Err(RtpError::FrameTooLarge {
+                        layer: "latm",
+                        limit: self.max_frame_bytes,
+                    });
+                }
+                buf.extend_from_slice(p);
+                if !marker {
+                    self.partial = Some((t, buf));
+                    return Ok(());
+                }
+                buf.freeze()
+            }
+            // A new timestamp: what was collected lost its end.
+            _ => {
+                if !marker {
+                    self.partial = Some((ts, BytesMut::from(&p[..])));
+                    return Ok(());
+                }
+                p.clone()
+            }
+        };
+        let mut rest = data;
+        let mut t = ts;
+        while !rest.is_empty() {
+            let units = split_audio_mux_element(&rest, self.sub_frames)?;
+            let used: usize = units.iter().map(|u| u.len() + u.len() / 255 + 1).sum();
+            for unit in units {
+                if !unit.is_empty() {
+                    emit_aac(&mut self.config, ticks_to_ms(t, self.clock_rate), unit, out);
+                }
+                t = t.saturating_add(AAC_SAMPLES_PER_AU);
+            }
+            rest = rest.slice(used.min(rest.len())..);
+        }
+        Ok(())
+    }
+}
+
+/// Queues an AAC access unit at `ms`, after the configuration if it was not sent yet.
+fn emit_aac(config: &mut Option<Bytes>, ms: i64, payload: Bytes, out: &mut VecDeque<Frame>) {
+    if let Some(config) = config.take() {
+        out.push_back(Frame {
+            codec: Codec::Aac,
+            kind: FrameKind::Config,
+            dts: ms,
+            pts: ms,
+            key: true,
+            payload: config,
+        });
+    }
+    out.push_back(Frame {
+        codec: Codec::Aac,
+        kind: FrameKind::Coded,
+        dts: ms,
+        pts: ms,
+        key: true,
+        payload,
+    });
+}
+
+/// `MP4A-LATM` payloads for one AAC access unit: one AudioMuxElement, fragmented over several
+/// payloads when larger than `max_payload`.
+pub(crate) fn packetize_latm(
+    au: &Bytes,
+    max_payload: usize,
+    out: &mut Vec<Bytes>,
+) -> Result<(), RtpError> {
+    if max_payload == 0 {
+        return Err(RtpError::Invalid {
+            layer: "latm",
+            field: "mtu",
+            value: 0,
+            offset: 0,
+        });
+    }
+    let mut element = BytesMut::new();
+    audio_mux_element(au, &mut element);
+    let element = element.freeze();
+    let mut pos = 0;
+    while pos < element.len() {
+        let end = (pos + max_payload).min(element.len());
+        out.push(element.slice(pos..end));
+        pos = end;
     }
     Ok(())
 }

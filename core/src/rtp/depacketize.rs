@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::audio::{AacDepacketizer, AuHeaderLayout, PassthroughDepacketizer};
+use super::audio::{AacDepacketizer, AuHeaderLayout, LatmDepacketizer, PassthroughDepacketizer};
 use super::timing::{Released, ReorderBuffer, TsUnwrap};
 use super::video::{NalFormat, ParamSets, VideoDepacketizer};
 use super::{CodecParams, RtpError, RtpPacket, TrackParams};
@@ -18,6 +18,7 @@ const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 enum Inner {
     Video(Box<VideoDepacketizer>),
     Aac(AacDepacketizer),
+    Latm(LatmDepacketizer),
     Passthrough(PassthroughDepacketizer),
 }
 
@@ -105,6 +106,15 @@ impl Depacketizer {
                     MAX_FRAME_BYTES,
                 ))
             }
+            CodecParams::AacLatm { config, sub_frames } => {
+                AudioSpecificConfig::parse(config)?;
+                Inner::Latm(LatmDepacketizer::new(
+                    clock,
+                    config.clone(),
+                    *sub_frames,
+                    MAX_FRAME_BYTES,
+                ))
+            }
             CodecParams::G711A | CodecParams::G711U | CodecParams::Opus => {
                 Inner::Passthrough(PassthroughDepacketizer {
                     codec: params.codec.codec(),
@@ -169,6 +179,7 @@ impl Depacketizer {
                     match &mut self.inner {
                         Inner::Video(v) => v.lost(),
                         Inner::Aac(a) => a.lost(),
+                        Inner::Latm(a) => a.lost(),
                         Inner::Passthrough(_) => {}
                     }
                     Ok(())
@@ -186,6 +197,7 @@ impl Depacketizer {
                     match &mut self.inner {
                         Inner::Video(v) => v.push(&p.payload, ts, p.marker, &mut self.out),
                         Inner::Aac(a) => a.push(&p.payload, ts, p.marker, &mut self.out),
+                        Inner::Latm(a) => a.push(&p.payload, ts, p.marker, &mut self.out),
                         Inner::Passthrough(g) => {
                             g.push(&p.payload, ts, &mut self.out);
                             Ok(())

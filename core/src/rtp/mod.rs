@@ -4,7 +4,7 @@
 //! - [`RtpPacket`] parses and writes one RTP packet (CSRC list, header extension, padding);
 //! - [`rtcp`] parses compound RTCP packets and builds sender and receiver reports;
 //! - [`Depacketizer`] reorders packets of one track and rebuilds its frames: H.264 (RFC 6184),
-//!   H.265 (RFC 7798), AAC (RFC 3640 AAC-hbr), G.711 A/µ-law and Opus;
+//!   H.265 (RFC 7798), AAC (RFC 3640 AAC-hbr, and RFC 6416 MP4A-LATM), G.711 A/µ-law and Opus;
 //! - [`Packetizer`] cuts frames into packets no larger than an MTU.
 //!
 //! Everything here reads untrusted bytes: lengths are checked, bad input gives an [`RtpError`],
@@ -341,6 +341,13 @@ pub enum CodecParams {
         /// `indexDeltaLength` (3 for AAC-hbr).
         index_delta_length: u8,
     },
+    /// MPEG-4 AAC in LATM (RFC 3016 / RFC 6416 `MP4A-LATM`), configuration out of band.
+    AacLatm {
+        /// The AudioSpecificConfig, taken out of the StreamMuxConfig (`config=` in fmtp).
+        config: Bytes,
+        /// Access units per AudioMuxElement, minus one (`numSubFrames`).
+        sub_frames: u8,
+    },
     /// G.711 A-law (`PCMA`).
     G711A,
     /// G.711 µ-law (`PCMU`).
@@ -355,7 +362,7 @@ impl CodecParams {
         match self {
             CodecParams::H264 { .. } => Codec::H264,
             CodecParams::H265 { .. } => Codec::H265,
-            CodecParams::Aac { .. } => Codec::Aac,
+            CodecParams::Aac { .. } | CodecParams::AacLatm { .. } => Codec::Aac,
             CodecParams::G711A => Codec::G711A,
             CodecParams::G711U => Codec::G711U,
             CodecParams::Opus => Codec::Opus,

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::audio::packetize_aac;
+use super::audio::{packetize_aac, packetize_latm};
 use super::timing::ms_to_ticks;
 use super::video::{NalFormat, ParamSets, VideoPacketizer};
 use super::{CodecParams, RtpError, RtpPacket, TrackParams, RTP_HEADER_LEN};
@@ -12,6 +12,7 @@ use crate::media::{Frame, FrameKind};
 enum Inner {
     Video(VideoPacketizer),
     Aac,
+    Latm,
     G711,
     Opus,
 }
@@ -23,8 +24,8 @@ enum Inner {
 /// offset chosen by the caller; the marker bit is set on the last packet of each video access
 /// unit and on every audio packet that ends a frame. Video: single NAL unit packets, STAP-A / AP
 /// for runs of small NAL units, FU-A / FU for large ones; the parameter sets from the last Config
-/// frame (or from the track parameters) are sent in front of each key frame. AAC: one access
-/// unit per packet (fragmented when larger). G.711: split at `mtu` on sample boundaries. Opus:
+/// frame (or from the track parameters) are sent in front of each key frame. AAC (RFC 3640 or
+/// LATM): one access unit per packet (fragmented when larger). G.711: split at `mtu` on sample boundaries. Opus:
 /// one packet per frame.
 ///
 /// Use: [`push`](Self::push) each frame; the packets are appended to the caller's vector.
@@ -74,6 +75,7 @@ impl Packetizer {
                 },
             )),
             CodecParams::Aac { .. } => Inner::Aac,
+            CodecParams::AacLatm { .. } => Inner::Latm,
             CodecParams::G711A | CodecParams::G711U => Inner::G711,
             CodecParams::Opus => Inner::Opus,
         };
@@ -122,6 +124,7 @@ impl Packetizer {
         let result = match &self.inner {
             Inner::Video(v) => v.packetize(frame, self.max_payload, &mut payloads),
             Inner::Aac => packetize_aac(&frame.payload, self.max_payload, &mut payloads),
+            Inner::Latm => packetize_latm(&frame.payload, self.max_payload, &mut payloads),
             Inner::Opus => {
                 if frame.payload.len() > self.max_payload {
                     Err(RtpError::FrameTooLarge {

@@ -181,7 +181,7 @@ pub struct ClientSession {
     keepalive_ms: u64,
     next_keepalive: Option<u64>,
     next_report: Option<u64>,
-    send_base: Option<i64>,
+    send_base: Option<(i64, u64)>,
     ntp_base: Option<u64>,
     out: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,

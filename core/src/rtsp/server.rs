@@ -37,7 +37,7 @@ use crate::rtp::rtcp::{self, ReceiverReport, ReceptionStats, RtcpPacket, SenderR
 use crate::rtp::{
     Depacketizer, Packetizer, RtpError, RtpPacket, TrackParams, DEFAULT_REORDER_WINDOW,
 };
-use crate::sdp::{resolve_control, SessionDescription};
+use crate::sdp::{resolve_control, SdpError, SessionDescription};
 
 /// Methods the server answers, for `Public`.
 const PUBLIC: &str =
@@ -219,6 +219,14 @@ pub enum ServerEvent {
         /// The video's frames per second, when its section says (`a=framerate`, RFC 4566).
         frame_rate: Option<f64>,
     },
+    /// An ANNOUNCE was refused with 415 (already answered): a media section has a format rill
+    /// cannot record. For the server's log.
+    AnnounceRefused {
+        /// The path (`live/x`).
+        path: String,
+        /// Why, naming the section and the format.
+        reason: String,
+    },
     /// SETUP over UDP: answer with [`ServerSession::accept_udp`] (the server's even RTP port
     /// and the RTCP port after it) or [`ServerSession::reject_udp`] with 461.
     UdpPortsRequest {
@@ -348,8 +356,11 @@ pub(crate) struct RtpSender {
     packetizer: Packetizer,
     packets: u32,
     octets: u32,
-    /// Media time (ms, rebased dts) of the last frame sent and the `now` it was sent at.
-    last: Option<(i64, u64)>,
+    /// The session's `now` at media time 0 (rebased dts), once this track sent something: the
+    /// anchor of the media clock on the wallclock, shared by every track of the session.
+    anchor_now: Option<u64>,
+    /// Media time (ms, rebased dts) of the last frame sent.
+    last_media: i64,
     scratch: Vec<RtpPacket>,
 }
 
@@ -360,7 +371,8 @@ impl RtpSender {
             packetizer: Packetizer::new(params, r as u32, (r >> 32) as u16, (r >> 48) as u32, mtu)?,
             packets: 0,
             octets: 0,
-            last: None,
+            anchor_now: None,
+            last_media: 0,
             scratch: Vec::new(),
         })
     }
@@ -378,22 +390,24 @@ impl RtpSender {
         self.packetizer.rtp_timestamp(0)
     }
 
-    /// Packetizes a frame whose timestamps are already rebased to the session start. A sender
-    /// report goes first, before the first packet, so the receiver can line tracks up.
+    /// Packetizes a frame whose timestamps are already rebased to the session start, which was
+    /// at `anchor_now`. A sender report goes first, before the first packet, so the receiver can
+    /// line tracks up.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send(
         &mut self,
         frame: &Frame,
-        now: u64,
+        anchor_now: u64,
         wallclock_offset_ms: u64,
         transport: TrackTransport,
         track: usize,
         out: &mut VecDeque<Transmit>,
     ) -> Result<usize, RtpError> {
-        let first = self.last.is_none();
-        self.last = Some((frame.dts, now));
+        let first = self.anchor_now.is_none();
+        self.anchor_now = Some(anchor_now);
+        self.last_media = frame.dts;
         if first {
-            self.sender_report(now, wallclock_offset_ms, transport, track, out);
+            self.sender_report(wallclock_offset_ms, transport, track, out);
         }
         let mut pkts = std::mem::take(&mut self.scratch);
         pkts.clear();
@@ -411,21 +425,29 @@ impl RtpSender {
         r.map(|()| n)
     }
 
-    /// Queues a sender report (once something was sent).
+    /// Queues a sender report (once something was sent). It pairs the RTP time of the last
+    /// frame sent with the wallclock time of that same instant on the session's media clock
+    /// (anchored where the session's first frame went out), never extrapolating from `now`: an
+    /// engine's `now` may be stale by the time frames go out, and frames arrive jittered, and
+    /// either would make the pair describe two different instants (receivers then shift one
+    /// track against the other, and timestamps go backwards).
     pub(crate) fn sender_report(
         &mut self,
-        now: u64,
         wallclock_offset_ms: u64,
         transport: TrackTransport,
         track: usize,
         out: &mut VecDeque<Transmit>,
     ) {
-        let Some((media, at)) = self.last else { return };
-        let media_now = media.saturating_add(now.saturating_sub(at).min(i64::MAX as u64) as i64);
+        let Some(anchor_now) = self.anchor_now else {
+            return;
+        };
+        let wall_ms = wallclock_offset_ms
+            .saturating_add(anchor_now)
+            .saturating_add_signed(self.last_media);
         let sr = SenderReport {
             ssrc: self.ssrc(),
-            ntp_timestamp: rtcp::ntp_from_unix_ms(wallclock_offset_ms.saturating_add(now)),
-            rtp_timestamp: self.packetizer.rtp_timestamp(media_now),
+            ntp_timestamp: rtcp::ntp_from_unix_ms(wall_ms),
+            rtp_timestamp: self.packetizer.rtp_timestamp(self.last_media),
             packet_count: self.packets,
             octet_count: self.octets,
             reports: Vec::new(),
@@ -649,13 +671,14 @@ pub(crate) struct Track {
 
 impl Track {
     /// Sends `frame` as track `index` once its transport and sender are set up (0 packets
-    /// otherwise), with timestamps rebased on `base`, which the first frame sent sets so a
-    /// session starts at 0. Returns the RTP packets queued; an error concerns this frame only.
+    /// otherwise), with timestamps rebased on `base` (a dts and the `now` it went out at), which
+    /// the first frame sent sets so a session starts at 0. Returns the RTP packets queued; an
+    /// error concerns this frame only.
     pub(crate) fn send_rebased(
         &mut self,
         index: usize,
         frame: &Frame,
-        base: &mut Option<i64>,
+        base: &mut Option<(i64, u64)>,
         now: u64,
         wallclock_offset_ms: u64,
         out: &mut VecDeque<Transmit>,
@@ -663,11 +686,11 @@ impl Track {
         let (Some(transport), Some(sender)) = (self.transport, self.sender.as_mut()) else {
             return Ok(0);
         };
-        let base = *base.get_or_insert(frame.dts);
+        let (base, anchor_now) = *base.get_or_insert((frame.dts, now));
         let mut f = frame.clone();
         f.pts = f.pts.saturating_sub(base);
         f.dts = f.dts.saturating_sub(base);
-        sender.send(&f, now, wallclock_offset_ms, transport, index, out)
+        sender.send(&f, anchor_now, wallclock_offset_ms, transport, index, out)
     }
 
     /// Queues this track's RTCP reports: a sender report if it sends, a receiver report if it
@@ -683,7 +706,7 @@ impl Track {
             return;
         };
         if let Some(s) = &mut self.sender {
-            s.sender_report(now, wallclock_offset_ms, transport, index, out);
+            s.sender_report(wallclock_offset_ms, transport, index, out);
         }
         if let Some(rr) = self.receiver.as_mut().and_then(|r| r.receiver_report(now)) {
             emit_packet(out, transport, index, true, &rr, Bytes::new());
@@ -711,8 +734,8 @@ pub struct ServerSession {
     /// A request (or interleaved data) came: the session timeout applies, not the first-request one.
     heard: bool,
     next_report: Option<u64>,
-    /// Media time base of a play session (dts of the first frame sent).
-    play_base: Option<i64>,
+    /// Media time base of a play session: dts of the first frame sent and the `now` it went at.
+    play_base: Option<(i64, u64)>,
     /// NTP time of the first sender report of a record session.
     ntp_base: Option<u64>,
     stats: SessionStats,
@@ -1195,27 +1218,37 @@ impl ServerSession {
             Some(c) if !c.is_empty() && c != "*" => resolve_control(&base, c),
             _ => base,
         };
-        let tracks: Vec<(TrackParams, String)> = sdp
+        let (path, query) = url_path(&req.uri);
+        // Every track announced must be one rill can record: the client sets them all up.
+        let tracks: Result<Vec<(TrackParams, String)>, SdpError> = sdp
             .media
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| {
-                let p = m.track_params(i).ok()?;
+            .map(|(i, m)| {
+                let p = m.track_params(i)?;
                 let control = resolve_control(&base, m.control().unwrap_or(""));
-                Some((p, control))
+                Ok((p, control))
             })
             .collect();
-        if tracks.is_empty() {
-            self.respond(cseq, Response::new(415));
-            return;
-        }
+        let tracks = match tracks {
+            Ok(t) if !t.is_empty() => t,
+            refused => {
+                self.respond(cseq, Response::new(415));
+                let reason = match refused {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "no media section".to_owned(),
+                };
+                self.events
+                    .push_back(ServerEvent::AnnounceRefused { path, reason });
+                return;
+            }
+        };
         let frame_rate = sdp
             .media
             .iter()
             .filter(|m| m.media.eq_ignore_ascii_case("video"))
             .find_map(|m| m.attribute("framerate")?.trim().parse::<f64>().ok())
             .filter(|fps| fps.is_finite() && *fps > 0.0);
-        let (path, query) = url_path(&req.uri);
         self.events.push_back(ServerEvent::AnnounceRequest {
             url: req.uri,
             path,

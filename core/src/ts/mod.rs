@@ -35,6 +35,8 @@ pub mod stream_type {
     pub const MPEG2_AUDIO: u8 = 0x04;
     /// AAC with ADTS framing.
     pub const AAC_ADTS: u8 = 0x0F;
+    /// PES private data: Opus, told apart by its registration descriptor.
+    pub const PRIVATE_DATA: u8 = 0x06;
     /// H.264 / AVC.
     pub const H264: u8 = 0x1B;
     /// H.265 / HEVC.

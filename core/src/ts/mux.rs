@@ -23,6 +23,12 @@ const AUDIO_ONLY_PSI_INTERVAL_MS: i64 = 500;
 
 const STREAM_ID_VIDEO: u8 = 0xE0;
 const STREAM_ID_AUDIO: u8 = 0xC0;
+/// `private_stream_1`: Opus PES.
+const STREAM_ID_PRIVATE_1: u8 = 0xBD;
+/// The PMT descriptors of an Opus stream (ETSI TS 102 366-style mapping of Xiph's "Opus in
+/// MPEG-TS"): registration descriptor `Opus`, then the DVB extension descriptor with the Opus
+/// audio tag (0x80) and channel configuration 2 (stereo, what RTP's `opus/48000/2` says).
+const OPUS_DESCRIPTORS: [u8; 10] = [0x05, 4, b'O', b'p', b'u', b's', 0x7F, 2, 0x80, 2];
 const PAYLOAD_LEN: usize = TS_PACKET_LEN - 4;
 
 /// The TS bytes of one frame.
@@ -111,13 +117,17 @@ impl TsMuxer {
     }
 
     /// Muxes one frame. Configuration frames update the tracks and give no bytes; codecs TS
-    /// does not carry here (AV1, Opus, G.711) and broken payloads give an error, and the
-    /// muxer stays usable.
+    /// does not carry here (AV1, G.711) and broken payloads give an error, and the muxer stays
+    /// usable.
     pub fn mux(&mut self, frame: &Frame) -> Result<TsChunk, TsError> {
         match (frame.kind, frame.track()) {
             (FrameKind::EndOfSequence, _) => Ok(TsChunk::default()),
             (FrameKind::Config, TrackKind::Video) => {
                 self.set_video_config(frame)?;
+                Ok(TsChunk::default())
+            }
+            // Opus in TS needs no configuration (the descriptors say it all).
+            (FrameKind::Config, TrackKind::Audio) if frame.codec == Codec::Opus => {
                 Ok(TsChunk::default())
             }
             (FrameKind::Config, TrackKind::Audio) => {
@@ -293,6 +303,30 @@ impl TsMuxer {
                 }
                 es.put_slice(&frame.payload);
             }
+            Codec::Opus => {
+                if self.audio.as_ref().map(|a| a.codec) != Some(Codec::Opus) {
+                    self.audio = Some(AudioTrack {
+                        codec: Codec::Opus,
+                        stream_type: stream_type::PRIVATE_DATA,
+                        asc: None,
+                    });
+                    self.program_changed();
+                }
+                // opus_control_header: prefix 0x3FF, no trims, no extension; then au_size as
+                // bytes of 255 and the rest.
+                let len = frame.payload.len();
+                es.reserve(2 + len / 255 + 1 + len);
+                es.put_slice(&[0x7F, 0xE0]);
+                es.put_bytes(0xFF, len / 255);
+                es.put_u8((len % 255) as u8);
+                es.put_slice(&frame.payload);
+            }
+            Codec::G711A | Codec::G711U => {
+                self.scratch = es;
+                return Err(TsError::Unsupported {
+                    what: "MPEG-TS has no G.711 mapping that players read",
+                });
+            }
             _ => {
                 self.scratch = es;
                 return Err(TsError::Unsupported {
@@ -313,7 +347,12 @@ impl TsMuxer {
             }
             self.write_psi(&mut out);
         }
-        self.write_pes(&mut out, IDX_AUDIO, STREAM_ID_AUDIO, frame, &es, pcr, rap);
+        let stream_id = if frame.codec == Codec::Opus {
+            STREAM_ID_PRIVATE_1
+        } else {
+            STREAM_ID_AUDIO
+        };
+        self.write_pes(&mut out, IDX_AUDIO, stream_id, frame, &es, pcr, rap);
         self.scratch = es;
         Ok(TsChunk {
             bytes: out.freeze(),
@@ -339,25 +378,32 @@ impl TsMuxer {
         } else {
             AUDIO_PID
         };
-        let mut streams = Vec::new();
+        let mut streams: Vec<(u8, u16, &[u8])> = Vec::new();
         if let Some(v) = &self.video {
             let st = if v.codec == Codec::H265 {
                 stream_type::H265
             } else {
                 stream_type::H264
             };
-            streams.push((st, VIDEO_PID));
+            streams.push((st, VIDEO_PID, &[]));
         }
         if let Some(a) = &self.audio {
-            streams.push((a.stream_type, AUDIO_PID));
+            let descriptors: &[u8] = if a.codec == Codec::Opus {
+                &OPUS_DESCRIPTORS
+            } else {
+                &[]
+            };
+            streams.push((a.stream_type, AUDIO_PID, descriptors));
         }
-        let section_len = 9 + 5 * streams.len() + 4;
+        let section_len = 9 + streams.iter().map(|(_, _, d)| 5 + d.len()).sum::<usize>() + 4;
         let mut pmt = Vec::with_capacity(section_len + 3);
         pmt.extend_from_slice(&[0x02, 0xB0, section_len as u8, 0x00, 0x01]);
         pmt.extend_from_slice(&[0xC1 | (self.pmt_version << 1), 0x00, 0x00]);
         pmt.extend_from_slice(&[0xE0 | (pcr_pid >> 8) as u8, pcr_pid as u8, 0xF0, 0x00]);
-        for (st, pid) in streams {
-            pmt.extend_from_slice(&[st, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, 0x00]);
+        for (st, pid, descriptors) in streams {
+            let info = descriptors.len() as u8;
+            pmt.extend_from_slice(&[st, 0xE0 | (pid >> 8) as u8, pid as u8, 0xF0, info]);
+            pmt.extend_from_slice(descriptors);
         }
         self.write_section(out, IDX_PMT, &mut pmt);
     }

@@ -183,11 +183,11 @@ fn refuses_what_ts_cannot_carry_without_panicking() {
         payload: Bytes::from_static(&[1, 2]),
     };
     assert!(m.mux(&aac).is_err()); // no ASC yet
-    let opus = Frame {
-        codec: Codec::Opus,
+    let g711 = Frame {
+        codec: Codec::G711A,
         ..aac.clone()
     };
-    assert!(m.mux(&opus).is_err());
+    assert!(m.mux(&g711).is_err());
     let broken = Frame {
         codec: Codec::H264,
         payload: Bytes::from_static(&[0, 0, 0, 9, 1]),
@@ -333,4 +333,35 @@ proptest! {
         }
         while d.poll_pes().is_some() {}
     }
+}
+
+/// Opus goes in as PES private data: the PMT has stream type 0x06 with the `Opus` registration
+/// descriptor and the Opus extension descriptor, the PES (stream id 0xBD) holds each packet
+/// behind an opus_control_header with its size.
+#[test]
+fn opus_is_muxed_with_its_descriptors_and_control_headers() {
+    let mut m = TsMuxer::new();
+    let packet = vec![0xFC; 300];
+    let chunk = m
+        .mux(&Frame {
+            codec: Codec::Opus,
+            kind: FrameKind::Coded,
+            dts: 0,
+            pts: 0,
+            key: true,
+            payload: Bytes::from(packet.clone()),
+        })
+        .unwrap();
+    assert!(chunk.random_access);
+    let b = &chunk.bytes[..];
+    let find = |needle: &[u8]| b.windows(needle.len()).position(|w| w == needle);
+    // PMT stream entry: type 0x06, PID 0x101, 10 bytes of descriptors.
+    let entry = [
+        0x06, 0xE1, 0x01, 0xF0, 10, 0x05, 4, b'O', b'p', b'u', b's', 0x7F, 2, 0x80, 2,
+    ];
+    assert!(find(&entry).is_some(), "PMT entry");
+    let pes = find(&[0, 0, 1, 0xBD]).expect("private_stream_1 PES");
+    // PES header (9 bytes + 5 of PTS), then the control header and size 300 = 255 + 45.
+    assert_eq!(&b[pes + 14..pes + 18], &[0x7F, 0xE0, 0xFF, 45]);
+    assert_eq!(&b[pes + 18..pes + 20], &[0xFC, 0xFC]);
 }
