@@ -10,10 +10,13 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{ConnId, EngineConfig, Output, Packet, Recorder, SilentAudio, StreamMessage};
+use super::{
+    ConnId, EngineConfig, Output, Packet, PacketData, Recorder, SilentAudio, StreamMessage,
+};
 use crate::amf::Value;
 use crate::flv::{self, VideoTagStyle};
-use crate::hls::Hls;
+use crate::fmp4::{self, Fmp4Muxer};
+use crate::hls::{Hls, SegmentFormat};
 use crate::hub::{Hub, PacketKind, TrackWatch, Tracks};
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
 use crate::rtmp::command;
@@ -44,6 +47,9 @@ pub(super) struct Publication {
     describe_metadata: bool,
     /// Every frame is muxed once, here, for HLS and the TS players.
     muxer: TsMuxer,
+    /// And once more as fMP4 for its players, HLS with fMP4 segments and LL-HLS, once the
+    /// tracks are known (rebuilt, with a new init segment, when they change).
+    fmp4: Option<Fmp4Muxer>,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
     recorder: Option<Recorder>,
@@ -72,6 +78,7 @@ impl Publication {
             describe_metadata: described.is_some(),
             tracks: TrackWatch::new(described.unwrap_or_default()),
             muxer: TsMuxer::new(),
+            fmp4: None,
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
         };
         sinks.hls.start(&p.key, true);
@@ -195,7 +202,8 @@ impl Publication {
         let body = built.unwrap_or_default();
         // A frame TS cannot carry is left out of the TS outputs only.
         let ts = self.muxer.mux(&frame).unwrap_or_default();
-        Some(Packet::new(
+        let fragment = self.fmp4.as_mut().and_then(|m| m.push(&frame));
+        let mut packet = Packet::new(
             kind,
             frame.dts,
             Some(frame),
@@ -203,7 +211,12 @@ impl Publication {
             body,
             self.chunk_size,
             ts,
-        ))
+        );
+        if let Some(f) = fragment {
+            // The packet was just made: nothing shares it yet.
+            packet.set_fmp4(f);
+        }
+        Some(packet)
     }
 
     fn metadata_packet(&self, body: Bytes, dts: i64) -> Packet {
@@ -222,6 +235,15 @@ impl Publication {
     /// publisher without metadata of its own get an `onMetaData` built from it.
     fn tracks_changed(&mut self, s: &mut Sinks<'_>) {
         let tracks = self.tracks.tracks().clone();
+        // fMP4 needs every track in its init segment: mux once the description is complete,
+        // or has both tracks already (an RTMP publisher's configurations come first).
+        if tracks.complete || (tracks.video.is_some() && tracks.audio.is_some()) {
+            // A new muxer only when the init segment changes (a new picture size, codec, ...).
+            let init = fmp4::init_segment(&tracks);
+            if init.as_ref() != self.fmp4.as_ref().map(|m| m.init()) {
+                self.fmp4 = Fmp4Muxer::new(&tracks);
+            }
+        }
         if self.describe_metadata {
             let body = command::encode_on_metadata(&on_metadata(&tracks));
             let packet = self.metadata_packet(body, 0);
@@ -240,8 +262,7 @@ impl Publication {
 
     /// A packet goes to HLS, the recording, other engines and the hub's players.
     fn emit(&mut self, packet: Packet, s: &mut Sinks<'_>) {
-        let p = packet.data();
-        s.hls.push(&self.key, p.dts, &p.ts, p.ts_random_access);
+        feed_hls(s.hls, &self.key, packet.data());
         if let Some(r) = self.recorder.as_mut() {
             if r.push(&packet) {
                 s.recording_dirty.push(self.conn);
@@ -261,6 +282,19 @@ impl Publication {
     fn broadcast(&self, s: &mut Sinks<'_>, message: StreamMessage) {
         if self.shared {
             s.outputs.push_back(Output::Broadcast(message));
+        }
+    }
+}
+
+/// Gives HLS what it segments of a packet: its TS bytes, or its fMP4 fragment when the
+/// segments are fMP4 (every worker does this for the packets it sees).
+pub(super) fn feed_hls(hls: &mut Hls, key: &str, p: &PacketData) {
+    match hls.config().segment_format {
+        SegmentFormat::Ts => hls.push(key, p.dts, &p.ts, p.ts_random_access),
+        SegmentFormat::Fmp4 => {
+            if let Some(f) = &p.fmp4 {
+                hls.push_fragment(key, f);
+            }
         }
     }
 }
