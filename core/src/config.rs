@@ -20,6 +20,7 @@ use crate::limits::Limits;
 use crate::rtmp::server::ServerConfig;
 use crate::rtsp::server::{AuthScheme, Credentials, ServerConfig as RtspServerConfig};
 use crate::rtsp::RtspLimits;
+use crate::webui::{port_of, Listening, UiConfig};
 
 /// The complete default configuration, with comments.
 pub const DEFAULT_CONFIG: &str = r#"# rill configuration. Every key is optional; these are the defaults.
@@ -42,6 +43,9 @@ peer_bandwidth = 2500000
 # HTTP-TS and WebSocket-TS (/{app}/{stream}.ts); HLS (see [hls]).
 enable = true
 addr = "0.0.0.0:8080"
+# The web UI at / (server, streams, a stream page with an in-page player, play URLs and kick
+# buttons; files built into the binary) and /api/server, which tells it the ports listening.
+ui = true
 
 [rtsp]
 # RTSP publish (ANNOUNCE/RECORD) and play (DESCRIBE/PLAY) of rtsp://host:port/{app}/{stream},
@@ -552,6 +556,8 @@ pub struct HttpSection {
     pub enable: bool,
     /// Listen address.
     pub addr: String,
+    /// Serve the web UI (on the HTTPS listener too).
+    pub ui: bool,
 }
 
 /// `[rtsp]`.
@@ -769,6 +775,7 @@ impl Default for HttpSection {
         HttpSection {
             enable: true,
             addr: "0.0.0.0:8080".into(),
+            ui: true,
         }
     }
 }
@@ -930,6 +937,20 @@ impl Config {
         }
     }
 
+    /// The ports listening, as the web UI is told them (TLS ones only with a certificate).
+    pub fn listening(&self) -> Listening {
+        let tls = self.tls.configured();
+        Listening {
+            rtmp: port_of(self.rtmp.enable, &self.rtmp.addr),
+            rtsp: port_of(self.rtsp.enable, &self.rtsp.addr),
+            http: port_of(self.http.enable, &self.http.addr),
+            rtmps: port_of(tls && self.rtmps.enable, &self.rtmps.addr),
+            https: port_of(tls && self.https.enable, &self.https.addr),
+            rtsps: port_of(tls && self.rtsps.enable, &self.rtsps.addr),
+            hls: self.hls.enable,
+        }
+    }
+
     /// The engine settings these values describe.
     pub fn engine_config(&self) -> EngineConfig {
         let l = &self.limits;
@@ -1016,6 +1037,10 @@ impl Config {
             },
             // Checked by `validate`; an unchecked bad URL leaves relays off.
             relay: self.relay.relay_config().unwrap_or_default(),
+            ui: UiConfig {
+                enable: self.http.ui,
+                listening: self.listening(),
+            },
         }
     }
 }

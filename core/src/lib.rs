@@ -57,3 +57,4 @@ pub mod sdp;
 pub mod sim;
 pub mod stream_key;
 pub mod ts;
+pub mod webui;

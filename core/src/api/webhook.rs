@@ -384,6 +384,7 @@ mod tests {
                 audio_codec: Some(Codec::Aac),
                 width: 640,
                 height: 360,
+                frame_rate: None,
             }],
             sessions: vec![SessionStats {
                 conn: 4,

@@ -28,6 +28,7 @@ use crate::http::websocket::{self, Opcode, WsReader};
 use crate::http::{self, Request, Response, CONTINUE_RESPONSE};
 use crate::hub::PlayState;
 use crate::stream_key::StreamKey;
+use crate::webui;
 
 /// Most replies (pongs) queued for a WebSocket peer before further pings go unanswered.
 const MAX_PENDING_CONTROL: usize = 8;
@@ -247,6 +248,17 @@ impl Engine {
                     return self.reply(conn, ask, Response::json(200, json), "api", now_ms)
                 }
             },
+            Handler::ServerInfo | Handler::WebUi => {
+                let ui = &self.config.ui;
+                let response = match handler {
+                    _ if !ui.enable => Response::text(404, "not found"),
+                    Handler::ServerInfo => Response::json(200, webui::server_json(&ui.listening)),
+                    _ => {
+                        webui::asset(&req.path).unwrap_or_else(|| Response::text(404, "not found"))
+                    }
+                };
+                return self.reply(conn, ask, response, "web ui", now_ms);
+            }
             Handler::Media { format } => {
                 return self.on_media_request(conn, &req, ask, &params, format, now_ms)
             }

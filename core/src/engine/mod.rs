@@ -61,6 +61,7 @@ use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::stream_key::StreamKey;
+use crate::webui::UiConfig;
 use publication::{Publication, Sinks};
 
 pub use crate::api::Query;
@@ -139,6 +140,8 @@ pub struct EngineConfig {
     pub webhook: WebhookConfig,
     /// Relays to and from other servers (`[relay]`); none by default.
     pub relay: RelayConfig,
+    /// The web UI (`[http] ui`) and what it is told the server listens on.
+    pub ui: UiConfig,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -176,6 +179,7 @@ impl Default for EngineConfig {
             workers: 1,
             webhook: WebhookConfig::default(),
             relay: RelayConfig::default(),
+            ui: UiConfig::default(),
         }
     }
 }

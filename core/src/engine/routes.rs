@@ -8,6 +8,8 @@
 //! | GET, HEAD    | `/api/stat/group`              | [`Handler::Group`] (`?stream_name=`)        |
 //! | GET, HEAD    | `/metrics`                     | [`Handler::Metrics`]                        |
 //! | POST         | `/api/ctrl/kick_session`       | [`Handler::KickSession`] (JSON body)        |
+//! | GET, HEAD    | `/api/server`                  | [`Handler::ServerInfo`] (for the web UI)    |
+//! | GET, HEAD    | `/`, `/ui/rill.js` ...         | [`Handler::WebUi`] (the web UI's files)     |
 //! | GET, HEAD    | `/{app}/{stream}.flv`          | [`Handler::Media`] FLV (GET may upgrade to WebSocket) |
 //! | GET, HEAD    | `/{app}/{stream}.ts`           | [`Handler::Media`] TS (likewise)            |
 //! | GET, HEAD    | `/{app}/{stream}.mp4`          | [`Handler::Media`] fMP4 (likewise)          |
@@ -19,9 +21,8 @@
 //!
 //! `OPTIONS` on any path is a CORS preflight, answered before routing. Any other path is 404; a
 //! listed path with another method is 405 with `Allow`, and so is a method other than `GET`,
-//! `HEAD`, `POST` and `OPTIONS` on any path. Static pages (the web UI) get a
-//! `GET, HEAD` route on `/ui/*` and a handler of their own; the API routes come first so that
-//! no stream named like them can shadow them.
+//! `HEAD`, `POST` and `OPTIONS` on any path. The API and web UI routes come first so that no
+//! stream named like them can shadow them.
 
 use crate::hls::HlsRequest;
 use crate::http::router::{Methods, Params, Route};
@@ -39,6 +40,10 @@ pub enum Handler {
     Metrics,
     /// Close one session, named by lal's `stream_name` and `session_id` in a JSON body.
     KickSession,
+    /// What the server listens on, for the web UI's play URLs ([`crate::webui::server_json`]).
+    ServerInfo,
+    /// A file of the web UI ([`crate::webui::asset`]).
+    WebUi,
     /// A live stream for a player (HTTP, or WebSocket after an upgrade).
     Media {
         /// The container.
@@ -86,6 +91,11 @@ pub const ROUTES: &[Route<Handler>] = &[
         pattern: "/api/ctrl/kick_session",
         target: Handler::KickSession,
     },
+    read("/api/server", Handler::ServerInfo),
+    read("/", Handler::WebUi),
+    read("/ui/rill.css", Handler::WebUi),
+    read("/ui/rill.js", Handler::WebUi),
+    read("/ui/player.js", Handler::WebUi),
     read(
         "/{app}/{stream}.flv",
         Handler::Media {
@@ -171,6 +181,11 @@ mod tests {
             (&["api", "stat", "all_group"], Handler::AllGroups),
             (&["api", "stat", "group"], Handler::Group),
             (&["metrics"], Handler::Metrics),
+            (&["api", "server"], Handler::ServerInfo),
+            (&[], Handler::WebUi),
+            (&["ui", "player.js"], Handler::WebUi),
+            // Only the UI's own files: app `ui` has players like any other.
+            (&["ui", "cam.flv"], media(MediaFormat::Flv)),
             (&["live", "cam.flv"], media(MediaFormat::Flv)),
             (&["live", "cam.ts"], media(MediaFormat::Ts)),
             (&["live", "x.m3u8.ts"], media(MediaFormat::Ts)),
@@ -201,7 +216,7 @@ mod tests {
         for unknown in [
             &["api", "stat", "all_group", "x"][..],
             &["x"],
-            &[],
+            &["ui", "x.js"],
             &["a", "b", "c", "d.ts"],
         ] {
             assert_eq!(
