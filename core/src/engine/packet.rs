@@ -489,6 +489,78 @@ mod tests {
     }
 
     #[test]
+    fn fmp4_players_get_the_init_then_shared_fragments_from_a_key_frame() {
+        use crate::fmp4::Fmp4Muxer;
+        use crate::media::{Codec, FrameKind};
+        let tracks = crate::fmp4::tests::tracks();
+        let mut muxer = Fmp4Muxer::new(&tracks).expect("muxer");
+        let mut packet = |dts: i64, key: bool| {
+            let f = Frame {
+                codec: Codec::H264,
+                kind: FrameKind::Coded,
+                dts,
+                pts: dts,
+                key,
+                payload: Bytes::from(vec![0, 0, 0, 1, if key { 0x65 } else { 0x41 }]),
+            };
+            let fragment = muxer.push(&f);
+            let mut p = Packet::new(
+                PacketKind::Video { key },
+                dts,
+                Some(f),
+                9,
+                Bytes::new(),
+                4096,
+                TsChunk::default(),
+            );
+            if let Some(fragment) = fragment {
+                assert!(p.set_fmp4(fragment));
+            }
+            p
+        };
+        // P (completes nothing), P, K (completes a P), P (completes the K), P.
+        let packets: Vec<Packet> = [
+            (0, false),
+            (40, false),
+            (80, true),
+            (120, false),
+            (160, false),
+        ]
+        .into_iter()
+        .map(|(dts, key)| packet(dts, key))
+        .collect();
+        let shared = packets[1].clone();
+        let mut again = shared.clone();
+        assert!(!again.set_fmp4(packets[3].data().fmp4.clone().expect("fragment")));
+        for format in [PlayerFormat::Fmp4, PlayerFormat::WsFmp4] {
+            let mut w = PlayerWriter::new(format, 4096);
+            let mut out = Vec::new();
+            assert_eq!(w.render(&packets[0], &mut out), 0);
+            assert_eq!(w.render(&packets[1], &mut out), 0, "not a key frame");
+            assert_eq!(w.render(&packets[2], &mut out), 0, "not a key frame");
+            assert!(w.render(&packets[3], &mut out) > 0);
+            let f = packets[3].data().fmp4.as_ref().expect("fragment");
+            assert!(f.independent);
+            let ws = format == PlayerFormat::WsFmp4;
+            // [ws header] init, [ws header] moof+mdat header, payload.
+            let init_at = usize::from(ws);
+            assert_eq!(
+                out[init_at].as_ptr(),
+                f.init.as_ptr(),
+                "{format:?}: init first"
+            );
+            assert_eq!(
+                out.last().map(|b| b.as_ptr()),
+                Some(f.pieces[1].as_ptr()),
+                "{format:?}: the payload is shared"
+            );
+            let before = out.len();
+            assert!(w.render(&packets[4], &mut out) > 0);
+            assert_eq!(out.len() - before, 2 + usize::from(ws), "no second init");
+        }
+    }
+
+    #[test]
     fn rebase_starts_at_zero_and_stays_monotonic() {
         let mut r = Rebaser::default();
         assert_eq!(r.rebase(0, 5000), 0);

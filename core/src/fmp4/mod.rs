@@ -399,4 +399,4 @@ fn audio_entry(a: &AudioTrack) -> Option<AudioEntry> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
