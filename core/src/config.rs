@@ -78,7 +78,7 @@ dangerous_secret = ""
 publish_rtmp = false
 publish_rtsp = false
 play_rtmp = false
-# Also WebSocket-FLV.
+# Also WebSocket-FLV, and HTTP-fMP4 and WebSocket-fMP4 (/{app}/{stream}.mp4).
 play_http_flv = false
 # Also WebSocket-TS.
 play_http_ts = false

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::flv::{self, TagType};
-use crate::fmp4::Fragment;
+use crate::fmp4::{self, Fragment};
 use crate::http::websocket::{self, Opcode};
 use crate::hub::{HubPacket, PacketKind};
 use crate::media::Frame;
@@ -222,6 +222,11 @@ pub struct PlayerWriter {
     /// fMP4 formats: the init segment the player has (it starts at an independent fragment
     /// after it, and gets the new one when the stream's changes).
     fmp4_init: Option<Bytes>,
+    /// fMP4 formats, per track (video, audio): where the next fragment should start (ticks),
+    /// and how far this player's fragments are moved forward, so that decode times never go
+    /// back when a new publisher's muxer starts again from 0.
+    fmp4_next: [Option<u64>; 2],
+    fmp4_shift: [u64; 2],
 }
 
 /// Room for the longest header: a WebSocket frame header (10) and an FLV tag header (15).
@@ -243,6 +248,8 @@ impl PlayerWriter {
             chunk_size,
             ts_started: false,
             fmp4_init: None,
+            fmp4_next: [None; 2],
+            fmp4_shift: [0; 2],
         }
     }
 
@@ -410,9 +417,13 @@ impl PlayerWriter {
 
     /// fMP4 players: the init segment, then the shared fragments from an independent one on;
     /// a new init segment (the stream's tracks changed) is sent before the next independent
-    /// fragment, and nothing in between.
+    /// fragment, and nothing in between. After a publisher change (decode times start again)
+    /// the player gets its own copy of each fragment head, moved to continue its timeline.
     fn render_fmp4(&mut self, p: &PacketData, out: &mut Vec<Bytes>) -> usize {
         let Some(f) = &p.fmp4 else {
+            return 0;
+        };
+        let Some((head, rest)) = f.pieces.split_first() else {
             return 0;
         };
         let same_init = self
@@ -425,15 +436,39 @@ impl PlayerWriter {
                 return 0;
             }
             self.fmp4_init = Some(f.init.clone());
-            n += self.push_message(std::slice::from_ref(&f.init), out);
+            n += self.push_message(&f.init, &[], out);
         }
-        n + self.push_message(&f.pieces, out)
+        let head = self.continue_timeline(head);
+        n + self.push_message(&head, rest, out)
     }
 
-    /// Appends `pieces` as one message: as they are over HTTP, in one binary frame over
-    /// WebSocket.
-    fn push_message(&mut self, pieces: &[Bytes], out: &mut Vec<Bytes>) -> usize {
-        let mut n: usize = pieces.iter().map(Bytes::len).sum();
+    /// The fragment head as this player needs it: shared, or moved forward after its track's
+    /// decode time went back (see [`PlayerWriter::fmp4_shift`]).
+    fn continue_timeline(&mut self, head: &Bytes) -> Bytes {
+        let Some((track, time, duration)) = fmp4::fragment_timing(head) else {
+            return head.clone();
+        };
+        let Some(i) = (track as usize).checked_sub(1).filter(|&i| i < 2) else {
+            return head.clone();
+        };
+        let mut moved = time.saturating_add(self.fmp4_shift[i]);
+        if let Some(next) = self.fmp4_next[i] {
+            if moved < next {
+                self.fmp4_shift[i] = next - time;
+                moved = next;
+            }
+        }
+        self.fmp4_next[i] = Some(moved.saturating_add(u64::from(duration)));
+        if moved == time {
+            return head.clone();
+        }
+        fmp4::with_decode_time(head, moved).unwrap_or_else(|| head.clone())
+    }
+
+    /// Appends `first` and `rest` as one message: as they are over HTTP, in one binary frame
+    /// over WebSocket.
+    fn push_message(&mut self, first: &Bytes, rest: &[Bytes], out: &mut Vec<Bytes>) -> usize {
+        let mut n = first.len() + rest.iter().map(Bytes::len).sum::<usize>();
         if self.format.is_websocket() {
             self.header_space(16);
             websocket::write_frame_header(Opcode::Binary, true, n, &mut self.scratch);
@@ -441,7 +476,8 @@ impl PlayerWriter {
             n += header.len();
             out.push(header);
         }
-        out.extend(pieces.iter().cloned());
+        out.push(first.clone());
+        out.extend(rest.iter().cloned());
         n
     }
 }
@@ -486,6 +522,139 @@ mod tests {
                 "{format:?} copied"
             );
         }
+    }
+
+    #[test]
+    fn fmp4_players_get_the_init_then_shared_fragments_from_a_key_frame() {
+        use crate::fmp4::Fmp4Muxer;
+        use crate::media::{Codec, FrameKind};
+        let tracks = crate::fmp4::tests::tracks();
+        let mut muxer = Fmp4Muxer::new(&tracks).expect("muxer");
+        let mut packet = |dts: i64, key: bool| {
+            let f = Frame {
+                codec: Codec::H264,
+                kind: FrameKind::Coded,
+                dts,
+                pts: dts,
+                key,
+                payload: Bytes::from(vec![0, 0, 0, 1, if key { 0x65 } else { 0x41 }]),
+            };
+            let fragment = muxer.push(&f);
+            let mut p = Packet::new(
+                PacketKind::Video { key },
+                dts,
+                Some(f),
+                9,
+                Bytes::new(),
+                4096,
+                TsChunk::default(),
+            );
+            if let Some(fragment) = fragment {
+                assert!(p.set_fmp4(fragment));
+            }
+            p
+        };
+        // P (completes nothing), P, K (completes a P), P (completes the K), P.
+        let packets: Vec<Packet> = [
+            (0, false),
+            (40, false),
+            (80, true),
+            (120, false),
+            (160, false),
+        ]
+        .into_iter()
+        .map(|(dts, key)| packet(dts, key))
+        .collect();
+        let shared = packets[1].clone();
+        let mut again = shared.clone();
+        assert!(!again.set_fmp4(packets[3].data().fmp4.clone().expect("fragment")));
+        for format in [PlayerFormat::Fmp4, PlayerFormat::WsFmp4] {
+            let mut w = PlayerWriter::new(format, 4096);
+            let mut out = Vec::new();
+            assert_eq!(w.render(&packets[0], &mut out), 0);
+            assert_eq!(w.render(&packets[1], &mut out), 0, "not a key frame");
+            assert_eq!(w.render(&packets[2], &mut out), 0, "not a key frame");
+            assert!(w.render(&packets[3], &mut out) > 0);
+            let f = packets[3].data().fmp4.as_ref().expect("fragment");
+            assert!(f.independent);
+            let ws = format == PlayerFormat::WsFmp4;
+            // [ws header] init, [ws header] moof+mdat header, payload.
+            let init_at = usize::from(ws);
+            assert_eq!(
+                out[init_at].as_ptr(),
+                f.init.as_ptr(),
+                "{format:?}: init first"
+            );
+            assert_eq!(
+                out.last().map(|b| b.as_ptr()),
+                Some(f.pieces[1].as_ptr()),
+                "{format:?}: the payload is shared"
+            );
+            let before = out.len();
+            assert!(w.render(&packets[4], &mut out) > 0);
+            assert_eq!(out.len() - before, 2 + usize::from(ws), "no second init");
+        }
+    }
+
+    #[test]
+    fn an_fmp4_player_keeps_its_timeline_across_publishers() {
+        use crate::fmp4::{fragment_timing, Fmp4Muxer};
+        use crate::media::{Codec, FrameKind};
+        let tracks = crate::fmp4::tests::tracks();
+        let packets = |muxer: &mut Fmp4Muxer, from: i64| -> Vec<Packet> {
+            (0..4)
+                .map(|i| {
+                    let dts = from + i * 40;
+                    let f = Frame {
+                        codec: Codec::H264,
+                        kind: FrameKind::Coded,
+                        dts,
+                        pts: dts,
+                        key: i == 0,
+                        payload: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+                    };
+                    let fragment = muxer.push(&f);
+                    let mut p = Packet::new(
+                        PacketKind::Video { key: i == 0 },
+                        dts,
+                        Some(f),
+                        9,
+                        Bytes::new(),
+                        4096,
+                        TsChunk::default(),
+                    );
+                    if let Some(fragment) = fragment {
+                        p.set_fmp4(fragment);
+                    }
+                    p
+                })
+                .collect()
+        };
+        // The first publisher, then a second one whose muxer starts again from 0.
+        let mut all = packets(&mut Fmp4Muxer::new(&tracks).expect("muxer"), 5000);
+        all.extend(packets(&mut Fmp4Muxer::new(&tracks).expect("muxer"), 0));
+        let mut w = PlayerWriter::new(PlayerFormat::Fmp4, 4096);
+        let mut times = Vec::new();
+        for p in &all {
+            let mut out = Vec::new();
+            w.render(p, &mut out);
+            times.extend(out.iter().filter_map(|b| fragment_timing(b)).map(|t| t.1));
+        }
+        // 40 ms at 90 kHz per frame, without a step back at the second publisher.
+        assert_eq!(times, [0, 3600, 7200, 10_800, 14_400, 18_000]);
+        // A player of the second publisher alone gets its fragments shared, not moved.
+        let second = packets(&mut Fmp4Muxer::new(&tracks).expect("muxer"), 0);
+        let mut w = PlayerWriter::new(PlayerFormat::Fmp4, 4096);
+        let mut out = Vec::new();
+        for p in &second {
+            w.render(p, &mut out);
+        }
+        let heads: Vec<&Bytes> = out
+            .iter()
+            .filter(|b| fragment_timing(b).is_some())
+            .collect();
+        let shared = second[1].data().fmp4.as_ref().expect("fragment");
+        assert_eq!(heads[0].as_ptr(), shared.pieces[0].as_ptr());
     }
 
     #[test]

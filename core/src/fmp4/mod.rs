@@ -60,7 +60,7 @@ pub struct Fragment {
     pub independent: bool,
     /// Decode time of the sample on the muxer's timeline (ms from the stream's first frame).
     pub dts_ms: i64,
-    /// Duration of the sample (ms, rounded down; the fragment itself carries exact ticks).
+    /// Duration of the sample (ms, rounded to the nearest; the fragment carries exact ticks).
     pub duration_ms: u64,
     /// `mfhd` sequence number (1, 2, ... per muxer).
     pub sequence: u32,
@@ -284,6 +284,36 @@ fn fragment(
     }
 }
 
+/// Where a fragment head of [`Fmp4Muxer`] keeps its fields (one `traf` with `tfhd`, `tfdt`
+/// version 1 and one `trun` sample, in that order): checked by type before use.
+const HEAD_TFHD_TRACK_ID: usize = 44;
+const HEAD_TFDT_TYPE: usize = 52;
+const HEAD_TFDT_TIME: usize = 60;
+const HEAD_TRUN_TYPE: usize = 72;
+const HEAD_TRUN_DURATION: usize = 88;
+
+/// The track id, decode time and duration (ticks) of a fragment [`Fmp4Muxer`] made, read from
+/// its first piece (`None` for anything else).
+pub fn fragment_timing(head: &[u8]) -> Option<(u32, u64, u32)> {
+    let field = |at: usize, n: usize| head.get(at..at + n);
+    if field(HEAD_TFDT_TYPE, 4)? != b"tfdt" || field(HEAD_TRUN_TYPE, 4)? != b"trun" {
+        return None;
+    }
+    let track = u32::from_be_bytes(field(HEAD_TFHD_TRACK_ID, 4)?.try_into().ok()?);
+    let time = u64::from_be_bytes(field(HEAD_TFDT_TIME, 8)?.try_into().ok()?);
+    let duration = u32::from_be_bytes(field(HEAD_TRUN_DURATION, 4)?.try_into().ok()?);
+    Some((track, time, duration))
+}
+
+/// A copy of a fragment head (see [`fragment_timing`]) whose decode time is `time` instead.
+pub fn with_decode_time(head: &[u8], time: u64) -> Option<Bytes> {
+    fragment_timing(head)?;
+    let mut copy = BytesMut::from(head);
+    copy.get_mut(HEAD_TFDT_TIME..HEAD_TFDT_TIME + 8)?
+        .copy_from_slice(&time.to_be_bytes());
+    Some(copy.freeze())
+}
+
 /// The init segment of `tracks` alone (what [`Fmp4Muxer::init`] gives), `None` as for
 /// [`Fmp4Muxer::new`].
 pub fn init_segment(tracks: &Tracks) -> Option<Bytes> {
@@ -399,4 +429,4 @@ fn audio_entry(a: &AudioTrack) -> Option<AudioEntry> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -137,6 +137,33 @@ fn b_frames_keep_signed_composition_offsets_and_sync_flags() {
 }
 
 #[test]
+fn fragment_timing_is_read_and_moved_in_the_head() {
+    let mut m = Fmp4Muxer::new(&tracks()).expect("muxer");
+    m.push(&coded(Codec::Aac, 100, 100, true, vec![1]));
+    let f = m
+        .push(&coded(Codec::Aac, 123, 123, true, vec![2]))
+        .expect("fragment");
+    let head = &f.pieces[0];
+    // 23 ms at 44.1 kHz, from 0.
+    assert_eq!(fragment_timing(head), Some((AUDIO_TRACK_ID, 0, 1014)));
+    let moved = with_decode_time(head, 441_000).expect("moved");
+    assert_eq!(
+        fragment_timing(&moved),
+        Some((AUDIO_TRACK_ID, 441_000, 1014))
+    );
+    let d = demux(&stream(m.init(), &[])).expect("init");
+    assert_eq!(d.tracks.len(), 2);
+    let mut all = m.init().to_vec();
+    all.extend_from_slice(&moved);
+    all.extend_from_slice(&f.pieces[1]);
+    let d = demux(&Bytes::from(all)).expect("demux");
+    assert_eq!(d.samples[0].decode_time, 441_000);
+    assert_eq!(&d.samples[0].data[..], &[1]);
+    assert_eq!(fragment_timing(m.init()), None);
+    assert_eq!(fragment_timing(&head[..70]), None);
+}
+
+#[test]
 fn a_timestamp_jump_continues_the_timeline() {
     let mut m = Fmp4Muxer::new(&tracks()).expect("muxer");
     let mut frags = Vec::new();
