@@ -124,6 +124,44 @@ mod tests {
         assert!(asset("/ui/").is_none());
     }
 
+    /// What the engine sends for `GET path` with the UI `enable`d or not.
+    fn engine_get(enable: bool, path: &str) -> String {
+        use crate::engine::{Engine, EngineConfig, Listener};
+        let config = EngineConfig {
+            ui: UiConfig {
+                enable,
+                listening: Listening {
+                    rtmp: Some(1935),
+                    ..Listening::default()
+                },
+            },
+            ..EngineConfig::default()
+        };
+        let mut e = Engine::new(config, 1);
+        let peer = "127.0.0.1:40000".parse().expect("addr");
+        e.handle_accept(5, Listener::Http, peer, 0);
+        let req = format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
+        e.handle_input(5, req.as_bytes(), 1);
+        while e.poll_output().is_some() {}
+        let mut bufs = Vec::new();
+        e.poll_transmit(5, usize::MAX, &mut bufs);
+        let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn the_engine_serves_the_ui_unless_it_is_switched_off() {
+        let page = engine_get(true, "/");
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("<title>rill</title>"), "{page}");
+        let server = engine_get(true, "/api/server");
+        assert!(server.contains(r#""rtmp":1935"#), "{server}");
+        for path in ["/", "/ui/rill.js", "/api/server"] {
+            let off = engine_get(false, path);
+            assert!(off.starts_with("HTTP/1.1 404"), "{path}: {off}");
+        }
+    }
+
     #[test]
     fn server_json_names_the_ports_listening() {
         let l = Listening {

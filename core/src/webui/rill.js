@@ -1,12 +1,13 @@
 // rill's web UI: three views (#/ server, #/streams, #/stream/{app}/{stream}) drawn from the
-// JSON the API already serves, polled every second. Plain DOM, no framework, no build step.
+// JSON the API already serves, polled twice a second. Plain DOM, no framework, no build step.
 'use strict';
 
-const POLL_MS = 1000;
+const POLL_MS = 500;
 const main = document.getElementById('main');
 const statusLine = document.getElementById('status');
 let server = null;   // /api/server: what the server listens on
-let last = null;     // the previous /metrics sample, for rates
+const RATE_WINDOW_MS = 3000;
+const history = [];  // recent /metrics samples, for rates
 let player = null;   // the stream page's RillPlayer
 let timer = null;
 
@@ -52,13 +53,15 @@ async function serverPage() {
     fetch('/metrics', { cache: 'no-store' }).then((r) => r.text()),
   ]);
   const m = parseMetrics(text), now = Date.now();
+  // Rates over the last few seconds of samples (workers' counters are not all taken at once).
+  history.push({ at: now, m });
+  while (now - history[0].at > RATE_WINDOW_MS) history.shift();
   let rin = '', rout = '';
-  if (last) {
-    const dt = (now - last.at) / 1000;
-    rin = bytesPerSec((m.rill_bytes_in_total - last.m.rill_bytes_in_total) / dt);
-    rout = bytesPerSec((m.rill_bytes_out_total - last.m.rill_bytes_out_total) / dt);
+  const old = history[0], dt = (now - old.at) / 1000;
+  if (dt >= 0.9) {
+    rin = bytesPerSec((m.rill_bytes_in_total - old.m.rill_bytes_in_total) / dt);
+    rout = bytesPerSec((m.rill_bytes_out_total - old.m.rill_bytes_out_total) / dt);
   }
-  last = { at: now, m };
   const d = info.data || {};
   const card = (k, v, id) => `<div class="card" id="${id}"><div class="v">${esc(v)}</div><div class="k">${k}</div></div>`;
   const players = Object.keys(m).filter((k) => k.startsWith('rill_players{'))
@@ -85,10 +88,10 @@ async function streamsPage() {
   const groups = ((await getJson('/api/stat/all_group')).data || {}).groups || [];
   const rows = groups.map((g) => {
     const key = g.app_name + '/' + g.stream_name, p = g.pub;
-    return `<tr data-stream="${esc(key)}">
+    return `<tr data-stream="${esc(key)}" data-live="${live(g) ? 1 : 0}">
       <td><a href="#/stream/${esc(key)}">${esc(key)}</a></td>
       <td>${live(g) ? esc(p.protocol) : '<span class="muted">none</span>'}</td>
-      <td>${live(g) ? esc(p.remote_addr) : ''}</td><td>${live(g) ? esc(p.start_time) : ''}</td>
+      <td>${live(g) ? esc(p.remote_addr) : ''}</td><td class="since">${live(g) ? esc(p.start_time) : ''}</td>
       <td class="codecs">${esc(codecsOf(g))}</td><td class="res">${esc(resolutionOf(g))}</td>
       <td class="fps">${esc(fpsOf(g))}</td><td>${live(g) ? kbits(p.bitrate_kbits) : ''}</td>
       <td class="players">${esc(playersByProtocol(g.subs))}</td></tr>`;
