@@ -31,7 +31,7 @@ pub enum Access {
     PublishRtsp,
     /// Playing over RTMP.
     PlayRtmp,
-    /// Playing over HTTP-FLV or WebSocket-FLV.
+    /// Playing over HTTP-FLV or WebSocket-FLV, or fMP4 over HTTP or WebSocket.
     PlayHttpFlv,
     /// Playing over HTTP-TS or WebSocket-TS.
     PlayHttpTs,
@@ -94,7 +94,7 @@ pub struct SimpleAuth {
     pub publish_rtsp: bool,
     /// Check RTMP players (lal: `sub_rtmp_enable`).
     pub play_rtmp: bool,
-    /// Check HTTP-FLV and WS-FLV players (lal: `sub_httpflv_enable`).
+    /// Check HTTP-FLV and WS-FLV players, and fMP4 ones (lal: `sub_httpflv_enable`).
     pub play_http_flv: bool,
     /// Check HTTP-TS and WS-TS players (lal: `sub_httpts_enable`).
     pub play_http_ts: bool,

@@ -13,13 +13,14 @@ use crate::engine::{
     EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RtmpUrl, SilentAudioConfig,
     WebhookConfig,
 };
-use crate::hls::{Cleanup, HlsConfig};
+use crate::hls::{Cleanup, HlsConfig, SegmentFormat};
 use crate::http::HttpLimits;
 use crate::hub::HubConfig;
 use crate::limits::Limits;
 use crate::rtmp::server::ServerConfig;
 use crate::rtsp::server::{AuthScheme, Credentials, ServerConfig as RtspServerConfig};
 use crate::rtsp::RtspLimits;
+use crate::webui::{port_of, Listening, UiConfig};
 
 /// The complete default configuration, with comments.
 pub const DEFAULT_CONFIG: &str = r#"# rill configuration. Every key is optional; these are the defaults.
@@ -42,6 +43,9 @@ peer_bandwidth = 2500000
 # HTTP-TS and WebSocket-TS (/{app}/{stream}.ts); HLS (see [hls]).
 enable = true
 addr = "0.0.0.0:8080"
+# The web UI at / (server, streams, a stream page with an in-page player, play URLs and kick
+# buttons; files built into the binary) and /api/server, which tells it the ports listening.
+ui = true
 
 [rtsp]
 # RTSP publish (ANNOUNCE/RECORD) and play (DESCRIBE/PLAY) of rtsp://host:port/{app}/{stream},
@@ -74,7 +78,7 @@ dangerous_secret = ""
 publish_rtmp = false
 publish_rtsp = false
 play_rtmp = false
-# Also WebSocket-FLV.
+# Also WebSocket-FLV, and HTTP-fMP4 and WebSocket-fMP4 (/{app}/{stream}.mp4).
 play_http_flv = false
 # Also WebSocket-TS.
 play_http_ts = false
@@ -84,8 +88,11 @@ play_rtsp = false
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
-# segments /{app}/{stream}/{n}.ts.
+# segments /{app}/{stream}/{n}.ts (or {n}.m4s, see segment_format).
 enable = true
+# Segment container: "ts" (MPEG-TS, HLS version 3) or "fmp4" (fragmented MP4 segments with
+# an EXT-X-MAP init segment /{app}/{stream}/init{n}.mp4, HLS version 7: HEVC in Safari).
+segment_format = "ts"
 # Segment duration (ms): a segment ends at the first key frame after it (audio-only
 # streams: within half a second after it), or at an earlier key frame when waiting would
 # outgrow the playlists' target duration (fixed when the first segment closes).
@@ -567,6 +574,8 @@ pub struct HttpSection {
     pub enable: bool,
     /// Listen address.
     pub addr: String,
+    /// Serve the web UI (on the HTTPS listener too).
+    pub ui: bool,
 }
 
 /// `[rtsp]`.
@@ -701,6 +710,8 @@ pub struct HlsSection {
     pub cleanup: Cleanup,
     /// Memory for the record playlist per stream (bytes).
     pub record_max_bytes: usize,
+    /// Segment container.
+    pub segment_format: SegmentFormat,
 }
 
 impl Default for HlsSection {
@@ -713,6 +724,7 @@ impl Default for HlsSection {
             out_path: h.out_path,
             cleanup: h.cleanup,
             record_max_bytes: h.record_max_bytes,
+            segment_format: h.segment_format,
         }
     }
 }
@@ -801,6 +813,7 @@ impl Default for HttpSection {
         HttpSection {
             enable: true,
             addr: "0.0.0.0:8080".into(),
+            ui: true,
         }
     }
 }
@@ -973,6 +986,20 @@ impl Config {
         }
     }
 
+    /// The ports listening, as the web UI is told them (TLS ones only with a certificate).
+    pub fn listening(&self) -> Listening {
+        let tls = self.tls.configured();
+        Listening {
+            rtmp: port_of(self.rtmp.enable, &self.rtmp.addr),
+            rtsp: port_of(self.rtsp.enable, &self.rtsp.addr),
+            http: port_of(self.http.enable, &self.http.addr),
+            rtmps: port_of(tls && self.rtmps.enable, &self.rtmps.addr),
+            https: port_of(tls && self.https.enable, &self.https.addr),
+            rtsps: port_of(tls && self.rtsps.enable, &self.rtsps.addr),
+            hls: self.hls.enable,
+        }
+    }
+
     /// The engine settings these values describe.
     pub fn engine_config(&self) -> EngineConfig {
         let l = &self.limits;
@@ -1027,6 +1054,7 @@ impl Config {
                 out_path: self.hls.out_path.clone(),
                 cleanup: self.hls.cleanup,
                 record_max_bytes: self.hls.record_max_bytes,
+                segment_format: self.hls.segment_format,
             },
             record: RecordConfig {
                 flv: self.record.flv,
@@ -1062,6 +1090,10 @@ impl Config {
             },
             // Checked by `validate`; an unchecked bad URL leaves relays off.
             relay: self.relay.relay_config().unwrap_or_default(),
+            ui: UiConfig {
+                enable: self.http.ui,
+                listening: self.listening(),
+            },
         }
     }
 }
@@ -1135,6 +1167,9 @@ mod tests {
         assert_eq!(e.hls.out_path, "/srv/hls");
         assert_eq!(e.hls.cleanup, Cleanup::Window);
         assert!(Config::from_toml("[hls]\ncleanup = \"sometimes\"\n").is_err());
+        let fmp4 = Config::from_toml("[hls]\nsegment_format = \"fmp4\"\n").unwrap();
+        assert_eq!(fmp4.engine_config().hls.segment_format, SegmentFormat::Fmp4);
+        assert!(Config::from_toml("[hls]\nsegment_format = \"mkv\"\n").is_err());
     }
 
     #[test]

@@ -480,6 +480,7 @@ fn worker_0_sends_server_start_once_and_updates_with_every_workers_stats() {
             audio_codec: None,
             width: 0,
             height: 0,
+            frame_rate: None,
         }],
         ..EngineStats::default()
     };

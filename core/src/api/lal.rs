@@ -201,6 +201,8 @@ pub(crate) struct JsonGroup<'a> {
     video_codec: &'static str,
     video_width: u32,
     video_height: u32,
+    /// Not in lal: frames per second as the publisher told it (0 when not told).
+    video_frame_rate: f64,
     #[serde(rename = "pub")]
     publisher: JsonSession,
     subs: Vec<JsonSession>,
@@ -218,6 +220,7 @@ impl<'a> From<&Group<'a>> for JsonGroup<'a> {
             video_codec: codec(g.stream.and_then(|s| s.video_codec)),
             video_width: g.stream.map_or(0, |s| s.width),
             video_height: g.stream.map_or(0, |s| s.height),
+            video_frame_rate: g.stream.and_then(|s| s.frame_rate).unwrap_or(0.0),
             publisher: g.publisher.map(JsonSession::from).unwrap_or_default(),
             subs: g.subs.iter().map(|s| JsonSession::from(*s)).collect(),
             pull: JsonSession::default(),
@@ -258,12 +261,14 @@ impl From<&SessionStats> for JsonSession {
     }
 }
 
-/// lal's protocol name of a session: HTTP-FLV and WebSocket-FLV are both `FLV`, likewise `TS`.
+/// lal's protocol name of a session: HTTP-FLV and WebSocket-FLV are both `FLV`, likewise `TS`
+/// and `FMP4` (which lal does not have).
 pub fn lal_protocol(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Rtmp => "RTMP",
         Protocol::HttpFlv | Protocol::WsFlv => "FLV",
         Protocol::HttpTs | Protocol::WsTs => "TS",
+        Protocol::HttpFmp4 | Protocol::WsFmp4 => "FMP4",
         Protocol::Rtsp => "RTSP",
         Protocol::Http => "HTTP",
     }

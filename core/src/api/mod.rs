@@ -152,6 +152,7 @@ pub(crate) mod test_data {
                     audio_codec: Some(Codec::Aac),
                     width: 1280,
                     height: 720,
+                    frame_rate: None,
                 }],
                 sessions: vec![
                     session(1, Protocol::Rtmp, Role::Publish, "live/cam"),

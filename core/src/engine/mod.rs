@@ -62,6 +62,7 @@ use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
 use crate::stream_key::StreamKey;
+use crate::webui::UiConfig;
 use publication::{Publication, Sinks};
 
 pub use crate::api::Query;
@@ -145,6 +146,8 @@ pub struct EngineConfig {
     pub webhook: WebhookConfig,
     /// Relays to and from other servers (`[relay]`); none by default.
     pub relay: RelayConfig,
+    /// The web UI (`[http] ui`) and what it is told the server listens on.
+    pub ui: UiConfig,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -183,6 +186,7 @@ impl Default for EngineConfig {
             workers: 1,
             webhook: WebhookConfig::default(),
             relay: RelayConfig::default(),
+            ui: UiConfig::default(),
         }
     }
 }
@@ -200,6 +204,10 @@ pub enum Protocol {
     HttpTs,
     /// WebSocket-TS.
     WsTs,
+    /// HTTP-fMP4.
+    HttpFmp4,
+    /// WebSocket-fMP4.
+    WsFmp4,
     /// An HTTP request that is not a stream (404, preflight, ...).
     Http,
     /// RTSP (TCP interleaved or UDP).
@@ -214,6 +222,8 @@ impl fmt::Display for Protocol {
             Protocol::WsFlv => "WS-FLV",
             Protocol::HttpTs => "HTTP-TS",
             Protocol::WsTs => "WS-TS",
+            Protocol::HttpFmp4 => "HTTP-FMP4",
+            Protocol::WsFmp4 => "WS-FMP4",
             Protocol::Http => "HTTP",
             Protocol::Rtsp => "RTSP",
         })
@@ -1112,16 +1122,9 @@ impl Engine {
                 };
                 *state = HttpState::Streaming;
                 let mut head = BytesMut::with_capacity(256);
-                match format {
-                    PlayerFormat::Flv => {
-                        http::streaming_response_head("video/x-flv", false, &mut head);
-                        c.pending.push_back(head.freeze());
-                    }
-                    PlayerFormat::Ts => {
-                        http::streaming_response_head("video/mp2t", false, &mut head);
-                        c.pending.push_back(head.freeze());
-                    }
-                    _ => {}
+                if !format.is_websocket() {
+                    http::streaming_response_head(format.content_type(), false, &mut head);
+                    c.pending.push_back(head.freeze());
                 }
                 let mut w = PlayerWriter::new(format, chunk_size);
                 w.set_enhanced(c.enhanced_flv);
@@ -1130,6 +1133,8 @@ impl Engine {
                     PlayerFormat::WsFlv => Protocol::WsFlv,
                     PlayerFormat::Ts => Protocol::HttpTs,
                     PlayerFormat::WsTs => Protocol::WsTs,
+                    PlayerFormat::Fmp4 => Protocol::HttpFmp4,
+                    PlayerFormat::WsFmp4 => Protocol::WsFmp4,
                     _ => Protocol::HttpFlv,
                 }
             }
@@ -1264,8 +1269,7 @@ impl Engine {
             } => {
                 if let Some(feed) = self.remote.get(&stream) {
                     if feed.publisher == publisher {
-                        let p = packet.data();
-                        self.hls.push(&stream, p.dts, &p.ts, p.ts_random_access);
+                        publication::feed_hls(&mut self.hls, &stream, packet.data());
                         self.hub.push(feed.hub_id, packet);
                     }
                 }

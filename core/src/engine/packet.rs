@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::flv::{self, TagType};
+use crate::fmp4::{self, Fragment};
 use crate::http::websocket::{self, Opcode};
 use crate::hub::{HubPacket, PacketKind};
 use crate::media::{Codec, Frame};
@@ -41,6 +42,9 @@ pub struct PacketData {
     /// The Enhanced RTMP form (body, chunked) when it differs from `body`, the legacy form
     /// (HEVC: FourCC `hvc1` instead of codec id 12), for players that announced support.
     pub enhanced: Option<(Bytes, Bytes)>,
+    /// The fMP4 fragment this frame completed (the previous sample of its track, see
+    /// [`crate::fmp4`]), muxed once by the stream's muxer for every fMP4 output.
+    pub fmp4: Option<Fragment>,
 }
 
 impl Packet {
@@ -70,6 +74,7 @@ impl Packet {
             ts: ts.bytes,
             ts_random_access: ts.random_access,
             enhanced: None,
+            fmp4: None,
         }))
     }
 
@@ -84,6 +89,18 @@ impl Packet {
             d.enhanced = Some((body, chunked));
         }
         self
+    }
+
+    /// Attaches the fMP4 fragment the stream's muxer made of this packet's frame; only
+    /// possible before the packet is shared (cloned), and false otherwise.
+    pub fn set_fmp4(&mut self, fragment: Fragment) -> bool {
+        match Arc::get_mut(&mut self.0) {
+            Some(data) => {
+                data.fmp4 = Some(fragment);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The packet's contents.
@@ -167,6 +184,11 @@ pub enum PlayerFormat {
     Ts,
     /// WebSocket-TS: the MPEG-TS stream in binary WebSocket frames (one per frame's packets).
     WsTs,
+    /// HTTP-fMP4: an init segment, then fMP4 fragments from a key frame on, endless.
+    Fmp4,
+    /// WebSocket-fMP4: the same in binary WebSocket frames (the init segment in one, then one
+    /// per fragment).
+    WsFmp4,
 }
 
 impl PlayerFormat {
@@ -174,6 +196,28 @@ impl PlayerFormat {
     /// header, no rebasing: every player gets the same bytes from a random access point on).
     pub fn is_ts(self) -> bool {
         matches!(self, PlayerFormat::Ts | PlayerFormat::WsTs)
+    }
+
+    /// True for the fMP4 formats, whose fragments are muxed once per stream.
+    pub fn is_fmp4(self) -> bool {
+        matches!(self, PlayerFormat::Fmp4 | PlayerFormat::WsFmp4)
+    }
+
+    /// True for the formats sent in WebSocket frames.
+    pub fn is_websocket(self) -> bool {
+        matches!(
+            self,
+            PlayerFormat::WsFlv | PlayerFormat::WsTs | PlayerFormat::WsFmp4
+        )
+    }
+
+    /// The `Content-Type` of an HTTP response carrying this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            PlayerFormat::Ts | PlayerFormat::WsTs => "video/mp2t",
+            PlayerFormat::Fmp4 | PlayerFormat::WsFmp4 => "video/mp4",
+            _ => "video/x-flv",
+        }
     }
 }
 
@@ -197,6 +241,14 @@ pub struct PlayerWriter {
     /// A codec without a legacy FLV form (AV1) went to this legacy player in its Enhanced form;
     /// the engine logs it once (see [`PlayerWriter::take_enhanced_only`]).
     enhanced_only: Option<Notice>,
+    /// fMP4 formats: the init segment the player has (it starts at an independent fragment
+    /// after it, and gets the new one when the stream's changes).
+    fmp4_init: Option<Bytes>,
+    /// fMP4 formats, per track (video, audio): where the next fragment should start (ticks),
+    /// and how far this player's fragments are moved forward, so that decode times never go
+    /// back when a new publisher's muxer starts again from 0.
+    fmp4_next: [Option<u64>; 2],
+    fmp4_shift: [u64; 2],
 }
 
 /// Whether a codec sent only in its Enhanced form to a legacy player was reported yet.
@@ -226,6 +278,9 @@ impl PlayerWriter {
             ts_started: false,
             enhanced: false,
             enhanced_only: None,
+            fmp4_init: None,
+            fmp4_next: [None; 2],
+            fmp4_shift: [0; 2],
         }
     }
 
@@ -269,6 +324,7 @@ impl PlayerWriter {
     pub fn start(&mut self, has_audio: bool, has_video: bool, out: &mut Vec<Bytes>) {
         if matches!(self.format, PlayerFormat::Rtmp { .. })
             || self.format.is_ts()
+            || self.format.is_fmp4()
             || self.flv_header_sent
         {
             return;
@@ -308,6 +364,9 @@ impl PlayerWriter {
         let p = packet.data();
         if self.format.is_ts() {
             return self.render_ts(p, out);
+        }
+        if self.format.is_fmp4() {
+            return self.render_fmp4(p, out);
         }
         let (body, chunked) = match &p.enhanced {
             Some((b, c)) if self.enhanced => (b, c),
@@ -373,7 +432,7 @@ impl PlayerWriter {
                     n
                 }
             }
-            PlayerFormat::Flv | PlayerFormat::WsFlv | PlayerFormat::Ts | PlayerFormat::WsTs => {
+            _ => {
                 let tag_type = match p.type_id {
                     message_type::AUDIO => TagType::Audio,
                     message_type::VIDEO => TagType::Video,
@@ -413,6 +472,72 @@ impl PlayerWriter {
             out.push(header);
         }
         out.push(p.ts.clone());
+        n
+    }
+
+    /// fMP4 players: the init segment, then the shared fragments from an independent one on;
+    /// a new init segment (the stream's tracks changed) is sent before the next independent
+    /// fragment, and nothing in between. After a publisher change (decode times start again)
+    /// the player gets its own copy of each fragment head, moved to continue its timeline.
+    fn render_fmp4(&mut self, p: &PacketData, out: &mut Vec<Bytes>) -> usize {
+        let Some(f) = &p.fmp4 else {
+            return 0;
+        };
+        let Some((head, rest)) = f.pieces.split_first() else {
+            return 0;
+        };
+        let same_init = self
+            .fmp4_init
+            .as_ref()
+            .is_some_and(|i| i.as_ptr() == f.init.as_ptr() || *i == f.init);
+        let mut n = 0;
+        if !same_init {
+            if !f.independent {
+                return 0;
+            }
+            self.fmp4_init = Some(f.init.clone());
+            n += self.push_message(&f.init, &[], out);
+        }
+        let head = self.continue_timeline(head);
+        n + self.push_message(&head, rest, out)
+    }
+
+    /// The fragment head as this player needs it: shared, or moved forward after its track's
+    /// decode time went back (see [`PlayerWriter::fmp4_shift`]).
+    fn continue_timeline(&mut self, head: &Bytes) -> Bytes {
+        let Some((track, time, duration)) = fmp4::fragment_timing(head) else {
+            return head.clone();
+        };
+        let Some(i) = (track as usize).checked_sub(1).filter(|&i| i < 2) else {
+            return head.clone();
+        };
+        let mut moved = time.saturating_add(self.fmp4_shift[i]);
+        if let Some(next) = self.fmp4_next[i] {
+            if moved < next {
+                self.fmp4_shift[i] = next - time;
+                moved = next;
+            }
+        }
+        self.fmp4_next[i] = Some(moved.saturating_add(u64::from(duration)));
+        if moved == time {
+            return head.clone();
+        }
+        fmp4::with_decode_time(head, moved).unwrap_or_else(|| head.clone())
+    }
+
+    /// Appends `first` and `rest` as one message: as they are over HTTP, in one binary frame
+    /// over WebSocket.
+    fn push_message(&mut self, first: &Bytes, rest: &[Bytes], out: &mut Vec<Bytes>) -> usize {
+        let mut n = first.len() + rest.iter().map(Bytes::len).sum::<usize>();
+        if self.format.is_websocket() {
+            self.header_space(16);
+            websocket::write_frame_header(Opcode::Binary, true, n, &mut self.scratch);
+            let header = self.take_header();
+            n += header.len();
+            out.push(header);
+        }
+        out.push(first.clone());
+        out.extend(rest.iter().cloned());
         n
     }
 }
@@ -457,6 +582,139 @@ mod tests {
                 "{format:?} copied"
             );
         }
+    }
+
+    #[test]
+    fn fmp4_players_get_the_init_then_shared_fragments_from_a_key_frame() {
+        use crate::fmp4::Fmp4Muxer;
+        use crate::media::{Codec, FrameKind};
+        let tracks = crate::fmp4::tests::tracks();
+        let mut muxer = Fmp4Muxer::new(&tracks).expect("muxer");
+        let mut packet = |dts: i64, key: bool| {
+            let f = Frame {
+                codec: Codec::H264,
+                kind: FrameKind::Coded,
+                dts,
+                pts: dts,
+                key,
+                payload: Bytes::from(vec![0, 0, 0, 1, if key { 0x65 } else { 0x41 }]),
+            };
+            let fragment = muxer.push(&f);
+            let mut p = Packet::new(
+                PacketKind::Video { key },
+                dts,
+                Some(f),
+                9,
+                Bytes::new(),
+                4096,
+                TsChunk::default(),
+            );
+            if let Some(fragment) = fragment {
+                assert!(p.set_fmp4(fragment));
+            }
+            p
+        };
+        // P (completes nothing), P, K (completes a P), P (completes the K), P.
+        let packets: Vec<Packet> = [
+            (0, false),
+            (40, false),
+            (80, true),
+            (120, false),
+            (160, false),
+        ]
+        .into_iter()
+        .map(|(dts, key)| packet(dts, key))
+        .collect();
+        let shared = packets[1].clone();
+        let mut again = shared.clone();
+        assert!(!again.set_fmp4(packets[3].data().fmp4.clone().expect("fragment")));
+        for format in [PlayerFormat::Fmp4, PlayerFormat::WsFmp4] {
+            let mut w = PlayerWriter::new(format, 4096);
+            let mut out = Vec::new();
+            assert_eq!(w.render(&packets[0], &mut out), 0);
+            assert_eq!(w.render(&packets[1], &mut out), 0, "not a key frame");
+            assert_eq!(w.render(&packets[2], &mut out), 0, "not a key frame");
+            assert!(w.render(&packets[3], &mut out) > 0);
+            let f = packets[3].data().fmp4.as_ref().expect("fragment");
+            assert!(f.independent);
+            let ws = format == PlayerFormat::WsFmp4;
+            // [ws header] init, [ws header] moof+mdat header, payload.
+            let init_at = usize::from(ws);
+            assert_eq!(
+                out[init_at].as_ptr(),
+                f.init.as_ptr(),
+                "{format:?}: init first"
+            );
+            assert_eq!(
+                out.last().map(|b| b.as_ptr()),
+                Some(f.pieces[1].as_ptr()),
+                "{format:?}: the payload is shared"
+            );
+            let before = out.len();
+            assert!(w.render(&packets[4], &mut out) > 0);
+            assert_eq!(out.len() - before, 2 + usize::from(ws), "no second init");
+        }
+    }
+
+    #[test]
+    fn an_fmp4_player_keeps_its_timeline_across_publishers() {
+        use crate::fmp4::{fragment_timing, Fmp4Muxer};
+        use crate::media::{Codec, FrameKind};
+        let tracks = crate::fmp4::tests::tracks();
+        let packets = |muxer: &mut Fmp4Muxer, from: i64| -> Vec<Packet> {
+            (0..4)
+                .map(|i| {
+                    let dts = from + i * 40;
+                    let f = Frame {
+                        codec: Codec::H264,
+                        kind: FrameKind::Coded,
+                        dts,
+                        pts: dts,
+                        key: i == 0,
+                        payload: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+                    };
+                    let fragment = muxer.push(&f);
+                    let mut p = Packet::new(
+                        PacketKind::Video { key: i == 0 },
+                        dts,
+                        Some(f),
+                        9,
+                        Bytes::new(),
+                        4096,
+                        TsChunk::default(),
+                    );
+                    if let Some(fragment) = fragment {
+                        p.set_fmp4(fragment);
+                    }
+                    p
+                })
+                .collect()
+        };
+        // The first publisher, then a second one whose muxer starts again from 0.
+        let mut all = packets(&mut Fmp4Muxer::new(&tracks).expect("muxer"), 5000);
+        all.extend(packets(&mut Fmp4Muxer::new(&tracks).expect("muxer"), 0));
+        let mut w = PlayerWriter::new(PlayerFormat::Fmp4, 4096);
+        let mut times = Vec::new();
+        for p in &all {
+            let mut out = Vec::new();
+            w.render(p, &mut out);
+            times.extend(out.iter().filter_map(|b| fragment_timing(b)).map(|t| t.1));
+        }
+        // 40 ms at 90 kHz per frame, without a step back at the second publisher.
+        assert_eq!(times, [0, 3600, 7200, 10_800, 14_400, 18_000]);
+        // A player of the second publisher alone gets its fragments shared, not moved.
+        let second = packets(&mut Fmp4Muxer::new(&tracks).expect("muxer"), 0);
+        let mut w = PlayerWriter::new(PlayerFormat::Fmp4, 4096);
+        let mut out = Vec::new();
+        for p in &second {
+            w.render(p, &mut out);
+        }
+        let heads: Vec<&Bytes> = out
+            .iter()
+            .filter(|b| fragment_timing(b).is_some())
+            .collect();
+        let shared = second[1].data().fmp4.as_ref().expect("fragment");
+        assert_eq!(heads[0].as_ptr(), shared.pieces[0].as_ptr());
     }
 
     #[test]

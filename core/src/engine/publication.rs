@@ -10,10 +10,14 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{ConnId, EngineConfig, LogLevel, Output, Packet, Recorder, SilentAudio, StreamMessage};
+use super::{
+    ConnId, EngineConfig, LogLevel, Output, Packet, PacketData, Recorder, SilentAudio,
+    StreamMessage,
+};
 use crate::amf::Value;
 use crate::flv::{self, VideoTagStyle};
-use crate::hls::Hls;
+use crate::fmp4::{self, Fmp4Muxer};
+use crate::hls::{Hls, SegmentFormat};
 use crate::hub::{Hub, PacketKind, TrackWatch, Tracks};
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
 use crate::rtmp::command;
@@ -48,6 +52,9 @@ pub(super) struct Publication {
     left_out_of_ts: Vec<Codec>,
     /// The `OpusHead` for Enhanced RTMP players went out (before the first Opus frame).
     opus_head_sent: bool,
+    /// And once more as fMP4 for its players, HLS with fMP4 segments and LL-HLS, once the
+    /// tracks are known (rebuilt, with a new init segment, when they change).
+    fmp4: Option<Fmp4Muxer>,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
     recorder: Option<Recorder>,
@@ -78,6 +85,7 @@ impl Publication {
             muxer: TsMuxer::new(),
             left_out_of_ts: Vec::new(),
             opus_head_sent: false,
+            fmp4: None,
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
         };
         sinks.hls.start(&p.key, true);
@@ -240,6 +248,7 @@ impl Publication {
                 TsChunk::default()
             }
         };
+        let fragment = self.fmp4.as_mut().and_then(|m| m.push(&frame));
         let packet = Packet::new(
             kind,
             frame.dts,
@@ -249,10 +258,15 @@ impl Publication {
             self.chunk_size,
             ts,
         );
-        Some(match enhanced {
+        let mut packet = match enhanced {
             Some(e) => packet.with_enhanced(e, self.chunk_size),
             None => packet,
-        })
+        };
+        if let Some(f) = fragment {
+            // The packet was just made: nothing shares it yet.
+            packet.set_fmp4(f);
+        }
+        Some(packet)
     }
 
     fn metadata_packet(&self, body: Bytes, dts: i64) -> Packet {
@@ -271,6 +285,15 @@ impl Publication {
     /// publisher without metadata of its own get an `onMetaData` built from it.
     fn tracks_changed(&mut self, s: &mut Sinks<'_>) {
         let tracks = self.tracks.tracks().clone();
+        // fMP4 needs every track in its init segment: mux once the description is complete,
+        // or has both tracks already (an RTMP publisher's configurations come first).
+        if tracks.complete || (tracks.video.is_some() && tracks.audio.is_some()) {
+            // A new muxer only when the init segment changes (a new picture size, codec, ...).
+            let init = fmp4::init_segment(&tracks);
+            if init.as_ref() != self.fmp4.as_ref().map(|m| m.init()) {
+                self.fmp4 = Fmp4Muxer::new(&tracks);
+            }
+        }
         if self.describe_metadata {
             let body = command::encode_on_metadata(&on_metadata(&tracks));
             let packet = self.metadata_packet(body, 0);
@@ -289,8 +312,7 @@ impl Publication {
 
     /// A packet goes to HLS, the recording, other engines and the hub's players.
     fn emit(&mut self, packet: Packet, s: &mut Sinks<'_>) {
-        let p = packet.data();
-        s.hls.push(&self.key, p.dts, &p.ts, p.ts_random_access);
+        feed_hls(s.hls, &self.key, packet.data());
         if let Some(r) = self.recorder.as_mut() {
             if r.push(&packet) {
                 s.recording_dirty.push(self.conn);
@@ -310,6 +332,19 @@ impl Publication {
     fn broadcast(&self, s: &mut Sinks<'_>, message: StreamMessage) {
         if self.shared {
             s.outputs.push_back(Output::Broadcast(message));
+        }
+    }
+}
+
+/// Gives HLS what it segments of a packet: its TS bytes, or its fMP4 fragment when the
+/// segments are fMP4 (every worker does this for the packets it sees).
+pub(super) fn feed_hls(hls: &mut Hls, key: &str, p: &PacketData) {
+    match hls.config().segment_format {
+        SegmentFormat::Ts => hls.push(key, p.dts, &p.ts, p.ts_random_access),
+        SegmentFormat::Fmp4 => {
+            if let Some(f) = &p.fmp4 {
+                hls.push_fragment(key, f);
+            }
         }
     }
 }

@@ -8,17 +8,21 @@
 //! | GET, HEAD    | `/api/stat/group`              | [`Handler::Group`] (`?stream_name=`)        |
 //! | GET, HEAD    | `/metrics`                     | [`Handler::Metrics`]                        |
 //! | POST         | `/api/ctrl/kick_session`       | [`Handler::KickSession`] (JSON body)        |
+//! | GET, HEAD    | `/api/server`                  | [`Handler::ServerInfo`] (for the web UI)    |
+//! | GET, HEAD    | `/`, `/ui/rill.js` ...         | [`Handler::WebUi`] (the web UI's files)     |
 //! | GET, HEAD    | `/{app}/{stream}.flv`          | [`Handler::Media`] FLV (GET may upgrade to WebSocket) |
 //! | GET, HEAD    | `/{app}/{stream}.ts`           | [`Handler::Media`] TS (likewise)            |
+//! | GET, HEAD    | `/{app}/{stream}.mp4`          | [`Handler::Media`] fMP4 (likewise)          |
 //! | GET, HEAD    | `/{app}/{stream}.m3u8`         | [`Handler::HlsLive`]                        |
 //! | GET, HEAD    | `/{app}/{stream}/record.m3u8`  | [`Handler::HlsRecord`]                      |
 //! | GET, HEAD    | `/{app}/{stream}/{seq}.ts`     | [`Handler::HlsSegment`]                     |
+//! | GET, HEAD    | `/{app}/{stream}/{seq}.m4s`    | [`Handler::HlsFmp4Segment`]                 |
+//! | GET, HEAD    | `/{app}/{stream}/init{n}.mp4`  | [`Handler::HlsInit`]                        |
 //!
 //! `OPTIONS` on any path is a CORS preflight, answered before routing. Any other path is 404; a
 //! listed path with another method is 405 with `Allow`, and so is a method other than `GET`,
-//! `HEAD`, `POST` and `OPTIONS` on any path. Static pages (the web UI) get a
-//! `GET, HEAD` route on `/ui/*` and a handler of their own; the API routes come first so that
-//! no stream named like them can shadow them.
+//! `HEAD`, `POST` and `OPTIONS` on any path. The API and web UI routes come first so that no
+//! stream named like them can shadow them.
 
 use crate::hls::HlsRequest;
 use crate::http::router::{Methods, Params, Route};
@@ -36,10 +40,14 @@ pub enum Handler {
     Metrics,
     /// Close one session, named by lal's `stream_name` and `session_id` in a JSON body.
     KickSession,
-    /// A live stream for a player: FLV (HTTP or WebSocket), or MPEG-TS when `ts`.
+    /// What the server listens on, for the web UI's play URLs ([`crate::webui::server_json`]).
+    ServerInfo,
+    /// A file of the web UI ([`crate::webui::asset`]).
+    WebUi,
+    /// A live stream for a player (HTTP, or WebSocket after an upgrade).
     Media {
-        /// MPEG-TS rather than FLV.
-        ts: bool,
+        /// The container.
+        format: MediaFormat,
     },
     /// An HLS live playlist.
     HlsLive,
@@ -47,6 +55,21 @@ pub enum Handler {
     HlsRecord,
     /// One HLS segment.
     HlsSegment,
+    /// One fMP4 HLS segment.
+    HlsFmp4Segment,
+    /// The init segment of fMP4 HLS segments.
+    HlsInit,
+}
+
+/// The container of a live stream for a player.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaFormat {
+    /// FLV.
+    Flv,
+    /// MPEG-TS.
+    Ts,
+    /// Fragmented MP4: the init segment, then fragments from a key frame on.
+    Fmp4,
 }
 
 const fn read(pattern: &'static str, target: Handler) -> Route<Handler> {
@@ -68,12 +91,43 @@ pub const ROUTES: &[Route<Handler>] = &[
         pattern: "/api/ctrl/kick_session",
         target: Handler::KickSession,
     },
-    read("/{app}/{stream}.flv", Handler::Media { ts: false }),
-    read("/{app}/{stream}.ts", Handler::Media { ts: true }),
+    read("/api/server", Handler::ServerInfo),
+    read("/", Handler::WebUi),
+    read("/ui/rill.css", Handler::WebUi),
+    read("/ui/rill.js", Handler::WebUi),
+    read("/ui/player.js", Handler::WebUi),
+    read(
+        "/{app}/{stream}.flv",
+        Handler::Media {
+            format: MediaFormat::Flv,
+        },
+    ),
+    read(
+        "/{app}/{stream}.ts",
+        Handler::Media {
+            format: MediaFormat::Ts,
+        },
+    ),
+    read(
+        "/{app}/{stream}.mp4",
+        Handler::Media {
+            format: MediaFormat::Fmp4,
+        },
+    ),
     read("/{app}/{stream}.m3u8", Handler::HlsLive),
     read("/{app}/{stream}/record.m3u8", Handler::HlsRecord),
     read("/{app}/{stream}/{seq}.ts", Handler::HlsSegment),
+    read("/{app}/{stream}/{seq}.m4s", Handler::HlsFmp4Segment),
+    read("/{app}/{stream}/{name}.mp4", Handler::HlsInit),
 ];
+
+/// A number of at most 19 plain decimal digits.
+fn number(digits: &str) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
 
 /// The HLS request of an HLS route's captures; `None` for other handlers and for a segment
 /// number that is not plain decimal digits (at most 19).
@@ -84,12 +138,16 @@ pub fn hls_request<'p>(handler: Handler, params: &Params<'p>) -> Option<HlsReque
         Handler::HlsLive => Some(HlsRequest::Live { app, stream }),
         Handler::HlsRecord => Some(HlsRequest::Record { app, stream }),
         Handler::HlsSegment => {
-            let digits = params.get("seq")?;
-            if digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let seq = digits.parse().ok()?;
+            let seq = number(params.get("seq")?)?;
             Some(HlsRequest::Segment { app, stream, seq })
+        }
+        Handler::HlsFmp4Segment => {
+            let seq = number(params.get("seq")?)?;
+            Some(HlsRequest::Fmp4Segment { app, stream, seq })
+        }
+        Handler::HlsInit => {
+            let id = number(params.get("name")?.strip_prefix("init")?)?;
+            Some(HlsRequest::Init { app, stream, id })
         }
         _ => None,
     }
@@ -107,6 +165,10 @@ mod tests {
         }
     }
 
+    fn media(format: MediaFormat) -> Handler {
+        Handler::Media { format }
+    }
+
     fn hls<'p>(segments: &'p [&'p str]) -> Option<HlsRequest<'p>> {
         let (h, p) = target("GET", segments)?;
         hls_request(h, &p)
@@ -119,12 +181,20 @@ mod tests {
             (&["api", "stat", "all_group"], Handler::AllGroups),
             (&["api", "stat", "group"], Handler::Group),
             (&["metrics"], Handler::Metrics),
-            (&["live", "cam.flv"], Handler::Media { ts: false }),
-            (&["live", "cam.ts"], Handler::Media { ts: true }),
-            (&["live", "x.m3u8.ts"], Handler::Media { ts: true }),
+            (&["api", "server"], Handler::ServerInfo),
+            (&[], Handler::WebUi),
+            (&["ui", "player.js"], Handler::WebUi),
+            // Only the UI's own files: app `ui` has players like any other.
+            (&["ui", "cam.flv"], media(MediaFormat::Flv)),
+            (&["live", "cam.flv"], media(MediaFormat::Flv)),
+            (&["live", "cam.ts"], media(MediaFormat::Ts)),
+            (&["live", "x.m3u8.ts"], media(MediaFormat::Ts)),
+            (&["live", "cam.mp4"], media(MediaFormat::Fmp4)),
             (&["live", "cam.m3u8"], Handler::HlsLive),
             (&["live", "cam", "record.m3u8"], Handler::HlsRecord),
             (&["live", "cam", "17.ts"], Handler::HlsSegment),
+            (&["live", "cam", "17.m4s"], Handler::HlsFmp4Segment),
+            (&["live", "cam", "init0.mp4"], Handler::HlsInit),
             // Not an API path: a segment of stream `stat` of app `api`.
             (&["api", "stat", "3.ts"], Handler::HlsSegment),
         ] {
@@ -146,7 +216,7 @@ mod tests {
         for unknown in [
             &["api", "stat", "all_group", "x"][..],
             &["x"],
-            &[],
+            &["ui", "x.js"],
             &["a", "b", "c", "d.ts"],
         ] {
             assert_eq!(
@@ -189,8 +259,27 @@ mod tests {
                 seq: 17
             })
         );
+        assert_eq!(
+            hls(&["live", "cam", "3.m4s"]),
+            Some(HlsRequest::Fmp4Segment {
+                app: "live",
+                stream: "cam",
+                seq: 3
+            })
+        );
+        assert_eq!(
+            hls(&["live", "cam", "init12.mp4"]),
+            Some(HlsRequest::Init {
+                app: "live",
+                stream: "cam",
+                id: 12
+            })
+        );
         for bad in [
-            &["live", ".m3u8"][..],
+            &["live", "cam", "init.mp4"][..],
+            &["live", "cam", "x1.mp4"],
+            &["live", "cam", "init+1.mp4"],
+            &["live", ".m3u8"],
             &["live", "cam", "+1.ts"],
             &["live", "cam", "1a.ts"],
             &["live", "cam", ".ts"],

@@ -20,7 +20,7 @@ use crate::media::Codec;
 pub const RATE_WINDOW_MS: u64 = 1_000;
 
 /// A stream published on the engine that took the snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StreamStats {
     /// `app/stream`.
     pub key: String,
@@ -32,6 +32,8 @@ pub struct StreamStats {
     pub width: u32,
     /// Picture height, from the track description (0 when unknown).
     pub height: u32,
+    /// Frames per second, from the track description (publisher metadata or SDP), if told.
+    pub frame_rate: Option<f64>,
 }
 
 /// A publishing or playing session.
@@ -60,7 +62,7 @@ pub struct SessionStats {
 }
 
 /// A snapshot of one engine, see the module docs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct EngineStats {
     /// When the engine's clock started (its `now_ms` 0), ms since the Unix epoch.
     pub started_unix_ms: u64,
@@ -215,6 +217,7 @@ fn stream_stats(key: &str, tracks: Option<&Tracks>) -> StreamStats {
         audio_codec: tracks.and_then(|t| t.audio.as_ref()).map(|a| a.codec),
         width: video.map_or(0, |v| v.width),
         height: video.map_or(0, |v| v.height),
+        frame_rate: video.and_then(|v| v.frame_rate),
     }
 }
 

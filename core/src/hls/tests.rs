@@ -278,3 +278,69 @@ fn sparse_key_frames_fix_a_longer_target() {
     assert_one_target(&mut h, &mut targets);
     assert_eq!(targets, [3]);
 }
+
+/// fMP4 segments: a segment is a run of fragments from an independent one; the playlists are
+/// version 7 with an `#EXT-X-MAP`, a new one (and a discontinuity) when the init changes.
+#[test]
+fn fmp4_segments_name_their_init_segment() {
+    use crate::fmp4::Fragment;
+    use crate::media::TrackKind;
+    let mut h = Hls::new(HlsConfig {
+        segment_format: SegmentFormat::Fmp4,
+        ..cfg()
+    });
+    let k = key("live/cam");
+    h.start(&k, false);
+    let frag = |init: &Bytes, dts_ms: i64, independent: bool| Fragment {
+        pieces: vec![Bytes::from_static(b"moof"), Bytes::from_static(b"mdat")],
+        init: init.clone(),
+        track: TrackKind::Video,
+        independent,
+        dts_ms,
+        duration_ms: 40,
+        sequence: 1,
+    };
+    // TS bytes are not for fMP4 segments.
+    h.push("live/cam", 0, &Bytes::from_static(&[0x47; 188]), true);
+    assert!(h.live_playlist("live/cam").is_none());
+    let first = Bytes::from_static(b"init A");
+    for i in 0..125 {
+        h.push_fragment("live/cam", &frag(&first, i * 40, i % 25 == 0));
+    }
+    let text = h.live_playlist("live/cam").expect("playlist");
+    let p = parse(&text);
+    assert_eq!(p.version, Some(7));
+    assert_eq!(p.segments[0].uri, "cam/0.m4s");
+    let text = String::from_utf8_lossy(&text).into_owned();
+    assert_eq!(text.matches("#EXT-X-MAP:URI=\"cam/init0.mp4\"").count(), 1);
+    assert_eq!(h.segment("live/cam", 0).map(|s| s.len()), Some(100));
+    assert_eq!(h.init_segment("live/cam", 0), Some(first.clone()));
+    // The tracks changed: a new init segment, after a discontinuity; fragments before the
+    // first independent one of the new init are left out.
+    let second = Bytes::from_static(b"init B");
+    h.push_fragment("live/cam", &frag(&second, 0, false));
+    for i in 0..60 {
+        h.push_fragment("live/cam", &frag(&second, 40 + i * 40, i % 25 == 0));
+    }
+    h.end("live/cam", 10_000);
+    let text = h.record_playlist("live/cam").expect("record");
+    let r = parse(&text);
+    assert!(r.end_list);
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let map_b = text
+        .find("#EXT-X-MAP:URI=\"init1.mp4\"")
+        .expect("second map");
+    let disc = text.find("#EXT-X-DISCONTINUITY").expect("discontinuity");
+    assert!(disc < map_b, "{text}");
+    assert_eq!(h.init_segment("live/cam", 1), Some(second));
+    let last = r.segments.last().expect("segments");
+    assert_eq!(
+        h.segment(
+            "live/cam",
+            last.uri.trim_end_matches(".m4s").parse().unwrap()
+        )
+        .map(|s| s.len()),
+        Some(2 * 10),
+        "the last segment: ten fragments from the last independent one"
+    );
+}
