@@ -606,7 +606,11 @@ pub(super) mod head_tests {
 
     #[test]
     fn head_of_a_live_stream_gets_the_head_only_and_the_connection_goes_on() {
-        for (path, content_type) in [("/live/s.flv", "video/x-flv"), ("/live/s.ts", "video/mp2t")] {
+        for (path, content_type) in [
+            ("/live/s.flv", "video/x-flv"),
+            ("/live/s.ts", "video/mp2t"),
+            ("/live/s.mp4", "video/mp4"),
+        ] {
             let mut e = engine_with_stream();
             e.handle_accept(
                 PLAYER,

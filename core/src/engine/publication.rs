@@ -2,9 +2,9 @@
 //! shared [`Packet`]s every output reads.
 //!
 //! Input protocols (RTMP, RTSP, later relays) only hand a [`Publication`] frames and metadata.
-//! It owns what is done once per stream: the track description in the hub, the TS muxer, the
-//! silent audio track, the recording, the stream's HLS start and end, and the announcements
-//! to other engines. A new output format is one more muxer here.
+//! It owns what is done once per stream: the track description in the hub, the TS and fMP4
+//! muxers, the silent audio track, the recording, the stream's HLS start and end, and the
+//! announcements to other engines. A new output format is one more muxer here.
 
 use std::collections::VecDeque;
 

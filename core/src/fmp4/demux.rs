@@ -377,9 +377,17 @@ fn moof(input: &Bytes, b: &BoxRef, out: &mut Demuxed) -> Result<(), DemuxError> 
                 .filter(|f| tflags & **f != 0)
                 .count()
                 * 4;
-            // Checked before allocating: the sample table must fit in the box.
+            // Checked before allocating: the sample table must fit in the box, and there are
+            // never more samples than bytes of input (a table without per-sample fields
+            // could otherwise claim billions of empty samples).
             if count.saturating_mul(per_sample) > trun.end.saturating_sub(at) {
                 return Err(truncated("trun samples", at));
+            }
+            if out.samples.len().saturating_add(count) > input.len() {
+                return Err(DemuxError::Invalid {
+                    field: "trun sample_count",
+                    offset: at,
+                });
             }
             for i in 0..count {
                 let mut field = |present: u32, name| -> Result<Option<u32>, DemuxError> {

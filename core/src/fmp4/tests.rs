@@ -218,13 +218,37 @@ fn the_demuxer_refuses_broken_input_without_panicking() {
         let _ = demux(&all.slice(..cut));
     }
     // A sample count far larger than its box.
-    let mut bad = frags[0].pieces[0].to_vec();
+    let whole = |f: &Fragment| f.pieces.concat();
+    assert!(demux(&Bytes::from(whole(&frags[0]))).is_ok());
+    let mut bad = whole(&frags[0]);
     let trun = bad.windows(4).position(|w| w == b"trun").expect("trun");
     bad[trun + 8..trun + 12].copy_from_slice(&u32::MAX.to_be_bytes());
-    assert!(matches!(
-        demux(&Bytes::from(bad)),
-        Err(demux::DemuxError::Truncated { .. })
-    ));
+    let r = demux(&Bytes::from(bad));
+    assert!(
+        matches!(
+            r,
+            Err(demux::DemuxError::Truncated {
+                field: "trun samples",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // A trun without per-sample fields claiming billions of (empty) samples.
+    let mut bad = whole(&frags[0]);
+    bad[trun + 5..trun + 8].copy_from_slice(&[0, 0, 0]);
+    bad[trun + 8..trun + 12].copy_from_slice(&u32::MAX.to_be_bytes());
+    let r = demux(&Bytes::from(bad));
+    assert!(
+        matches!(
+            r,
+            Err(demux::DemuxError::Invalid {
+                field: "trun sample_count",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }
 
 /// One generated frame: video or audio, the step from the previous frame of its track (ms),
