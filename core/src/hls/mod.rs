@@ -37,6 +37,10 @@ use bytes::Bytes;
 
 use crate::stream_key::StreamKey;
 
+pub mod ll;
+
+pub use ll::{LlConfig, LlHls};
+
 /// How many segments the record playlist file can list (about 3 days of 4-second segments).
 pub const RECORD_MAX_ENTRIES: usize = 65_536;
 /// An ended stream's playlists and segments stay available for this long (ms) at least.
@@ -78,6 +82,12 @@ pub struct HlsConfig {
     /// Bytes of segments older than the live window kept in memory per stream for the record
     /// playlist.
     pub record_max_bytes: usize,
+    /// Low-Latency HLS (`/{app}/{stream}/llhls.m3u8`) of every stream.
+    pub ll_enable: bool,
+    /// Low-Latency HLS part target duration (ms).
+    pub ll_part_ms: u64,
+    /// Complete segments in the Low-Latency HLS playlist.
+    pub ll_playlist_len: usize,
 }
 
 impl Default for HlsConfig {
@@ -89,6 +99,9 @@ impl Default for HlsConfig {
             out_path: String::new(),
             cleanup: Cleanup::StreamEnd,
             record_max_bytes: 64 << 20,
+            ll_enable: true,
+            ll_part_ms: 300,
+            ll_playlist_len: 10,
         }
     }
 }
@@ -200,21 +213,35 @@ pub struct Hls {
     config: HlsConfig,
     streams: HashMap<StreamKey, HlsStream>,
     outputs: VecDeque<HlsOutput>,
+    /// The Low-Latency HLS windows, started and ended with the classic ones.
+    ll: LlHls,
 }
 
 impl Hls {
     /// No streams yet.
     pub fn new(config: HlsConfig) -> Self {
+        let ll = LlHls::new(LlConfig {
+            enable: config.enable && config.ll_enable,
+            part_ms: config.ll_part_ms,
+            segment_ms: config.fragment_ms,
+            playlist_len: config.ll_playlist_len,
+        });
         Hls {
             config,
             streams: HashMap::new(),
             outputs: VecDeque::new(),
+            ll,
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &HlsConfig {
         &self.config
+    }
+
+    /// The Low-Latency HLS windows.
+    pub fn ll(&mut self) -> &mut LlHls {
+        &mut self.ll
     }
 
     /// Number of streams known (live or lingering after their end).
@@ -228,6 +255,7 @@ impl Hls {
         if !self.config.enable {
             return;
         }
+        self.ll.start(key);
         let s = self
             .streams
             .entry(key.clone())
@@ -331,6 +359,7 @@ impl Hls {
     /// (`#EXT-X-ENDLIST`). The stream stays available for a while and continues, after a
     /// discontinuity, if a publisher comes back.
     pub fn end(&mut self, key: &str, now_ms: u64) {
+        self.ll.end(key, now_ms);
         let linger = LINGER_MIN_MS.max(
             self.config
                 .fragment_ms
@@ -353,6 +382,7 @@ impl Hls {
     /// Forgets ended streams whose time is up (removing their files under
     /// [`Cleanup::StreamEnd`] and [`Cleanup::Window`]).
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.ll.handle_timeout(now_ms);
         let expired: Vec<StreamKey> = self
             .streams
             .values()
@@ -382,7 +412,8 @@ impl Hls {
 
     /// The earliest time [`Hls::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.streams.values().filter_map(|s| s.expire_at).min()
+        let ended = self.streams.values().filter_map(|s| s.expire_at).min();
+        ended.into_iter().chain(self.ll.poll_timeout()).min()
     }
 
     /// The next file operation.
