@@ -75,6 +75,7 @@ impl Publication {
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
         };
         sinks.hls.start(&p.key, true);
+        sinks.hls.ll().start(&p.key, unix_ms);
         p.broadcast(
             sinks,
             StreamMessage::Start {

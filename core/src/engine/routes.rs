@@ -13,6 +13,8 @@
 //! | GET, HEAD    | `/{app}/{stream}.m3u8`         | [`Handler::HlsLive`]                        |
 //! | GET, HEAD    | `/{app}/{stream}/record.m3u8`  | [`Handler::HlsRecord`]                      |
 //! | GET, HEAD    | `/{app}/{stream}/{seq}.ts`     | [`Handler::HlsSegment`]                     |
+//! | GET, HEAD    | `/{app}/{stream}/llhls.m3u8`   | [`Handler::LlPlaylist`] (`?_HLS_msn=&_HLS_part=&_HLS_skip=`) |
+//! | GET, HEAD    | `/{app}/{stream}/ll/{file}`    | [`Handler::LlFile`]: init, segment, part    |
 //!
 //! `OPTIONS` on any path is a CORS preflight, answered before routing. Any other path is 404; a
 //! listed path with another method is 405 with `Allow`, and so is a method other than `GET`,
@@ -20,6 +22,7 @@
 //! `GET, HEAD` route on `/ui/*` and a handler of their own; the API routes come first so that
 //! no stream named like them can shadow them.
 
+use crate::hls::ll::LlRequest;
 use crate::hls::HlsRequest;
 use crate::http::router::{Methods, Params, Route};
 
@@ -47,6 +50,10 @@ pub enum Handler {
     HlsRecord,
     /// One HLS segment.
     HlsSegment,
+    /// The Low-Latency HLS playlist (blocking reload, delta updates).
+    LlPlaylist,
+    /// A Low-Latency HLS init segment, segment or part.
+    LlFile,
 }
 
 const fn read(pattern: &'static str, target: Handler) -> Route<Handler> {
@@ -72,6 +79,8 @@ pub const ROUTES: &[Route<Handler>] = &[
     read("/{app}/{stream}.ts", Handler::Media { ts: true }),
     read("/{app}/{stream}.m3u8", Handler::HlsLive),
     read("/{app}/{stream}/record.m3u8", Handler::HlsRecord),
+    read("/{app}/{stream}/llhls.m3u8", Handler::LlPlaylist),
+    read("/{app}/{stream}/ll/{file}", Handler::LlFile),
     read("/{app}/{stream}/{seq}.ts", Handler::HlsSegment),
 ];
 
@@ -91,6 +100,18 @@ pub fn hls_request<'p>(handler: Handler, params: &Params<'p>) -> Option<HlsReque
             let seq = digits.parse().ok()?;
             Some(HlsRequest::Segment { app, stream, seq })
         }
+        _ => None,
+    }
+}
+
+/// The Low-Latency HLS request of an LL route's captures; `None` for other handlers and for
+/// file names the window never hands out.
+pub fn ll_request<'p>(handler: Handler, params: &Params<'p>) -> Option<LlRequest<'p>> {
+    let app = params.get("app")?;
+    let stream = params.get("stream")?;
+    match handler {
+        Handler::LlPlaylist => Some(LlRequest::Playlist { app, stream }),
+        Handler::LlFile => LlRequest::file(app, stream, params.get("file")?),
         _ => None,
     }
 }
@@ -125,6 +146,8 @@ mod tests {
             (&["live", "cam.m3u8"], Handler::HlsLive),
             (&["live", "cam", "record.m3u8"], Handler::HlsRecord),
             (&["live", "cam", "17.ts"], Handler::HlsSegment),
+            (&["live", "cam", "llhls.m3u8"], Handler::LlPlaylist),
+            (&["live", "cam", "ll", "3.1.m4s"], Handler::LlFile),
             // Not an API path: a segment of stream `stat` of app `api`.
             (&["api", "stat", "3.ts"], Handler::HlsSegment),
         ] {
@@ -163,6 +186,40 @@ mod tests {
             route(ROUTES, "GET", &["api", "ctrl", "kick_session"]),
             Routed::MethodNotAllowed(Methods::POST)
         );
+    }
+
+    #[test]
+    fn ll_requests_from_captures() {
+        let ll = |segments: &[&str]| {
+            let (h, p) = target("GET", segments)?;
+            ll_request(h, &p).map(|r| format!("{r:?}"))
+        };
+        assert_eq!(
+            ll(&["live", "cam", "llhls.m3u8"]).as_deref(),
+            Some(r#"Playlist { app: "live", stream: "cam" }"#)
+        );
+        assert_eq!(
+            ll(&["live", "cam", "ll", "init2.mp4"]).as_deref(),
+            Some(r#"Init { app: "live", stream: "cam", generation: 2 }"#)
+        );
+        assert_eq!(
+            ll(&["live", "cam", "ll", "17.m4s"]).as_deref(),
+            Some(r#"Segment { app: "live", stream: "cam", msn: 17 }"#)
+        );
+        assert_eq!(
+            ll(&["live", "cam", "ll", "17.3.m4s"]).as_deref(),
+            Some(r#"Part { app: "live", stream: "cam", msn: 17, part: 3 }"#)
+        );
+        for bad in [
+            &["live", "cam", "ll", "x.m4s"][..],
+            &["live", "cam", "ll", "1.2.3.m4s"],
+            &["live", "cam", "ll", "1.m4"],
+            &["live", "cam", "ll", "init.mp4"],
+            &["live", "cam", "ll", "-1.m4s"],
+            &["live", "cam", "ll", "99999999999999999999.m4s"],
+        ] {
+            assert_eq!(ll(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

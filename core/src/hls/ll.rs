@@ -83,6 +83,98 @@ impl Default for LlConfig {
     }
 }
 
+/// What an HTTP path asks of Low-Latency HLS (routed by `engine::routes`; names are validated
+/// as stream names before use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlRequest<'a> {
+    /// `/{app}/{stream}/llhls.m3u8`.
+    Playlist {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+    },
+    /// `/{app}/{stream}/ll/init{generation}.mp4`.
+    Init {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+        /// Init segment generation.
+        generation: u64,
+    },
+    /// `/{app}/{stream}/ll/{msn}.m4s`.
+    Segment {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+        /// Media sequence number.
+        msn: u64,
+    },
+    /// `/{app}/{stream}/ll/{msn}.{part}.m4s`.
+    Part {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+        /// Media sequence number.
+        msn: u64,
+        /// Part index in the segment.
+        part: u64,
+    },
+}
+
+impl<'a> LlRequest<'a> {
+    /// The request for file `name` under `/{app}/{stream}/ll/`; `None` for names this module
+    /// never hands out.
+    pub fn file(app: &'a str, stream: &'a str, name: &str) -> Option<Self> {
+        if let Some(g) = name
+            .strip_prefix("init")
+            .and_then(|r| r.strip_suffix(".mp4"))
+        {
+            let generation = decimal(g)?;
+            return Some(LlRequest::Init {
+                app,
+                stream,
+                generation,
+            });
+        }
+        let base = name.strip_suffix(".m4s")?;
+        Some(match base.split_once('.') {
+            None => LlRequest::Segment {
+                app,
+                stream,
+                msn: decimal(base)?,
+            },
+            Some((m, p)) => LlRequest::Part {
+                app,
+                stream,
+                msn: decimal(m)?,
+                part: decimal(p)?,
+            },
+        })
+    }
+
+    /// The application and the stream.
+    pub fn names(&self) -> (&'a str, &'a str) {
+        match *self {
+            LlRequest::Playlist { app, stream }
+            | LlRequest::Init { app, stream, .. }
+            | LlRequest::Segment { app, stream, .. }
+            | LlRequest::Part { app, stream, .. } => (app, stream),
+        }
+    }
+}
+
+/// Plain decimal digits (at most 19), as the names and `_HLS_msn`/`_HLS_part` carry.
+pub fn decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 /// What a blocking playlist request gets now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Blocking {
@@ -159,6 +251,10 @@ struct LlStream {
     target_s: Option<u64>,
     /// Init segments by generation, oldest first (those still referenced, and the current).
     inits: VecDeque<(u64, Bytes)>,
+    /// The wall clock when the publisher started (ms since the Unix epoch), and its first
+    /// decode time: the program date-time of a segment is measured from them.
+    wall_start: u64,
+    first_dts: Option<i64>,
     last_dts: Option<i64>,
     max_dts: i64,
     /// The longest step between consecutive frames of this publisher (ms), capped.
@@ -212,9 +308,10 @@ impl LlHls {
         self.held.len()
     }
 
-    /// A publisher started `key`. A stream that already has segments continues after a
-    /// discontinuity.
-    pub fn start(&mut self, key: &StreamKey) {
+    /// A publisher started `key` at `wall_ms` (server wall clock, ms since the Unix epoch; the
+    /// program date-time of its first frame). A stream that already has segments continues
+    /// after a discontinuity.
+    pub fn start(&mut self, key: &StreamKey, wall_ms: u64) {
         if !self.config.enable {
             return;
         }
@@ -230,6 +327,8 @@ impl LlHls {
         s.last_rap_dts = None;
         s.max_rap_gap_ms = 0;
         s.step = 0;
+        s.wall_start = wall_ms;
+        s.first_dts = None;
         s.cache = [None, None];
         self.wake(key);
     }
@@ -252,29 +351,31 @@ impl LlHls {
         self.wake(key);
     }
 
-    /// The fMP4 fragment(s) of one frame of `key`: its decode time (ms), whether a segment may
-    /// start with it, and the server's wall clock (ms since the Unix epoch) for
-    /// `EXT-X-PROGRAM-DATE-TIME`.
-    pub fn push(
-        &mut self,
-        key: &str,
-        dts: i64,
-        fragment: &Bytes,
-        random_access: bool,
-        wall_ms: u64,
-    ) {
-        if fragment.is_empty() {
+    /// The fMP4 fragment of one sample of `key` (its pieces, shared): its decode time (ms),
+    /// whether decoding may start with it (a segment may start there), and the init segment
+    /// it needs ([`LlHls::set_init`] is called when that changes).
+    pub fn push(&mut self, key: &str, dts: i64, pieces: &[Bytes], independent: bool, init: &Bytes) {
+        if pieces.is_empty() {
             return;
+        }
+        let Some(s) = self.streams.get(key) else {
+            return;
+        };
+        if s.ended {
+            return;
+        }
+        let same_init = s.inits.back().is_some_and(|(_, b)| {
+            (b.as_ptr() == init.as_ptr() && b.len() == init.len()) || b == init
+        });
+        if !same_init {
+            self.set_init(key, init.clone());
         }
         let config = &self.config;
         let Some(s) = self.streams.get_mut(key) else {
             return;
         };
-        if s.ended || s.inits.is_empty() {
-            return;
-        }
         let before = s.progress();
-        s.push(config, dts, fragment, random_access, wall_ms);
+        s.push(config, dts, pieces, independent);
         if s.progress() != before {
             self.wake(key);
         }
@@ -529,6 +630,8 @@ impl LlStream {
             discontinuity_seq: 0,
             target_s: None,
             inits: VecDeque::new(),
+            wall_start: 0,
+            first_dts: None,
             last_dts: None,
             max_dts: 0,
             step: 0,
@@ -562,7 +665,11 @@ impl LlStream {
         Some(i64::try_from(t).map_or(i64::MAX, |t| t.saturating_add(499)))
     }
 
-    fn push(&mut self, config: &LlConfig, dts: i64, fragment: &Bytes, rap: bool, wall_ms: u64) {
+    fn push(&mut self, config: &LlConfig, dts: i64, pieces: &[Bytes], rap: bool) {
+        let first = *self.first_dts.get_or_insert(dts);
+        let since_start = u64::try_from(dts.saturating_sub(first)).unwrap_or(0);
+        let wall_ms = self.wall_start.saturating_add(since_start);
+        let size: usize = pieces.iter().map(Bytes::len).sum();
         if let Some(last) = self.last_dts {
             let d = dts.saturating_sub(last);
             if !(-MAX_BACKWARD_JITTER_MS..=MAX_FORWARD_JUMP_MS).contains(&d) {
@@ -622,7 +729,7 @@ impl LlStream {
         let step = self.step;
         let mut closed_part = false;
         if let Some(o) = self.open.as_mut() {
-            if o.bytes.saturating_add(fragment.len()) > SEGMENT_MAX_BYTES {
+            if o.bytes.saturating_add(size) > SEGMENT_MAX_BYTES {
                 // No key frame for far too long: give the segment up, wait for the next one.
                 self.open = None;
                 self.discontinuity_next = true;
@@ -648,8 +755,8 @@ impl LlStream {
                     });
                     closed_part = true;
                 }
-                o.part.pieces.push(fragment.clone());
-                o.bytes += fragment.len();
+                o.part.pieces.extend_from_slice(pieces);
+                o.bytes += size;
             }
         }
         if closed_part {

@@ -239,7 +239,8 @@ impl Hls {
         &self.config
     }
 
-    /// The Low-Latency HLS windows.
+    /// The Low-Latency HLS windows (ended and expired with the classic ones; started by the
+    /// caller, which knows the wall clock).
     pub fn ll(&mut self) -> &mut LlHls {
         &mut self.ll
     }
@@ -255,7 +256,6 @@ impl Hls {
         if !self.config.enable {
             return;
         }
-        self.ll.start(key);
         let s = self
             .streams
             .entry(key.clone())

@@ -13,23 +13,19 @@ fn window() -> LlHls {
         segment_ms: 1000,
         playlist_len: 10,
     });
-    ll.start(&key("live/cam"));
-    ll.set_init("live/cam", Bytes::from_static(b"init"));
+    ll.start(&key("live/cam"), 1_000_000);
     ll
 }
+
+const INIT: Bytes = Bytes::from_static(b"init");
 
 /// Feeds frames `from..to` of 25 fps video with a key frame every second (frame `i` at
 /// `i * 40` ms, its fragment the frame number as text).
 fn feed(ll: &mut LlHls, from: i64, to: i64) {
     for i in from..to {
         let dts = i * 40;
-        ll.push(
-            "live/cam",
-            dts,
-            &Bytes::from(i.to_string()),
-            i % 25 == 0,
-            1_000_000 + dts as u64,
-        );
+        let frame = [Bytes::from(i.to_string())];
+        ll.push("live/cam", dts, &frame, i % 25 == 0, &INIT);
     }
 }
 
@@ -76,6 +72,13 @@ fn playlist_follows_the_spec() {
     assert!(secs(attr(control, "CAN-SKIP-UNTIL").unwrap()) >= 6.0);
     assert_eq!(get("#EXT-X-MEDIA-SEQUENCE"), Some("0"));
     assert_eq!(get("#EXT-X-MAP"), Some("URI=\"ll/init0.mp4\""));
+    // Program date-time: the start's wall clock plus the media time.
+    let dates: Vec<&str> = t
+        .iter()
+        .filter(|(n, _)| n == "#EXT-X-PROGRAM-DATE-TIME")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    assert_eq!(dates[1], "1970-01-01T00:16:41.000Z");
     // Parts: within the target, numbered from 0 in each segment, the first independent, and
     // the segment's parts add up to its EXTINF.
     let mut msn = 0;
@@ -313,16 +316,27 @@ fn reconnect_is_a_discontinuity_and_the_end_an_endlist() {
     assert!(!p.contains("PRELOAD-HINT"), "{p}");
     assert!(p.contains("ll/2.m4s"), "the last segment closed: {p}");
     // A new publisher, timestamps from 0 again, another init.
-    ll.start(&key("live/cam"));
-    ll.set_init("live/cam", Bytes::from_static(b"init2"));
-    feed(&mut ll, 0, 30);
+    ll.start(&key("live/cam"), 2_000_000);
+    for i in 0..30 {
+        let frame = [Bytes::from(i.to_string())];
+        ll.push(
+            "live/cam",
+            i * 40,
+            &frame,
+            i % 25 == 0,
+            &Bytes::from_static(b"init2"),
+        );
+    }
     let p = std::str::from_utf8(&ll.playlist("live/cam", false).unwrap())
         .unwrap()
         .to_owned();
     assert!(!p.contains("ENDLIST"), "{p}");
     let after = p.split("ll/2.m4s\n").nth(1).unwrap();
     assert!(
-        after.starts_with("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"ll/init1.mp4\"\n"),
+        after.starts_with(
+            "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"ll/init1.mp4\"\n\
+             #EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:33:20.000Z\n"
+        ),
         "{after}"
     );
     assert!(after.contains("ll/3.m4s"), "{after}");
@@ -353,7 +367,7 @@ fn irregular_timestamps_keep_parts_within_the_target() {
     }
     frames.sort_by_key(|f| f.0);
     for (dts, rap) in frames {
-        ll.push("live/cam", dts, &Bytes::from_static(b"f"), rap, 0);
+        ll.push("live/cam", dts, &[Bytes::from_static(b"f")], rap, &INIT);
     }
     let p = ll.playlist("live/cam", false).unwrap();
     let t = tags(&p);
