@@ -43,6 +43,7 @@ pub mod config;
 pub mod dump;
 pub mod engine;
 pub mod flv;
+pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod hub;
