@@ -1240,6 +1240,15 @@ impl Engine {
                     if feed.publisher == publisher {
                         let p = packet.data();
                         self.hls.push(&stream, p.dts, &p.ts, p.ts_random_access);
+                        if let Some(f) = &p.fmp4 {
+                            self.hls.ll().push(
+                                &stream,
+                                f.dts_ms,
+                                &f.pieces,
+                                f.independent,
+                                &f.init,
+                            );
+                        }
                         self.hub.push(feed.hub_id, packet);
                     }
                 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::flv::{self, TagType};
+use crate::fmp4::Fragment;
 use crate::http::websocket::{self, Opcode};
 use crate::hub::{HubPacket, PacketKind};
 use crate::media::Frame;
@@ -38,6 +39,9 @@ pub struct PacketData {
     pub ts: Bytes,
     /// `ts` starts with PAT/PMT and a decodable frame: a TS player or segment may start here.
     pub ts_random_access: bool,
+    /// The fMP4 fragment this frame completed (the previous sample of its track, see
+    /// [`crate::fmp4`]), muxed once by the stream's muxer for every fMP4 output.
+    pub fmp4: Option<Fragment>,
 }
 
 impl Packet {
@@ -66,7 +70,20 @@ impl Packet {
             rtmp_chunked,
             ts: ts.bytes,
             ts_random_access: ts.random_access,
+            fmp4: None,
         }))
+    }
+
+    /// Attaches the fMP4 fragment the stream's muxer made of this packet's frame; only
+    /// possible before the packet is shared (cloned), and false otherwise.
+    pub fn set_fmp4(&mut self, fragment: Fragment) -> bool {
+        match Arc::get_mut(&mut self.0) {
+            Some(data) => {
+                data.fmp4 = Some(fragment);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The packet's contents.

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::{ConnId, EngineConfig, Output, Packet, Recorder, SilentAudio, StreamMessage};
 use crate::amf::Value;
 use crate::flv::{self, VideoTagStyle};
+use crate::fmp4::Fmp4Muxer;
 use crate::hls::Hls;
 use crate::hub::{Hub, PacketKind, TrackWatch, Tracks};
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
@@ -44,6 +45,9 @@ pub(super) struct Publication {
     describe_metadata: bool,
     /// Every frame is muxed once, here, for HLS and the TS players.
     muxer: TsMuxer,
+    /// And once in fMP4, for Low-Latency HLS (made when the tracks can be described; made
+    /// again when the init segment changes).
+    fmp4: Option<Fmp4Muxer>,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
     recorder: Option<Recorder>,
@@ -72,6 +76,7 @@ impl Publication {
             describe_metadata: described.is_some(),
             tracks: TrackWatch::new(described.unwrap_or_default()),
             muxer: TsMuxer::new(),
+            fmp4: None,
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
         };
         sinks.hls.start(&p.key, true);
@@ -196,7 +201,8 @@ impl Publication {
         let body = built.unwrap_or_default();
         // A frame TS cannot carry is left out of the TS outputs only.
         let ts = self.muxer.mux(&frame).unwrap_or_default();
-        Some(Packet::new(
+        let fragment = self.fmp4.as_mut().and_then(|m| m.push(&frame));
+        let mut packet = Packet::new(
             kind,
             frame.dts,
             Some(frame),
@@ -204,7 +210,12 @@ impl Publication {
             body,
             self.chunk_size,
             ts,
-        ))
+        );
+        if let Some(f) = fragment {
+            // The packet is not shared yet.
+            packet.set_fmp4(f);
+        }
+        Some(packet)
     }
 
     fn metadata_packet(&self, body: Bytes, dts: i64) -> Packet {
@@ -223,6 +234,15 @@ impl Publication {
     /// publisher without metadata of its own get an `onMetaData` built from it.
     fn tracks_changed(&mut self, s: &mut Sinks<'_>) {
         let tracks = self.tracks.tracks().clone();
+        if let Some(m) = Fmp4Muxer::new(&tracks) {
+            if self
+                .fmp4
+                .as_ref()
+                .map_or(true, |old| old.init() != m.init())
+            {
+                self.fmp4 = Some(m);
+            }
+        }
         if self.describe_metadata {
             let body = command::encode_on_metadata(&on_metadata(&tracks));
             let packet = self.metadata_packet(body, 0);
@@ -243,6 +263,11 @@ impl Publication {
     fn emit(&mut self, packet: Packet, s: &mut Sinks<'_>) {
         let p = packet.data();
         s.hls.push(&self.key, p.dts, &p.ts, p.ts_random_access);
+        if let Some(f) = &p.fmp4 {
+            s.hls
+                .ll()
+                .push(&self.key, f.dts_ms, &f.pieces, f.independent, &f.init);
+        }
         if let Some(r) = self.recorder.as_mut() {
             if r.push(&packet) {
                 s.recording_dirty.push(self.conn);
