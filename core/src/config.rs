@@ -13,7 +13,7 @@ use crate::engine::{
     EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RtmpUrl, SilentAudioConfig,
     WebhookConfig,
 };
-use crate::hls::{Cleanup, HlsConfig};
+use crate::hls::{Cleanup, HlsConfig, SegmentFormat};
 use crate::http::HttpLimits;
 use crate::hub::HubConfig;
 use crate::limits::Limits;
@@ -84,8 +84,11 @@ play_rtsp = false
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
-# segments /{app}/{stream}/{n}.ts.
+# segments /{app}/{stream}/{n}.ts (or {n}.m4s, see segment_format).
 enable = true
+# Segment container: "ts" (MPEG-TS, HLS version 3) or "fmp4" (fragmented MP4 segments with
+# an EXT-X-MAP init segment /{app}/{stream}/init{n}.mp4, HLS version 7: HEVC in Safari).
+segment_format = "ts"
 # Segment duration (ms): a segment ends at the first key frame after it (audio-only
 # streams: within half a second after it), or at an earlier key frame when waiting would
 # outgrow the playlists' target duration (fixed when the first segment closes).
@@ -691,6 +694,8 @@ pub struct HlsSection {
     pub ll_part_ms: u64,
     /// Segments in the Low-Latency HLS playlist.
     pub ll_playlist_len: usize,
+    /// Segment container.
+    pub segment_format: SegmentFormat,
 }
 
 impl Default for HlsSection {
@@ -706,6 +711,7 @@ impl Default for HlsSection {
             ll_enable: h.ll_enable,
             ll_part_ms: h.ll_part_ms,
             ll_playlist_len: h.ll_playlist_len,
+            segment_format: h.segment_format,
         }
     }
 }
@@ -1005,6 +1011,7 @@ impl Config {
                 ll_enable: self.hls.ll_enable,
                 ll_part_ms: self.hls.ll_part_ms,
                 ll_playlist_len: self.hls.ll_playlist_len,
+                segment_format: self.hls.segment_format,
             },
             record: RecordConfig {
                 flv: self.record.flv,
@@ -1112,6 +1119,9 @@ mod tests {
         assert_eq!(e.hls.out_path, "/srv/hls");
         assert_eq!(e.hls.cleanup, Cleanup::Window);
         assert!(Config::from_toml("[hls]\ncleanup = \"sometimes\"\n").is_err());
+        let fmp4 = Config::from_toml("[hls]\nsegment_format = \"fmp4\"\n").unwrap();
+        assert_eq!(fmp4.engine_config().hls.segment_format, SegmentFormat::Fmp4);
+        assert!(Config::from_toml("[hls]\nsegment_format = \"mkv\"\n").is_err());
     }
 
     #[test]

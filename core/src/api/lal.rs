@@ -258,12 +258,14 @@ impl From<&SessionStats> for JsonSession {
     }
 }
 
-/// lal's protocol name of a session: HTTP-FLV and WebSocket-FLV are both `FLV`, likewise `TS`.
+/// lal's protocol name of a session: HTTP-FLV and WebSocket-FLV are both `FLV`, likewise `TS`
+/// and `FMP4` (which lal does not have).
 pub fn lal_protocol(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Rtmp => "RTMP",
         Protocol::HttpFlv | Protocol::WsFlv => "FLV",
         Protocol::HttpTs | Protocol::WsTs => "TS",
+        Protocol::HttpFmp4 | Protocol::WsFmp4 => "FMP4",
         Protocol::Rtsp => "RTSP",
         Protocol::Http => "HTTP",
     }

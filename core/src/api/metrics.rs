@@ -10,12 +10,14 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The Prometheus text of every engine's snapshot added up.
 pub fn render_metrics(snapshots: &[EngineStats]) -> String {
-    const PROTOCOLS: [Protocol; 6] = [
+    const PROTOCOLS: [Protocol; 8] = [
         Protocol::Rtmp,
         Protocol::HttpFlv,
         Protocol::WsFlv,
         Protocol::HttpTs,
         Protocol::WsTs,
+        Protocol::HttpFmp4,
+        Protocol::WsFmp4,
         Protocol::Rtsp,
     ];
     let sessions = || snapshots.iter().flat_map(|s| &s.sessions);
@@ -102,6 +104,8 @@ fn metric_label(p: Protocol) -> &'static str {
         Protocol::WsFlv => "ws-flv",
         Protocol::HttpTs => "http-ts",
         Protocol::WsTs => "ws-ts",
+        Protocol::HttpFmp4 => "http-fmp4",
+        Protocol::WsFmp4 => "ws-fmp4",
         Protocol::Http => "http",
         Protocol::Rtsp => "rtsp",
     }

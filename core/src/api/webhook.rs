@@ -247,6 +247,8 @@ pub fn stream_url(protocol: Protocol, listen_addr: &str, key: &str) -> String {
         Protocol::WsFlv => format!("ws://{listen_addr}/{key}.flv"),
         Protocol::HttpTs => format!("http://{listen_addr}/{key}.ts"),
         Protocol::WsTs => format!("ws://{listen_addr}/{key}.ts"),
+        Protocol::HttpFmp4 => format!("http://{listen_addr}/{key}.mp4"),
+        Protocol::WsFmp4 => format!("ws://{listen_addr}/{key}.mp4"),
         Protocol::Http => format!("http://{listen_addr}/{key}"),
         Protocol::Rtsp => format!("rtsp://{listen_addr}/{key}"),
     }

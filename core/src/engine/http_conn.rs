@@ -18,11 +18,11 @@
 
 use bytes::BytesMut;
 
-use super::routes::{self, Handler, ROUTES};
+use super::routes::{self, Handler, MediaFormat, ROUTES};
 use super::{relay, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
 use crate::api::lal::kick_session_query;
 use crate::auth::{Access, SECRET_PARAM};
-use crate::hls::HlsRequest;
+use crate::hls::{HlsRequest, SegmentFormat};
 use crate::http::router::{self, Methods, Params, Routed};
 use crate::http::websocket::{self, Opcode, WsReader};
 use crate::http::{self, Request, Response, CONTINUE_RESPONSE};
@@ -247,8 +247,8 @@ impl Engine {
                     return self.reply(conn, ask, Response::json(200, json), "api", now_ms)
                 }
             },
-            Handler::Media { ts } => {
-                return self.on_media_request(conn, &req, ask, &params, ts, now_ms)
+            Handler::Media { format } => {
+                return self.on_media_request(conn, &req, ask, &params, format, now_ms)
             }
             Handler::LlPlaylist | Handler::LlFile => {
                 let Some(r) = routes::ll_request(handler, &params) else {
@@ -257,7 +257,11 @@ impl Engine {
                 };
                 return self.on_ll_request(conn, &req, ask, r, now_ms);
             }
-            Handler::HlsLive | Handler::HlsRecord | Handler::HlsSegment => {
+            Handler::HlsLive
+            | Handler::HlsRecord
+            | Handler::HlsSegment
+            | Handler::HlsFmp4Segment
+            | Handler::HlsInit => {
                 let Some(r) = routes::hls_request(handler, &params) else {
                     let response = Response::text(404, "not found");
                     return self.reply(conn, ask, response, "not found", now_ms);
@@ -268,15 +272,15 @@ impl Engine {
         self.gather(conn, query, ask);
     }
 
-    /// `/{app}/{stream}.flv` or `.ts`: a player (plain, or a WebSocket upgrade), or for `HEAD`
-    /// the head alone.
+    /// `/{app}/{stream}.flv`, `.ts` or `.mp4`: a player (plain, or a WebSocket upgrade), or
+    /// for `HEAD` the head alone.
     fn on_media_request(
         &mut self,
         conn: ConnId,
         req: &Request,
         ask: Ask,
         params: &Params<'_>,
-        ts: bool,
+        media: MediaFormat,
         now_ms: u64,
     ) {
         let key = params
@@ -292,11 +296,21 @@ impl Engine {
                 now_ms,
             );
         };
-        let (access, protocol) = match (ts, req.is_websocket_upgrade()) {
-            (false, false) => (Access::PlayHttpFlv, Protocol::HttpFlv),
-            (false, true) => (Access::PlayHttpFlv, Protocol::WsFlv),
-            (true, false) => (Access::PlayHttpTs, Protocol::HttpTs),
-            (true, true) => (Access::PlayHttpTs, Protocol::WsTs),
+        let ws = req.is_websocket_upgrade();
+        let (access, protocol, format) = match (media, ws) {
+            (MediaFormat::Flv, false) => {
+                (Access::PlayHttpFlv, Protocol::HttpFlv, PlayerFormat::Flv)
+            }
+            (MediaFormat::Flv, true) => (Access::PlayHttpFlv, Protocol::WsFlv, PlayerFormat::WsFlv),
+            (MediaFormat::Ts, false) => (Access::PlayHttpTs, Protocol::HttpTs, PlayerFormat::Ts),
+            (MediaFormat::Ts, true) => (Access::PlayHttpTs, Protocol::WsTs, PlayerFormat::WsTs),
+            // fMP4 players are checked like FLV players: the same kind of endless stream.
+            (MediaFormat::Fmp4, false) => {
+                (Access::PlayHttpFlv, Protocol::HttpFmp4, PlayerFormat::Fmp4)
+            }
+            (MediaFormat::Fmp4, true) => {
+                (Access::PlayHttpFlv, Protocol::WsFmp4, PlayerFormat::WsFmp4)
+            }
         };
         let secret = req.query_param(SECRET_PARAM);
         if let Err(reason) = self.check_access_secret(conn, access, protocol, &key, secret) {
@@ -304,9 +318,9 @@ impl Engine {
             return self.reply(conn, ask.closing(), response, &reason, now_ms);
         }
         if ask.head_only {
-            return self.stream_head(conn, &key, ts, ask, now_ms);
+            return self.stream_head(conn, &key, format, ask, now_ms);
         }
-        let format = if req.is_websocket_upgrade() {
+        if ws {
             let mut out = BytesMut::with_capacity(256);
             if let Err(e) = websocket::upgrade_response(req, &mut out) {
                 return self.http_error(conn, e.status(), &e.to_string(), now_ms);
@@ -321,16 +335,7 @@ impl Engine {
                 }
             }
             self.want_transmit(conn);
-            if ts {
-                PlayerFormat::WsTs
-            } else {
-                PlayerFormat::WsFlv
-            }
-        } else if ts {
-            PlayerFormat::Ts
-        } else {
-            PlayerFormat::Flv
-        };
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stream = Some(key.clone());
             if let ConnKind::Http { state, .. } = &mut c.kind {
@@ -345,7 +350,14 @@ impl Engine {
 
     /// `HEAD` for a stream: the head a `GET` would start with if the stream is live (or in
     /// its grace period), 404 otherwise; never a body, and the connection is not a player.
-    fn stream_head(&mut self, conn: ConnId, key: &str, ts: bool, ask: Ask, now_ms: u64) {
+    fn stream_head(
+        &mut self,
+        conn: ConnId,
+        key: &str,
+        format: PlayerFormat,
+        ask: Ask,
+        now_ms: u64,
+    ) {
         let live = self
             .hub
             .streams()
@@ -354,7 +366,7 @@ impl Engine {
             let response = Response::text(404, "stream not found");
             return self.reply(conn, ask, response, "stream not found", now_ms);
         }
-        let content_type = if ts { "video/mp2t" } else { "video/x-flv" };
+        let content_type = format.content_type();
         let mut out = BytesMut::with_capacity(256);
         http::streaming_head_only(content_type, ask.keep_alive, &mut out);
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -377,7 +389,9 @@ impl Engine {
         let (app, stream) = match r {
             HlsRequest::Live { app, stream }
             | HlsRequest::Record { app, stream }
-            | HlsRequest::Segment { app, stream, .. } => (app, stream),
+            | HlsRequest::Segment { app, stream, .. }
+            | HlsRequest::Fmp4Segment { app, stream, .. }
+            | HlsRequest::Init { app, stream, .. } => (app, stream),
         };
         // Playlists need the secret when configured; segments never do (their URLs come from
         // the playlist, without its query).
@@ -392,10 +406,23 @@ impl Engine {
                 return self.reply(conn, ask.closing(), response, &reason, now_ms);
             }
         }
+        let fmp4 = self.hls.config().segment_format == SegmentFormat::Fmp4;
         let found = StreamKey::new(app, stream).and_then(|key| match r {
             HlsRequest::Live { .. } => self.hls.live_playlist(&key).map(Ok),
             HlsRequest::Record { .. } => self.hls.record_playlist(&key).map(Ok),
-            HlsRequest::Segment { seq, .. } => self.hls.segment(&key, seq).map(Err),
+            HlsRequest::Segment { seq, .. } if !fmp4 => self
+                .hls
+                .segment(&key, seq)
+                .map(|parts| Err((parts, "video/mp2t"))),
+            HlsRequest::Fmp4Segment { seq, .. } if fmp4 => self
+                .hls
+                .segment(&key, seq)
+                .map(|parts| Err((parts, "video/mp4"))),
+            HlsRequest::Init { id, .. } if fmp4 => self
+                .hls
+                .init_segment(&key, id)
+                .map(|init| Err((vec![init], "video/mp4"))),
+            _ => None,
         });
         match found {
             None => self.reply(
@@ -411,14 +438,14 @@ impl Engine {
                     .body("application/vnd.apple.mpegurl", playlist);
                 self.reply(conn, ask, response, "hls playlist", now_ms);
             }
-            Some(Err(parts)) => {
+            Some(Err((parts, content_type))) => {
                 let len = parts.iter().map(|p| p.len()).sum();
-                let response = Response::new(200).header("Content-Type", "video/mp2t");
+                let response = Response::new(200).header("Content-Type", content_type);
                 let sized = sized_head(&response, len);
                 let keep = ask.keep_alive && sized.is_some();
                 let head = sized.unwrap_or_else(|| {
                     let mut head = BytesMut::with_capacity(256);
-                    http::streaming_response_head("video/mp2t", false, &mut head);
+                    http::streaming_response_head(content_type, false, &mut head);
                     head.freeze()
                 });
                 if let Some(c) = self.conns.get_mut(&conn) {

@@ -194,6 +194,10 @@ pub enum Protocol {
     HttpTs,
     /// WebSocket-TS.
     WsTs,
+    /// HTTP-fMP4.
+    HttpFmp4,
+    /// WebSocket-fMP4.
+    WsFmp4,
     /// An HTTP request that is not a stream (404, preflight, ...).
     Http,
     /// RTSP (TCP interleaved or UDP).
@@ -208,6 +212,8 @@ impl fmt::Display for Protocol {
             Protocol::WsFlv => "WS-FLV",
             Protocol::HttpTs => "HTTP-TS",
             Protocol::WsTs => "WS-TS",
+            Protocol::HttpFmp4 => "HTTP-FMP4",
+            Protocol::WsFmp4 => "WS-FMP4",
             Protocol::Http => "HTTP",
             Protocol::Rtsp => "RTSP",
         })
@@ -1095,22 +1101,17 @@ impl Engine {
                 };
                 *state = HttpState::Streaming;
                 let mut head = BytesMut::with_capacity(256);
-                match format {
-                    PlayerFormat::Flv => {
-                        http::streaming_response_head("video/x-flv", false, &mut head);
-                        c.pending.push_back(head.freeze());
-                    }
-                    PlayerFormat::Ts => {
-                        http::streaming_response_head("video/mp2t", false, &mut head);
-                        c.pending.push_back(head.freeze());
-                    }
-                    _ => {}
+                if !format.is_websocket() {
+                    http::streaming_response_head(format.content_type(), false, &mut head);
+                    c.pending.push_back(head.freeze());
                 }
                 c.writer = Some(PlayerWriter::new(format, chunk_size));
                 match format {
                     PlayerFormat::WsFlv => Protocol::WsFlv,
                     PlayerFormat::Ts => Protocol::HttpTs,
                     PlayerFormat::WsTs => Protocol::WsTs,
+                    PlayerFormat::Fmp4 => Protocol::HttpFmp4,
+                    PlayerFormat::WsFmp4 => Protocol::WsFmp4,
                     _ => Protocol::HttpFlv,
                 }
             }
@@ -1238,17 +1239,7 @@ impl Engine {
             } => {
                 if let Some(feed) = self.remote.get(&stream) {
                     if feed.publisher == publisher {
-                        let p = packet.data();
-                        self.hls.push(&stream, p.dts, &p.ts, p.ts_random_access);
-                        if let Some(f) = &p.fmp4 {
-                            self.hls.ll().push(
-                                &stream,
-                                f.dts_ms,
-                                &f.pieces,
-                                f.independent,
-                                &f.init,
-                            );
-                        }
+                        publication::feed_hls(&mut self.hls, &stream, packet.data());
                         self.hub.push(feed.hub_id, packet);
                     }
                 }

@@ -167,6 +167,11 @@ pub enum PlayerFormat {
     Ts,
     /// WebSocket-TS: the MPEG-TS stream in binary WebSocket frames (one per frame's packets).
     WsTs,
+    /// HTTP-fMP4: an init segment, then fMP4 fragments from a key frame on, endless.
+    Fmp4,
+    /// WebSocket-fMP4: the same in binary WebSocket frames (the init segment in one, then one
+    /// per fragment).
+    WsFmp4,
 }
 
 impl PlayerFormat {
@@ -174,6 +179,28 @@ impl PlayerFormat {
     /// header, no rebasing: every player gets the same bytes from a random access point on).
     pub fn is_ts(self) -> bool {
         matches!(self, PlayerFormat::Ts | PlayerFormat::WsTs)
+    }
+
+    /// True for the fMP4 formats, whose fragments are muxed once per stream.
+    pub fn is_fmp4(self) -> bool {
+        matches!(self, PlayerFormat::Fmp4 | PlayerFormat::WsFmp4)
+    }
+
+    /// True for the formats sent in WebSocket frames.
+    pub fn is_websocket(self) -> bool {
+        matches!(
+            self,
+            PlayerFormat::WsFlv | PlayerFormat::WsTs | PlayerFormat::WsFmp4
+        )
+    }
+
+    /// The `Content-Type` of an HTTP response carrying this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            PlayerFormat::Ts | PlayerFormat::WsTs => "video/mp2t",
+            PlayerFormat::Fmp4 | PlayerFormat::WsFmp4 => "video/mp4",
+            _ => "video/x-flv",
+        }
     }
 }
 
@@ -192,6 +219,9 @@ pub struct PlayerWriter {
     chunk_size: u32,
     /// TS formats: the player got its first random access point.
     ts_started: bool,
+    /// fMP4 formats: the init segment the player has (it starts at an independent fragment
+    /// after it, and gets the new one when the stream's changes).
+    fmp4_init: Option<Bytes>,
 }
 
 /// Room for the longest header: a WebSocket frame header (10) and an FLV tag header (15).
@@ -212,6 +242,7 @@ impl PlayerWriter {
             fallback: None,
             chunk_size,
             ts_started: false,
+            fmp4_init: None,
         }
     }
 
@@ -237,6 +268,7 @@ impl PlayerWriter {
     pub fn start(&mut self, has_audio: bool, has_video: bool, out: &mut Vec<Bytes>) {
         if matches!(self.format, PlayerFormat::Rtmp { .. })
             || self.format.is_ts()
+            || self.format.is_fmp4()
             || self.flv_header_sent
         {
             return;
@@ -276,6 +308,9 @@ impl PlayerWriter {
         let p = packet.data();
         if self.format.is_ts() {
             return self.render_ts(p, out);
+        }
+        if self.format.is_fmp4() {
+            return self.render_fmp4(p, out);
         }
         if p.body.is_empty() {
             // A frame FLV cannot carry (Opus from RTSP), or a codec hint: not for these players.
@@ -330,7 +365,7 @@ impl PlayerWriter {
                     n
                 }
             }
-            PlayerFormat::Flv | PlayerFormat::WsFlv | PlayerFormat::Ts | PlayerFormat::WsTs => {
+            _ => {
                 let tag_type = match p.type_id {
                     message_type::AUDIO => TagType::Audio,
                     message_type::VIDEO => TagType::Video,
@@ -370,6 +405,43 @@ impl PlayerWriter {
             out.push(header);
         }
         out.push(p.ts.clone());
+        n
+    }
+
+    /// fMP4 players: the init segment, then the shared fragments from an independent one on;
+    /// a new init segment (the stream's tracks changed) is sent before the next independent
+    /// fragment, and nothing in between.
+    fn render_fmp4(&mut self, p: &PacketData, out: &mut Vec<Bytes>) -> usize {
+        let Some(f) = &p.fmp4 else {
+            return 0;
+        };
+        let same_init = self
+            .fmp4_init
+            .as_ref()
+            .is_some_and(|i| i.as_ptr() == f.init.as_ptr() || *i == f.init);
+        let mut n = 0;
+        if !same_init {
+            if !f.independent {
+                return 0;
+            }
+            self.fmp4_init = Some(f.init.clone());
+            n += self.push_message(std::slice::from_ref(&f.init), out);
+        }
+        n + self.push_message(&f.pieces, out)
+    }
+
+    /// Appends `pieces` as one message: as they are over HTTP, in one binary frame over
+    /// WebSocket.
+    fn push_message(&mut self, pieces: &[Bytes], out: &mut Vec<Bytes>) -> usize {
+        let mut n: usize = pieces.iter().map(Bytes::len).sum();
+        if self.format.is_websocket() {
+            self.header_space(16);
+            websocket::write_frame_header(Opcode::Binary, true, n, &mut self.scratch);
+            let header = self.take_header();
+            n += header.len();
+            out.push(header);
+        }
+        out.extend(pieces.iter().cloned());
         n
     }
 }

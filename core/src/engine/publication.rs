@@ -10,11 +10,13 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{ConnId, EngineConfig, Output, Packet, Recorder, SilentAudio, StreamMessage};
+use super::{
+    ConnId, EngineConfig, Output, Packet, PacketData, Recorder, SilentAudio, StreamMessage,
+};
 use crate::amf::Value;
 use crate::flv::{self, VideoTagStyle};
-use crate::fmp4::Fmp4Muxer;
-use crate::hls::Hls;
+use crate::fmp4::{self, Fmp4Muxer};
+use crate::hls::{Hls, SegmentFormat};
 use crate::hub::{Hub, PacketKind, TrackWatch, Tracks};
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
 use crate::rtmp::command;
@@ -45,8 +47,8 @@ pub(super) struct Publication {
     describe_metadata: bool,
     /// Every frame is muxed once, here, for HLS and the TS players.
     muxer: TsMuxer,
-    /// And once in fMP4, for Low-Latency HLS (made when the tracks can be described; made
-    /// again when the init segment changes).
+    /// And once more as fMP4 for its players, HLS with fMP4 segments and LL-HLS, once the
+    /// tracks are known (rebuilt, with a new init segment, when they change).
     fmp4: Option<Fmp4Muxer>,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
@@ -212,7 +214,7 @@ impl Publication {
             ts,
         );
         if let Some(f) = fragment {
-            // The packet is not shared yet.
+            // The packet was just made: nothing shares it yet.
             packet.set_fmp4(f);
         }
         Some(packet)
@@ -234,13 +236,11 @@ impl Publication {
     /// publisher without metadata of its own get an `onMetaData` built from it.
     fn tracks_changed(&mut self, s: &mut Sinks<'_>) {
         let tracks = self.tracks.tracks().clone();
-        if let Some(m) = Fmp4Muxer::new(&tracks) {
-            if self
-                .fmp4
-                .as_ref()
-                .map_or(true, |old| old.init() != m.init())
-            {
-                self.fmp4 = Some(m);
+        if tracks.complete {
+            // A new muxer only when the init segment changes (a new picture size, codec, ...).
+            let init = fmp4::init_segment(&tracks);
+            if init.as_ref() != self.fmp4.as_ref().map(|m| m.init()) {
+                self.fmp4 = Fmp4Muxer::new(&tracks);
             }
         }
         if self.describe_metadata {
@@ -261,13 +261,7 @@ impl Publication {
 
     /// A packet goes to HLS, the recording, other engines and the hub's players.
     fn emit(&mut self, packet: Packet, s: &mut Sinks<'_>) {
-        let p = packet.data();
-        s.hls.push(&self.key, p.dts, &p.ts, p.ts_random_access);
-        if let Some(f) = &p.fmp4 {
-            s.hls
-                .ll()
-                .push(&self.key, f.dts_ms, &f.pieces, f.independent, &f.init);
-        }
+        feed_hls(s.hls, &self.key, packet.data());
         if let Some(r) = self.recorder.as_mut() {
             if r.push(&packet) {
                 s.recording_dirty.push(self.conn);
@@ -287,6 +281,24 @@ impl Publication {
     fn broadcast(&self, s: &mut Sinks<'_>, message: StreamMessage) {
         if self.shared {
             s.outputs.push_back(Output::Broadcast(message));
+        }
+    }
+}
+
+/// Gives HLS what it segments of a packet: its TS bytes, or its fMP4 fragment when the
+/// segments are fMP4, and the fragment to Low-Latency HLS (every worker does this for the
+/// packets it sees).
+pub(super) fn feed_hls(hls: &mut Hls, key: &str, p: &PacketData) {
+    if let Some(f) = &p.fmp4 {
+        hls.ll()
+            .push(key, f.dts_ms, &f.pieces, f.independent, &f.init);
+    }
+    match hls.config().segment_format {
+        SegmentFormat::Ts => hls.push(key, p.dts, &p.ts, p.ts_random_access),
+        SegmentFormat::Fmp4 => {
+            if let Some(f) = &p.fmp4 {
+                hls.push_fragment(key, f);
+            }
         }
     }
 }

@@ -10,11 +10,14 @@
 //! | POST         | `/api/ctrl/kick_session`       | [`Handler::KickSession`] (JSON body)        |
 //! | GET, HEAD    | `/{app}/{stream}.flv`          | [`Handler::Media`] FLV (GET may upgrade to WebSocket) |
 //! | GET, HEAD    | `/{app}/{stream}.ts`           | [`Handler::Media`] TS (likewise)            |
+//! | GET, HEAD    | `/{app}/{stream}.mp4`          | [`Handler::Media`] fMP4 (likewise)          |
 //! | GET, HEAD    | `/{app}/{stream}.m3u8`         | [`Handler::HlsLive`]                        |
 //! | GET, HEAD    | `/{app}/{stream}/record.m3u8`  | [`Handler::HlsRecord`]                      |
 //! | GET, HEAD    | `/{app}/{stream}/{seq}.ts`     | [`Handler::HlsSegment`]                     |
 //! | GET, HEAD    | `/{app}/{stream}/llhls.m3u8`   | [`Handler::LlPlaylist`] (`?_HLS_msn=&_HLS_part=&_HLS_skip=`) |
 //! | GET, HEAD    | `/{app}/{stream}/ll/{file}`    | [`Handler::LlFile`]: init, segment, part    |
+//! | GET, HEAD    | `/{app}/{stream}/{seq}.m4s`    | [`Handler::HlsFmp4Segment`]                 |
+//! | GET, HEAD    | `/{app}/{stream}/init{n}.mp4`  | [`Handler::HlsInit`]                        |
 //!
 //! `OPTIONS` on any path is a CORS preflight, answered before routing. Any other path is 404; a
 //! listed path with another method is 405 with `Allow`, and so is a method other than `GET`,
@@ -22,7 +25,7 @@
 //! `GET, HEAD` route on `/ui/*` and a handler of their own; the API routes come first so that
 //! no stream named like them can shadow them.
 
-use crate::hls::ll::LlRequest;
+use crate::hls::ll::{decimal, LlRequest};
 use crate::hls::HlsRequest;
 use crate::http::router::{Methods, Params, Route};
 
@@ -39,10 +42,10 @@ pub enum Handler {
     Metrics,
     /// Close one session, named by lal's `stream_name` and `session_id` in a JSON body.
     KickSession,
-    /// A live stream for a player: FLV (HTTP or WebSocket), or MPEG-TS when `ts`.
+    /// A live stream for a player (HTTP, or WebSocket after an upgrade).
     Media {
-        /// MPEG-TS rather than FLV.
-        ts: bool,
+        /// The container.
+        format: MediaFormat,
     },
     /// An HLS live playlist.
     HlsLive,
@@ -54,6 +57,21 @@ pub enum Handler {
     LlPlaylist,
     /// A Low-Latency HLS init segment, segment or part.
     LlFile,
+    /// One fMP4 HLS segment.
+    HlsFmp4Segment,
+    /// The init segment of fMP4 HLS segments.
+    HlsInit,
+}
+
+/// The container of a live stream for a player.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaFormat {
+    /// FLV.
+    Flv,
+    /// MPEG-TS.
+    Ts,
+    /// Fragmented MP4: the init segment, then fragments from a key frame on.
+    Fmp4,
 }
 
 const fn read(pattern: &'static str, target: Handler) -> Route<Handler> {
@@ -75,13 +93,31 @@ pub const ROUTES: &[Route<Handler>] = &[
         pattern: "/api/ctrl/kick_session",
         target: Handler::KickSession,
     },
-    read("/{app}/{stream}.flv", Handler::Media { ts: false }),
-    read("/{app}/{stream}.ts", Handler::Media { ts: true }),
+    read(
+        "/{app}/{stream}.flv",
+        Handler::Media {
+            format: MediaFormat::Flv,
+        },
+    ),
+    read(
+        "/{app}/{stream}.ts",
+        Handler::Media {
+            format: MediaFormat::Ts,
+        },
+    ),
+    read(
+        "/{app}/{stream}.mp4",
+        Handler::Media {
+            format: MediaFormat::Fmp4,
+        },
+    ),
     read("/{app}/{stream}.m3u8", Handler::HlsLive),
     read("/{app}/{stream}/record.m3u8", Handler::HlsRecord),
     read("/{app}/{stream}/llhls.m3u8", Handler::LlPlaylist),
     read("/{app}/{stream}/ll/{file}", Handler::LlFile),
     read("/{app}/{stream}/{seq}.ts", Handler::HlsSegment),
+    read("/{app}/{stream}/{seq}.m4s", Handler::HlsFmp4Segment),
+    read("/{app}/{stream}/{name}.mp4", Handler::HlsInit),
 ];
 
 /// The HLS request of an HLS route's captures; `None` for other handlers and for a segment
@@ -93,12 +129,16 @@ pub fn hls_request<'p>(handler: Handler, params: &Params<'p>) -> Option<HlsReque
         Handler::HlsLive => Some(HlsRequest::Live { app, stream }),
         Handler::HlsRecord => Some(HlsRequest::Record { app, stream }),
         Handler::HlsSegment => {
-            let digits = params.get("seq")?;
-            if digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let seq = digits.parse().ok()?;
+            let seq = decimal(params.get("seq")?)?;
             Some(HlsRequest::Segment { app, stream, seq })
+        }
+        Handler::HlsFmp4Segment => {
+            let seq = decimal(params.get("seq")?)?;
+            Some(HlsRequest::Fmp4Segment { app, stream, seq })
+        }
+        Handler::HlsInit => {
+            let id = decimal(params.get("name")?.strip_prefix("init")?)?;
+            Some(HlsRequest::Init { app, stream, id })
         }
         _ => None,
     }
@@ -128,6 +168,10 @@ mod tests {
         }
     }
 
+    fn media(format: MediaFormat) -> Handler {
+        Handler::Media { format }
+    }
+
     fn hls<'p>(segments: &'p [&'p str]) -> Option<HlsRequest<'p>> {
         let (h, p) = target("GET", segments)?;
         hls_request(h, &p)
@@ -140,14 +184,17 @@ mod tests {
             (&["api", "stat", "all_group"], Handler::AllGroups),
             (&["api", "stat", "group"], Handler::Group),
             (&["metrics"], Handler::Metrics),
-            (&["live", "cam.flv"], Handler::Media { ts: false }),
-            (&["live", "cam.ts"], Handler::Media { ts: true }),
-            (&["live", "x.m3u8.ts"], Handler::Media { ts: true }),
+            (&["live", "cam.flv"], media(MediaFormat::Flv)),
+            (&["live", "cam.ts"], media(MediaFormat::Ts)),
+            (&["live", "x.m3u8.ts"], media(MediaFormat::Ts)),
+            (&["live", "cam.mp4"], media(MediaFormat::Fmp4)),
             (&["live", "cam.m3u8"], Handler::HlsLive),
             (&["live", "cam", "record.m3u8"], Handler::HlsRecord),
             (&["live", "cam", "17.ts"], Handler::HlsSegment),
             (&["live", "cam", "llhls.m3u8"], Handler::LlPlaylist),
             (&["live", "cam", "ll", "3.1.m4s"], Handler::LlFile),
+            (&["live", "cam", "17.m4s"], Handler::HlsFmp4Segment),
+            (&["live", "cam", "init0.mp4"], Handler::HlsInit),
             // Not an API path: a segment of stream `stat` of app `api`.
             (&["api", "stat", "3.ts"], Handler::HlsSegment),
         ] {
@@ -246,8 +293,27 @@ mod tests {
                 seq: 17
             })
         );
+        assert_eq!(
+            hls(&["live", "cam", "3.m4s"]),
+            Some(HlsRequest::Fmp4Segment {
+                app: "live",
+                stream: "cam",
+                seq: 3
+            })
+        );
+        assert_eq!(
+            hls(&["live", "cam", "init12.mp4"]),
+            Some(HlsRequest::Init {
+                app: "live",
+                stream: "cam",
+                id: 12
+            })
+        );
         for bad in [
-            &["live", ".m3u8"][..],
+            &["live", "cam", "init.mp4"][..],
+            &["live", "cam", "x1.mp4"],
+            &["live", "cam", "init+1.mp4"],
+            &["live", ".m3u8"],
             &["live", "cam", "+1.ts"],
             &["live", "cam", "1a.ts"],
             &["live", "cam", ".ts"],

@@ -27,6 +27,12 @@
 //! runtime performs), and the record playlist file lists every segment since the start (up to
 //! [`RECORD_MAX_ENTRIES`]); [`Cleanup`] says when those files are removed.
 //!
+//! Segment format: MPEG-TS by default; with [`SegmentFormat::Fmp4`] a segment is a run of the
+//! stream's fMP4 fragments ([`crate::fmp4`], fed with [`Hls::push_fragment`]) starting at an
+//! independent one, the playlists are version 7 with an `#EXT-X-MAP` naming the init segment
+//! (`init{n}.mp4`, a new `n` whenever the stream's init segment changes) and segments are
+//! `{seq}.m4s`.
+//!
 //! Driving it: [`Hls::start`], [`Hls::push`], [`Hls::end`] and [`Hls::handle_timeout`] with the
 //! current time, then drain [`Hls::poll_output`] until `None` before the next input.
 
@@ -35,6 +41,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use crate::fmp4::Fragment;
 use crate::stream_key::StreamKey;
 
 pub mod ll;
@@ -64,6 +71,26 @@ pub enum Cleanup {
     Window,
 }
 
+/// The container of HLS segments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentFormat {
+    /// MPEG-TS segments (`.ts`), playlists of version 3.
+    #[default]
+    Ts,
+    /// Fragmented MP4 segments (`.m4s`) with an init segment (`#EXT-X-MAP`), version 7.
+    Fmp4,
+}
+
+impl SegmentFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            SegmentFormat::Ts => "ts",
+            SegmentFormat::Fmp4 => "m4s",
+        }
+    }
+}
+
 /// HLS settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HlsConfig {
@@ -88,6 +115,8 @@ pub struct HlsConfig {
     pub ll_part_ms: u64,
     /// Complete segments in the Low-Latency HLS playlist.
     pub ll_playlist_len: usize,
+    /// The segments' container.
+    pub segment_format: SegmentFormat,
 }
 
 impl Default for HlsConfig {
@@ -102,6 +131,7 @@ impl Default for HlsConfig {
             ll_enable: true,
             ll_part_ms: 300,
             ll_playlist_len: 10,
+            segment_format: SegmentFormat::Ts,
         }
     }
 }
@@ -151,6 +181,24 @@ pub enum HlsRequest<'a> {
         /// Media sequence number.
         seq: u64,
     },
+    /// `/{app}/{stream}/{seq}.m4s`: one fMP4 segment.
+    Fmp4Segment {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+        /// Media sequence number.
+        seq: u64,
+    },
+    /// `/{app}/{stream}/init{id}.mp4`: an init segment of fMP4 segments.
+    Init {
+        /// Application.
+        app: &'a str,
+        /// Stream.
+        stream: &'a str,
+        /// Its number in the playlists' `#EXT-X-MAP`.
+        id: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -158,6 +206,8 @@ struct SegInfo {
     seq: u64,
     duration_ms: u64,
     discontinuity: bool,
+    /// fMP4: the number of its init segment.
+    map: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -165,6 +215,8 @@ struct Segment {
     info: SegInfo,
     parts: Vec<Bytes>,
     bytes: usize,
+    /// fMP4: its init segment (shared).
+    init: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -176,6 +228,8 @@ struct Building {
     discontinuity: bool,
     parts: Vec<Bytes>,
     bytes: usize,
+    /// fMP4: the init segment and its number.
+    init: Option<(u64, Bytes)>,
 }
 
 #[derive(Debug)]
@@ -205,6 +259,12 @@ struct HlsStream {
     files: VecDeque<u64>,
     live_cache: Option<Bytes>,
     record_cache: Option<Bytes>,
+    /// fMP4: the init segment of the fragments coming in, and its number.
+    init: Option<(u64, Bytes)>,
+    /// The number of the next new init segment.
+    next_init: u64,
+    /// Init segment files written.
+    init_files: Vec<u64>,
 }
 
 /// Segmenters and playlists of every stream of one engine. See the module docs.
@@ -278,6 +338,9 @@ impl Hls {
                 files: VecDeque::new(),
                 live_cache: None,
                 record_cache: None,
+                init: None,
+                next_init: 0,
+                init_files: Vec::new(),
             });
         s.local = local;
         close_current(&self.config, s, None, &mut self.outputs);
@@ -293,7 +356,17 @@ impl Hls {
     /// The TS bytes of one frame of `key` with its decode time (ms) and whether a segment may
     /// start with it.
     pub fn push(&mut self, key: &str, dts: i64, ts: &Bytes, random_access: bool) {
-        if ts.is_empty() {
+        if ts.is_empty() || self.config.segment_format != SegmentFormat::Ts {
+            return;
+        }
+        self.push_pieces(key, dts, std::slice::from_ref(ts), random_access);
+    }
+
+    /// One fMP4 fragment of `key` (when the segments are fMP4): a segment may start at an
+    /// independent one; a fragment with another init segment than the last one starts a new
+    /// segment after a discontinuity.
+    pub fn push_fragment(&mut self, key: &str, fragment: &Fragment) {
+        if self.config.segment_format != SegmentFormat::Fmp4 {
             return;
         }
         let Some(s) = self.streams.get_mut(key) else {
@@ -302,6 +375,40 @@ impl Hls {
         if s.ended {
             return;
         }
+        let same = s.init.as_ref().is_some_and(|(_, b)| {
+            (b.as_ptr() == fragment.init.as_ptr() && b.len() == fragment.init.len())
+                || *b == fragment.init
+        });
+        if !same {
+            if s.init.is_some() {
+                close_current(&self.config, s, None, &mut self.outputs);
+                s.discontinuity_next = s.next_seq > 0;
+                s.last_dts = None;
+                s.last_rap_dts = None;
+            }
+            let id = s.next_init;
+            s.next_init += 1;
+            s.init = Some((id, fragment.init.clone()));
+            if s.local && !self.config.out_path.is_empty() {
+                self.outputs.push_back(HlsOutput::WriteFile {
+                    path: init_path(&self.config, &s.key, id),
+                    data: vec![fragment.init.clone()],
+                });
+                s.init_files.push(id);
+            }
+        }
+        self.push_pieces(key, fragment.dts_ms, &fragment.pieces, fragment.independent);
+    }
+
+    /// The pieces of one frame (TS) or fragment (fMP4).
+    fn push_pieces(&mut self, key: &str, dts: i64, pieces: &[Bytes], random_access: bool) {
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.ended {
+            return;
+        }
+        let len: usize = pieces.iter().map(Bytes::len).sum();
         if let Some(last) = s.last_dts {
             let d = dts.saturating_sub(last);
             if !(-MAX_BACKWARD_JITTER_MS..=MAX_FORWARD_JUMP_MS).contains(&d) {
@@ -334,12 +441,13 @@ impl Hls {
                     discontinuity: std::mem::take(&mut s.discontinuity_next),
                     parts: Vec::new(),
                     bytes: 0,
+                    init: s.init.clone(),
                 });
                 s.next_seq += 1;
             }
         }
         if let Some(b) = s.current.as_mut() {
-            if b.bytes.saturating_add(ts.len()) > SEGMENT_MAX_BYTES {
+            if b.bytes.saturating_add(len) > SEGMENT_MAX_BYTES {
                 // No key frame for far too long: give the segment up, wait for the next one.
                 s.current = None;
                 s.discontinuity_next = true;
@@ -348,8 +456,8 @@ impl Hls {
                     b.step = dts - b.max_dts;
                     b.max_dts = dts;
                 }
-                b.parts.push(ts.clone());
-                b.bytes += ts.len();
+                b.parts.extend(pieces.iter().cloned());
+                b.bytes += len;
             }
         }
         s.last_dts = Some(s.last_dts.map_or(dts, |l| l.max(dts)));
@@ -400,6 +508,11 @@ impl Hls {
                         path: segment_path(&self.config, &s.key, *seq),
                     });
                 }
+                for id in &s.init_files {
+                    self.outputs.push_back(HlsOutput::RemoveFile {
+                        path: init_path(&self.config, &s.key, *id),
+                    });
+                }
                 for path in [
                     live_path(&self.config, &s.key),
                     record_path(&self.config, &s.key),
@@ -442,7 +555,14 @@ impl Hls {
         }
         if s.record_cache.is_none() {
             let infos: Vec<SegInfo> = s.held.iter().map(|g| g.info).collect();
-            s.record_cache = Some(render(&infos, s.target_s(), 0, "", s.ended));
+            s.record_cache = Some(render(
+                &infos,
+                s.target_s(),
+                0,
+                "",
+                s.ended,
+                self.config.segment_format,
+            ));
         }
         s.record_cache.clone()
     }
@@ -453,6 +573,15 @@ impl Hls {
         let first = s.held.front()?.info.seq;
         let seg = s.held.get(usize::try_from(seq.checked_sub(first)?).ok()?)?;
         (seg.info.seq == seq).then(|| seg.parts.clone())
+    }
+
+    /// Init segment `id` of `key` (fMP4 segments), while a held segment uses it.
+    pub fn init_segment(&self, key: &str, id: u64) -> Option<Bytes> {
+        let s = self.streams.get(key)?;
+        s.held
+            .iter()
+            .find(|g| g.info.map == Some(id))
+            .and_then(|g| g.init.clone())
     }
 }
 
@@ -511,6 +640,7 @@ impl HlsStream {
             self.discontinuity_seq,
             &format!("{name}/"),
             self.ended,
+            config.segment_format,
         )
     }
 }
@@ -532,6 +662,7 @@ fn close_current(
         seq: b.seq,
         duration_ms,
         discontinuity: b.discontinuity,
+        map: b.init.as_ref().map(|(id, _)| *id),
     };
     s.target_s.get_or_insert_with(|| {
         rounded_s(config.fragment_ms)
@@ -550,6 +681,7 @@ fn close_current(
         info,
         parts: b.parts,
         bytes: b.bytes,
+        init: b.init.map(|(_, init)| init),
     });
     s.held_bytes += b.bytes;
     s.record.push_back(info);
@@ -595,7 +727,14 @@ fn write_playlists(config: &HlsConfig, s: &HlsStream, outputs: &mut VecDeque<Hls
         let infos: Vec<SegInfo> = s.record.iter().copied().collect();
         outputs.push_back(HlsOutput::WriteFile {
             path: record_path(config, &s.key),
-            data: vec![render(&infos, s.target_s(), 0, "", s.ended)],
+            data: vec![render(
+                &infos,
+                s.target_s(),
+                0,
+                "",
+                s.ended,
+                config.segment_format,
+            )],
         });
     }
 }
@@ -616,7 +755,12 @@ fn out_dir(config: &HlsConfig) -> &str {
 }
 
 fn segment_path(config: &HlsConfig, key: &str, seq: u64) -> String {
-    format!("{}/{key}/{seq}.ts", out_dir(config))
+    let ext = config.segment_format.extension();
+    format!("{}/{key}/{seq}.{ext}", out_dir(config))
+}
+
+fn init_path(config: &HlsConfig, key: &str, id: u64) -> String {
+    format!("{}/{key}/init{id}.mp4", out_dir(config))
 }
 
 fn live_path(config: &HlsConfig, key: &str) -> String {
@@ -627,22 +771,30 @@ fn record_path(config: &HlsConfig, key: &str) -> String {
     format!("{}/{key}/record.m3u8", out_dir(config))
 }
 
-/// Renders a media playlist of `segments` with URIs `{prefix}{seq}.ts`.
+/// Renders a media playlist of `segments` with URIs `{prefix}{seq}.ts` (or `.m4s` after an
+/// `#EXT-X-MAP` of `{prefix}init{n}.mp4` wherever the init segment changes).
 fn render(
     segments: &[SegInfo],
     target_s: u64,
     discontinuity_seq: u64,
     prefix: &str,
     ended: bool,
+    format: SegmentFormat,
 ) -> Bytes {
     let mut out = String::with_capacity(160 + segments.len() * (prefix.len() + 48));
     let first = segments.first().map_or(0, |s| s.seq);
+    let version = match format {
+        SegmentFormat::Ts => 3,
+        SegmentFormat::Fmp4 => 7,
+    };
+    let ext = format.extension();
     // Writing to a String cannot fail.
     let _ = write!(
         out,
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target_s}\n\
+        "#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-TARGETDURATION:{target_s}\n\
          #EXT-X-MEDIA-SEQUENCE:{first}\n"
     );
+    let mut map = None;
     if discontinuity_seq > 0 {
         let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_seq}");
     }
@@ -650,9 +802,17 @@ fn render(
         if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
+        if s.map.is_some() && s.map != map {
+            map = s.map;
+            let _ = writeln!(
+                out,
+                "#EXT-X-MAP:URI=\"{prefix}init{}.mp4\"",
+                s.map.unwrap_or_default()
+            );
+        }
         let _ = write!(
             out,
-            "#EXTINF:{}.{:03},\n{prefix}{}.ts\n",
+            "#EXTINF:{}.{:03},\n{prefix}{}.{ext}\n",
             s.duration_ms / 1000,
             s.duration_ms % 1000,
             s.seq
