@@ -9,13 +9,18 @@ missing=()
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The browser tests (tests/e2e/browser.rs): Debian's Chromium, and node/npm, with which the
+# test installs playwright-core and hls.js into target/browser-harness (never a downloaded browser).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-for tool in ffmpeg ffprobe rtmpdump curl; do
+for tool in ffmpeg ffprobe rtmpdump curl node npm chromium; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required and could not be installed" >&2; exit 1; }
 done
 

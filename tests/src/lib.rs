@@ -1514,3 +1514,164 @@ impl Drop for HttpFlvPlayer {
         }
     }
 }
+
+/// The browser harness: headless Debian Chromium driven by `playwright-core` (installed from npm
+/// into `target/browser-harness`, never a downloaded browser) on test pages from
+/// `tests/browser/`, served by a small HTTP server of the test.
+pub mod browser {
+    use super::*;
+
+    /// The npm packages the harness installs, pinned.
+    pub const NPM_PACKAGES: &[&str] = &["playwright-core@1.65.2", "hls.js@1.7.4"];
+    /// Debian's Chromium (the `chromium` package).
+    pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+    /// The scratch folder under `target/` that holds `node_modules`, screenshots and results.
+    pub fn harness_dir() -> PathBuf {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
+        target.join("browser-harness")
+    }
+
+    /// A file of `tests/browser/`.
+    pub fn page_file(name: &str) -> Vec<u8> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("browser")
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// Checks Chromium and node, and installs the npm packages once (fails, never skips, when
+    /// something is missing). Returns the `node_modules` folder.
+    pub fn ensure_installed() -> PathBuf {
+        assert!(
+            Path::new(CHROMIUM).is_file(),
+            "{CHROMIUM} is missing: tools/test-all.sh installs Debian's chromium"
+        );
+        require_tool("node");
+        require_tool("npm");
+        let dir = harness_dir();
+        let modules = dir.join("node_modules");
+        let have = |p: &str| modules.join(p).join("package.json").is_file();
+        if !(have("playwright-core") && have("hls.js")) {
+            std::fs::create_dir_all(&dir).expect("create the harness folder");
+            let out = run_with_timeout(
+                Command::new("npm")
+                    .args([
+                        "install",
+                        "--no-audit",
+                        "--no-fund",
+                        "--no-save",
+                        "--prefix",
+                    ])
+                    .arg(&dir)
+                    .args(NPM_PACKAGES),
+                Duration::from_secs(300),
+            );
+            assert!(
+                out.status.success() && have("playwright-core") && have("hls.js"),
+                "npm install {NPM_PACKAGES:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        modules
+    }
+
+    /// A static HTTP server for test pages: `(path, content type, body)`, everything else 404;
+    /// stopped on drop.
+    pub struct PageServer {
+        /// Its port on 127.0.0.1.
+        pub port: u16,
+        stop: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl PageServer {
+        /// Serves `files` on a free port.
+        pub fn start(files: Vec<(String, &'static str, Vec<u8>)>) -> PageServer {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind page server");
+            let port = listener.local_addr().expect("address").port();
+            listener.set_nonblocking(true).expect("nonblocking");
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            let thread = std::thread::spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    let Ok((mut s, _)) = listener.accept() else {
+                        sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 16384 {
+                        match s.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => break,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head);
+                    let path = text.split_whitespace().nth(1).unwrap_or("/");
+                    let path = path.split('?').next().unwrap_or(path);
+                    let found = files.iter().find(|(p, _, _)| p == path);
+                    let (status, ctype, body): (&str, &str, &[u8]) = match found {
+                        Some((_, t, b)) => ("200 OK", t, b),
+                        None => ("404 Not Found", "text/plain", b"not found"),
+                    };
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
+                         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(body);
+                }
+            });
+            PageServer {
+                port,
+                stop,
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for PageServer {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Opens `url` in headless Chromium until the page sets `window.__result` (within
+    /// `limit`), saves a screenshot at `screenshot` and returns what `tests/browser/run.cjs`
+    /// printed: `{result, console, pageErrors}`.
+    pub fn run_page(url: &str, screenshot: &Path, limit: Duration) -> serde_json::Value {
+        let modules = ensure_installed();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/run.cjs");
+        let out = run_with_timeout(
+            Command::new("node")
+                .env("HARNESS_MODULES", &modules)
+                .arg(script)
+                .arg(url)
+                .arg(screenshot)
+                .arg(limit.as_millis().to_string()),
+            limit + Duration::from_secs(30),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "browser harness printed no result ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert!(
+            v.get("harnessError").is_none(),
+            "browser harness failed: {v}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        v
+    }
+}

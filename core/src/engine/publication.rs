@@ -236,7 +236,9 @@ impl Publication {
     /// publisher without metadata of its own get an `onMetaData` built from it.
     fn tracks_changed(&mut self, s: &mut Sinks<'_>) {
         let tracks = self.tracks.tracks().clone();
-        if tracks.complete {
+        // fMP4 needs every track in its init segment: mux once the description is complete,
+        // or has both tracks already (an RTMP publisher's configurations come first).
+        if tracks.complete || (tracks.video.is_some() && tracks.audio.is_some()) {
             // A new muxer only when the init segment changes (a new picture size, codec, ...).
             let init = fmp4::init_segment(&tracks);
             if init.as_ref() != self.fmp4.as_ref().map(|m| m.init()) {
