@@ -16,8 +16,13 @@ use rill_core::sim::{ClientId, World};
 const PART_MS: u64 = 300;
 
 fn world() -> World {
+    world_with("")
+}
+
+/// Two engines with LL-HLS parts of `PART_MS` and `extra` in `[hls]`.
+fn world_with(extra: &str) -> World {
     let config = Config::from_toml(&format!(
-        "[hls]\nfragment_ms = 1000\nll_part_ms = {PART_MS}\n"
+        "[hls]\nfragment_ms = 1000\nll_part_ms = {PART_MS}\n{extra}"
     ))
     .expect("valid config")
     .engine_config();
@@ -260,7 +265,14 @@ fn playlist_parts_and_blocking_reload_on_both_engines() {
 
 #[test]
 fn reconnect_is_a_discontinuity_and_the_end_an_endlist() {
-    let mut w = world();
+    for format in ["ts", "fmp4"] {
+        reconnect_and_end(format);
+    }
+}
+
+/// With classic HLS segments in `format`.
+fn reconnect_and_end(format: &str) {
+    let mut w = world_with(&format!("segment_format = \"{format}\"\n"));
     let first = publisher(&mut w, 0, "s");
     send_configs(&mut w, first, 0);
     publish(&mut w, first, 0, 60);
@@ -302,6 +314,10 @@ fn reconnect_is_a_discontinuity_and_the_end_an_endlist() {
         );
         let (_, classic) = fetch(&mut w, engine, "/live/s.m3u8");
         let classic = String::from_utf8(classic).unwrap();
-        assert!(classic.contains("#EXT-X-DISCONTINUITY\n"), "{classic}");
+        assert!(
+            classic.contains("#EXT-X-DISCONTINUITY\n"),
+            "{format}: {classic}"
+        );
+        assert!(!classic.contains("ENDLIST"), "{format}: {classic}");
     }
 }
