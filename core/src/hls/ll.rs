@@ -272,6 +272,7 @@ struct LlStream {
 #[derive(Debug)]
 struct Held {
     key: StreamKey,
+    pos: Pos,
     deadline: u64,
 }
 
@@ -424,14 +425,7 @@ impl LlHls {
             self.deadlines.pop();
             // Entries of requests already released are stale: skip them.
             if self.held.get(&waiter).is_some_and(|h| h.deadline == at) {
-                if let Some(h) = self.held.remove(&waiter) {
-                    if let Some(s) = self.streams.get_mut(&h.key) {
-                        for list in s.waiters.values_mut() {
-                            list.retain(|&w| w != waiter);
-                        }
-                        s.waiters.retain(|_, list| !list.is_empty());
-                    }
-                }
+                self.cancel(waiter);
                 self.ready.push_back(waiter);
             }
         }
@@ -452,12 +446,16 @@ impl LlHls {
 
     /// A waiter that will not be answered (its connection closed).
     pub fn cancel(&mut self, waiter: u64) {
-        if let Some(h) = self.held.remove(&waiter) {
-            if let Some(s) = self.streams.get_mut(&h.key) {
-                for list in s.waiters.values_mut() {
-                    list.retain(|&w| w != waiter);
-                }
-                s.waiters.retain(|_, list| !list.is_empty());
+        let Some(h) = self.held.remove(&waiter) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(&h.key) else {
+            return;
+        };
+        if let Some(list) = s.waiters.get_mut(&h.pos) {
+            list.retain(|&w| w != waiter);
+            if list.is_empty() {
+                s.waiters.remove(&h.pos);
             }
         }
     }
@@ -576,6 +574,7 @@ impl LlHls {
             waiter,
             Held {
                 key: s.key.clone(),
+                pos,
                 deadline,
             },
         );
