@@ -74,6 +74,8 @@ struct Player {
     inbuf: Vec<u8>,
     waiting: Waiting,
     parts: u32,
+    /// The last part it got.
+    last: Option<(u64, u64)>,
     failed: Option<String>,
 }
 
@@ -225,6 +227,7 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
                 inbuf: Vec::new(),
                 waiting: Waiting::Connect,
                 parts: 0,
+                last: None,
                 failed: None,
             };
             poll.registry().register(
@@ -305,31 +308,26 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
                     Waiting::Playlist { asked, part } if status == 200 => {
                         let text = String::from_utf8_lossy(&p.inbuf[body]).into_owned();
                         let list = parse_playlist(&text);
-                        let ends: HashMap<_, _> = list.ends.iter().copied().collect();
-                        let target = match part {
-                            Some(want) => {
-                                held.record(asked.elapsed().as_micros() as u64);
-                                match ends.get(&want) {
-                                    Some(&end_ms) => {
-                                        let f = first_answer.entry(want).or_insert(got_ms);
-                                        *f = f.min(got_ms);
-                                        Some((want, end_ms))
-                                    }
-                                    None => {
-                                        released_without_part += 1;
-                                        None
-                                    }
-                                }
-                            }
-                            None => None,
-                        };
-                        match (target, list.hint) {
-                            (Some((want, end_ms)), _) => {
+                        if part.is_some() {
+                            held.record(asked.elapsed().as_micros() as u64);
+                        }
+                        // The part after the last one this player got (the server answers a
+                        // request past the end of a segment with the next one's first part).
+                        let target = p
+                            .last
+                            .and_then(|last| list.ends.iter().copied().find(|(q, _)| *q > last));
+                        match (target, part, list.hint) {
+                            (Some((want, end_ms)), _, _) => {
+                                let f = first_answer.entry(want).or_insert(got_ms);
+                                *f = f.min(got_ms);
                                 p.out
                                     .push(request(&format!("{base}/ll/{}.{}.m4s", want.0, want.1)));
                                 p.waiting = Waiting::Part { part: want, end_ms };
                             }
-                            (None, Some((m, n))) => {
+                            (None, asked_for, Some((m, n))) => {
+                                if asked_for.is_some() {
+                                    released_without_part += 1;
+                                }
                                 p.out.push(request(&format!(
                                     "{playlist_path}?_HLS_msn={m}&_HLS_part={n}"
                                 )));
@@ -337,12 +335,21 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
                                     asked: Instant::now(),
                                     part: Some((m, n)),
                                 };
+                                // Join at the live edge: the hinted part is the next one.
+                                if p.last.is_none() {
+                                    p.last = Some(if n > 0 {
+                                        (m, n - 1)
+                                    } else {
+                                        (m.saturating_sub(1), u64::MAX)
+                                    });
+                                }
                             }
-                            (None, None) => p.failed = Some("playlist without a hint".into()),
+                            (None, _, None) => p.failed = Some("playlist without a hint".into()),
                         }
                     }
                     Waiting::Part { part, end_ms } if status == 200 => {
                         p.parts += 1;
+                        p.last = Some(part);
                         if p.parts > SETTLE_PARTS {
                             after_end.record(((got_ms - end_ms).max(0.0) * 1000.0) as u64);
                             delivered.push((part, got_ms));

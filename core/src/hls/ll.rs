@@ -20,7 +20,9 @@
 //! part that does not exist yet is held ([`LlHls::block`]): a small entry and a deadline, no
 //! thread and no polling. It is released ([`LlHls::poll_ready`]) as soon as that part or
 //! segment completes, or after [`HOLD_PARTS`] part targets, or when the stream ends, and the
-//! caller answers it with the playlist of the moment. A request more than two segments ahead
+//! caller answers it with the playlist of the moment. A request for a part past the last one
+//! of its segment waits for the first part of the next segment (the part after the one the
+//! player has). A request more than two segments ahead
 //! of the last one, or more than [`ADVANCE_PART_LIMIT`] parts ahead of the last part, is a Bad
 //! Request. A request for the part named by `EXT-X-PRELOAD-HINT` (the one being built) is held
 //! the same way ([`LlHls::part`]).
@@ -487,7 +489,7 @@ impl LlHls {
         if msn > last.saturating_add(2) {
             return Blocking::BadRequest;
         }
-        let pos = (msn, part.unwrap_or(WHOLE));
+        let pos = s.part_or_next((msn, part.unwrap_or(WHOLE)));
         if let Some(p) = part {
             let done = match &s.open {
                 Some(o) if o.msn == msn => o.parts.len() as u64,
@@ -599,9 +601,22 @@ impl LlHls {
         };
         let later = s.waiters.split_off(&after);
         let due = std::mem::replace(&mut s.waiters, later);
-        for waiter in due.into_values().flatten() {
-            if self.held.remove(&waiter).is_some() {
-                self.ready.push_back(waiter);
+        for (pos, waiters) in due {
+            // A part past the end of a segment that just closed: the next segment's first.
+            let next = s.part_or_next(pos);
+            if next != pos {
+                for waiter in &waiters {
+                    if let Some(h) = self.held.get_mut(waiter) {
+                        h.pos = next;
+                    }
+                }
+                s.waiters.entry(next).or_default().extend(waiters);
+                continue;
+            }
+            for waiter in waiters {
+                if self.held.remove(&waiter).is_some() {
+                    self.ready.push_back(waiter);
+                }
             }
         }
     }
@@ -648,6 +663,18 @@ impl LlStream {
         match &self.open {
             Some(o) if !o.parts.is_empty() => Some((o.msn, o.parts.len() as u64 - 1)),
             _ => self.segments.back().map(|g| (g.msn, WHOLE)),
+        }
+    }
+
+    /// `pos`, or for a part past the last one of a closed segment the first part of the next
+    /// segment: what a player asking for it wants (the part after the one it has).
+    fn part_or_next(&self, pos: Pos) -> Pos {
+        if pos.1 == WHOLE || self.open.as_ref().is_some_and(|o| o.msn == pos.0) {
+            return pos;
+        }
+        match self.segments.iter().find(|g| g.msn == pos.0) {
+            Some(g) if pos.1 >= g.parts.len() as u64 => (pos.0.saturating_add(1), 0),
+            _ => pos,
         }
     }
 

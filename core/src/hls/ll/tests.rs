@@ -217,11 +217,22 @@ fn blocking_reload_is_held_until_the_part_exists() {
     assert!(std::str::from_utf8(&p)
         .unwrap()
         .contains("URI=\"ll/1.0.m4s\""));
-    feed(&mut ll, 32, 51);
+    // The part after the last one of segment 1 (four parts of 0.24 s and one of 0.04 s).
+    feed(&mut ll, 32, 50);
+    assert_eq!(
+        ll.block("live/cam", Some(1), Some(5), 10, 1960),
+        Blocking::Held
+    );
+    feed(&mut ll, 50, 51);
     assert_eq!(
         ll.poll_ready(),
         Some(8),
         "segment 1 closes at the key frame at 2 s"
+    );
+    assert_eq!(ll.poll_ready(), None, "1.5 now waits for 2.0");
+    assert_eq!(
+        ll.block("live/cam", Some(1), Some(5), 11, 2040),
+        Blocking::Held
     );
     // A request for the part being built (the preload hint) is held too, then found.
     let p = std::str::from_utf8(&ll.playlist("live/cam", false).unwrap())
@@ -235,7 +246,9 @@ fn blocking_reload_is_held_until_the_part_exists() {
     feed(&mut ll, 51, 56);
     assert_eq!(ll.poll_ready(), None);
     feed(&mut ll, 56, 57);
-    assert_eq!(ll.poll_ready(), Some(9));
+    let mut released: Vec<u64> = std::iter::from_fn(|| ll.poll_ready()).collect();
+    released.sort_unstable();
+    assert_eq!(released, vec![9, 10, 11]);
     assert!(matches!(ll.part("live/cam", 2, 0, 9, 2000), PartAnswer::Found(p) if p.len() == 6));
     assert_eq!(ll.held_count(), 0);
 }
