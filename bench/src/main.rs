@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rill_bench::{play, publish, url};
+use rill_bench::{llhls, play, publish, url};
 
 /// Fan-out load generator for rill (RTMP publisher, RTMP and HTTP-FLV players).
 #[derive(Parser, Debug)]
@@ -73,6 +73,31 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Open many Low-Latency HLS players: each repeats a blocking playlist request for the
+    /// hinted part, then that part, on one keep-alive connection.
+    Llhls {
+        /// http://host[:port]/app/stream/llhls.m3u8
+        #[arg(long)]
+        url: String,
+        /// Number of players.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=play::MAX_PLAYERS as i64))]
+        players: u32,
+        /// Players opened per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds to keep all players after the last one was opened.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Also write the JSON summary to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Allow a non-loopback address.
+        #[arg(long)]
+        allow_remote: bool,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -120,6 +145,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Llhls {
+            url,
+            players,
+            rate,
+            duration,
+            json,
+            allow_remote,
+            quiet,
+        } => run_llhls(&url, players, rate, duration, json, allow_remote, quiet),
         Command::Play {
             url,
             proto,
@@ -174,6 +208,55 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+    }
+}
+
+/// `rill-bench llhls`.
+fn run_llhls(
+    url: &str,
+    players: u32,
+    rate: f64,
+    duration: f64,
+    json: Option<PathBuf>,
+    allow_remote: bool,
+    quiet: bool,
+) -> ExitCode {
+    let url = match url::parse_http(url, allow_remote) {
+        Ok(u) => u,
+        Err(e) => return fail(&e),
+    };
+    if !(play::MIN_RATE..=play::MAX_RATE).contains(&rate) {
+        eprintln!(
+            "rill-bench: --rate must be in {}..={}",
+            play::MIN_RATE,
+            play::MAX_RATE
+        );
+        return ExitCode::from(2);
+    }
+    let cfg = llhls::LlConfig {
+        url,
+        players: players as usize,
+        rate,
+        duration: secs(duration),
+        progress: !quiet,
+    };
+    let report = match llhls::run(&cfg) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    eprint!("{}", report.human());
+    let text = report.json().to_string();
+    println!("{text}");
+    if let Some(path) = json {
+        if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
+            eprintln!("rill-bench: writing {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if report.json()["failed"].as_u64() == Some(0) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -107,6 +107,14 @@ out_path = ""
 cleanup = "stream_end"
 # Bytes of older segments kept in memory per stream for the record playlist served over HTTP.
 record_max_bytes = 67108864
+# Low-Latency HLS of every stream (fMP4 parts, blocking playlist reload, delta updates):
+# /{app}/{stream}/llhls.m3u8. Segments are cut as above (fragment_ms).
+ll_enable = true
+# Part target duration (ms); players stay about three parts behind the live edge.
+ll_part_ms = 300
+# Complete segments in the Low-Latency playlist (delta updates skip those older than six
+# target durations).
+ll_playlist_len = 10
 
 [hub]
 # GOPs cached per stream so a new player starts at once (0 = wait for the next key frame).
@@ -710,6 +718,12 @@ pub struct HlsSection {
     pub cleanup: Cleanup,
     /// Memory for the record playlist per stream (bytes).
     pub record_max_bytes: usize,
+    /// Low-Latency HLS.
+    pub ll_enable: bool,
+    /// Low-Latency HLS part target (ms).
+    pub ll_part_ms: u64,
+    /// Segments in the Low-Latency HLS playlist.
+    pub ll_playlist_len: usize,
     /// Segment container.
     pub segment_format: SegmentFormat,
 }
@@ -724,6 +738,9 @@ impl Default for HlsSection {
             out_path: h.out_path,
             cleanup: h.cleanup,
             record_max_bytes: h.record_max_bytes,
+            ll_enable: h.ll_enable,
+            ll_part_ms: h.ll_part_ms,
+            ll_playlist_len: h.ll_playlist_len,
             segment_format: h.segment_format,
         }
     }
@@ -924,6 +941,16 @@ impl Config {
                 "hls.fragment_ms must be at least 100 and hls.playlist_len at least 1".into(),
             ));
         }
+        if !(100..=5000).contains(&self.hls.ll_part_ms)
+            || self.hls.ll_part_ms > self.hls.fragment_ms
+            || self.hls.ll_playlist_len == 0
+        {
+            return Err(ConfigError(
+                "hls.ll_part_ms must be 100..=5000 and at most hls.fragment_ms, and \
+                 hls.ll_playlist_len at least 1"
+                    .into(),
+            ));
+        }
         if self.hls.out_path.contains('\0') {
             return Err(ConfigError("hls.out_path contains NUL".into()));
         }
@@ -1054,6 +1081,9 @@ impl Config {
                 out_path: self.hls.out_path.clone(),
                 cleanup: self.hls.cleanup,
                 record_max_bytes: self.hls.record_max_bytes,
+                ll_enable: self.hls.ll_enable,
+                ll_part_ms: self.hls.ll_part_ms,
+                ll_playlist_len: self.hls.ll_playlist_len,
                 segment_format: self.hls.segment_format,
             },
             record: RecordConfig {
@@ -1180,6 +1210,13 @@ mod tests {
         assert_eq!(kick.engine_config().publish_conflict, PublishConflict::Kick);
         assert!(Config::from_toml("[hub]\npublish_conflict = \"share\"\n").is_err());
         assert!(Config::from_toml("[hls]\nplaylist_len = 0\n").is_err());
+        assert!(Config::from_toml("[hls]\nll_part_ms = 50\n").is_err());
+        assert!(Config::from_toml("[hls]\nll_part_ms = 3000\n").is_err());
+        assert!(Config::from_toml("[hls]\nll_playlist_len = 0\n").is_err());
+        let e = Config::from_toml("[hls]\nll_part_ms = 200\n")
+            .unwrap()
+            .engine_config();
+        assert_eq!(e.hls.ll_part_ms, 200);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rill_e2e::browser::{harness_dir, page_file, run_page, PageServer};
+use rill_e2e::browser::{ensure_installed, harness_dir, page_file, run_page, PageServer};
 use rill_e2e::*;
 
 fn unix_ms() -> f64 {
@@ -97,4 +97,98 @@ fn chromium_plays_http_fmp4_with_mse() {
         f(r, "startMs")
     );
     assert!(behind_publisher < 5.0, "latency {behind_publisher:.2} s");
+}
+
+#[test]
+fn chromium_plays_llhls_with_hls_js_in_low_latency_mode() {
+    let cfg = TempConfig::new("[hls]\nfragment_ms = 1000\nll_part_ms = 300\n");
+    let server = Server::start_with(2, &cfg.args());
+    // The same file: 640x360 H.264 at 25 fps with a key frame every 2 s, and AAC.
+    let published_at = unix_ms();
+    let mut publisher =
+        ffmpeg_publish(&media("h264_aac_30s.flv"), &server.rtmp_url("live/ll"), &[]);
+    sleep(Duration::from_millis(2500));
+    let hls_js = ensure_installed().join("hls.js/dist/hls.min.js");
+    let pages = PageServer::start(vec![
+        (
+            "/llhls.html".to_owned(),
+            "text/html",
+            page_file("llhls.html"),
+        ),
+        (
+            "/hls.min.js".to_owned(),
+            "text/javascript",
+            std::fs::read(&hls_js).unwrap_or_else(|e| panic!("{}: {e}", hls_js.display())),
+        ),
+    ]);
+    let url = format!(
+        "http://127.0.0.1:{}/llhls.html?seconds=10&src={}",
+        pages.port,
+        server.http_url("live/ll/llhls.m3u8")
+    );
+    let shot = harness_dir().join("llhls.png");
+    let _ = std::fs::remove_file(&shot);
+    let v = run_page(&url, &shot, Duration::from_secs(40));
+    drop(publisher.0.kill());
+    let _ = publisher.wait_for(Duration::from_secs(5));
+    std::fs::write(harness_dir().join("llhls.json"), v.to_string()).expect("save result");
+    let r = &v["result"];
+    assert_eq!(r["errors"], serde_json::json!([]), "page errors: {v}");
+    assert_eq!(v["pageErrors"], serde_json::json!([]), "{v}");
+    assert_eq!(r["canBlockReload"], serde_json::json!(true), "{v}");
+    assert_eq!(r["partTarget"].as_f64(), Some(0.3), "{v}");
+    let samples = r["samples"].as_array().expect("samples");
+    assert!(samples.len() >= 35, "{} samples: {v}", samples.len());
+    let f = |s: &serde_json::Value, k: &str| s[k].as_f64().unwrap_or(f64::NAN);
+    let (first, last) = (&samples[0], &samples[samples.len() - 1]);
+    let played = f(last, "ct") - f(first, "ct");
+    let wall = (f(last, "wall") - f(first, "wall")) / 1000.0;
+    // hls.js may play slightly faster or slower to hold its target latency.
+    assert!(
+        played >= wall - 1.0,
+        "currentTime advanced {played:.2} s in {wall:.2} s: {v}"
+    );
+    let frames = f(last, "frames") - f(first, "frames");
+    assert!(
+        frames >= 25.0 * (wall - 1.5),
+        "{frames} frames decoded in {wall:.2} s: {v}"
+    );
+    for w in samples.windows(5) {
+        assert!(
+            f(&w[4], "ct") > f(&w[0], "ct"),
+            "playback stalled around {}: {v}",
+            f(&w[0], "ct")
+        );
+    }
+    assert!(
+        r["waiting"].as_u64() == Some(0),
+        "the video waited for data: {v}"
+    );
+    assert!(shot.is_file(), "no screenshot");
+    // Latency three ways: the page's wall clock against the program date-time of what it
+    // shows (the server's clock when that frame arrived, so the publisher-to-server leg of a
+    // loopback ffmpeg is left out), hls.js's own distance to the live edge, and the
+    // publisher's start against the page's position (ffmpeg -re sends the file's time 0 at
+    // about `published_at`; an upper bound).
+    let mean = |k: &str| samples.iter().map(|s| f(s, k)).sum::<f64>() / samples.len() as f64;
+    let behind_date = samples
+        .iter()
+        .map(|s| (f(s, "wall") - f(s, "date")) / 1000.0)
+        .sum::<f64>()
+        / samples.len() as f64;
+    let behind_publisher = (f(last, "wall") - published_at) / 1000.0 - f(last, "ct");
+    let last_behind_date = (f(last, "wall") - f(last, "date")) / 1000.0;
+    eprintln!(
+        "llhls in chromium (hls.js {}): {behind_date:.2} s behind the server's wall clock \
+         (program date-time; {last_behind_date:.2} s at the end), hls.js latency {:.2} s \
+         ({:.2} s at the end), {behind_publisher:.2} s behind the publisher's start (upper \
+         bound); first frame {:.0} ms after loading; {frames} frames in {wall:.1} s; \
+         non-fatal hls.js events: {}",
+        r["hlsVersion"].as_str().unwrap_or("?"),
+        mean("latency"),
+        f(last, "latency"),
+        f(r, "startMs"),
+        r["nonFatal"]
+    );
+    assert!(behind_date < 3.0, "latency {behind_date:.2} s: {v}");
 }

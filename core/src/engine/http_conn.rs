@@ -51,7 +51,7 @@ impl Ask {
     }
 
     /// The same, closing after the answer.
-    fn closing(self) -> Ask {
+    pub(super) fn closing(self) -> Ask {
         Ask {
             keep_alive: false,
             ..self
@@ -261,6 +261,13 @@ impl Engine {
             }
             Handler::Media { format } => {
                 return self.on_media_request(conn, &req, ask, &params, format, now_ms)
+            }
+            Handler::LlPlaylist | Handler::LlFile => {
+                let Some(r) = routes::ll_request(handler, &params) else {
+                    let response = Response::text(404, "not found");
+                    return self.reply(conn, ask, response, "not found", now_ms);
+                };
+                return self.on_ll_request(conn, &req, ask, r, now_ms);
             }
             Handler::HlsLive
             | Handler::HlsRecord
@@ -524,7 +531,7 @@ impl Engine {
 /// [`Response::encode_head`] sizes the head by the response's own body; for an empty body it
 /// ends with `Content-Length: 0` and the blank line, which is replaced here. `None` if the
 /// encoder ever writes something else (the caller then sends a close-delimited body).
-fn sized_head(response: &Response, len: usize) -> Option<bytes::Bytes> {
+pub(super) fn sized_head(response: &Response, len: usize) -> Option<bytes::Bytes> {
     use std::fmt::Write as _;
     const TAIL: &[u8] = b"Content-Length: 0\r\n\r\n";
     let mut out = BytesMut::with_capacity(320);

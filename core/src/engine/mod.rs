@@ -31,6 +31,7 @@ mod access;
 mod command;
 pub mod conn_id;
 mod http_conn;
+mod ll_http;
 mod notify;
 mod outbound;
 mod packet;
@@ -488,6 +489,12 @@ enum HttpState {
         keep_alive: bool,
         head_only: bool,
     },
+    /// A Low-Latency HLS request held until what it asks for exists ([`ll_http`]).
+    Held {
+        ask: http_conn::Ask,
+        key: Box<StreamKey>,
+        what: ll_http::HeldLl,
+    },
     Streaming,
     Done,
 }
@@ -731,7 +738,9 @@ impl Engine {
                     self.drain_ws(conn, now_ms);
                 } else if !matches!(
                     state,
-                    HttpState::AwaitRequest | HttpState::AwaitAnswer { .. }
+                    HttpState::AwaitRequest
+                        | HttpState::AwaitAnswer { .. }
+                        | HttpState::Held { .. }
                 ) {
                     // A streaming player has nothing more to say: bytes from it are a protocol
                     // error, closed at once rather than buffered or answered mid-body.
@@ -960,6 +969,11 @@ impl Engine {
         })
     }
 
+    /// The server's wall clock (ms since the Unix epoch) at `now_ms`.
+    fn wall_ms(&self, now_ms: u64) -> u64 {
+        self.config.rtsp.wallclock_offset_ms.saturating_add(now_ms)
+    }
+
     fn want_transmit(&mut self, conn: ConnId) {
         self.outputs.push_back(Output::Transmit(conn));
     }
@@ -1052,6 +1066,7 @@ impl Engine {
         } else {
             // Players, and players still waiting for their stream, are known to the hub.
             self.hub.stop_play(conn);
+            self.hls.ll().cancel(conn);
         }
     }
 
@@ -1323,12 +1338,16 @@ impl Engine {
                 self.kicked(old, &stream, now_ms);
             }
             self.hls.start(&stream, false);
+            let wall = self.wall_ms(now_ms);
+            self.hls.ll().start(&stream, wall);
             self.remote.insert(stream, feed);
         } else if !self.remote.contains_key(&stream) {
             self.next_remote_id += 1;
             // A local publisher of the same name wins; the remote one is ignored here.
             if self.hub.publish(&stream, id, now_ms).is_ok() {
                 self.hls.start(&stream, false);
+                let wall = self.wall_ms(now_ms);
+                self.hls.ll().start(&stream, wall);
                 self.remote.insert(stream, feed);
             }
         }
@@ -1371,6 +1390,9 @@ impl Engine {
     }
 
     fn drain_hub(&mut self, now_ms: u64) {
+        // Held Low-Latency HLS requests whose part or segment completed (requests pipelined
+        // behind them may start players: their events are drained below).
+        self.answer_held(now_ms);
         while let Some(event) = self.hub.poll_event() {
             match event {
                 HubEvent::PlayerStarted { player, .. } => self.start_player(player, now_ms),

@@ -89,6 +89,7 @@ impl Publication {
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
         };
         sinks.hls.start(&p.key, true);
+        sinks.hls.ll().start(&p.key, unix_ms);
         p.broadcast(
             sinks,
             StreamMessage::Start {
@@ -337,8 +338,13 @@ impl Publication {
 }
 
 /// Gives HLS what it segments of a packet: its TS bytes, or its fMP4 fragment when the
-/// segments are fMP4 (every worker does this for the packets it sees).
+/// segments are fMP4, and the fragment to Low-Latency HLS (every worker does this for the
+/// packets it sees).
 pub(super) fn feed_hls(hls: &mut Hls, key: &str, p: &PacketData) {
+    if let Some(f) = &p.fmp4 {
+        hls.ll()
+            .push(key, f.dts_ms, &f.pieces, f.independent, &f.init);
+    }
     match hls.config().segment_format {
         SegmentFormat::Ts => hls.push(key, p.dts, &p.ts, p.ts_random_access),
         SegmentFormat::Fmp4 => {

@@ -16,6 +16,8 @@
 //! | GET, HEAD    | `/{app}/{stream}.m3u8`         | [`Handler::HlsLive`]                        |
 //! | GET, HEAD    | `/{app}/{stream}/record.m3u8`  | [`Handler::HlsRecord`]                      |
 //! | GET, HEAD    | `/{app}/{stream}/{seq}.ts`     | [`Handler::HlsSegment`]                     |
+//! | GET, HEAD    | `/{app}/{stream}/llhls.m3u8`   | [`Handler::LlPlaylist`] (`?_HLS_msn=&_HLS_part=&_HLS_skip=`) |
+//! | GET, HEAD    | `/{app}/{stream}/ll/{file}`    | [`Handler::LlFile`]: init, segment, part    |
 //! | GET, HEAD    | `/{app}/{stream}/{seq}.m4s`    | [`Handler::HlsFmp4Segment`]                 |
 //! | GET, HEAD    | `/{app}/{stream}/init{n}.mp4`  | [`Handler::HlsInit`]                        |
 //!
@@ -24,6 +26,7 @@
 //! `HEAD`, `POST` and `OPTIONS` on any path. The API and web UI routes come first so that no
 //! stream named like them can shadow them.
 
+use crate::hls::ll::{decimal, LlRequest};
 use crate::hls::HlsRequest;
 use crate::http::router::{Methods, Params, Route};
 
@@ -55,6 +58,10 @@ pub enum Handler {
     HlsRecord,
     /// One HLS segment.
     HlsSegment,
+    /// The Low-Latency HLS playlist (blocking reload, delta updates).
+    LlPlaylist,
+    /// A Low-Latency HLS init segment, segment or part.
+    LlFile,
     /// One fMP4 HLS segment.
     HlsFmp4Segment,
     /// The init segment of fMP4 HLS segments.
@@ -116,18 +123,12 @@ pub const ROUTES: &[Route<Handler>] = &[
     ),
     read("/{app}/{stream}.m3u8", Handler::HlsLive),
     read("/{app}/{stream}/record.m3u8", Handler::HlsRecord),
+    read("/{app}/{stream}/llhls.m3u8", Handler::LlPlaylist),
+    read("/{app}/{stream}/ll/{file}", Handler::LlFile),
     read("/{app}/{stream}/{seq}.ts", Handler::HlsSegment),
     read("/{app}/{stream}/{seq}.m4s", Handler::HlsFmp4Segment),
     read("/{app}/{stream}/{name}.mp4", Handler::HlsInit),
 ];
-
-/// A number of at most 19 plain decimal digits.
-fn number(digits: &str) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
 
 /// The HLS request of an HLS route's captures; `None` for other handlers and for a segment
 /// number that is not plain decimal digits (at most 19).
@@ -138,17 +139,29 @@ pub fn hls_request<'p>(handler: Handler, params: &Params<'p>) -> Option<HlsReque
         Handler::HlsLive => Some(HlsRequest::Live { app, stream }),
         Handler::HlsRecord => Some(HlsRequest::Record { app, stream }),
         Handler::HlsSegment => {
-            let seq = number(params.get("seq")?)?;
+            let seq = decimal(params.get("seq")?)?;
             Some(HlsRequest::Segment { app, stream, seq })
         }
         Handler::HlsFmp4Segment => {
-            let seq = number(params.get("seq")?)?;
+            let seq = decimal(params.get("seq")?)?;
             Some(HlsRequest::Fmp4Segment { app, stream, seq })
         }
         Handler::HlsInit => {
-            let id = number(params.get("name")?.strip_prefix("init")?)?;
+            let id = decimal(params.get("name")?.strip_prefix("init")?)?;
             Some(HlsRequest::Init { app, stream, id })
         }
+        _ => None,
+    }
+}
+
+/// The Low-Latency HLS request of an LL route's captures; `None` for other handlers and for
+/// file names the window never hands out.
+pub fn ll_request<'p>(handler: Handler, params: &Params<'p>) -> Option<LlRequest<'p>> {
+    let app = params.get("app")?;
+    let stream = params.get("stream")?;
+    match handler {
+        Handler::LlPlaylist => Some(LlRequest::Playlist { app, stream }),
+        Handler::LlFile => LlRequest::file(app, stream, params.get("file")?),
         _ => None,
     }
 }
@@ -193,6 +206,8 @@ mod tests {
             (&["live", "cam.m3u8"], Handler::HlsLive),
             (&["live", "cam", "record.m3u8"], Handler::HlsRecord),
             (&["live", "cam", "17.ts"], Handler::HlsSegment),
+            (&["live", "cam", "llhls.m3u8"], Handler::LlPlaylist),
+            (&["live", "cam", "ll", "3.1.m4s"], Handler::LlFile),
             (&["live", "cam", "17.m4s"], Handler::HlsFmp4Segment),
             (&["live", "cam", "init0.mp4"], Handler::HlsInit),
             // Not an API path: a segment of stream `stat` of app `api`.
@@ -233,6 +248,40 @@ mod tests {
             route(ROUTES, "GET", &["api", "ctrl", "kick_session"]),
             Routed::MethodNotAllowed(Methods::POST)
         );
+    }
+
+    #[test]
+    fn ll_requests_from_captures() {
+        let ll = |segments: &[&str]| {
+            let (h, p) = target("GET", segments)?;
+            ll_request(h, &p).map(|r| format!("{r:?}"))
+        };
+        assert_eq!(
+            ll(&["live", "cam", "llhls.m3u8"]).as_deref(),
+            Some(r#"Playlist { app: "live", stream: "cam" }"#)
+        );
+        assert_eq!(
+            ll(&["live", "cam", "ll", "init2.mp4"]).as_deref(),
+            Some(r#"Init { app: "live", stream: "cam", generation: 2 }"#)
+        );
+        assert_eq!(
+            ll(&["live", "cam", "ll", "17.m4s"]).as_deref(),
+            Some(r#"Segment { app: "live", stream: "cam", msn: 17 }"#)
+        );
+        assert_eq!(
+            ll(&["live", "cam", "ll", "17.3.m4s"]).as_deref(),
+            Some(r#"Part { app: "live", stream: "cam", msn: 17, part: 3 }"#)
+        );
+        for bad in [
+            &["live", "cam", "ll", "x.m4s"][..],
+            &["live", "cam", "ll", "1.2.3.m4s"],
+            &["live", "cam", "ll", "1.m4"],
+            &["live", "cam", "ll", "init.mp4"],
+            &["live", "cam", "ll", "-1.m4s"],
+            &["live", "cam", "ll", "99999999999999999999.m4s"],
+        ] {
+            assert_eq!(ll(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

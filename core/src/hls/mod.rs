@@ -44,6 +44,10 @@ use bytes::Bytes;
 use crate::fmp4::Fragment;
 use crate::stream_key::StreamKey;
 
+pub mod ll;
+
+pub use ll::{LlConfig, LlHls};
+
 /// How many segments the record playlist file can list (about 3 days of 4-second segments).
 pub const RECORD_MAX_ENTRIES: usize = 65_536;
 /// An ended stream's playlists and segments stay available for this long (ms) at least.
@@ -105,6 +109,12 @@ pub struct HlsConfig {
     /// Bytes of segments older than the live window kept in memory per stream for the record
     /// playlist.
     pub record_max_bytes: usize,
+    /// Low-Latency HLS (`/{app}/{stream}/llhls.m3u8`) of every stream.
+    pub ll_enable: bool,
+    /// Low-Latency HLS part target duration (ms).
+    pub ll_part_ms: u64,
+    /// Complete segments in the Low-Latency HLS playlist.
+    pub ll_playlist_len: usize,
     /// The segments' container.
     pub segment_format: SegmentFormat,
 }
@@ -118,6 +128,9 @@ impl Default for HlsConfig {
             out_path: String::new(),
             cleanup: Cleanup::StreamEnd,
             record_max_bytes: 64 << 20,
+            ll_enable: true,
+            ll_part_ms: 300,
+            ll_playlist_len: 10,
             segment_format: SegmentFormat::Ts,
         }
     }
@@ -260,21 +273,36 @@ pub struct Hls {
     config: HlsConfig,
     streams: HashMap<StreamKey, HlsStream>,
     outputs: VecDeque<HlsOutput>,
+    /// The Low-Latency HLS windows, started and ended with the classic ones.
+    ll: LlHls,
 }
 
 impl Hls {
     /// No streams yet.
     pub fn new(config: HlsConfig) -> Self {
+        let ll = LlHls::new(LlConfig {
+            enable: config.enable && config.ll_enable,
+            part_ms: config.ll_part_ms,
+            segment_ms: config.fragment_ms,
+            playlist_len: config.ll_playlist_len,
+        });
         Hls {
             config,
             streams: HashMap::new(),
             outputs: VecDeque::new(),
+            ll,
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &HlsConfig {
         &self.config
+    }
+
+    /// The Low-Latency HLS windows (ended and expired with the classic ones; started by the
+    /// caller, which knows the wall clock).
+    pub fn ll(&mut self) -> &mut LlHls {
+        &mut self.ll
     }
 
     /// Number of streams known (live or lingering after their end).
@@ -439,6 +467,7 @@ impl Hls {
     /// (`#EXT-X-ENDLIST`). The stream stays available for a while and continues, after a
     /// discontinuity, if a publisher comes back.
     pub fn end(&mut self, key: &str, now_ms: u64) {
+        self.ll.end(key, now_ms);
         let linger = LINGER_MIN_MS.max(
             self.config
                 .fragment_ms
@@ -461,6 +490,7 @@ impl Hls {
     /// Forgets ended streams whose time is up (removing their files under
     /// [`Cleanup::StreamEnd`] and [`Cleanup::Window`]).
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.ll.handle_timeout(now_ms);
         let expired: Vec<StreamKey> = self
             .streams
             .values()
@@ -495,7 +525,8 @@ impl Hls {
 
     /// The earliest time [`Hls::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.streams.values().filter_map(|s| s.expire_at).min()
+        let ended = self.streams.values().filter_map(|s| s.expire_at).min();
+        ended.into_iter().chain(self.ll.poll_timeout()).min()
     }
 
     /// The next file operation.

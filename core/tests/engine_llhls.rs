@@ -1,0 +1,323 @@
+//! Low-Latency HLS through the engines on the virtual clock: the playlist against the spec's
+//! rules, blocking playlist reload (held until the part exists, answered in the same step, 400
+//! far ahead, released after its bound), the preload-hinted part, served parts that decode,
+//! discontinuities and the end of the stream, on the publisher's engine and on another one.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use rill_core::config::Config;
+use rill_core::engine::Listener;
+use rill_core::fmp4::demux::demux;
+use rill_core::fmp4::VIDEO_TRACK_ID;
+use rill_core::sim::{ClientId, World};
+
+const PART_MS: u64 = 300;
+
+fn world() -> World {
+    world_with("")
+}
+
+/// Two engines with LL-HLS parts of `PART_MS` and `extra` in `[hls]`.
+fn world_with(extra: &str) -> World {
+    let config = Config::from_toml(&format!(
+        "[hls]\nfragment_ms = 1000\nll_part_ms = {PART_MS}\n{extra}"
+    ))
+    .expect("valid config")
+    .engine_config();
+    World::new(2, config)
+}
+
+/// Sends frames `from..to` of 25 fps H.264 + AAC (a key frame every second), advancing the
+/// clock 40 ms per frame as an encoder would.
+fn publish(w: &mut World, publisher: ClientId, from: u32, to: u32) {
+    let all = stream(0, to, 25);
+    for m in all.chunks(2).skip(from as usize) {
+        send(w, publisher, m);
+        w.advance(40);
+    }
+}
+
+/// A GET of `path` on `engine` on a connection of its own (not run yet).
+fn get(w: &mut World, engine: usize, path: &str) -> ClientId {
+    let c = w.raw(engine, Listener::Http);
+    w.send(
+        c,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+    );
+    c
+}
+
+/// The status line and body of the answer to `c`, if it came whole.
+fn answer(w: &World, c: ClientId) -> Option<(String, Vec<u8>)> {
+    let got = w.received(c);
+    let end = got.windows(4).position(|x| x == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))?
+        .parse()
+        .ok()?;
+    let body = got.get(end + 4..end + 4 + len)?.to_vec();
+    Some((head.lines().next()?.to_owned(), body))
+}
+
+fn fetch(w: &mut World, engine: usize, path: &str) -> (String, Vec<u8>) {
+    let c = get(w, engine, path);
+    w.run();
+    answer(w, c).unwrap_or_else(|| panic!("{path}: no whole answer"))
+}
+
+fn playlist(w: &mut World, engine: usize) -> String {
+    let (status, body) = fetch(w, engine, "/live/s/llhls.m3u8");
+    assert!(status.contains(" 200 "), "{status}");
+    String::from_utf8(body).unwrap()
+}
+
+fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let attrs = line.split_once(':')?.1;
+    attrs.split(',').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.trim_matches('"'))
+    })
+}
+
+/// (msn, part) of a part URI `ll/{msn}.{part}.m4s`.
+fn part_of(uri: &str) -> (u64, u64) {
+    let (m, p) = uri
+        .strip_prefix("ll/")
+        .and_then(|u| u.strip_suffix(".m4s"))
+        .and_then(|u| u.split_once('.'))
+        .expect("a part URI");
+    (m.parse().unwrap(), p.parse().unwrap())
+}
+
+fn hint(p: &str) -> (u64, u64) {
+    let line = p
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .expect("a preload hint");
+    assert_eq!(attr(line, "TYPE"), Some("PART"));
+    part_of(attr(line, "URI").unwrap())
+}
+
+/// Checks a playlist against the spec's rules for parts; returns the parts listed.
+fn check_playlist(p: &str) -> Vec<(u64, u64)> {
+    let target: f64 = p
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
+        .expect("EXT-X-PART-INF")
+        .parse()
+        .unwrap();
+    assert_eq!(target, PART_MS as f64 / 1000.0);
+    let control = p
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-SERVER-CONTROL:"))
+        .expect("EXT-X-SERVER-CONTROL");
+    assert_eq!(attr(control, "CAN-BLOCK-RELOAD"), Some("YES"));
+    let hold_back: f64 = attr(control, "PART-HOLD-BACK").unwrap().parse().unwrap();
+    assert!(hold_back >= 2.0 * target, "{control}");
+    assert!(p.contains("#EXT-X-MAP:URI=\"ll/init0.mp4\""), "{p}");
+    let mut msn: u64 = p
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut parts = Vec::new();
+    let mut next_part = 0;
+    for line in p.lines() {
+        if line.starts_with("#EXT-X-PART:") {
+            let d: f64 = attr(line, "DURATION").unwrap().parse().unwrap();
+            assert!(d > 0.0 && d <= target, "{line}");
+            let (m, n) = part_of(attr(line, "URI").unwrap());
+            if m != msn {
+                // Parts of older segments may be left out; numbering restarts per segment.
+                assert!(m > msn, "{line}");
+                msn = m;
+            }
+            assert_eq!(n, next_part, "{line}");
+            assert_eq!(attr(line, "INDEPENDENT") == Some("YES"), n == 0, "{line}");
+            next_part += 1;
+            parts.push((m, n));
+        } else if line.starts_with("ll/") && !line.contains(".m4s\"") {
+            assert_eq!(line, format!("ll/{msn}.m4s"));
+            msn += 1;
+            next_part = 0;
+        }
+    }
+    // The hint names the part after the last one listed.
+    assert_eq!(hint(p), (msn, next_part), "{p}");
+    parts
+}
+
+#[test]
+fn playlist_parts_and_blocking_reload_on_both_engines() {
+    let mut w = world();
+    let publisher = publisher(&mut w, 0, "s");
+    send_configs(&mut w, publisher, 0);
+    publish(&mut w, publisher, 0, 90);
+    for engine in [0, 1] {
+        let p = playlist(&mut w, engine);
+        let parts = check_playlist(&p);
+        assert!(parts.len() >= 8, "{p}");
+        // Init, parts and segments are served, and parse as fMP4 with the frames sent.
+        let (status, init) = fetch(&mut w, engine, "/live/s/ll/init0.mp4");
+        assert!(status.contains(" 200 "), "{status}");
+        let mut samples = 0;
+        let mut media = init.clone();
+        for (m, n) in &parts {
+            let (status, part) = fetch(&mut w, engine, &format!("/live/s/ll/{m}.{n}.m4s"));
+            assert!(status.contains(" 200 "), "{status}");
+            media.extend_from_slice(&part);
+        }
+        let (status, seg) = fetch(&mut w, engine, "/live/s/ll/1.m4s");
+        assert!(status.contains(" 200 "), "{status}");
+        samples += demux(&Bytes::from(media))
+            .expect("parts parse as fMP4")
+            .samples
+            .len();
+        // Each part holds video and audio samples.
+        assert!(samples >= parts.len() * 2, "{samples}");
+        let mut whole = init.clone();
+        whole.extend_from_slice(&seg);
+        let d = demux(&Bytes::from(whole)).expect("a segment parses as fMP4");
+        let video = d
+            .samples
+            .iter()
+            .filter(|s| s.track_id == VIDEO_TRACK_ID)
+            .count();
+        assert!(d.samples[0].sync, "a segment starts with a key frame");
+        assert_eq!(video, 25, "segment 1 is one second of video");
+    }
+
+    // Blocking reload for the hinted part, on the publisher's engine and on the other one:
+    // held, then answered in the very step the part completes.
+    let (m, n) = hint(&playlist(&mut w, 1));
+    let path = format!("/live/s/llhls.m3u8?_HLS_msn={m}&_HLS_part={n}");
+    let held = [get(&mut w, 0, &path), get(&mut w, 1, &path)];
+    let hinted = get(&mut w, 1, &format!("/live/s/ll/{m}.{n}.m4s"));
+    w.run();
+    assert!(held.iter().all(|&c| w.received(c).is_empty()));
+    assert!(w.received(hinted).is_empty());
+    let mut frame = 90;
+    let uri = format!("URI=\"ll/{m}.{n}.m4s\"");
+    loop {
+        publish(&mut w, publisher, frame, frame + 1);
+        frame += 1;
+        assert!(frame < 110, "the part never completed");
+        let now = playlist(&mut w, 1);
+        let listed = |p: &str| {
+            p.lines()
+                .any(|l| l.starts_with("#EXT-X-PART:") && l.contains(&uri))
+        };
+        if listed(&now) {
+            for c in held {
+                let (status, body) = answer(&w, c).unwrap_or_else(|| {
+                    panic!(
+                        "{c:?} {:?} {held:?} {now}",
+                        String::from_utf8_lossy(w.received(c))
+                    )
+                });
+                assert!(status.contains(" 200 "), "{status}");
+                let body = String::from_utf8(body).unwrap();
+                assert!(listed(&body), "{body}");
+                check_playlist(&body);
+            }
+            let (status, part) = answer(&w, hinted).expect("the hinted part is sent");
+            assert!(status.contains(" 200 "), "{status}");
+            assert!(!part.is_empty());
+            break;
+        }
+        assert!(
+            held.iter().all(|&c| w.received(c).is_empty()),
+            "answered early"
+        );
+    }
+
+    // Far ahead: 400 at once. Not that far: held, and answered after three part targets even
+    // though the stream does not move.
+    let (m, n) = hint(&playlist(&mut w, 0));
+    let (status, _) = fetch(&mut w, 0, &format!("/live/s/llhls.m3u8?_HLS_msn={}", m + 2));
+    assert!(status.contains(" 400 "), "{status}");
+    let (status, _) = fetch(
+        &mut w,
+        1,
+        &format!("/live/s/llhls.m3u8?_HLS_msn={m}&_HLS_part={}", n + 9),
+    );
+    assert!(status.contains(" 400 "), "{status}");
+    let (status, _) = fetch(&mut w, 1, "/live/s/llhls.m3u8?_HLS_part=1");
+    assert!(status.contains(" 400 "), "{status}");
+    let waiting = get(&mut w, 1, &format!("/live/s/llhls.m3u8?_HLS_msn={}", m + 1));
+    w.run();
+    let start = w.now();
+    w.advance(3 * PART_MS - 1);
+    assert!(w.received(waiting).is_empty());
+    w.advance(1);
+    let (status, _) = answer(&w, waiting).expect("released at its bound");
+    assert!(
+        status.contains(" 200 "),
+        "{status} after {} ms",
+        w.now() - start
+    );
+}
+
+#[test]
+fn reconnect_is_a_discontinuity_and_the_end_an_endlist() {
+    for format in ["ts", "fmp4"] {
+        reconnect_and_end(format);
+    }
+}
+
+/// With classic HLS segments in `format`.
+fn reconnect_and_end(format: &str) {
+    let mut w = world_with(&format!("segment_format = \"{format}\"\n"));
+    let first = publisher(&mut w, 0, "s");
+    send_configs(&mut w, first, 0);
+    publish(&mut w, first, 0, 60);
+    let (m, n) = hint(&playlist(&mut w, 1));
+    let held = get(
+        &mut w,
+        1,
+        &format!("/live/s/llhls.m3u8?_HLS_msn={m}&_HLS_part={}", n + 1),
+    );
+    w.run();
+    w.hang_up(first);
+    w.run();
+    let (status, body) = answer(&w, held).expect("held requests are answered at the end");
+    assert!(status.contains(" 200 "), "{status}");
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.ends_with("#EXT-X-ENDLIST\n"), "{body}");
+    for engine in [0, 1] {
+        let p = playlist(&mut w, engine);
+        assert!(p.ends_with("#EXT-X-ENDLIST\n"), "{p}");
+        assert!(!p.contains("PRELOAD-HINT"), "{p}");
+    }
+    // The classic playlist ends too.
+    let (_, classic) = fetch(&mut w, 1, "/live/s.m3u8");
+    assert!(String::from_utf8(classic)
+        .unwrap()
+        .ends_with("#EXT-X-ENDLIST\n"));
+
+    let second = publisher(&mut w, 0, "s");
+    send_configs(&mut w, second, 0);
+    publish(&mut w, second, 0, 60);
+    for engine in [0, 1] {
+        let p = playlist(&mut w, engine);
+        assert!(!p.contains("ENDLIST"), "{p}");
+        assert_eq!(p.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{p}");
+        let after = p.split("#EXT-X-DISCONTINUITY\n").nth(1).unwrap();
+        assert!(
+            after.contains("ll/3.m4s") || after.contains("ll/3.0.m4s"),
+            "{p}"
+        );
+        let (_, classic) = fetch(&mut w, engine, "/live/s.m3u8");
+        let classic = String::from_utf8(classic).unwrap();
+        assert!(
+            classic.contains("#EXT-X-DISCONTINUITY\n"),
+            "{format}: {classic}"
+        );
+        assert!(!classic.contains("ENDLIST"), "{format}: {classic}");
+    }
+}
