@@ -199,6 +199,13 @@ on_pub_stop = ""
 # A player (RTMP, HTTP-FLV, WebSocket-FLV, HTTP-TS, WebSocket-TS, RTSP) starts / stops.
 on_sub_start = ""
 on_sub_stop = ""
+# A relay pull (edge, API) started playing from its origin / ended; `url` is the pulled URL.
+on_relay_pull_start = ""
+on_relay_pull_stop = ""
+# An RTMP client sent `connect` (app, flashVer, tcUrl).
+on_rtmp_connect = ""
+# An HLS segment was opened ("event": "open") or closed ("close", with its duration).
+on_hls_make_ts = ""
 
 [tls]
 # PEM certificate chain and private key. The TLS listeners below start only when both are set;
@@ -396,6 +403,7 @@ impl RelaySection {
                     })
                 })
                 .collect::<Result<_, ConfigError>>()?,
+            own_rtmp: None,
         })
     }
 }
@@ -443,6 +451,14 @@ pub struct WebhookSection {
     pub on_sub_start: String,
     /// URL of `on_sub_stop`.
     pub on_sub_stop: String,
+    /// URL of `on_relay_pull_start`.
+    pub on_relay_pull_start: String,
+    /// URL of `on_relay_pull_stop`.
+    pub on_relay_pull_stop: String,
+    /// URL of `on_rtmp_connect`.
+    pub on_rtmp_connect: String,
+    /// URL of `on_hls_make_ts`.
+    pub on_hls_make_ts: String,
 }
 
 impl Default for WebhookSection {
@@ -456,6 +472,10 @@ impl Default for WebhookSection {
             on_pub_stop: String::new(),
             on_sub_start: String::new(),
             on_sub_stop: String::new(),
+            on_relay_pull_start: String::new(),
+            on_relay_pull_stop: String::new(),
+            on_rtmp_connect: String::new(),
+            on_hls_make_ts: String::new(),
         }
     }
 }
@@ -470,6 +490,10 @@ impl WebhookSection {
             WebhookEvent::PubStop => &self.on_pub_stop,
             WebhookEvent::SubStart => &self.on_sub_start,
             WebhookEvent::SubStop => &self.on_sub_stop,
+            WebhookEvent::RelayPullStart => &self.on_relay_pull_start,
+            WebhookEvent::RelayPullStop => &self.on_relay_pull_stop,
+            WebhookEvent::RtmpConnect => &self.on_rtmp_connect,
+            WebhookEvent::HlsMakeTs => &self.on_hls_make_ts,
         }
     }
 
@@ -1008,7 +1032,14 @@ impl Config {
                 ..WebhookConfig::default()
             },
             // Checked by `validate`; an unchecked bad URL leaves relays off.
-            relay: self.relay.relay_config().unwrap_or_default(),
+            relay: RelayConfig {
+                own_rtmp: self
+                    .rtmp
+                    .enable
+                    .then(|| self.rtmp.addr.parse().ok())
+                    .flatten(),
+                ..self.relay.relay_config().unwrap_or_default()
+            },
         }
     }
 }
@@ -1191,6 +1222,18 @@ mod tests {
         );
         assert!(Config::from_toml("[webhook]\non_sub_stop = \"h:1/x\"\n").is_err());
         assert!(Config::from_toml("[webhook]\nupdate_interval_sec = 0\n").is_err());
-        assert!(Config::from_toml("[webhook]\non_rtmp_connect = \"http://h/\"\n").is_err());
+        assert!(Config::from_toml("[webhook]\non_stream_changed = \"http://h/\"\n").is_err());
+        let c = Config::from_toml(
+            "[webhook]\nenable = true\non_rtmp_connect = \"http://h/c\"\n\
+             on_relay_pull_start = \"http://h/p\"\non_hls_make_ts = \"http://h/t\"\n",
+        )
+        .unwrap();
+        for e in [
+            WebhookEvent::RtmpConnect,
+            WebhookEvent::RelayPullStart,
+            WebhookEvent::HlsMakeTs,
+        ] {
+            assert!(c.webhook.receiver(e).is_some(), "{e:?}");
+        }
     }
 }

@@ -222,6 +222,10 @@ pub enum Role {
     Publish,
     /// Playing a stream.
     Play,
+    /// A relay pulling a stream from another server (it publishes the stream here).
+    Pull,
+    /// A relay pushing a local stream to another server (it plays the stream here).
+    Push,
 }
 
 impl fmt::Display for Role {
@@ -230,6 +234,8 @@ impl fmt::Display for Role {
             Role::None => "-",
             Role::Publish => "publish",
             Role::Play => "play",
+            Role::Pull => "pull",
+            Role::Push => "push",
         })
     }
 }
@@ -1280,6 +1286,11 @@ impl Engine {
             self.hls.start(&stream, false);
             self.remote.insert(stream, feed);
         } else if !self.remote.contains_key(&stream) {
+            // A publisher elsewhere wins over a pull here (a pull elsewhere does not, or two
+            // pulls started at once would both give way).
+            if !conn_id::is_outbound(publisher) {
+                self.relay_yield(&stream, now_ms);
+            }
             self.next_remote_id += 1;
             // A local publisher of the same name wins; the remote one is ignored here.
             if self.hub.publish(&stream, id, now_ms).is_ok() {
@@ -1298,6 +1309,15 @@ impl Engine {
         now_ms: u64,
     ) -> Result<(), crate::hub::PublishError> {
         self.relay_yield(key, now_ms);
+        // A stream another worker pulls gives way to a local publisher too: it is dropped here
+        // (its players stay for the grace period), and this publisher's start makes that
+        // worker stop its pull.
+        if let Some(feed) = self.remote.get(key).copied() {
+            if conn_id::is_outbound(feed.publisher) {
+                self.remote.remove(key);
+                self.hub.unpublish(feed.hub_id, now_ms);
+            }
+        }
         if self.config.publish_conflict == PublishConflict::Reject {
             return self.hub.publish(key, conn, now_ms);
         }
@@ -1359,12 +1379,19 @@ impl Engine {
             self.outputs.push_back(match o {
                 HlsOutput::WriteFile { path, data } => Output::WriteFile { path, data },
                 HlsOutput::RemoveFile { path } => Output::RemoveFile { path },
+                HlsOutput::Segment(event) => {
+                    self.notify_hls_segment(&event, now_ms);
+                    continue;
+                }
             });
         }
     }
 
     /// Ends a player politely: RTMP status messages, HTTP 404 if nothing was sent yet.
     fn end_player(&mut self, conn: ConnId, never_started: bool, reason: &str, now_ms: u64) {
+        if self.relay_player_ended(conn) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

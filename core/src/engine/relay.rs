@@ -9,10 +9,24 @@
 //!   `{url}/{stream}` while its publisher is live. The push is a hub player with a bounded queue,
 //!   so a slow or dead target never slows the publisher.
 //!
-//! Failed attempts are retried with exponential backoff (1 s doubling to 30 s), each logged
-//! with its error. Relay connections mark themselves with [`RELAY_PARAM`] in their query: a
-//! request carrying it is never pulled on demand, and a stream published with it is not pushed,
-//! so two servers relaying to each other cannot loop.
+//! - **API**: pulls and pushes started and stopped by the HTTP API (lal's
+//!   `start_relay_pull`/`stop_relay_pull`, rill's `start_relay_push`/`stop_relay_push`,
+//!   livego's `/control/pull` and `/control/push`), with lal's options (timeout, number of
+//!   retries, stop after no players).
+//!
+//! Failed attempts are retried with exponential backoff (1 s doubling to 30 s, each delay
+//! shortened by up to a fifth at random so that many relays failing together do not retry in
+//! step), reset once media has flowed for [`HEALTHY_MS`]; every attempt that fails is logged
+//! with its error. A pull that loses its origin keeps its players for the hub's publisher grace
+//! period and resumes its stream when it reconnects. Relay connections mark themselves with
+//! [`RELAY_PARAM`] in their query: a request carrying it is never pulled on demand, and a
+//! stream published with it is not pushed, so two servers relaying to each other cannot loop;
+//! a push to this server's own RTMP address is refused.
+//!
+//! With several workers, a pull on demand runs on one worker per stream
+//! ([`pull_owner`]): another worker whose players ask for the stream tells that worker with
+//! [`Command::RelayWant`], again every [`WANT_REFRESH_MS`] while it has players, and plays the
+//! stream the owner publishes like any stream of another worker.
 //!
 //! Each connection wraps an [`rtmp::client::ClientSession`](ClientSession); its ids come from
 //! the engine's outbound id space and it is driven through the same engine calls as any
@@ -24,7 +38,15 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::{ConnId, Engine, LogLevel, Output};
+use super::conn_id::worker_of;
+use super::{
+    Command, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Role, SessionRecord,
+    SessionStats,
+};
+use crate::api::lal::{self, RelayPullRequest};
+use crate::api::webhook::{SessionInfo, WebhookEvent};
+use crate::api::{livego, Query};
+use crate::http::Response;
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::rtmp::message_type;
 use crate::stream_key::StreamKey;
@@ -36,8 +58,15 @@ pub const RELAY_PARAM: &str = "rill_relay";
 pub const BACKOFF_START_MS: u64 = 1_000;
 /// Longest retry delay (ms).
 pub const BACKOFF_MAX_MS: u64 = 30_000;
-/// Time allowed from asking for a connection to the stream playing or publishing (ms).
-const START_TIMEOUT_MS: u64 = 10_000;
+/// Time allowed from asking for a connection to the stream playing or publishing (ms), unless
+/// the API says otherwise (lal's default `pull_timeout_ms`).
+pub const START_TIMEOUT_MS: u64 = 10_000;
+/// Media flowing this long on one connection resets the backoff (ms).
+pub const HEALTHY_MS: u64 = 5_000;
+/// How often a worker with players of a stream pulled by another worker says so (ms).
+pub const WANT_REFRESH_MS: u64 = 1_000;
+/// A pull owner counts remote players this long after their worker last said so (ms).
+const WANT_TTL_MS: u64 = 3 * WANT_REFRESH_MS;
 /// How often pulls check whether they still have players (ms).
 const IDLE_CHECK_MS: u64 = 500;
 
@@ -105,6 +134,39 @@ impl RtmpUrl {
         }
     }
 
+    /// Parses a full `rtmp://host[:port]/app/stream[?query]` URL (the API's): the URL without
+    /// its query, and the query.
+    pub fn parse_full(url: &str) -> Result<(RtmpUrl, String), String> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let u = RtmpUrl::parse(base)?;
+        if !u.path.contains('/') {
+            return Err(format!("{url:?}: the path must name an app and a stream"));
+        }
+        Ok((u, query.to_owned()))
+    }
+
+    /// The app and stream of a full URL's path (first segment, the rest).
+    fn app_stream(&self) -> (String, String) {
+        match self.path.split_once('/') {
+            Some((app, stream)) => (app.to_owned(), stream.to_owned()),
+            None => (self.path.clone(), String::new()),
+        }
+    }
+
+    /// Whether this URL names the RTMP listener at `own` (a loopback or unspecified host, or
+    /// `own`'s address, on `own`'s port).
+    pub fn is_own(&self, own: SocketAddr) -> bool {
+        if self.port != own.port() {
+            return false;
+        }
+        if self.host.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        self.host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified() || ip == own.ip())
+    }
+
     fn tc_url(&self, app: &str) -> String {
         if self.host.contains(':') {
             format!("rtmp://[{}]:{}/{app}", self.host, self.port)
@@ -140,6 +202,8 @@ pub struct RelayConfig {
     pub idle_stop_ms: u64,
     /// Static pushes.
     pub push: Vec<PushRule>,
+    /// This server's RTMP listener, so a push to it is refused (none: not checked).
+    pub own_rtmp: Option<SocketAddr>,
 }
 
 impl Default for RelayConfig {
@@ -148,6 +212,7 @@ impl Default for RelayConfig {
             pull_origins: Vec::new(),
             idle_stop_ms: 10_000,
             push: Vec::new(),
+            own_rtmp: None,
         }
     }
 }
@@ -160,6 +225,13 @@ pub fn backoff_ms(failures: u32) -> u64 {
         .min(BACKOFF_MAX_MS)
 }
 
+/// [`backoff_ms`] shortened by up to a fifth according to `random` (any value), so relays that
+/// fail together spread their retries: always within 80 % to 100 % of the plain delay.
+pub fn backoff_jittered_ms(failures: u32, random: u32) -> u64 {
+    let plain = backoff_ms(failures);
+    plain - plain * u64::from(random % 201) / 1000
+}
+
 /// Whether a query string carries [`RELAY_PARAM`].
 pub fn is_relayed(query: &str) -> bool {
     query
@@ -168,11 +240,51 @@ pub fn is_relayed(query: &str) -> bool {
         .any(|kv| kv.split('=').next() == Some(RELAY_PARAM))
 }
 
+/// The worker that runs the pull on demand of `key` among `workers` (FNV-1a of the name, so
+/// every worker picks the same one).
+pub fn pull_owner(key: &StreamKey, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    let hash = key.as_str().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % workers as u64) as usize
+}
+
+/// How a pull started by the API behaves (lal's `start_relay_pull` options).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PullOptions {
+    /// Time allowed from connecting to playing (ms).
+    pub timeout_ms: u64,
+    /// Retries after a failure: `None` forever, `Some(0)` never.
+    pub retries: Option<u32>,
+    /// Stop this long after the last player left: `None` never, `Some(0)` at once.
+    pub auto_stop_ms: Option<u64>,
+    /// RTSP over UDP rather than TCP (for `rtsp://` pulls).
+    pub rtsp_udp: bool,
+}
+
+impl PullOptions {
+    /// lal's request as options (negative numbers mean "forever"/"never" as in lal).
+    pub fn from_request(r: &RelayPullRequest) -> PullOptions {
+        PullOptions {
+            timeout_ms: u64::try_from(r.pull_timeout_ms)
+                .ok()
+                .filter(|&t| t > 0)
+                .unwrap_or(START_TIMEOUT_MS),
+            retries: u32::try_from(r.pull_retry_num).ok(),
+            auto_stop_ms: u64::try_from(r.auto_stop_pull_after_no_out_ms).ok(),
+            rtsp_udp: r.rtsp_mode == 1,
+        }
+    }
+}
+
 /// Who a relay connection works for.
 #[derive(Clone, Debug)]
 enum Owner {
     Pull(StreamKey),
-    Push(u64),
+    Push(ConnId),
 }
 
 /// One RTMP client connection.
@@ -189,22 +301,36 @@ struct Link {
 /// A stream pulled from an origin.
 #[derive(Debug)]
 struct Pull {
-    /// The id standing for the pull as the stream's publisher (hub, publication).
+    /// The id standing for the pull as the stream's publisher (hub, publication, API).
     id: ConnId,
+    /// The URL pulled by the API; `None`: the configured origins (on demand).
+    url: Option<String>,
+    options: PullOptions,
     /// The current connection, if any.
     conn: Option<ConnId>,
     /// The origin tried next (or now).
     origin: usize,
     /// Origins that failed in the current round.
     failed_in_round: usize,
-    /// Failed rounds since the last success.
+    /// Failed rounds since the last healthy stretch.
     failures: u32,
+    /// Attempts since the last healthy stretch (for [`PullOptions::retries`]).
+    attempts: u32,
     /// When to try again, while waiting.
     retry_at: Option<u64>,
     /// The pull publishes the stream here (it has a publication).
     live: bool,
+    /// When the current connection's first media came.
+    media_since: Option<u64>,
     /// Since when it has had no players.
     idle_since: Option<u64>,
+    /// When another worker last said it has players of the stream.
+    remote_want_ms: Option<u64>,
+    started_ms: u64,
+    /// The origin's address, once connected.
+    peer: Option<SocketAddr>,
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 /// A stream pushed to one target.
@@ -212,6 +338,11 @@ struct Pull {
 struct Push {
     key: StreamKey,
     url: RtmpUrl,
+    /// `url` names the target stream itself (API pushes); otherwise the stream goes to
+    /// `{url}/{stream}`.
+    full_url: bool,
+    /// Started by the API (it also ends with the stream it plays).
+    by_api: bool,
     /// The publisher's query, passed on.
     query: String,
     conn: Option<ConnId>,
@@ -221,6 +352,20 @@ struct Push {
     playing: bool,
     /// Timestamp offset so the target sees the stream start near 0.
     base_dts: Option<i64>,
+    started_ms: u64,
+    peer: Option<SocketAddr>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Push {
+    fn target(&self) -> String {
+        if self.full_url {
+            self.url.to_string()
+        } else {
+            format!("{}/{}", self.url, self.key.stream())
+        }
+    }
 }
 
 /// The relays of one engine.
@@ -229,8 +374,9 @@ pub(super) struct Relays {
     config: RelayConfig,
     links: HashMap<ConnId, Link>,
     pulls: HashMap<StreamKey, Pull>,
-    pushes: HashMap<u64, Push>,
-    next_push: u64,
+    pushes: HashMap<ConnId, Push>,
+    /// Streams pulled by another worker for players here: when to say so again.
+    wants: HashMap<StreamKey, u64>,
     /// When pulls next check for players.
     check_at: Option<u64>,
 }
@@ -265,6 +411,63 @@ impl Relays {
     pub(super) fn push_count(&self) -> usize {
         self.pushes.len()
     }
+
+    /// Counts bytes of a relay connection for its pull or push.
+    fn count(&mut self, conn: ConnId, bytes_in: usize, bytes_out: usize) {
+        let Some(l) = self.links.get(&conn) else {
+            return;
+        };
+        let (i, o) = match &l.owner {
+            Owner::Pull(key) => match self.pulls.get_mut(key) {
+                Some(p) => (&mut p.bytes_in, &mut p.bytes_out),
+                None => return,
+            },
+            Owner::Push(id) => match self.pushes.get_mut(id) {
+                Some(p) => (&mut p.bytes_in, &mut p.bytes_out),
+                None => return,
+            },
+        };
+        *i = i.saturating_add(bytes_in as u64);
+        *o = o.saturating_add(bytes_out as u64);
+    }
+
+    /// The statistics of every pull and push (started at `wall` + their start).
+    pub(super) fn sessions(&self, wall: u64, out: &mut EngineStats) {
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        for (key, p) in &self.pulls {
+            out.sessions.push(SessionStats {
+                conn: p.id,
+                protocol: Protocol::Rtmp,
+                role: Role::Pull,
+                stream: key.to_string(),
+                peer: p.peer.unwrap_or(unknown),
+                start_unix_ms: wall.saturating_add(p.started_ms),
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+                read_kbits: 0,
+                write_kbits: 0,
+            });
+        }
+        for (&id, p) in &self.pushes {
+            out.sessions.push(SessionStats {
+                conn: id,
+                protocol: Protocol::Rtmp,
+                role: Role::Push,
+                stream: p.key.to_string(),
+                peer: p.peer.unwrap_or(unknown),
+                start_unix_ms: wall.saturating_add(p.started_ms),
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+                read_kbits: 0,
+                write_kbits: 0,
+            });
+        }
+    }
+
+    /// The streams pulled here that are live (their publication runs on this engine).
+    pub(super) fn live_pulls(&self) -> impl Iterator<Item = &StreamKey> {
+        self.pulls.iter().filter(|(_, p)| p.live).map(|(k, _)| k)
+    }
 }
 
 impl Engine {
@@ -273,7 +476,7 @@ impl Engine {
         self.relay.pull_count()
     }
 
-    /// How many static pushes this engine runs now.
+    /// How many pushes this engine runs now.
     pub fn relay_push_count(&self) -> usize {
         self.relay.push_count()
     }
@@ -282,8 +485,14 @@ impl Engine {
         self.outputs.push_back(Output::Log { level, message });
     }
 
+    fn relay_random(&mut self) -> u32 {
+        let b = self.random_bytes(4);
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
     /// A player waits for `key`, which is not live here: pull it unless the player is itself
-    /// a relay, no origin is configured, or a pull already runs.
+    /// a relay, no origin is configured, or a pull already runs. With several workers the
+    /// stream's owner ([`pull_owner`]) pulls it.
     pub(super) fn relay_wanted(&mut self, key: &StreamKey, relayed: bool, now_ms: u64) {
         if relayed || self.relay.config.pull_origins.is_empty() {
             return;
@@ -292,44 +501,154 @@ impl Engine {
             p.idle_since = None;
             return;
         }
+        let owner = pull_owner(key, self.config.workers);
+        if self.config.share_streams && owner != self.config.worker {
+            self.outputs.push_back(Output::Command {
+                worker: owner,
+                command: Command::RelayWant { key: key.clone() },
+            });
+            self.relay
+                .wants
+                .insert(key.clone(), now_ms.saturating_add(WANT_REFRESH_MS));
+            self.relay.check_at.get_or_insert(now_ms + IDLE_CHECK_MS);
+            return;
+        }
+        self.pull_start(
+            key,
+            None,
+            PullOptions::on_demand(&self.relay.config),
+            now_ms,
+        );
+    }
+
+    /// Another worker has players waiting for or playing `key` ([`Command::RelayWant`]): pull
+    /// it unless it is live here already, and count those players.
+    pub(super) fn relay_remote_want(&mut self, key: &StreamKey, now_ms: u64) {
+        if let Some(p) = self.relay.pulls.get_mut(key) {
+            p.remote_want_ms = Some(now_ms);
+            p.idle_since = None;
+            return;
+        }
+        let live = self
+            .hub
+            .streams()
+            .any(|s| s.name == key.as_str() && s.publisher.is_some());
+        if live || self.relay.config.pull_origins.is_empty() {
+            return;
+        }
+        self.pull_start(
+            key,
+            None,
+            PullOptions::on_demand(&self.relay.config),
+            now_ms,
+        );
+        if let Some(p) = self.relay.pulls.get_mut(key) {
+            p.remote_want_ms = Some(now_ms);
+        }
+    }
+
+    /// Starts pulling `key` from `url` (the API's) or the configured origins; the pull's id.
+    fn pull_start(
+        &mut self,
+        key: &StreamKey,
+        url: Option<String>,
+        options: PullOptions,
+        now_ms: u64,
+    ) -> ConnId {
         let id = self.outbound.reserve_id();
         self.relay.pulls.insert(
             key.clone(),
             Pull {
                 id,
+                url,
+                options,
                 conn: None,
                 origin: 0,
                 failed_in_round: 0,
                 failures: 0,
+                attempts: 0,
                 retry_at: None,
                 live: false,
+                media_since: None,
                 idle_since: None,
+                remote_want_ms: None,
+                started_ms: now_ms,
+                peer: None,
+                bytes_in: 0,
+                bytes_out: 0,
             },
         );
         self.relay.check_at.get_or_insert(now_ms + IDLE_CHECK_MS);
         self.pull_attempt(key, now_ms);
+        id
+    }
+
+    /// The URL the pull of `key` tries now, as a string (for logs and webhooks).
+    fn pull_url(&self, key: &StreamKey) -> String {
+        let Some(p) = self.relay.pulls.get(key) else {
+            return String::new();
+        };
+        match &p.url {
+            Some(u) => u.clone(),
+            None => self
+                .relay
+                .config
+                .pull_origins
+                .get(p.origin)
+                .map(|o| {
+                    let (app, name) = o.target(key.as_str());
+                    format!("{}/{name}", o.tc_url(&app))
+                })
+                .unwrap_or_default(),
+        }
     }
 
     fn pull_attempt(&mut self, key: &StreamKey, now_ms: u64) {
-        let Some(p) = self.relay.pulls.get(key) else {
+        let Some(p) = self.relay.pulls.get_mut(key) else {
             return;
         };
-        let Some(origin) = self.relay.config.pull_origins.get(p.origin).cloned() else {
-            return;
+        p.attempts = p.attempts.saturating_add(1);
+        p.retry_at = None;
+        let timeout = p.options.timeout_ms;
+        let target = match &p.url {
+            Some(url) => RtmpUrl::parse_full(url).map(|(u, query)| {
+                let (app, name) = u.app_stream();
+                (u, app, name, query)
+            }),
+            None => match self.relay.config.pull_origins.get(p.origin) {
+                Some(origin) => {
+                    let (app, name) = origin.target(key.as_str());
+                    Ok((origin.clone(), app, name, String::new()))
+                }
+                None => Err("no origin configured".to_owned()),
+            },
         };
-        let (app, name) = origin.target(key.as_str());
-        let name = format!("{name}?{RELAY_PARAM}=1");
-        let conn = self.open_link(&origin, &app, Owner::Pull(key.clone()), now_ms);
+        let (url, app, name, query) = match target {
+            Ok(t) => t,
+            Err(why) => return self.pull_failed(key, &why, now_ms),
+        };
+        let name = if query.is_empty() {
+            format!("{name}?{RELAY_PARAM}=1")
+        } else {
+            format!("{name}?{query}&{RELAY_PARAM}=1")
+        };
+        let conn = self.open_link(&url, &app, Owner::Pull(key.clone()), timeout, now_ms);
         if let Some(l) = self.relay.links.get_mut(&conn) {
             l.session.play(&name);
         }
         if let Some(p) = self.relay.pulls.get_mut(key) {
             p.conn = Some(conn);
-            p.retry_at = None;
         }
     }
 
-    fn open_link(&mut self, url: &RtmpUrl, app: &str, owner: Owner, now_ms: u64) -> ConnId {
+    fn open_link(
+        &mut self,
+        url: &RtmpUrl,
+        app: &str,
+        owner: Owner,
+        timeout_ms: u64,
+        now_ms: u64,
+    ) -> ConnId {
         let conn = self.outbound.reserve_id();
         let random = self.random_bytes(crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN);
         let config = ClientConfig::new(app, &url.tc_url(app));
@@ -339,7 +658,7 @@ impl Engine {
             Link {
                 session: Box::new(session),
                 owner,
-                deadline_ms: Some(now_ms.saturating_add(START_TIMEOUT_MS)),
+                deadline_ms: Some(now_ms.saturating_add(timeout_ms)),
                 open: false,
             },
         );
@@ -359,11 +678,24 @@ impl Engine {
         now_ms: u64,
     ) {
         match result {
-            Ok(_) => {
-                if let Some(l) = self.relay.links.get_mut(&conn) {
-                    l.open = true;
-                    self.outputs.push_back(Output::Transmit(conn));
+            Ok(addr) => {
+                let Some(l) = self.relay.links.get_mut(&conn) else {
+                    return;
+                };
+                l.open = true;
+                match l.owner.clone() {
+                    Owner::Pull(key) => {
+                        if let Some(p) = self.relay.pulls.get_mut(&key) {
+                            p.peer = Some(addr);
+                        }
+                    }
+                    Owner::Push(id) => {
+                        if let Some(p) = self.relay.pushes.get_mut(&id) {
+                            p.peer = Some(addr);
+                        }
+                    }
                 }
+                self.outputs.push_back(Output::Transmit(conn));
             }
             Err(why) => self.link_failed(conn, false, &format!("connect: {why}"), now_ms),
         }
@@ -371,6 +703,7 @@ impl Engine {
 
     /// Bytes from a relay connection's peer.
     pub(super) fn relay_input(&mut self, conn: ConnId, data: &[u8], now_ms: u64) {
+        self.relay.count(conn, data.len(), 0);
         let Some(l) = self.relay.links.get_mut(&conn) else {
             return;
         };
@@ -407,25 +740,34 @@ impl Engine {
                 }
                 // A local publisher that came first keeps the stream: the pull is not needed.
                 if self.hub.publish(key, id, now_ms).is_err() {
-                    return self.pull_stop(key, "the stream is published here", now_ms);
+                    self.pull_stop(key, "the stream is published here", now_ms);
+                    return;
                 }
-                let origin = self.pull_origin_name(key);
+                let url = self.pull_url(key);
                 self.log(
                     LogLevel::Info,
-                    format!("relay pull {key}: playing from {origin}"),
+                    format!("relay pull {key}: playing from {url}"),
                 );
                 if let Some(p) = self.relay.pulls.get_mut(key) {
                     p.live = true;
-                    p.failures = 0;
                     p.failed_in_round = 0;
+                    p.media_since = None;
                 }
                 self.start_publication(id, key, None, now_ms);
+                self.notify_pull(key, true, "", now_ms);
             }
             ClientEvent::Media {
                 type_id,
                 timestamp,
                 payload,
             } if type_id == message_type::VIDEO || type_id == message_type::AUDIO => {
+                if let Some(p) = self.relay.pulls.get_mut(key) {
+                    let since = *p.media_since.get_or_insert(now_ms);
+                    if now_ms.saturating_sub(since) >= HEALTHY_MS {
+                        p.failures = 0;
+                        p.attempts = 0;
+                    }
+                }
                 self.on_rtmp_media(id, type_id, timestamp, payload);
             }
             ClientEvent::Metadata { value } => self.publish_metadata(id, &value, 0),
@@ -439,13 +781,37 @@ impl Engine {
         }
     }
 
-    fn pull_origin_name(&self, key: &StreamKey) -> String {
-        self.relay
-            .pulls
-            .get(key)
-            .and_then(|p| self.relay.config.pull_origins.get(p.origin))
-            .map(ToString::to_string)
-            .unwrap_or_default()
+    /// `on_relay_pull_start` or `on_relay_pull_stop` for the pull of `key`.
+    fn notify_pull(&mut self, key: &StreamKey, start: bool, reason: &str, now_ms: u64) {
+        let Some(p) = self.relay.pulls.get(key) else {
+            return;
+        };
+        let event = if start {
+            WebhookEvent::RelayPullStart
+        } else {
+            WebhookEvent::RelayPullStop
+        };
+        if !self.notify.wants(event) {
+            return;
+        }
+        let record = SessionRecord {
+            conn: p.id,
+            peer: p.peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            protocol: Protocol::Rtmp,
+            role: Role::Pull,
+            stream: key.to_string(),
+            bytes_in: p.bytes_in,
+            bytes_out: p.bytes_out,
+            duration_ms: now_ms.saturating_sub(p.started_ms),
+            reason: reason.to_owned(),
+        };
+        let mut info = SessionInfo::new(&record, "");
+        info.url = self.pull_url(key);
+        if let Some(s) = self.hub.streams().find(|s| s.name == key.as_str()) {
+            info.has_in_session = s.publisher.is_some();
+            info.has_out_session = !s.players.is_empty();
+        }
+        self.notify_event(event, info.to_json(), now_ms);
     }
 
     /// A relay connection failed or ended: it is closed (when the runtime still holds it),
@@ -464,41 +830,61 @@ impl Engine {
     }
 
     fn pull_failed(&mut self, key: &StreamKey, why: &str, now_ms: u64) {
-        let origin = self.pull_origin_name(key);
-        let origins = self.relay.config.pull_origins.len().max(1);
+        let url = self.pull_url(key);
+        let origins = match self.relay.pulls.get(key) {
+            Some(p) if p.url.is_none() => self.relay.config.pull_origins.len().max(1),
+            Some(_) => 1,
+            None => return,
+        };
+        let random = self.relay_random();
         let Some(p) = self.relay.pulls.get_mut(key) else {
             return;
         };
         p.conn = None;
+        p.media_since = None;
         let was_live = std::mem::replace(&mut p.live, false);
+        let attempts = p.attempts;
+        let exhausted = p.options.retries.is_some_and(|r| attempts > r);
         p.origin = (p.origin + 1) % origins;
         p.failed_in_round += 1;
         let delay = if p.failed_in_round >= origins {
             p.failed_in_round = 0;
             p.failures = p.failures.saturating_add(1);
-            backoff_ms(p.failures)
+            backoff_jittered_ms(p.failures, random)
         } else {
             0
         };
-        p.retry_at = Some(now_ms.saturating_add(delay));
+        if !exhausted {
+            p.retry_at = Some(now_ms.saturating_add(delay));
+        }
         let id = p.id;
+        if was_live {
+            self.notify_pull(key, false, why, now_ms);
+            self.end_publish(id, now_ms);
+        }
+        if exhausted {
+            self.log(
+                LogLevel::Warn,
+                format!("relay pull {key} from {url} failed: {why}; no retries left, stopped"),
+            );
+            self.pull_stop(key, "no retries left", now_ms);
+            return;
+        }
         self.log(
             LogLevel::Warn,
             format!(
-                "relay pull {key} from {origin} failed: {why}; next attempt in {} s",
+                "relay pull {key} from {url} failed: {why} (attempt {attempts}); next attempt in {:.1} s",
                 delay as f64 / 1000.0
             ),
         );
-        if was_live {
-            self.end_publish(id, now_ms);
-        }
     }
 
-    /// Stops the pull of `key` (idle, or a local publisher took the stream).
-    fn pull_stop(&mut self, key: &StreamKey, why: &str, now_ms: u64) {
-        let Some(p) = self.relay.pulls.remove(key) else {
-            return;
-        };
+    /// Stops the pull of `key` (idle, the API, or a local publisher took the stream); its id.
+    fn pull_stop(&mut self, key: &StreamKey, why: &str, now_ms: u64) -> Option<ConnId> {
+        if self.relay.pulls.get(key).is_some_and(|p| p.live) {
+            self.notify_pull(key, false, why, now_ms);
+        }
+        let p = self.relay.pulls.remove(key)?;
         if let Some(conn) = p.conn {
             if let Some(mut l) = self.relay.links.remove(&conn) {
                 l.session.close();
@@ -509,6 +895,7 @@ impl Engine {
             self.end_publish(p.id, now_ms);
         }
         self.log(LogLevel::Info, format!("relay pull {key} stopped: {why}"));
+        Some(p.id)
     }
 
     /// A local publisher claims `key`: a pull of it stops first.
@@ -518,23 +905,25 @@ impl Engine {
         }
     }
 
-    /// Deadlines: start timeouts, retries, idle pulls.
+    /// Deadlines: start timeouts, retries, idle pulls, wants to repeat.
     pub(super) fn relay_timeout(&mut self, now_ms: u64) {
-        let expired: Vec<ConnId> = self
+        let expired: Vec<(ConnId, u64)> = self
             .relay
             .links
             .iter()
-            .filter(|(_, l)| l.deadline_ms.is_some_and(|d| d <= now_ms))
-            .map(|(&c, _)| c)
+            .filter_map(|(&c, l)| l.deadline_ms.filter(|&d| d <= now_ms).map(|d| (c, d)))
             .collect();
-        for conn in expired {
-            let why = format!("not started within {} s", START_TIMEOUT_MS / 1000);
+        for (conn, _) in expired {
             // An attempt still connecting is abandoned with a close too.
-            self.link_failed(conn, true, &why, now_ms);
+            self.link_failed(conn, true, "not started in time", now_ms);
         }
         if self.relay.check_at.is_some_and(|at| at <= now_ms) {
             self.relay.check_at = None;
             self.pulls_check_idle(now_ms);
+            self.wants_refresh(now_ms);
+            if !self.relay.pulls.is_empty() || !self.relay.wants.is_empty() {
+                self.relay.check_at = Some(now_ms.saturating_add(IDLE_CHECK_MS));
+            }
         }
         let due: Vec<StreamKey> = self
             .relay
@@ -546,7 +935,7 @@ impl Engine {
         for key in due {
             self.pull_attempt(&key, now_ms);
         }
-        let due: Vec<u64> = self
+        let due: Vec<ConnId> = self
             .relay
             .pushes
             .iter()
@@ -558,39 +947,71 @@ impl Engine {
         }
     }
 
+    /// Players here of `key` (waiting or playing), pushes aside.
+    fn players_of(&self, key: &StreamKey) -> usize {
+        self.hub
+            .streams()
+            .find(|s| s.name == key.as_str())
+            .map_or(0, |s| s.players.len())
+    }
+
     fn pulls_check_idle(&mut self, now_ms: u64) {
-        let idle_stop = self.relay.config.idle_stop_ms;
         let keys: Vec<StreamKey> = self.relay.pulls.keys().cloned().collect();
         let mut stop = Vec::new();
         for key in keys {
-            let players = self
-                .hub
-                .streams()
-                .find(|s| s.name == key.as_str())
-                .map_or(0, |s| s.players.len());
+            let players = self.players_of(&key);
             let Some(p) = self.relay.pulls.get_mut(&key) else {
                 continue;
             };
-            if players > 0 {
+            let remote = p
+                .remote_want_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) < WANT_TTL_MS);
+            if players > 0 || remote {
                 p.idle_since = None;
-            } else {
-                let since = *p.idle_since.get_or_insert(now_ms);
-                if now_ms.saturating_sub(since) >= idle_stop {
-                    stop.push(key);
-                }
+                continue;
+            }
+            let Some(after) = p.options.auto_stop_ms else {
+                continue;
+            };
+            let since = *p.idle_since.get_or_insert(now_ms);
+            if now_ms.saturating_sub(since) >= after {
+                stop.push(key);
             }
         }
         for key in stop {
             self.pull_stop(&key, "no players left", now_ms);
         }
-        if !self.relay.pulls.is_empty() {
-            self.relay.check_at = Some(now_ms.saturating_add(IDLE_CHECK_MS));
+    }
+
+    /// Tells the owners of streams pulled for players here that they still have players.
+    fn wants_refresh(&mut self, now_ms: u64) {
+        let keys: Vec<StreamKey> = self.relay.wants.keys().cloned().collect();
+        for key in keys {
+            if self.players_of(&key) == 0 {
+                self.relay.wants.remove(&key);
+                continue;
+            }
+            if self.relay.wants.get(&key).is_some_and(|&at| at <= now_ms) {
+                self.relay
+                    .wants
+                    .insert(key.clone(), now_ms.saturating_add(WANT_REFRESH_MS));
+                self.outputs.push_back(Output::Command {
+                    worker: pull_owner(&key, self.config.workers),
+                    command: Command::RelayWant { key },
+                });
+            }
         }
     }
 
     /// `key` was published here by a local publisher with `query`: start its static pushes.
     pub(super) fn relay_published(&mut self, key: &StreamKey, query: &str, now_ms: u64) {
-        if is_relayed(query) || self.relay.pushes.values().any(|p| &p.key == key) {
+        if is_relayed(query)
+            || self
+                .relay
+                .pushes
+                .values()
+                .any(|p| &p.key == key && !p.by_api)
+        {
             return;
         }
         let urls: Vec<RtmpUrl> = self
@@ -602,28 +1023,56 @@ impl Engine {
             .flat_map(|r| r.urls.iter().cloned())
             .collect();
         for url in urls {
-            let id = self.relay.next_push;
-            self.relay.next_push += 1;
-            self.relay.pushes.insert(
-                id,
-                Push {
-                    key: key.clone(),
-                    url,
-                    query: query.trim_start_matches('?').to_owned(),
-                    conn: None,
-                    failures: 0,
-                    retry_at: None,
-                    playing: false,
-                    base_dts: None,
-                },
-            );
-            self.push_attempt(id, now_ms);
+            if let Err(why) = self.push_start(key, url, false, query, now_ms) {
+                self.log(LogLevel::Warn, format!("relay push {key}: {why}"));
+            }
         }
+    }
+
+    /// Starts pushing `key` to `url` (`{url}/{stream}` unless `full_url`); the push's id, or
+    /// why not (a push to this server itself).
+    fn push_start(
+        &mut self,
+        key: &StreamKey,
+        url: RtmpUrl,
+        full_url: bool,
+        query: &str,
+        now_ms: u64,
+    ) -> Result<ConnId, String> {
+        if let Some(own) = self.relay.config.own_rtmp {
+            if url.is_own(own) {
+                return Err(format!(
+                    "refused to push to {url}: that is this server's own RTMP address ({own})"
+                ));
+            }
+        }
+        let id = self.outbound.reserve_id();
+        self.relay.pushes.insert(
+            id,
+            Push {
+                key: key.clone(),
+                url,
+                full_url,
+                by_api: full_url,
+                query: query.trim_start_matches('?').to_owned(),
+                conn: None,
+                failures: 0,
+                retry_at: None,
+                playing: false,
+                base_dts: None,
+                started_ms: now_ms,
+                peer: None,
+                bytes_in: 0,
+                bytes_out: 0,
+            },
+        );
+        self.push_attempt(id, now_ms);
+        Ok(id)
     }
 
     /// The local publisher of `key` left: its pushes stop.
     pub(super) fn relay_unpublished(&mut self, key: &StreamKey) {
-        let ids: Vec<u64> = self
+        let ids: Vec<ConnId> = self
             .relay
             .pushes
             .iter()
@@ -631,33 +1080,72 @@ impl Engine {
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
-            let Some(p) = self.relay.pushes.remove(&id) else {
-                continue;
-            };
-            if let Some(conn) = p.conn {
-                if p.playing {
-                    self.hub.stop_play(conn);
-                }
-                if let Some(mut l) = self.relay.links.remove(&conn) {
-                    l.session.close();
-                    self.outputs.push_back(Output::Close { conn, flush: true });
-                }
-            }
+            self.push_stop(id);
         }
     }
 
-    fn push_attempt(&mut self, id: u64, now_ms: u64) {
+    fn push_stop(&mut self, id: ConnId) -> bool {
+        let Some(p) = self.relay.pushes.remove(&id) else {
+            return false;
+        };
+        if let Some(conn) = p.conn {
+            if p.playing {
+                self.hub.stop_play(conn);
+            }
+            if let Some(mut l) = self.relay.links.remove(&conn) {
+                l.session.close();
+                self.outputs.push_back(Output::Close { conn, flush: true });
+            }
+        }
+        true
+    }
+
+    /// The hub ended the stream a push plays (its publisher is gone for good): the push stops.
+    pub(super) fn relay_player_ended(&mut self, conn: ConnId) -> bool {
+        let Some(Owner::Push(id)) = self.relay.links.get(&conn).map(|l| l.owner.clone()) else {
+            return false;
+        };
+        if let Some(p) = self.relay.pushes.get_mut(&id) {
+            p.playing = false;
+        }
+        self.push_stop(id)
+    }
+
+    /// Stops the pull or push `id` (the API's kick); whether there was one.
+    pub(super) fn relay_kick(&mut self, id: ConnId, reason: &str, now_ms: u64) -> bool {
+        let pulled = self
+            .relay
+            .pulls
+            .iter()
+            .find(|(_, p)| p.id == id)
+            .map(|(k, _)| k.clone());
+        if let Some(key) = pulled {
+            self.pull_stop(&key, reason, now_ms);
+            return true;
+        }
+        if self.push_stop(id) {
+            self.log(LogLevel::Info, format!("relay push {id} stopped: {reason}"));
+            return true;
+        }
+        false
+    }
+
+    fn push_attempt(&mut self, id: ConnId, now_ms: u64) {
         let Some(p) = self.relay.pushes.get(&id) else {
             return;
         };
         let url = p.url.clone();
-        let (app, name) = url.target(p.key.stream());
+        let (app, name) = if p.full_url {
+            url.app_stream()
+        } else {
+            url.target(p.key.stream())
+        };
         let name = if p.query.is_empty() {
             format!("{name}?{RELAY_PARAM}=1")
         } else {
             format!("{name}?{}&{RELAY_PARAM}=1", p.query)
         };
-        let conn = self.open_link(&url, &app, Owner::Push(id), now_ms);
+        let conn = self.open_link(&url, &app, Owner::Push(id), START_TIMEOUT_MS, now_ms);
         if let Some(l) = self.relay.links.get_mut(&conn) {
             l.session.publish(&name);
         }
@@ -669,7 +1157,7 @@ impl Engine {
         }
     }
 
-    fn push_event(&mut self, conn: ConnId, id: u64, event: ClientEvent, now_ms: u64) {
+    fn push_event(&mut self, conn: ConnId, id: ConnId, event: ClientEvent, now_ms: u64) {
         match event {
             ClientEvent::Publishing { .. } => {
                 if let Some(l) = self.relay.links.get_mut(&conn) {
@@ -681,7 +1169,7 @@ impl Engine {
                 p.playing = true;
                 p.failures = 0;
                 let key = p.key.clone();
-                let target = format!("{}/{}", p.url, key.stream());
+                let target = p.target();
                 self.log(LogLevel::Info, format!("relay push {key}: to {target}"));
                 // The push plays the stream like any player: bounded queue, GOP cache first.
                 self.hub.play(&key, conn, now_ms);
@@ -694,7 +1182,8 @@ impl Engine {
         }
     }
 
-    fn push_failed(&mut self, id: u64, why: &str, now_ms: u64) {
+    fn push_failed(&mut self, id: ConnId, why: &str, now_ms: u64) {
+        let random = self.relay_random();
         let Some(p) = self.relay.pushes.get_mut(&id) else {
             return;
         };
@@ -705,14 +1194,15 @@ impl Engine {
         }
         p.playing = false;
         p.failures = p.failures.saturating_add(1);
-        let delay = backoff_ms(p.failures);
+        let delay = backoff_jittered_ms(p.failures, random);
         p.retry_at = Some(now_ms.saturating_add(delay));
-        let target = format!("{}/{}", p.url, p.key.stream());
+        let target = p.target();
         let key = p.key.clone();
+        let failures = p.failures;
         self.log(
             LogLevel::Warn,
             format!(
-                "relay push {key} to {target} failed: {why}; next attempt in {} s",
+                "relay push {key} to {target} failed: {why} (attempt {failures}); next attempt in {:.1} s",
                 delay as f64 / 1000.0
             ),
         );
@@ -773,7 +1263,236 @@ impl Engine {
             sent += b.len();
             out.push(b);
         }
+        self.relay.count(conn, 0, sent);
         sent
+    }
+
+    /// Answers the relay API's queries (`None` for any other query) from every engine's
+    /// snapshot; acting on a relay of another worker goes out as an [`Output::Command`].
+    pub(super) fn relay_answer(
+        &mut self,
+        query: &Query,
+        snapshots: &[EngineStats],
+        now_ms: u64,
+    ) -> Option<Response> {
+        let response = match query {
+            Query::StartRelayPull(r) => self.api_start_pull(r, snapshots, now_ms),
+            Query::StopRelayPull(name) => self.api_stop_pull(name, snapshots),
+            Query::StartRelayPush { stream_name, url } => {
+                self.api_start_push(stream_name, url, snapshots, now_ms)
+            }
+            Query::StopRelayPush { stream_name, url } => {
+                self.api_stop_push(stream_name, url, snapshots)
+            }
+            Query::Livego(c) => self.livego_control(c, snapshots, now_ms),
+            _ => return None,
+        };
+        Some(response)
+    }
+
+    fn api_start_pull(
+        &mut self,
+        r: &RelayPullRequest,
+        snapshots: &[EngineStats],
+        now_ms: u64,
+    ) -> Response {
+        let key = match lal::pull_stream_key(&r.url, &r.stream_name) {
+            Ok(k) => k,
+            Err(why) => return lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, &why),
+        };
+        if let Err(why) = RtmpUrl::parse_full(&r.url) {
+            return lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, &why);
+        }
+        if let Some(why) = stream_busy(&key, snapshots, self.relay.pulls.contains_key(&key)) {
+            return lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, why);
+        }
+        let options = PullOptions::from_request(r);
+        let id = self.pull_start(&key, Some(r.url.clone()), options, now_ms);
+        let session_id = lal::lal_session_id(id, Protocol::Rtmp, Role::Pull);
+        lal::pull_started(key.stream(), &session_id)
+    }
+
+    fn api_stop_pull(&mut self, name: &str, snapshots: &[EngineStats]) -> Response {
+        let Some(found) = lal::find_relay(snapshots, name, Role::Pull) else {
+            return lal::reply(lal::ERROR_CODE_GROUP_NOT_FOUND, "group not found");
+        };
+        let Some(session) = found else {
+            return lal::reply(lal::ERROR_CODE_SESSION_NOT_FOUND, "session not found");
+        };
+        self.relay_command(session.conn, "stopped by the API");
+        let id = lal::lal_session_id(session.conn, session.protocol, Role::Pull);
+        lal::pull_stopped(&id)
+    }
+
+    /// Stops the relay `id` on whichever worker runs it.
+    fn relay_command(&mut self, id: ConnId, reason: &str) {
+        self.outputs.push_back(Output::Command {
+            worker: worker_of(id),
+            command: Command::Close {
+                conn: id,
+                reason: reason.to_owned(),
+            },
+        });
+    }
+
+    fn api_start_push(
+        &mut self,
+        stream_name: &str,
+        url: &str,
+        snapshots: &[EngineStats],
+        now_ms: u64,
+    ) -> Response {
+        let key = match lal::stream_key_of(snapshots, stream_name) {
+            Some(k)
+                if self
+                    .hub
+                    .streams()
+                    .any(|s| s.name == k.as_str() && s.publisher.is_some()) =>
+            {
+                k
+            }
+            _ => return lal::reply(lal::ERROR_CODE_GROUP_NOT_FOUND, "group not found"),
+        };
+        let started = RtmpUrl::parse_full(url)
+            .and_then(|(u, query)| self.push_start(&key, u, true, &query, now_ms));
+        match started {
+            Ok(id) => {
+                let session_id = lal::lal_session_id(id, Protocol::Rtmp, Role::Push);
+                lal::pull_started(key.stream(), &session_id)
+            }
+            Err(why) => lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, &why),
+        }
+    }
+
+    fn api_stop_push(
+        &mut self,
+        stream_name: &str,
+        url: &str,
+        snapshots: &[EngineStats],
+    ) -> Response {
+        let Some(found) = lal::find_relay(snapshots, stream_name, Role::Push) else {
+            return lal::reply(lal::ERROR_CODE_GROUP_NOT_FOUND, "group not found");
+        };
+        if found.is_none() {
+            return lal::reply(lal::ERROR_CODE_SESSION_NOT_FOUND, "session not found");
+        }
+        // Every push of the stream, or the one to `url` when named (known on this worker).
+        let ids: Vec<ConnId> = lal::relays_of(snapshots, stream_name, Role::Push)
+            .filter(|&id| {
+                url.is_empty()
+                    || self
+                        .relay
+                        .pushes
+                        .get(&id)
+                        .map_or(true, |p| p.target() == url.split('?').next().unwrap_or(url))
+            })
+            .collect();
+        let first = ids.first().copied();
+        for id in ids {
+            self.relay_command(id, "stopped by the API");
+        }
+        match first {
+            Some(id) => lal::pull_stopped(&lal::lal_session_id(id, Protocol::Rtmp, Role::Push)),
+            None => lal::reply(lal::ERROR_CODE_SESSION_NOT_FOUND, "session not found"),
+        }
+    }
+
+    /// livego's `/control/pull` and `/control/push`.
+    fn livego_control(
+        &mut self,
+        c: &livego::Control,
+        snapshots: &[EngineStats],
+        now_ms: u64,
+    ) -> Response {
+        let Some(key) = StreamKey::parse(&format!("{}/{}", c.app, c.name)) else {
+            return livego::reply(400, livego::PARAM_ERROR);
+        };
+        if c.url.is_empty() {
+            return livego::reply(400, livego::PARAM_ERROR);
+        }
+        let role = if c.pull { Role::Pull } else { Role::Push };
+        if c.stop {
+            let ids: Vec<ConnId> = lal::relays_of(snapshots, key.as_str(), role).collect();
+            if ids.is_empty() {
+                let what = if c.pull { "pull" } else { "push" };
+                return livego::reply(
+                    400,
+                    &format!("session key[{what}:{key}] not exist, please check it again."),
+                );
+            }
+            for id in ids {
+                self.relay_command(id, "stopped by the API");
+            }
+            return livego::reply(200, &format!("{} url stop {} ok", role_word(c.pull), c.url));
+        }
+        let result = if c.pull {
+            let busy = stream_busy(&key, snapshots, self.relay.pulls.contains_key(&key));
+            match (RtmpUrl::parse_full(&c.url), busy) {
+                (Err(why), _) => Err(why),
+                (_, Some(why)) => Err(why.to_owned()),
+                (Ok(_), None) => {
+                    let options = PullOptions {
+                        timeout_ms: START_TIMEOUT_MS,
+                        retries: None,
+                        auto_stop_ms: None,
+                        rtsp_udp: false,
+                    };
+                    self.pull_start(&key, Some(c.url.clone()), options, now_ms);
+                    Ok(())
+                }
+            }
+        } else if !self
+            .hub
+            .streams()
+            .any(|s| s.name == key.as_str() && s.publisher.is_some())
+        {
+            Err(format!("stream {key} is not live"))
+        } else {
+            RtmpUrl::parse_full(&c.url)
+                .and_then(|(u, query)| self.push_start(&key, u, true, &query, now_ms))
+                .map(|_| ())
+        };
+        match result {
+            Ok(()) => livego::reply(
+                200,
+                &format!("{} url start {} ok", role_word(c.pull), c.url),
+            ),
+            Err(why) => livego::reply(400, &format!("{} error={why}", role_word(c.pull))),
+        }
+    }
+}
+
+fn role_word(pull: bool) -> &'static str {
+    if pull {
+        "pull"
+    } else {
+        "push"
+    }
+}
+
+/// Why `key` cannot be pulled now: it has a publisher or a pull on some worker.
+fn stream_busy(
+    key: &StreamKey,
+    snapshots: &[EngineStats],
+    pulled_here: bool,
+) -> Option<&'static str> {
+    let busy = pulled_here
+        || snapshots
+            .iter()
+            .flat_map(|s| &s.sessions)
+            .any(|s| s.stream == key.as_str() && matches!(s.role, Role::Publish | Role::Pull));
+    busy.then_some("in stream already exist at group")
+}
+
+impl PullOptions {
+    /// A pull on demand: retried forever, stopped `idle_stop_ms` after its last player.
+    fn on_demand(config: &RelayConfig) -> PullOptions {
+        PullOptions {
+            timeout_ms: START_TIMEOUT_MS,
+            retries: None,
+            auto_stop_ms: Some(config.idle_stop_ms),
+            rtsp_udp: false,
+        }
     }
 }
 

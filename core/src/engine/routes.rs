@@ -8,6 +8,12 @@
 //! | GET, HEAD    | `/api/stat/group`              | [`Handler::Group`] (`?stream_name=`)        |
 //! | GET, HEAD    | `/metrics`                     | [`Handler::Metrics`]                        |
 //! | POST         | `/api/ctrl/kick_session`       | [`Handler::KickSession`] (JSON body)        |
+//! | POST         | `/api/ctrl/start_relay_pull`   | [`Handler::StartRelayPull`] (JSON body)     |
+//! | GET, HEAD    | `/api/ctrl/stop_relay_pull`    | [`Handler::StopRelayPull`] (`?stream_name=`) |
+//! | POST         | `/api/ctrl/start_relay_push`   | [`Handler::StartRelayPush`] (JSON body)     |
+//! | GET, HEAD    | `/api/ctrl/stop_relay_push`    | [`Handler::StopRelayPush`] (`?stream_name=[&url=]`) |
+//! | GET, POST    | `/control/pull`                | [`Handler::LivegoControl`] (`?oper=&app=&name=&url=`) |
+//! | GET, POST    | `/control/push`                | [`Handler::LivegoControl`] likewise         |
 //! | GET, HEAD    | `/{app}/{stream}.flv`          | [`Handler::Media`] FLV (GET may upgrade to WebSocket) |
 //! | GET, HEAD    | `/{app}/{stream}.ts`           | [`Handler::Media`] TS (likewise)            |
 //! | GET, HEAD    | `/{app}/{stream}.m3u8`         | [`Handler::HlsLive`]                        |
@@ -36,6 +42,19 @@ pub enum Handler {
     Metrics,
     /// Close one session, named by lal's `stream_name` and `session_id` in a JSON body.
     KickSession,
+    /// lal's relay pull start (JSON body).
+    StartRelayPull,
+    /// lal's relay pull stop (`?stream_name=`).
+    StopRelayPull,
+    /// rill's relay push start (JSON body).
+    StartRelayPush,
+    /// rill's relay push stop (`?stream_name=[&url=]`).
+    StopRelayPush,
+    /// livego's `/control/pull` (`pull`) or `/control/push`.
+    LivegoControl {
+        /// `/control/pull`.
+        pull: bool,
+    },
     /// A live stream for a player: FLV (HTTP or WebSocket), or MPEG-TS when `ts`.
     Media {
         /// MPEG-TS rather than FLV.
@@ -67,6 +86,28 @@ pub const ROUTES: &[Route<Handler>] = &[
         methods: Methods::POST,
         pattern: "/api/ctrl/kick_session",
         target: Handler::KickSession,
+    },
+    Route {
+        methods: Methods::POST,
+        pattern: "/api/ctrl/start_relay_pull",
+        target: Handler::StartRelayPull,
+    },
+    read("/api/ctrl/stop_relay_pull", Handler::StopRelayPull),
+    Route {
+        methods: Methods::POST,
+        pattern: "/api/ctrl/start_relay_push",
+        target: Handler::StartRelayPush,
+    },
+    read("/api/ctrl/stop_relay_push", Handler::StopRelayPush),
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/pull",
+        target: Handler::LivegoControl { pull: true },
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/push",
+        target: Handler::LivegoControl { pull: false },
     },
     read("/{app}/{stream}.flv", Handler::Media { ts: false }),
     read("/{app}/{stream}.ts", Handler::Media { ts: true }),
@@ -143,6 +184,40 @@ mod tests {
             target("POST", &["api", "ctrl", "kick_session"]).map(|t| t.0),
             Some(Handler::KickSession)
         );
+        for (method, segments, handler) in [
+            (
+                "POST",
+                &["api", "ctrl", "start_relay_pull"][..],
+                Handler::StartRelayPull,
+            ),
+            (
+                "GET",
+                &["api", "ctrl", "stop_relay_pull"],
+                Handler::StopRelayPull,
+            ),
+            (
+                "POST",
+                &["api", "ctrl", "start_relay_push"],
+                Handler::StartRelayPush,
+            ),
+            (
+                "GET",
+                &["api", "ctrl", "stop_relay_push"],
+                Handler::StopRelayPush,
+            ),
+            (
+                "GET",
+                &["control", "pull"],
+                Handler::LivegoControl { pull: true },
+            ),
+            (
+                "POST",
+                &["control", "push"],
+                Handler::LivegoControl { pull: false },
+            ),
+        ] {
+            assert_eq!(target(method, segments).map(|t| t.0), Some(handler));
+        }
         for unknown in [
             &["api", "stat", "all_group", "x"][..],
             &["x"],
