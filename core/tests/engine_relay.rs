@@ -36,6 +36,8 @@ struct Net {
     /// (time, host) of every connection the edge asked for.
     connects: Vec<(u64, String)>,
     logs: Vec<String>,
+    /// Connections to "origin" are refused (the origin server is down).
+    origin_down: bool,
 }
 
 fn peer() -> SocketAddr {
@@ -63,6 +65,7 @@ impl Net {
             next_conn: 1,
             connects: Vec::new(),
             logs: Vec::new(),
+            origin_down: false,
         }
     }
 
@@ -103,6 +106,34 @@ impl Net {
         let (e, conn) = (self.clients[c].engine, self.clients[c].conn);
         self.engines[e].handle_close(conn, "hung up", self.now);
         self.run();
+    }
+
+    /// The origin server dies: every engine-to-engine connection breaks, its clients are gone,
+    /// and it refuses connections until `origin_down` is cleared.
+    fn kill_origin(&mut self) {
+        self.origin_down = true;
+        let links: Vec<((usize, ConnId), (usize, ConnId))> = self.links.drain().collect();
+        for ((e, conn), _) in links {
+            self.engines[e].handle_close(conn, "origin died", self.now);
+        }
+        for c in 0..self.clients.len() {
+            if self.clients[c].engine == ORIGIN && !self.clients[c].closed {
+                self.hang_up(c);
+            }
+        }
+        self.run();
+    }
+
+    /// Media timestamps client `c` received, in order.
+    fn media_timestamps(&self, c: usize) -> Vec<u32> {
+        self.clients[c]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Media { timestamp, .. } => Some(*timestamp),
+                _ => None,
+            })
+            .collect()
     }
 
     fn media_received(&self, c: usize) -> usize {
@@ -202,7 +233,7 @@ impl Net {
             }
             Output::Connect { conn, host, .. } => {
                 self.connects.push((now, host.clone()));
-                if host == "origin" {
+                if host == "origin" && !self.origin_down {
                     let accepted = self.next_conn;
                     self.next_conn += 1;
                     self.engines[ORIGIN].handle_accept(accepted, Listener::Rtmp, peer(), now);
@@ -355,5 +386,85 @@ fn a_pull_request_is_never_pulled_again_so_two_edges_of_each_other_do_not_loop()
         net.connects.iter().all(|(_, host)| host == "origin"),
         "{:?}",
         net.connects
+    );
+}
+
+#[test]
+fn an_edge_keeps_its_players_through_an_origin_restart_with_timestamps_going_on() {
+    let mut net = Net::new(10_000);
+    let publisher = net.client(ORIGIN, true, "s");
+    net.send(publisher, &configs());
+    net.send(publisher, &stream(0, 10, 5));
+    let player = net.client(EDGE, false, "s");
+    net.send(publisher, &stream(400, 50, 5));
+    let before = net.media_received(player);
+    assert!(before >= 50, "{before}; logs: {:?}", net.logs);
+
+    // The origin dies; within the grace period (5 s) it comes back, its encoder restarting
+    // from timestamp 0.
+    net.kill_origin();
+    net.advance(1_200);
+    assert!(
+        !net.clients[player].closed,
+        "the player waits through the outage"
+    );
+    assert!(
+        net.logs
+            .iter()
+            .any(|l| l.contains("relay pull live/s from rtmp://origin")
+                && l.contains("failed: connect")),
+        "each failed attempt is logged: {:?}",
+        net.logs
+    );
+    net.origin_down = false;
+    let back = net.client(ORIGIN, true, "s");
+    net.send(back, &configs());
+    net.advance(2_000);
+    net.send(back, &stream(0, 50, 5));
+    assert!(!net.clients[player].closed);
+    let ts = net.media_timestamps(player);
+    assert!(
+        ts.len() > before + 40,
+        "the player gets the restarted stream: {} then {}; logs: {:?}",
+        before,
+        ts.len(),
+        net.logs
+    );
+    let video: Vec<u32> = net.clients[player]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media {
+                type_id, timestamp, ..
+            } if *type_id == message_type::VIDEO => Some(*timestamp),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        video.windows(2).all(|w| w[0] <= w[1]),
+        "video timestamps never go back: {video:?}"
+    );
+}
+
+#[test]
+fn an_edge_ends_its_players_cleanly_when_the_origin_stays_down_past_the_grace() {
+    let mut net = Net::new(10_000);
+    let publisher = net.client(ORIGIN, true, "s");
+    net.send(publisher, &configs());
+    let player = net.client(EDGE, false, "s");
+    net.send(publisher, &stream(0, 20, 5));
+    assert!(net.media_received(player) > 0);
+    net.kill_origin();
+    net.advance(4_000);
+    assert!(!net.clients[player].closed, "within the grace period");
+    net.advance(2_000);
+    assert!(net.clients[player].closed, "ended after the grace period");
+    assert!(
+        net.clients[player]
+            .events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::StreamEnded)),
+        "told the stream ended: {:?}",
+        net.clients[player].events.last()
     );
 }

@@ -132,6 +132,11 @@ impl Rebaser {
         // Timestamps beyond 32 bits wrap, as RTMP and FLV timestamps do.
         out as u32
     }
+
+    /// The latest timestamp given out on any track (0 before the first).
+    pub fn current(&self) -> u32 {
+        self.last_out[0].max(self.last_out[1]) as u32
+    }
 }
 
 /// The wire format a player receives.
@@ -265,7 +270,11 @@ impl PlayerWriter {
             return 0;
         }
         let timestamp = match p.kind {
-            PacketKind::Metadata | PacketKind::VideoConfig | PacketKind::AudioConfig => 0,
+            // At the player's current time, so a publisher (or pull) that comes back does not
+            // send the player's timestamps back to 0.
+            PacketKind::Metadata | PacketKind::VideoConfig | PacketKind::AudioConfig => {
+                self.rebaser.current()
+            }
             PacketKind::Video { .. } => self.rebaser.rebase(0, p.dts),
             PacketKind::Audio => self.rebaser.rebase(1, p.dts),
         };
