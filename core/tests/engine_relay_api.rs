@@ -110,6 +110,15 @@ fn start_and_stop_relay_pull_answer_every_lal_error_code() {
     assert_eq!(g["data"]["pull"]["base_type"], "PULL");
     assert_eq!(g["data"]["pull"]["protocol"], "RTMP");
     assert_eq!(g["data"]["pub"]["session_id"], "");
+    let (_, metrics) = http(
+        &mut w,
+        0,
+        "GET /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        metrics.contains("rill_relay_pulls{protocol=\"rtmp\"} 1"),
+        "{metrics}"
+    );
 
     // stop_relay_pull: 1002 without a name, 1001 for no such stream, 1003 for a stream
     // without a pull, then success (from the other worker) with the pull's id.
