@@ -61,6 +61,9 @@ pub const BACKOFF_MAX_MS: u64 = 30_000;
 /// Time allowed from asking for a connection to the stream playing or publishing (ms), unless
 /// the API says otherwise (lal's default `pull_timeout_ms`).
 pub const START_TIMEOUT_MS: u64 = 10_000;
+/// A pull whose origin sends nothing for this long is given up and retried (ms): an origin
+/// whose publisher left may keep its players connected without a word (nginx-rtmp does).
+pub const MEDIA_TIMEOUT_MS: u64 = 5_000;
 /// Media flowing this long on one connection resets the backoff (ms).
 pub const HEALTHY_MS: u64 = 5_000;
 /// How often a worker with players of a stream pulled by another worker says so (ms).
@@ -292,8 +295,10 @@ enum Owner {
 struct Link {
     session: Box<ClientSession>,
     owner: Owner,
-    /// Until playing or publishing started: when the attempt gives up.
+    /// When the connection gives up unless something happens first (start, media).
     deadline_ms: Option<u64>,
+    /// Why it gives up then, for the log.
+    deadline_why: &'static str,
     /// The runtime reported the connection open.
     open: bool,
 }
@@ -659,6 +664,7 @@ impl Engine {
                 session: Box::new(session),
                 owner,
                 deadline_ms: Some(now_ms.saturating_add(timeout_ms)),
+                deadline_why: "not started in time",
                 open: false,
             },
         );
@@ -735,42 +741,41 @@ impl Engine {
         };
         match event {
             ClientEvent::Playing { .. } => {
+                // The origin may answer a play of a stream it does not have (nginx-rtmp does):
+                // the stream goes live here with its first media, which must come in time.
+                let timeout = self
+                    .relay
+                    .pulls
+                    .get(key)
+                    .map_or(0, |p| p.options.timeout_ms);
                 if let Some(l) = self.relay.links.get_mut(&conn) {
-                    l.deadline_ms = None;
+                    l.deadline_ms = Some(now_ms.saturating_add(timeout));
+                    l.deadline_why = "no media in time after play";
                 }
-                // A local publisher that came first keeps the stream: the pull is not needed.
-                if self.hub.publish(key, id, now_ms).is_err() {
-                    self.pull_stop(key, "the stream is published here", now_ms);
-                    return;
-                }
-                let url = self.pull_url(key);
-                self.log(
-                    LogLevel::Info,
-                    format!("relay pull {key}: playing from {url}"),
-                );
-                if let Some(p) = self.relay.pulls.get_mut(key) {
-                    p.live = true;
-                    p.failed_in_round = 0;
-                    p.media_since = None;
-                }
-                self.start_publication(id, key, None, now_ms);
-                self.notify_pull(key, true, "", now_ms);
             }
             ClientEvent::Media {
                 type_id,
                 timestamp,
                 payload,
             } if type_id == message_type::VIDEO || type_id == message_type::AUDIO => {
+                if !self.pull_media(conn, key, now_ms) {
+                    return;
+                }
                 if let Some(p) = self.relay.pulls.get_mut(key) {
                     let since = *p.media_since.get_or_insert(now_ms);
                     if now_ms.saturating_sub(since) >= HEALTHY_MS {
+                        // Healthy: the backoff starts over, this connection is attempt 1.
                         p.failures = 0;
-                        p.attempts = 0;
+                        p.attempts = 1;
                     }
                 }
                 self.on_rtmp_media(id, type_id, timestamp, payload);
             }
-            ClientEvent::Metadata { value } => self.publish_metadata(id, &value, 0),
+            ClientEvent::Metadata { value } => {
+                if self.pull_media(conn, key, now_ms) {
+                    self.publish_metadata(id, &value, 0);
+                }
+            }
             ClientEvent::Rejected { code, description } => {
                 self.link_failed(conn, true, &format!("{code}: {description}"), now_ms)
             }
@@ -779,6 +784,40 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// Something came from the origin on `conn` for the pull of `key`: the stream goes live here
+    /// with the first of it, and the link gives up after [`MEDIA_TIMEOUT_MS`] without more.
+    /// Whether the pull goes on (a local publisher that came first keeps the stream).
+    fn pull_media(&mut self, conn: ConnId, key: &StreamKey, now_ms: u64) -> bool {
+        if let Some(l) = self.relay.links.get_mut(&conn) {
+            l.deadline_ms = Some(now_ms.saturating_add(MEDIA_TIMEOUT_MS));
+            l.deadline_why = "no media for 5 s";
+        }
+        let Some(p) = self.relay.pulls.get(key) else {
+            return false;
+        };
+        if p.live {
+            return true;
+        }
+        let id = p.id;
+        if self.hub.publish(key, id, now_ms).is_err() {
+            self.pull_stop(key, "the stream is published here", now_ms);
+            return false;
+        }
+        let url = self.pull_url(key);
+        self.log(
+            LogLevel::Info,
+            format!("relay pull {key}: playing from {url}"),
+        );
+        if let Some(p) = self.relay.pulls.get_mut(key) {
+            p.live = true;
+            p.failed_in_round = 0;
+            p.media_since = None;
+        }
+        self.start_publication(id, key, None, now_ms);
+        self.notify_pull(key, true, "", now_ms);
+        true
     }
 
     /// `on_relay_pull_start` or `on_relay_pull_stop` for the pull of `key`.
@@ -907,15 +946,16 @@ impl Engine {
 
     /// Deadlines: start timeouts, retries, idle pulls, wants to repeat.
     pub(super) fn relay_timeout(&mut self, now_ms: u64) {
-        let expired: Vec<(ConnId, u64)> = self
+        let expired: Vec<(ConnId, &'static str)> = self
             .relay
             .links
             .iter()
-            .filter_map(|(&c, l)| l.deadline_ms.filter(|&d| d <= now_ms).map(|d| (c, d)))
+            .filter(|(_, l)| l.deadline_ms.is_some_and(|d| d <= now_ms))
+            .map(|(&c, l)| (c, l.deadline_why))
             .collect();
-        for (conn, _) in expired {
+        for (conn, why) in expired {
             // An attempt still connecting is abandoned with a close too.
-            self.link_failed(conn, true, "not started in time", now_ms);
+            self.link_failed(conn, true, why, now_ms);
         }
         if self.relay.check_at.is_some_and(|at| at <= now_ms) {
             self.relay.check_at = None;
