@@ -9,6 +9,9 @@ missing=()
 command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# nginx-rtmp: the third-party server of the relay tests (tests/e2e/relay_nginx.rs).
+{ command -v nginx && [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; } >/dev/null 2>&1 \
+  || missing+=(nginx-light libnginx-mod-rtmp)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -430,20 +430,22 @@ fn an_edge_keeps_its_players_through_an_origin_restart_with_timestamps_going_on(
         ts.len(),
         net.logs
     );
-    let video: Vec<u32> = net.clients[player]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            ClientEvent::Media {
-                type_id, timestamp, ..
-            } if *type_id == message_type::VIDEO => Some(*timestamp),
-            _ => None,
-        })
-        .collect();
-    assert!(
-        video.windows(2).all(|w| w[0] <= w[1]),
-        "video timestamps never go back: {video:?}"
-    );
+    for track in [message_type::VIDEO, message_type::AUDIO] {
+        let ts: Vec<u32> = net.clients[player]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Media {
+                    type_id, timestamp, ..
+                } if *type_id == track => Some(*timestamp),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            ts.windows(2).all(|w| w[0] <= w[1]),
+            "type {track}: timestamps never go back, sequence headers included: {ts:?}"
+        );
+    }
 }
 
 #[test]
