@@ -771,10 +771,8 @@ impl Engine {
                 }
                 self.on_rtmp_media(id, type_id, timestamp, payload);
             }
-            ClientEvent::Metadata { value } => {
-                if self.pull_media(conn, key, now_ms) {
-                    self.publish_metadata(id, &value, 0);
-                }
+            ClientEvent::Metadata { value } if self.pull_media(conn, key, now_ms) => {
+                self.publish_metadata(id, &value, 0);
             }
             ClientEvent::Rejected { code, description } => {
                 self.link_failed(conn, true, &format!("{code}: {description}"), now_ms)
