@@ -231,8 +231,11 @@ addr = "0.0.0.0:5322"
 [relay.pull]
 # Edge: a player asking for a stream that is not live here makes rill play
 # {origin}/{app}/{stream} from the first origin that answers (the next one on failure; retried
-# with backoff, 1 s doubling to 30 s, while players wait for hub.play_wait_timeout_ms).
-# rtmp://host[:port][/path] only for now. Empty = no pull.
+# with backoff, 1 s doubling to 30 s less up to a fifth at random, while players wait for
+# hub.play_wait_timeout_ms). One worker pulls a stream for every worker's players. An origin
+# that sends no media for 5 s is given up and retried; players stay for
+# hub.publisher_grace_ms meanwhile. rtmp://host[:port][/path]. Empty = no pull on demand (pulls
+# by the API, /api/ctrl/start_relay_pull and /control/pull, work without it).
 origins = []
 # The pull stops this long (ms) after its last player left. A local publisher of the stream
 # always wins: the pull stops.
@@ -241,7 +244,8 @@ idle_stop_ms = 10000
 # Restream: every stream published on `app` ("*" = every app) is published to {url}/{stream}
 # with the publisher's query appended, while its publisher is live. A target that is down is
 # retried with backoff; a slow one never slows the publisher. Pulled and relayed streams (their
-# query carries rill_relay=1) are not pushed. Any number of these:
+# query carries rill_relay=1) are not pushed; a push to this server's own RTMP address is
+# refused. More pushes by the API: /api/ctrl/start_relay_push, /control/push. Any number of these:
 # [[relay.push]]
 # app = "live"
 # urls = ["rtmp://a.example/live"]

@@ -452,8 +452,10 @@ fn an_edge_player_stays_through_an_origin_restart_and_is_ended_after_the_grace_w
         .map(|t| t.timestamp)
         .max()
         .unwrap_or(0);
+    // About 3 s before the outage, then the restarted stream (ffmpeg's own timestamps
+    // start again at 0) continues from there.
     assert!(
-        last > 6_000,
+        last > 4_000,
         "timestamps kept growing through the restart: {last} ms"
     );
     let waited = ended.duration_since(killed);
