@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use common::{aac_sequence_header, avc_sequence_header, stream};
-use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, Output, RelayConfig, RtmpUrl};
+use rill_core::api::webhook::{WebhookEvent, WebhookUrl};
+use rill_core::engine::{
+    ConnId, Engine, EngineConfig, Listener, Output, RelayConfig, RtmpUrl, WebhookConfig,
+};
 use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use rill_core::rtmp::message_type;
 
@@ -38,6 +41,8 @@ struct Net {
     logs: Vec<String>,
     /// Connections to "origin" are refused (the origin server is down).
     origin_down: bool,
+    /// Webhook connections (to host "hooks") of the edge and the bytes sent on them.
+    hooks: HashMap<ConnId, Vec<u8>>,
 }
 
 fn peer() -> SocketAddr {
@@ -66,6 +71,7 @@ impl Net {
             connects: Vec::new(),
             logs: Vec::new(),
             origin_down: false,
+            hooks: HashMap::new(),
         }
     }
 
@@ -204,6 +210,8 @@ impl Net {
                     for b in bufs {
                         self.engines[oe].handle_input(oc, &b, now);
                     }
+                } else if let Some(h) = self.hooks.get_mut(&conn) {
+                    bufs.iter().for_each(|b| h.extend_from_slice(b));
                 } else if let Some(c) = self
                     .clients
                     .iter_mut()
@@ -233,7 +241,10 @@ impl Net {
             }
             Output::Connect { conn, host, .. } => {
                 self.connects.push((now, host.clone()));
-                if host == "origin" && !self.origin_down {
+                if host == "hooks" {
+                    self.hooks.insert(conn, Vec::new());
+                    self.engines[e].handle_connected(conn, Ok(peer()), now);
+                } else if host == "origin" && !self.origin_down {
                     let accepted = self.next_conn;
                     self.next_conn += 1;
                     self.engines[ORIGIN].handle_accept(accepted, Listener::Rtmp, peer(), now);
@@ -468,5 +479,74 @@ fn an_edge_ends_its_players_cleanly_when_the_origin_stays_down_past_the_grace() 
             .any(|e| matches!(e, ClientEvent::StreamEnded)),
         "told the stream ended: {:?}",
         net.clients[player].events.last()
+    );
+}
+
+#[test]
+fn relay_pull_start_and_stop_are_posted_with_lals_session_fields() {
+    let mut net = Net::new(1_000);
+    net.engines[EDGE] = {
+        let mut c = EngineConfig::default();
+        c.relay.pull_origins = vec![RtmpUrl::parse("rtmp://origin:1935").unwrap()];
+        c.relay.idle_stop_ms = 1_000;
+        c.webhook = WebhookConfig {
+            receivers: [WebhookEvent::RelayPullStart, WebhookEvent::RelayPullStop]
+                .iter()
+                .map(|&e| {
+                    (
+                        e,
+                        WebhookUrl::parse(&format!("http://hooks/{}", e.name())).unwrap(),
+                    )
+                })
+                .collect(),
+            ..WebhookConfig::default()
+        };
+        Engine::new(c, 5)
+    };
+    let publisher = net.client(ORIGIN, true, "s");
+    net.send(publisher, &configs());
+    let player = net.client(EDGE, false, "s");
+    net.send(publisher, &stream(0, 10, 5));
+    net.hang_up(player);
+    net.advance(3_000);
+    let bodies: Vec<(String, serde_json::Value)> = net
+        .hooks
+        .values()
+        .map(|sent| {
+            let text = String::from_utf8_lossy(sent).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n").expect("a request");
+            let line = head.lines().next().unwrap_or_default().to_owned();
+            (line, serde_json::from_str(body).expect("JSON"))
+        })
+        .collect();
+    let event = |path: &str| {
+        bodies
+            .iter()
+            .find(|(line, _)| line.starts_with(&format!("POST /{path} ")))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {path}: {bodies:?}; logs {:?}", net.logs))
+    };
+    let start = event("on_relay_pull_start");
+    let stop = event("on_relay_pull_stop");
+    for v in [&start, &stop] {
+        assert!(
+            v["session_id"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("RTMPPULL")),
+            "{v}"
+        );
+        assert_eq!(v["base_type"], "PULL");
+        assert_eq!(v["protocol"], "RTMP");
+        assert_eq!(v["url"], "rtmp://origin:1935/live/s");
+        assert_eq!(
+            (&v["app_name"], &v["stream_name"]),
+            (&"live".into(), &"s".into())
+        );
+    }
+    assert_eq!(start["session_id"], stop["session_id"]);
+    assert_eq!(start["has_in_session"], true);
+    assert!(
+        stop["read_bytes_sum"].as_u64().is_some_and(|n| n > 0),
+        "{stop}"
     );
 }
