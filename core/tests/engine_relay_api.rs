@@ -387,3 +387,33 @@ fn players_on_two_workers_start_one_pull_on_demand_which_stops_after_the_last_le
     w.advance(6_000);
     assert_eq!(pulls(&w), 0, "stopped after the last player left");
 }
+
+#[test]
+fn a_local_publisher_on_another_worker_stops_the_pull_of_its_stream() {
+    use rill_core::engine::relay::pull_owner;
+    use rill_core::stream_key::StreamKey;
+    let mut config = EngineConfig {
+        relay: RelayConfig {
+            pull_origins: vec![RtmpUrl::parse("rtmp://origin.test:1935").unwrap()],
+            ..RelayConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    config.hub.play_wait_timeout_ms = 60_000;
+    let mut w = World::new(2, config);
+    let owner = pull_owner(&StreamKey::parse("live/s").expect("key"), 2);
+    let other = 1 - owner;
+    let player = flv_player(&mut w, owner, "s");
+    w.run();
+    assert_eq!(w.engine(owner).relay_pull_count(), 1);
+    let p = publisher(&mut w, other, "s");
+    assert!(common::publishing(&w, p), "the local publisher is accepted");
+    w.run();
+    assert_eq!(pulls(&w), 0, "the pull gave way to the publisher");
+    common::send_configs(&mut w, p, 0);
+    common::send(&mut w, p, &common::stream(0, 10, 5));
+    assert!(
+        w.received(player).starts_with(b"HTTP/1.1 200"),
+        "the waiting player plays the local publisher's stream"
+    );
+}
