@@ -1167,8 +1167,14 @@ impl Engine {
         now_ms: u64,
     ) -> crate::hub::PlayState {
         let state = self.hub.play(key, conn, now_ms);
-        if state == crate::hub::PlayState::Waiting {
-            self.relay_wanted(key, relayed, now_ms);
+        // A stream another worker pulls needs that worker told of this player too.
+        let puller = self
+            .remote
+            .get(key)
+            .filter(|f| conn_id::is_outbound(f.publisher))
+            .map(|f| conn_id::worker_of(f.publisher));
+        if state == crate::hub::PlayState::Waiting || puller.is_some() {
+            self.relay_wanted(key, relayed, puller, now_ms);
         }
         state
     }

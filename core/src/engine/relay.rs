@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::conn_id::worker_of;
+use super::conn_id::{self, worker_of};
 use super::{
     Command, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Role, SessionRecord,
     SessionStats,
@@ -495,21 +495,32 @@ impl Engine {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 
-    /// A player waits for `key`, which is not live here: pull it unless the player is itself
-    /// a relay, no origin is configured, or a pull already runs. With several workers the
-    /// stream's owner ([`pull_owner`]) pulls it.
-    pub(super) fn relay_wanted(&mut self, key: &StreamKey, relayed: bool, now_ms: u64) {
-        if relayed || self.relay.config.pull_origins.is_empty() {
+    /// A player asks for `key`, which is not live here or is pulled by another worker
+    /// (`puller`, from the stream's feed): pull it unless the player is itself a relay, no
+    /// origin is configured, or a pull already runs. With several workers the worker that
+    /// pulls it (the stream's owner, [`pull_owner`], when none does yet) is told of the player.
+    pub(super) fn relay_wanted(
+        &mut self,
+        key: &StreamKey,
+        relayed: bool,
+        puller: Option<usize>,
+        now_ms: u64,
+    ) {
+        if relayed {
             return;
         }
         if let Some(p) = self.relay.pulls.get_mut(key) {
             p.idle_since = None;
             return;
         }
-        let owner = pull_owner(key, self.config.workers);
-        if self.config.share_streams && owner != self.config.worker {
+        let target = match puller {
+            Some(w) => w,
+            None if self.relay.config.pull_origins.is_empty() => return,
+            None => pull_owner(key, self.config.workers),
+        };
+        if self.config.share_streams && target != self.config.worker {
             self.outputs.push_back(Output::Command {
-                worker: owner,
+                worker: target,
                 command: Command::RelayWant { key: key.clone() },
             });
             self.relay
@@ -518,12 +529,22 @@ impl Engine {
             self.relay.check_at.get_or_insert(now_ms + IDLE_CHECK_MS);
             return;
         }
-        self.pull_start(
-            key,
-            None,
-            PullOptions::on_demand(&self.relay.config),
-            now_ms,
-        );
+        if puller.is_none() {
+            let options = PullOptions::on_demand(&self.relay.config);
+            self.pull_start(key, None, options, now_ms);
+        }
+    }
+
+    /// The worker pulling `key` for this one's players: the one whose pull feeds it here, or
+    /// its owner.
+    fn puller_of(&self, key: &StreamKey) -> usize {
+        self.remote
+            .get(key)
+            .filter(|f| conn_id::is_outbound(f.publisher))
+            .map_or_else(
+                || pull_owner(key, self.config.workers),
+                |f| worker_of(f.publisher),
+            )
     }
 
     /// Another worker has players waiting for or playing `key` ([`Command::RelayWant`]): pull
@@ -1034,7 +1055,7 @@ impl Engine {
                     .wants
                     .insert(key.clone(), now_ms.saturating_add(WANT_REFRESH_MS));
                 self.outputs.push_back(Output::Command {
-                    worker: pull_owner(&key, self.config.workers),
+                    worker: self.puller_of(&key),
                     command: Command::RelayWant { key },
                 });
             }

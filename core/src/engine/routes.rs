@@ -9,9 +9,9 @@
 //! | GET, HEAD    | `/metrics`                     | [`Handler::Metrics`]                        |
 //! | POST         | `/api/ctrl/kick_session`       | [`Handler::KickSession`] (JSON body)        |
 //! | POST         | `/api/ctrl/start_relay_pull`   | [`Handler::StartRelayPull`] (JSON body)     |
-//! | GET, HEAD    | `/api/ctrl/stop_relay_pull`    | [`Handler::StopRelayPull`] (`?stream_name=`) |
+//! | GET          | `/api/ctrl/stop_relay_pull`    | [`Handler::StopRelayPull`] (`?stream_name=`) |
 //! | POST         | `/api/ctrl/start_relay_push`   | [`Handler::StartRelayPush`] (JSON body)     |
-//! | GET, HEAD    | `/api/ctrl/stop_relay_push`    | [`Handler::StopRelayPush`] (`?stream_name=[&url=]`) |
+//! | GET          | `/api/ctrl/stop_relay_push`    | [`Handler::StopRelayPush`] (`?stream_name=[&url=]`) |
 //! | GET, POST    | `/control/pull`                | [`Handler::LivegoControl`] (`?oper=&app=&name=&url=`) |
 //! | GET, POST    | `/control/push`                | [`Handler::LivegoControl`] likewise         |
 //! | GET, HEAD    | `/{app}/{stream}.flv`          | [`Handler::Media`] FLV (GET may upgrade to WebSocket) |
@@ -92,13 +92,22 @@ pub const ROUTES: &[Route<Handler>] = &[
         pattern: "/api/ctrl/start_relay_pull",
         target: Handler::StartRelayPull,
     },
-    read("/api/ctrl/stop_relay_pull", Handler::StopRelayPull),
+    // GET only: a stop acts, so it is no `HEAD`.
+    Route {
+        methods: Methods::GET,
+        pattern: "/api/ctrl/stop_relay_pull",
+        target: Handler::StopRelayPull,
+    },
     Route {
         methods: Methods::POST,
         pattern: "/api/ctrl/start_relay_push",
         target: Handler::StartRelayPush,
     },
-    read("/api/ctrl/stop_relay_push", Handler::StopRelayPush),
+    Route {
+        methods: Methods::GET,
+        pattern: "/api/ctrl/stop_relay_push",
+        target: Handler::StopRelayPush,
+    },
     Route {
         methods: Methods::GET.with(Methods::POST),
         pattern: "/control/pull",
@@ -218,6 +227,11 @@ mod tests {
         ] {
             assert_eq!(target(method, segments).map(|t| t.0), Some(handler));
         }
+        assert_eq!(
+            route(ROUTES, "HEAD", &["api", "ctrl", "stop_relay_pull"]),
+            Routed::MethodNotAllowed(Methods::GET),
+            "a stop acts: no HEAD"
+        );
         for unknown in [
             &["api", "stat", "all_group", "x"][..],
             &["x"],
