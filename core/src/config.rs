@@ -10,8 +10,8 @@ use crate::admission::ConnectionLimits;
 use crate::api::webhook::{WebhookEvent, WebhookUrl};
 use crate::auth::SimpleAuth;
 use crate::engine::{
-    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RtmpUrl, SilentAudioConfig,
-    WebhookConfig,
+    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RelayUrl,
+    SilentAudioConfig, WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
@@ -372,7 +372,12 @@ impl RelaySection {
     /// The engine's relay settings, or what is wrong with a URL.
     pub fn relay_config(&self) -> Result<RelayConfig, ConfigError> {
         let parse = |what: &str, u: &String| {
-            RtmpUrl::parse(u).map_err(|e| ConfigError(format!("{what}: {e}")))
+            let parsed = if what == "relay.push.urls" {
+                RelayUrl::parse_push(u)
+            } else {
+                RelayUrl::parse(u)
+            };
+            parsed.map_err(|e| ConfigError(format!("{what}: {e}")))
         };
         Ok(RelayConfig {
             pull_origins: self
@@ -1035,7 +1040,16 @@ mod tests {
         assert_eq!(r.idle_stop_ms, 500);
         assert_eq!(r.push[0].app, "*");
         assert_eq!(r.push[0].urls[0].path, "live");
-        assert!(Config::from_toml("[relay.pull]\norigins = [\"http://o\"]\n").is_err());
+        let c = Config::from_toml(
+            "[relay.pull]\norigins = [\"http://o:8080\", \"rtsp://u:p@o/x?rtsp_mode=1\"]\n",
+        )
+        .unwrap();
+        let r = c.engine_config().relay;
+        assert_eq!(r.pull_origins[0].scheme, crate::engine::Scheme::Http);
+        assert_eq!(r.pull_origins[1].scheme, crate::engine::Scheme::Rtsp);
+        assert!(Config::from_toml("[relay.pull]\norigins = [\"ftp://o\"]\n").is_err());
+        // HTTP-FLV relays pull only.
+        assert!(Config::from_toml("[[relay.push]]\napp = \"a\"\nurls = [\"http://o\"]\n").is_err());
         assert!(Config::from_toml("[relay.pull]\norigin = []\n").is_err());
         assert!(Config::from_toml("[[relay.push]]\napp = \"a\"\nurl = []\n").is_err());
     }

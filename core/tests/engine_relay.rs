@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use common::{aac_sequence_header, avc_sequence_header, stream};
-use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, Output, RelayConfig, RtmpUrl};
+use rill_core::engine::{ConnId, Engine, EngineConfig, Listener, Output, RelayConfig, RelayUrl};
 use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use rill_core::rtmp::message_type;
 
@@ -46,7 +46,7 @@ impl Net {
     fn new(idle_stop_ms: u64) -> Net {
         let edge = EngineConfig {
             relay: RelayConfig {
-                pull_origins: vec![RtmpUrl::parse("rtmp://origin:1935").unwrap()],
+                pull_origins: vec![RelayUrl::parse("rtmp://origin:1935").unwrap()],
                 idle_stop_ms,
                 push: Vec::new(),
             },
@@ -296,7 +296,7 @@ fn a_pull_from_a_dead_origin_retries_with_doubling_backoff_while_players_wait() 
     let mut net = Net::new(1_000);
     net.engines[EDGE] = {
         let mut c = EngineConfig::default();
-        c.relay.pull_origins = vec![RtmpUrl::parse("rtmp://dead:1935").unwrap()];
+        c.relay.pull_origins = vec![RelayUrl::parse("rtmp://dead:1935").unwrap()];
         c.relay.idle_stop_ms = 1_000;
         c.hub.play_wait_timeout_ms = 20_000;
         Engine::new(c, 3)
@@ -331,7 +331,7 @@ fn a_pull_request_is_never_pulled_again_so_two_edges_of_each_other_do_not_loop()
     net.engines[ORIGIN] = Engine::new(
         EngineConfig {
             relay: RelayConfig {
-                pull_origins: vec![RtmpUrl::parse("rtmp://edge:1935").unwrap()],
+                pull_origins: vec![RelayUrl::parse("rtmp://edge:1935").unwrap()],
                 ..RelayConfig::default()
             },
             ..EngineConfig::default()

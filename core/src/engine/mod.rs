@@ -69,7 +69,7 @@ pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
-pub use relay::{PushRule, RelayConfig, RtmpUrl};
+pub use relay::{PushRule, RelayConfig, RelayUrl, Scheme};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 

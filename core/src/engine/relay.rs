@@ -1,4 +1,5 @@
-//! Relays: RTMP client connections the engine opens to other servers.
+//! Relays: client connections the engine opens to other servers, over RTMP, HTTP-FLV (pull)
+//! and RTSP (TCP or UDP), chosen by the scheme of each URL ([`RelayUrl`]).
 //!
 //! - **Pull (edge)**: a player asks for a stream that is not live here; the engine plays
 //!   `{origin}/{app}/{stream}` from the first configured origin that answers and feeds what it
@@ -14,20 +15,30 @@
 //! request carrying it is never pulled on demand, and a stream published with it is not pushed,
 //! so two servers relaying to each other cannot loop.
 //!
-//! Each connection wraps an [`rtmp::client::ClientSession`](ClientSession); its ids come from
-//! the engine's outbound id space and it is driven through the same engine calls as any
-//! connection.
+//! Each connection wraps the client session of its scheme ([`Client`]): RTMP here, HTTP-FLV
+//! pulls in `relay/flv.rs`, RTSP pulls and pushes in `relay/rtsp.rs`; this file keeps the
+//! policy common to all (attempts, backoff, idle stop, who owns the stream). Their ids come
+//! from the engine's outbound id space and they are driven through the same engine calls as
+//! any connection.
+
+mod flv;
+mod rtsp;
+mod url;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 
 use super::{ConnId, Engine, LogLevel, Output};
+use crate::hub::Tracks;
+use crate::limits::Limits;
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+use crate::rtmp::command::DataMessage;
 use crate::rtmp::message_type;
 use crate::stream_key::StreamKey;
+
+pub use url::{RelayUrl, Scheme};
 
 /// The query parameter relay connections carry, so the next hop does not relay them back.
 pub const RELAY_PARAM: &str = "rill_relay";
@@ -41,93 +52,13 @@ const START_TIMEOUT_MS: u64 = 10_000;
 /// How often pulls check whether they still have players (ms).
 const IDLE_CHECK_MS: u64 = 500;
 
-/// An `rtmp://host[:port][/path]` address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RtmpUrl {
-    /// Host name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// TCP port (1935 when the URL names none).
-    pub port: u16,
-    /// The path without its leading and trailing `/` (may be empty).
-    pub path: String,
-}
-
-impl RtmpUrl {
-    /// Parses `rtmp://host[:port][/path]`; says what is wrong otherwise.
-    pub fn parse(url: &str) -> Result<RtmpUrl, String> {
-        let rest = url
-            .strip_prefix("rtmp://")
-            .ok_or_else(|| format!("{url:?}: only rtmp:// URLs are supported"))?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, tail) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{url:?}: unclosed '['"))?;
-            (host, tail.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("{url:?}: no host"));
-        }
-        let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
-            None => 1935,
-        };
-        if path.contains('?') {
-            return Err(format!("{url:?}: no query allowed"));
-        }
-        Ok(RtmpUrl {
-            host: host.to_owned(),
-            port,
-            path: path.trim_matches('/').to_owned(),
-        })
-    }
-
-    /// The RTMP app and stream name to use for `name` under this URL: the first path segment
-    /// is the app, the rest of the path and `name` the stream name.
-    fn target(&self, name: &str) -> (String, String) {
-        let full = if self.path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}/{name}", self.path)
-        };
-        match full.split_once('/') {
-            Some((app, stream)) => (app.to_owned(), stream.to_owned()),
-            None => (full, String::new()),
-        }
-    }
-
-    fn tc_url(&self, app: &str) -> String {
-        if self.host.contains(':') {
-            format!("rtmp://[{}]:{}/{app}", self.host, self.port)
-        } else {
-            format!("rtmp://{}:{}/{app}", self.host, self.port)
-        }
-    }
-}
-
-impl fmt::Display for RtmpUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let base = self.tc_url(&self.path);
-        f.write_str(base.trim_end_matches('/'))
-    }
-}
-
 /// Streams published on apps matching `app` are pushed to every URL of `urls`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushRule {
     /// The app, or `*` for every app.
     pub app: String,
     /// Targets; the stream goes to `{url}/{stream}`.
-    pub urls: Vec<RtmpUrl>,
+    pub urls: Vec<RelayUrl>,
 }
 
 /// Relay settings (`[relay.pull]`, `[[relay.push]]`).
@@ -135,7 +66,7 @@ pub struct PushRule {
 pub struct RelayConfig {
     /// Origins pulled from when a player asks for a stream not live here, tried in order
     /// (none: no pull on demand).
-    pub pull_origins: Vec<RtmpUrl>,
+    pub pull_origins: Vec<RelayUrl>,
     /// A pull stops this long after its last player left (ms).
     pub idle_stop_ms: u64,
     /// Static pushes.
@@ -168,6 +99,16 @@ pub fn is_relayed(query: &str) -> bool {
         .any(|kv| kv.split('=').next() == Some(RELAY_PARAM))
 }
 
+/// The query a push passes on: the publisher's `query` (so tokens reach the next hop) and
+/// the relay marker.
+fn relay_query(query: &str) -> String {
+    if query.is_empty() {
+        format!("{RELAY_PARAM}=1")
+    } else {
+        format!("{query}&{RELAY_PARAM}=1")
+    }
+}
+
 /// Who a relay connection works for.
 #[derive(Clone, Debug)]
 enum Owner {
@@ -175,10 +116,39 @@ enum Owner {
     Push(u64),
 }
 
-/// One RTMP client connection.
+/// A relay connection's client session, by the scheme of its URL.
+#[derive(Debug)]
+enum Client {
+    Rtmp(Box<ClientSession>),
+    /// An HTTP-FLV pull (`relay/flv.rs`).
+    Flv(Box<flv::FlvPull>),
+    /// An RTSP pull or push (`relay/rtsp.rs`).
+    Rtsp(Box<rtsp::RtspLink>),
+}
+
+impl Client {
+    /// Ends the session politely (its last bytes go out with a flushing close).
+    fn close(&mut self) {
+        match self {
+            Client::Rtmp(s) => s.close(),
+            Client::Flv(_) => {}
+            Client::Rtsp(r) => r.session.teardown(),
+        }
+    }
+
+    /// The session's own next deadline (RTSP keep-alives, answers and reports).
+    fn poll_timeout(&self) -> Option<u64> {
+        match self {
+            Client::Rtsp(r) => r.session.poll_timeout(),
+            _ => None,
+        }
+    }
+}
+
+/// One relay connection.
 #[derive(Debug)]
 struct Link {
-    session: Box<ClientSession>,
+    client: Client,
     owner: Owner,
     /// Until playing or publishing started: when the attempt gives up.
     deadline_ms: Option<u64>,
@@ -211,7 +181,7 @@ struct Pull {
 #[derive(Debug)]
 struct Push {
     key: StreamKey,
-    url: RtmpUrl,
+    url: RelayUrl,
     /// The publisher's query, passed on.
     query: String,
     conn: Option<ConnId>,
@@ -250,7 +220,10 @@ impl Relays {
 
     /// The earliest time relays have work to do.
     pub(super) fn poll_timeout(&self) -> Option<u64> {
-        let links = self.links.values().filter_map(|l| l.deadline_ms);
+        let links = self
+            .links
+            .values()
+            .flat_map(|l| l.deadline_ms.into_iter().chain(l.client.poll_timeout()));
         let pulls = self.pulls.values().filter_map(|p| p.retry_at);
         let pushes = self.pushes.values().filter_map(|p| p.retry_at);
         links.chain(pulls).chain(pushes).chain(self.check_at).min()
@@ -317,27 +290,45 @@ impl Engine {
         let Some(origin) = self.relay.config.pull_origins.get(p.origin).cloned() else {
             return;
         };
-        let (app, name) = origin.target(key.as_str());
-        let name = format!("{name}?{RELAY_PARAM}=1");
-        let conn = self.open_link(&origin, &app, Owner::Pull(key.clone()), now_ms);
-        if let Some(l) = self.relay.links.get_mut(&conn) {
-            l.session.play(&name);
-        }
+        let opened = match origin.scheme {
+            Scheme::Rtmp => {
+                let (app, name) = origin.target(key.as_str());
+                let name = format!("{name}?{RELAY_PARAM}=1");
+                let conn = self.open_link(&origin, &app, Owner::Pull(key.clone()), now_ms);
+                if let Some(Client::Rtmp(s)) =
+                    self.relay.links.get_mut(&conn).map(|l| &mut l.client)
+                {
+                    s.play(&name);
+                }
+                Ok(conn)
+            }
+            Scheme::Http => self.flv_pull_open(&origin, key, now_ms),
+            Scheme::Rtsp => Ok(self.rtsp_pull_open(&origin, key, now_ms)),
+        };
+        let conn = match opened {
+            Ok(conn) => conn,
+            Err(why) => return self.pull_failed(key, &why, now_ms),
+        };
         if let Some(p) = self.relay.pulls.get_mut(key) {
             p.conn = Some(conn);
             p.retry_at = None;
         }
     }
 
-    fn open_link(&mut self, url: &RtmpUrl, app: &str, owner: Owner, now_ms: u64) -> ConnId {
-        let conn = self.outbound.reserve_id();
+    fn open_link(&mut self, url: &RelayUrl, app: &str, owner: Owner, now_ms: u64) -> ConnId {
         let random = self.random_bytes(crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN);
         let config = ClientConfig::new(app, &url.tc_url(app));
         let session = ClientSession::new(config, &random, now_ms);
+        self.insert_link(url, Client::Rtmp(Box::new(session)), owner, now_ms)
+    }
+
+    /// Registers a relay connection speaking `client` and asks the runtime to connect it.
+    fn insert_link(&mut self, url: &RelayUrl, client: Client, owner: Owner, now_ms: u64) -> ConnId {
+        let conn = self.outbound.reserve_id();
         self.relay.links.insert(
             conn,
             Link {
-                session: Box::new(session),
+                client,
                 owner,
                 deadline_ms: Some(now_ms.saturating_add(START_TIMEOUT_MS)),
                 open: false,
@@ -359,9 +350,12 @@ impl Engine {
         now_ms: u64,
     ) {
         match result {
-            Ok(_) => {
+            Ok(peer) => {
                 if let Some(l) = self.relay.links.get_mut(&conn) {
                     l.open = true;
+                    if let Client::Rtsp(r) = &mut l.client {
+                        r.peer = Some(peer);
+                    }
                     self.outputs.push_back(Output::Transmit(conn));
                 }
             }
@@ -374,9 +368,14 @@ impl Engine {
         let Some(l) = self.relay.links.get_mut(&conn) else {
             return;
         };
-        let result = l.session.handle_input(data, now_ms);
+        let session = match &mut l.client {
+            Client::Rtmp(s) => s,
+            Client::Flv(_) => return self.flv_input(conn, data, now_ms),
+            Client::Rtsp(_) => return self.rtsp_link_input(conn, data, now_ms),
+        };
+        let result = session.handle_input(data, now_ms);
         let mut events = Vec::new();
-        while let Some(e) = l.session.poll_event() {
+        while let Some(e) = session.poll_event() {
             events.push(e);
         }
         let owner = l.owner.clone();
@@ -401,26 +400,7 @@ impl Engine {
             return;
         };
         match event {
-            ClientEvent::Playing { .. } => {
-                if let Some(l) = self.relay.links.get_mut(&conn) {
-                    l.deadline_ms = None;
-                }
-                // A local publisher that came first keeps the stream: the pull is not needed.
-                if self.hub.publish(key, id, now_ms).is_err() {
-                    return self.pull_stop(key, "the stream is published here", now_ms);
-                }
-                let origin = self.pull_origin_name(key);
-                self.log(
-                    LogLevel::Info,
-                    format!("relay pull {key}: playing from {origin}"),
-                );
-                if let Some(p) = self.relay.pulls.get_mut(key) {
-                    p.live = true;
-                    p.failures = 0;
-                    p.failed_in_round = 0;
-                }
-                self.start_publication(id, key, None, now_ms);
-            }
+            ClientEvent::Playing { .. } => self.pull_started(conn, key, None, now_ms),
             ClientEvent::Media {
                 type_id,
                 timestamp,
@@ -437,6 +417,38 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// The pull of `key` on `conn` receives the stream (with `described` tracks when its
+    /// protocol declares them up front): it becomes the stream's publisher here.
+    fn pull_started(
+        &mut self,
+        conn: ConnId,
+        key: &StreamKey,
+        described: Option<Tracks>,
+        now_ms: u64,
+    ) {
+        let Some(id) = self.relay.pulls.get(key).map(|p| p.id) else {
+            return;
+        };
+        if let Some(l) = self.relay.links.get_mut(&conn) {
+            l.deadline_ms = None;
+        }
+        // A local publisher that came first keeps the stream: the pull is not needed.
+        if self.hub.publish(key, id, now_ms).is_err() {
+            return self.pull_stop(key, "the stream is published here", now_ms);
+        }
+        let origin = self.pull_origin_name(key);
+        self.log(
+            LogLevel::Info,
+            format!("relay pull {key}: playing from {origin}"),
+        );
+        if let Some(p) = self.relay.pulls.get_mut(key) {
+            p.live = true;
+            p.failures = 0;
+            p.failed_in_round = 0;
+        }
+        self.start_publication(id, key, described, now_ms);
     }
 
     fn pull_origin_name(&self, key: &StreamKey) -> String {
@@ -501,7 +513,7 @@ impl Engine {
         };
         if let Some(conn) = p.conn {
             if let Some(mut l) = self.relay.links.remove(&conn) {
-                l.session.close();
+                l.client.close();
                 self.outputs.push_back(Output::Close { conn, flush: true });
             }
         }
@@ -520,6 +532,7 @@ impl Engine {
 
     /// Deadlines: start timeouts, retries, idle pulls.
     pub(super) fn relay_timeout(&mut self, now_ms: u64) {
+        self.rtsp_links_timeout(now_ms);
         let expired: Vec<ConnId> = self
             .relay
             .links
@@ -593,7 +606,7 @@ impl Engine {
         if is_relayed(query) || self.relay.pushes.values().any(|p| &p.key == key) {
             return;
         }
-        let urls: Vec<RtmpUrl> = self
+        let urls: Vec<RelayUrl> = self
             .relay
             .config
             .push
@@ -639,7 +652,7 @@ impl Engine {
                     self.hub.stop_play(conn);
                 }
                 if let Some(mut l) = self.relay.links.remove(&conn) {
-                    l.session.close();
+                    l.client.close();
                     self.outputs.push_back(Output::Close { conn, flush: true });
                 }
             }
@@ -652,15 +665,25 @@ impl Engine {
         };
         let url = p.url.clone();
         let (app, name) = url.target(p.key.stream());
-        let name = if p.query.is_empty() {
-            format!("{name}?{RELAY_PARAM}=1")
-        } else {
-            format!("{name}?{}&{RELAY_PARAM}=1", p.query)
+        let name = format!("{name}?{}", relay_query(&p.query));
+        let conn = match url.scheme {
+            Scheme::Rtsp => match self.rtsp_push_open(id, now_ms) {
+                Ok(Some(conn)) => conn,
+                // Waits for the stream's tracks (checked again shortly).
+                Ok(None) => return,
+                Err(why) => return self.push_failed(id, &why, now_ms),
+            },
+            Scheme::Http => return self.push_failed(id, "HTTP-FLV relays pull only", now_ms),
+            Scheme::Rtmp => {
+                let conn = self.open_link(&url, &app, Owner::Push(id), now_ms);
+                if let Some(Client::Rtmp(s)) =
+                    self.relay.links.get_mut(&conn).map(|l| &mut l.client)
+                {
+                    s.publish(&name);
+                }
+                conn
+            }
         };
-        let conn = self.open_link(&url, &app, Owner::Push(id), now_ms);
-        if let Some(l) = self.relay.links.get_mut(&conn) {
-            l.session.publish(&name);
-        }
         if let Some(p) = self.relay.pushes.get_mut(&id) {
             p.conn = Some(conn);
             p.retry_at = None;
@@ -671,27 +694,30 @@ impl Engine {
 
     fn push_event(&mut self, conn: ConnId, id: u64, event: ClientEvent, now_ms: u64) {
         match event {
-            ClientEvent::Publishing { .. } => {
-                if let Some(l) = self.relay.links.get_mut(&conn) {
-                    l.deadline_ms = None;
-                }
-                let Some(p) = self.relay.pushes.get_mut(&id) else {
-                    return;
-                };
-                p.playing = true;
-                p.failures = 0;
-                let key = p.key.clone();
-                let target = format!("{}/{}", p.url, key.stream());
-                self.log(LogLevel::Info, format!("relay push {key}: to {target}"));
-                // The push plays the stream like any player: bounded queue, GOP cache first.
-                self.hub.play(&key, conn, now_ms);
-                self.outputs.push_back(Output::Transmit(conn));
-            }
+            ClientEvent::Publishing { .. } => self.push_started(conn, id, now_ms),
             ClientEvent::Rejected { code, description } => {
                 self.link_failed(conn, true, &format!("{code}: {description}"), now_ms)
             }
             _ => {}
         }
+    }
+
+    /// The target accepts the push on `conn`: it starts playing the local stream.
+    fn push_started(&mut self, conn: ConnId, id: u64, now_ms: u64) {
+        if let Some(l) = self.relay.links.get_mut(&conn) {
+            l.deadline_ms = None;
+        }
+        let Some(p) = self.relay.pushes.get_mut(&id) else {
+            return;
+        };
+        p.playing = true;
+        p.failures = 0;
+        let key = p.key.clone();
+        let target = format!("{}/{}", p.url, key.stream());
+        self.log(LogLevel::Info, format!("relay push {key}: to {target}"));
+        // The push plays the stream like any player: bounded queue, GOP cache first.
+        self.hub.play(&key, conn, now_ms);
+        self.outputs.push_back(Output::Transmit(conn));
     }
 
     fn push_failed(&mut self, id: u64, why: &str, now_ms: u64) {
@@ -746,6 +772,11 @@ impl Engine {
         if !l.open {
             return 0;
         }
+        let session = match &mut l.client {
+            Client::Rtmp(s) => s,
+            Client::Flv(_) => return self.flv_transmit(conn, out),
+            Client::Rtsp(_) => return self.rtsp_link_transmit(conn, budget, out),
+        };
         let push = match l.owner {
             Owner::Push(id) => self.relay.pushes.get_mut(&id).filter(|p| p.playing),
             Owner::Pull(_) => None,
@@ -757,19 +788,29 @@ impl Engine {
                     break;
                 };
                 let d = packet.data();
+                if d.type_id == message_type::DATA_AMF0 {
+                    // The stream's onMetaData goes on as the target expects it from a publisher.
+                    let data = DataMessage::decode(&d.body, false, Limits::default().max_amf_depth);
+                    if let Some(value) = data.as_ref().ok().and_then(DataMessage::metadata) {
+                        if session.send_metadata(value).is_ok() {
+                            n += d.body.len();
+                        }
+                    }
+                    continue;
+                }
                 if d.type_id != message_type::VIDEO && d.type_id != message_type::AUDIO {
                     continue;
                 }
                 let base = *p.base_dts.get_or_insert(d.dts);
                 let ts = d.dts.saturating_sub(base).max(0) as u32;
-                if l.session.send_media(d.type_id, ts, &d.body).is_err() {
+                if session.send_media(d.type_id, ts, &d.body).is_err() {
                     break;
                 }
                 n += d.body.len();
             }
         }
         let mut sent = 0;
-        while let Some(b) = l.session.poll_transmit() {
+        while let Some(b) = session.poll_transmit() {
             sent += b.len();
             out.push(b);
         }
@@ -789,23 +830,6 @@ mod tests {
             [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
         );
         assert_eq!(backoff_ms(u32::MAX), 30_000);
-    }
-
-    #[test]
-    fn urls_parse() {
-        let u = RtmpUrl::parse("rtmp://10.0.0.1:1936/live").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("10.0.0.1", 1936, "live")
-        );
-        assert_eq!(u.target("s"), ("live".into(), "s".into()));
-        let u = RtmpUrl::parse("rtmp://h").unwrap();
-        assert_eq!((u.port, u.path.as_str()), (1935, ""));
-        assert_eq!(u.target("live/s"), ("live".into(), "s".into()));
-        assert_eq!(u.to_string(), "rtmp://h:1935");
-        assert!(RtmpUrl::parse("http://h/x").is_err());
-        assert!(RtmpUrl::parse("rtmp://h:0").is_err());
-        assert!(RtmpUrl::parse("rtmp://:1935").is_err());
     }
 
     #[test]
