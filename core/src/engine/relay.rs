@@ -200,6 +200,8 @@ pub(super) struct Relays {
     links: HashMap<ConnId, Link>,
     pulls: HashMap<StreamKey, Pull>,
     pushes: HashMap<u64, Push>,
+    /// The last bytes of relay connections closed politely, sent before the close.
+    farewells: HashMap<ConnId, Vec<Bytes>>,
     next_push: u64,
     /// When pulls next check for players.
     check_at: Option<u64>,
@@ -215,7 +217,7 @@ impl Relays {
 
     /// `conn` is one of the relays' connections.
     pub(super) fn owns(&self, conn: ConnId) -> bool {
-        self.links.contains_key(&conn)
+        self.links.contains_key(&conn) || self.farewells.contains_key(&conn)
     }
 
     /// The earliest time relays have work to do.
@@ -460,6 +462,30 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Ends a relay connection politely: its session's goodbye is sent, then it is closed.
+    fn link_close(&mut self, conn: ConnId) {
+        let Some(mut l) = self.relay.links.remove(&conn) else {
+            return;
+        };
+        l.client.close();
+        let mut last = Vec::new();
+        match &mut l.client {
+            Client::Rtmp(s) => last.extend(std::iter::from_fn(|| s.poll_transmit())),
+            Client::Rtsp(r) => {
+                while let Some(t) = r.session.poll_transmit() {
+                    if let crate::rtsp::server::Transmit::Tcp(b) = t {
+                        last.push(b);
+                    }
+                }
+            }
+            Client::Flv(_) => {}
+        }
+        if l.open && !last.is_empty() {
+            self.relay.farewells.insert(conn, last);
+        }
+        self.outputs.push_back(Output::Close { conn, flush: true });
+    }
+
     /// A relay connection failed or ended: it is closed (when the runtime still holds it),
     /// its owner retries after a backoff.
     fn link_failed(&mut self, conn: ConnId, close: bool, why: &str, now_ms: u64) {
@@ -512,10 +538,7 @@ impl Engine {
             return;
         };
         if let Some(conn) = p.conn {
-            if let Some(mut l) = self.relay.links.remove(&conn) {
-                l.client.close();
-                self.outputs.push_back(Output::Close { conn, flush: true });
-            }
+            self.link_close(conn);
         }
         if p.live {
             self.end_publish(p.id, now_ms);
@@ -651,10 +674,7 @@ impl Engine {
                 if p.playing {
                     self.hub.stop_play(conn);
                 }
-                if let Some(mut l) = self.relay.links.remove(&conn) {
-                    l.client.close();
-                    self.outputs.push_back(Output::Close { conn, flush: true });
-                }
+                self.link_close(conn);
             }
         }
     }
@@ -755,6 +775,7 @@ impl Engine {
 
     /// The peer closed a relay connection.
     pub(super) fn relay_closed(&mut self, conn: ConnId, reason: &str, now_ms: u64) {
+        self.relay.farewells.remove(&conn);
         self.link_failed(conn, false, &format!("connection closed: {reason}"), now_ms);
         self.drain_hub(now_ms);
     }
@@ -766,6 +787,10 @@ impl Engine {
         budget: usize,
         out: &mut Vec<Bytes>,
     ) -> usize {
+        if let Some(last) = self.relay.farewells.remove(&conn) {
+            out.extend(last.iter().cloned());
+            return last.iter().map(Bytes::len).sum();
+        }
         let Some(l) = self.relay.links.get_mut(&conn) else {
             return 0;
         };
