@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::{relay_query, Client, Link, Owner, RelayUrl, RELAY_PARAM};
 use crate::engine::rtsp_conn::{announced_tracks, audio_params, video_params};
-use crate::engine::{ConnId, Engine, Output};
+use crate::engine::{ConnId, Engine, LogLevel, Output};
 use crate::hub::Tracks;
 use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
 use crate::media::{FrameKind, TrackKind};
@@ -71,6 +71,14 @@ fn config(url: &str, target: &RelayUrl) -> RtspConfig {
         // The runtime gives each track's ports (`Output::OpenUdp`).
         udp_port_base: 0,
         ..RtspConfig::new(url)
+    }
+}
+
+/// How the session's media travels, for the log.
+fn media_transport(session: &RtspClient) -> &'static str {
+    match session.track_transport(0) {
+        Some(TrackTransport::Udp { .. }) => "RTSP media over UDP",
+        _ => "RTSP media interleaved on TCP",
     }
 }
 
@@ -243,6 +251,8 @@ impl Engine {
                 }
                 (RtspEvent::Playing, Owner::Pull(key)) => {
                     let described = r.described.take();
+                    let media = media_transport(&r.session);
+                    self.log(LogLevel::Info, format!("relay pull {key}: {media}"));
                     self.pull_started(conn, &key, described, now_ms);
                 }
                 (RtspEvent::Frame { frame, .. }, Owner::Pull(_)) => {
@@ -250,7 +260,13 @@ impl Engine {
                         i.push(frame);
                     }
                 }
-                (RtspEvent::Recording, Owner::Push(id)) => self.push_started(conn, id, now_ms),
+                (RtspEvent::Recording, Owner::Push(id)) => {
+                    let media = media_transport(&r.session);
+                    if let Some(key) = self.relay.pushes.get(&id).map(|p| p.key.clone()) {
+                        self.log(LogLevel::Info, format!("relay push {key}: {media}"));
+                    }
+                    self.push_started(conn, id, now_ms)
+                }
                 (RtspEvent::TornDown, _) => {
                     self.link_failed(conn, true, "the server tore the session down", now_ms)
                 }
