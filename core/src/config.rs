@@ -225,19 +225,27 @@ addr = "0.0.0.0:5322"
 # Edge: a player asking for a stream that is not live here makes rill play
 # {origin}/{app}/{stream} from the first origin that answers (the next one on failure; retried
 # with backoff, 1 s doubling to 30 s, while players wait for hub.play_wait_timeout_ms).
-# rtmp://host[:port][/path] only for now. Empty = no pull.
+# The scheme picks the protocol:
+#   rtmp://host[:port][/path]   RTMP play (port 1935)
+#   http://host[:port][/path]   HTTP-FLV, GET {path}/{app}/{stream}.flv (port 80)
+#   rtsp://[user:pass@]host[:port][/path][?rtsp_mode=0|1]   RTSP play (port 554); a 401 is
+#     answered with Digest or Basic from the URL's credentials; media over TCP interleaved, or
+#     UDP with rtsp_mode=1 (or rtsp_transport=udp).
+# Empty = no pull.
 origins = []
 # The pull stops this long (ms) after its last player left. A local publisher of the stream
 # always wins: the pull stops.
 idle_stop_ms = 10000
 
 # Restream: every stream published on `app` ("*" = every app) is published to {url}/{stream}
-# with the publisher's query appended, while its publisher is live. A target that is down is
+# with the publisher's query appended, while its publisher is live: rtmp:// (RTMP publish,
+# with onMetaData) or rtsp:// (ANNOUNCE/RECORD; credentials and rtsp_mode as for pulls; starts
+# once the stream's tracks are known). HTTP-FLV is pull only. A target that is down is
 # retried with backoff; a slow one never slows the publisher. Pulled and relayed streams (their
 # query carries rill_relay=1) are not pushed. Any number of these:
 # [[relay.push]]
 # app = "live"
-# urls = ["rtmp://a.example/live"]
+# urls = ["rtmp://a.example/live", "rtsp://b.example:8554/cams"]
 
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
@@ -343,7 +351,7 @@ pub struct RelaySection {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayPullSection {
-    /// Origins (`rtmp://host[:port][/path]`), tried in order.
+    /// Origins (`rtmp://`, `http://` or `rtsp://host[:port][/path]`), tried in order.
     pub origins: Vec<String>,
     /// A pull stops this long after its last player left (ms).
     pub idle_stop_ms: u64,
@@ -364,7 +372,7 @@ impl Default for RelayPullSection {
 pub struct RelayPushSection {
     /// The app whose streams are pushed (`*` = every app).
     pub app: String,
-    /// Targets (`rtmp://host[:port]/path`); a stream goes to `{url}/{stream}`.
+    /// Targets (`rtmp://` or `rtsp://host[:port]/path`); a stream goes to `{url}/{stream}`.
     pub urls: Vec<String>,
 }
 
