@@ -16,7 +16,7 @@ use rill_core::engine::{
 };
 use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use rill_core::rtmp::message_type;
-use rill_core::rtsp::server::Credentials;
+use rill_core::rtsp::server::{AuthScheme, Credentials};
 
 const ORIGIN: usize = 0;
 const EDGE: usize = 1;
@@ -51,6 +51,8 @@ struct Net {
     edge_wire: Vec<u8>,
     /// The edge's connections to host "teapot".
     teapots: Vec<ConnId>,
+    /// The edge's runtime has no UDP ports to give.
+    edge_udp_off: bool,
 }
 
 fn peer() -> SocketAddr {
@@ -89,6 +91,7 @@ impl Net {
             datagrams: 0,
             edge_wire: Vec::new(),
             teapots: Vec::new(),
+            edge_udp_off: false,
         }
     }
 
@@ -252,6 +255,9 @@ impl Net {
                 } else {
                     self.engines[e].handle_connected(conn, Err(format!("{host}: refused")), now);
                 }
+            }
+            Output::OpenUdp { conn, track } if e == EDGE && self.edge_udp_off => {
+                self.engines[e].handle_udp_open(conn, track, None, now);
             }
             Output::OpenUdp { conn, track } => {
                 let rtp = self.next_udp_port;
@@ -514,6 +520,18 @@ fn an_edge_pulls_over_rtsp_tcp_and_over_udp() {
 }
 
 #[test]
+fn an_rtsp_pull_asking_for_udp_falls_back_to_tcp_when_the_runtime_has_no_udp_ports() {
+    let mut net = Net::pulling("rtsp://origin:554?rtsp_mode=1", 2_000);
+    net.edge_udp_off = true;
+    let _ = pull_through(
+        &mut net,
+        "DESCRIBE rtsp://origin:554/live/s?rill_relay=1 RTSP/1.0\r\n",
+    );
+    assert_eq!(net.datagrams, 0);
+    assert!(wire(&net).contains("RTP/AVP/TCP;unicast;interleaved=0-1"));
+}
+
+#[test]
 fn an_rtsp_pull_answers_a_digest_challenge_with_the_url_credentials() {
     let mut origin = EngineConfig::default();
     origin.rtsp.play_credentials = Some(Credentials {
@@ -529,6 +547,16 @@ fn an_rtsp_pull_answers_a_digest_challenge_with_the_url_credentials() {
         "DESCRIBE rtsp://origin:554/live/s?rill_relay=1 RTSP/1.0\r\n",
     );
     assert!(wire(&net).contains("Authorization: Digest username=\"cam\""));
+
+    // Basic when the origin asks for it.
+    let mut basic = origin.clone();
+    basic.rtsp.auth_scheme = AuthScheme::Basic;
+    let mut net = Net::with(basic, edge_pulling("rtsp://cam:p%40ss@origin:554", 2_000));
+    let _ = pull_through(
+        &mut net,
+        "DESCRIBE rtsp://origin:554/live/s?rill_relay=1 RTSP/1.0\r\n",
+    );
+    assert!(wire(&net).contains("Authorization: Basic Y2FtOnBAc3M="));
 
     // A wrong password is a failed attempt, retried with the backoff.
     let mut net = Net::with(origin, edge_pulling("rtsp://cam:nope@origin:554", 2_000));
@@ -572,10 +600,20 @@ fn an_http_flv_origin_that_does_not_answer_200_is_retried_with_backoff() {
 
 #[test]
 fn a_static_push_over_rtsp_carries_the_publisher_query_to_players_on_the_target() {
+    push_over_rtsp("rtsp://origin:554/live", false);
+}
+
+#[test]
+fn a_static_push_over_rtsp_sends_media_over_udp_when_asked() {
+    push_over_rtsp("rtsp://origin:554/live?rtsp_mode=1", true);
+}
+
+/// A publisher on the edge, pushed to `url` on the origin; a player there.
+fn push_over_rtsp(url: &str, udp: bool) {
     // The target would push its streams on too, but not one that came from a relay.
     let mut net = Net::with(
         edge_pushing("rtmp://elsewhere:1935/live"),
-        edge_pushing("rtsp://origin:554/live"),
+        edge_pushing(url),
     );
     let publisher = net.client(EDGE, true, "s?token=abc");
     assert_eq!(net.engines[EDGE].relay_push_count(), 1);
@@ -597,6 +635,7 @@ fn a_static_push_over_rtsp_carries_the_publisher_query_to_players_on_the_target(
         net.media_received(player),
         net.logs
     );
+    assert_eq!(net.datagrams > 40, udp, "{} datagrams", net.datagrams);
     // The pushed stream is not pushed on again by the target (it carries the relay marker).
     assert_eq!(net.engines[ORIGIN].relay_push_count(), 0);
     net.hang_up(publisher);

@@ -246,3 +246,44 @@ fn an_origin_pushes_its_streams_over_rtsp_to_another_server() {
         origin.log()
     );
 }
+
+#[test]
+fn an_origin_pushes_over_rtsp_to_ffmpeg_listening_as_an_rtsp_server() {
+    require_tool("ffmpeg");
+    let [port] = free_ports();
+    let out = std::env::temp_dir().join(format!("rill-e2e-rtsp-push-{port}.flv"));
+    // ffmpeg as the third-party target: it accepts one ANNOUNCE / RECORD and keeps 3 s.
+    let mut receiver = Proc(
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+            .args(["-rtsp_flags", "listen", "-timeout", "20"])
+            .args(["-i", &format!("rtsp://127.0.0.1:{port}/live/p")])
+            .args(["-t", "3", "-c", "copy", "-f", "flv"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ffmpeg"),
+    );
+    let config = TempConfig::new(&format!(
+        "[[relay.push]]\napp = \"live\"\nurls = [\"rtsp://127.0.0.1:{port}/live\"]\n"
+    ));
+    let origin = Server::start_with(1, &config.args());
+    let _publisher = publish_briefly(&origin.rtmp_url("live/p"));
+    let done = receiver.wait_for(Duration::from_secs(20));
+    let streams = ffprobe_file(&out);
+    let _ = std::fs::remove_file(&out);
+    assert!(
+        done.is_some_and(|s| s.success()),
+        "ffmpeg receiver: {done:?}; origin log:\n{}",
+        origin.log()
+    );
+    let video = stream_of(&streams, "video");
+    let audio = stream_of(&streams, "audio");
+    assert!(
+        video.is_some_and(|v| v.codec_name == "h264" && v.frames > 0)
+            && audio.is_some_and(|a| a.codec_name == "aac" && a.frames > 0),
+        "{streams:?}; origin log:\n{}",
+        origin.log()
+    );
+}
