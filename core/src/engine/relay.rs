@@ -222,10 +222,10 @@ impl Relays {
 
     /// The earliest time relays have work to do.
     pub(super) fn poll_timeout(&self) -> Option<u64> {
-        let links = self
-            .links
-            .values()
-            .flat_map(|l| l.deadline_ms.into_iter().chain(l.client.poll_timeout()));
+        let links = self.links.values().flat_map(|l| {
+            let session = l.client.poll_timeout().filter(|_| l.open);
+            l.deadline_ms.into_iter().chain(session)
+        });
         let pulls = self.pulls.values().filter_map(|p| p.retry_at);
         let pushes = self.pushes.values().filter_map(|p| p.retry_at);
         links.chain(pulls).chain(pushes).chain(self.check_at).min()

@@ -32,9 +32,12 @@ enum Step {
     Failed(String),
 }
 
-/// The request path of `key` under `origin`: `/{path}/{app}/{stream}.flv?rill_relay=1`.
-fn request_path(origin: &RelayUrl, key: &StreamKey) -> String {
-    format!("/{}.flv?{RELAY_PARAM}=1", origin.full_path(key.as_str()))
+/// The request path of `name` under `origin`: `/{path}/{name}.flv?rill_relay=1` (an origin
+/// path already ending in `.flv` names the stream itself when `name` is empty).
+fn request_path(origin: &RelayUrl, name: &str) -> String {
+    let path = origin.full_path(name);
+    let ext = if path.ends_with(".flv") { "" } else { ".flv" };
+    format!("/{path}{ext}?{RELAY_PARAM}=1")
 }
 
 impl Engine {
@@ -48,7 +51,7 @@ impl Engine {
         let request = ClientRequest {
             method: "GET".to_owned(),
             host: origin.authority(),
-            path: request_path(origin, key),
+            path: request_path(origin, key.as_str()),
             headers: vec![
                 ("User-Agent".to_owned(), "rill".to_owned()),
                 ("Accept".to_owned(), "video/x-flv".to_owned()),
@@ -162,5 +165,21 @@ impl FlvPull {
             steps.push(Step::Failed(e.to_string()));
         }
         steps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_paths_add_the_stream_and_the_relay_marker() {
+        let base = RelayUrl::parse("http://o/edge").unwrap();
+        assert_eq!(
+            request_path(&base, "live/s"),
+            "/edge/live/s.flv?rill_relay=1"
+        );
+        let exact = RelayUrl::parse("http://o/live/s.flv").unwrap();
+        assert_eq!(request_path(&exact, ""), "/live/s.flv?rill_relay=1");
     }
 }

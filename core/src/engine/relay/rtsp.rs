@@ -162,8 +162,9 @@ impl Engine {
         self.rtsp_link_events(conn, now_ms);
         if let Err(e) = result {
             self.link_failed(conn, true, &e.to_string(), now_ms);
+        } else if self.relay.links.contains_key(&conn) {
+            self.outputs.push_back(Output::Transmit(conn));
         }
-        self.outputs.push_back(Output::Transmit(conn));
         self.drain_hub(now_ms);
     }
 
@@ -318,6 +319,15 @@ impl Engine {
             Owner::Push(id) => self.relay.pushes.get(&id).is_some_and(|p| p.playing),
             Owner::Pull(_) => false,
         };
+        // Datagrams do not wait for the socket: a push whose tracks all go over UDP sends
+        // everything queued (as RTSP players over UDP are served).
+        let all_udp = [r.video, r.audio].into_iter().flatten().all(|t| {
+            matches!(
+                r.session.track_transport(t),
+                Some(TrackTransport::Udp { .. })
+            )
+        });
+        let budget = if all_udp { usize::MAX } else { budget };
         let mut spent = 0;
         while pushing && spent < budget {
             let Some(packet) = self.hub.poll_packet(conn) else {

@@ -156,10 +156,13 @@ impl RelayUrl {
         Ok(u)
     }
 
-    /// The path of `name` under this URL: `{path}/{name}` (just `name` when the path is empty).
+    /// The path of `name` under this URL: `{path}/{name}` (just `name` when the path is empty,
+    /// just the path when `name` is: a URL naming the stream itself).
     pub fn full_path(&self, name: &str) -> String {
         if self.path.is_empty() {
             name.to_owned()
+        } else if name.is_empty() {
+            self.path.clone()
         } else {
             format!("{}/{name}", self.path)
         }
@@ -215,6 +218,7 @@ mod tests {
             (Scheme::Rtmp, "10.0.0.1", 1936, "live")
         );
         assert_eq!(u.target("s"), ("live".into(), "s".into()));
+        assert_eq!(u.full_path(""), "live");
         let u = RelayUrl::parse("rtmp://h").unwrap();
         assert_eq!((u.port, u.path.as_str()), (1935, ""));
         assert_eq!(u.target("live/s"), ("live".into(), "s".into()));
