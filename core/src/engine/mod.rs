@@ -315,8 +315,9 @@ pub enum Output {
         /// The file.
         path: String,
     },
-    /// An RTSP SETUP asks for UDP: bind a free port pair (RTP on an even port, RTCP on the next)
-    /// for `track` of `conn` and answer with [`Engine::handle_udp_open`].
+    /// An RTSP SETUP asks for UDP (a client's, or one a relay's RTSP client sends): bind a free
+    /// port pair (RTP on an even port, RTCP on the next) for `track` of `conn` and answer with
+    /// [`Engine::handle_udp_open`].
     OpenUdp {
         /// The RTSP connection.
         conn: ConnId,
