@@ -248,7 +248,7 @@ fn an_origin_pushes_its_streams_over_rtsp_to_another_server() {
 }
 
 #[test]
-fn an_origin_pushes_over_rtsp_to_ffmpeg_listening_as_an_rtsp_server() {
+fn an_origin_pushes_over_rtsp_udp_to_ffmpeg_listening_as_an_rtsp_server() {
     require_tool("ffmpeg");
     let [port] = free_ports();
     let out = std::env::temp_dir().join(format!("rill-e2e-rtsp-push-{port}.flv"));
@@ -266,7 +266,7 @@ fn an_origin_pushes_over_rtsp_to_ffmpeg_listening_as_an_rtsp_server() {
             .expect("spawn ffmpeg"),
     );
     let config = TempConfig::new(&format!(
-        "[[relay.push]]\napp = \"live\"\nurls = [\"rtsp://127.0.0.1:{port}/live\"]\n"
+        "[[relay.push]]\napp = \"live\"\nurls = [\"rtsp://127.0.0.1:{port}/live?rtsp_mode=1\"]\n"
     ));
     let origin = Server::start_with(1, &config.args());
     let _publisher = publish_briefly(&origin.rtmp_url("live/p"));
@@ -284,6 +284,13 @@ fn an_origin_pushes_over_rtsp_to_ffmpeg_listening_as_an_rtsp_server() {
         video.is_some_and(|v| v.codec_name == "h264" && v.frames > 0)
             && audio.is_some_and(|a| a.codec_name == "aac" && a.frames > 0),
         "{streams:?}; origin log:\n{}",
+        origin.log()
+    );
+    assert!(
+        origin
+            .log()
+            .contains("relay push live/p: RTSP media over UDP"),
+        "origin log:\n{}",
         origin.log()
     );
 }
