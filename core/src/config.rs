@@ -10,8 +10,8 @@ use crate::admission::ConnectionLimits;
 use crate::api::webhook::{WebhookEvent, WebhookUrl};
 use crate::auth::SimpleAuth;
 use crate::engine::{
-    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RtmpUrl, SilentAudioConfig,
-    WebhookConfig,
+    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RelayUrl,
+    SilentAudioConfig, WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig};
 use crate::http::HttpLimits;
@@ -234,21 +234,29 @@ addr = "0.0.0.0:5322"
 # with backoff, 1 s doubling to 30 s less up to a fifth at random, while players wait for
 # hub.play_wait_timeout_ms). One worker pulls a stream for every worker's players. An origin
 # that sends no media for 5 s is given up and retried; players stay for
-# hub.publisher_grace_ms meanwhile. rtmp://host[:port][/path]. Empty = no pull on demand (pulls
-# by the API, /api/ctrl/start_relay_pull and /control/pull, work without it).
+# hub.publisher_grace_ms meanwhile. The scheme picks the protocol:
+#   rtmp://host[:port][/path]   RTMP play (port 1935)
+#   http://host[:port][/path]   HTTP-FLV, GET {path}/{app}/{stream}.flv (port 80)
+#   rtsp://[user:pass@]host[:port][/path][?rtsp_mode=0|1]   RTSP play (port 554); a 401 is
+#     answered with Digest or Basic from the URL's credentials; media over TCP interleaved, or
+#     UDP with rtsp_mode=1 (or rtsp_transport=udp).
+# Empty = no pull on demand (pulls by the API, /api/ctrl/start_relay_pull and /control/pull,
+# work without it).
 origins = []
 # The pull stops this long (ms) after its last player left. A local publisher of the stream
 # always wins: the pull stops.
 idle_stop_ms = 10000
 
 # Restream: every stream published on `app` ("*" = every app) is published to {url}/{stream}
-# with the publisher's query appended, while its publisher is live. A target that is down is
+# with the publisher's query appended, while its publisher is live: rtmp:// (RTMP publish,
+# with onMetaData) or rtsp:// (ANNOUNCE/RECORD; credentials and rtsp_mode as for pulls; starts
+# once the stream's tracks are known). HTTP-FLV is pull only. A target that is down is
 # retried with backoff; a slow one never slows the publisher. Pulled and relayed streams (their
 # query carries rill_relay=1) are not pushed; a push to this server's own RTMP address is
 # refused. More pushes by the API: /api/ctrl/start_relay_push, /control/push. Any number of these:
 # [[relay.push]]
 # app = "live"
-# urls = ["rtmp://a.example/live"]
+# urls = ["rtmp://a.example/live", "rtsp://b.example:8554/cams"]
 
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
@@ -354,7 +362,7 @@ pub struct RelaySection {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayPullSection {
-    /// Origins (`rtmp://host[:port][/path]`), tried in order.
+    /// Origins (`rtmp://`, `http://` or `rtsp://host[:port][/path]`), tried in order.
     pub origins: Vec<String>,
     /// A pull stops this long after its last player left (ms).
     pub idle_stop_ms: u64,
@@ -375,7 +383,7 @@ impl Default for RelayPullSection {
 pub struct RelayPushSection {
     /// The app whose streams are pushed (`*` = every app).
     pub app: String,
-    /// Targets (`rtmp://host[:port]/path`); a stream goes to `{url}/{stream}`.
+    /// Targets (`rtmp://` or `rtsp://host[:port]/path`); a stream goes to `{url}/{stream}`.
     pub urls: Vec<String>,
 }
 
@@ -383,7 +391,12 @@ impl RelaySection {
     /// The engine's relay settings, or what is wrong with a URL.
     pub fn relay_config(&self) -> Result<RelayConfig, ConfigError> {
         let parse = |what: &str, u: &String| {
-            RtmpUrl::parse(u).map_err(|e| ConfigError(format!("{what}: {e}")))
+            let parsed = if what == "relay.push.urls" {
+                RelayUrl::parse_push(u)
+            } else {
+                RelayUrl::parse(u)
+            };
+            parsed.map_err(|e| ConfigError(format!("{what}: {e}")))
         };
         Ok(RelayConfig {
             pull_origins: self
@@ -1070,7 +1083,16 @@ mod tests {
         assert_eq!(r.idle_stop_ms, 500);
         assert_eq!(r.push[0].app, "*");
         assert_eq!(r.push[0].urls[0].path, "live");
-        assert!(Config::from_toml("[relay.pull]\norigins = [\"http://o\"]\n").is_err());
+        let c = Config::from_toml(
+            "[relay.pull]\norigins = [\"http://o:8080\", \"rtsp://u:p@o/x?rtsp_mode=1\"]\n",
+        )
+        .unwrap();
+        let r = c.engine_config().relay;
+        assert_eq!(r.pull_origins[0].scheme, crate::engine::Scheme::Http);
+        assert_eq!(r.pull_origins[1].scheme, crate::engine::Scheme::Rtsp);
+        assert!(Config::from_toml("[relay.pull]\norigins = [\"ftp://o\"]\n").is_err());
+        // HTTP-FLV relays pull only.
+        assert!(Config::from_toml("[[relay.push]]\napp = \"a\"\nurls = [\"http://o\"]\n").is_err());
         assert!(Config::from_toml("[relay.pull]\norigin = []\n").is_err());
         assert!(Config::from_toml("[[relay.push]]\napp = \"a\"\nurl = []\n").is_err());
     }

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{flv_player, publisher};
-use rill_core::engine::{EngineConfig, Listener, RelayConfig, RtmpUrl};
+use rill_core::engine::{EngineConfig, Listener, RelayConfig, RelayUrl};
 use rill_core::sim::World;
 use serde_json::Value;
 
@@ -360,7 +360,7 @@ fn pull_retry_num_limits_attempts_and_auto_stop_ends_an_unwatched_pull() {
 fn players_on_two_workers_start_one_pull_on_demand_which_stops_after_the_last_leaves() {
     let config = EngineConfig {
         relay: RelayConfig {
-            pull_origins: vec![RtmpUrl::parse("rtmp://origin.test:1935").unwrap()],
+            pull_origins: vec![RelayUrl::parse("rtmp://origin.test:1935").unwrap()],
             idle_stop_ms: 2_000,
             ..RelayConfig::default()
         },
@@ -394,7 +394,7 @@ fn a_local_publisher_on_another_worker_stops_the_pull_of_its_stream() {
     use rill_core::stream_key::StreamKey;
     let mut config = EngineConfig {
         relay: RelayConfig {
-            pull_origins: vec![RtmpUrl::parse("rtmp://origin.test:1935").unwrap()],
+            pull_origins: vec![RelayUrl::parse("rtmp://origin.test:1935").unwrap()],
             ..RelayConfig::default()
         },
         ..EngineConfig::default()

@@ -184,7 +184,8 @@ pub fn start_relay_push_query(body: &[u8]) -> Result<Query, String> {
 }
 
 /// The stream key a pull of `url` named `stream_name` publishes: `app/stream` as given, a bare
-/// name under the URL's app, or the URL's own `app/stream` when no name is given.
+/// name under the URL's app, or the URL's own `app/stream` when no name is given (without the
+/// `.flv` of an HTTP-FLV URL).
 pub fn pull_stream_key(url: &str, stream_name: &str) -> Result<StreamKey, String> {
     let path = url
         .split_once("://")
@@ -192,6 +193,7 @@ pub fn pull_stream_key(url: &str, stream_name: &str) -> Result<StreamKey, String
         .map(|(_, path)| path.split(['?', '#']).next().unwrap_or(""))
         .unwrap_or("");
     let path = path.trim_matches('/');
+    let path = path.strip_suffix(".flv").unwrap_or(path);
     let app = path.split('/').next().unwrap_or("");
     let name = if stream_name.contains('/') {
         stream_name.to_owned()
@@ -227,18 +229,17 @@ pub fn find_relay<'s>(
     )
 }
 
-/// The ids of every relay in `role` of the stream `name` (bare or `app/stream`).
+/// Every relay in `role` of the stream `name` (bare or `app/stream`).
 pub fn relays_of<'s>(
     snapshots: &'s [EngineStats],
     name: &'s str,
     role: Role,
-) -> impl Iterator<Item = ConnId> + 's {
+) -> impl Iterator<Item = &'s SessionStats> + 's {
     let key = stream_key_of(snapshots, name).map(|k| k.to_string());
     snapshots
         .iter()
         .flat_map(|s| &s.sessions)
         .filter(move |s| s.role == role && key.as_deref() == Some(s.stream.as_str()))
-        .map(|s| s.conn)
 }
 
 /// lal's envelope with `code` and `desp` and no data, as JSON.

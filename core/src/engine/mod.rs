@@ -69,7 +69,7 @@ pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
-pub use relay::{PushRule, RelayConfig, RtmpUrl};
+pub use relay::{PushRule, RelayConfig, RelayUrl, Scheme};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
@@ -321,8 +321,9 @@ pub enum Output {
         /// The file.
         path: String,
     },
-    /// An RTSP SETUP asks for UDP: bind a free port pair (RTP on an even port, RTCP on the next)
-    /// for `track` of `conn` and answer with [`Engine::handle_udp_open`].
+    /// An RTSP SETUP asks for UDP (a client's, or one a relay's RTSP client sends): bind a free
+    /// port pair (RTP on an even port, RTCP on the next) for `track` of `conn` and answer with
+    /// [`Engine::handle_udp_open`].
     OpenUdp {
         /// The RTSP connection.
         conn: ConnId,

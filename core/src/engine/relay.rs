@@ -1,4 +1,5 @@
-//! Relays: RTMP client connections the engine opens to other servers.
+//! Relays: client connections the engine opens to other servers, over RTMP, HTTP-FLV (pull)
+//! and RTSP (TCP or UDP), chosen by the scheme of each URL ([`RelayUrl`]).
 //!
 //! - **Pull (edge)**: a player asks for a stream that is not live here; the engine plays
 //!   `{origin}/{app}/{stream}` from the first configured origin that answers and feeds what it
@@ -12,7 +13,7 @@
 //! - **API**: pulls and pushes started and stopped by the HTTP API (lal's
 //!   `start_relay_pull`/`stop_relay_pull`, rill's `start_relay_push`/`stop_relay_push`,
 //!   livego's `/control/pull` and `/control/push`), with lal's options (timeout, number of
-//!   retries, stop after no players); the requests are answered in `relay_api.rs`.
+//!   retries, stop after no players); the requests are answered in `relay/api.rs`.
 //!
 //! Failed attempts are retried with exponential backoff (1 s doubling to 30 s, each delay
 //! shortened by up to a fifth at random so that many relays failing together do not retry in
@@ -28,9 +29,16 @@
 //! [`Command::RelayWant`], again every [`WANT_REFRESH_MS`] while it has players, and plays the
 //! stream the owner publishes like any stream of another worker.
 //!
-//! Each connection wraps an [`rtmp::client::ClientSession`](ClientSession); its ids come from
-//! the engine's outbound id space and it is driven through the same engine calls as any
-//! connection.
+//! Each connection wraps the client session of its scheme ([`Client`]): RTMP here, HTTP-FLV
+//! pulls in `relay/flv.rs`, RTSP pulls and pushes in `relay/rtsp.rs`; this file keeps the
+//! policy common to all (attempts, backoff, idle stop, who owns the stream). Their ids come
+//! from the engine's outbound id space and they are driven through the same engine calls as
+//! any connection.
+
+mod api;
+mod flv;
+mod rtsp;
+mod url;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -45,12 +53,13 @@ use super::{
 };
 use crate::api::lal::RelayPullRequest;
 use crate::api::webhook::{SessionInfo, WebhookEvent};
+use crate::limits::Limits;
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+use crate::rtmp::command::DataMessage;
 use crate::rtmp::message_type;
 use crate::stream_key::StreamKey;
 
-#[path = "relay_api.rs"]
-mod api;
+pub use url::{RelayUrl, Scheme};
 
 /// The query parameter relay connections carry, so the next hop does not relay them back.
 pub const RELAY_PARAM: &str = "rill_relay";
@@ -74,126 +83,13 @@ const WANT_TTL_MS: u64 = 3 * WANT_REFRESH_MS;
 /// How often pulls check whether they still have players (ms).
 const IDLE_CHECK_MS: u64 = 500;
 
-/// An `rtmp://host[:port][/path]` address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RtmpUrl {
-    /// Host name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// TCP port (1935 when the URL names none).
-    pub port: u16,
-    /// The path without its leading and trailing `/` (may be empty).
-    pub path: String,
-}
-
-impl RtmpUrl {
-    /// Parses `rtmp://host[:port][/path]`; says what is wrong otherwise.
-    pub fn parse(url: &str) -> Result<RtmpUrl, String> {
-        let rest = url
-            .strip_prefix("rtmp://")
-            .ok_or_else(|| format!("{url:?}: only rtmp:// URLs are supported"))?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, tail) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{url:?}: unclosed '['"))?;
-            (host, tail.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("{url:?}: no host"));
-        }
-        let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
-            None => 1935,
-        };
-        if path.contains('?') {
-            return Err(format!("{url:?}: no query allowed"));
-        }
-        Ok(RtmpUrl {
-            host: host.to_owned(),
-            port,
-            path: path.trim_matches('/').to_owned(),
-        })
-    }
-
-    /// The RTMP app and stream name to use for `name` under this URL: the first path segment
-    /// is the app, the rest of the path and `name` the stream name.
-    fn target(&self, name: &str) -> (String, String) {
-        let full = if self.path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}/{name}", self.path)
-        };
-        match full.split_once('/') {
-            Some((app, stream)) => (app.to_owned(), stream.to_owned()),
-            None => (full, String::new()),
-        }
-    }
-
-    /// Parses a full `rtmp://host[:port]/app/stream[?query]` URL (the API's): the URL without
-    /// its query, and the query.
-    pub fn parse_full(url: &str) -> Result<(RtmpUrl, String), String> {
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let u = RtmpUrl::parse(base)?;
-        if !u.path.contains('/') {
-            return Err(format!("{url:?}: the path must name an app and a stream"));
-        }
-        Ok((u, query.to_owned()))
-    }
-
-    /// The app and stream of a full URL's path (first segment, the rest).
-    fn app_stream(&self) -> (String, String) {
-        match self.path.split_once('/') {
-            Some((app, stream)) => (app.to_owned(), stream.to_owned()),
-            None => (self.path.clone(), String::new()),
-        }
-    }
-
-    /// Whether this URL names the RTMP listener at `own` (a loopback or unspecified host, or
-    /// `own`'s address, on `own`'s port).
-    pub fn is_own(&self, own: SocketAddr) -> bool {
-        if self.port != own.port() {
-            return false;
-        }
-        if self.host.eq_ignore_ascii_case("localhost") {
-            return true;
-        }
-        self.host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified() || ip == own.ip())
-    }
-
-    fn tc_url(&self, app: &str) -> String {
-        if self.host.contains(':') {
-            format!("rtmp://[{}]:{}/{app}", self.host, self.port)
-        } else {
-            format!("rtmp://{}:{}/{app}", self.host, self.port)
-        }
-    }
-}
-
-impl fmt::Display for RtmpUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let base = self.tc_url(&self.path);
-        f.write_str(base.trim_end_matches('/'))
-    }
-}
-
 /// Streams published on apps matching `app` are pushed to every URL of `urls`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushRule {
     /// The app, or `*` for every app.
     pub app: String,
     /// Targets; the stream goes to `{url}/{stream}`.
-    pub urls: Vec<RtmpUrl>,
+    pub urls: Vec<RelayUrl>,
 }
 
 /// Relay settings (`[relay.pull]`, `[[relay.push]]`).
@@ -201,7 +97,7 @@ pub struct PushRule {
 pub struct RelayConfig {
     /// Origins pulled from when a player asks for a stream not live here, tried in order
     /// (none: no pull on demand).
-    pub pull_origins: Vec<RtmpUrl>,
+    pub pull_origins: Vec<RelayUrl>,
     /// A pull stops this long after its last player left (ms).
     pub idle_stop_ms: u64,
     /// Static pushes.
@@ -244,6 +140,16 @@ pub fn is_relayed(query: &str) -> bool {
         .any(|kv| kv.split('=').next() == Some(RELAY_PARAM))
 }
 
+/// The query a relay connection sends: `query` (the publisher's or the API URL's, so tokens
+/// reach the next hop) and the relay marker.
+fn relay_query(query: &str) -> String {
+    if query.is_empty() {
+        format!("{RELAY_PARAM}=1")
+    } else {
+        format!("{query}&{RELAY_PARAM}=1")
+    }
+}
+
 /// The worker that runs the pull on demand of `key` among `workers` (FNV-1a of the name, so
 /// every worker picks the same one).
 pub fn pull_owner(key: &StreamKey, workers: usize) -> usize {
@@ -265,12 +171,11 @@ pub struct PullOptions {
     pub retries: Option<u32>,
     /// Stop this long after the last player left: `None` never, `Some(0)` at once.
     pub auto_stop_ms: Option<u64>,
-    /// RTSP over UDP rather than TCP (for `rtsp://` pulls).
-    pub rtsp_udp: bool,
 }
 
 impl PullOptions {
-    /// lal's request as options (negative numbers mean "forever"/"never" as in lal).
+    /// lal's request as options (negative numbers mean "forever"/"never" as in lal); its
+    /// `rtsp_mode` goes to the URL ([`RelayUrl::rtsp_transport`]).
     pub fn from_request(r: &RelayPullRequest) -> PullOptions {
         PullOptions {
             timeout_ms: u64::try_from(r.pull_timeout_ms)
@@ -279,7 +184,6 @@ impl PullOptions {
                 .unwrap_or(START_TIMEOUT_MS),
             retries: u32::try_from(r.pull_retry_num).ok(),
             auto_stop_ms: u64::try_from(r.auto_stop_pull_after_no_out_ms).ok(),
-            rtsp_udp: r.rtsp_mode == 1,
         }
     }
 }
@@ -291,10 +195,39 @@ enum Owner {
     Push(ConnId),
 }
 
-/// One RTMP client connection.
+/// A relay connection's client session, by the scheme of its URL.
+#[derive(Debug)]
+enum Client {
+    Rtmp(Box<ClientSession>),
+    /// An HTTP-FLV pull (`relay/flv.rs`).
+    Flv(Box<flv::FlvPull>),
+    /// An RTSP pull or push (`relay/rtsp.rs`).
+    Rtsp(Box<rtsp::RtspLink>),
+}
+
+impl Client {
+    /// Ends the session politely (its last bytes go out with a flushing close).
+    fn close(&mut self) {
+        match self {
+            Client::Rtmp(s) => s.close(),
+            Client::Flv(_) => {}
+            Client::Rtsp(r) => r.session.teardown(),
+        }
+    }
+
+    /// The session's own next deadline (RTSP keep-alives, answers and reports).
+    fn poll_timeout(&self) -> Option<u64> {
+        match self {
+            Client::Rtsp(r) => r.session.poll_timeout(),
+            _ => None,
+        }
+    }
+}
+
+/// One relay connection.
 #[derive(Debug)]
 struct Link {
-    session: Box<ClientSession>,
+    client: Client,
     owner: Owner,
     /// When the connection gives up unless something happens first (start, media).
     deadline_ms: Option<u64>,
@@ -309,8 +242,11 @@ struct Link {
 struct Pull {
     /// The id standing for the pull as the stream's publisher (hub, publication, API).
     id: ConnId,
-    /// The URL pulled by the API; `None`: the configured origins (on demand).
-    url: Option<String>,
+    /// The URL pulled by the API, naming the stream itself; `None`: the configured origins
+    /// (on demand).
+    url: Option<RelayUrl>,
+    /// The query of the API's URL, passed on to the origin.
+    query: String,
     options: PullOptions,
     /// The current connection, if any.
     conn: Option<ConnId>,
@@ -343,7 +279,7 @@ struct Pull {
 #[derive(Debug)]
 struct Push {
     key: StreamKey,
-    url: RtmpUrl,
+    url: RelayUrl,
     /// `url` names the target stream itself (API pushes); otherwise the stream goes to
     /// `{url}/{stream}`.
     full_url: bool,
@@ -365,12 +301,42 @@ struct Push {
 }
 
 impl Push {
-    fn target(&self) -> String {
+    /// The stream's name under `url` (empty when the URL names the target stream itself).
+    fn name(&self) -> &str {
         if self.full_url {
-            self.url.to_string()
+            ""
         } else {
-            format!("{}/{}", self.url, self.key.stream())
+            self.key.stream()
         }
+    }
+
+    /// The target stream's path on the target server.
+    fn path(&self) -> String {
+        self.url.full_path(self.name())
+    }
+
+    /// The target stream's URL, for logs and the API.
+    fn target(&self) -> String {
+        self.url.base(&self.path())
+    }
+}
+
+/// What a pull attempt asks its origin for: `url`'s path and `name` (empty when the URL names
+/// the stream itself), with `query` passed on.
+struct PullTarget {
+    url: RelayUrl,
+    name: String,
+    query: String,
+}
+
+impl fmt::Display for PullTarget {
+    /// The pulled stream's URL (never credentials), for logs and webhooks.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url.base(&self.url.full_path(&self.name)))?;
+        if !self.query.is_empty() {
+            write!(f, "?{}", self.query)?;
+        }
+        Ok(())
     }
 }
 
@@ -381,6 +347,8 @@ pub(super) struct Relays {
     links: HashMap<ConnId, Link>,
     pulls: HashMap<StreamKey, Pull>,
     pushes: HashMap<ConnId, Push>,
+    /// The last bytes of relay connections closed politely, sent before the close.
+    farewells: HashMap<ConnId, Vec<Bytes>>,
     /// Streams pulled by another worker for players here: when to say so again.
     wants: HashMap<StreamKey, u64>,
     /// When pulls next check for players.
@@ -397,12 +365,15 @@ impl Relays {
 
     /// `conn` is one of the relays' connections.
     pub(super) fn owns(&self, conn: ConnId) -> bool {
-        self.links.contains_key(&conn)
+        self.links.contains_key(&conn) || self.farewells.contains_key(&conn)
     }
 
     /// The earliest time relays have work to do.
     pub(super) fn poll_timeout(&self) -> Option<u64> {
-        let links = self.links.values().filter_map(|l| l.deadline_ms);
+        let links = self.links.values().flat_map(|l| {
+            let session = l.client.poll_timeout().filter(|_| l.open);
+            l.deadline_ms.into_iter().chain(session)
+        });
         let pulls = self.pulls.values().filter_map(|p| p.retry_at);
         let pushes = self.pushes.values().filter_map(|p| p.retry_at);
         links.chain(pulls).chain(pushes).chain(self.check_at).min()
@@ -437,13 +408,36 @@ impl Relays {
         *o = o.saturating_add(bytes_out as u64);
     }
 
+    /// What the pull of `key` asks for now: the API's URL, or the origin it tries.
+    fn pull_target(&self, key: &StreamKey) -> Option<PullTarget> {
+        let p = self.pulls.get(key)?;
+        Some(match &p.url {
+            Some(url) => PullTarget {
+                url: url.clone(),
+                name: String::new(),
+                query: p.query.clone(),
+            },
+            None => PullTarget {
+                url: self.config.pull_origins.get(p.origin)?.clone(),
+                name: key.to_string(),
+                query: String::new(),
+            },
+        })
+    }
+
+    /// The protocol the pull of `key` speaks now (for statistics and webhooks).
+    fn pull_protocol(&self, key: &StreamKey) -> Protocol {
+        self.pull_target(key)
+            .map_or(Protocol::Rtmp, |t| t.url.scheme.protocol())
+    }
+
     /// The statistics of every pull and push (started at `wall` + their start).
     pub(super) fn sessions(&self, wall: u64, out: &mut EngineStats) {
         let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
         for (key, p) in &self.pulls {
             out.sessions.push(SessionStats {
                 conn: p.id,
-                protocol: Protocol::Rtmp,
+                protocol: self.pull_protocol(key),
                 role: Role::Pull,
                 stream: key.to_string(),
                 peer: p.peer.unwrap_or(unknown),
@@ -457,7 +451,7 @@ impl Relays {
         for (&id, p) in &self.pushes {
             out.sessions.push(SessionStats {
                 conn: id,
-                protocol: Protocol::Rtmp,
+                protocol: p.url.scheme.protocol(),
                 role: Role::Push,
                 stream: p.key.to_string(),
                 peer: p.peer.unwrap_or(unknown),
@@ -574,20 +568,23 @@ impl Engine {
         }
     }
 
-    /// Starts pulling `key` from `url` (the API's) or the configured origins; the pull's id.
+    /// Starts pulling `key` from `url` (the API's, naming the stream, with the query to pass
+    /// on) or the configured origins; the pull's id.
     fn pull_start(
         &mut self,
         key: &StreamKey,
-        url: Option<String>,
+        url: Option<(RelayUrl, String)>,
         options: PullOptions,
         now_ms: u64,
     ) -> ConnId {
         let id = self.outbound.reserve_id();
+        let (url, query) = url.map_or((None, String::new()), |(u, q)| (Some(u), q));
         self.relay.pulls.insert(
             key.clone(),
             Pull {
                 id,
                 url,
+                query,
                 options,
                 conn: None,
                 origin: 0,
@@ -612,22 +609,10 @@ impl Engine {
 
     /// The URL the pull of `key` tries now, as a string (for logs and webhooks).
     fn pull_url(&self, key: &StreamKey) -> String {
-        let Some(p) = self.relay.pulls.get(key) else {
-            return String::new();
-        };
-        match &p.url {
-            Some(u) => u.clone(),
-            None => self
-                .relay
-                .config
-                .pull_origins
-                .get(p.origin)
-                .map(|o| {
-                    let (app, name) = o.target(key.as_str());
-                    format!("{}/{name}", o.tc_url(&app))
-                })
-                .unwrap_or_default(),
-        }
+        self.relay
+            .pull_target(key)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
     }
 
     fn pull_attempt(&mut self, key: &StreamKey, now_ms: u64) {
@@ -637,53 +622,64 @@ impl Engine {
         p.attempts = p.attempts.saturating_add(1);
         p.retry_at = None;
         let timeout = p.options.timeout_ms;
-        let target = match &p.url {
-            Some(url) => RtmpUrl::parse_full(url).map(|(u, query)| {
-                let (app, name) = u.app_stream();
-                (u, app, name, query)
-            }),
-            None => match self.relay.config.pull_origins.get(p.origin) {
-                Some(origin) => {
-                    let (app, name) = origin.target(key.as_str());
-                    Ok((origin.clone(), app, name, String::new()))
-                }
-                None => Err("no origin configured".to_owned()),
-            },
+        let Some(target) = self.relay.pull_target(key) else {
+            return self.pull_failed(key, "no origin configured", now_ms);
         };
-        let (url, app, name, query) = match target {
-            Ok(t) => t,
+        let owner = Owner::Pull(key.clone());
+        let opened = match target.url.scheme {
+            Scheme::Rtmp => {
+                let (app, stream) = target.url.target(&target.name);
+                let conn = self.rtmp_link_open(&target.url, &app, owner, timeout, now_ms);
+                if let Some(Client::Rtmp(s)) =
+                    self.relay.links.get_mut(&conn).map(|l| &mut l.client)
+                {
+                    s.play(&format!("{stream}?{}", relay_query(&target.query)));
+                }
+                Ok(conn)
+            }
+            Scheme::Http => self.flv_pull_open(&target, owner, timeout, now_ms),
+            Scheme::Rtsp => Ok(self.rtsp_pull_open(&target, owner, timeout, now_ms)),
+        };
+        let conn = match opened {
+            Ok(conn) => conn,
             Err(why) => return self.pull_failed(key, &why, now_ms),
         };
-        let name = if query.is_empty() {
-            format!("{name}?{RELAY_PARAM}=1")
-        } else {
-            format!("{name}?{query}&{RELAY_PARAM}=1")
-        };
-        let conn = self.open_link(&url, &app, Owner::Pull(key.clone()), timeout, now_ms);
-        if let Some(l) = self.relay.links.get_mut(&conn) {
-            l.session.play(&name);
-        }
         if let Some(p) = self.relay.pulls.get_mut(key) {
             p.conn = Some(conn);
         }
     }
 
-    fn open_link(
+    /// Opens an RTMP relay connection to `url`'s `app`.
+    fn rtmp_link_open(
         &mut self,
-        url: &RtmpUrl,
+        url: &RelayUrl,
         app: &str,
         owner: Owner,
         timeout_ms: u64,
         now_ms: u64,
     ) -> ConnId {
-        let conn = self.outbound.reserve_id();
         let random = self.random_bytes(crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN);
         let config = ClientConfig::new(app, &url.tc_url(app));
         let session = ClientSession::new(config, &random, now_ms);
+        let client = Client::Rtmp(Box::new(session));
+        self.insert_link(url, client, owner, timeout_ms, now_ms)
+    }
+
+    /// Registers a relay connection speaking `client`, which gives up unless started within
+    /// `timeout_ms`, and asks the runtime to connect it.
+    fn insert_link(
+        &mut self,
+        url: &RelayUrl,
+        client: Client,
+        owner: Owner,
+        timeout_ms: u64,
+        now_ms: u64,
+    ) -> ConnId {
+        let conn = self.outbound.reserve_id();
         self.relay.links.insert(
             conn,
             Link {
-                session: Box::new(session),
+                client,
                 owner,
                 deadline_ms: Some(now_ms.saturating_add(timeout_ms)),
                 deadline_why: "not started in time",
@@ -711,6 +707,9 @@ impl Engine {
                     return;
                 };
                 l.open = true;
+                if let Client::Rtsp(r) = &mut l.client {
+                    r.peer = Some(addr);
+                }
                 match l.owner.clone() {
                     Owner::Pull(key) => {
                         if let Some(p) = self.relay.pulls.get_mut(&key) {
@@ -735,9 +734,14 @@ impl Engine {
         let Some(l) = self.relay.links.get_mut(&conn) else {
             return;
         };
-        let result = l.session.handle_input(data, now_ms);
+        let session = match &mut l.client {
+            Client::Rtmp(s) => s,
+            Client::Flv(_) => return self.flv_input(conn, data, now_ms),
+            Client::Rtsp(_) => return self.rtsp_link_input(conn, data, now_ms),
+        };
+        let result = session.handle_input(data, now_ms);
         let mut events = Vec::new();
-        while let Some(e) = l.session.poll_event() {
+        while let Some(e) = session.poll_event() {
             events.push(e);
         }
         let owner = l.owner.clone();
@@ -758,43 +762,21 @@ impl Engine {
     }
 
     fn pull_event(&mut self, conn: ConnId, key: &StreamKey, event: ClientEvent, now_ms: u64) {
-        let Some(id) = self.relay.pulls.get(key).map(|p| p.id) else {
-            return;
-        };
         match event {
-            ClientEvent::Playing { .. } => {
-                // The origin may answer a play of a stream it does not have (nginx-rtmp does):
-                // the stream goes live here with its first media, which must come in time.
-                let timeout = self
-                    .relay
-                    .pulls
-                    .get(key)
-                    .map_or(0, |p| p.options.timeout_ms);
-                if let Some(l) = self.relay.links.get_mut(&conn) {
-                    l.deadline_ms = Some(now_ms.saturating_add(timeout));
-                    l.deadline_why = "no media in time after play";
-                }
-            }
+            ClientEvent::Playing { .. } => self.pull_started(conn, key, now_ms),
             ClientEvent::Media {
                 type_id,
                 timestamp,
                 payload,
             } if type_id == message_type::VIDEO || type_id == message_type::AUDIO => {
-                if !self.pull_media(conn, key, now_ms) {
-                    return;
+                if let Some(id) = self.pull_media(conn, key, now_ms) {
+                    self.on_rtmp_media(id, type_id, timestamp, payload);
                 }
-                if let Some(p) = self.relay.pulls.get_mut(key) {
-                    let since = *p.media_since.get_or_insert(now_ms);
-                    if now_ms.saturating_sub(since) >= HEALTHY_MS {
-                        // Healthy: the backoff starts over, this connection is attempt 1.
-                        p.failures = 0;
-                        p.attempts = 1;
-                    }
-                }
-                self.on_rtmp_media(id, type_id, timestamp, payload);
             }
-            ClientEvent::Metadata { value } if self.pull_media(conn, key, now_ms) => {
-                self.publish_metadata(id, &value, 0);
+            ClientEvent::Metadata { value } => {
+                if let Some(id) = self.pull_media(conn, key, now_ms) {
+                    self.publish_metadata(id, &value, 0);
+                }
             }
             ClientEvent::Rejected { code, description } => {
                 self.link_failed(conn, true, &format!("{code}: {description}"), now_ms)
@@ -806,38 +788,66 @@ impl Engine {
         }
     }
 
-    /// Something came from the origin on `conn` for the pull of `key`: the stream goes live here
-    /// with the first of it, and the link gives up after [`MEDIA_TIMEOUT_MS`] without more.
-    /// Whether the pull goes on (a local publisher that came first keeps the stream).
-    fn pull_media(&mut self, conn: ConnId, key: &StreamKey, now_ms: u64) -> bool {
+    /// The origin accepted the pull of `key` on `conn` (RTMP play, HTTP 200, RTSP PLAY). It may
+    /// answer so for a stream it does not have (nginx-rtmp does): the stream goes live here
+    /// with its first media, which must come within the pull's timeout.
+    fn pull_started(&mut self, conn: ConnId, key: &StreamKey, now_ms: u64) {
+        let timeout = self
+            .relay
+            .pulls
+            .get(key)
+            .map_or(0, |p| p.options.timeout_ms);
         if let Some(l) = self.relay.links.get_mut(&conn) {
-            l.deadline_ms = Some(now_ms.saturating_add(MEDIA_TIMEOUT_MS));
-            l.deadline_why = "no media for 5 s";
+            l.deadline_ms = Some(now_ms.saturating_add(timeout));
+            l.deadline_why = "no media in time after play";
         }
-        let Some(p) = self.relay.pulls.get(key) else {
-            return false;
+    }
+
+    /// Something came from the origin on `conn` for the pull of `key`: the stream goes live here
+    /// with the first of it (with the tracks an RTSP origin described), the link gives up after
+    /// [`MEDIA_TIMEOUT_MS`] without more, and [`HEALTHY_MS`] of it resets the backoff. The
+    /// pull's publisher id while the pull goes on (a local publisher that came first keeps the
+    /// stream).
+    fn pull_media(&mut self, conn: ConnId, key: &StreamKey, now_ms: u64) -> Option<ConnId> {
+        let described = match self.relay.links.get_mut(&conn) {
+            Some(l) => {
+                l.deadline_ms = Some(now_ms.saturating_add(MEDIA_TIMEOUT_MS));
+                l.deadline_why = "no media for 5 s";
+                match &mut l.client {
+                    Client::Rtsp(r) => r.described.take(),
+                    _ => None,
+                }
+            }
+            None => None,
         };
-        if p.live {
-            return true;
-        }
+        let p = self.relay.pulls.get(key)?;
         let id = p.id;
-        if self.hub.publish(key, id, now_ms).is_err() {
-            self.pull_stop(key, "the stream is published here", now_ms);
-            return false;
+        if !p.live {
+            if self.hub.publish(key, id, now_ms).is_err() {
+                self.pull_stop(key, "the stream is published here", now_ms);
+                return None;
+            }
+            let url = self.pull_url(key);
+            self.log(
+                LogLevel::Info,
+                format!("relay pull {key}: playing from {url}"),
+            );
+            if let Some(p) = self.relay.pulls.get_mut(key) {
+                p.live = true;
+                p.failed_in_round = 0;
+                p.media_since = None;
+            }
+            self.start_publication(id, key, described, now_ms);
+            self.notify_pull(key, true, "", now_ms);
         }
-        let url = self.pull_url(key);
-        self.log(
-            LogLevel::Info,
-            format!("relay pull {key}: playing from {url}"),
-        );
-        if let Some(p) = self.relay.pulls.get_mut(key) {
-            p.live = true;
-            p.failed_in_round = 0;
-            p.media_since = None;
+        let p = self.relay.pulls.get_mut(key)?;
+        let since = *p.media_since.get_or_insert(now_ms);
+        if now_ms.saturating_sub(since) >= HEALTHY_MS {
+            // Healthy: the backoff starts over, this connection is attempt 1.
+            p.failures = 0;
+            p.attempts = 1;
         }
-        self.start_publication(id, key, None, now_ms);
-        self.notify_pull(key, true, "", now_ms);
-        true
+        Some(id)
     }
 
     /// `on_relay_pull_start` or `on_relay_pull_stop` for the pull of `key`.
@@ -856,7 +866,7 @@ impl Engine {
         let record = SessionRecord {
             conn: p.id,
             peer: p.peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-            protocol: Protocol::Rtmp,
+            protocol: self.relay.pull_protocol(key),
             role: Role::Pull,
             stream: key.to_string(),
             bytes_in: p.bytes_in,
@@ -871,6 +881,30 @@ impl Engine {
             info.has_out_session = !s.players.is_empty();
         }
         self.notify_event(event, info.to_json(), now_ms);
+    }
+
+    /// Ends a relay connection politely: its session's goodbye is sent, then it is closed.
+    fn link_close(&mut self, conn: ConnId) {
+        let Some(mut l) = self.relay.links.remove(&conn) else {
+            return;
+        };
+        l.client.close();
+        let mut last = Vec::new();
+        match &mut l.client {
+            Client::Rtmp(s) => last.extend(std::iter::from_fn(|| s.poll_transmit())),
+            Client::Rtsp(r) => {
+                while let Some(t) = r.session.poll_transmit() {
+                    if let crate::rtsp::server::Transmit::Tcp(b) = t {
+                        last.push(b);
+                    }
+                }
+            }
+            Client::Flv(_) => {}
+        }
+        if l.open && !last.is_empty() {
+            self.relay.farewells.insert(conn, last);
+        }
+        self.outputs.push_back(Output::Close { conn, flush: true });
     }
 
     /// A relay connection failed or ended: it is closed (when the runtime still holds it),
@@ -945,10 +979,7 @@ impl Engine {
         }
         let p = self.relay.pulls.remove(key)?;
         if let Some(conn) = p.conn {
-            if let Some(mut l) = self.relay.links.remove(&conn) {
-                l.session.close();
-                self.outputs.push_back(Output::Close { conn, flush: true });
-            }
+            self.link_close(conn);
         }
         if p.live {
             self.end_publish(p.id, now_ms);
@@ -966,6 +997,7 @@ impl Engine {
 
     /// Deadlines: start timeouts, retries, idle pulls, wants to repeat.
     pub(super) fn relay_timeout(&mut self, now_ms: u64) {
+        self.rtsp_links_timeout(now_ms);
         let expired: Vec<(ConnId, &'static str)> = self
             .relay
             .links
@@ -1074,7 +1106,7 @@ impl Engine {
         {
             return;
         }
-        let urls: Vec<RtmpUrl> = self
+        let urls: Vec<RelayUrl> = self
             .relay
             .config
             .push
@@ -1090,15 +1122,16 @@ impl Engine {
     }
 
     /// Starts pushing `key` to `url` (`{url}/{stream}` unless `full_url`); the push's id, or
-    /// why not (a push to this server itself).
+    /// why not (a push to this server itself, or over HTTP-FLV).
     fn push_start(
         &mut self,
         key: &StreamKey,
-        url: RtmpUrl,
+        url: RelayUrl,
         full_url: bool,
         query: &str,
         now_ms: u64,
     ) -> Result<ConnId, String> {
+        url.pushable()?;
         if let Some(own) = self.relay.config.own_rtmp {
             if url.is_own(own) {
                 return Err(format!(
@@ -1152,10 +1185,7 @@ impl Engine {
             if p.playing {
                 self.hub.stop_play(conn);
             }
-            if let Some(mut l) = self.relay.links.remove(&conn) {
-                l.session.close();
-                self.outputs.push_back(Output::Close { conn, flush: true });
-            }
+            self.link_close(conn);
         }
         true
     }
@@ -1195,20 +1225,27 @@ impl Engine {
             return;
         };
         let url = p.url.clone();
-        let (app, name) = if p.full_url {
-            url.app_stream()
-        } else {
-            url.target(p.key.stream())
+        let (app, stream) = url.target(p.name());
+        let stream = format!("{stream}?{}", relay_query(&p.query));
+        let conn = match url.scheme {
+            Scheme::Rtsp => match self.rtsp_push_open(id, now_ms) {
+                Ok(Some(conn)) => conn,
+                // Waits for the stream's tracks (checked again shortly).
+                Ok(None) => return,
+                Err(why) => return self.push_failed(id, &why, now_ms),
+            },
+            Scheme::Http => return self.push_failed(id, "HTTP-FLV relays pull only", now_ms),
+            Scheme::Rtmp => {
+                let owner = Owner::Push(id);
+                let conn = self.rtmp_link_open(&url, &app, owner, START_TIMEOUT_MS, now_ms);
+                if let Some(Client::Rtmp(s)) =
+                    self.relay.links.get_mut(&conn).map(|l| &mut l.client)
+                {
+                    s.publish(&stream);
+                }
+                conn
+            }
         };
-        let name = if p.query.is_empty() {
-            format!("{name}?{RELAY_PARAM}=1")
-        } else {
-            format!("{name}?{}&{RELAY_PARAM}=1", p.query)
-        };
-        let conn = self.open_link(&url, &app, Owner::Push(id), START_TIMEOUT_MS, now_ms);
-        if let Some(l) = self.relay.links.get_mut(&conn) {
-            l.session.publish(&name);
-        }
         if let Some(p) = self.relay.pushes.get_mut(&id) {
             p.conn = Some(conn);
             p.retry_at = None;
@@ -1219,27 +1256,30 @@ impl Engine {
 
     fn push_event(&mut self, conn: ConnId, id: ConnId, event: ClientEvent, now_ms: u64) {
         match event {
-            ClientEvent::Publishing { .. } => {
-                if let Some(l) = self.relay.links.get_mut(&conn) {
-                    l.deadline_ms = None;
-                }
-                let Some(p) = self.relay.pushes.get_mut(&id) else {
-                    return;
-                };
-                p.playing = true;
-                p.failures = 0;
-                let key = p.key.clone();
-                let target = p.target();
-                self.log(LogLevel::Info, format!("relay push {key}: to {target}"));
-                // The push plays the stream like any player: bounded queue, GOP cache first.
-                self.hub.play(&key, conn, now_ms);
-                self.outputs.push_back(Output::Transmit(conn));
-            }
+            ClientEvent::Publishing { .. } => self.push_started(conn, id, now_ms),
             ClientEvent::Rejected { code, description } => {
                 self.link_failed(conn, true, &format!("{code}: {description}"), now_ms)
             }
             _ => {}
         }
+    }
+
+    /// The target accepts the push on `conn`: it starts playing the local stream.
+    fn push_started(&mut self, conn: ConnId, id: ConnId, now_ms: u64) {
+        if let Some(l) = self.relay.links.get_mut(&conn) {
+            l.deadline_ms = None;
+        }
+        let Some(p) = self.relay.pushes.get_mut(&id) else {
+            return;
+        };
+        p.playing = true;
+        p.failures = 0;
+        let key = p.key.clone();
+        let target = p.target();
+        self.log(LogLevel::Info, format!("relay push {key}: to {target}"));
+        // The push plays the stream like any player: bounded queue, GOP cache first.
+        self.hub.play(&key, conn, now_ms);
+        self.outputs.push_back(Output::Transmit(conn));
     }
 
     fn push_failed(&mut self, id: ConnId, why: &str, now_ms: u64) {
@@ -1279,25 +1319,47 @@ impl Engine {
 
     /// The peer closed a relay connection.
     pub(super) fn relay_closed(&mut self, conn: ConnId, reason: &str, now_ms: u64) {
+        self.relay.farewells.remove(&conn);
         self.link_failed(conn, false, &format!("connection closed: {reason}"), now_ms);
         self.drain_hub(now_ms);
     }
 
-    /// Bytes to send on a relay connection: session output, then a push's media.
+    /// Bytes to send on a relay connection: session output, then a push's media (or the last
+    /// bytes of a connection closed politely).
     pub(super) fn relay_transmit(
         &mut self,
         conn: ConnId,
         budget: usize,
         out: &mut Vec<Bytes>,
     ) -> usize {
-        let Some(l) = self.relay.links.get_mut(&conn) else {
+        if let Some(last) = self.relay.farewells.remove(&conn) {
+            out.extend(last.iter().cloned());
+            return last.iter().map(Bytes::len).sum();
+        }
+        let sent = match self.relay.links.get(&conn) {
+            Some(l) if l.open => match l.client {
+                Client::Rtmp(_) => self.rtmp_link_transmit(conn, budget, out),
+                Client::Flv(_) => self.flv_transmit(conn, out),
+                Client::Rtsp(_) => self.rtsp_link_transmit(conn, budget, out),
+            },
+            _ => return 0,
+        };
+        self.relay.count(conn, 0, sent);
+        sent
+    }
+
+    /// [`Engine::relay_transmit`] for an RTMP relay connection.
+    fn rtmp_link_transmit(&mut self, conn: ConnId, budget: usize, out: &mut Vec<Bytes>) -> usize {
+        let Some(Link {
+            client: Client::Rtmp(session),
+            owner,
+            ..
+        }) = self.relay.links.get_mut(&conn)
+        else {
             return 0;
         };
-        if !l.open {
-            return 0;
-        }
-        let push = match l.owner {
-            Owner::Push(id) => self.relay.pushes.get_mut(&id).filter(|p| p.playing),
+        let push = match owner {
+            Owner::Push(id) => self.relay.pushes.get_mut(id).filter(|p| p.playing),
             Owner::Pull(_) => None,
         };
         let mut n = 0;
@@ -1307,23 +1369,32 @@ impl Engine {
                     break;
                 };
                 let d = packet.data();
+                if d.type_id == message_type::DATA_AMF0 {
+                    // The stream's onMetaData goes on as the target expects it from a publisher.
+                    let data = DataMessage::decode(&d.body, false, Limits::default().max_amf_depth);
+                    if let Some(value) = data.as_ref().ok().and_then(DataMessage::metadata) {
+                        if session.send_metadata(value).is_ok() {
+                            n += d.body.len();
+                        }
+                    }
+                    continue;
+                }
                 if d.type_id != message_type::VIDEO && d.type_id != message_type::AUDIO {
                     continue;
                 }
                 let base = *p.base_dts.get_or_insert(d.dts);
                 let ts = d.dts.saturating_sub(base).max(0) as u32;
-                if l.session.send_media(d.type_id, ts, &d.body).is_err() {
+                if session.send_media(d.type_id, ts, &d.body).is_err() {
                     break;
                 }
                 n += d.body.len();
             }
         }
         let mut sent = 0;
-        while let Some(b) = l.session.poll_transmit() {
+        while let Some(b) = session.poll_transmit() {
             sent += b.len();
             out.push(b);
         }
-        self.relay.count(conn, 0, sent);
         sent
     }
 }
@@ -1335,7 +1406,6 @@ impl PullOptions {
             timeout_ms: START_TIMEOUT_MS,
             retries: None,
             auto_stop_ms: Some(config.idle_stop_ms),
-            rtsp_udp: false,
         }
     }
 }
@@ -1352,23 +1422,6 @@ mod tests {
             [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
         );
         assert_eq!(backoff_ms(u32::MAX), 30_000);
-    }
-
-    #[test]
-    fn urls_parse() {
-        let u = RtmpUrl::parse("rtmp://10.0.0.1:1936/live").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.path.as_str()),
-            ("10.0.0.1", 1936, "live")
-        );
-        assert_eq!(u.target("s"), ("live".into(), "s".into()));
-        let u = RtmpUrl::parse("rtmp://h").unwrap();
-        assert_eq!((u.port, u.path.as_str()), (1935, ""));
-        assert_eq!(u.target("live/s"), ("live".into(), "s".into()));
-        assert_eq!(u.to_string(), "rtmp://h:1935");
-        assert!(RtmpUrl::parse("http://h/x").is_err());
-        assert!(RtmpUrl::parse("rtmp://h:0").is_err());
-        assert!(RtmpUrl::parse("rtmp://:1935").is_err());
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! `/control/pull` and `/control/push`, answered from every worker's snapshot; a relay of
 //! another worker is stopped by an [`Output::Command`] to that worker.
 
-use super::{PullOptions, RtmpUrl, START_TIMEOUT_MS};
+use super::{PullOptions, RelayUrl, START_TIMEOUT_MS};
 use crate::api::lal::{self, RelayPullRequest};
 use crate::api::{livego, Query};
 use crate::engine::conn_id::worker_of;
 use crate::engine::{Command, ConnId, Engine, EngineStats, Output, Protocol, Role};
 use crate::http::Response;
+use crate::rtsp::transport::LowerTransport;
 use crate::stream_key::StreamKey;
 
 impl Engine {
@@ -45,15 +46,21 @@ impl Engine {
             Ok(k) => k,
             Err(why) => return lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, &why),
         };
-        if let Err(why) = RtmpUrl::parse_full(&r.url) {
-            return lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, &why);
-        }
+        let (mut url, query) = match RelayUrl::parse_stream(&r.url) {
+            Ok(u) => u,
+            Err(why) => return lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, &why),
+        };
         if let Some(why) = stream_busy(&key, snapshots, self.relay.pulls.contains_key(&key)) {
             return lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, why);
         }
+        // lal's rtsp_mode: 0 TCP, 1 UDP.
+        if r.rtsp_mode == 1 {
+            url.rtsp_transport = LowerTransport::Udp;
+        }
+        let protocol = url.scheme.protocol();
         let options = PullOptions::from_request(r);
-        let id = self.pull_start(&key, Some(r.url.clone()), options, now_ms);
-        let session_id = lal::lal_session_id(id, Protocol::Rtmp, Role::Pull);
+        let id = self.pull_start(&key, Some((url, query)), options, now_ms);
+        let session_id = lal::lal_session_id(id, protocol, Role::Pull);
         lal::pull_started(key.stream(), &session_id)
     }
 
@@ -98,11 +105,13 @@ impl Engine {
             }
             _ => return lal::reply(lal::ERROR_CODE_GROUP_NOT_FOUND, "group not found"),
         };
-        let started = RtmpUrl::parse_full(url)
-            .and_then(|(u, query)| self.push_start(&key, u, true, &query, now_ms));
+        let started = RelayUrl::parse_stream(url).and_then(|(u, query)| {
+            let protocol = u.scheme.protocol();
+            Ok((self.push_start(&key, u, true, &query, now_ms)?, protocol))
+        });
         match started {
-            Ok(id) => {
-                let session_id = lal::lal_session_id(id, Protocol::Rtmp, Role::Push);
+            Ok((id, protocol)) => {
+                let session_id = lal::lal_session_id(id, protocol, Role::Push);
                 lal::pull_started(key.stream(), &session_id)
             }
             Err(why) => lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, &why),
@@ -122,22 +131,24 @@ impl Engine {
             return lal::reply(lal::ERROR_CODE_SESSION_NOT_FOUND, "session not found");
         }
         // Every push of the stream, or the one to `url` when named (known on this worker).
-        let ids: Vec<ConnId> = lal::relays_of(snapshots, stream_name, Role::Push)
-            .filter(|&id| {
+        let pushes: Vec<(ConnId, Protocol)> = lal::relays_of(snapshots, stream_name, Role::Push)
+            .filter(|s| {
                 url.is_empty()
                     || self
                         .relay
                         .pushes
-                        .get(&id)
+                        .get(&s.conn)
                         .map_or(true, |p| p.target() == url.split('?').next().unwrap_or(url))
             })
+            .map(|s| (s.conn, s.protocol))
             .collect();
-        let first = ids.first().copied();
-        for id in ids {
+        for &(id, _) in &pushes {
             self.relay_command(id, "stopped by the API");
         }
-        match first {
-            Some(id) => lal::pull_stopped(&lal::lal_session_id(id, Protocol::Rtmp, Role::Push)),
+        match pushes.first() {
+            Some(&(id, protocol)) => {
+                lal::pull_stopped(&lal::lal_session_id(id, protocol, Role::Push))
+            }
             None => lal::reply(lal::ERROR_CODE_SESSION_NOT_FOUND, "session not found"),
         }
     }
@@ -157,7 +168,9 @@ impl Engine {
         }
         let role = if c.pull { Role::Pull } else { Role::Push };
         if c.stop {
-            let ids: Vec<ConnId> = lal::relays_of(snapshots, key.as_str(), role).collect();
+            let ids: Vec<ConnId> = lal::relays_of(snapshots, key.as_str(), role)
+                .map(|s| s.conn)
+                .collect();
             if ids.is_empty() {
                 let what = if c.pull { "pull" } else { "push" };
                 return livego::reply(
@@ -172,17 +185,16 @@ impl Engine {
         }
         let result = if c.pull {
             let busy = stream_busy(&key, snapshots, self.relay.pulls.contains_key(&key));
-            match (RtmpUrl::parse_full(&c.url), busy) {
+            match (RelayUrl::parse_stream(&c.url), busy) {
                 (Err(why), _) => Err(why),
                 (_, Some(why)) => Err(why.to_owned()),
-                (Ok(_), None) => {
+                (Ok(url), None) => {
                     let options = PullOptions {
                         timeout_ms: START_TIMEOUT_MS,
                         retries: None,
                         auto_stop_ms: None,
-                        rtsp_udp: false,
                     };
-                    self.pull_start(&key, Some(c.url.clone()), options, now_ms);
+                    self.pull_start(&key, Some(url), options, now_ms);
                     Ok(())
                 }
             }
@@ -193,7 +205,7 @@ impl Engine {
         {
             Err(format!("stream {key} is not live"))
         } else {
-            RtmpUrl::parse_full(&c.url)
+            RelayUrl::parse_stream(&c.url)
                 .and_then(|(u, query)| self.push_start(&key, u, true, &query, now_ms))
                 .map(|_| ())
         };
