@@ -20,6 +20,9 @@ gst-inspect-1.0 rtpmp4apay >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-goo
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# nginx-rtmp: the third-party server of the relay tests (tests/e2e/relay_nginx.rs).
+{ command -v nginx && [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; } >/dev/null 2>&1 \
+  || missing+=(nginx-light libnginx-mod-rtmp)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -10,8 +10,8 @@ use crate::admission::ConnectionLimits;
 use crate::api::webhook::{WebhookEvent, WebhookUrl};
 use crate::auth::SimpleAuth;
 use crate::engine::{
-    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RtmpUrl, SilentAudioConfig,
-    WebhookConfig,
+    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RelayUrl,
+    SilentAudioConfig, WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig, SegmentFormat};
 use crate::http::HttpLimits;
@@ -229,6 +229,13 @@ on_pub_stop = ""
 # A player (RTMP, HTTP-FLV, WebSocket-FLV, HTTP-TS, WebSocket-TS, RTSP) starts / stops.
 on_sub_start = ""
 on_sub_stop = ""
+# A relay pull (edge, API) started playing from its origin / ended; `url` is the pulled URL.
+on_relay_pull_start = ""
+on_relay_pull_stop = ""
+# An RTMP client sent `connect` (app, flashVer, tcUrl).
+on_rtmp_connect = ""
+# An HLS segment was opened ("event": "open") or closed ("close", with its duration).
+on_hls_make_ts = ""
 
 [tls]
 # PEM certificate chain and private key. The TLS listeners below start only when both are set;
@@ -254,20 +261,32 @@ addr = "0.0.0.0:5322"
 [relay.pull]
 # Edge: a player asking for a stream that is not live here makes rill play
 # {origin}/{app}/{stream} from the first origin that answers (the next one on failure; retried
-# with backoff, 1 s doubling to 30 s, while players wait for hub.play_wait_timeout_ms).
-# rtmp://host[:port][/path] only for now. Empty = no pull.
+# with backoff, 1 s doubling to 30 s less up to a fifth at random, while players wait for
+# hub.play_wait_timeout_ms). One worker pulls a stream for every worker's players. An origin
+# that sends no media for 5 s is given up and retried; players stay for
+# hub.publisher_grace_ms meanwhile. The scheme picks the protocol:
+#   rtmp://host[:port][/path]   RTMP play (port 1935)
+#   http://host[:port][/path]   HTTP-FLV, GET {path}/{app}/{stream}.flv (port 80)
+#   rtsp://[user:pass@]host[:port][/path][?rtsp_mode=0|1]   RTSP play (port 554); a 401 is
+#     answered with Digest or Basic from the URL's credentials; media over TCP interleaved, or
+#     UDP with rtsp_mode=1 (or rtsp_transport=udp).
+# Empty = no pull on demand (pulls by the API, /api/ctrl/start_relay_pull and /control/pull,
+# work without it).
 origins = []
 # The pull stops this long (ms) after its last player left. A local publisher of the stream
 # always wins: the pull stops.
 idle_stop_ms = 10000
 
 # Restream: every stream published on `app` ("*" = every app) is published to {url}/{stream}
-# with the publisher's query appended, while its publisher is live. A target that is down is
+# with the publisher's query appended, while its publisher is live: rtmp:// (RTMP publish,
+# with onMetaData) or rtsp:// (ANNOUNCE/RECORD; credentials and rtsp_mode as for pulls; starts
+# once the stream's tracks are known). HTTP-FLV is pull only. A target that is down is
 # retried with backoff; a slow one never slows the publisher. Pulled and relayed streams (their
-# query carries rill_relay=1) are not pushed. Any number of these:
+# query carries rill_relay=1) are not pushed; a push to this server's own RTMP address is
+# refused. More pushes by the API: /api/ctrl/start_relay_push, /control/push. Any number of these:
 # [[relay.push]]
 # app = "live"
-# urls = ["rtmp://a.example/live"]
+# urls = ["rtmp://a.example/live", "rtsp://b.example:8554/cams"]
 
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
@@ -376,7 +395,7 @@ pub struct RelaySection {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelayPullSection {
-    /// Origins (`rtmp://host[:port][/path]`), tried in order.
+    /// Origins (`rtmp://`, `http://` or `rtsp://host[:port][/path]`), tried in order.
     pub origins: Vec<String>,
     /// A pull stops this long after its last player left (ms).
     pub idle_stop_ms: u64,
@@ -397,7 +416,7 @@ impl Default for RelayPullSection {
 pub struct RelayPushSection {
     /// The app whose streams are pushed (`*` = every app).
     pub app: String,
-    /// Targets (`rtmp://host[:port]/path`); a stream goes to `{url}/{stream}`.
+    /// Targets (`rtmp://` or `rtsp://host[:port]/path`); a stream goes to `{url}/{stream}`.
     pub urls: Vec<String>,
 }
 
@@ -405,7 +424,12 @@ impl RelaySection {
     /// The engine's relay settings, or what is wrong with a URL.
     pub fn relay_config(&self) -> Result<RelayConfig, ConfigError> {
         let parse = |what: &str, u: &String| {
-            RtmpUrl::parse(u).map_err(|e| ConfigError(format!("{what}: {e}")))
+            let parsed = if what == "relay.push.urls" {
+                RelayUrl::parse_push(u)
+            } else {
+                RelayUrl::parse(u)
+            };
+            parsed.map_err(|e| ConfigError(format!("{what}: {e}")))
         };
         Ok(RelayConfig {
             pull_origins: self
@@ -429,6 +453,7 @@ impl RelaySection {
                     })
                 })
                 .collect::<Result<_, ConfigError>>()?,
+            own_rtmp: None,
         })
     }
 }
@@ -476,6 +501,14 @@ pub struct WebhookSection {
     pub on_sub_start: String,
     /// URL of `on_sub_stop`.
     pub on_sub_stop: String,
+    /// URL of `on_relay_pull_start`.
+    pub on_relay_pull_start: String,
+    /// URL of `on_relay_pull_stop`.
+    pub on_relay_pull_stop: String,
+    /// URL of `on_rtmp_connect`.
+    pub on_rtmp_connect: String,
+    /// URL of `on_hls_make_ts`.
+    pub on_hls_make_ts: String,
 }
 
 impl Default for WebhookSection {
@@ -489,6 +522,10 @@ impl Default for WebhookSection {
             on_pub_stop: String::new(),
             on_sub_start: String::new(),
             on_sub_stop: String::new(),
+            on_relay_pull_start: String::new(),
+            on_relay_pull_stop: String::new(),
+            on_rtmp_connect: String::new(),
+            on_hls_make_ts: String::new(),
         }
     }
 }
@@ -503,6 +540,10 @@ impl WebhookSection {
             WebhookEvent::PubStop => &self.on_pub_stop,
             WebhookEvent::SubStart => &self.on_sub_start,
             WebhookEvent::SubStop => &self.on_sub_stop,
+            WebhookEvent::RelayPullStart => &self.on_relay_pull_start,
+            WebhookEvent::RelayPullStop => &self.on_relay_pull_stop,
+            WebhookEvent::RtmpConnect => &self.on_rtmp_connect,
+            WebhookEvent::HlsMakeTs => &self.on_hls_make_ts,
         }
     }
 
@@ -1119,7 +1160,14 @@ impl Config {
                 ..WebhookConfig::default()
             },
             // Checked by `validate`; an unchecked bad URL leaves relays off.
-            relay: self.relay.relay_config().unwrap_or_default(),
+            relay: RelayConfig {
+                own_rtmp: self
+                    .rtmp
+                    .enable
+                    .then(|| self.rtmp.addr.parse().ok())
+                    .flatten(),
+                ..self.relay.relay_config().unwrap_or_default()
+            },
             ui: UiConfig {
                 enable: self.http.ui,
                 listening: self.listening(),
@@ -1150,7 +1198,16 @@ mod tests {
         assert_eq!(r.idle_stop_ms, 500);
         assert_eq!(r.push[0].app, "*");
         assert_eq!(r.push[0].urls[0].path, "live");
-        assert!(Config::from_toml("[relay.pull]\norigins = [\"http://o\"]\n").is_err());
+        let c = Config::from_toml(
+            "[relay.pull]\norigins = [\"http://o:8080\", \"rtsp://u:p@o/x?rtsp_mode=1\"]\n",
+        )
+        .unwrap();
+        let r = c.engine_config().relay;
+        assert_eq!(r.pull_origins[0].scheme, crate::engine::Scheme::Http);
+        assert_eq!(r.pull_origins[1].scheme, crate::engine::Scheme::Rtsp);
+        assert!(Config::from_toml("[relay.pull]\norigins = [\"ftp://o\"]\n").is_err());
+        // HTTP-FLV relays pull only.
+        assert!(Config::from_toml("[[relay.push]]\napp = \"a\"\nurls = [\"http://o\"]\n").is_err());
         assert!(Config::from_toml("[relay.pull]\norigin = []\n").is_err());
         assert!(Config::from_toml("[[relay.push]]\napp = \"a\"\nurl = []\n").is_err());
     }
@@ -1316,6 +1373,18 @@ mod tests {
         );
         assert!(Config::from_toml("[webhook]\non_sub_stop = \"h:1/x\"\n").is_err());
         assert!(Config::from_toml("[webhook]\nupdate_interval_sec = 0\n").is_err());
-        assert!(Config::from_toml("[webhook]\non_rtmp_connect = \"http://h/\"\n").is_err());
+        assert!(Config::from_toml("[webhook]\non_stream_changed = \"http://h/\"\n").is_err());
+        let c = Config::from_toml(
+            "[webhook]\nenable = true\non_rtmp_connect = \"http://h/c\"\n\
+             on_relay_pull_start = \"http://h/p\"\non_hls_make_ts = \"http://h/t\"\n",
+        )
+        .unwrap();
+        for e in [
+            WebhookEvent::RtmpConnect,
+            WebhookEvent::RelayPullStart,
+            WebhookEvent::HlsMakeTs,
+        ] {
+            assert!(c.webhook.receiver(e).is_some(), "{e:?}");
+        }
     }
 }

@@ -156,17 +156,25 @@ pub struct World {
 }
 
 impl World {
-    /// `engines` engines (at least one) with `config`, at time 0. With more than one,
+    /// `engines` engines (at least one) with `config`, at time 0, numbered as workers
+    /// ([`EngineConfig::worker`], [`EngineConfig::workers`]). With more than one,
     /// [`EngineConfig::share_streams`] is set, as multi-worker runtimes set it.
     pub fn new(engines: usize, config: EngineConfig) -> World {
         let engines = engines.max(1);
         let config = EngineConfig {
             share_streams: config.share_streams || engines > 1,
+            workers: engines,
             ..config
         };
         World {
             engines: (0..engines)
-                .map(|i| Engine::new(config.clone(), i as u64 + 1))
+                .map(|i| {
+                    let config = EngineConfig {
+                        worker: i,
+                        ..config.clone()
+                    };
+                    Engine::new(config, i as u64 + 1)
+                })
                 .collect(),
             clients: Vec::new(),
             by_conn: HashMap::new(),

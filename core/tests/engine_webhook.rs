@@ -552,3 +552,82 @@ fn a_connection_that_never_opens_or_closes_early_is_a_failure_not_a_hang() {
     );
     assert_eq!(w.engine.pending_notifications(), 0);
 }
+
+/// The JSON bodies of every event posted for `path` (each connection opened and carried).
+fn posted(w: &mut World, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for conn in w.order.clone() {
+        if w.hooks[&conn].sent.is_empty() {
+            w.connected(conn);
+        }
+        let (line, _, v) = w.request(conn);
+        if line == format!("POST /{path} HTTP/1.1") {
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[test]
+fn rtmp_connect_and_hls_segments_are_posted_with_lals_fields() {
+    use WebhookEvent as E;
+    let mut w = World::with_receivers(&[E::RtmpConnect, E::HlsMakeTs]);
+    let mut config = EngineConfig {
+        worker: 1,
+        workers: 2,
+        webhook: WebhookConfig {
+            receivers: receivers(&[E::RtmpConnect, E::HlsMakeTs]),
+            cwd: "/srv/rill".into(),
+            ..WebhookConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    config.hls.enable = true;
+    config.hls.out_path = "hls".into();
+    config.hls.fragment_ms = 1_000;
+    w.engine = Engine::new(config, 1);
+    let p = w.publish((1 << 40) | 3);
+    for ts in [0, 1_000, 2_000] {
+        w.send_video(p, ts, true);
+    }
+    let connects = posted(&mut w, "on_rtmp_connect");
+    assert_eq!(connects.len(), 1, "{:?}", w.logs);
+    let c = &connects[0];
+    assert_eq!(c["session_id"], "RTMPPUBSUB1099511627779");
+    assert_eq!(c["app"], "live");
+    assert_eq!(c["tcUrl"], "rtmp://127.0.0.1/live");
+    assert!(c["flashVer"].as_str().is_some_and(|f| !f.is_empty()), "{c}");
+    assert_eq!(c["remote_addr"], "127.0.0.1:40000");
+    assert_eq!(c["server_id"], "1");
+
+    let segments = posted(&mut w, "on_hls_make_ts");
+    let open = segments
+        .iter()
+        .find(|v| v["event"] == "open")
+        .expect("open");
+    assert_eq!(open["stream_name"], "hook");
+    assert_eq!(open["cwd"], "/srv/rill");
+    assert_eq!(open["duration"], 0.0);
+    let close = segments
+        .iter()
+        .find(|v| v["event"] == "close")
+        .expect("close");
+    assert_eq!(
+        close["id"], open["id"],
+        "the segment opened is the one closed"
+    );
+    assert_eq!(close["duration"], 1.0);
+    assert!(
+        close["ts_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(".ts")),
+        "{close}"
+    );
+    assert!(
+        close["live_m3u8_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("live/hook.m3u8")),
+        "{close}"
+    );
+    assert!(close["record_m3u8_file"].is_string());
+}

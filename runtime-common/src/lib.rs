@@ -317,13 +317,16 @@ pub fn unix_time_ms() -> u64 {
 }
 
 /// The engine settings of `config`, with what only a runtime knows filled in: whether streams
-/// are shared between `workers` engines, and the wall clock at `now_ms == 0` (for RTCP and the
-/// names of recordings).
+/// are shared between `workers` engines, the wall clock at `now_ms == 0` (for RTCP and the
+/// names of recordings), and the working directory (for webhooks).
 pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::EngineConfig {
     let mut engine = config.engine_config();
     engine.share_streams = workers > 1;
     engine.rtsp.wallclock_offset_ms = unix_time_ms();
     engine.workers = workers;
+    engine.webhook.cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     engine
 }
 

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use super::{merge, Group, Query};
 use crate::engine::{ConnId, EngineStats, Protocol, Role, SessionStats};
+use crate::http::Response;
 use crate::media::Codec;
+use crate::stream_key::StreamKey;
 
 /// The version of lal's HTTP API whose `/api/stat/*` answers these follow.
 pub const LAL_API_VERSION: &str = "v0.4.8";
@@ -26,6 +28,9 @@ pub const ERROR_CODE_GROUP_NOT_FOUND: u32 = 1001;
 pub const ERROR_CODE_PARAM_MISSING: u32 = 1002;
 /// lal's `error_code` for a `session_id` that names no session of the stream.
 pub const ERROR_CODE_SESSION_NOT_FOUND: u32 = 1003;
+/// lal's `error_code` for a relay that cannot start (bad URL, the stream already has an
+/// input); rill also uses it for a push that cannot start.
+pub const ERROR_CODE_START_RELAY_PULL_FAIL: u32 = 2001;
 
 /// lal's JSON answer to `query` (an empty object for [`Query::Metrics`]). For
 /// [`Query::KickSession`] this only renders the answer; [`answer_json`] also names the session
@@ -63,6 +68,7 @@ pub fn answer_json(query: &Query, snapshots: &[EngineStats]) -> (String, Option<
                 named.find_map(|g| {
                     g.publisher
                         .into_iter()
+                        .chain(g.pull)
                         .chain(g.subs.iter().copied())
                         .find(|s| lal_session_id(s.conn, s.protocol, s.role) == *session_id)
                 })
@@ -84,7 +90,13 @@ pub fn answer_json(query: &Query, snapshots: &[EngineStats]) -> (String, Option<
                 }
             }
         }
-        Query::Metrics => Ok("{}".to_owned()),
+        // Answered by the engine, which runs the relays ([`crate::engine::Engine::answer`]).
+        Query::Metrics
+        | Query::StartRelayPull(_)
+        | Query::StopRelayPull(_)
+        | Query::StartRelayPush { .. }
+        | Query::StopRelayPush { .. }
+        | Query::Livego(_) => Ok("{}".to_owned()),
     };
     // Serializing these plain structs cannot fail (string keys, no maps of other keys).
     (encoded.unwrap_or_else(|_| "{}".to_owned()), close)
@@ -109,6 +121,155 @@ pub fn kick_session_query(body: &[u8]) -> Result<Query, String> {
         }),
         _ => Err(serde_json::to_string(&param_missing()).unwrap_or_else(|_| "{}".to_owned())),
     }
+}
+
+/// The body of `POST /api/ctrl/start_relay_pull`, with lal's defaults for what it leaves out.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct RelayPullRequest {
+    /// The URL to pull (required).
+    pub url: String,
+    /// The stream's name here: `app/stream`, or a bare name whose app is the URL's; empty:
+    /// the URL's app and stream.
+    pub stream_name: String,
+    /// Time allowed from connecting to playing (ms; lal's default 10000).
+    pub pull_timeout_ms: i64,
+    /// Retries after a failure: 0 never (lal's default), -1 forever.
+    pub pull_retry_num: i64,
+    /// Stop this long after the last player left (ms): -1 never (lal's default), 0 at once.
+    pub auto_stop_pull_after_no_out_ms: i64,
+    /// RTSP transport: 0 TCP (default), 1 UDP.
+    pub rtsp_mode: i64,
+}
+
+impl Default for RelayPullRequest {
+    fn default() -> Self {
+        RelayPullRequest {
+            url: String::new(),
+            stream_name: String::new(),
+            pull_timeout_ms: 10_000,
+            pull_retry_num: 0,
+            auto_stop_pull_after_no_out_ms: -1,
+            rtsp_mode: 0,
+        }
+    }
+}
+
+/// The [`Query::StartRelayPull`] in the JSON body of `POST /api/ctrl/start_relay_pull`, or lal's
+/// "param missing" answer for a body that is not JSON or has no `url`.
+pub fn start_relay_pull_query(body: &[u8]) -> Result<Query, String> {
+    match serde_json::from_slice::<RelayPullRequest>(body) {
+        Ok(r) if !r.url.is_empty() => Ok(Query::StartRelayPull(r)),
+        _ => Err(error_json(ERROR_CODE_PARAM_MISSING, "param missing")),
+    }
+}
+
+/// The [`Query::StartRelayPush`] in the JSON body of `POST /api/ctrl/start_relay_push`
+/// (`{"stream_name": .., "url": ..}`), or lal's "param missing" answer.
+pub fn start_relay_push_query(body: &[u8]) -> Result<Query, String> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        stream_name: Option<String>,
+        url: Option<String>,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(Body {
+            stream_name: Some(stream_name),
+            url: Some(url),
+        }) if !stream_name.is_empty() && !url.is_empty() => {
+            Ok(Query::StartRelayPush { stream_name, url })
+        }
+        _ => Err(error_json(ERROR_CODE_PARAM_MISSING, "param missing")),
+    }
+}
+
+/// The stream key a pull of `url` named `stream_name` publishes: `app/stream` as given, a bare
+/// name under the URL's app, or the URL's own `app/stream` when no name is given (without the
+/// `.flv` of an HTTP-FLV URL).
+pub fn pull_stream_key(url: &str, stream_name: &str) -> Result<StreamKey, String> {
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, path)| path.split(['?', '#']).next().unwrap_or(""))
+        .unwrap_or("");
+    let path = path.trim_matches('/');
+    let path = path.strip_suffix(".flv").unwrap_or(path);
+    let app = path.split('/').next().unwrap_or("");
+    let name = if stream_name.contains('/') {
+        stream_name.to_owned()
+    } else if stream_name.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{app}/{stream_name}")
+    };
+    StreamKey::parse(&name).ok_or_else(|| format!("{url:?}: no app/stream to publish as {name:?}"))
+}
+
+/// The key of the stream named `name` (bare or `app/stream`) in any snapshot.
+pub fn stream_key_of(snapshots: &[EngineStats], name: &str) -> Option<StreamKey> {
+    let groups = merge(snapshots);
+    find_group(&groups, name).and_then(|g| StreamKey::parse(g.key))
+}
+
+/// The relay in `role` ([`Role::Pull`] or [`Role::Push`]) of the stream `name`: `None` when no
+/// stream has that name, `Some(None)` when it has no such relay.
+pub fn find_relay<'s>(
+    snapshots: &'s [EngineStats],
+    name: &str,
+    role: Role,
+) -> Option<Option<&'s SessionStats>> {
+    let groups = merge(snapshots);
+    let g = find_group(&groups, name)?;
+    let key = g.key;
+    Some(
+        snapshots
+            .iter()
+            .flat_map(|s| &s.sessions)
+            .find(|s| s.role == role && s.stream == key),
+    )
+}
+
+/// Every relay in `role` of the stream `name` (bare or `app/stream`).
+pub fn relays_of<'s>(
+    snapshots: &'s [EngineStats],
+    name: &'s str,
+    role: Role,
+) -> impl Iterator<Item = &'s SessionStats> + 's {
+    let key = stream_key_of(snapshots, name).map(|k| k.to_string());
+    snapshots
+        .iter()
+        .flat_map(|s| &s.sessions)
+        .filter(move |s| s.role == role && key.as_deref() == Some(s.stream.as_str()))
+}
+
+/// lal's envelope with `code` and `desp` and no data, as JSON.
+pub fn error_json(code: u32, desp: &str) -> String {
+    serde_json::json!({ "error_code": code, "desp": desp, "data": null }).to_string()
+}
+
+/// A 200 response with lal's envelope, `code` and `desp` and no data.
+pub fn reply(code: u32, desp: &str) -> Response {
+    Response::json(200, error_json(code, desp))
+}
+
+/// lal's success answer to `start_relay_pull` (and rill's `start_relay_push`).
+pub fn pull_started(stream_name: &str, session_id: &str) -> Response {
+    let v = serde_json::json!({
+        "error_code": ERROR_CODE_SUCC,
+        "desp": "succ",
+        "data": { "stream_name": stream_name, "session_id": session_id },
+    });
+    Response::json(200, v.to_string())
+}
+
+/// lal's success answer to `stop_relay_pull` (and rill's `stop_relay_push`).
+pub fn pull_stopped(session_id: &str) -> Response {
+    let v = serde_json::json!({
+        "error_code": ERROR_CODE_SUCC,
+        "desp": "succ",
+        "data": { "session_id": session_id },
+    });
+    Response::json(200, v.to_string())
 }
 
 /// A stream by lal's name (without its app), or by `app/stream`.
@@ -206,7 +367,7 @@ pub(crate) struct JsonGroup<'a> {
     #[serde(rename = "pub")]
     publisher: JsonSession,
     subs: Vec<JsonSession>,
-    /// rill does not pull streams from other servers yet: always the empty session.
+    /// The relay pulling the stream from another server (lal's empty session when none).
     pull: JsonSession,
 }
 
@@ -223,7 +384,7 @@ impl<'a> From<&Group<'a>> for JsonGroup<'a> {
             video_frame_rate: g.stream.and_then(|s| s.frame_rate).unwrap_or(0.0),
             publisher: g.publisher.map(JsonSession::from).unwrap_or_default(),
             subs: g.subs.iter().map(|s| JsonSession::from(*s)).collect(),
-            pull: JsonSession::default(),
+            pull: g.pull.map(JsonSession::from).unwrap_or_default(),
         }
     }
 }
@@ -245,7 +406,7 @@ struct JsonSession {
 
 impl From<&SessionStats> for JsonSession {
     fn from(s: &SessionStats) -> Self {
-        let publish = s.role == Role::Publish;
+        let publish = matches!(s.role, Role::Publish | Role::Pull);
         JsonSession {
             session_id: lal_session_id(s.conn, s.protocol, s.role),
             protocol: lal_protocol(s.protocol),
@@ -274,19 +435,24 @@ pub fn lal_protocol(protocol: Protocol) -> &'static str {
     }
 }
 
-/// lal's `base_type` of a session: `PUB` for a publisher, `SUB` otherwise.
+/// lal's `base_type` of a session: `PUB` for a publisher, `PULL` and `PUSH` for relays, `SUB`
+/// otherwise.
 pub fn lal_base_type(role: Role) -> &'static str {
-    if role == Role::Publish {
-        "PUB"
-    } else {
-        "SUB"
+    match role {
+        Role::Publish => "PUB",
+        Role::Pull => "PULL",
+        Role::Push => "PUSH",
+        Role::Play | Role::None => "SUB",
     }
 }
 
-/// lal's session id: the protocol name, then `PUBSUB` for any RTMP server session (publisher or
-/// player), `PUB` or `SUB` for the others, then the connection id (`RTMPPUBSUB7`, `FLVSUB9`).
+/// lal's session id: the protocol name, then `PULL` or `PUSH` for a relay, `PUBSUB` for any RTMP
+/// server session (publisher or player), `PUB` or `SUB` for the others, then the connection id
+/// (`RTMPPUBSUB7`, `FLVSUB9`, `RTMPPULL8`).
 pub fn lal_session_id(conn: ConnId, protocol: Protocol, role: Role) -> String {
     let kind = match (protocol, role) {
+        (_, Role::Pull) => "PULL",
+        (_, Role::Push) => "PUSH",
         (Protocol::Rtmp, _) => "PUBSUB",
         (_, Role::Publish) => "PUB",
         _ => "SUB",

@@ -34,7 +34,7 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
     };
     let streams = merge(snapshots)
         .iter()
-        .filter(|g| g.publisher.is_some())
+        .filter(|g| g.publisher.is_some() || g.pull.is_some())
         .count();
     let mut out = String::with_capacity(1024);
     // Writing to a String cannot fail.
@@ -54,7 +54,7 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
     metric(
         "rill_streams",
         "gauge",
-        "Streams with a live publisher.",
+        "Streams with a live publisher or a relay pull.",
         &[(None, streams as u64)],
     );
     let by_protocol = |role: Role| -> Vec<(Option<Protocol>, u64)> {
@@ -74,6 +74,18 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
         "gauge",
         "Playing sessions, by protocol.",
         &by_protocol(Role::Play),
+    );
+    metric(
+        "rill_relay_pulls",
+        "gauge",
+        "Streams pulled from other servers (relay pulls, connected or retrying), by protocol.",
+        &by_protocol(Role::Pull),
+    );
+    metric(
+        "rill_relay_pushes",
+        "gauge",
+        "Streams pushed to other servers (relay pushes, connected or retrying), by protocol.",
+        &by_protocol(Role::Push),
     );
     metric(
         "rill_connections",
@@ -143,6 +155,8 @@ mod tests {
             "rill_players{protocol=\"ws-flv\"} 1",
             "rill_players{protocol=\"rtmp\"} 1",
             "rill_connections 5",
+            "rill_relay_pulls{protocol=\"rtmp\"} 0",
+            "rill_relay_pushes{protocol=\"rtsp\"} 0",
             "rill_bytes_in_total 10001",
             "rill_bytes_out_total 20002",
             "# TYPE rill_bytes_out_total counter",

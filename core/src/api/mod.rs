@@ -6,6 +6,7 @@
 //! here, so the engine knows nothing of lal's field names or error codes.
 
 pub mod lal;
+pub mod livego;
 pub mod metrics;
 pub mod webhook;
 
@@ -33,6 +34,27 @@ pub enum Query {
         /// The session's lal id.
         session_id: String,
     },
+    /// `POST /api/ctrl/start_relay_pull`: pull a stream from another server.
+    StartRelayPull(lal::RelayPullRequest),
+    /// `GET /api/ctrl/stop_relay_pull?stream_name=`: stop the pull of a stream.
+    StopRelayPull(String),
+    /// `POST /api/ctrl/start_relay_push` (rill's own): push a live stream to a URL.
+    StartRelayPush {
+        /// The stream, by name (or `app/stream`).
+        stream_name: String,
+        /// The target, naming the stream (`rtmp://host/app/stream`).
+        url: String,
+    },
+    /// `GET /api/ctrl/stop_relay_push?stream_name=[&url=]`: stop the pushes of a stream (only
+    /// the one to `url` when given).
+    StopRelayPush {
+        /// The stream, by name (or `app/stream`).
+        stream_name: String,
+        /// The target, or empty for every push of the stream.
+        url: String,
+    },
+    /// livego's `/control/pull` or `/control/push`.
+    Livego(livego::Control),
 }
 
 /// What a [`Query`] gets: the HTTP response, and the connection to close when the query
@@ -71,6 +93,8 @@ pub(crate) struct Group<'a> {
     pub(crate) stream: Option<&'a StreamStats>,
     pub(crate) publisher: Option<&'a SessionStats>,
     pub(crate) subs: Vec<&'a SessionStats>,
+    /// The relay pulling the stream from another server, if any.
+    pub(crate) pull: Option<&'a SessionStats>,
 }
 
 impl<'a> Group<'a> {
@@ -94,7 +118,8 @@ pub(crate) fn merge(snapshots: &[EngineStats]) -> Vec<Group<'_>> {
         for s in &snap.sessions {
             match s.role {
                 Role::Publish => entry(&mut groups, &s.stream).publisher = Some(s),
-                Role::Play => entry(&mut groups, &s.stream).subs.push(s),
+                Role::Play | Role::Push => entry(&mut groups, &s.stream).subs.push(s),
+                Role::Pull => entry(&mut groups, &s.stream).pull = Some(s),
                 Role::None => {}
             }
         }
@@ -112,6 +137,7 @@ fn entry<'m, 'a>(groups: &'m mut BTreeMap<&'a str, Group<'a>>, key: &'a str) -> 
         stream: None,
         publisher: None,
         subs: Vec::new(),
+        pull: None,
     })
 }
 

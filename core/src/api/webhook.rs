@@ -5,8 +5,11 @@
 //! names and field names, so a receiver written for lal works unchanged:
 //! - `on_server_start`: the server information of `/api/stat/lal_info` ([`server_start_json`]);
 //! - `on_update`: `server_id` and the `groups` of `/api/stat/all_group` ([`update_json`]);
-//! - `on_pub_start`, `on_pub_stop`, `on_sub_start`, `on_sub_stop`: one session
-//!   ([`SessionInfo`]), its id as the statistics API shows it.
+//! - `on_pub_start`, `on_pub_stop`, `on_sub_start`, `on_sub_stop`, `on_relay_pull_start`,
+//!   `on_relay_pull_stop`: one session ([`SessionInfo`]), its id as the statistics API shows it
+//!   (a pull's `url` is the URL it pulls from);
+//! - `on_rtmp_connect`: an RTMP client's `connect` ([`RtmpConnectInfo`]);
+//! - `on_hls_make_ts`: an HLS segment opened or closed ([`HlsMakeTsInfo`]).
 
 use std::fmt;
 
@@ -34,17 +37,29 @@ pub enum WebhookEvent {
     SubStart,
     /// A player stopped.
     SubStop,
+    /// A relay pull started playing from another server.
+    RelayPullStart,
+    /// A relay pull that had started ended.
+    RelayPullStop,
+    /// An RTMP client sent `connect`.
+    RtmpConnect,
+    /// An HLS segment was opened or closed.
+    HlsMakeTs,
 }
 
 impl WebhookEvent {
     /// Every event, in config order.
-    pub const ALL: [WebhookEvent; 6] = [
+    pub const ALL: [WebhookEvent; 10] = [
         WebhookEvent::ServerStart,
         WebhookEvent::Update,
         WebhookEvent::PubStart,
         WebhookEvent::PubStop,
         WebhookEvent::SubStart,
         WebhookEvent::SubStop,
+        WebhookEvent::RelayPullStart,
+        WebhookEvent::RelayPullStop,
+        WebhookEvent::RtmpConnect,
+        WebhookEvent::HlsMakeTs,
     ];
 
     /// lal's name of the event (also its key in the config).
@@ -56,6 +71,10 @@ impl WebhookEvent {
             WebhookEvent::PubStop => "on_pub_stop",
             WebhookEvent::SubStart => "on_sub_start",
             WebhookEvent::SubStop => "on_sub_stop",
+            WebhookEvent::RelayPullStart => "on_relay_pull_start",
+            WebhookEvent::RelayPullStop => "on_relay_pull_stop",
+            WebhookEvent::RtmpConnect => "on_rtmp_connect",
+            WebhookEvent::HlsMakeTs => "on_hls_make_ts",
         }
     }
 
@@ -67,7 +86,9 @@ impl WebhookEvent {
             (Role::Publish, false) => WebhookEvent::PubStop,
             (Role::Play, true) => WebhookEvent::SubStart,
             (Role::Play, false) => WebhookEvent::SubStop,
-            (Role::None, _) => return None,
+            (Role::Pull, true) => WebhookEvent::RelayPullStart,
+            (Role::Pull, false) => WebhookEvent::RelayPullStop,
+            (Role::None | Role::Push, _) => return None,
         })
     }
 }
@@ -272,6 +293,54 @@ pub fn update_json(snapshots: &[EngineStats]) -> String {
     serde_json::to_string(&info).unwrap_or_else(|_| "{}".to_owned())
 }
 
+/// The `on_rtmp_connect` body: lal's fields (`flashVer` and `tcUrl` spelled as in RTMP).
+#[derive(Clone, Debug, Serialize)]
+pub struct RtmpConnectInfo {
+    /// The server's id.
+    pub server_id: &'static str,
+    /// The connection's session id (`RTMPPUBSUB7`).
+    pub session_id: String,
+    /// The peer's address.
+    pub remote_addr: String,
+    /// The app the client connects to.
+    pub app: String,
+    /// The client's `flashVer`.
+    #[serde(rename = "flashVer")]
+    pub flash_ver: String,
+    /// The client's `tcUrl`.
+    #[serde(rename = "tcUrl")]
+    pub tc_url: String,
+}
+
+/// The `on_hls_make_ts` body: lal's fields, sent when a segment is opened (`event` `open`,
+/// duration 0) and when it is closed (`close`, with its duration in seconds).
+#[derive(Clone, Debug, Serialize)]
+pub struct HlsMakeTsInfo {
+    /// The server's id.
+    pub server_id: &'static str,
+    /// `open` or `close`.
+    pub event: &'static str,
+    /// The stream name (without its app, as lal names streams).
+    pub stream_name: String,
+    /// The server's working directory (the files' paths are relative to it when relative).
+    pub cwd: String,
+    /// The segment's path.
+    pub ts_file: String,
+    /// The live playlist's path.
+    pub live_m3u8_file: String,
+    /// The record playlist's path (empty when none is kept).
+    pub record_m3u8_file: String,
+    /// The segment's sequence number.
+    pub id: u64,
+    /// The segment's duration in seconds (0 when it opens).
+    pub duration: f64,
+}
+
+/// The JSON body of an event struct (plain fields: serializing cannot fail).
+pub fn to_json<T: Serialize>(info: &T) -> String {
+    serde_json::to_string(info).unwrap_or_else(|_| "{}".to_owned())
+}
+
 /// The `on_server_start` body: `/api/stat/lal_info`'s fields for a server of `workers` workers
 /// started at `started_unix_ms`.
 pub fn server_start_json(started_unix_ms: u64, workers: usize) -> String {
@@ -361,6 +430,9 @@ mod tests {
         assert_eq!(E::of_session(Role::Play, true), Some(E::SubStart));
         assert_eq!(E::of_session(Role::Play, false), Some(E::SubStop));
         assert_eq!(E::of_session(Role::None, true), None);
+        assert_eq!(E::of_session(Role::Pull, true), Some(E::RelayPullStart));
+        assert_eq!(E::of_session(Role::Pull, false), Some(E::RelayPullStop));
+        assert_eq!(E::of_session(Role::Push, true), None);
         let names: Vec<&str> = E::ALL.iter().map(|e| e.name()).collect();
         assert_eq!(
             names,
@@ -370,7 +442,11 @@ mod tests {
                 "on_pub_start",
                 "on_pub_stop",
                 "on_sub_start",
-                "on_sub_stop"
+                "on_sub_stop",
+                "on_relay_pull_start",
+                "on_relay_pull_stop",
+                "on_rtmp_connect",
+                "on_hls_make_ts"
             ]
         );
     }

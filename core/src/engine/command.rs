@@ -23,6 +23,12 @@ pub enum Command {
         /// Why, for its session end record.
         reason: String,
     },
+    /// Players on another worker wait for or play `key`, which this worker pulls on demand
+    /// ([`super::relay::pull_owner`]): pull it if it is not live, and keep pulling.
+    RelayWant {
+        /// The stream.
+        key: crate::stream_key::StreamKey,
+    },
 }
 
 impl Engine {
@@ -60,7 +66,13 @@ impl Engine {
             return;
         };
         *state = HttpState::AwaitRequest;
-        let answer = api::answer(query, snapshots);
+        let answer = match self.relay_answer(query, snapshots, now_ms) {
+            Some(response) => api::Answer {
+                response,
+                close: None,
+            },
+            None => api::answer(query, snapshots),
+        };
         if let Some(target) = answer.close {
             self.outputs.push_back(Output::Command {
                 worker: worker_of(target),
@@ -87,8 +99,11 @@ impl Engine {
     pub fn handle_command(&mut self, command: Command, now_ms: u64) {
         match command {
             Command::Close { conn, reason } => {
-                self.close(conn, true, &reason, now_ms);
+                if !self.relay_kick(conn, &reason, now_ms) {
+                    self.close(conn, true, &reason, now_ms);
+                }
             }
+            Command::RelayWant { key } => self.relay_remote_want(&key, now_ms),
         }
         self.drain_hub(now_ms);
     }

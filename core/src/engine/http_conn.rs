@@ -20,7 +20,8 @@ use bytes::BytesMut;
 
 use super::routes::{self, Handler, MediaFormat, ROUTES};
 use super::{relay, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
-use crate::api::lal::kick_session_query;
+use crate::api::lal::{self, kick_session_query};
+use crate::api::livego;
 use crate::auth::{Access, SECRET_PARAM};
 use crate::hls::{HlsRequest, SegmentFormat};
 use crate::http::router::{self, Methods, Params, Routed};
@@ -242,12 +243,48 @@ impl Engine {
                     .to_owned(),
             ),
             Handler::Metrics => Query::Metrics,
-            Handler::KickSession => match kick_session_query(&req.body) {
-                Ok(query) => query,
-                Err(json) => {
-                    return self.reply(conn, ask, Response::json(200, json), "api", now_ms)
+            Handler::KickSession | Handler::StartRelayPull | Handler::StartRelayPush => {
+                let parsed = match handler {
+                    Handler::KickSession => kick_session_query(&req.body),
+                    Handler::StartRelayPull => lal::start_relay_pull_query(&req.body),
+                    _ => lal::start_relay_push_query(&req.body),
+                };
+                match parsed {
+                    Ok(query) => query,
+                    Err(json) => {
+                        return self.reply(conn, ask, Response::json(200, json), "api", now_ms)
+                    }
                 }
-            },
+            }
+            Handler::StopRelayPull | Handler::StopRelayPush => {
+                let name = req.query_param("stream_name").unwrap_or_default();
+                if name.is_empty() {
+                    let json = lal::error_json(lal::ERROR_CODE_PARAM_MISSING, "param missing");
+                    return self.reply(conn, ask, Response::json(200, json), "api", now_ms);
+                }
+                let stream_name = name.to_owned();
+                if handler == Handler::StopRelayPull {
+                    Query::StopRelayPull(stream_name)
+                } else {
+                    let url = req.query_param("url").unwrap_or_default().to_owned();
+                    Query::StopRelayPush { stream_name, url }
+                }
+            }
+            Handler::LivegoControl { pull } => {
+                let param = |k: &str| req.query_param(k).unwrap_or_default().to_owned();
+                let control = livego::Control {
+                    pull,
+                    stop: param("oper") == "stop",
+                    app: param("app"),
+                    name: param("name"),
+                    url: param("url"),
+                };
+                if control.app.is_empty() || control.name.is_empty() || control.url.is_empty() {
+                    let response = livego::reply(400, livego::PARAM_ERROR);
+                    return self.reply(conn, ask, response, "api", now_ms);
+                }
+                Query::Livego(control)
+            }
             Handler::ServerInfo | Handler::WebUi => {
                 let ui = &self.config.ui;
                 let response = match handler {

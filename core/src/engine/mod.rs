@@ -72,7 +72,7 @@ pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
-pub use relay::{PushRule, RelayConfig, RtmpUrl};
+pub use relay::{PushRule, RelayConfig, RelayUrl, Scheme};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
@@ -240,6 +240,10 @@ pub enum Role {
     Publish,
     /// Playing a stream.
     Play,
+    /// A relay pulling a stream from another server (it publishes the stream here).
+    Pull,
+    /// A relay pushing a local stream to another server (it plays the stream here).
+    Push,
 }
 
 impl fmt::Display for Role {
@@ -248,6 +252,8 @@ impl fmt::Display for Role {
             Role::None => "-",
             Role::Publish => "publish",
             Role::Play => "play",
+            Role::Pull => "pull",
+            Role::Push => "push",
         })
     }
 }
@@ -345,8 +351,9 @@ pub enum Output {
         /// The file.
         path: String,
     },
-    /// An RTSP SETUP asks for UDP: bind a free port pair (RTP on an even port, RTCP on the next)
-    /// for `track` of `conn` and answer with [`Engine::handle_udp_open`].
+    /// An RTSP SETUP asks for UDP (a client's, or one a relay's RTSP client sends): bind a free
+    /// port pair (RTP on an even port, RTCP on the next) for `track` of `conn` and answer with
+    /// [`Engine::handle_udp_open`].
     OpenUdp {
         /// The RTSP connection.
         conn: ConnId,
@@ -1222,8 +1229,14 @@ impl Engine {
         now_ms: u64,
     ) -> crate::hub::PlayState {
         let state = self.hub.play(key, conn, now_ms);
-        if state == crate::hub::PlayState::Waiting {
-            self.relay_wanted(key, relayed, now_ms);
+        // A stream another worker pulls needs that worker told of this player too.
+        let puller = self
+            .remote
+            .get(key)
+            .filter(|f| conn_id::is_outbound(f.publisher))
+            .map(|f| conn_id::worker_of(f.publisher));
+        if state == crate::hub::PlayState::Waiting || puller.is_some() {
+            self.relay_wanted(key, relayed, puller, now_ms);
         }
         state
     }
@@ -1342,6 +1355,11 @@ impl Engine {
             self.hls.ll().start(&stream, wall);
             self.remote.insert(stream, feed);
         } else if !self.remote.contains_key(&stream) {
+            // A publisher elsewhere wins over a pull here (a pull elsewhere does not, or two
+            // pulls started at once would both give way).
+            if !conn_id::is_outbound(publisher) {
+                self.relay_yield(&stream, now_ms);
+            }
             self.next_remote_id += 1;
             // A local publisher of the same name wins; the remote one is ignored here.
             if self.hub.publish(&stream, id, now_ms).is_ok() {
@@ -1362,6 +1380,15 @@ impl Engine {
         now_ms: u64,
     ) -> Result<(), crate::hub::PublishError> {
         self.relay_yield(key, now_ms);
+        // A stream another worker pulls gives way to a local publisher too: it is dropped here
+        // (its players stay for the grace period), and this publisher's start makes that
+        // worker stop its pull.
+        if let Some(feed) = self.remote.get(key).copied() {
+            if conn_id::is_outbound(feed.publisher) {
+                self.remote.remove(key);
+                self.hub.unpublish(feed.hub_id, now_ms);
+            }
+        }
         if self.config.publish_conflict == PublishConflict::Reject {
             return self.hub.publish(key, conn, now_ms);
         }
@@ -1435,12 +1462,19 @@ impl Engine {
             self.outputs.push_back(match o {
                 HlsOutput::WriteFile { path, data } => Output::WriteFile { path, data },
                 HlsOutput::RemoveFile { path } => Output::RemoveFile { path },
+                HlsOutput::Segment(event) => {
+                    self.notify_hls_segment(&event, now_ms);
+                    continue;
+                }
             });
         }
     }
 
     /// Ends a player politely: RTMP status messages, HTTP 404 if nothing was sent yet.
     fn end_player(&mut self, conn: ConnId, never_started: bool, reason: &str, now_ms: u64) {
+        if self.relay_player_ended(conn) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

@@ -38,6 +38,8 @@ pub struct WebhookConfig {
     pub http_addr: String,
     /// The RTSP listener's address.
     pub rtsp_addr: String,
+    /// The server's working directory (`on_hls_make_ts`'s `cwd`; core reads no environment).
+    pub cwd: String,
     /// Events waiting to be sent at most; more are dropped.
     pub queue_len: usize,
     /// Events being sent at once at most.
@@ -54,6 +56,7 @@ impl Default for WebhookConfig {
             rtmp_addr: String::new(),
             http_addr: String::new(),
             rtsp_addr: String::new(),
+            cwd: String::new(),
             queue_len: 1024,
             max_in_flight: 4,
             timeouts: OutboundTimeouts {
@@ -150,15 +153,16 @@ impl Notify {
         }
     }
 
-    fn wants(&self, event: WebhookEvent) -> bool {
-        self.config.receiver(event).is_some()
-    }
-
     fn wants_sessions(&self) -> bool {
         self.config
             .receivers
             .iter()
             .any(|(e, _)| !matches!(e, WebhookEvent::ServerStart | WebhookEvent::Update))
+    }
+
+    /// Whether `event` has a receiver.
+    pub(super) fn wants(&self, event: WebhookEvent) -> bool {
+        self.config.receiver(event).is_some()
     }
 
     /// Whether this engine sends anything on its own timer.
@@ -316,6 +320,37 @@ impl Engine {
         self.notify
             .session(record, start, &self.hub, now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
+    }
+
+    /// Queues `body` for `event` (one not tied to a session record: relay pulls,
+    /// `on_rtmp_connect`, `on_hls_make_ts`) and starts sending.
+    pub(super) fn notify_event(&mut self, event: WebhookEvent, body: String, now_ms: u64) {
+        self.notify.push(event, body, now_ms, &mut self.outputs);
+        self.pump_outbound(now_ms);
+    }
+
+    /// `on_hls_make_ts` for a segment opened or closed.
+    pub(super) fn notify_hls_segment(&mut self, e: &crate::hls::SegmentEvent, now_ms: u64) {
+        use crate::api::webhook::{to_json, HlsMakeTsInfo};
+        if !self.notify.wants(WebhookEvent::HlsMakeTs) {
+            return;
+        }
+        let info = HlsMakeTsInfo {
+            server_id: crate::api::lal::SERVER_ID,
+            event: if e.closed { "close" } else { "open" },
+            stream_name: e
+                .key
+                .split_once('/')
+                .map_or(e.key.as_str(), |(_, s)| s)
+                .to_owned(),
+            cwd: self.notify.config.cwd.clone(),
+            ts_file: e.ts_file.clone(),
+            live_m3u8_file: e.live_m3u8_file.clone(),
+            record_m3u8_file: e.record_m3u8_file.clone(),
+            id: e.seq,
+            duration: e.duration_ms as f64 / 1000.0,
+        };
+        self.notify_event(WebhookEvent::HlsMakeTs, to_json(&info), now_ms);
     }
 
     /// Hands finished outbound exchanges to whoever asked (the webhooks, for now), then starts

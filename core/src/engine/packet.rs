@@ -166,6 +166,15 @@ impl Rebaser {
         // Timestamps beyond 32 bits wrap, as RTMP and FLV timestamps do.
         out as u32
     }
+
+    /// The latest timestamp given out on `track` (0 = video, 1 = audio), or on any track
+    /// (0 before the first).
+    pub fn current(&self, track: Option<usize>) -> u32 {
+        match track {
+            Some(t) => self.last_out[t.min(1)] as u32,
+            None => self.last_out[0].max(self.last_out[1]) as u32,
+        }
+    }
 }
 
 /// The wire format a player receives.
@@ -384,7 +393,11 @@ impl PlayerWriter {
             self.enhanced_only = Some(Notice::Pending(Codec::Av1));
         }
         let timestamp = match p.kind {
-            PacketKind::Metadata | PacketKind::VideoConfig | PacketKind::AudioConfig => 0,
+            // At the player's current time, so a publisher (or pull) that comes back does not
+            // send the player's timestamps back to 0.
+            PacketKind::Metadata => self.rebaser.current(None),
+            PacketKind::VideoConfig => self.rebaser.current(Some(0)),
+            PacketKind::AudioConfig => self.rebaser.current(Some(1)),
             PacketKind::Video { .. } => self.rebaser.rebase(0, p.dts),
             PacketKind::Audio => self.rebaser.rebase(1, p.dts),
         };
@@ -715,6 +728,24 @@ mod tests {
             .collect();
         let shared = second[1].data().fmp4.as_ref().expect("fragment");
         assert_eq!(heads[0].as_ptr(), shared.pieces[0].as_ptr());
+    }
+
+    #[test]
+    fn a_sequence_header_goes_at_its_own_tracks_time_so_that_track_never_goes_back() {
+        // Video ahead of audio, as when a publisher (or a pull) comes back mid-stream.
+        let mut r = Rebaser::default();
+        r.rebase(0, 1000);
+        r.rebase(1, 1010);
+        r.rebase(0, 1080);
+        let audio_header = r.current(Some(1));
+        let next_audio = r.rebase(1, 1030);
+        assert!(audio_header <= next_audio, "{audio_header} > {next_audio}");
+        assert_eq!(r.current(Some(0)), 80);
+        assert_eq!(
+            r.current(None),
+            80,
+            "metadata at the latest time of any track"
+        );
     }
 
     #[test]

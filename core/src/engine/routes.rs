@@ -10,6 +10,12 @@
 //! | POST         | `/api/ctrl/kick_session`       | [`Handler::KickSession`] (JSON body)        |
 //! | GET, HEAD    | `/api/server`                  | [`Handler::ServerInfo`] (for the web UI)    |
 //! | GET, HEAD    | `/`, `/ui/rill.js` ...         | [`Handler::WebUi`] (the web UI's files)     |
+//! | POST         | `/api/ctrl/start_relay_pull`   | [`Handler::StartRelayPull`] (JSON body)     |
+//! | GET          | `/api/ctrl/stop_relay_pull`    | [`Handler::StopRelayPull`] (`?stream_name=`) |
+//! | POST         | `/api/ctrl/start_relay_push`   | [`Handler::StartRelayPush`] (JSON body)     |
+//! | GET          | `/api/ctrl/stop_relay_push`    | [`Handler::StopRelayPush`] (`?stream_name=[&url=]`) |
+//! | GET, POST    | `/control/pull`                | [`Handler::LivegoControl`] (`?oper=&app=&name=&url=`) |
+//! | GET, POST    | `/control/push`                | [`Handler::LivegoControl`] likewise         |
 //! | GET, HEAD    | `/{app}/{stream}.flv`          | [`Handler::Media`] FLV (GET may upgrade to WebSocket) |
 //! | GET, HEAD    | `/{app}/{stream}.ts`           | [`Handler::Media`] TS (likewise)            |
 //! | GET, HEAD    | `/{app}/{stream}.mp4`          | [`Handler::Media`] fMP4 (likewise)          |
@@ -47,6 +53,19 @@ pub enum Handler {
     ServerInfo,
     /// A file of the web UI ([`crate::webui::asset`]).
     WebUi,
+    /// lal's relay pull start (JSON body).
+    StartRelayPull,
+    /// lal's relay pull stop (`?stream_name=`).
+    StopRelayPull,
+    /// rill's relay push start (JSON body).
+    StartRelayPush,
+    /// rill's relay push stop (`?stream_name=[&url=]`).
+    StopRelayPush,
+    /// livego's `/control/pull` (`pull`) or `/control/push`.
+    LivegoControl {
+        /// `/control/pull`.
+        pull: bool,
+    },
     /// A live stream for a player (HTTP, or WebSocket after an upgrade).
     Media {
         /// The container.
@@ -97,6 +116,37 @@ pub const ROUTES: &[Route<Handler>] = &[
         methods: Methods::POST,
         pattern: "/api/ctrl/kick_session",
         target: Handler::KickSession,
+    },
+    Route {
+        methods: Methods::POST,
+        pattern: "/api/ctrl/start_relay_pull",
+        target: Handler::StartRelayPull,
+    },
+    // GET only: a stop acts, so it is no `HEAD`.
+    Route {
+        methods: Methods::GET,
+        pattern: "/api/ctrl/stop_relay_pull",
+        target: Handler::StopRelayPull,
+    },
+    Route {
+        methods: Methods::POST,
+        pattern: "/api/ctrl/start_relay_push",
+        target: Handler::StartRelayPush,
+    },
+    Route {
+        methods: Methods::GET,
+        pattern: "/api/ctrl/stop_relay_push",
+        target: Handler::StopRelayPush,
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/pull",
+        target: Handler::LivegoControl { pull: true },
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/push",
+        target: Handler::LivegoControl { pull: false },
     },
     read("/api/server", Handler::ServerInfo),
     read("/", Handler::WebUi),
@@ -227,6 +277,45 @@ mod tests {
         assert_eq!(
             target("POST", &["api", "ctrl", "kick_session"]).map(|t| t.0),
             Some(Handler::KickSession)
+        );
+        for (method, segments, handler) in [
+            (
+                "POST",
+                &["api", "ctrl", "start_relay_pull"][..],
+                Handler::StartRelayPull,
+            ),
+            (
+                "GET",
+                &["api", "ctrl", "stop_relay_pull"],
+                Handler::StopRelayPull,
+            ),
+            (
+                "POST",
+                &["api", "ctrl", "start_relay_push"],
+                Handler::StartRelayPush,
+            ),
+            (
+                "GET",
+                &["api", "ctrl", "stop_relay_push"],
+                Handler::StopRelayPush,
+            ),
+            (
+                "GET",
+                &["control", "pull"],
+                Handler::LivegoControl { pull: true },
+            ),
+            (
+                "POST",
+                &["control", "push"],
+                Handler::LivegoControl { pull: false },
+            ),
+        ] {
+            assert_eq!(target(method, segments).map(|t| t.0), Some(handler));
+        }
+        assert_eq!(
+            route(ROUTES, "HEAD", &["api", "ctrl", "stop_relay_pull"]),
+            Routed::MethodNotAllowed(Methods::GET),
+            "a stop acts: no HEAD"
         );
         for unknown in [
             &["api", "stat", "all_group", "x"][..],

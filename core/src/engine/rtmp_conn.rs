@@ -92,8 +92,8 @@ impl Engine {
         match event {
             ServerEvent::ConnectRequest {
                 app,
+                tc_url,
                 command_object,
-                ..
             } => {
                 // Enhanced RTMP clients list the FourCCs they read; others get legacy tags.
                 let enhanced = command_object.get("fourCcList").is_some();
@@ -101,6 +101,7 @@ impl Engine {
                     c.enhanced_flv = enhanced;
                 }
                 let ok = valid_name_segment(&app);
+                self.notify_rtmp_connect(conn, &app, tc_url, &command_object, now_ms);
                 if ok {
                     self.answer_rtmp(conn, ServerSession::accept_connect);
                 } else {
@@ -263,6 +264,39 @@ impl Engine {
         if let Ok(Some(frame)) = frame {
             self.publish_frame(conn, frame, Some(payload));
         }
+    }
+}
+
+impl Engine {
+    /// `on_rtmp_connect` for the `connect` of `conn`.
+    fn notify_rtmp_connect(
+        &mut self,
+        conn: ConnId,
+        app: &str,
+        tc_url: Option<String>,
+        command_object: &crate::amf::Value,
+        now_ms: u64,
+    ) {
+        use crate::api::webhook::{to_json, RtmpConnectInfo, WebhookEvent};
+        if !self.notify.wants(WebhookEvent::RtmpConnect) {
+            return;
+        }
+        let Some(peer) = self.conns.get(&conn).map(|c| c.peer) else {
+            return;
+        };
+        let info = RtmpConnectInfo {
+            server_id: crate::api::lal::SERVER_ID,
+            session_id: crate::api::lal::lal_session_id(conn, Protocol::Rtmp, Role::None),
+            remote_addr: peer.to_string(),
+            app: app.to_owned(),
+            flash_ver: command_object
+                .get("flashVer")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            tc_url: tc_url.unwrap_or_default(),
+        };
+        self.notify_event(WebhookEvent::RtmpConnect, to_json(&info), now_ms);
     }
 }
 

@@ -92,7 +92,7 @@ impl RtspConn {
 }
 
 /// The SDP description of a video track, for a DESCRIBE.
-fn video_params(v: &VideoTrack) -> Option<TrackParams> {
+pub(super) fn video_params(v: &VideoTrack) -> Option<TrackParams> {
     let codec = match v.codec {
         Codec::H264 => CodecParams::H264 {
             sps: v.sps.clone(),
@@ -114,7 +114,7 @@ fn video_params(v: &VideoTrack) -> Option<TrackParams> {
 }
 
 /// The SDP description of an audio track, for a DESCRIBE.
-fn audio_params(a: &AudioTrack) -> Option<TrackParams> {
+pub(super) fn audio_params(a: &AudioTrack) -> Option<TrackParams> {
     let params = |payload_type, clock_rate, channels, codec| TrackParams {
         payload_type,
         clock_rate,
@@ -152,7 +152,7 @@ fn audio_params(a: &AudioTrack) -> Option<TrackParams> {
 }
 
 /// The tracks an ANNOUNCE declares: a complete description from the start.
-fn announced_tracks(tracks: &[TrackParams]) -> Tracks {
+pub(super) fn announced_tracks(tracks: &[TrackParams]) -> Tracks {
     let mut t = Tracks {
         complete: true,
         ..Tracks::default()
@@ -222,6 +222,9 @@ impl Engine {
         ports: Option<(u16, u16)>,
         now_ms: u64,
     ) {
+        if self.relay.owns(conn) {
+            return self.relay_udp_open(conn, track, ports, now_ms);
+        }
         let Some(r) = self.rtsp_mut(conn) else { return };
         let result = match ports {
             Some(p) => r.session.accept_udp(p),
@@ -247,6 +250,9 @@ impl Engine {
         data: Bytes,
         now_ms: u64,
     ) {
+        if self.relay.owns(conn) {
+            return self.relay_udp(conn, track, rtcp, from, data, now_ms);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -694,7 +700,7 @@ impl Engine {
         if let Some(v) = described.video.as_mut() {
             v.frame_rate = frame_rate;
         }
-        self.publish_started(conn, &key, Protocol::Rtsp, Some(described), "", now);
+        self.publish_started(conn, &key, Protocol::Rtsp, Some(described), query, now);
     }
 
     /// Sends on the frames an RTSP publisher's interleaver still holds, before its stream ends

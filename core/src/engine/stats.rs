@@ -190,6 +190,11 @@ impl Engine {
                 out.streams.push(stream_stats(key, self.hub.tracks(key)));
             }
         }
+        self.relay.sessions(wall, &mut out);
+        for key in self.relay.live_pulls() {
+            out.streams
+                .push(stream_stats(key.as_str(), self.hub.tracks(key)));
+        }
         let conns = &self.conns;
         self.meters.rates.retain(|id, _| conns.contains_key(id));
         out.sessions.sort_by_key(|s| s.conn);

@@ -152,6 +152,46 @@ pub enum HlsOutput {
         /// Path under the out path.
         path: String,
     },
+    /// A segment of a stream written to files was opened (`duration_ms` 0) or closed (for
+    /// lal's `on_hls_make_ts` webhook).
+    Segment(SegmentEvent),
+}
+
+/// A segment opened or closed, with its files (see [`HlsOutput::Segment`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentEvent {
+    /// `app/stream`.
+    pub key: String,
+    /// Closed rather than opened.
+    pub closed: bool,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its duration (ms; 0 when it opens).
+    pub duration_ms: u64,
+    /// The segment's file.
+    pub ts_file: String,
+    /// The live playlist's file.
+    pub live_m3u8_file: String,
+    /// The record playlist's file (empty when none is written).
+    pub record_m3u8_file: String,
+}
+
+impl SegmentEvent {
+    fn new(config: &HlsConfig, key: &str, seq: u64, closed: bool, duration_ms: u64) -> Self {
+        SegmentEvent {
+            key: key.to_owned(),
+            closed,
+            seq,
+            duration_ms,
+            ts_file: segment_path(config, key, seq),
+            live_m3u8_file: live_path(config, key),
+            record_m3u8_file: if config.cleanup == Cleanup::Window {
+                String::new()
+            } else {
+                record_path(config, key)
+            },
+        }
+    }
 }
 
 /// What an HTTP path asks of HLS (routed by `engine::routes`; names are validated as stream
@@ -443,6 +483,10 @@ impl Hls {
                     bytes: 0,
                     init: s.init.clone(),
                 });
+                if s.local && !self.config.out_path.is_empty() {
+                    let open = SegmentEvent::new(&self.config, &s.key, s.next_seq, false, 0);
+                    self.outputs.push_back(HlsOutput::Segment(open));
+                }
                 s.next_seq += 1;
             }
         }
@@ -676,6 +720,10 @@ fn close_current(
             data: b.parts.clone(),
         });
         s.files.push_back(b.seq);
+    }
+    if files {
+        let closed = SegmentEvent::new(config, &s.key, b.seq, true, duration_ms);
+        outputs.push_back(HlsOutput::Segment(closed));
     }
     s.held.push_back(Segment {
         info,

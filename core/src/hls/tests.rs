@@ -122,6 +122,7 @@ fn files_and_cleanup() {
             match o {
                 HlsOutput::WriteFile { path, .. } => writes.push(path),
                 HlsOutput::RemoveFile { path } => removes.push(path),
+                HlsOutput::Segment(_) => {}
             }
         }
         assert!(writes.contains(&"/srv/hls/a/b/0.ts".to_string()));

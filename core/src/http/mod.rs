@@ -248,7 +248,7 @@ pub fn split_path(path: &str) -> Result<Vec<&str>, HttpError> {
 
 /// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`), refusing a broken escape,
 /// invalid UTF-8 and NUL.
-fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, &'static str> {
+pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, &'static str> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

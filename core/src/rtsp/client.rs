@@ -7,7 +7,9 @@
 //! [`ClientSession::handle_input`] and its datagrams to [`ClientSession::handle_udp`], and drain
 //! [`ClientSession::poll_event`] after each input. A 401 is answered once with the configured
 //! credentials (Digest preferred over Basic); a 461 to a UDP SETUP switches every track to TCP
-//! interleaved. An `Err` is final: close the connection.
+//! interleaved. With [`ClientConfig::udp_port_base`] 0, the local UDP ports of each track come
+//! from the caller: [`ClientEvent::UdpPortsRequest`] asks, [`ClientSession::accept_udp`] or
+//! [`ClientSession::reject_udp`] (TCP then) answers. An `Err` is final: close the connection.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -32,6 +34,7 @@ pub struct ClientConfig {
     /// The transport to ask for first (UDP falls back to TCP on 461).
     pub transport: LowerTransport,
     /// Local UDP ports: track `i` uses `udp_port_base + 2i` (RTP) and the next one (RTCP).
+    /// 0: each track's pair is asked for with [`ClientEvent::UdpPortsRequest`].
     pub udp_port_base: u16,
     /// Message size bounds.
     pub limits: RtspLimits,
@@ -141,6 +144,12 @@ pub enum ClientEvent {
     },
     /// TEARDOWN was answered.
     TornDown,
+    /// UDP SETUP of `track` needs a local port pair (only with [`ClientConfig::udp_port_base`]
+    /// 0): answer with [`ClientSession::accept_udp`] or [`ClientSession::reject_udp`].
+    UdpPortsRequest {
+        /// Track index.
+        track: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +192,8 @@ pub struct ClientSession {
     next_report: Option<u64>,
     send_base: Option<(i64, u64)>,
     ntp_base: Option<u64>,
+    /// Local UDP port pairs the caller gave, by track (with `udp_port_base` 0).
+    udp_ports: Vec<Option<(u16, u16)>>,
     out: VecDeque<Transmit>,
     events: VecDeque<ClientEvent>,
     now: u64,
@@ -212,6 +223,7 @@ impl ClientSession {
             next_report: None,
             send_base: None,
             ntp_base: None,
+            udp_ports: Vec::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             now,
@@ -404,6 +416,40 @@ impl ClientSession {
         )
     }
 
+    /// Answers [`ClientEvent::UdpPortsRequest`] for `track`: its SETUP goes out with the local
+    /// RTP and RTCP ports `ports`.
+    pub fn accept_udp(&mut self, track: usize, ports: (u16, u16)) {
+        if self.step != Step::Setup(track) || self.inflight.is_some() {
+            return;
+        }
+        if self.udp_ports.len() <= track {
+            self.udp_ports.resize(track + 1, None);
+        }
+        if let Some(slot) = self.udp_ports.get_mut(track) {
+            *slot = Some(ports);
+        }
+        self.setup(track);
+    }
+
+    /// Answers [`ClientEvent::UdpPortsRequest`] for `track` with no ports: every track from
+    /// this one on is set up over TCP interleaved.
+    pub fn reject_udp(&mut self, track: usize) {
+        if self.step != Step::Setup(track) || self.inflight.is_some() {
+            return;
+        }
+        self.lower = LowerTransport::Tcp;
+        self.setup(track);
+    }
+
+    /// The local UDP ports of track `i`: the caller's, or `udp_port_base + 2i` and the next.
+    fn client_ports(&self, i: usize) -> Option<(u16, u16)> {
+        if self.config.udp_port_base == 0 {
+            return self.udp_ports.get(i).copied().flatten();
+        }
+        let p = self.config.udp_port_base.wrapping_add((2 * i) as u16);
+        Some((p, p.wrapping_add(1)))
+    }
+
     /// Ends the session with TEARDOWN ([`ClientEvent::TornDown`] follows the answer).
     pub fn teardown(&mut self) {
         if matches!(self.step, Step::Teardown | Step::Done) || self.failed.is_some() {
@@ -582,8 +628,13 @@ impl ClientSession {
                 spec.interleaved = Some((ch, ch + 1));
             }
             LowerTransport::Udp => {
-                let p = self.config.udp_port_base.wrapping_add((2 * i) as u16);
-                spec.client_port = Some((p, p.wrapping_add(1)));
+                let Some(ports) = self.client_ports(i) else {
+                    self.step = Step::Setup(i);
+                    self.events
+                        .push_back(ClientEvent::UdpPortsRequest { track: i });
+                    return;
+                };
+                spec.client_port = Some(ports);
             }
         }
         spec.record = self.record;
@@ -629,13 +680,13 @@ impl ClientSession {
                     rtcp: ch + 1,
                 }
             }
-            (LowerTransport::Udp, _, Some(server)) => {
-                let p = self.config.udp_port_base.wrapping_add((2 * i) as u16);
-                TrackTransport::Udp {
-                    client: spec.client_port.unwrap_or((p, p.wrapping_add(1))),
-                    server,
-                }
-            }
+            (LowerTransport::Udp, _, Some(server)) => TrackTransport::Udp {
+                client: spec
+                    .client_port
+                    .or_else(|| self.client_ports(i))
+                    .unwrap_or_default(),
+                server,
+            },
             (LowerTransport::Udp, _, None) => {
                 return Err(ClientError::Protocol(
                     "UDP SETUP answer without server_port",
