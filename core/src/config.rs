@@ -20,6 +20,7 @@ use crate::limits::Limits;
 use crate::rtmp::server::ServerConfig;
 use crate::rtsp::server::{AuthScheme, Credentials, ServerConfig as RtspServerConfig};
 use crate::rtsp::RtspLimits;
+use crate::scheme::TlsPolicy;
 
 /// The complete default configuration, with comments.
 pub const DEFAULT_CONFIG: &str = r#"# rill configuration. Every key is optional; these are the defaults.
@@ -183,8 +184,8 @@ max_bytes = 67108864
 
 [webhook]
 # lal's HTTP notifications (its [http_notify]): each event is POSTed as JSON, with lal's event
-# names and fields, to the URL given for it; an empty URL = that event is not sent. Plain
-# http://host:port/path only (no TLS yet). Sending never holds up media: each worker queues
+# names and fields, to the URL given for it; an empty URL = that event is not sent.
+# http://host:port/path or https:// (certificate checked as [tls] no_verify says). Sending never holds up media: each worker queues
 # its events (dropped, counted and logged when the queue is full) and POSTs them over its own
 # connections, giving each receiver 2 s to connect and 2 s to answer.
 enable = false
@@ -205,6 +206,17 @@ on_sub_stop = ""
 # `rill cert --self-signed DIR` writes a development pair. TLS 1.2 and 1.3 only.
 cert = ""
 key = ""
+# Outbound TLS (rtmps:// relays, https:// webhooks) verifies the peer's certificate against the
+# system's roots (/etc/ssl/certs). Targets listed here ("host" or "host:port", as in the URL)
+# are not verified: for self-signed origins only; each is warned about at start.
+no_verify = []
+# More certificates, chosen by the name the client asks for (SNI); the one above serves every
+# other name. Reloaded with it on SIGHUP or when a file changes (a pair that fails to load is
+# refused with a log line and the old ones stay). Any number of these:
+# [[tls.sni]]
+# names = ["live.example.org"]
+# cert = "/etc/rill/live.pem"
+# key = "/etc/rill/live.key"
 
 [rtmps]
 # RTMP over TLS (rtmps://host:port/{app}/{stream}).
@@ -225,7 +237,7 @@ addr = "0.0.0.0:5322"
 # Edge: a player asking for a stream that is not live here makes rill play
 # {origin}/{app}/{stream} from the first origin that answers (the next one on failure; retried
 # with backoff, 1 s doubling to 30 s, while players wait for hub.play_wait_timeout_ms).
-# rtmp://host[:port][/path] only for now. Empty = no pull.
+# rtmp://host[:port][/path] or rtmps:// (port 443 by default). Empty = no pull.
 origins = []
 # The pull stops this long (ms) after its last player left. A local publisher of the stream
 # always wins: the pull stops.
@@ -237,7 +249,7 @@ idle_stop_ms = 10000
 # query carries rill_relay=1) are not pushed. Any number of these:
 # [[relay.push]]
 # app = "live"
-# urls = ["rtmp://a.example/live"]
+# urls = ["rtmp://a.example/live", "rtmps://b.example/app"]
 
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
@@ -288,6 +300,22 @@ pub struct Config {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
+    /// Certificate chain (PEM).
+    pub cert: String,
+    /// Private key (PEM).
+    pub key: String,
+    /// Outbound targets (`host` or `host:port`) whose certificates are not verified.
+    pub no_verify: Vec<String>,
+    /// More certificates, each chosen when a client asks for one of its names (SNI).
+    pub sni: Vec<TlsSniSection>,
+}
+
+/// One `[[tls.sni]]`: a certificate and key served to clients asking for one of `names`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSniSection {
+    /// Server names (exact, case-insensitive) this pair is for.
+    pub names: Vec<String>,
     /// Certificate chain (PEM).
     pub cert: String,
     /// Private key (PEM).
@@ -1007,6 +1035,9 @@ impl Config {
                 rtsp_addr: self.rtsp.addr.clone(),
                 ..WebhookConfig::default()
             },
+            tls_client: TlsPolicy {
+                no_verify: self.tls.no_verify.clone(),
+            },
             // Checked by `validate`; an unchecked bad URL leaves relays off.
             relay: self.relay.relay_config().unwrap_or_default(),
         }
@@ -1184,11 +1215,9 @@ mod tests {
             c.webhook.receiver(WebhookEvent::PubStop).is_none(),
             "no URL"
         );
-        let err = Config::from_toml("[webhook]\non_update = \"https://h/x\"\n").unwrap_err();
-        assert!(
-            err.to_string().contains("webhook.on_update") && err.to_string().contains("TLS"),
-            "{err}"
-        );
+        let err = Config::from_toml("[webhook]\non_update = \"ftp://h/x\"\n").unwrap_err();
+        assert!(err.to_string().contains("webhook.on_update"), "{err}");
+        assert!(Config::from_toml("[webhook]\non_update = \"https://h/x\"\n").is_ok());
         assert!(Config::from_toml("[webhook]\non_sub_stop = \"h:1/x\"\n").is_err());
         assert!(Config::from_toml("[webhook]\nupdate_interval_sec = 0\n").is_err());
         assert!(Config::from_toml("[webhook]\non_rtmp_connect = \"http://h/\"\n").is_err());

@@ -73,6 +73,9 @@ impl Server {
     pub async fn bind(config: &Config) -> io::Result<Server> {
         let tls = rill_runtime_common::load_tls(config)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if let Some(tls) = &tls {
+            tls.watch()?;
+        }
         let mut listeners = Vec::new();
         let tls_on = |enable: bool| enable && tls.is_some();
         for (enable, addr, kind, tls) in [

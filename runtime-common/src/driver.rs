@@ -38,8 +38,9 @@ pub trait Sockets {
 
     /// Open a TCP connection to `host:port` for the engine (`Output::Connect`): resolve `host`
     /// off the event loop, connect, report with [`Driver::connected`], then serve `conn` like
-    /// an accepted connection.
-    fn connect(&mut self, driver: &mut Driver, conn: ConnId, host: String, port: u16);
+    /// an accepted connection, through `io` (plain or a TLS client, which has its handshake to
+    /// send at once: transmit right after reporting the connection open).
+    fn connect(&mut self, driver: &mut Driver, conn: ConnId, host: String, port: u16, io: ConnIo);
 
     /// The I/O layer of `conn`, if it is open.
     fn conn_io(&mut self, conn: ConnId) -> Option<&mut ConnIo>;
@@ -216,7 +217,18 @@ impl Driver {
                 let now = self.now();
                 self.stats.answer(&mut self.engine, conn, &query, now);
             }
-            Output::Connect { conn, host, port } => sockets.connect(self, conn, host, port),
+            Output::Connect {
+                conn,
+                host,
+                port,
+                tls,
+            } => match crate::tls::client_io(tls.as_ref()) {
+                Ok(io) => sockets.connect(self, conn, host, port, io),
+                Err(why) => {
+                    let now = self.now();
+                    self.engine.handle_connected(conn, Err(why), now);
+                }
+            },
             Output::Log { level, message } => engine_log(level, &message),
             Output::Command { worker, command } if worker == self.engine.worker() => {
                 let now = self.now();
@@ -324,7 +336,7 @@ mod tests {
             }
         }
 
-        fn connect(&mut self, _: &mut Driver, _: ConnId, _: String, _: u16) {}
+        fn connect(&mut self, _: &mut Driver, _: ConnId, _: String, _: u16, _: ConnIo) {}
 
         fn conn_io(&mut self, _: ConnId) -> Option<&mut ConnIo> {
             self.io.as_mut()

@@ -115,7 +115,7 @@ pub struct Startup {
 pub fn load_tls(config: &Config) -> Result<Option<tls::TlsConfig>, String> {
     let t = &config.tls;
     if t.configured() {
-        tls::TlsConfig::load(t.cert.as_ref(), t.key.as_ref()).map(Some)
+        tls::TlsConfig::from_section(t).map(Some)
     } else if t.cert.is_empty() != t.key.is_empty() {
         Err("tls: set both cert and key (or neither)".into())
     } else {
@@ -151,6 +151,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
     let config = cli.load_config().unwrap_or_else(|e| fail(e));
     let tls = load_tls(&config).unwrap_or_else(|e| fail(e));
     init_logging(&config.log.level);
+    tls::warn_unverified(&config.tls);
     fd_limit::raise_open_file_limit(config.limits.max_connections);
     let workers = worker_count(config.workers);
     let listener = |enable: bool, addr: &str| {

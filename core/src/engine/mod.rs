@@ -60,6 +60,7 @@ use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
+use crate::scheme::{Scheme, TlsClient, TlsPolicy};
 use crate::stream_key::StreamKey;
 use publication::{Publication, Sinks};
 
@@ -139,6 +140,8 @@ pub struct EngineConfig {
     pub webhook: WebhookConfig,
     /// Relays to and from other servers (`[relay]`); none by default.
     pub relay: RelayConfig,
+    /// Which TLS targets of relays and webhooks are not verified (`[tls] no_verify`).
+    pub tls_client: TlsPolicy,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -176,6 +179,7 @@ impl Default for EngineConfig {
             workers: 1,
             webhook: WebhookConfig::default(),
             relay: RelayConfig::default(),
+            tls_client: TlsPolicy::default(),
         }
     }
 }
@@ -210,6 +214,24 @@ impl fmt::Display for Protocol {
             Protocol::Http => "HTTP",
             Protocol::Rtsp => "RTSP",
         })
+    }
+}
+
+/// The [`Output::Connect`] for an outbound connection `conn` of `scheme` to `host:port`:
+/// every client (relay, webhook) asks for its connection through this, so the scheme decides
+/// TLS and `policy` (`[tls] no_verify`) decides verification in one place.
+pub(crate) fn connect_output(
+    policy: &TlsPolicy,
+    conn: ConnId,
+    scheme: Scheme,
+    host: &str,
+    port: u16,
+) -> Output {
+    Output::Connect {
+        conn,
+        host: host.to_owned(),
+        port,
+        tls: policy.client(scheme, host, port),
     }
 }
 
@@ -359,9 +381,11 @@ pub enum Output {
         /// What to do.
         command: Command,
     },
-    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, relays).
-    /// Resolve `host` (a name or an IP address) off the event loop, connect, and report with
-    /// [`Engine::handle_connected`]; then drive `conn` like an accepted connection. An
+    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, relays), in TLS
+    /// when `tls` says so. Resolve `host` (a name or an IP address) off the event loop,
+    /// connect, and report with [`Engine::handle_connected`] (the engine's bytes may come before
+    /// the TLS handshake is over: the transform holds them); then drive `conn` like an accepted
+    /// connection, through the TLS client transform when there is one. An
     /// [`Output::Close`] for `conn` may come before the connection is open: abandon the attempt
     /// (and report nothing).
     Connect {
@@ -371,6 +395,8 @@ pub enum Output {
         host: String,
         /// TCP port.
         port: u16,
+        /// TLS to wrap the connection in (`None`: plain TCP); see [`crate::scheme`].
+        tls: Option<TlsClient>,
     },
     /// A line for the server's log (core has no logger).
     Log {

@@ -24,9 +24,10 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::{ConnId, Engine, LogLevel, Output};
+use super::{connect_output, ConnId, Engine, LogLevel, Output};
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::rtmp::message_type;
+use crate::scheme::Scheme;
 use crate::stream_key::StreamKey;
 
 /// The query parameter relay connections carry, so the next hop does not relay them back.
@@ -41,23 +42,25 @@ const START_TIMEOUT_MS: u64 = 10_000;
 /// How often pulls check whether they still have players (ms).
 const IDLE_CHECK_MS: u64 = 500;
 
-/// An `rtmp://host[:port][/path]` address.
+/// An `rtmp://` or `rtmps://host[:port][/path]` address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RtmpUrl {
+    /// [`Scheme::Rtmp`] or [`Scheme::Rtmps`] (RTMP over TLS).
+    pub scheme: Scheme,
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
-    /// TCP port (1935 when the URL names none).
+    /// TCP port (the scheme's default when the URL names none: 1935, or 443 for RTMPS).
     pub port: u16,
     /// The path without its leading and trailing `/` (may be empty).
     pub path: String,
 }
 
 impl RtmpUrl {
-    /// Parses `rtmp://host[:port][/path]`; says what is wrong otherwise.
+    /// Parses `rtmp[s]://host[:port][/path]`; says what is wrong otherwise.
     pub fn parse(url: &str) -> Result<RtmpUrl, String> {
-        let rest = url
-            .strip_prefix("rtmp://")
-            .ok_or_else(|| format!("{url:?}: only rtmp:// URLs are supported"))?;
+        let (scheme, rest) = Scheme::split(url)
+            .filter(|(s, _)| matches!(s, Scheme::Rtmp | Scheme::Rtmps))
+            .ok_or_else(|| format!("{url:?}: only rtmp:// and rtmps:// URLs are supported"))?;
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (host, tail) = v6
@@ -79,12 +82,13 @@ impl RtmpUrl {
                 .ok()
                 .filter(|&p| p != 0)
                 .ok_or_else(|| format!("{url:?}: bad port {p:?}"))?,
-            None => 1935,
+            None => scheme.default_port(),
         };
         if path.contains('?') {
             return Err(format!("{url:?}: no query allowed"));
         }
         Ok(RtmpUrl {
+            scheme,
             host: host.to_owned(),
             port,
             path: path.trim_matches('/').to_owned(),
@@ -106,10 +110,11 @@ impl RtmpUrl {
     }
 
     fn tc_url(&self, app: &str) -> String {
+        let scheme = self.scheme;
         if self.host.contains(':') {
-            format!("rtmp://[{}]:{}/{app}", self.host, self.port)
+            format!("{scheme}://[{}]:{}/{app}", self.host, self.port)
         } else {
-            format!("rtmp://{}:{}/{app}", self.host, self.port)
+            format!("{scheme}://{}:{}/{app}", self.host, self.port)
         }
     }
 }
@@ -343,11 +348,10 @@ impl Engine {
                 open: false,
             },
         );
-        self.outputs.push_back(Output::Connect {
-            conn,
-            host: url.host.clone(),
-            port: url.port,
-        });
+        let policy = &self.config.tls_client;
+        (self.outputs).push_back(connect_output(
+            policy, conn, url.scheme, &url.host, url.port,
+        ));
         conn
     }
 
@@ -805,6 +809,10 @@ mod tests {
         assert_eq!(u.to_string(), "rtmp://h:1935");
         assert!(RtmpUrl::parse("http://h/x").is_err());
         assert!(RtmpUrl::parse("rtmp://h:0").is_err());
+        let u = RtmpUrl::parse("rtmps://h/live").unwrap();
+        assert_eq!((u.scheme, u.port), (Scheme::Rtmps, 443));
+        assert_eq!(u.tc_url("live"), "rtmps://h:443/live");
+        assert!(RtmpUrl::parse("https://h/live").is_err());
         assert!(RtmpUrl::parse("rtmp://:1935").is_err());
     }
 
