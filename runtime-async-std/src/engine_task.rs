@@ -247,8 +247,9 @@ impl EngineTask {
             Event::Accept(stream, peer, listener, permit, io) => {
                 let id = conn_id(net.index, net.next_conn);
                 net.next_conn += 1;
+                let tls = io.encrypted();
                 net.add_conn(id, stream, io, Some(permit));
-                self.driver.accepted(id, listener, peer, now);
+                self.driver.accepted(id, listener, peer, tls, now);
             }
             // The engine gave up on this one meanwhile: dropping the stream closes it.
             Event::Connected(id, result) => {

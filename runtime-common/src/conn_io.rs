@@ -32,6 +32,11 @@ pub trait Transform: Send {
     /// goes on the wire, in place, and returns the byte count of the result.
     fn outbound(&mut self, batch: &mut Vec<Bytes>, plain_len: usize) -> io::Result<usize>;
 
+    /// Whether this transform encrypts (the connection is TLS).
+    fn encrypted(&self) -> bool {
+        false
+    }
+
     /// The connection is closing: the last bytes to send on it, if any (TLS's `close_notify`).
     fn close(&mut self) -> Option<Bytes> {
         None
@@ -226,6 +231,11 @@ impl ConnIo {
             queue: WriteQueue::default(),
             close_after_flush: false,
         }
+    }
+
+    /// Whether the connection is encrypted (TLS).
+    pub fn encrypted(&self) -> bool {
+        self.transform.encrypted()
     }
 
     /// Close once everything the engine has for this connection is written.

@@ -114,12 +114,23 @@ impl Driver {
         self.stats.tick(&mut self.engine, now);
     }
 
-    /// A connection `conn` was accepted on `listener` from `peer`.
-    pub fn accepted(&mut self, conn: ConnId, listener: Listener, peer: SocketAddr, now: u64) {
+    /// A connection `conn` was accepted on `listener` (its TLS one when `tls`) from `peer`.
+    pub fn accepted(
+        &mut self,
+        conn: ConnId,
+        listener: Listener,
+        peer: SocketAddr,
+        tls: bool,
+        now: u64,
+    ) {
         if let Some(d) = self.dumps.as_mut() {
             d.on_accept(conn, listener_name(listener), peer, now, unix_ms());
         }
-        self.engine.handle_accept(conn, listener, peer, now);
+        if tls {
+            self.engine.handle_accept_tls(conn, listener, peer, now);
+        } else {
+            self.engine.handle_accept(conn, listener, peer, now);
+        }
     }
 
     /// The outbound connection `conn` is open (with its peer's address) or could not be made.
@@ -383,7 +394,7 @@ mod tests {
             ..Wire::default()
         };
         let peer = "127.0.0.1:5000".parse().unwrap();
-        driver.accepted(CONN, Listener::Http, peer, 0);
+        driver.accepted(CONN, Listener::Http, peer, false, 0);
         let request = b"GET /api/stat/lal_info HTTP/1.1\r\nHost: x\r\n\r\n";
         let io = wire.io.as_mut().unwrap();
         assert!(!driver.input(CONN, io, &xor(request), 1).unwrap());
@@ -414,6 +425,7 @@ mod tests {
         let session = SessionStats {
             conn: remote,
             protocol: Protocol::HttpFlv,
+            tls: false,
             role: Role::Play,
             stream: "live/s".into(),
             peer: "127.0.0.1:5001".parse().unwrap(),
@@ -440,7 +452,13 @@ mod tests {
             io: Some(ConnIo::plain()),
             ..Wire::default()
         };
-        driver.accepted(CONN, Listener::Http, "127.0.0.1:5000".parse().unwrap(), 0);
+        driver.accepted(
+            CONN,
+            Listener::Http,
+            "127.0.0.1:5000".parse().unwrap(),
+            false,
+            0,
+        );
         let kick = |id: ConnId| {
             let body = format!(r#"{{"stream_name":"s","session_id":"FLVSUB{id}"}}"#);
             format!(

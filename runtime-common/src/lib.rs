@@ -212,7 +212,7 @@ pub fn log_session(event: &str, record: &SessionRecord) {
     info!(
         conn = record.conn,
         peer = %record.peer,
-        protocol = %record.protocol,
+        protocol = %record.protocol.name(record.tls),
         role = %record.role,
         stream = %record.stream,
         bytes_in = record.bytes_in,

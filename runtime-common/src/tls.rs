@@ -455,6 +455,10 @@ impl Transform for Tls {
         Ok(len)
     }
 
+    fn encrypted(&self) -> bool {
+        true
+    }
+
     fn close(&mut self) -> Option<Bytes> {
         self.conn.send_close_notify();
         let wire = self.drain_tls().ok()?;

@@ -534,6 +534,7 @@ impl Worker {
                         warn!("cannot register connection from {peer}: {e}");
                         continue;
                     }
+                    let tls = io.encrypted();
                     self.net.conns.insert(
                         conn_token,
                         Connection {
@@ -546,7 +547,7 @@ impl Worker {
                     );
                     debug!(conn = conn_token.0, %peer, ?kind, "accepted");
                     let id = self.net.conn_id(conn_token);
-                    self.driver.accepted(id, kind, peer, now);
+                    self.driver.accepted(id, kind, peer, tls, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -245,7 +245,7 @@ impl From<&SessionStats> for JsonSession {
         let publish = s.role == Role::Publish;
         JsonSession {
             session_id: lal_session_id(s.conn, s.protocol, s.role),
-            protocol: lal_protocol(s.protocol),
+            protocol: lal_protocol(s.protocol, s.tls),
             base_type: lal_base_type(s.role),
             remote_addr: s.peer.to_string(),
             start_time: format_unix_ms(s.start_unix_ms),
@@ -258,14 +258,19 @@ impl From<&SessionStats> for JsonSession {
     }
 }
 
-/// lal's protocol name of a session: HTTP-FLV and WebSocket-FLV are both `FLV`, likewise `TS`.
-pub fn lal_protocol(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Rtmp => "RTMP",
-        Protocol::HttpFlv | Protocol::WsFlv => "FLV",
-        Protocol::HttpTs | Protocol::WsTs => "TS",
-        Protocol::Rtsp => "RTSP",
-        Protocol::Http => "HTTP",
+/// lal's protocol name of a session: HTTP-FLV and WebSocket-FLV are both `FLV`, likewise `TS`
+/// (the container, over TLS or not: logs and `/metrics` tell `HTTPS-FLV` apart); `RTMPS`,
+/// `RTSPS` and `HTTPS` over TLS.
+pub fn lal_protocol(protocol: Protocol, tls: bool) -> &'static str {
+    match (protocol, tls) {
+        (Protocol::Rtmp, false) => "RTMP",
+        (Protocol::Rtmp, true) => "RTMPS",
+        (Protocol::HttpFlv | Protocol::WsFlv, _) => "FLV",
+        (Protocol::HttpTs | Protocol::WsTs, _) => "TS",
+        (Protocol::Rtsp, false) => "RTSP",
+        (Protocol::Rtsp, true) => "RTSPS",
+        (Protocol::Http, false) => "HTTP",
+        (Protocol::Http, true) => "HTTPS",
     }
 }
 
@@ -286,7 +291,7 @@ pub fn lal_session_id(conn: ConnId, protocol: Protocol, role: Role) -> String {
         (_, Role::Publish) => "PUB",
         _ => "SUB",
     };
-    format!("{}{kind}{conn}", lal_protocol(protocol))
+    format!("{}{kind}{conn}", lal_protocol(protocol, false))
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) for ms since the Unix epoch, lal's time format.

@@ -216,7 +216,7 @@ impl SessionInfo {
         SessionInfo {
             server_id: SERVER_ID,
             session_id: lal_session_id(record.conn, record.protocol, record.role),
-            protocol: lal_protocol(record.protocol),
+            protocol: lal_protocol(record.protocol, record.tls),
             base_type: lal_base_type(record.role),
             remote_addr: record.peer.to_string(),
             url: stream_url(record.protocol, listen_addr, &record.stream),
@@ -287,6 +287,7 @@ mod tests {
             conn,
             peer: "127.0.0.1:50000".parse().expect("addr"),
             protocol,
+            tls: false,
             role,
             stream: "live/hook".into(),
             bytes_in: 1234,
@@ -384,6 +385,7 @@ mod tests {
             sessions: vec![SessionStats {
                 conn: 4,
                 protocol: Protocol::Rtmp,
+                tls: false,
                 role: Role::Publish,
                 stream: "live/hook".into(),
                 peer: "127.0.0.1:1".parse().expect("addr"),

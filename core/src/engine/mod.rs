@@ -203,6 +203,29 @@ pub enum Protocol {
     Rtsp,
 }
 
+impl Protocol {
+    /// The name logs and `/metrics` give a session of this protocol, over TLS when `tls`
+    /// (`RTMPS`, `HTTPS-FLV`, `WSS-FLV`, `HTTPS-TS`, `WSS-TS`, `HTTPS`, `RTSPS`).
+    pub fn name(self, tls: bool) -> &'static str {
+        match (self, tls) {
+            (Protocol::Rtmp, false) => "RTMP",
+            (Protocol::Rtmp, true) => "RTMPS",
+            (Protocol::HttpFlv, false) => "HTTP-FLV",
+            (Protocol::HttpFlv, true) => "HTTPS-FLV",
+            (Protocol::WsFlv, false) => "WS-FLV",
+            (Protocol::WsFlv, true) => "WSS-FLV",
+            (Protocol::HttpTs, false) => "HTTP-TS",
+            (Protocol::HttpTs, true) => "HTTPS-TS",
+            (Protocol::WsTs, false) => "WS-TS",
+            (Protocol::WsTs, true) => "WSS-TS",
+            (Protocol::Http, false) => "HTTP",
+            (Protocol::Http, true) => "HTTPS",
+            (Protocol::Rtsp, false) => "RTSP",
+            (Protocol::Rtsp, true) => "RTSPS",
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -265,6 +288,8 @@ pub struct SessionRecord {
     pub peer: SocketAddr,
     /// Protocol.
     pub protocol: Protocol,
+    /// Accepted on a TLS listener (RTMPS, HTTPS, RTSPS).
+    pub tls: bool,
     /// Publish or play.
     pub role: Role,
     /// `app/stream`, empty when none.
@@ -512,6 +537,8 @@ struct Conn {
     bytes_in: u64,
     bytes_out: u64,
     protocol: Protocol,
+    /// Accepted on a TLS listener.
+    tls: bool,
     role: Role,
     /// The stream it publishes or plays (or last asked for).
     stream: Option<StreamKey>,
@@ -637,6 +664,30 @@ impl Engine {
         peer: SocketAddr,
         now_ms: u64,
     ) {
+        self.accept(conn, listener, peer, false, now_ms);
+    }
+
+    /// A connection was accepted on the TLS listener of `listener`'s protocol (RTMPS, HTTPS,
+    /// RTSPS) from `peer`: the engine sees its plaintext; its records, statistics and metrics
+    /// name the protocol with TLS.
+    pub fn handle_accept_tls(
+        &mut self,
+        conn: ConnId,
+        listener: Listener,
+        peer: SocketAddr,
+        now_ms: u64,
+    ) {
+        self.accept(conn, listener, peer, true, now_ms);
+    }
+
+    fn accept(
+        &mut self,
+        conn: ConnId,
+        listener: Listener,
+        peer: SocketAddr,
+        tls: bool,
+        now_ms: u64,
+    ) {
         let (kind, protocol) = match listener {
             Listener::Rtmp => {
                 let random = self.random_bytes(HANDSHAKE_RANDOM_LEN);
@@ -676,6 +727,7 @@ impl Engine {
                 bytes_in: 0,
                 bytes_out: 0,
                 protocol,
+                tls,
                 role: Role::None,
                 stream: None,
                 kind,
@@ -934,6 +986,7 @@ impl Engine {
             conn,
             peer: c.peer,
             protocol: c.protocol,
+            tls: c.tls,
             role: c.role,
             stream: c.stream_name(),
             bytes_in: c.bytes_in,

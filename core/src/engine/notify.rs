@@ -421,6 +421,7 @@ mod tests {
             conn,
             peer: "127.0.0.1:4000".parse().expect("addr"),
             protocol: Protocol::Rtmp,
+            tls: false,
             role,
             stream: "live/hook".into(),
             bytes_in: 10,
