@@ -210,7 +210,8 @@ async fn accept_loop(
                 let permit = match admission.admit(peer.ip()) {
                     Ok(permit) => permit,
                     Err(refusal) => {
-                        refuse(stream.get_ref(), kind == Listener::Http);
+                        // A 503 in plain text means nothing to a TLS client: just close.
+                        refuse(stream.get_ref(), kind == Listener::Http && tls.is_none());
                         refusals.refused(&refusal, listener_name(kind), peer);
                         continue;
                     }

@@ -511,7 +511,8 @@ impl Worker {
                     let permit = match self.admission.admit(peer.ip()) {
                         Ok(permit) => permit,
                         Err(refusal) => {
-                            refuse(&stream, kind == Listener::Http);
+                            // A 503 in plain text means nothing to a TLS client: just close.
+                            refuse(&stream, kind == Listener::Http && tls.is_none());
                             self.refusals.refused(&refusal, listener_name(kind), peer);
                             continue;
                         }

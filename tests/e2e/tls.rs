@@ -699,3 +699,40 @@ fn certificate_reload_keeps_players_and_malformed_tls_is_closed_alone() {
     assert!(server.is_running(), "{}", server.log());
     let _ = std::fs::remove_dir_all(cert_dir);
 }
+
+#[test]
+fn the_per_ip_limit_counts_tls_connections_and_refuses_without_plain_text() {
+    let cert_dir = std::env::temp_dir().join(format!("rill-e2e-tls-limit-{}", free_port()));
+    make_cert(&cert_dir);
+    let ports: [u16; 3] = free_ports();
+    let [rtmps, https, _] = ports;
+    let cfg = tls_config(&cert_dir, ports, "[limits]\nmax_connections_per_ip = 2\n");
+    let server = Server::start_with(1, &cfg.args());
+    wait_port(https);
+    // wait_port's probes are gone once their closes are seen; give them a moment.
+    sleep(Duration::from_millis(300));
+    let _a = tls_client::connect(https);
+    let _b = tls_client::connect(rtmps);
+    // A third one, on either TLS listener: closed at once, without a plain-text 503.
+    for port in [https, rtmps] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let _ = s.write_all(&tls_client::client_hello());
+        let mut got = Vec::new();
+        let r = s.read_to_end(&mut got);
+        assert!(
+            r.is_ok()
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "not closed: {r:?}"
+        );
+        assert!(
+            got.is_empty(),
+            "answered: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    assert!(server.log().contains("refused"), "{}", server.log());
+    let _ = std::fs::remove_dir_all(cert_dir);
+}
