@@ -1198,6 +1198,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_section_takes_sni_pairs_and_no_verify_targets() {
+        let c = Config::from_toml(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nno_verify = [\"origin.lan\"]\n\
+             [[tls.sni]]\nnames = [\"a.example\"]\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.tls.sni.len(), 1);
+        assert_eq!(c.tls.sni[0].names, vec!["a.example".to_string()]);
+        assert_eq!(
+            c.engine_config().tls_client.no_verify,
+            vec!["origin.lan".to_string()]
+        );
+        assert!(Config::from_toml("[[tls.sni]]\nname = \"x\"\n").is_err());
+    }
+
+    #[test]
     fn webhook_section() {
         let off = Config::default();
         assert!(off.webhook.receiver(WebhookEvent::PubStart).is_none());
