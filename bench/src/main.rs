@@ -69,6 +69,10 @@ enum Command {
         /// Allow a non-loopback address.
         #[arg(long)]
         allow_remote: bool,
+        /// Players speak TLS (RTMPS, HTTPS-FLV: point the URL at the TLS port); the server's
+        /// certificate is not verified.
+        #[arg(long)]
+        tls: bool,
         /// No progress lines on stderr.
         #[arg(long)]
         quiet: bool,
@@ -163,6 +167,7 @@ fn main() -> ExitCode {
             connect_timeout,
             json,
             allow_remote,
+            tls,
             quiet,
         } => {
             let target = match proto {
@@ -187,6 +192,7 @@ fn main() -> ExitCode {
                 rate,
                 duration: secs(duration),
                 connect_timeout: secs(connect_timeout),
+                tls,
                 progress: !quiet,
             };
             let report = match play::run(&cfg) {

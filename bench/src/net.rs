@@ -28,6 +28,12 @@ impl OutQueue {
         }
     }
 
+    /// Takes everything waiting (to encrypt it).
+    pub fn take_all(&mut self) -> Vec<Bytes> {
+        self.len = 0;
+        self.bufs.drain(..).collect()
+    }
+
     /// Bytes waiting.
     pub fn len(&self) -> usize {
         self.len

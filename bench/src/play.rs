@@ -32,6 +32,9 @@ use crate::net::{self, connect_done, read_some, OutQueue, ReadOutcome};
 use crate::stamp;
 use crate::stats::{round3, Histogram, Summary};
 use crate::url::{HttpUrl, RtmpUrl};
+use rill_core::scheme::TlsClient;
+use rill_runtime_common::conn_io::ConnIo;
+use rill_runtime_common::tls::client_io;
 
 /// Shared read buffer size.
 const READ_BUF: usize = 64 * 1024;
@@ -79,6 +82,8 @@ pub struct PlayConfig {
     pub duration: Duration,
     /// How long a player may take from TCP connect to playing.
     pub connect_timeout: Duration,
+    /// Players wrap their connection in TLS (not verified).
+    pub tls: bool,
     /// Print progress on stderr once a second.
     pub progress: bool,
 }
@@ -160,7 +165,10 @@ struct Player {
     sock: Option<TcpStream>,
     tcp_connected: bool,
     conn: Conn,
+    /// Plaintext to send.
     out: OutQueue,
+    /// With `--tls`: the client transform and the ciphertext it made, not yet written.
+    tls: Option<(ConnIo, OutQueue)>,
     m: Metrics,
 }
 
@@ -238,7 +246,7 @@ impl Metrics {
 }
 
 impl Player {
-    fn new(target: &Target, random: &[u8], now: Instant, now_ms: u64) -> Player {
+    fn new(target: &Target, tls: bool, random: &[u8], now: Instant, now_ms: u64) -> Player {
         let conn = match target {
             Target::Rtmp(url) => {
                 let config = ClientConfig::new(&url.app, &url.tc_url);
@@ -253,6 +261,15 @@ impl Player {
             tcp_connected: false,
             conn,
             out: OutQueue::default(),
+            tls: tls.then(|| {
+                let target = TlsClient {
+                    server_name: "localhost".into(),
+                    verify: false,
+                };
+                // Only a bad server name fails, and this one is fixed.
+                let io = client_io(Some(&target)).expect("TLS client for localhost");
+                (io, OutQueue::default())
+            }),
             m: Metrics {
                 started: Some(now),
                 ..Metrics::default()
@@ -461,7 +478,7 @@ pub fn run(cfg: &PlayConfig) -> io::Result<PlayReport> {
         let now_ms = now.duration_since(start).as_millis() as u64;
         while players.len() < n && spawn_at(players.len()) <= now {
             let id = players.len();
-            let mut p = Player::new(&cfg.target, &random, now, now_ms);
+            let mut p = Player::new(&cfg.target, cfg.tls, &random, now, now_ms);
             match TcpStream::connect(addr) {
                 Ok(mut sock) => {
                     match poll.registry().register(
@@ -593,14 +610,33 @@ fn drive(
             Ok(ReadOutcome::Data(n)) => {
                 p.m.bytes += n as u64;
                 shared.total_bytes += n as u64;
-                p.feed(buf.get(..n).unwrap_or_default(), now, now_ms, shared)?;
+                let wire = buf.get(..n).unwrap_or_default();
+                match p.tls.as_mut() {
+                    None => p.feed(wire, now, now_ms, shared)?,
+                    Some((io, _)) => {
+                        let mut plain = Vec::new();
+                        io.inbound(wire, &mut |b| plain.extend_from_slice(b))
+                            .map_err(|e| net::io_reason("tls", &e))?;
+                        p.feed(&plain, now, now_ms, shared)?;
+                    }
+                }
             }
             Ok(ReadOutcome::WouldBlock) => break,
             Ok(ReadOutcome::Eof) => return Err("closed by server".to_owned()),
             Err(e) => return Err(net::io_reason("read", &e)),
         }
     }
-    if let Some(sock) = p.sock.as_mut() {
+    if let (Some(sock), Some((io, wire))) = (p.sock.as_mut(), p.tls.as_mut()) {
+        let mut batch = p.out.take_all();
+        let plain = batch.iter().map(Bytes::len).sum();
+        io.outbound(&mut batch, plain)
+            .map_err(|e| net::io_reason("tls", &e))?;
+        batch.into_iter().for_each(|b| wire.push(b));
+        if !wire.is_empty() {
+            wire.write_to(sock)
+                .map_err(|e| net::io_reason("write", &e))?;
+        }
+    } else if let Some(sock) = p.sock.as_mut() {
         if !p.out.is_empty() {
             p.out
                 .write_to(sock)

@@ -20,6 +20,7 @@ use crate::limits::Limits;
 use crate::rtmp::server::ServerConfig;
 use crate::rtsp::server::{AuthScheme, Credentials, ServerConfig as RtspServerConfig};
 use crate::rtsp::RtspLimits;
+use crate::scheme::TlsPolicy;
 use crate::webui::{port_of, Listening, UiConfig};
 
 /// The complete default configuration, with comments.
@@ -213,8 +214,8 @@ max_bytes = 67108864
 
 [webhook]
 # lal's HTTP notifications (its [http_notify]): each event is POSTed as JSON, with lal's event
-# names and fields, to the URL given for it; an empty URL = that event is not sent. Plain
-# http://host:port/path only (no TLS yet). Sending never holds up media: each worker queues
+# names and fields, to the URL given for it; an empty URL = that event is not sent.
+# http://host:port/path or https:// (certificate checked as [tls] no_verify says). Sending never holds up media: each worker queues
 # its events (dropped, counted and logged when the queue is full) and POSTs them over its own
 # connections, giving each receiver 2 s to connect and 2 s to answer.
 enable = false
@@ -242,6 +243,17 @@ on_hls_make_ts = ""
 # `rill cert --self-signed DIR` writes a development pair. TLS 1.2 and 1.3 only.
 cert = ""
 key = ""
+# Outbound TLS (rtmps:// relays, https:// webhooks) verifies the peer's certificate against the
+# system's roots (/etc/ssl/certs). Targets listed here ("host" or "host:port", as in the URL)
+# are not verified: for self-signed origins only; each is warned about at start.
+no_verify = []
+# More certificates, chosen by the name the client asks for (SNI); the one above serves every
+# other name. Reloaded with it on SIGHUP or when a file changes (a pair that fails to load is
+# refused with a log line and the old ones stay). Any number of these:
+# [[tls.sni]]
+# names = ["live.example.org"]
+# cert = "/etc/rill/live.pem"
+# key = "/etc/rill/live.key"
 
 [rtmps]
 # RTMP over TLS (rtmps://host:port/{app}/{stream}).
@@ -265,11 +277,13 @@ addr = "0.0.0.0:5322"
 # hub.play_wait_timeout_ms). One worker pulls a stream for every worker's players. An origin
 # that sends no media for 5 s is given up and retried; players stay for
 # hub.publisher_grace_ms meanwhile. The scheme picks the protocol:
-#   rtmp://host[:port][/path]   RTMP play (port 1935)
-#   http://host[:port][/path]   HTTP-FLV, GET {path}/{app}/{stream}.flv (port 80)
+#   rtmp://host[:port][/path]   RTMP play (port 1935); rtmps:// over TLS (port 443)
+#   http://host[:port][/path]   HTTP-FLV, GET {path}/{app}/{stream}.flv (port 80); https://
+#     over TLS (port 443)
 #   rtsp://[user:pass@]host[:port][/path][?rtsp_mode=0|1]   RTSP play (port 554); a 401 is
 #     answered with Digest or Basic from the URL's credentials; media over TCP interleaved, or
-#     UDP with rtsp_mode=1 (or rtsp_transport=udp).
+#     UDP with rtsp_mode=1 (or rtsp_transport=udp); rtsps:// over TLS (port 322, TCP only).
+# TLS origins are verified against the system roots unless [tls] no_verify lists them.
 # Empty = no pull on demand (pulls by the API, /api/ctrl/start_relay_pull and /control/pull,
 # work without it).
 origins = []
@@ -286,7 +300,7 @@ idle_stop_ms = 10000
 # refused. More pushes by the API: /api/ctrl/start_relay_push, /control/push. Any number of these:
 # [[relay.push]]
 # app = "live"
-# urls = ["rtmp://a.example/live", "rtsp://b.example:8554/cams"]
+# urls = ["rtmp://a.example/live", "rtsp://b.example:8554/cams", "rtmps://c.example/app"]
 
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
@@ -340,6 +354,22 @@ pub struct Config {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
+    /// Certificate chain (PEM).
+    pub cert: String,
+    /// Private key (PEM).
+    pub key: String,
+    /// Outbound targets (`host` or `host:port`) whose certificates are not verified.
+    pub no_verify: Vec<String>,
+    /// More certificates, each chosen when a client asks for one of its names (SNI).
+    pub sni: Vec<TlsSniSection>,
+}
+
+/// One `[[tls.sni]]`: a certificate and key served to clients asking for one of `names`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSniSection {
+    /// Server names (exact, case-insensitive) this pair is for.
+    pub names: Vec<String>,
     /// Certificate chain (PEM).
     pub cert: String,
     /// Private key (PEM).
@@ -1159,6 +1189,9 @@ impl Config {
                 rtsp_addr: self.rtsp.addr.clone(),
                 ..WebhookConfig::default()
             },
+            tls_client: TlsPolicy {
+                no_verify: self.tls.no_verify.clone(),
+            },
             // Checked by `validate`; an unchecked bad URL leaves relays off.
             relay: RelayConfig {
                 own_rtmp: self
@@ -1203,8 +1236,8 @@ mod tests {
         )
         .unwrap();
         let r = c.engine_config().relay;
-        assert_eq!(r.pull_origins[0].scheme, crate::engine::Scheme::Http);
-        assert_eq!(r.pull_origins[1].scheme, crate::engine::Scheme::Rtsp);
+        assert_eq!(r.pull_origins[0].scheme, crate::scheme::Scheme::Http);
+        assert_eq!(r.pull_origins[1].scheme, crate::scheme::Scheme::Rtsp);
         assert!(Config::from_toml("[relay.pull]\norigins = [\"ftp://o\"]\n").is_err());
         // HTTP-FLV relays pull only.
         assert!(Config::from_toml("[[relay.push]]\napp = \"a\"\nurls = [\"http://o\"]\n").is_err());
@@ -1349,6 +1382,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_section_takes_sni_pairs_and_no_verify_targets() {
+        let c = Config::from_toml(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nno_verify = [\"origin.lan\"]\n\
+             [[tls.sni]]\nnames = [\"a.example\"]\ncert = \"a.pem\"\nkey = \"a.key\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.tls.sni.len(), 1);
+        assert_eq!(c.tls.sni[0].names, vec!["a.example".to_string()]);
+        assert_eq!(
+            c.engine_config().tls_client.no_verify,
+            vec!["origin.lan".to_string()]
+        );
+        assert!(Config::from_toml("[[tls.sni]]\nname = \"x\"\n").is_err());
+    }
+
+    #[test]
     fn webhook_section() {
         let off = Config::default();
         assert!(off.webhook.receiver(WebhookEvent::PubStart).is_none());
@@ -1366,11 +1415,9 @@ mod tests {
             c.webhook.receiver(WebhookEvent::PubStop).is_none(),
             "no URL"
         );
-        let err = Config::from_toml("[webhook]\non_update = \"https://h/x\"\n").unwrap_err();
-        assert!(
-            err.to_string().contains("webhook.on_update") && err.to_string().contains("TLS"),
-            "{err}"
-        );
+        let err = Config::from_toml("[webhook]\non_update = \"ftp://h/x\"\n").unwrap_err();
+        assert!(err.to_string().contains("webhook.on_update"), "{err}");
+        assert!(Config::from_toml("[webhook]\non_update = \"https://h/x\"\n").is_ok());
         assert!(Config::from_toml("[webhook]\non_sub_stop = \"h:1/x\"\n").is_err());
         assert!(Config::from_toml("[webhook]\nupdate_interval_sec = 0\n").is_err());
         assert!(Config::from_toml("[webhook]\non_stream_changed = \"http://h/\"\n").is_err());

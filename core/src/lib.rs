@@ -53,6 +53,7 @@ pub mod media;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;
+pub mod scheme;
 pub mod sdp;
 pub mod sim;
 pub mod stream_key;

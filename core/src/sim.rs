@@ -728,7 +728,9 @@ impl World {
                 }
             }
             // The world has no network outside its engines: connections they ask for fail.
-            Output::Connect { conn, host, port } => {
+            Output::Connect {
+                conn, host, port, ..
+            } => {
                 let why = format!("{host}:{port} is outside the simulated world");
                 self.engines[e].handle_connected(conn, Err(why), now);
             }

@@ -272,7 +272,9 @@ impl Net {
                     c.closed = true;
                 }
             }
-            Output::Connect { conn, host, port } => {
+            Output::Connect {
+                conn, host, port, ..
+            } => {
                 self.connects.push((now, host.clone()));
                 let listener = match port {
                     8080 => Listener::Http,

@@ -118,7 +118,9 @@ impl World {
             while let Some(out) = self.engine.poll_output() {
                 moved = true;
                 match out {
-                    Output::Connect { conn, host, port } => {
+                    Output::Connect {
+                        conn, host, port, ..
+                    } => {
                         assert!(is_outbound(conn), "{conn:#x}");
                         self.order.push(conn);
                         self.hooks.insert(

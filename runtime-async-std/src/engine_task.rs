@@ -4,7 +4,7 @@
 //! every event, as the mio runtime does, and writes each connection's bytes directly while the
 //! socket has room, lending what is left to the connection's writer task. No protocol logic here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -102,7 +102,7 @@ struct Net {
     /// Reused for every batch taken from the engine.
     batch: Vec<Bytes>,
     /// Outbound connections being resolved or connected (the engine may give up on them).
-    connecting: HashSet<ConnId>,
+    connecting: HashMap<ConnId, ConnIo>,
     /// Shutting down: no new connections are taken.
     stopping: bool,
 }
@@ -140,7 +140,7 @@ impl EngineTask {
                 udp_ports: None,
                 udp: HashMap::new(),
                 batch: Vec::new(),
-                connecting: HashSet::new(),
+                connecting: HashMap::new(),
                 stopping: false,
             },
             events,
@@ -247,16 +247,25 @@ impl EngineTask {
             Event::Accept(stream, peer, listener, permit, io) => {
                 let id = conn_id(net.index, net.next_conn);
                 net.next_conn += 1;
+                let tls = io.encrypted();
                 net.add_conn(id, stream, io, Some(permit));
-                self.driver.accepted(id, listener, peer, now);
+                self.driver.accepted(id, listener, peer, tls, now);
             }
             // The engine gave up on this one meanwhile: dropping the stream closes it.
-            Event::Connected(id, _) if !net.connecting.remove(&id) => {}
-            Event::Connected(id, Ok((stream, peer))) => {
-                net.add_conn(id, stream, ConnIo::plain(), None);
-                self.driver.connected(id, Ok(peer), now);
+            Event::Connected(id, result) => {
+                let Some(io) = net.connecting.remove(&id) else {
+                    return;
+                };
+                match result {
+                    Ok((stream, peer)) => {
+                        net.add_conn(id, stream, io, None);
+                        self.driver.connected(id, Ok(peer), now);
+                        // A TLS client has its hello to send whether or not the engine has bytes.
+                        net.transmit(&mut self.driver, id);
+                    }
+                    Err(why) => self.driver.connected(id, Err(why), now),
+                }
             }
-            Event::Connected(id, Err(why)) => self.driver.connected(id, Err(why), now),
             Event::Input(id, data) => {
                 let Some(conn) = net.conns.get_mut(&id) else {
                     return;
@@ -313,7 +322,13 @@ impl Net {
 
     fn drop_conn(&mut self, driver: &mut Driver, id: ConnId, reason: &str) {
         self.udp.remove(&id);
-        if let Some(conn) = self.conns.remove(&id) {
+        if let Some(mut conn) = self.conns.remove(&id) {
+            if !conn.writing {
+                if let Some(last) = conn.io.close_bytes() {
+                    // Best effort on the non-blocking socket, never waited for.
+                    let _ = Write::write(&mut conn.stream.get_ref(), &last);
+                }
+            }
             let _ = conn.stream.get_ref().shutdown(Shutdown::Both);
             let now = driver.now();
             driver.closed(id, reason, now);
@@ -377,8 +392,8 @@ impl Sockets for Net {
     }
 
     /// Resolved and connected on a task of its own (names on the blocking pool).
-    fn connect(&mut self, _: &mut Driver, conn: ConnId, host: String, port: u16) {
-        self.connecting.insert(conn);
+    fn connect(&mut self, _: &mut Driver, conn: ConnId, host: String, port: u16, io: ConnIo) {
+        self.connecting.insert(conn, io);
         let events = self.events_tx.clone();
         rt::spawn_detached(async move {
             let result = connect(&host, port).await;

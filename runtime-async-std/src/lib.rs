@@ -76,6 +76,9 @@ impl Server {
     pub async fn bind(config: &Config) -> io::Result<Server> {
         let tls = rill_runtime_common::load_tls(config)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if let Some(tls) = &tls {
+            tls.watch()?;
+        }
         let mut listeners = Vec::new();
         let tls_on = |enable: bool| enable && tls.is_some();
         for (enable, addr, kind, tls) in [
@@ -212,7 +215,8 @@ async fn accept_loop(
                 let permit = match admission.admit(peer.ip()) {
                     Ok(permit) => permit,
                     Err(refusal) => {
-                        refuse(stream.get_ref(), kind == Listener::Http);
+                        // A 503 in plain text means nothing to a TLS client: just close.
+                        refuse(stream.get_ref(), kind == Listener::Http && tls.is_none());
                         refusals.refused(&refusal, listener_name(kind), peer);
                         continue;
                     }

@@ -31,6 +31,16 @@ pub trait Transform: Send {
     /// Turns `batch`, `plain_len` bytes of plaintext from the engine (possibly none), into what
     /// goes on the wire, in place, and returns the byte count of the result.
     fn outbound(&mut self, batch: &mut Vec<Bytes>, plain_len: usize) -> io::Result<usize>;
+
+    /// Whether this transform encrypts (the connection is TLS).
+    fn encrypted(&self) -> bool {
+        false
+    }
+
+    /// The connection is closing: the last bytes to send on it, if any (TLS's `close_notify`).
+    fn close(&mut self) -> Option<Bytes> {
+        None
+    }
 }
 
 /// The identity transform: a plain TCP connection.
@@ -223,6 +233,11 @@ impl ConnIo {
         }
     }
 
+    /// Whether the connection is encrypted (TLS).
+    pub fn encrypted(&self) -> bool {
+        self.transform.encrypted()
+    }
+
     /// Close once everything the engine has for this connection is written.
     pub fn close_after_flush(&mut self) {
         self.close_after_flush = true;
@@ -236,6 +251,17 @@ impl ConnIo {
     /// Bytes read from the socket, through the transform; see [`Transform::inbound`].
     pub fn inbound(&mut self, wire: &[u8], plain: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
         self.transform.inbound(wire, plain)
+    }
+
+    /// The bytes that end the connection (TLS's `close_notify`), to be written once, without
+    /// waiting, just before the socket is shut: `None` when the transform has none or when bytes
+    /// are still queued (they would come after them; the peer sees a plain end instead).
+    pub fn close_bytes(&mut self) -> Option<Bytes> {
+        if self.queue.is_empty() {
+            self.transform.close()
+        } else {
+            None
+        }
     }
 
     /// The engine's batch, through the transform; see [`Transform::outbound`].

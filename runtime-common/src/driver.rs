@@ -38,8 +38,9 @@ pub trait Sockets {
 
     /// Open a TCP connection to `host:port` for the engine (`Output::Connect`): resolve `host`
     /// off the event loop, connect, report with [`Driver::connected`], then serve `conn` like
-    /// an accepted connection.
-    fn connect(&mut self, driver: &mut Driver, conn: ConnId, host: String, port: u16);
+    /// an accepted connection, through `io` (plain or a TLS client, which has its handshake to
+    /// send at once: transmit right after reporting the connection open).
+    fn connect(&mut self, driver: &mut Driver, conn: ConnId, host: String, port: u16, io: ConnIo);
 
     /// The I/O layer of `conn`, if it is open.
     fn conn_io(&mut self, conn: ConnId) -> Option<&mut ConnIo>;
@@ -113,12 +114,23 @@ impl Driver {
         self.stats.tick(&mut self.engine, now);
     }
 
-    /// A connection `conn` was accepted on `listener` from `peer`.
-    pub fn accepted(&mut self, conn: ConnId, listener: Listener, peer: SocketAddr, now: u64) {
+    /// A connection `conn` was accepted on `listener` (its TLS one when `tls`) from `peer`.
+    pub fn accepted(
+        &mut self,
+        conn: ConnId,
+        listener: Listener,
+        peer: SocketAddr,
+        tls: bool,
+        now: u64,
+    ) {
         if let Some(d) = self.dumps.as_mut() {
             d.on_accept(conn, listener_name(listener), peer, now, unix_ms());
         }
-        self.engine.handle_accept(conn, listener, peer, now);
+        if tls {
+            self.engine.handle_accept_tls(conn, listener, peer, now);
+        } else {
+            self.engine.handle_accept(conn, listener, peer, now);
+        }
     }
 
     /// The outbound connection `conn` is open (with its peer's address) or could not be made.
@@ -219,7 +231,18 @@ impl Driver {
                 let now = self.now();
                 self.stats.answer(&mut self.engine, conn, &query, now);
             }
-            Output::Connect { conn, host, port } => sockets.connect(self, conn, host, port),
+            Output::Connect {
+                conn,
+                host,
+                port,
+                tls,
+            } => match crate::tls::client_io(tls.as_ref()) {
+                Ok(io) => sockets.connect(self, conn, host, port, io),
+                Err(why) => {
+                    let now = self.now();
+                    self.engine.handle_connected(conn, Err(why), now);
+                }
+            },
             Output::Log { level, message } => engine_log(level, &message),
             Output::Command { worker, command } if worker == self.engine.worker() => {
                 let now = self.now();
@@ -327,7 +350,7 @@ mod tests {
             }
         }
 
-        fn connect(&mut self, _: &mut Driver, _: ConnId, _: String, _: u16) {}
+        fn connect(&mut self, _: &mut Driver, _: ConnId, _: String, _: u16, _: ConnIo) {}
 
         fn conn_io(&mut self, _: ConnId) -> Option<&mut ConnIo> {
             self.io.as_mut()
@@ -374,7 +397,7 @@ mod tests {
             ..Wire::default()
         };
         let peer = "127.0.0.1:5000".parse().unwrap();
-        driver.accepted(CONN, Listener::Http, peer, 0);
+        driver.accepted(CONN, Listener::Http, peer, false, 0);
         let request = b"GET /api/stat/lal_info HTTP/1.1\r\nHost: x\r\n\r\n";
         let io = wire.io.as_mut().unwrap();
         assert!(!driver.input(CONN, io, &xor(request), 1).unwrap());
@@ -405,6 +428,7 @@ mod tests {
         let session = SessionStats {
             conn: remote,
             protocol: Protocol::HttpFlv,
+            tls: false,
             role: Role::Play,
             stream: "live/s".into(),
             peer: "127.0.0.1:5001".parse().unwrap(),
@@ -431,7 +455,13 @@ mod tests {
             io: Some(ConnIo::plain()),
             ..Wire::default()
         };
-        driver.accepted(CONN, Listener::Http, "127.0.0.1:5000".parse().unwrap(), 0);
+        driver.accepted(
+            CONN,
+            Listener::Http,
+            "127.0.0.1:5000".parse().unwrap(),
+            false,
+            0,
+        );
         let kick = |id: ConnId| {
             let body = format!(r#"{{"stream_name":"s","session_id":"FLVSUB{id}"}}"#);
             format!(

@@ -118,7 +118,7 @@ pub struct Startup {
 pub fn load_tls(config: &Config) -> Result<Option<tls::TlsConfig>, String> {
     let t = &config.tls;
     if t.configured() {
-        tls::TlsConfig::load(t.cert.as_ref(), t.key.as_ref()).map(Some)
+        tls::TlsConfig::from_section(t).map(Some)
     } else if t.cert.is_empty() != t.key.is_empty() {
         Err("tls: set both cert and key (or neither)".into())
     } else {
@@ -155,6 +155,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
     let tls = load_tls(&config).unwrap_or_else(|e| fail(e));
     check_out_paths(&config).unwrap_or_else(|e| fail(e));
     init_logging(&config.log.level, config.log.format);
+    tls::warn_unverified(&config.tls);
     fd_limit::raise_open_file_limit(config.limits.max_connections);
     let workers = worker_count(config.workers);
     let listener = |enable: bool, addr: &str| {
@@ -250,7 +251,7 @@ pub fn log_session(event: &str, record: &SessionRecord) {
     info!(
         conn = record.conn,
         peer = %record.peer,
-        protocol = %record.protocol,
+        protocol = %record.protocol.name(record.tls),
         role = %record.role,
         stream = %record.stream,
         bytes_in = record.bytes_in,

@@ -1,7 +1,7 @@
 //! One event loop per worker thread: sockets and timers in, bytes out. No protocol logic here:
 //! everything a connection means is decided by the core engine.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,11 +80,13 @@ struct Connection {
     _permit: Option<Permit>,
 }
 
-/// An outbound connection on its way: the socket connecting now and the addresses to try next.
+/// An outbound connection on its way: the socket connecting now, the addresses to try next and
+/// the I/O layer it will have.
 struct Connecting {
     stream: TcpStream,
     addr: SocketAddr,
     rest: VecDeque<SocketAddr>,
+    io: ConnIo,
 }
 
 /// A host name resolved on a helper thread, for an outbound connection.
@@ -116,7 +118,7 @@ struct Net {
     /// Wakes this worker's poll (a resolver thread finished).
     waker: Arc<Waker>,
     /// Outbound connections whose host is being resolved; the results come on `resolved`.
-    resolving: HashSet<ConnId>,
+    resolving: HashMap<ConnId, ConnIo>,
     resolved_tx: Sender<Resolved>,
     resolved: Receiver<Resolved>,
     /// Outbound connections being made, by token (the local part of the engine's id).
@@ -207,6 +209,7 @@ pub fn run(
         ));
     }
     if let Some(tls) = tls {
+        tls.watch()?;
         for (enable, token, what, addr, kind) in [
             (
                 config.rtmps.enable,
@@ -275,7 +278,7 @@ pub fn run(
                 peers: Vec::new(),
                 wake_peers: false,
                 waker,
-                resolving: HashSet::new(),
+                resolving: HashMap::new(),
                 resolved_tx,
                 resolved,
                 connecting: HashMap::new(),
@@ -413,11 +416,11 @@ impl Worker {
     /// Host names resolved since the last look: connect to them (unless the engine gave up).
     fn take_resolved(&mut self) {
         while let Ok((conn, addrs)) = self.net.resolved.try_recv() {
-            if !self.net.resolving.remove(&conn) {
+            let Some(io) = self.net.resolving.remove(&conn) else {
                 continue;
-            }
+            };
             match addrs {
-                Ok(addrs) => self.net.start_connect(&mut self.driver, conn, addrs),
+                Ok(addrs) => self.net.start_connect(&mut self.driver, conn, addrs, io),
                 Err(why) => {
                     let now = self.driver.now();
                     self.driver.connected(conn, Err(why), now);
@@ -457,7 +460,7 @@ impl Worker {
                     token,
                     Connection {
                         stream: c.stream,
-                        io: ConnIo::plain(),
+                        io: c.io,
                         write_interest: false,
                         dirty: false,
                         _permit: None,
@@ -465,6 +468,8 @@ impl Worker {
                 );
                 debug!(conn, %peer, "connected");
                 self.driver.connected(conn, Ok(peer), now);
+                // A TLS client has its hello to send whether or not the engine has bytes.
+                net.mark_dirty(token);
             }
             Err(e) => {
                 let _ = registry.deregister(&mut c.stream);
@@ -472,7 +477,7 @@ impl Worker {
                     let why = format!("cannot connect to {}: {e}", c.addr);
                     self.driver.connected(conn, Err(why), now);
                 } else {
-                    net.start_connect(&mut self.driver, conn, c.rest);
+                    net.start_connect(&mut self.driver, conn, c.rest, c.io);
                 }
             }
         }
@@ -540,7 +545,8 @@ impl Worker {
                     let permit = match self.admission.admit(peer.ip()) {
                         Ok(permit) => permit,
                         Err(refusal) => {
-                            refuse(&stream, kind == Listener::Http);
+                            // A 503 in plain text means nothing to a TLS client: just close.
+                            refuse(&stream, kind == Listener::Http && tls.is_none());
                             self.refusals.refused(&refusal, listener_name(kind), peer);
                             continue;
                         }
@@ -563,6 +569,7 @@ impl Worker {
                         warn!("cannot register connection from {peer}: {e}");
                         continue;
                     }
+                    let tls = io.encrypted();
                     self.net.conns.insert(
                         conn_token,
                         Connection {
@@ -575,7 +582,7 @@ impl Worker {
                     );
                     debug!(conn = conn_token.0, %peer, ?kind, "accepted");
                     let id = self.net.conn_id(conn_token);
-                    self.driver.accepted(id, kind, peer, now);
+                    self.driver.accepted(id, kind, peer, tls, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -819,6 +826,10 @@ impl Net {
         self.close_udp(self.conn_id(token));
         if let Some(mut conn) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(last) = conn.io.close_bytes() {
+                // Best effort, never waited for: a full socket just ends without it.
+                let _ = std::io::Write::write(&mut conn.stream, &last);
+            }
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
             let now = driver.now();
             driver.closed(self.conn_id(token), reason, now);
@@ -834,6 +845,7 @@ impl Net {
         driver: &mut Driver,
         conn: ConnId,
         mut addrs: VecDeque<SocketAddr>,
+        io: ConnIo,
     ) {
         let token = Self::token(conn);
         let mut why = String::from("the name has no address");
@@ -844,7 +856,12 @@ impl Net {
                     match self.poll.registry().register(&mut stream, token, interest) {
                         Ok(()) => {
                             let rest = addrs;
-                            let c = Connecting { stream, addr, rest };
+                            let c = Connecting {
+                                stream,
+                                addr,
+                                rest,
+                                io,
+                            };
                             self.connecting.insert(token, c);
                             return;
                         }
@@ -876,10 +893,10 @@ impl Sockets for Net {
 
     /// An IP address is connected to at once; a name is resolved on a helper thread first
     /// (never on the event loop).
-    fn connect(&mut self, driver: &mut Driver, conn: ConnId, host: String, port: u16) {
+    fn connect(&mut self, driver: &mut Driver, conn: ConnId, host: String, port: u16, io: ConnIo) {
         if let Ok(ip) = host.parse::<IpAddr>() {
             let addrs = VecDeque::from([SocketAddr::new(ip, port)]);
-            return self.start_connect(driver, conn, addrs);
+            return self.start_connect(driver, conn, addrs, io);
         }
         let (tx, waker) = (self.resolved_tx.clone(), self.waker.clone());
         let spawned = std::thread::Builder::new()
@@ -894,7 +911,7 @@ impl Sockets for Net {
             });
         match spawned {
             Ok(_) => {
-                self.resolving.insert(conn);
+                self.resolving.insert(conn, io);
             }
             Err(e) => {
                 let now = driver.now();

@@ -409,7 +409,7 @@ impl From<&SessionStats> for JsonSession {
         let publish = matches!(s.role, Role::Publish | Role::Pull);
         JsonSession {
             session_id: lal_session_id(s.conn, s.protocol, s.role),
-            protocol: lal_protocol(s.protocol),
+            protocol: lal_protocol(s.protocol, s.tls),
             base_type: lal_base_type(s.role),
             remote_addr: s.peer.to_string(),
             start_time: format_unix_ms(s.start_unix_ms),
@@ -423,15 +423,19 @@ impl From<&SessionStats> for JsonSession {
 }
 
 /// lal's protocol name of a session: HTTP-FLV and WebSocket-FLV are both `FLV`, likewise `TS`
-/// and `FMP4` (which lal does not have).
-pub fn lal_protocol(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Rtmp => "RTMP",
-        Protocol::HttpFlv | Protocol::WsFlv => "FLV",
-        Protocol::HttpTs | Protocol::WsTs => "TS",
-        Protocol::HttpFmp4 | Protocol::WsFmp4 => "FMP4",
-        Protocol::Rtsp => "RTSP",
-        Protocol::Http => "HTTP",
+/// (the container, over TLS or not: logs and `/metrics` tell `HTTPS-FLV` apart); `RTMPS`,
+/// `RTSPS` and `HTTPS` over TLS; `FMP4`, which lal does not have.
+pub fn lal_protocol(protocol: Protocol, tls: bool) -> &'static str {
+    match (protocol, tls) {
+        (Protocol::Rtmp, false) => "RTMP",
+        (Protocol::Rtmp, true) => "RTMPS",
+        (Protocol::HttpFlv | Protocol::WsFlv, _) => "FLV",
+        (Protocol::HttpTs | Protocol::WsTs, _) => "TS",
+        (Protocol::HttpFmp4 | Protocol::WsFmp4, _) => "FMP4",
+        (Protocol::Rtsp, false) => "RTSP",
+        (Protocol::Rtsp, true) => "RTSPS",
+        (Protocol::Http, false) => "HTTP",
+        (Protocol::Http, true) => "HTTPS",
     }
 }
 
@@ -457,7 +461,7 @@ pub fn lal_session_id(conn: ConnId, protocol: Protocol, role: Role) -> String {
         (_, Role::Publish) => "PUB",
         _ => "SUB",
     };
-    format!("{}{kind}{conn}", lal_protocol(protocol))
+    format!("{}{kind}{conn}", lal_protocol(protocol, false))
 }
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) for ms since the Unix epoch, lal's time format.

@@ -21,9 +21,9 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
         Protocol::Rtsp,
     ];
     let sessions = || snapshots.iter().flat_map(|s| &s.sessions);
-    let count = |role: Role, p: Protocol| {
+    let count = |role: Role, p: Protocol, tls: bool| {
         sessions()
-            .filter(|s| s.role == role && s.protocol == p)
+            .filter(|s| s.role == role && s.protocol == p && s.tls == tls)
             .count()
     };
     let sum = |f: fn(&EngineStats) -> u64| {
@@ -38,12 +38,12 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
         .count();
     let mut out = String::with_capacity(1024);
     // Writing to a String cannot fail.
-    let mut metric = |name: &str, kind: &str, help: &str, values: &[(Option<Protocol>, u64)]| {
+    let mut metric = |name: &str, kind: &str, help: &str, values: &[(Option<&str>, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (label, v) in values {
             match label {
                 Some(p) => {
-                    let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {v}", metric_label(*p));
+                    let _ = writeln!(out, "{name}{{protocol=\"{p}\"}} {v}");
                 }
                 None => {
                     let _ = writeln!(out, "{name} {v}");
@@ -57,10 +57,15 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
         "Streams with a live publisher or a relay pull.",
         &[(None, streams as u64)],
     );
-    let by_protocol = |role: Role| -> Vec<(Option<Protocol>, u64)> {
-        PROTOCOLS
+    // Labels are the protocols' names in lowercase: `rtmp`, `http-flv`, ..., `rtmps`, `wss-flv`.
+    let labels: Vec<(Protocol, bool, String)> = [false, true]
+        .into_iter()
+        .flat_map(|tls| PROTOCOLS.map(|p| (p, tls, p.name(tls).to_ascii_lowercase())))
+        .collect();
+    let by_protocol = |role: Role| -> Vec<(Option<&str>, u64)> {
+        labels
             .iter()
-            .map(|p| (Some(*p), count(role, *p) as u64))
+            .map(|(p, tls, label)| (Some(label.as_str()), count(role, *p, *tls) as u64))
             .collect()
     };
     metric(
@@ -122,21 +127,6 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
     out
 }
 
-/// A protocol as a metric label value.
-fn metric_label(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Rtmp => "rtmp",
-        Protocol::HttpFlv => "http-flv",
-        Protocol::WsFlv => "ws-flv",
-        Protocol::HttpTs => "http-ts",
-        Protocol::WsTs => "ws-ts",
-        Protocol::HttpFmp4 => "http-fmp4",
-        Protocol::WsFmp4 => "ws-fmp4",
-        Protocol::Http => "http",
-        Protocol::Rtsp => "rtsp",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +144,8 @@ mod tests {
             "rill_players{protocol=\"http-flv\"} 1",
             "rill_players{protocol=\"ws-flv\"} 1",
             "rill_players{protocol=\"rtmp\"} 1",
+            "rill_players{protocol=\"rtmps\"} 0",
+            "rill_players{protocol=\"wss-flv\"} 0",
             "rill_connections 5",
             "rill_relay_pulls{protocol=\"rtmp\"} 0",
             "rill_relay_pushes{protocol=\"rtsp\"} 0",

@@ -152,6 +152,7 @@ pub(crate) mod test_data {
         SessionStats {
             conn,
             protocol,
+            tls: false,
             role,
             stream: stream.to_owned(),
             peer: format!("127.0.0.1:{}", 40_000 + conn % 1000)

@@ -20,6 +20,7 @@ use crate::api::lal::{
 };
 use crate::api::merge;
 use crate::engine::{EngineStats, Protocol, Role, SessionRecord};
+use crate::scheme::Scheme;
 use crate::stream_key::StreamKey;
 
 /// An event a webhook can be configured for.
@@ -93,10 +94,12 @@ impl WebhookEvent {
     }
 }
 
-/// A webhook receiver's address: `http://host[:port][/path]` (port 80 and path `/` when left
-/// out). Plain HTTP only: rill has no TLS client.
+/// A webhook receiver's address: `http[s]://host[:port][/path]` (port 80, or 443 for HTTPS, and
+/// path `/` when left out).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookUrl {
+    /// [`Scheme::Http`] or [`Scheme::Https`].
+    pub scheme: Scheme,
     /// Host name or IP address (an IPv6 address without its brackets).
     pub host: String,
     /// TCP port.
@@ -112,17 +115,11 @@ impl WebhookUrl {
         if url.bytes().any(|b| !b.is_ascii_graphic()) {
             return bad("spaces, control or non-ASCII characters are not allowed");
         }
-        let Some(scheme_end) = url.find("://") else {
-            return bad("expected http://host:port/path");
+        let Some((scheme, rest)) =
+            Scheme::split(url).filter(|(s, _)| matches!(s, Scheme::Http | Scheme::Https))
+        else {
+            return bad("expected http[s]://host:port/path");
         };
-        let scheme = &url[..scheme_end];
-        if scheme.eq_ignore_ascii_case("https") {
-            return bad("https is not supported (rill has no TLS client yet): use http://");
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return bad("expected http://host:port/path");
-        }
-        let rest = &url[scheme_end + 3..];
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -167,13 +164,14 @@ impl WebhookUrl {
             return bad("missing or invalid host");
         }
         let port = match port {
-            None => 80,
+            None => scheme.default_port(),
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
                 _ => return bad("invalid port"),
             },
         };
         Ok(WebhookUrl {
+            scheme,
             host: host.to_owned(),
             port,
             path,
@@ -192,7 +190,7 @@ impl WebhookUrl {
 
 impl fmt::Display for WebhookUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority(), self.path)
+        write!(f, "{}://{}{}", self.scheme, self.authority(), self.path)
     }
 }
 
@@ -239,7 +237,7 @@ impl SessionInfo {
         SessionInfo {
             server_id: SERVER_ID,
             session_id: lal_session_id(record.conn, record.protocol, record.role),
-            protocol: lal_protocol(record.protocol),
+            protocol: lal_protocol(record.protocol, record.tls),
             base_type: lal_base_type(record.role),
             remote_addr: record.peer.to_string(),
             url: stream_url(record.protocol, listen_addr, &record.stream),
@@ -360,6 +358,7 @@ mod tests {
             conn,
             peer: "127.0.0.1:50000".parse().expect("addr"),
             protocol,
+            tls: false,
             role,
             stream: "live/hook".into(),
             bytes_in: 1234,
@@ -465,6 +464,7 @@ mod tests {
             sessions: vec![SessionStats {
                 conn: 4,
                 protocol: Protocol::Rtmp,
+                tls: false,
                 role: Role::Publish,
                 stream: "live/hook".into(),
                 peer: "127.0.0.1:1".parse().expect("addr"),
@@ -530,8 +530,9 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_with_a_reason() {
-        let https = WebhookUrl::parse("https://h:443/x").expect_err("no TLS");
-        assert!(https.contains("TLS"), "{https}");
+        let https = WebhookUrl::parse("https://h/x").expect("https is taken");
+        assert_eq!((https.scheme, https.port), (Scheme::Https, 443));
+        assert_eq!(https.to_string(), "https://h:443/x");
         for bad in [
             "",
             "h:80/x",

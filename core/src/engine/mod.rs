@@ -62,6 +62,7 @@ use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
 use crate::rtsp::server::{ServerConfig as RtspConfig, ServerSession as RtspSession};
+use crate::scheme::{Scheme, TlsClient, TlsPolicy};
 use crate::stream_key::StreamKey;
 use crate::webui::UiConfig;
 use publication::{Publication, Sinks};
@@ -72,7 +73,7 @@ pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
-pub use relay::{PushRule, RelayConfig, RelayUrl, Scheme};
+pub use relay::{PushRule, RelayConfig, RelayUrl};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
 pub use stats::{EngineStats, SessionStats, StreamStats, RATE_WINDOW_MS};
 
@@ -149,6 +150,8 @@ pub struct EngineConfig {
     pub relay: RelayConfig,
     /// The web UI (`[http] ui`) and what it is told the server listens on.
     pub ui: UiConfig,
+    /// Which TLS targets of relays and webhooks are not verified (`[tls] no_verify`).
+    pub tls_client: TlsPolicy,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -188,6 +191,7 @@ impl Default for EngineConfig {
             webhook: WebhookConfig::default(),
             relay: RelayConfig::default(),
             ui: UiConfig::default(),
+            tls_client: TlsPolicy::default(),
         }
     }
 }
@@ -215,6 +219,34 @@ pub enum Protocol {
     Rtsp,
 }
 
+impl Protocol {
+    /// The name logs and `/metrics` give a session of this protocol, over TLS when `tls`
+    /// (`RTMPS`, `HTTPS-FLV`, `WSS-FLV`, `HTTPS-TS`, `WSS-TS`, `HTTPS-FMP4`, `WSS-FMP4`, `HTTPS`,
+    /// `RTSPS`).
+    pub fn name(self, tls: bool) -> &'static str {
+        match (self, tls) {
+            (Protocol::Rtmp, false) => "RTMP",
+            (Protocol::Rtmp, true) => "RTMPS",
+            (Protocol::HttpFlv, false) => "HTTP-FLV",
+            (Protocol::HttpFlv, true) => "HTTPS-FLV",
+            (Protocol::WsFlv, false) => "WS-FLV",
+            (Protocol::WsFlv, true) => "WSS-FLV",
+            (Protocol::HttpTs, false) => "HTTP-TS",
+            (Protocol::HttpTs, true) => "HTTPS-TS",
+            (Protocol::WsTs, false) => "WS-TS",
+            (Protocol::WsTs, true) => "WSS-TS",
+            (Protocol::HttpFmp4, false) => "HTTP-FMP4",
+            (Protocol::HttpFmp4, true) => "HTTPS-FMP4",
+            (Protocol::WsFmp4, false) => "WS-FMP4",
+            (Protocol::WsFmp4, true) => "WSS-FMP4",
+            (Protocol::Http, false) => "HTTP",
+            (Protocol::Http, true) => "HTTPS",
+            (Protocol::Rtsp, false) => "RTSP",
+            (Protocol::Rtsp, true) => "RTSPS",
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -228,6 +260,24 @@ impl fmt::Display for Protocol {
             Protocol::Http => "HTTP",
             Protocol::Rtsp => "RTSP",
         })
+    }
+}
+
+/// The [`Output::Connect`] for an outbound connection `conn` of `scheme` to `host:port`:
+/// every client (relay, webhook) asks for its connection through this, so the scheme decides
+/// TLS and `policy` (`[tls] no_verify`) decides verification in one place.
+pub(crate) fn connect_output(
+    policy: &TlsPolicy,
+    conn: ConnId,
+    scheme: Scheme,
+    host: &str,
+    port: u16,
+) -> Output {
+    Output::Connect {
+        conn,
+        host: host.to_owned(),
+        port,
+        tls: policy.client(scheme, host, port),
     }
 }
 
@@ -267,6 +317,8 @@ pub struct SessionRecord {
     pub peer: SocketAddr,
     /// Protocol.
     pub protocol: Protocol,
+    /// Accepted on a TLS listener (RTMPS, HTTPS, RTSPS).
+    pub tls: bool,
     /// Publish or play.
     pub role: Role,
     /// `app/stream`, empty when none.
@@ -396,9 +448,11 @@ pub enum Output {
         /// What to do.
         command: Command,
     },
-    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, relays).
-    /// Resolve `host` (a name or an IP address) off the event loop, connect, and report with
-    /// [`Engine::handle_connected`]; then drive `conn` like an accepted connection. An
+    /// Open a TCP connection to `host:port` for the engine (outbound: webhooks, relays), in TLS
+    /// when `tls` says so. Resolve `host` (a name or an IP address) off the event loop,
+    /// connect, and report with [`Engine::handle_connected`] (the engine's bytes may come before
+    /// the TLS handshake is over: the transform holds them); then drive `conn` like an accepted
+    /// connection, through the TLS client transform when there is one. An
     /// [`Output::Close`] for `conn` may come before the connection is open: abandon the attempt
     /// (and report nothing).
     Connect {
@@ -408,6 +462,8 @@ pub enum Output {
         host: String,
         /// TCP port.
         port: u16,
+        /// TLS to wrap the connection in (`None`: plain TCP); see [`crate::scheme`].
+        tls: Option<TlsClient>,
     },
     /// A line for the server's log (core has no logger).
     Log {
@@ -529,6 +585,8 @@ struct Conn {
     bytes_in: u64,
     bytes_out: u64,
     protocol: Protocol,
+    /// Accepted on a TLS listener.
+    tls: bool,
     role: Role,
     /// The stream it publishes or plays (or last asked for).
     stream: Option<StreamKey>,
@@ -657,6 +715,30 @@ impl Engine {
         peer: SocketAddr,
         now_ms: u64,
     ) {
+        self.accept(conn, listener, peer, false, now_ms);
+    }
+
+    /// A connection was accepted on the TLS listener of `listener`'s protocol (RTMPS, HTTPS,
+    /// RTSPS) from `peer`: the engine sees its plaintext; its records, statistics and metrics
+    /// name the protocol with TLS.
+    pub fn handle_accept_tls(
+        &mut self,
+        conn: ConnId,
+        listener: Listener,
+        peer: SocketAddr,
+        now_ms: u64,
+    ) {
+        self.accept(conn, listener, peer, true, now_ms);
+    }
+
+    fn accept(
+        &mut self,
+        conn: ConnId,
+        listener: Listener,
+        peer: SocketAddr,
+        tls: bool,
+        now_ms: u64,
+    ) {
         let (kind, protocol) = match listener {
             Listener::Rtmp => {
                 let random = self.random_bytes(HANDSHAKE_RANDOM_LEN);
@@ -696,6 +778,7 @@ impl Engine {
                 bytes_in: 0,
                 bytes_out: 0,
                 protocol,
+                tls,
                 role: Role::None,
                 stream: None,
                 kind,
@@ -967,6 +1050,7 @@ impl Engine {
             conn,
             peer: c.peer,
             protocol: c.protocol,
+            tls: c.tls,
             role: c.role,
             stream: c.stream_name(),
             bytes_in: c.bytes_in,

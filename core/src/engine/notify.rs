@@ -20,7 +20,10 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 
 use super::outbound::{Finished, OutboundTimeouts};
-use super::{ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Query, Role, SessionRecord};
+use super::{
+    connect_output, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Query, Role,
+    SessionRecord,
+};
 use crate::api::webhook::{server_start_json, update_json, SessionInfo, WebhookEvent, WebhookUrl};
 use crate::http::client::ClientRequest;
 use crate::hub::Hub;
@@ -402,10 +405,10 @@ impl Engine {
                 ],
                 body: job.body.clone(),
             };
-            let (host, port) = (url.host.clone(), url.port);
+            let policy = &self.config.tls_client;
+            let connect = |conn| connect_output(policy, conn, url.scheme, &url.host, url.port);
             match self.outbound.http(
-                &host,
-                port,
+                connect,
                 &request,
                 n.config.timeouts,
                 now_ms,
@@ -453,6 +456,7 @@ mod tests {
             conn,
             peer: "127.0.0.1:4000".parse().expect("addr"),
             protocol: Protocol::Rtmp,
+            tls: false,
             role,
             stream: "live/hook".into(),
             bytes_in: 10,

@@ -124,12 +124,12 @@ impl Outbound {
         self.ids.next_id()
     }
 
-    /// Opens a connection to `host:port` for `request`; its [`Finished`] comes with the
-    /// returned id. Fails if the request cannot be written as HTTP.
+    /// Opens a connection for `request` with `connect` (the engine's
+    /// [`Output::Connect`] for the id it is given); its [`Finished`] comes with the returned id.
+    /// Fails if the request cannot be written as HTTP.
     pub(super) fn http(
         &mut self,
-        host: &str,
-        port: u16,
+        connect: impl FnOnce(ConnId) -> Output,
         request: &ClientRequest,
         timeouts: OutboundTimeouts,
         now_ms: u64,
@@ -146,11 +146,7 @@ impl Outbound {
                 kind: ClientKind::Http(Box::new(session)),
             },
         );
-        outputs.push_back(Output::Connect {
-            conn,
-            host: host.to_owned(),
-            port,
-        });
+        outputs.push_back(connect(conn));
         Ok(conn)
     }
 

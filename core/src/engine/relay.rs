@@ -48,8 +48,8 @@ use bytes::Bytes;
 
 use super::conn_id::{self, worker_of};
 use super::{
-    Command, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Role, SessionRecord,
-    SessionStats,
+    connect_output, Command, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Role,
+    SessionRecord, SessionStats,
 };
 use crate::api::lal::RelayPullRequest;
 use crate::api::webhook::{SessionInfo, WebhookEvent};
@@ -59,7 +59,10 @@ use crate::rtmp::command::DataMessage;
 use crate::rtmp::message_type;
 use crate::stream_key::StreamKey;
 
-pub use url::{RelayUrl, Scheme};
+use url::relay_protocol;
+pub use url::RelayUrl;
+
+use crate::scheme::Scheme;
 
 /// The query parameter relay connections carry, so the next hop does not relay them back.
 pub const RELAY_PARAM: &str = "rill_relay";
@@ -425,19 +428,23 @@ impl Relays {
         })
     }
 
-    /// The protocol the pull of `key` speaks now (for statistics and webhooks).
-    fn pull_protocol(&self, key: &StreamKey) -> Protocol {
-        self.pull_target(key)
-            .map_or(Protocol::Rtmp, |t| t.url.scheme.protocol())
+    /// The protocol the pull of `key` speaks now, and whether over TLS (for statistics and
+    /// webhooks).
+    fn pull_protocol(&self, key: &StreamKey) -> (Protocol, bool) {
+        self.pull_target(key).map_or((Protocol::Rtmp, false), |t| {
+            (relay_protocol(t.url.scheme), t.url.scheme.tls())
+        })
     }
 
     /// The statistics of every pull and push (started at `wall` + their start).
     pub(super) fn sessions(&self, wall: u64, out: &mut EngineStats) {
         let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
         for (key, p) in &self.pulls {
+            let (protocol, tls) = self.pull_protocol(key);
             out.sessions.push(SessionStats {
                 conn: p.id,
-                protocol: self.pull_protocol(key),
+                protocol,
+                tls,
                 role: Role::Pull,
                 stream: key.to_string(),
                 peer: p.peer.unwrap_or(unknown),
@@ -451,7 +458,8 @@ impl Relays {
         for (&id, p) in &self.pushes {
             out.sessions.push(SessionStats {
                 conn: id,
-                protocol: p.url.scheme.protocol(),
+                protocol: relay_protocol(p.url.scheme),
+                tls: p.url.scheme.tls(),
                 role: Role::Push,
                 stream: p.key.to_string(),
                 peer: p.peer.unwrap_or(unknown),
@@ -627,7 +635,7 @@ impl Engine {
         };
         let owner = Owner::Pull(key.clone());
         let opened = match target.url.scheme {
-            Scheme::Rtmp => {
+            Scheme::Rtmp | Scheme::Rtmps => {
                 let (app, stream) = target.url.target(&target.name);
                 let conn = self.rtmp_link_open(&target.url, &app, owner, timeout, now_ms);
                 if let Some(Client::Rtmp(s)) =
@@ -637,8 +645,10 @@ impl Engine {
                 }
                 Ok(conn)
             }
-            Scheme::Http => self.flv_pull_open(&target, owner, timeout, now_ms),
-            Scheme::Rtsp => Ok(self.rtsp_pull_open(&target, owner, timeout, now_ms)),
+            Scheme::Http | Scheme::Https => self.flv_pull_open(&target, owner, timeout, now_ms),
+            Scheme::Rtsp | Scheme::Rtsps => {
+                Ok(self.rtsp_pull_open(&target, owner, timeout, now_ms))
+            }
         };
         let conn = match opened {
             Ok(conn) => conn,
@@ -686,11 +696,14 @@ impl Engine {
                 open: false,
             },
         );
-        self.outputs.push_back(Output::Connect {
+        let connect = connect_output(
+            &self.config.tls_client,
             conn,
-            host: url.host.clone(),
-            port: url.port,
-        });
+            url.scheme,
+            &url.host,
+            url.port,
+        );
+        self.outputs.push_back(connect);
         conn
     }
 
@@ -863,10 +876,12 @@ impl Engine {
         if !self.notify.wants(event) {
             return;
         }
+        let (protocol, tls) = self.relay.pull_protocol(key);
         let record = SessionRecord {
             conn: p.id,
             peer: p.peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-            protocol: self.relay.pull_protocol(key),
+            protocol,
+            tls,
             role: Role::Pull,
             stream: key.to_string(),
             bytes_in: p.bytes_in,
@@ -1228,14 +1243,16 @@ impl Engine {
         let (app, stream) = url.target(p.name());
         let stream = format!("{stream}?{}", relay_query(&p.query));
         let conn = match url.scheme {
-            Scheme::Rtsp => match self.rtsp_push_open(id, now_ms) {
+            Scheme::Rtsp | Scheme::Rtsps => match self.rtsp_push_open(id, now_ms) {
                 Ok(Some(conn)) => conn,
                 // Waits for the stream's tracks (checked again shortly).
                 Ok(None) => return,
                 Err(why) => return self.push_failed(id, &why, now_ms),
             },
-            Scheme::Http => return self.push_failed(id, "HTTP-FLV relays pull only", now_ms),
-            Scheme::Rtmp => {
+            Scheme::Http | Scheme::Https => {
+                return self.push_failed(id, "HTTP-FLV relays pull only", now_ms)
+            }
+            _ => {
                 let owner = Owner::Push(id);
                 let conn = self.rtmp_link_open(&url, &app, owner, START_TIMEOUT_MS, now_ms);
                 if let Some(Client::Rtmp(s)) =

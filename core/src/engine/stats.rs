@@ -43,6 +43,8 @@ pub struct SessionStats {
     pub conn: ConnId,
     /// Protocol.
     pub protocol: Protocol,
+    /// Over TLS (accepted on the RTMPS, HTTPS or RTSPS listener).
+    pub tls: bool,
     /// [`Role::Publish`] or [`Role::Play`].
     pub role: Role,
     /// `app/stream`.
@@ -177,6 +179,7 @@ impl Engine {
             out.sessions.push(SessionStats {
                 conn: id,
                 protocol: c.protocol,
+                tls: c.tls,
                 role: c.role,
                 stream: c.stream_name(),
                 peer: c.peer,

@@ -3,7 +3,7 @@
 //! `/control/pull` and `/control/push`, answered from every worker's snapshot; a relay of
 //! another worker is stopped by an [`Output::Command`] to that worker.
 
-use super::{PullOptions, RelayUrl, START_TIMEOUT_MS};
+use super::{relay_protocol, PullOptions, RelayUrl, START_TIMEOUT_MS};
 use crate::api::lal::{self, RelayPullRequest};
 use crate::api::{livego, Query};
 use crate::engine::conn_id::worker_of;
@@ -54,10 +54,10 @@ impl Engine {
             return lal::reply(lal::ERROR_CODE_START_RELAY_PULL_FAIL, why);
         }
         // lal's rtsp_mode: 0 TCP, 1 UDP.
-        if r.rtsp_mode == 1 {
+        if r.rtsp_mode == 1 && !url.scheme.tls() {
             url.rtsp_transport = LowerTransport::Udp;
         }
-        let protocol = url.scheme.protocol();
+        let protocol = relay_protocol(url.scheme);
         let options = PullOptions::from_request(r);
         let id = self.pull_start(&key, Some((url, query)), options, now_ms);
         let session_id = lal::lal_session_id(id, protocol, Role::Pull);
@@ -106,7 +106,7 @@ impl Engine {
             _ => return lal::reply(lal::ERROR_CODE_GROUP_NOT_FOUND, "group not found"),
         };
         let started = RelayUrl::parse_stream(url).and_then(|(u, query)| {
-            let protocol = u.scheme.protocol();
+            let protocol = relay_protocol(u.scheme);
             Ok((self.push_start(&key, u, true, &query, now_ms)?, protocol))
         });
         match started {

@@ -1,5 +1,6 @@
 //! The addresses relays connect to: `rtmp://`, `http://` (HTTP-FLV, pull only) and `rtsp://`
-//! URLs of origins and push targets, with what each scheme needs beyond host, port and path
+//! URLs of origins and push targets, or their TLS forms (`rtmps://`, `https://`, `rtsps://`,
+//! see [`crate::scheme`]), with what each scheme needs beyond host, port and path
 //! (RTSP credentials from the URL, the RTSP transport from its query).
 
 use std::fmt;
@@ -9,44 +10,15 @@ use crate::engine::Protocol;
 use crate::http::percent_decode;
 use crate::rtsp::server::Credentials;
 use crate::rtsp::transport::LowerTransport;
+use crate::scheme::Scheme;
 
-/// The protocol a relay speaks to the other server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    /// RTMP (`rtmp://`, port 1935 by default): pull and push.
-    Rtmp,
-    /// HTTP-FLV (`http://`, port 80 by default): pull only.
-    Http,
-    /// RTSP (`rtsp://`, port 554 by default): pull and push, over TCP or UDP.
-    Rtsp,
-}
-
-impl Scheme {
-    /// The URL prefix, `rtmp` / `http` / `rtsp`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::Rtmp => "rtmp",
-            Scheme::Http => "http",
-            Scheme::Rtsp => "rtsp",
-        }
-    }
-
-    /// The protocol its relay sessions show in statistics (`RTMPPULL…`, `FLVPULL…`,
-    /// `RTSPPULL…` session ids).
-    pub fn protocol(self) -> Protocol {
-        match self {
-            Scheme::Rtmp => Protocol::Rtmp,
-            Scheme::Http => Protocol::HttpFlv,
-            Scheme::Rtsp => Protocol::Rtsp,
-        }
-    }
-
-    fn default_port(self) -> u16 {
-        match self {
-            Scheme::Rtmp => 1935,
-            Scheme::Http => 80,
-            Scheme::Rtsp => 554,
-        }
+/// The protocol a relay of `scheme` shows in statistics (`RTMPPULL…`, `FLVPULL…`,
+/// `RTSPPULL…` session ids); whether it runs over TLS is the scheme's [`Scheme::tls`].
+pub fn relay_protocol(scheme: Scheme) -> Protocol {
+    match scheme {
+        Scheme::Http | Scheme::Https => Protocol::HttpFlv,
+        Scheme::Rtsp | Scheme::Rtsps => Protocol::Rtsp,
+        _ => Protocol::Rtmp,
     }
 }
 
@@ -81,12 +53,13 @@ impl fmt::Debug for RelayUrl {
 impl RelayUrl {
     /// Parses a relay URL; says what is wrong otherwise.
     pub fn parse(url: &str) -> Result<RelayUrl, String> {
-        let (scheme, rest) = [Scheme::Rtmp, Scheme::Http, Scheme::Rtsp]
-            .into_iter()
-            .find_map(|s| Some((s, url.strip_prefix(s.name())?.strip_prefix("://")?)))
-            .ok_or_else(|| {
-                format!("{url:?}: only rtmp://, http:// and rtsp:// URLs are supported")
-            })?;
+        let (scheme, rest) = Scheme::split(url).ok_or_else(|| {
+            format!(
+                "{url:?}: only rtmp://, http:// and rtsp:// URLs (or rtmps://, https://, \
+                 rtsps://) are supported"
+            )
+        })?;
+        let rtsp = matches!(scheme, Scheme::Rtsp | Scheme::Rtsps);
         let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, authority) = match authority.rsplit_once('@') {
@@ -117,7 +90,7 @@ impl RelayUrl {
         };
         let credentials = match userinfo {
             None => None,
-            Some(_) if scheme != Scheme::Rtsp => {
+            Some(_) if !rtsp => {
                 return Err(format!("{url:?}: credentials are for rtsp:// URLs only"))
             }
             Some(u) => {
@@ -132,13 +105,14 @@ impl RelayUrl {
         };
         let mut rtsp_transport = LowerTransport::Tcp;
         for param in query.split('&').filter(|p| !p.is_empty()) {
-            rtsp_transport = match (scheme, param.split_once('=').unwrap_or((param, ""))) {
-                (Scheme::Rtsp, ("rtsp_mode", "0") | ("rtsp_transport", "tcp")) => {
-                    LowerTransport::Tcp
+            rtsp_transport = match (rtsp, param.split_once('=').unwrap_or((param, ""))) {
+                (true, ("rtsp_mode", "0") | ("rtsp_transport", "tcp")) => LowerTransport::Tcp,
+                (true, ("rtsp_mode", "1") | ("rtsp_transport", "udp")) if scheme.tls() => {
+                    return Err(format!(
+                        "{url:?}: rtsps:// carries media on its TLS connection (no UDP)"
+                    ))
                 }
-                (Scheme::Rtsp, ("rtsp_mode", "1") | ("rtsp_transport", "udp")) => {
-                    LowerTransport::Udp
-                }
+                (true, ("rtsp_mode", "1") | ("rtsp_transport", "udp")) => LowerTransport::Udp,
                 _ => {
                     return Err(format!(
                         "{url:?}: query parameter {param:?} not understood (rtsp:// takes \
@@ -173,7 +147,7 @@ impl RelayUrl {
         if !u.path.contains('/') {
             return Err(format!("{u}: the path must name an app and a stream"));
         }
-        if u.scheme == Scheme::Http && !u.path.ends_with(".flv") {
+        if matches!(u.scheme, Scheme::Http | Scheme::Https) && !u.path.ends_with(".flv") {
             return Err(format!(
                 "{u}: an HTTP pull names an FLV stream (/app/stream.flv)"
             ));
@@ -183,7 +157,7 @@ impl RelayUrl {
 
     /// Whether a stream can be pushed to this URL (HTTP-FLV relays pull only).
     pub fn pushable(&self) -> Result<(), String> {
-        if self.scheme == Scheme::Http {
+        if matches!(self.scheme, Scheme::Http | Scheme::Https) {
             return Err(format!(
                 "{self}: HTTP-FLV relays pull only; push to rtmp:// or rtsp://"
             ));
@@ -321,6 +295,23 @@ mod tests {
         assert_eq!((u.port, u.rtsp_transport), (554, LowerTransport::Tcp));
         assert!(u.credentials.is_none());
         assert!(RelayUrl::parse_push("rtsp://h/cams").is_ok());
+    }
+
+    #[test]
+    fn tls_schemes_parse_with_their_ports_and_rules() {
+        let u = RelayUrl::parse("rtmps://h/app").unwrap();
+        assert_eq!((u.scheme, u.port), (Scheme::Rtmps, 443));
+        assert_eq!(u.tc_url("app"), "rtmps://h:443/app");
+        assert!(!u.is_own("127.0.0.1:443".parse().unwrap()));
+        let u = RelayUrl::parse("https://h/edge").unwrap();
+        assert_eq!((u.scheme, u.port), (Scheme::Https, 443));
+        assert!(RelayUrl::parse_push("https://h/live").is_err());
+        assert!(RelayUrl::parse_stream("https://h/live/s.flv").is_ok());
+        let u = RelayUrl::parse("rtsps://u:p@cam/live").unwrap();
+        assert_eq!((u.scheme, u.port), (Scheme::Rtsps, 322));
+        assert!(u.credentials.is_some());
+        assert!(RelayUrl::parse("rtsps://cam/live?rtsp_mode=1").is_err());
+        assert!(RelayUrl::parse("RTMPS://h").is_ok());
     }
 
     #[test]
