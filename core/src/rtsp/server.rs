@@ -998,12 +998,15 @@ impl ServerSession {
         self.last_activity.saturating_add(self.idle_timeout_ms())
     }
 
-    /// The first-request deadline until a request or packet came, the session timeout after.
+    /// The first-request deadline until a request or packet came (never past the session
+    /// timeout), the session timeout after.
     fn idle_timeout_ms(&self) -> u64 {
         if self.heard {
             self.config.session_timeout_ms
         } else {
-            self.config.first_request_timeout_ms
+            self.config
+                .first_request_timeout_ms
+                .min(self.config.session_timeout_ms)
         }
     }
 
