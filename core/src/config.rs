@@ -10,8 +10,8 @@ use crate::admission::ConnectionLimits;
 use crate::api::webhook::{WebhookEvent, WebhookUrl};
 use crate::auth::SimpleAuth;
 use crate::engine::{
-    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RelayUrl,
-    SilentAudioConfig, WebhookConfig,
+    ClusterConfig, ClusterRole, EngineConfig, PublishConflict, PushRule, RecordConfig, RedisTarget,
+    RelayConfig, RelayUrl, SilentAudioConfig, WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig, SegmentFormat};
 use crate::http::HttpLimits;
@@ -302,6 +302,25 @@ idle_stop_ms = 10000
 # app = "live"
 # urls = ["rtmp://a.example/live", "rtsp://b.example:8554/cams", "rtmps://c.example/app"]
 
+[cluster]
+# Origins and edges that find each other through Redis (empty = no cluster). An origin claims
+# each stream published on it in Redis (rill:stream:{app}/{stream}, a lease of lease_ms kept
+# alive while it publishes); a second publisher of the stream on another origin is closed
+# (or takes over, with hub.publish_conflict = "kick"). An edge asked for a stream not live
+# here looks its origin up and pulls it from the origin's advertised URL, again when the
+# origin changes; players wait hub.play_wait_timeout_ms for a stream nobody publishes.
+# rill starts and serves local streams while Redis is unreachable, retrying every few seconds.
+redis = ""
+# This node's name in the registry; empty = the advertised URL.
+node_id = ""
+# How other nodes pull from this one: rtmp://host:port or http://host:port (HTTP-FLV); empty =
+# rtmp://127.0.0.1:{rtmp port}.
+advertise = ""
+# origin (registers its streams), edge (pulls from origins) or both.
+role = "origin"
+# Lease of registry keys (ms); a dead origin's streams move after at most this long.
+lease_ms = 3000
+
 [log]
 # tracing filter (RUST_LOG overrides): error, warn, info, debug, trace, or per module.
 level = "info"
@@ -346,6 +365,8 @@ pub struct Config {
     pub rtsps: RtspsSection,
     /// Relays to and from other servers.
     pub relay: RelaySection,
+    /// Origins and edges through Redis.
+    pub cluster: ClusterSection,
     /// Logging.
     pub log: LogSection,
 }
@@ -410,6 +431,75 @@ macro_rules! tls_listener_section {
 tls_listener_section!(RtmpsSection, "rtmps", "0.0.0.0:4935");
 tls_listener_section!(HttpsSection, "https", "0.0.0.0:4433");
 tls_listener_section!(RtspsSection, "rtsps", "0.0.0.0:5322");
+
+/// `[cluster]`: the registry of origins and edges in Redis.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// `redis://host[:port][/db]`; empty = no cluster.
+    pub redis: String,
+    /// This node's name; empty = the advertised URL.
+    pub node_id: String,
+    /// How other nodes pull from this one; empty = `rtmp://127.0.0.1:{rtmp port}`.
+    pub advertise: String,
+    /// origin, edge or both.
+    pub role: ClusterRole,
+    /// Lease of registry keys (ms).
+    pub lease_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            redis: String::new(),
+            node_id: String::new(),
+            advertise: String::new(),
+            role: ClusterRole::Origin,
+            lease_ms: ClusterConfig::default().lease_ms,
+        }
+    }
+}
+
+impl ClusterSection {
+    /// The engine's cluster settings (`rtmp_port` for the default advertised URL), or what is
+    /// wrong.
+    pub fn cluster_config(&self, rtmp_port: Option<u16>) -> Result<ClusterConfig, ConfigError> {
+        let redis = if self.redis.is_empty() {
+            None
+        } else {
+            Some(
+                RedisTarget::parse(&self.redis)
+                    .map_err(|e| ConfigError(format!("cluster.redis: {e}")))?,
+            )
+        };
+        if self.lease_ms < 300 {
+            return Err(ConfigError("cluster.lease_ms must be at least 300".into()));
+        }
+        let advertise = if self.advertise.is_empty() {
+            format!("rtmp://127.0.0.1:{}", rtmp_port.unwrap_or(1935))
+        } else {
+            self.advertise.trim_end_matches('/').to_owned()
+        };
+        RelayUrl::parse(&advertise).map_err(|e| ConfigError(format!("cluster.advertise: {e}")))?;
+        let node_id = if self.node_id.is_empty() {
+            advertise.clone()
+        } else {
+            self.node_id.clone()
+        };
+        if node_id.contains(char::is_whitespace) {
+            return Err(ConfigError(
+                "cluster.node_id must not contain spaces".into(),
+            ));
+        }
+        Ok(ClusterConfig {
+            redis,
+            node_id,
+            advertise,
+            role: self.role,
+            lease_ms: self.lease_ms,
+        })
+    }
+}
 
 /// `[relay]`: `[relay.pull]` and `[[relay.push]]`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -995,6 +1085,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.webhook.validate()?;
         self.relay.relay_config()?;
+        self.cluster.cluster_config(None)?;
         if !(128..=self.limits.max_chunk_size.min(0x7FFF_FFFF)).contains(&self.rtmp.chunk_size) {
             return Err(ConfigError(format!(
                 "rtmp.chunk_size {} must be between 128 and limits.max_chunk_size",
@@ -1205,6 +1296,11 @@ impl Config {
                 enable: self.http.ui,
                 listening: self.listening(),
             },
+            // Checked by `validate`; an unchecked bad section leaves the cluster off.
+            cluster: self
+                .cluster
+                .cluster_config(port_of(self.rtmp.enable, &self.rtmp.addr))
+                .unwrap_or_default(),
         }
     }
 }

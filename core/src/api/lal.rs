@@ -92,6 +92,7 @@ pub fn answer_json(query: &Query, snapshots: &[EngineStats]) -> (String, Option<
         }
         // Answered by the engine, which runs the relays ([`crate::engine::Engine::answer`]).
         Query::Metrics
+        | Query::Cluster
         | Query::StartRelayPull(_)
         | Query::StopRelayPull(_)
         | Query::StartRelayPush { .. }

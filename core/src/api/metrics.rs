@@ -124,6 +124,42 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
          player_queue_hard_bytes.",
         &[(None, sum(|s| s.slow_players_closed))],
     );
+    let cluster: Vec<&crate::engine::cluster::ClusterStats> = snapshots
+        .iter()
+        .filter_map(|s| s.cluster.as_ref())
+        .collect();
+    if !cluster.is_empty() {
+        let up = cluster.iter().all(|c| c.connected);
+        metric(
+            "rill_cluster_redis_up",
+            "gauge",
+            "1 while Redis answers every worker of this node ([cluster] redis).",
+            &[(None, u64::from(up))],
+        );
+        metric(
+            "rill_cluster_owned_streams",
+            "gauge",
+            "Streams this node holds the registry lease of (origin).",
+            &[(None, cluster.iter().map(|c| c.owned).sum())],
+        );
+        metric(
+            "rill_cluster_pulled_streams",
+            "gauge",
+            "Streams this node pulls from the origin the registry names (edge).",
+            &[(None, cluster.iter().map(|c| c.pulled).sum())],
+        );
+        let nodes = cluster
+            .iter()
+            .flat_map(|c| &c.registry)
+            .filter(|e| e.key.starts_with("rill:node:"))
+            .count();
+        metric(
+            "rill_cluster_nodes",
+            "gauge",
+            "Origins alive in the registry, as last read.",
+            &[(None, nodes as u64)],
+        );
+    }
     out
 }
 

@@ -55,6 +55,8 @@ pub enum Query {
     },
     /// livego's `/control/pull` or `/control/push`.
     Livego(livego::Control),
+    /// `GET /api/stat/cluster`: the cluster registry as this node sees it.
+    Cluster,
 }
 
 /// What a [`Query`] gets: the HTTP response, and the connection to close when the query
@@ -71,6 +73,10 @@ pub struct Answer {
 /// with lal's `error_code` in the body, as lal does) or Prometheus text.
 pub fn answer(query: &Query, snapshots: &[EngineStats]) -> Answer {
     match query {
+        Query::Cluster => Answer {
+            response: Response::json(200, crate::engine::cluster::render_json(snapshots)),
+            close: None,
+        },
         Query::Metrics => Answer {
             response: Response::new(200)
                 .body(metrics::CONTENT_TYPE, metrics::render_metrics(snapshots)),
@@ -191,6 +197,7 @@ pub(crate) mod test_data {
 
                 player_skips: 0,
                 slow_players_closed: 0,
+                cluster: None,
             },
             EngineStats {
                 started_unix_ms: 1_700_000_000_001,
@@ -206,6 +213,7 @@ pub(crate) mod test_data {
 
                 player_skips: 0,
                 slow_players_closed: 0,
+                cluster: None,
             },
         ]
     }

@@ -28,6 +28,7 @@
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
 mod access;
+pub mod cluster;
 mod command;
 pub mod conn_id;
 mod http_conn;
@@ -68,6 +69,7 @@ use crate::webui::UiConfig;
 use publication::{Publication, Sinks};
 
 pub use crate::api::Query;
+pub use cluster::{ClusterConfig, ClusterRole, RedisTarget};
 pub use command::Command;
 pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
@@ -152,6 +154,8 @@ pub struct EngineConfig {
     pub ui: UiConfig,
     /// Which TLS targets of relays and webhooks are not verified (`[tls] no_verify`).
     pub tls_client: TlsPolicy,
+    /// The cluster registry in Redis (`[cluster]`); off by default.
+    pub cluster: ClusterConfig,
 }
 
 /// What happens when a publisher arrives for a stream that already has a live one.
@@ -192,6 +196,7 @@ impl Default for EngineConfig {
             relay: RelayConfig::default(),
             ui: UiConfig::default(),
             tls_client: TlsPolicy::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -647,6 +652,8 @@ pub struct Engine {
     notify: notify::Notify,
     /// Relay pulls and pushes and their RTMP client connections.
     relay: relay::Relays,
+    /// The cluster registry client and its connection to Redis.
+    cluster: cluster::Cluster,
 }
 
 impl Engine {
@@ -658,6 +665,7 @@ impl Engine {
             outbound: outbound::Outbound::new(config.worker),
             notify: notify::Notify::new(config.webhook.clone(), config.worker, config.workers),
             relay: relay::Relays::new(config.relay.clone()),
+            cluster: cluster::Cluster::new(config.cluster.clone()),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -797,6 +805,9 @@ impl Engine {
 
     /// Bytes arrived on a connection.
     pub fn handle_input(&mut self, conn: ConnId, data: &[u8], now_ms: u64) {
+        if self.cluster.owns(conn) {
+            return self.cluster_input(data, now_ms);
+        }
         if self.relay.owns(conn) {
             return self.relay_input(conn, data, now_ms);
         }
@@ -856,6 +867,9 @@ impl Engine {
         result: Result<SocketAddr, String>,
         now_ms: u64,
     ) {
+        if self.cluster.owns(conn) {
+            return self.cluster_connected(result, now_ms);
+        }
         if self.relay.owns(conn) {
             self.relay_connected(conn, result, now_ms);
             return self.drain_hub(now_ms);
@@ -867,6 +881,9 @@ impl Engine {
 
     /// The peer closed the connection, or the socket failed. The engine forgets it.
     pub fn handle_close(&mut self, conn: ConnId, reason: &str, now_ms: u64) {
+        if self.cluster.owns(conn) {
+            return self.cluster_closed(reason, now_ms);
+        }
         if self.relay.owns(conn) {
             return self.relay_closed(conn, reason, now_ms);
         }
@@ -888,6 +905,7 @@ impl Engine {
         self.outbound.handle_timeout(now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
         self.relay_timeout(now_ms);
+        self.cluster_timeout(now_ms);
         while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
             if at > now_ms {
                 break;
@@ -929,6 +947,7 @@ impl Engine {
             self.outbound.poll_timeout(),
             self.notify.poll_timeout(),
             self.relay.poll_timeout(),
+            self.cluster.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -947,6 +966,9 @@ impl Engine {
     /// Appends up to about `budget` bytes for `conn` to `out` (whole messages; may exceed the budget
     /// by one message). Returns the byte count; 0 when there is nothing to send now.
     pub fn poll_transmit(&mut self, conn: ConnId, budget: usize, out: &mut Vec<Bytes>) -> usize {
+        if self.cluster.owns(conn) {
+            return self.cluster_transmit(out);
+        }
         if self.relay.owns(conn) {
             return self.relay_transmit(conn, budget, out);
         }
@@ -1281,6 +1303,7 @@ impl Engine {
         self.start_publication(conn, key, described, now_ms);
         self.start_session(conn, Role::Publish, protocol, key, now_ms);
         self.relay_published(key, query, now_ms);
+        self.cluster_published(key, conn, now_ms);
     }
 
     /// The publication of `key` by `publisher` (a connection, or a relay pull) starts.
@@ -1357,6 +1380,7 @@ impl Engine {
         let mut sinks = sinks!(self);
         p.end(now_ms, &mut sinks);
         self.relay_unpublished(&key);
+        self.cluster_unpublished(&key, conn, now_ms);
     }
 
     /// Hands out what the recordings accumulated since the last time.

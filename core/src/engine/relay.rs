@@ -518,7 +518,8 @@ impl Engine {
         }
         let target = match puller {
             Some(w) => w,
-            None if self.relay.config.pull_origins.is_empty() => return,
+            // An edge of a cluster finds the origin in the registry instead.
+            None if self.relay.config.pull_origins.is_empty() && !self.cluster_edge() => return,
             None => pull_owner(key, self.config.workers),
         };
         if self.config.share_streams && target != self.config.worker {
@@ -532,7 +533,9 @@ impl Engine {
             self.relay.check_at.get_or_insert(now_ms + IDLE_CHECK_MS);
             return;
         }
-        if puller.is_none() {
+        if puller.is_none() && self.relay.config.pull_origins.is_empty() {
+            self.cluster_want(key, now_ms);
+        } else if puller.is_none() {
             let options = PullOptions::on_demand(&self.relay.config);
             self.pull_start(key, None, options, now_ms);
         }
@@ -562,7 +565,11 @@ impl Engine {
             .hub
             .streams()
             .any(|s| s.name == key.as_str() && s.publisher.is_some());
-        if live || self.relay.config.pull_origins.is_empty() {
+        if live {
+            return;
+        }
+        if self.relay.config.pull_origins.is_empty() {
+            self.cluster_want(key, now_ms);
             return;
         }
         self.pull_start(
@@ -1418,11 +1425,54 @@ impl Engine {
 
 impl PullOptions {
     /// A pull on demand: retried forever, stopped `idle_stop_ms` after its last player.
-    fn on_demand(config: &RelayConfig) -> PullOptions {
+    pub(super) fn on_demand(config: &RelayConfig) -> PullOptions {
         PullOptions {
             timeout_ms: START_TIMEOUT_MS,
             retries: None,
             auto_stop_ms: Some(config.idle_stop_ms),
+        }
+    }
+}
+
+/// What the cluster registry (`engine/cluster.rs`) uses of the relays: pulls from the owner it
+/// found, started and redirected by URL.
+impl Engine {
+    pub(super) fn relay_random_u32(&mut self) -> u32 {
+        self.relay_random()
+    }
+
+    pub(super) fn relay_players_of(&self, key: &StreamKey) -> usize {
+        self.players_of(key)
+    }
+
+    pub(super) fn relay_is_pulling(&self, key: &StreamKey) -> bool {
+        self.relay.pulls.contains_key(key)
+    }
+
+    pub(super) fn relay_pull_live(&self, key: &StreamKey) -> bool {
+        self.relay.pulls.get(key).is_some_and(|p| p.live)
+    }
+
+    pub(super) fn relay_pull_start(
+        &mut self,
+        key: &StreamKey,
+        url: (RelayUrl, String),
+        options: PullOptions,
+        now_ms: u64,
+    ) {
+        self.pull_start(key, Some(url), options, now_ms);
+    }
+
+    /// The pull of `key` plays from `url` from now on: a failing one tries it at once.
+    pub(super) fn relay_pull_retarget(&mut self, key: &StreamKey, url: RelayUrl, now_ms: u64) {
+        let Some(p) = self.relay.pulls.get_mut(key) else {
+            return;
+        };
+        p.url = Some(url);
+        p.failures = 0;
+        p.attempts = 0;
+        if p.conn.is_none() {
+            p.retry_at = Some(now_ms);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! | GET, HEAD    | `/api/stat/all_group`          | [`Handler::AllGroups`]                      |
 //! | GET, HEAD    | `/api/stat/group`              | [`Handler::Group`] (`?stream_name=`)        |
 //! | GET, HEAD    | `/metrics`                     | [`Handler::Metrics`]                        |
+//! | GET, HEAD    | `/api/stat/cluster`            | [`Handler::Cluster`]                        |
 //! | POST         | `/api/ctrl/kick_session`       | [`Handler::KickSession`] (JSON body)        |
 //! | GET, HEAD    | `/api/server`                  | [`Handler::ServerInfo`] (for the web UI)    |
 //! | GET, HEAD    | `/`, `/ui/rill.js` ...         | [`Handler::WebUi`] (the web UI's files)     |
@@ -47,6 +48,8 @@ pub enum Handler {
     Group,
     /// Prometheus text.
     Metrics,
+    /// The cluster registry as this node sees it.
+    Cluster,
     /// Close one session, named by lal's `stream_name` and `session_id` in a JSON body.
     KickSession,
     /// What the server listens on, for the web UI's play URLs ([`crate::webui::server_json`]).
@@ -112,6 +115,7 @@ pub const ROUTES: &[Route<Handler>] = &[
     read("/api/stat/all_group", Handler::AllGroups),
     read("/api/stat/group", Handler::Group),
     read("/metrics", Handler::Metrics),
+    read("/api/stat/cluster", Handler::Cluster),
     Route {
         methods: Methods::POST,
         pattern: "/api/ctrl/kick_session",
@@ -244,6 +248,7 @@ mod tests {
             (&["api", "stat", "all_group"], Handler::AllGroups),
             (&["api", "stat", "group"], Handler::Group),
             (&["metrics"], Handler::Metrics),
+            (&["api", "stat", "cluster"], Handler::Cluster),
             (&["api", "server"], Handler::ServerInfo),
             (&[], Handler::WebUi),
             (&["ui", "player.js"], Handler::WebUi),
