@@ -23,6 +23,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # nginx-rtmp: the third-party server of the relay tests (tests/e2e/relay_nginx.rs).
 { command -v nginx && [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; } >/dev/null 2>&1 \
   || missing+=(nginx-light libnginx-mod-rtmp)
+# Redis: the registry of the cluster tests (tests/e2e/cluster.rs).
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

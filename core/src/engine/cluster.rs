@@ -566,6 +566,9 @@ impl Engine {
             return;
         }
         let lease_s = lease.to_string();
+        // Every worker hears from Redis each tick, so a dead connection is noticed by the
+        // reply deadline even on a worker with nothing registered.
+        self.cluster.send(&["PING"], Awaited::Ignore, now_ms);
         if self.config.worker == 0 && self.cluster.config.role.origin() {
             let c = &self.cluster.config;
             let (key, value) = (node_key(&c.node_id), format!("{} {}", c.advertise, c.role));
