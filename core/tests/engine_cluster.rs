@@ -163,6 +163,8 @@ struct Net {
     down: [bool; 3],
     next_conn: ConnId,
     logs: Vec<(usize, String)>,
+    /// Bytes sent to raw HTTP clients, by (engine, conn).
+    raw: HashMap<(usize, ConnId), Vec<u8>>,
 }
 
 fn peer() -> SocketAddr {
@@ -201,6 +203,7 @@ impl Net {
             down: [false; 3],
             next_conn: 1,
             logs: Vec::new(),
+            raw: HashMap::new(),
         };
         net.advance(10);
         net
@@ -226,6 +229,21 @@ impl Net {
         });
         self.run();
         self.clients.len() - 1
+    }
+
+    /// One HTTP GET of `path` on `engine`'s HTTP listener; what came back.
+    fn http_get(&mut self, engine: usize, path: &str) -> String {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.raw.insert((engine, conn), Vec::new());
+        self.engines[engine].handle_accept(conn, Listener::Http, peer(), self.now);
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        self.engines[engine].handle_input(conn, request.as_bytes(), self.now);
+        self.run();
+        let got = self.raw.remove(&(engine, conn)).unwrap_or_default();
+        self.engines[engine].handle_close(conn, "done", self.now);
+        self.run();
+        String::from_utf8_lossy(&got).into_owned()
     }
 
     fn publisher(&mut self, engine: usize, name: &str) -> usize {
@@ -386,6 +404,8 @@ impl Net {
                     for b in bufs {
                         self.engines[oe].handle_input(oc, &b, now);
                     }
+                } else if let Some(raw) = self.raw.get_mut(&(e, conn)) {
+                    bufs.iter().for_each(|b| raw.extend_from_slice(b));
                 } else if let Some(c) = self
                     .clients
                     .iter_mut()
@@ -654,4 +674,25 @@ fn every_node_reports_the_same_registry() {
     assert_eq!(nodes.len(), 2, "origins a and b (the edge has no node key)");
     assert_eq!(views[0]["cluster"]["owned"], 1);
     assert_eq!(views[2]["cluster"]["role"], "edge");
+}
+
+#[test]
+fn an_hls_request_on_the_edge_pulls_the_stream_and_keeps_the_pull() {
+    let mut net = Net::new(PublishConflict::Reject);
+    let p = net.publisher(A, "cam");
+    let first = net.http_get(E, "/live/cam.m3u8");
+    assert!(first.starts_with("HTTP/1.1 404"), "{first}");
+    // HLS clients poll the playlist; the edge pulls meanwhile and cuts segments.
+    let mut last = String::new();
+    for s in 0..20 {
+        net.second_of_media(p, s * 1000);
+        last = net.http_get(E, "/live/cam.m3u8");
+    }
+    assert!(last.starts_with("HTTP/1.1 200"), "{last}");
+    assert!(last.contains("#EXTINF"), "{last}");
+    assert_eq!(
+        net.engines[E].relay_pull_count(),
+        1,
+        "kept past the idle stop"
+    );
 }

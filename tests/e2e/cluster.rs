@@ -113,6 +113,21 @@ fn http_flv_first_frame(port: u16, name: &str, limit: Duration) -> Result<Durati
     Err(format!("no video within {limit:?}"))
 }
 
+/// Time from the first request of `live/{name}.m3u8` (polled every 100 ms, as players poll) to
+/// a playlist with a segment.
+fn hls_first_playlist(port: u16, name: &str, limit: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    let path = format!("/live/{name}.m3u8");
+    while start.elapsed() < limit {
+        let (status, _, body) = http_get(port, &path, limit);
+        if status == 200 && String::from_utf8_lossy(&body).contains("#EXTINF") {
+            return Ok(start.elapsed());
+        }
+        sleep(Duration::from_millis(100));
+    }
+    Err(format!("no playlist within {limit:?}"))
+}
+
 /// Time from asking the edge for RTMP `live/{name}` to the first video frame.
 fn rtmp_first_frame(port: u16, name: &str, limit: Duration) -> Result<Duration, String> {
     let start = Instant::now();
@@ -138,10 +153,20 @@ fn a_stream_published_on_an_origin_plays_from_the_edge_within_two_seconds() {
         origin.log(),
         edge.log()
     );
+    let hls = {
+        let port = edge.http_port;
+        std::thread::spawn(move || hls_first_playlist(port, "c", Duration::from_secs(10)))
+    };
     let rtmp = rtmp_first_frame(edge.rtmp_port, "c", Duration::from_secs(10));
     let flv = http_flv_first_frame(edge.http_port, "c", Duration::from_secs(10));
-    eprintln!("edge first frame: RTMP {rtmp:?}, HTTP-FLV {flv:?}");
+    let hls = hls.join().expect("HLS thread");
+    eprintln!("edge first frame: RTMP {rtmp:?}, HTTP-FLV {flv:?}; first HLS playlist {hls:?}");
     let log = edge.log();
+    // HLS needs a whole segment first: the file's key frames are 2 s apart.
+    assert!(
+        hls.as_ref().is_ok_and(|d| *d < Duration::from_secs(5)),
+        "HLS on the edge: {hls:?}; edge log:\n{log}"
+    );
     for (what, got) in [("RTMP", rtmp), ("HTTP-FLV", flv)] {
         assert!(
             got.as_ref().is_ok_and(|d| *d < Duration::from_secs(2)),
@@ -281,4 +306,82 @@ fn rill_starts_without_redis_and_says_so() {
     let _publisher = ffmpeg_publish(&media("h264_aac_10s.flv"), &server.rtmp_url("live/l"), &[]);
     let first = http_flv_first_frame(server.http_port, "l", Duration::from_secs(10));
     assert!(first.is_ok(), "{first:?}; log:\n{log}");
+}
+
+#[test]
+fn one_edge_serves_two_origins_and_two_publishers_of_one_stream_leave_one_winner() {
+    let redis = Redis::start();
+    let (a, _ca) = node(redis.port, "origin", "");
+    let (b, _cb) = node(redis.port, "origin", "");
+    let (edge, _ce) = node(redis.port, "edge", "");
+    let file = media("h264_aac_30s.flv");
+    let _one = ffmpeg_publish(&file, &a.rtmp_url("live/one"), &[]);
+    let _two = ffmpeg_publish(&file, &b.rtmp_url("live/two"), &[]);
+    let mut both_a = ffmpeg_publish(&file, &a.rtmp_url("live/both"), &[]);
+    let mut both_b = ffmpeg_publish(&file, &b.rtmp_url("live/both"), &[]);
+    assert!(wait_registered(
+        &edge,
+        "live/one",
+        a.rtmp_port,
+        Duration::from_secs(10)
+    ));
+    assert!(wait_registered(
+        &edge,
+        "live/two",
+        b.rtmp_port,
+        Duration::from_secs(10)
+    ));
+    for name in ["one", "two"] {
+        let first = http_flv_first_frame(edge.http_port, name, Duration::from_secs(10));
+        assert!(
+            first.is_ok(),
+            "{name}: {first:?}; edge log:\n{}",
+            edge.log()
+        );
+    }
+    // The loser's claim is refused for a whole lease, then its publisher is closed.
+    sleep(Duration::from_millis(LEASE_MS + 2_000));
+    let a_lost = both_a.wait_for(Duration::from_millis(10)).is_some();
+    let b_lost = both_b.wait_for(Duration::from_millis(10)).is_some();
+    assert!(
+        a_lost != b_lost,
+        "exactly one publisher of live/both is closed (A: {a_lost}, B: {b_lost});\nA log:\n{}\nB log:\n{}",
+        a.log(),
+        b.log()
+    );
+    let winner = if a_lost { b.rtmp_port } else { a.rtmp_port };
+    // Every node names the same owners.
+    let views: Vec<serde_json::Value> = [&a, &b, &edge]
+        .iter()
+        .map(|n| {
+            let body = http_get(n.http_port, "/api/stat/cluster", Duration::from_secs(5)).2;
+            serde_json::from_slice(&body).expect("cluster JSON")
+        })
+        .collect();
+    for v in &views {
+        assert_eq!(
+            v["cluster"]["streams"], views[0]["cluster"]["streams"],
+            "{views:?}"
+        );
+    }
+    let owner_of = |stream: &str| {
+        views[0]["cluster"]["streams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["stream"] == stream)
+            .map(|s| s["advertise"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        owner_of("live/both"),
+        Some(format!("rtmp://127.0.0.1:{winner}"))
+    );
+    assert_eq!(
+        owner_of("live/one"),
+        Some(format!("rtmp://127.0.0.1:{}", a.rtmp_port))
+    );
+    assert_eq!(
+        owner_of("live/two"),
+        Some(format!("rtmp://127.0.0.1:{}", b.rtmp_port))
+    );
 }

@@ -462,6 +462,10 @@ impl Engine {
                 return self.reply(conn, ask.closing(), response, &reason, now_ms);
             }
         }
+        if let (HlsRequest::Live { .. }, Some(key)) = (r, StreamKey::new(app, stream)) {
+            let relayed = req.query_param(relay::RELAY_PARAM).is_some();
+            self.relay_wanted_by_hls(&key, relayed, now_ms);
+        }
         let fmp4 = self.hls.config().segment_format == SegmentFormat::Fmp4;
         let found = StreamKey::new(app, stream).and_then(|key| match r {
             HlsRequest::Live { .. } => self.hls.live_playlist(&key).map(Ok),

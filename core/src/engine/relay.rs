@@ -541,6 +541,28 @@ impl Engine {
         }
     }
 
+    /// A live HLS playlist of `key` was asked for on a cluster edge: HLS clients are no hub
+    /// players, so each playlist request counts as one wanting the stream (looked up and
+    /// pulled when not live here, and a running pull is kept).
+    pub(super) fn relay_wanted_by_hls(&mut self, key: &StreamKey, relayed: bool, now_ms: u64) {
+        if !self.cluster_edge() || self.relay.wants.get(key).is_some_and(|&at| at > now_ms) {
+            return;
+        }
+        let puller = self
+            .remote
+            .get(key)
+            .filter(|f| conn_id::is_outbound(f.publisher))
+            .map(|f| worker_of(f.publisher));
+        let published = self
+            .hub
+            .streams()
+            .any(|s| s.name == key.as_str() && s.publisher.is_some());
+        if published && puller.is_none() && !self.relay.pulls.contains_key(key) {
+            return;
+        }
+        self.relay_wanted(key, relayed, puller, now_ms);
+    }
+
     /// The worker pulling `key` for this one's players: the one whose pull feeds it here, or
     /// its owner.
     fn puller_of(&self, key: &StreamKey) -> usize {
