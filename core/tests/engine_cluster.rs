@@ -696,3 +696,24 @@ fn an_hls_request_on_the_edge_pulls_the_stream_and_keeps_the_pull() {
         "kept past the idle stop"
     );
 }
+
+#[test]
+fn an_edge_without_redis_holds_its_players_and_finds_the_stream_once_redis_is_back() {
+    let mut net = Net::new(PublishConflict::Reject);
+    net.cut(E, true);
+    // Long enough for the reconnection delay to grow past the reply deadline.
+    net.advance(20_000);
+    let p = net.publisher(A, "cam");
+    let player = net.client(E, false, "cam");
+    net.advance(4_000);
+    assert!(!net.clients[player].closed, "held while Redis is away");
+    assert!(net.media(player).is_empty());
+    net.cut(E, false);
+    for s in 0..6 {
+        net.second_of_media(p, s * 1000);
+    }
+    assert!(
+        !net.media(player).is_empty(),
+        "found and pulled once Redis is back"
+    );
+}

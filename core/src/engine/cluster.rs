@@ -302,10 +302,16 @@ impl Cluster {
             .min()
     }
 
-    fn send(&mut self, args: &[&str], awaited: Awaited, now_ms: u64) {
+    /// Queues a command (only while connected: nothing waits for Redis to come back, the
+    /// next tick after reconnecting sends what is still due); whether it was queued.
+    fn send(&mut self, args: &[&str], awaited: Awaited, now_ms: u64) -> bool {
+        if !self.open {
+            return false;
+        }
         encode_command(args, &mut self.out);
         self.awaited
             .push_back((awaited, now_ms.saturating_add(REPLY_TIMEOUT_MS)));
+        true
     }
 
     /// This engine's part of the cluster statistics; `None` without a cluster.
@@ -613,7 +619,7 @@ impl Engine {
                 Awaited::Claim(key.clone(), v.clone()),
                 now_ms,
             ),
-        }
+        };
     }
 
     fn cluster_lookups(&mut self, now_ms: u64) {
@@ -637,10 +643,13 @@ impl Engine {
             if l.in_flight || (live && l.owner.is_some()) {
                 continue;
             }
-            l.in_flight = true;
             let k = stream_key(&key);
-            self.cluster
-                .send(&["GET", &k], Awaited::Lookup(key), now_ms);
+            let sent = self
+                .cluster
+                .send(&["GET", &k], Awaited::Lookup(key.clone()), now_ms);
+            if let Some(l) = self.cluster.lookups.get_mut(&key) {
+                l.in_flight = sent;
+            }
         }
     }
 
