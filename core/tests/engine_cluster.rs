@@ -671,7 +671,8 @@ fn every_node_reports_the_same_registry() {
         .collect();
     assert_eq!(owners, [("live/one", "a"), ("live/two", "b")]);
     let nodes = views[0]["cluster"]["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), 2, "origins a and b (the edge has no node key)");
+    assert_eq!(nodes.len(), 3, "a, b and e");
+    assert_eq!(nodes[2]["role"], "edge");
     assert_eq!(views[0]["cluster"]["owned"], 1);
     assert_eq!(views[2]["cluster"]["role"], "edge");
 }

@@ -193,7 +193,7 @@ fn a_stream_published_on_an_origin_plays_from_the_edge_within_two_seconds() {
     assert!(
         metrics.contains("rill_cluster_redis_up 1")
             && metrics.contains("rill_cluster_pulled_streams 1")
-            && metrics.contains("rill_cluster_nodes 1"),
+            && metrics.contains("rill_cluster_nodes 2"),
         "{metrics}"
     );
 }

@@ -156,7 +156,7 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
         metric(
             "rill_cluster_nodes",
             "gauge",
-            "Origins alive in the registry, as last read.",
+            "Nodes alive in the registry, as last read.",
             &[(None, nodes as u64)],
         );
     }

@@ -12,7 +12,8 @@
 //!   the first claim overwrites instead, and the former owner, whose refresh then fails, closes
 //!   its publisher. A refresh that finds the key gone (Redis restarted, or the lease lapsed while
 //!   we were cut off) claims again with `NX`, so a node whose lease expired never overwrites a
-//!   newer owner. Worker 0 also keeps `rill:node:{node}` alive with the same lease.
+//!   newer owner. Worker 0 of every node keeps `rill:node:{node}` (`"{advertise} {role}"`)
+//!   alive with the same lease.
 //! - **Edge** (role `edge` or `both`): a player asking for a stream not live here (and not
 //!   itself a relay, so two nodes cannot loop) makes the engine `GET` the stream's key, again
 //!   every tick while players wait, and start a relay pull from the owner's advertised URL. When
@@ -43,6 +44,9 @@ const REPLY_TIMEOUT_MS: u64 = 3_000;
 const WANT_TTL_MS: u64 = 3_000;
 /// How often lookups for waiting players are repeated (ms).
 const LOOKUP_EVERY_MS: u64 = 500;
+/// How often worker 0 reads the whole registry for the statistics (ms): `KEYS rill:*` walks
+/// every key of the database, so not on every tick.
+const VIEW_EVERY_MS: u64 = 2_000;
 
 /// Refreshes a key's lease if it still holds our value: 1 refreshed, 0 another owner's,
 /// -1 gone.
@@ -269,8 +273,9 @@ pub(super) struct Cluster {
     tick_at: Option<u64>,
     claims: HashMap<StreamKey, Claim>,
     lookups: HashMap<StreamKey, Lookup>,
-    /// The registry as last read (worker 0 only).
+    /// The registry as last read (worker 0 only), and when to read it again.
     view: Vec<RegistryEntry>,
+    view_at: Option<u64>,
     /// Redis answered since the last connection loss.
     pub(super) connected: bool,
 }
@@ -575,7 +580,7 @@ impl Engine {
         // Every worker hears from Redis each tick, so a dead connection is noticed by the
         // reply deadline even on a worker with nothing registered.
         self.cluster.send(&["PING"], Awaited::Ignore, now_ms);
-        if self.config.worker == 0 && self.cluster.config.role.origin() {
+        if self.config.worker == 0 {
             let c = &self.cluster.config;
             let (key, value) = (node_key(&c.node_id), format!("{} {}", c.advertise, c.role));
             self.cluster.send(
@@ -590,7 +595,8 @@ impl Engine {
             self.cluster_claim_send(&key, now_ms);
         }
         self.cluster_lookups(now_ms);
-        if self.config.worker == 0 {
+        if self.config.worker == 0 && !self.cluster.view_at.is_some_and(|at| at > now_ms) {
+            self.cluster.view_at = Some(now_ms.saturating_add(VIEW_EVERY_MS));
             self.cluster
                 .send(&["EVAL", VIEW_SCRIPT, "0"], Awaited::View, now_ms);
         }
