@@ -310,6 +310,7 @@ idle_stop_ms = 10000
 # here looks its origin up and pulls it from the origin's advertised URL, again when the
 # origin changes; players wait hub.play_wait_timeout_ms for a stream nobody publishes.
 # rill starts and serves local streams while Redis is unreachable, retrying every few seconds.
+# redis://[[user]:password@]host[:port][/db]
 redis = ""
 # This node's name in the registry; empty = the advertised URL.
 node_id = ""
@@ -1313,6 +1314,29 @@ mod tests {
     fn printed_default_config_equals_built_in_defaults() {
         let parsed = Config::from_toml(DEFAULT_CONFIG).expect("default config parses");
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn cluster_section() {
+        let c = Config::from_toml(
+            "[rtmp]\naddr = \"0.0.0.0:1936\"\n[cluster]\nredis = \"redis://r:6380/1\"\nrole = \"edge\"\n",
+        )
+        .unwrap();
+        let k = c.engine_config().cluster;
+        let redis = k.redis.expect("cluster on");
+        assert_eq!((redis.host.as_str(), redis.port, redis.db), ("r", 6380, 1));
+        assert_eq!(k.role, ClusterRole::Edge);
+        assert_eq!(k.advertise, "rtmp://127.0.0.1:1936");
+        assert_eq!(k.node_id, k.advertise);
+        assert_eq!(Config::default().engine_config().cluster.redis, None);
+        for bad in [
+            "[cluster]\nredis = \"http://r\"\n",
+            "[cluster]\nredis = \"redis://r\"\nlease_ms = 10\n",
+            "[cluster]\nredis = \"redis://r\"\nadvertise = \"ftp://x\"\n",
+            "[cluster]\nrole = \"router\"\n",
+        ] {
+            assert!(Config::from_toml(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

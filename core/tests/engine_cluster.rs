@@ -30,6 +30,8 @@ struct FakeRedis {
     keys: HashMap<String, (Bytes, Option<u64>)>,
     /// Per connection (engine, conn): what it sent so far, decoded as it comes.
     conns: HashMap<(usize, ConnId), RespDecoder>,
+    /// Every command is answered with an error (a read-only replica, say).
+    broken: bool,
 }
 
 impl FakeRedis {
@@ -52,8 +54,14 @@ impl FakeRedis {
     fn command(&mut self, args: &[Bytes], now: u64) -> Reply {
         let text = |i: usize| String::from_utf8_lossy(&args[i]).into_owned();
         let ok = || Reply::Simple(Bytes::from_static(b"OK"));
+        if self.broken {
+            return Reply::Error(Bytes::from_static(
+                b"READONLY You can't write against a replica.",
+            ));
+        }
         match text(0).to_ascii_uppercase().as_str() {
             "SELECT" => ok(),
+            "PING" => Reply::Simple(Bytes::from_static(b"PONG")),
             "GET" => Reply::Bulk(self.get(&text(1), now)),
             "SET" => {
                 let (key, value) = (text(1), args[2].clone());
@@ -717,4 +725,24 @@ fn an_edge_without_redis_holds_its_players_and_finds_the_stream_once_redis_is_ba
         !net.media(player).is_empty(),
         "found and pulled once Redis is back"
     );
+}
+
+#[test]
+fn an_error_from_redis_never_costs_a_publisher_its_stream() {
+    let mut net = Net::new(PublishConflict::Reject);
+    let p = net.publisher(A, "cam");
+    net.redis.broken = true;
+    for s in 0..8 {
+        net.second_of_media(p, s * 1000);
+    }
+    assert!(net.publishing(p));
+    assert!(net
+        .logs
+        .iter()
+        .any(|(e, l)| *e == A && l.contains("it answered READONLY")));
+    net.redis.broken = false;
+    net.redis.keys.clear();
+    net.advance(6_000);
+    assert_eq!(net.owner("cam").as_deref(), Some("a"));
+    assert!(net.publishing(p));
 }

@@ -92,9 +92,11 @@ impl fmt::Display for ClusterRole {
     }
 }
 
-/// Where Redis listens: `redis://host[:port][/db]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where Redis listens: `redis://[[user]:password@]host[:port][/db]`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisTarget {
+    /// `AUTH` after connecting: user (empty: the default user) and password.
+    pub auth: Option<(String, String)>,
     /// Host name or IP address.
     pub host: String,
     /// TCP port (6379 by default).
@@ -104,10 +106,17 @@ pub struct RedisTarget {
 }
 
 impl RedisTarget {
-    /// Parses `redis://host[:port][/db]`.
+    /// Parses `redis://[[user]:password@]host[:port][/db]`.
     pub fn parse(url: &str) -> Result<RedisTarget, String> {
-        let bad = || format!("{url}: expected redis://host[:port][/db]");
+        let bad = || "expected redis://[[user]:password@]host[:port][/db]".to_owned();
         let rest = url.strip_prefix("redis://").ok_or_else(bad)?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => {
+                let (user, password) = userinfo.split_once(':').ok_or_else(bad)?;
+                (Some((user.to_owned(), password.to_owned())), rest)
+            }
+            None => (None, rest),
+        };
         let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
         let db = if db.is_empty() {
             0
@@ -125,6 +134,7 @@ impl RedisTarget {
             return Err(bad());
         }
         Ok(RedisTarget {
+            auth,
             host: host.to_owned(),
             port,
             db,
@@ -133,8 +143,15 @@ impl RedisTarget {
 }
 
 impl fmt::Display for RedisTarget {
+    /// The URL without the password (for logs and the API).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "redis://{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -509,6 +526,14 @@ impl Engine {
                 c.open = true;
                 c.connect_by = None;
                 let db = c.config.redis.as_ref().map_or(0, |t| t.db);
+                if let Some((user, password)) = c.config.redis.as_ref().and_then(|t| t.auth.clone())
+                {
+                    if user.is_empty() {
+                        c.send(&["AUTH", &password], Awaited::Ignore, now_ms);
+                    } else {
+                        c.send(&["AUTH", &user, &password], Awaited::Ignore, now_ms);
+                    }
+                }
                 if db != 0 {
                     let db = db.to_string();
                     c.send(&["SELECT", &db], Awaited::Ignore, now_ms);
@@ -660,6 +685,12 @@ impl Engine {
     }
 
     fn cluster_reply(&mut self, awaited: Awaited, reply: Reply, now_ms: u64) {
+        // An error (no password, a read-only replica, scripts disabled) says nothing about
+        // who owns what: claims stay as they are and the connection starts over.
+        if let Reply::Error(e) = &reply {
+            let why = format!("it answered {}", String::from_utf8_lossy(e));
+            return self.cluster_lost(&why, true, now_ms);
+        }
         match awaited {
             Awaited::Ignore => {}
             Awaited::Claim(key, value) => {
@@ -887,5 +918,52 @@ impl Engine {
             );
             self.cluster_flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_parse_with_defaults_and_credentials() {
+        let t = RedisTarget::parse("redis://10.0.0.9").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.db, t.auth),
+            ("10.0.0.9", 6379, 0, None)
+        );
+        let t = RedisTarget::parse("redis://:s3cret@[::1]:7000/2").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.db), ("::1", 7000, 2));
+        assert_eq!(t.auth, Some((String::new(), "s3cret".to_owned())));
+        assert_eq!(t.to_string(), "redis://::1:7000/2", "no password in logs");
+        for bad in [
+            "http://h",
+            "redis://",
+            "redis://h:x",
+            "redis://h/x",
+            "redis://nopass@h",
+        ] {
+            assert!(RedisTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn registry_values_name_the_owner_and_its_pull_url() {
+        let o = Owner::parse(b"1733-0a b rtmp://10.0.0.2:1935").unwrap();
+        assert_eq!((o.epoch.as_str(), o.node.as_str()), ("1733-0a", "b"));
+        let key = StreamKey::new("live", "cam").unwrap();
+        assert_eq!(
+            o.pull_url(&key).unwrap().0.to_string(),
+            "rtmp://10.0.0.2:1935/live/cam"
+        );
+        let http = Owner::parse(b"1 b http://10.0.0.2:8080/").unwrap();
+        assert!(http
+            .pull_url(&key)
+            .unwrap()
+            .0
+            .to_string()
+            .ends_with("/live/cam.flv"));
+        assert_eq!(Owner::parse(b"only-two parts"), None);
+        assert_eq!(Owner::parse(&[0xff, b' ', b'a', b' ', b'b']), None);
     }
 }
