@@ -1678,6 +1678,10 @@ pub mod browser {
         );
         require_tool("node");
         require_tool("npm");
+        // Tests of one binary run in parallel: one installs while the others wait for it (a
+        // second npm into the same folder would break the first one's tree).
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = harness_dir();
         let modules = dir.join("node_modules");
         let have = |p: &str| modules.join(p).join("package.json").is_file();
