@@ -61,6 +61,9 @@ pub struct SessionStats {
     pub read_kbits: u64,
     /// Send rate over the last measurement, kbit/s.
     pub write_kbits: u64,
+    /// A relay's other end (`scheme://host:port/path`, no credentials or query), so that any
+    /// worker can find a push by its target; empty for other sessions.
+    pub relay_url: String,
 }
 
 /// A snapshot of one engine, see the module docs.
@@ -204,6 +207,7 @@ impl Engine {
                 bytes_out: c.bytes_out,
                 read_kbits,
                 write_kbits,
+                relay_url: String::new(),
             });
             if let (Role::Publish, Some(key)) = (c.role, &c.stream) {
                 out.streams.push(stream_stats(key, self.hub.tracks(key)));
