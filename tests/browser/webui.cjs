@@ -104,6 +104,26 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       kicked = 'row gone';
     } catch (e) { kicked = 'row still there'; }
     say('kicked', { session: flv, kicked });
+    await go(); // the test has checked the player and the API
+
+    // Kick the page's own fMP4 session: its player starts over and plays on.
+    const own = await page.$eval('tr[data-session^="FMP4SUB"]', (e) => e.dataset.session);
+    const t3 = Date.now();
+    await page.click(`tr[data-session="${own}"] button.kick`);
+    let recovered = true;
+    // After the restart (a new MediaSource: the element's counters start again), 25 more
+    // frames and a second more of currentTime.
+    await page.waitForFunction(() => {
+      const v = document.getElementById('video');
+      if (window.__player.restarts < 1) return false;
+      const q = v.getVideoPlaybackQuality().totalVideoFrames;
+      if (!window.__base || q < window.__base.q) window.__base = { q, t: v.currentTime };
+      return q - window.__base.q >= 25 && v.currentTime - window.__base.t >= 0.9;
+    }, null, { timeout: 15000, polling: 100 }).catch(() => { recovered = false; });
+    say('rejoined', {
+      recovered, ms: Date.now() - t3, restarts: await page.evaluate(() => window.__player.restarts),
+      error: await page.evaluate(() => window.__player.error),
+    });
     await go(); // the test stops the publisher
 
     // The stream is gone: on its page, then from the list.

@@ -3,7 +3,8 @@
 //! the shared H.264+AAC file: the stream appears in the list within 2 s with its codecs and
 //! size; the server page shows live numbers; the stream page's own MSE player decodes frames
 //! and its `currentTime` advances for 10 s; kick on an HTTP-FLV player's row ends that session
-//! (the player sees the close, the API no longer lists it); once the publisher stops the page
+//! (the player sees the close, the API no longer lists it), and on the page's own fMP4
+//! session makes the player fetch again and play on; once the publisher stops the page
 //! says the stream is gone, and when it publishes again the open page plays again. Screenshots of every page land in `target/browser-harness/`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -186,6 +187,11 @@ fn chromium_shows_streams_plays_kicks_and_sees_the_stream_go() {
     assert!(flv.ended(), "the kicked HTTP-FLV player was not closed");
     let g = group(&server, "web");
     assert!(!g.to_string().contains(&id), "{id} still listed: {g}");
+    driver.go();
+    // Kicking the page's own fMP4 session: the player fetches again and plays on.
+    let rejoined = driver.step("rejoined", Duration::from_secs(30), &server);
+    eprintln!("the in-page player, kicked, played again: {rejoined}");
+    assert_eq!(rejoined["recovered"], true, "{rejoined}");
 
     drop(publisher.0.kill());
     let _ = publisher.wait_for(Duration::from_secs(5));
