@@ -183,7 +183,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       if (kind === 'PUSH') {
         await page.waitForFunction(() => document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames > 25,
           null, { timeout: 10000 }).catch(() => {});
-        await shot('webui-relays.png');
+        // The page down to its relays (its play URLs are in the other shot).
+        const height = await page.$eval('#action-result', (e) => Math.ceil(e.getBoundingClientRect().bottom + window.scrollY));
+        await page.screenshot({ path: path.join(shots, 'webui-relays.png'), fullPage: true, clip: { x: 0, y: 0, width: 1100, height } });
       }
       await page.click(row + ' button.stop');
       let gone = true;

@@ -290,6 +290,12 @@ fn chromium_shows_streams_plays_kicks_and_sees_the_stream_go() {
     assert_eq!(stopped["push"]["id"], push_ids[0].as_str(), "{stopped}");
     for relay in ["pull", "push"] {
         assert_eq!(stopped[relay]["gone"], true, "{stopped}");
+        assert!(
+            stopped[relay]["result"]
+                .as_str()
+                .is_some_and(|t| t.ends_with(": ok")),
+            "{stopped}"
+        );
     }
     let copy = group(&server, "live/webcopy");
     assert!(

@@ -65,7 +65,7 @@ async function attempt(id, what, call) {
   try {
     const v = await call();
     ok = v.error_code === 0;
-    const session = v.data && v.data.session_id ? ` (${v.data.session_id})` : '';
+    const id = v.data && v.data.session_id, session = id && !what.includes(id) ? ` (${id})` : '';
     text = ok ? `${what}: ok${session}` : `${what} failed: error ${v.error_code}, ${v.desp}`;
   } catch (e) {
     text = `${what} failed: ${e.message}`;
@@ -107,7 +107,8 @@ async function serverPage() {
     </div>
     <h2>Players by protocol</h2><table id="players"><tr><th>protocol</th><th>players</th></tr>${players}</table>
     <h2>Listening</h2><table><tr><th>listener</th><th>port</th></tr>${ports}
-      <tr><td>HLS</td><td>${l.hls ? 'on' : 'off'}</td></tr></table>
+      <tr><td>HLS</td><td>${l.hls ? 'on' : 'off'}</td></tr>
+      <tr><td>LL-HLS</td><td>${l.llhls ? 'on' : 'off'}</td></tr></table>
     <p class="muted">${esc(d.bin_info || '')}, started ${esc(d.start_time || '')} UTC</p>`;
 }
 
