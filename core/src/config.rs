@@ -1095,6 +1095,7 @@ impl Config {
             https: port_of(tls && self.https.enable, &self.https.addr),
             rtsps: port_of(tls && self.rtsps.enable, &self.rtsps.addr),
             hls: self.hls.enable,
+            llhls: self.hls.enable && self.hls.ll_enable,
         }
     }
 

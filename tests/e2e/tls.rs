@@ -24,19 +24,6 @@ fn wait_port(port: u16) {
     }
 }
 
-/// Writes a dev certificate into `dir` with the server binary's own command.
-fn make_cert(dir: &Path) {
-    let out = run_with_timeout(
-        Command::new(server_binary())
-            .args(["cert", "--self-signed"])
-            .arg(dir)
-            .args(["--host", "127.0.0.1", "--host", "localhost"]),
-        Duration::from_secs(20),
-    );
-    assert!(out.status.success(), "cert: {out:?}");
-    assert!(dir.join("cert.pem").is_file() && dir.join("key.pem").is_file());
-}
-
 fn assert_av(label: &str, streams: &[ProbedStream], min_video_frames: u64) {
     let v = stream_of(streams, "video").unwrap_or_else(|| panic!("{label}: no video {streams:?}"));
     let a = stream_of(streams, "audio").unwrap_or_else(|| panic!("{label}: no audio {streams:?}"));

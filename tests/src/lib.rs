@@ -559,6 +559,19 @@ pub fn proc_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Writes a dev certificate into `dir` with the server binary's own command.
+pub fn make_cert(dir: &Path) {
+    let out = run_with_timeout(
+        Command::new(server_binary())
+            .args(["cert", "--self-signed"])
+            .arg(dir)
+            .args(["--host", "127.0.0.1", "--host", "localhost"]),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "cert: {out:?}");
+    assert!(dir.join("cert.pem").is_file() && dir.join("key.pem").is_file());
+}
+
 /// A configuration file in a fresh temporary folder, removed on drop.
 pub struct TempConfig {
     dir: PathBuf,
