@@ -136,13 +136,14 @@ player_lag_hard_ms = 20000
 play_wait_timeout_ms = 10000
 # A publisher that comes back within this time (ms) continues its stream; players stay.
 publisher_grace_ms = 5000
-# 0 = every frame goes to every player at once: no delay added (the default).
-# For large fan-outs, media for players can instead be held up to this long (ms) and written
-# in one go: one write per player per window instead of one per frame, which costs far less
-# CPU (40 here: a third to a half less CPU at 1,000 to 2,000 players) for up to that much extra
-# delay. The window grows with the players on a worker and is whole from write_merge_players
-# on (with 40: 20 ms at 1,000 players, 2 ms at 100). A new player's start is never held.
-write_merge_ms = 0
+# Media for players is held up to write_merge_ms (about one video frame) and written in one
+# go: one write per player per window instead of one per frame, which costs far less CPU (a
+# third to a half less at 1,000 to 2,000 players) for up to that much extra delay. The window
+# grows with the players on a worker and is whole from write_merge_players on: no wait below
+# 50 players, 2 ms at 100, 20 ms at 1,000, 40 ms from 2,000. A new player's start is never held.
+# low_latency = true (or write_merge_ms = 0) writes every frame to every player at once.
+low_latency = false
+write_merge_ms = 40
 write_merge_players = 2000
 # A publisher for a stream that already has a live one: "reject" it (it gets a protocol
 # error), or "kick" the old one (players stay and go on from the newcomer's next key frame).
@@ -850,6 +851,8 @@ pub struct HubSection {
     pub play_wait_timeout_ms: u64,
     /// Publisher reconnect grace (ms).
     pub publisher_grace_ms: u64,
+    /// Every frame to every player at once (no write merging), for the lowest delay.
+    pub low_latency: bool,
     /// Longest player write merge window (ms); 0 = none.
     pub write_merge_ms: u64,
     /// Players per worker at which that whole window applies.
@@ -1010,6 +1013,7 @@ impl Default for HubSection {
             player_lag_hard_ms: h.player_lag_hard_ms,
             play_wait_timeout_ms: h.play_wait_timeout_ms,
             publisher_grace_ms: h.publisher_grace_ms,
+            low_latency: false,
             write_merge_ms: EngineConfig::default().write_merge_ms,
             write_merge_players: EngineConfig::default().write_merge_players,
             publish_conflict: EngineConfig::default().publish_conflict,
@@ -1187,6 +1191,7 @@ impl Config {
             https: port_of(tls && self.https.enable, &self.https.addr),
             rtsps: port_of(tls && self.rtsps.enable, &self.rtsps.addr),
             hls: self.hls.enable,
+            llhls: self.hls.enable && self.hls.ll_enable,
         }
     }
 
@@ -1260,7 +1265,7 @@ impl Config {
             ws_max_frame: l.ws_max_frame,
             flv_enhanced: h.flv_enhanced,
             share_streams: false,
-            write_merge_ms: h.write_merge_ms,
+            write_merge_ms: if h.low_latency { 0 } else { h.write_merge_ms },
             write_merge_players: h.write_merge_players,
             publish_conflict: h.publish_conflict,
             auth: self.auth.clone(),
@@ -1449,6 +1454,16 @@ mod tests {
         let small = Config::from_toml("[limits]\nrtsp_max_body_bytes = 1000\n").unwrap();
         assert_eq!(small.engine_config().rtsp.limits.max_body_bytes, 1000);
         assert!(Config::from_toml("[hub]\nwrite_merge_ms = 5000\n").is_err());
+        // Merged writes by default; one switch for frame-at-once writing.
+        assert_eq!(
+            Config::from_toml("")
+                .unwrap()
+                .engine_config()
+                .write_merge_ms,
+            40
+        );
+        let low = Config::from_toml("[hub]\nlow_latency = true\n").unwrap();
+        assert_eq!(low.engine_config().write_merge_ms, 0);
         assert!(Config::from_toml("[rtsp]\nudp_port_min = 3001\nudp_port_max = 3001\n").is_err());
         assert!(Config::from_toml("[rtsp]\nauth = \"none\"\n").is_err());
     }

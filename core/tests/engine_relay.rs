@@ -13,7 +13,8 @@ use common::{aac_sequence_header, avc_sequence_header, stream};
 use rill_core::amf::Value;
 use rill_core::api::webhook::{WebhookEvent, WebhookUrl};
 use rill_core::engine::{
-    ConnId, Engine, EngineConfig, Listener, Output, PushRule, RelayConfig, RelayUrl, WebhookConfig,
+    ConnId, Engine, EngineConfig, Listener, Output, PushRule, RelayConfig, RelayUrl, Role,
+    WebhookConfig,
 };
 use rill_core::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use rill_core::rtmp::message_type;
@@ -346,6 +347,16 @@ fn a_player_on_the_edge_gets_the_origin_stream_and_the_pull_stops_when_idle() {
     );
     // The origin sees the pull as one of its players.
     assert_eq!(net.engines[ORIGIN].hub().player_count(), 1);
+    // The pull's bitrate is measured like any session's.
+    net.advance(1_000);
+    let now = net.now;
+    let stats = net.engines[EDGE].stats(now);
+    let pull = stats.sessions.iter().find(|s| s.role == Role::Pull);
+    assert!(
+        pull.is_some_and(|s| s.bytes_in > 0 && s.read_kbits > 0),
+        "{:?}",
+        stats.sessions
+    );
     net.hang_up(player);
     net.advance(1_500);
     assert_eq!(

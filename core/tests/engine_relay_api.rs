@@ -195,7 +195,7 @@ fn start_and_stop_relay_push_answer_lal_error_codes_and_refuse_the_servers_own_a
         },
         ..EngineConfig::default()
     };
-    let mut w = World::new(1, config);
+    let mut w = World::new(2, config);
     let start = "/api/ctrl/start_relay_push";
     for body in [
         "",
@@ -238,9 +238,10 @@ fn start_and_stop_relay_push_answer_lal_error_codes_and_refuse_the_servers_own_a
         code(&get(&mut w, 0, &format!("{stop}?stream_name=nope"))),
         1001
     );
+    // Named by its URL on the other worker (the push lives with the publisher on worker 0).
     let v = get(
         &mut w,
-        0,
+        1,
         &format!("{stop}?stream_name=cam&url=rtmp://127.0.0.1:1936/live/x"),
     );
     assert_eq!(code(&v), 0, "{v}");

@@ -437,6 +437,7 @@ mod tests {
             bytes_out: 0,
             read_kbits: 0,
             write_kbits: 0,
+            relay_url: String::new(),
         };
         board.publish(
             1,

@@ -38,7 +38,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
     // Streams: the published stream appears with its codecs and resolution.
     await page.goto(base + '/#/streams');
-    await page.waitForSelector('#streams');
+    await page.waitForSelector('#relay-form');
     say('ready');
     await go(); // the test publishes
     const t0 = Date.now();
@@ -56,8 +56,6 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       codecs: await cell('codecs'), res: await cell('res'), fps: await cell('fps'),
     });
     await go(); // the test starts an HTTP-FLV player
-    await sleep(1500);
-    await shot('webui-streams.png');
 
     // Server: live numbers, players by protocol.
     await page.goto(base + '/#/');
@@ -104,6 +102,26 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       kicked = 'row gone';
     } catch (e) { kicked = 'row still there'; }
     say('kicked', { session: flv, kicked });
+    await go(); // the test has checked the player and the API
+
+    // Kick the page's own fMP4 session: its player starts over and plays on.
+    const own = await page.$eval('tr[data-session^="FMP4SUB"]', (e) => e.dataset.session);
+    const t3 = Date.now();
+    await page.click(`tr[data-session="${own}"] button.kick`);
+    let recovered = true;
+    // After the restart (a new MediaSource: the element's counters start again), 25 more
+    // frames and a second more of currentTime.
+    await page.waitForFunction(() => {
+      const v = document.getElementById('video');
+      if (window.__player.restarts < 1) return false;
+      const q = v.getVideoPlaybackQuality().totalVideoFrames;
+      if (!window.__base || q < window.__base.q) window.__base = { q, t: v.currentTime };
+      return q - window.__base.q >= 25 && v.currentTime - window.__base.t >= 0.9;
+    }, null, { timeout: 15000, polling: 100 }).catch(() => { recovered = false; });
+    say('rejoined', {
+      recovered, ms: Date.now() - t3, restarts: await page.evaluate(() => window.__player.restarts),
+      error: await page.evaluate(() => window.__player.error),
+    });
     await go(); // the test stops the publisher
 
     // The stream is gone: on its page, then from the list.
@@ -121,6 +139,61 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       && document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames > n + 50, framesThen,
     { timeout: 20000 });
     say('back', { ms: Date.now() - t2, restarts: await page.evaluate(() => window.__player.restarts) });
+    await go();
+
+    // Relays from the Streams page's form, from and to this same server: a push to its own RTMP
+    // address (refused: the page shows the API's error), a pull of live/web by URL into
+    // live/webcopy, an RTSP push of live/web to live/webpush.
+    const info = await page.evaluate(() => fetch('/api/server').then((r) => r.json()));
+    const rtmp = 'rtmp://127.0.0.1:' + info.listening.rtmp, rtsp = 'rtsp://127.0.0.1:' + info.listening.rtsp;
+    await page.goto(base + '/#/streams');
+    await page.waitForSelector('#relay-form');
+    const startRelay = async (kind, url, stream) => {
+      await page.selectOption('#relay-form select[name=kind]', kind);
+      await page.fill('#relay-form input[name=url]', url);
+      await page.fill('#relay-form input[name=stream]', stream);
+      await page.$eval('#relay-result', (e) => { e.textContent = ''; });
+      await page.click('#relay-form button');
+      await page.waitForFunction(() => document.getElementById('relay-result').textContent !== '', null, { timeout: 5000 });
+      return page.$eval('#relay-result', (e) => ({ text: e.textContent, ok: e.className === 'ok' }));
+    };
+    const t4 = Date.now();
+    const refused = await startRelay('push', rtmp + '/live/loop', 'live/web');
+    const pulled = await startRelay('pull', rtmp + '/live/web', 'live/webcopy');
+    const pushed = await startRelay('push', rtsp + '/live/webpush', 'live/web');
+    // Both new streams listed live, the pulled one with the origin's codecs and size.
+    await page.waitForFunction(() => ['live/webcopy', 'live/webpush'].every((k) => {
+      const r = document.querySelector(`tr[data-stream="${k}"]`);
+      return r && r.dataset.live === '1' && r.querySelector('.res').textContent !== '';
+    }), null, { timeout: 10000, polling: 100 });
+    const copy = await page.$eval('tr[data-stream="live/webcopy"]', (r) => ({
+      source: r.querySelector('.source').textContent, codecs: r.querySelector('.codecs').textContent,
+      res: r.querySelector('.res').textContent,
+    }));
+    await shot('webui-streams.png');
+    say('relays', { refused, pulled, pushed, copy, ms: Date.now() - t4 });
+    await go(); // the test checks them in the API
+
+    // Each relay on its stream's page, stopped by its button.
+    const stop = async (stream, kind) => {
+      await page.goto(base + '/#/stream/' + stream);
+      const row = `#relay-list tr[data-kind="${kind}"]`;
+      await page.waitForSelector(row + ' button.stop', { timeout: 10000 });
+      const id = await page.$eval(row, (e) => e.dataset.relay);
+      if (kind === 'PUSH') {
+        await page.waitForFunction(() => document.getElementById('video').getVideoPlaybackQuality().totalVideoFrames > 25,
+          null, { timeout: 10000 }).catch(() => {});
+        // The page down to its relays (its play URLs are in the other shot).
+        const height = await page.$eval('#action-result', (e) => Math.ceil(e.getBoundingClientRect().bottom + window.scrollY));
+        await page.screenshot({ path: path.join(shots, 'webui-relays.png'), fullPage: true, clip: { x: 0, y: 0, width: 1100, height } });
+      }
+      await page.click(row + ' button.stop');
+      let gone = true;
+      await page.waitForFunction((r) => !document.querySelector(`tr[data-relay="${r}"]`), id, { timeout: 5000 })
+        .catch(() => { gone = false; });
+      return { id, gone, result: await page.$eval('#action-result', (e) => e.textContent) };
+    };
+    say('stopped', { pull: await stop('live/webcopy', 'PULL'), push: await stop('live/web', 'PUSH') });
     await go(); // the test stops the publisher again
 
     // And the list no longer shows it live.

@@ -24,19 +24,6 @@ fn wait_port(port: u16) {
     }
 }
 
-/// Writes a dev certificate into `dir` with the server binary's own command.
-fn make_cert(dir: &Path) {
-    let out = run_with_timeout(
-        Command::new(server_binary())
-            .args(["cert", "--self-signed"])
-            .arg(dir)
-            .args(["--host", "127.0.0.1", "--host", "localhost"]),
-        Duration::from_secs(20),
-    );
-    assert!(out.status.success(), "cert: {out:?}");
-    assert!(dir.join("cert.pem").is_file() && dir.join("key.pem").is_file());
-}
-
 fn assert_av(label: &str, streams: &[ProbedStream], min_video_frames: u64) {
     let v = stream_of(streams, "video").unwrap_or_else(|| panic!("{label}: no video {streams:?}"));
     let a = stream_of(streams, "audio").unwrap_or_else(|| panic!("{label}: no audio {streams:?}"));
@@ -735,4 +722,88 @@ fn the_per_ip_limit_counts_tls_connections_and_refuses_without_plain_text() {
     }
     assert!(server.log().contains("refused"), "{}", server.log());
     let _ = std::fs::remove_dir_all(cert_dir);
+}
+
+#[test]
+fn edges_pull_from_a_tls_origin_over_https_flv_and_rtsps() {
+    let cert_dir = std::env::temp_dir().join(format!("rill-e2e-tls-pull-{}", free_port()));
+    make_cert(&cert_dir);
+    let origin_ports: [u16; 3] = free_ports();
+    let origin_cfg = tls_config(&cert_dir, origin_ports, "");
+    let origin = Server::start_with(WORKERS, &origin_cfg.args());
+    let [_, o_https, o_rtsps] = origin_ports;
+    wait_port(o_https);
+    // One edge per scheme, the self-signed origin listed in no_verify.
+    let origins = [
+        format!("https://127.0.0.1:{o_https}"),
+        format!("rtsps://127.0.0.1:{o_rtsps}"),
+    ];
+    let configs: Vec<TempConfig> = origins
+        .iter()
+        .map(|o| {
+            TempConfig::new(&format!(
+                "[tls]\nno_verify = [\"127.0.0.1\"]\n\
+                 [relay.pull]\norigins = [\"{o}\"]\nidle_stop_ms = 1000\n"
+            ))
+        })
+        .collect();
+    let edges: Vec<Server> = configs
+        .iter()
+        .map(|c| Server::start_with(WORKERS, &c.args()))
+        .collect();
+    // Players wait on the edges, whose pulls wait on the origin.
+    let probes: Vec<_> = edges
+        .iter()
+        .map(|e| {
+            let url = e.http_url("live/x.flv");
+            std::thread::spawn(move || ffprobe(&url, Duration::from_secs(30)))
+        })
+        .collect();
+    sleep(Duration::from_millis(1000));
+    let mut publisher = ffmpeg_publish(
+        &media("h264_aac_10s.flv"),
+        &origin.rtmp_url("live/x"),
+        &["-t", "4"],
+    );
+    // While the stream is live the origin counts one player per TLS scheme.
+    let mut metrics = String::new();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        metrics = curl(&format!("https://127.0.0.1:{o_https}/metrics"));
+        if metrics.contains("rill_players{protocol=\"https-flv\"} 1")
+            && metrics.contains("rill_players{protocol=\"rtsps\"} 1")
+        {
+            break;
+        }
+        sleep(Duration::from_millis(200));
+    }
+    assert!(
+        metrics.contains("rill_players{protocol=\"https-flv\"} 1")
+            && metrics.contains("rill_players{protocol=\"rtsps\"} 1"),
+        "the edges' pulls are HTTPS-FLV and RTSPS players of the origin: {metrics}"
+    );
+    let edge_api = curl(&edges[1].http_url("api/stat/all_group"));
+    assert!(
+        edge_api.contains("RTSPPULL"),
+        "the RTSPS pull is listed: {edge_api}"
+    );
+    assert!(
+        publisher
+            .wait_for(Duration::from_secs(20))
+            .is_some_and(|s| s.success()),
+        "publisher failed; origin log:\n{}",
+        origin.log()
+    );
+    for ((probe, edge), origin_url) in probes.into_iter().zip(&edges).zip(&origins) {
+        let (streams, out) = probe.join().expect("probe thread");
+        assert!(out.status.success(), "ffprobe via {origin_url}: {out:?}");
+        assert_av(&format!("edge pulling from {origin_url}"), &streams, 50);
+        assert!(
+            edge.log()
+                .contains(&format!("relay pull live/x: playing from {origin_url}")),
+            "edge log:\n{}",
+            edge.log()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&cert_dir);
 }

@@ -559,6 +559,19 @@ pub fn proc_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Writes a dev certificate into `dir` with the server binary's own command.
+pub fn make_cert(dir: &Path) {
+    let out = run_with_timeout(
+        Command::new(server_binary())
+            .args(["cert", "--self-signed"])
+            .arg(dir)
+            .args(["--host", "127.0.0.1", "--host", "localhost"]),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success(), "cert: {out:?}");
+    assert!(dir.join("cert.pem").is_file() && dir.join("key.pem").is_file());
+}
+
 /// A configuration file in a fresh temporary folder, removed on drop.
 pub struct TempConfig {
     dir: PathBuf,
@@ -1678,6 +1691,10 @@ pub mod browser {
         );
         require_tool("node");
         require_tool("npm");
+        // Tests of one binary run in parallel: one installs while the others wait for it (a
+        // second npm into the same folder would break the first one's tree).
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = harness_dir();
         let modules = dir.join("node_modules");
         let have = |p: &str| modules.join(p).join("package.json").is_file();

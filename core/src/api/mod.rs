@@ -169,6 +169,7 @@ pub(crate) mod test_data {
             bytes_out: 2000 + conn,
             read_kbits: 300,
             write_kbits: 5,
+            relay_url: String::new(),
         }
     }
 

@@ -473,6 +473,7 @@ mod tests {
                 bytes_out: 20,
                 read_kbits: 1,
                 write_kbits: 2,
+                relay_url: String::new(),
             }],
             ..EngineStats::default()
         };

@@ -128,8 +128,8 @@ pub struct EngineConfig {
     pub share_streams: bool,
     /// Longest time (ms) media for players is held to be written in one go, so a player gets
     /// one write per window instead of one per frame: far fewer syscalls and TCP segments at
-    /// the cost of that much extra delay. 0 (the default: no delay added) writes every frame
-    /// at once.
+    /// the cost of that much extra delay (40 by default, about one video frame; scaled down
+    /// with few players). 0 (`[hub] low_latency`) writes every frame at once.
     pub write_merge_ms: u64,
     /// Players on this engine at which the whole [`EngineConfig::write_merge_ms`] window
     /// applies; with fewer, the window shrinks in proportion (a few players: no wait at all),
@@ -185,7 +185,7 @@ impl Default for EngineConfig {
             ws_max_frame: 64 * 1024,
             flv_enhanced: false,
             share_streams: false,
-            write_merge_ms: 0,
+            write_merge_ms: 40,
             write_merge_players: 2000,
             publish_conflict: PublishConflict::Reject,
             auth: SimpleAuth::default(),

@@ -453,6 +453,10 @@ impl Relays {
                 bytes_out: p.bytes_out,
                 read_kbits: 0,
                 write_kbits: 0,
+                relay_url: self
+                    .pull_target(key)
+                    .map(|t| t.url.base(&t.url.full_path(&t.name)))
+                    .unwrap_or_default(),
             });
         }
         for (&id, p) in &self.pushes {
@@ -468,6 +472,7 @@ impl Relays {
                 bytes_out: p.bytes_out,
                 read_kbits: 0,
                 write_kbits: 0,
+                relay_url: p.target(),
             });
         }
     }

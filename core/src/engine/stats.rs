@@ -61,6 +61,9 @@ pub struct SessionStats {
     pub read_kbits: u64,
     /// Send rate over the last measurement, kbit/s.
     pub write_kbits: u64,
+    /// A relay's other end (`scheme://host:port/path`, no credentials or query), so that any
+    /// worker can find a push by its target; empty for other sessions.
+    pub relay_url: String,
 }
 
 /// A snapshot of one engine, see the module docs.
@@ -115,6 +118,36 @@ pub(super) struct Meters {
 const SKIP_LOG_EVERY_MS: u64 = 10_000;
 
 impl Meters {
+    /// The bitrates (kbit/s in, out) of session `id`, started at `started_ms`, with these byte
+    /// counts at `now_ms`: measured again once [`RATE_WINDOW_MS`] has passed since the last
+    /// measurement, the last one until then.
+    fn measure(
+        &mut self,
+        id: ConnId,
+        started_ms: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+        now_ms: u64,
+    ) -> (u64, u64) {
+        let rate = self.rates.entry(id).or_insert(Rate {
+            at_ms: started_ms,
+            bytes_in: 0,
+            bytes_out: 0,
+            read_kbits: 0,
+            write_kbits: 0,
+        });
+        let span = now_ms.saturating_sub(rate.at_ms);
+        if span >= RATE_WINDOW_MS {
+            // bytes per ms times 8 is kbit/s.
+            rate.read_kbits = bytes_in.saturating_sub(rate.bytes_in).saturating_mul(8) / span;
+            rate.write_kbits = bytes_out.saturating_sub(rate.bytes_out).saturating_mul(8) / span;
+            rate.at_ms = now_ms;
+            rate.bytes_in = bytes_in;
+            rate.bytes_out = bytes_out;
+        }
+        (rate.read_kbits, rate.write_kbits)
+    }
+
     /// Counts a skip of `player`, `behind_ms` behind, at `now_ms`; returns a log line when one
     /// is due (the first, then at most one per [`SKIP_LOG_EVERY_MS`] with the count).
     pub(super) fn skipped(
@@ -162,23 +195,9 @@ impl Engine {
             if c.closing || c.role == Role::None {
                 continue;
             }
-            let rate = self.meters.rates.entry(id).or_insert(Rate {
-                at_ms: c.started_ms,
-                bytes_in: 0,
-                bytes_out: 0,
-                read_kbits: 0,
-                write_kbits: 0,
-            });
-            let span = now_ms.saturating_sub(rate.at_ms);
-            if span >= RATE_WINDOW_MS {
-                // bytes per ms times 8 is kbit/s.
-                rate.read_kbits = c.bytes_in.saturating_sub(rate.bytes_in).saturating_mul(8) / span;
-                rate.write_kbits =
-                    c.bytes_out.saturating_sub(rate.bytes_out).saturating_mul(8) / span;
-                rate.at_ms = now_ms;
-                rate.bytes_in = c.bytes_in;
-                rate.bytes_out = c.bytes_out;
-            }
+            let (read_kbits, write_kbits) =
+                self.meters
+                    .measure(id, c.started_ms, c.bytes_in, c.bytes_out, now_ms);
             out.sessions.push(SessionStats {
                 conn: id,
                 protocol: c.protocol,
@@ -189,21 +208,31 @@ impl Engine {
                 start_unix_ms: wall.saturating_add(c.started_ms),
                 bytes_in: c.bytes_in,
                 bytes_out: c.bytes_out,
-                read_kbits: rate.read_kbits,
-                write_kbits: rate.write_kbits,
+                read_kbits,
+                write_kbits,
+                relay_url: String::new(),
             });
             if let (Role::Publish, Some(key)) = (c.role, &c.stream) {
                 out.streams.push(stream_stats(key, self.hub.tracks(key)));
             }
         }
+        let first_relay = out.sessions.len();
         self.relay.sessions(wall, &mut out);
+        for s in &mut out.sessions[first_relay..] {
+            let started_ms = s.start_unix_ms.saturating_sub(wall);
+            (s.read_kbits, s.write_kbits) =
+                self.meters
+                    .measure(s.conn, started_ms, s.bytes_in, s.bytes_out, now_ms);
+        }
         for key in self.relay.live_pulls() {
             out.streams
                 .push(stream_stats(key.as_str(), self.hub.tracks(key)));
         }
-        let conns = &self.conns;
-        self.meters.rates.retain(|id, _| conns.contains_key(id));
         out.sessions.sort_by_key(|s| s.conn);
+        let sessions = &out.sessions;
+        self.meters
+            .rates
+            .retain(|id, _| sessions.binary_search_by_key(id, |s| s.conn).is_ok());
         out.streams.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }

@@ -63,6 +63,8 @@ pub struct Listening {
     pub rtsps: Option<u16>,
     /// Whether HLS is served (on the HTTP listeners).
     pub hls: bool,
+    /// Whether Low-Latency HLS is served (`/{app}/{stream}/llhls.m3u8`, on the HTTP listeners).
+    pub llhls: bool,
 }
 
 /// The UI's settings (`[http] ui`).
@@ -169,6 +171,7 @@ mod tests {
             http: port_of(true, "[::]:8080"),
             rtsps: port_of(false, "0.0.0.0:5322"),
             hls: true,
+            llhls: false,
             ..Listening::default()
         };
         let v: serde_json::Value = serde_json::from_str(&server_json(&l)).expect("json");
@@ -178,6 +181,7 @@ mod tests {
         assert_eq!(v["listening"]["http"], 8080);
         assert!(v["listening"]["rtsps"].is_null());
         assert_eq!(v["listening"]["hls"], true);
+        assert_eq!(v["listening"]["llhls"], false);
         assert_eq!(port_of(true, "nonsense"), None);
     }
 }

@@ -1,5 +1,6 @@
 // rill's web UI: three views (#/ server, #/streams, #/stream/{app}/{stream}) drawn from the
-// JSON the API already serves, polled twice a second. Plain DOM, no framework, no build step.
+// JSON the API already serves, polled twice a second, and the API's actions (kick a session,
+// start and stop relays). Plain DOM, no framework, no build step.
 'use strict';
 
 const POLL_MS = 500;
@@ -12,8 +13,16 @@ let player = null;   // the stream page's RillPlayer
 let timer = null;
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';');
-const getJson = async (path) => (await fetch(path, { cache: 'no-store' })).json();
+// Every request to the API goes through here, so what the API may come to require of all of
+// them (an Authorization header) is added in one place.
+const request = (path, init = {}) => fetch(path, {
+  cache: 'no-store', ...init,
+  headers: { ...(init.body ? { 'Content-Type': 'application/json' } : {}), ...init.headers },
+});
+const getJson = async (path) => (await request(path)).json();
+const postJson = async (path, body) => (await request(path, { method: 'POST', body: JSON.stringify(body) })).json();
 const kbits = (k) => (k >= 1000 ? (k / 1000).toFixed(2) + ' Mbit/s' : k + ' kbit/s');
+const megabytes = (b) => (b / 1e6).toFixed(2) + ' MB';
 const bytesPerSec = (b) => (b >= 1e6 ? (b / 1e6).toFixed(2) + ' MB/s' : (b / 1e3).toFixed(1) + ' kB/s');
 
 function duration(ms) {
@@ -45,12 +54,30 @@ function playersByProtocol(subs) {
 const codecsOf = (g) => [g.video_codec, g.audio_codec].filter(Boolean).join(' + ') || '?';
 const resolutionOf = (g) => (g.video_width ? g.video_width + 'x' + g.video_height : '');
 const fpsOf = (g) => (g.video_frame_rate ? String(Math.round(g.video_frame_rate * 100) / 100) : '');
-const live = (g) => g && g.pub && g.pub.session_id;
+// What feeds a stream: its publisher, or the relay pulling it from another server.
+const sourceOf = (g) => (g ? [g.pub, g.pull].find((s) => s && s.session_id) : undefined);
+const live = (g) => Boolean(sourceOf(g));
+// Runs the API action `call` and tells its outcome in the element `id`: "what: ok" (with the
+// session it names), or "what failed:" and the API's error code and text, or why the request
+// failed.
+async function attempt(id, what, call) {
+  let text, ok = false;
+  try {
+    const v = await call();
+    ok = v.error_code === 0;
+    const id = v.data && v.data.session_id, session = id && !what.includes(id) ? ` (${id})` : '';
+    text = ok ? `${what}: ok${session}` : `${what} failed: error ${v.error_code}, ${v.desp}`;
+  } catch (e) {
+    text = `${what} failed: ${e.message}`;
+  }
+  const el = document.getElementById(id);
+  if (el) { el.textContent = text; el.className = ok ? 'ok' : 'bad'; }
+}
 
 async function serverPage() {
   const [info, text] = await Promise.all([
     getJson('/api/stat/lal_info'),
-    fetch('/metrics', { cache: 'no-store' }).then((r) => r.text()),
+    request('/metrics').then((r) => r.text()),
   ]);
   const m = parseMetrics(text), now = Date.now();
   // Rates over the last few seconds of samples (workers' counters are not all taken at once).
@@ -80,23 +107,48 @@ async function serverPage() {
     </div>
     <h2>Players by protocol</h2><table id="players"><tr><th>protocol</th><th>players</th></tr>${players}</table>
     <h2>Listening</h2><table><tr><th>listener</th><th>port</th></tr>${ports}
-      <tr><td>HLS</td><td>${l.hls ? 'on' : 'off'}</td></tr></table>
+      <tr><td>HLS</td><td>${l.hls ? 'on' : 'off'}</td></tr>
+      <tr><td>LL-HLS</td><td>${l.llhls ? 'on' : 'off'}</td></tr></table>
     <p class="muted">${esc(d.bin_info || '')}, started ${esc(d.start_time || '')} UTC</p>`;
 }
 
-async function streamsPage() {
+// The streams page: the relay form is built once, the list redrawn every poll.
+async function streamsPage(first) {
+  if (first) {
+    main.innerHTML = `<h1>Streams</h1><div id="stream-list"></div>
+      <h2>Start a relay</h2>
+      <form id="relay-form" class="relay">
+        <select name="kind"><option value="pull">pull</option><option value="push">push</option></select>
+        <input name="url" required placeholder="rtmp://other.example/live/cam">
+        <input name="stream" placeholder="app/stream here">
+        <button>start</button> <span id="relay-result"></span>
+      </form>
+      <p class="muted">Pull: play the URL (rtmp, rtmps, http(s) …flv, rtsp, rtsps) into the stream
+        named here (empty: the URL's app/stream). Push: send the live stream named here to the URL
+        (rtmp, rtmps, rtsp, rtsps). Stop them on the stream's page.</p>`;
+    document.getElementById('relay-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const f = e.target, url = f.url.value.trim(), stream = f.stream.value.trim();
+      const pull = f.kind.value === 'pull';
+      const body = pull ? { url, ...(stream ? { stream_name: stream } : {}) } : { stream_name: stream, url };
+      attempt('relay-result', pull ? 'pull from ' + url : 'push to ' + url,
+        () => postJson(pull ? '/api/ctrl/start_relay_pull' : '/api/ctrl/start_relay_push', body));
+    });
+  }
   const groups = ((await getJson('/api/stat/all_group')).data || {}).groups || [];
   const rows = groups.map((g) => {
-    const key = g.app_name + '/' + g.stream_name, p = g.pub;
-    return `<tr data-stream="${esc(key)}" data-live="${live(g) ? 1 : 0}">
+    const key = g.app_name + '/' + g.stream_name, p = sourceOf(g);
+    return `<tr data-stream="${esc(key)}" data-live="${p ? 1 : 0}">
       <td><a href="#/stream/${esc(key)}">${esc(key)}</a></td>
-      <td>${live(g) ? esc(p.protocol) : '<span class="muted">none</span>'}</td>
-      <td>${live(g) ? esc(p.remote_addr) : ''}</td><td class="since">${live(g) ? esc(p.start_time) : ''}</td>
+      <td class="source">${p ? esc(p.protocol) + (p.base_type === 'PULL' ? ' pull' : '') : '<span class="muted">none</span>'}</td>
+      <td>${p ? esc(p.remote_addr) : ''}</td><td class="since">${p ? esc(p.start_time) : ''}</td>
       <td class="codecs">${esc(codecsOf(g))}</td><td class="res">${esc(resolutionOf(g))}</td>
-      <td class="fps">${esc(fpsOf(g))}</td><td>${live(g) ? kbits(p.bitrate_kbits) : ''}</td>
+      <td class="fps">${esc(fpsOf(g))}</td><td>${p ? kbits(p.bitrate_kbits) : ''}</td>
       <td class="players">${esc(playersByProtocol(g.subs))}</td></tr>`;
   }).join('');
-  main.innerHTML = `<h1>Streams</h1><table id="streams"><tr><th>stream</th><th>publisher</th>
+  const list = document.getElementById('stream-list');
+  if (!list) return;
+  list.innerHTML = `<table id="streams"><tr><th>stream</th><th>publisher</th>
     <th>address</th><th>since (UTC)</th><th>codecs</th><th>resolution</th><th>fps</th>
     <th>bitrate</th><th>players</th></tr>${rows}</table>
     ${groups.length ? '' : '<p class="muted" id="no-streams">No streams.</p>'}`;
@@ -118,7 +170,7 @@ function playUrls(key) {
     add('fMP4' + sfx, 'http' + s, web, key + '.mp4');
     add('WS-fMP4' + sfx, 'ws' + s, web, key + '.mp4');
     if (l.hls) add('HLS' + sfx, 'http' + s, web, key + '.m3u8');
-    if (l.hls) add('LL-HLS' + sfx, 'http' + s, web, key + '/llhls.m3u8');
+    if (l.llhls) add('LL-HLS' + sfx, 'http' + s, web, key + '/llhls.m3u8');
   }
   return out;
 }
@@ -131,36 +183,41 @@ function copy(button) {
   else { document.execCommand('copy'); done(); }
 }
 
-async function kick(key, id, button) {
-  button.disabled = true;
-  const r = await fetch('/api/ctrl/kick_session', {
-    method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ stream_name: key, session_id: id }),
-  });
-  const v = await r.json();
-  button.textContent = v.error_code === 0 ? 'kicked' : 'failed: ' + v.desp;
-}
+const kick = (key, id) => attempt('action-result', 'kick ' + id,
+  () => postJson('/api/ctrl/kick_session', { stream_name: key, session_id: id }));
+
+// Stops a relay of the stream `key`: its pull by stop_relay_pull, one of its pushes (the stats
+// do not name a push's URL, which stop_relay_push takes) by kick_session on its session.
+const stopRelay = (key, id, kind) => attempt('action-result', 'stop ' + id, () => (kind === 'PULL'
+  ? getJson('/api/ctrl/stop_relay_pull?stream_name=' + encodeURIComponent(key))
+  : postJson('/api/ctrl/kick_session', { stream_name: key, session_id: id })));
 
 // The stream page: the player and URLs are built once, the sessions redrawn every poll.
 async function streamPage(key, first) {
   if (first) {
     const urls = playUrls(key).map(([n, u]) => `<tr><td>${esc(n)}</td><td><input readonly value="${esc(u)}"><button onclick="copy(this)">copy</button></td></tr>`).join('');
+    main.dataset.stream = key;
     main.innerHTML = `<h1>${esc(key)}</h1><div id="state"></div>
       <video id="video" muted autoplay playsinline controls></video>
       <p class="muted" id="playback"></p>
       <h2>Sessions</h2><div id="sessions"></div>
-      <!-- Relays of this stream with stop buttons go here once the relay control API exists
-           (issue 14, relay-control). -->
+      <h2>Relays</h2><div id="relays"></div>
+      <p id="action-result"></p>
       <h2>Play URLs</h2><table class="urls">${urls}</table>`;
-    document.getElementById('sessions').addEventListener('click', (e) => {
-      if (e.target.classList.contains('kick')) kick(key, e.target.dataset.id, e.target);
-    });
+    const onClick = (e) => {
+      const b = e.target, row = b.closest('tr');
+      if (b.tagName !== 'BUTTON' || !row) return;
+      b.disabled = true;
+      if (b.classList.contains('kick')) kick(key, row.dataset.session);
+      else stopRelay(key, row.dataset.relay, row.dataset.kind);
+    };
+    for (const id of ['sessions', 'relays']) document.getElementById(id).addEventListener('click', onClick);
     player = RillPlayer(document.getElementById('video'), '/' + key + '.mp4');
     window.__player = player;
   }
   const v = await getJson('/api/stat/group?stream_name=' + encodeURIComponent(key));
   const g = v.data, state = document.getElementById('state');
-  if (!state) return;
+  if (!state || main.dataset.stream !== key) return; // the page changed meanwhile
   state.innerHTML = live(g)
     ? `<p id="live">${esc(codecsOf(g))}, ${esc(resolutionOf(g))} ${fpsOf(g) ? esc(fpsOf(g)) + ' fps' : ''}, ${kbits(g.pub.bitrate_kbits)}</p>`
     : '<p class="gone" id="gone">Stream not live (no publisher).</p>';
@@ -168,9 +225,20 @@ async function streamPage(key, first) {
   const rows = sessions.map((s) => `<tr data-session="${esc(s.session_id)}"><td>${esc(s.session_id)}</td>
     <td>${esc(s.base_type)}</td><td>${esc(s.protocol)}</td><td>${esc(s.remote_addr)}</td><td>${esc(s.start_time)}</td>
     <td>${kbits(s.bitrate_kbits)}</td>
-    <td><button class="kick" data-id="${esc(s.session_id)}">kick</button></td></tr>`).join('');
+    <td><button class="kick">kick</button></td></tr>`).join('');
   document.getElementById('sessions').innerHTML = `<table><tr><th>session</th><th>role</th><th>protocol</th>
     <th>address</th><th>since (UTC)</th><th>bitrate</th><th></th></tr>${rows}</table>`;
+  // Its relays: the pull feeding it, the pushes sending it on.
+  const relays = g ? [g.pull].filter((s) => s && s.session_id).concat(g.subs.filter((s) => s.base_type === 'PUSH')) : [];
+  const relayRows = relays.map((s) => `<tr data-relay="${esc(s.session_id)}" data-kind="${esc(s.base_type)}">
+    <td>${esc(s.session_id)}</td><td>${s.base_type === 'PULL' ? 'pull from' : 'push to'}</td><td>${esc(s.protocol)}</td>
+    <td>${esc(s.remote_addr)}</td><td>${esc(s.start_time)}</td>
+    <td>${megabytes(s.base_type === 'PULL' ? s.read_bytes_sum : s.wrote_bytes_sum)}</td>
+    <td><button class="stop">stop</button></td></tr>`).join('');
+  document.getElementById('relays').innerHTML = relays.length
+    ? `<table id="relay-list"><tr><th>session</th><th>relay</th><th>protocol</th><th>other server</th>
+      <th>since (UTC)</th><th>media moved</th><th></th></tr>${relayRows}</table>`
+    : '<p class="muted" id="no-relays">No relays (start one on the Streams page).</p>';
   const q = document.getElementById('video').getVideoPlaybackQuality();
   document.getElementById('playback').textContent = `player: ${q.totalVideoFrames} frames decoded, ` +
     `${q.droppedVideoFrames} dropped` + (player.restarts ? `, restarted ${player.restarts}x (${player.error})` : '');
@@ -180,6 +248,7 @@ async function streamPage(key, first) {
 async function show() {
   clearTimeout(timer);
   if (player) { player.stop(); player = null; }
+  delete main.dataset.stream;
   const hash = location.hash || '#/';
   const stream = /^#\/stream\/(.+)$/.exec(hash);
   const view = stream ? (first) => streamPage(decodeURIComponent(stream[1]), first)

@@ -130,16 +130,10 @@ impl Engine {
         if found.is_none() {
             return lal::reply(lal::ERROR_CODE_SESSION_NOT_FOUND, "session not found");
         }
-        // Every push of the stream, or the one to `url` when named (known on this worker).
+        // Every push of the stream, or the ones to `url` when named (on any worker).
+        let wanted = url.split('?').next().unwrap_or(url);
         let pushes: Vec<(ConnId, Protocol)> = lal::relays_of(snapshots, stream_name, Role::Push)
-            .filter(|s| {
-                url.is_empty()
-                    || self
-                        .relay
-                        .pushes
-                        .get(&s.conn)
-                        .map_or(true, |p| p.target() == url.split('?').next().unwrap_or(url))
-            })
+            .filter(|s| url.is_empty() || s.relay_url == wanted)
             .map(|s| (s.conn, s.protocol))
             .collect();
         for &(id, _) in &pushes {
