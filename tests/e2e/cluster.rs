@@ -287,6 +287,16 @@ fn players_go_on_while_redis_restarts_and_owners_register_again() {
         "not registered again; origin log:\n{}",
         origin.log()
     );
+    // New lookups work again.
+    let _second = ffmpeg_publish(&media("h264_aac_10s.flv"), &origin.rtmp_url("live/r2"), &[]);
+    assert!(wait_registered(
+        &edge,
+        "live/r2",
+        origin.rtmp_port,
+        Duration::from_secs(10)
+    ));
+    let first = http_flv_first_frame(edge.http_port, "r2", Duration::from_secs(5));
+    assert!(first.is_ok(), "{first:?}; edge log:\n{}", edge.log());
     drop(redis);
 }
 
