@@ -262,7 +262,12 @@ fn chromium_shows_streams_plays_kicks_and_sees_the_stream_go() {
     for started in ["pulled", "pushed"] {
         assert_eq!(relays[started]["ok"], true, "{relays}");
     }
-    assert_eq!(relays["copy"]["source"], "RTMP pull", "{relays}");
+    // The page says where the pulled stream comes from (the API's `url` of the pull).
+    let origin = format!(
+        "RTMP pull from rtmp://127.0.0.1:{}/live/web",
+        server.rtmp_port
+    );
+    assert_eq!(relays["copy"]["source"], origin.as_str(), "{relays}");
     assert_eq!(relays["copy"]["codecs"], "H264 + AAC", "{relays}");
     assert_eq!(relays["copy"]["res"], "1280x720", "{relays}");
     let pull_id = group(&server, "live/webcopy")["data"]["pull"]["session_id"]
@@ -270,6 +275,11 @@ fn chromium_shows_streams_plays_kicks_and_sees_the_stream_go() {
         .unwrap_or("")
         .to_owned();
     assert!(pull_id.starts_with("RTMPPULL"), "no pull of live/webcopy");
+    let pull_url = group(&server, "live/webcopy")["data"]["pull"]["url"].clone();
+    assert_eq!(
+        pull_url,
+        format!("rtmp://127.0.0.1:{}/live/web", server.rtmp_port).as_str()
+    );
     let pushes = |server: &Server| -> Vec<String> {
         group(server, "live/web")["data"]["subs"]
             .as_array()

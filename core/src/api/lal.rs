@@ -403,6 +403,9 @@ struct JsonSession {
     bitrate_kbits: u64,
     read_bitrate_kbits: u64,
     write_bitrate_kbits: u64,
+    /// Not in lal: a relay's other end (the origin of a pull, the target of a push).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    url: String,
 }
 
 impl From<&SessionStats> for JsonSession {
@@ -419,6 +422,7 @@ impl From<&SessionStats> for JsonSession {
             bitrate_kbits: if publish { s.read_kbits } else { s.write_kbits },
             read_bitrate_kbits: s.read_kbits,
             write_bitrate_kbits: s.write_kbits,
+            url: s.relay_url.clone(),
         }
     }
 }

@@ -140,7 +140,7 @@ async function streamsPage(first) {
     const key = g.app_name + '/' + g.stream_name, p = sourceOf(g);
     return `<tr data-stream="${esc(key)}" data-live="${p ? 1 : 0}">
       <td><a href="#/stream/${esc(key)}">${esc(key)}</a></td>
-      <td class="source">${p ? esc(p.protocol) + (p.base_type === 'PULL' ? ' pull' : '') : '<span class="muted">none</span>'}</td>
+      <td class="source">${p ? esc(p.protocol) + (p.base_type === 'PULL' ? ' pull' + (p.url ? ' from ' + esc(p.url) : '') : '') : '<span class="muted">none</span>'}</td>
       <td>${p ? esc(p.remote_addr) : ''}</td><td class="since">${p ? esc(p.start_time) : ''}</td>
       <td class="codecs">${esc(codecsOf(g))}</td><td class="res">${esc(resolutionOf(g))}</td>
       <td class="fps">${esc(fpsOf(g))}</td><td>${p ? kbits(p.bitrate_kbits) : ''}</td>
@@ -232,7 +232,7 @@ async function streamPage(key, first) {
   const relays = g ? [g.pull].filter((s) => s && s.session_id).concat(g.subs.filter((s) => s.base_type === 'PUSH')) : [];
   const relayRows = relays.map((s) => `<tr data-relay="${esc(s.session_id)}" data-kind="${esc(s.base_type)}">
     <td>${esc(s.session_id)}</td><td>${s.base_type === 'PULL' ? 'pull from' : 'push to'}</td><td>${esc(s.protocol)}</td>
-    <td>${esc(s.remote_addr)}</td><td>${esc(s.start_time)}</td>
+    <td>${esc(s.url || s.remote_addr)}</td><td>${esc(s.start_time)}</td>
     <td>${megabytes(s.base_type === 'PULL' ? s.read_bytes_sum : s.wrote_bytes_sum)}</td>
     <td><button class="stop">stop</button></td></tr>`).join('');
   document.getElementById('relays').innerHTML = relays.length
