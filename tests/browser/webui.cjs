@@ -17,6 +17,8 @@ lines.on('line', () => { const w = waiting.shift(); if (w) w(); });
 const go = () => new Promise((resolve) => waiting.push(resolve));
 const say = (step, data) => process.stdout.write(JSON.stringify({ step, ...data }) + '\n');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Errors the page threw, reported with the last step (or with the harness's own error).
+const pageErrors = [];
 
 (async () => {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rill-chromium-'));
@@ -30,7 +32,6 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     ],
     viewport: { width: 1100, height: 760 },
   });
-  const pageErrors = [];
   try {
     const page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(String(e)));
@@ -59,7 +60,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
     // Server: live numbers, players by protocol.
     await page.goto(base + '/#/');
-    await page.waitForFunction(() => /B\/s/.test((document.getElementById('rate-in') || {}).textContent || ''), null, { timeout: 5000 });
+    await page.waitForFunction(() => /B\/s/.test((document.getElementById('rate-in') || {}).textContent || ''), null, { timeout: 15000 });
     const server = await page.evaluate(() => ({
       version: document.getElementById('version').textContent,
       connections: Number(document.querySelector('#connections .v').textContent),
@@ -89,7 +90,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       if (i < 10) await sleep(1000);
     }
     const urls = await page.$$eval('.urls input', (xs) => xs.map((x) => x.value));
-    await page.waitForSelector('tr[data-session^="FLVSUB"] button.kick', { timeout: 5000 });
+    await page.waitForSelector('tr[data-session^="FLVSUB"] button.kick', { timeout: 15000 });
     await shot('webui-stream.png');
     say('played', { samples, urls, live: await page.$eval('#state', (e) => e.textContent) });
 
@@ -98,7 +99,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     await page.click(`tr[data-session="${flv}"] button.kick`);
     let kicked = '';
     try {
-      await page.waitForFunction((id) => !document.querySelector(`tr[data-session="${id}"]`), flv, { timeout: 5000 });
+      await page.waitForFunction((id) => !document.querySelector(`tr[data-session="${id}"]`), flv, { timeout: 15000 });
       kicked = 'row gone';
     } catch (e) { kicked = 'row still there'; }
     say('kicked', { session: flv, kicked });
@@ -154,7 +155,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       await page.fill('#relay-form input[name=stream]', stream);
       await page.$eval('#relay-result', (e) => { e.textContent = ''; });
       await page.click('#relay-form button');
-      await page.waitForFunction(() => document.getElementById('relay-result').textContent !== '', null, { timeout: 5000 });
+      await page.waitForFunction(() => document.getElementById('relay-result').textContent !== '', null, { timeout: 15000 });
       return page.$eval('#relay-result', (e) => ({ text: e.textContent, ok: e.className === 'ok' }));
     };
     const t4 = Date.now();
@@ -189,7 +190,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       }
       await page.click(row + ' button.stop');
       let gone = true;
-      await page.waitForFunction((r) => !document.querySelector(`tr[data-relay="${r}"]`), id, { timeout: 5000 })
+      await page.waitForFunction((r) => !document.querySelector(`tr[data-relay="${r}"]`), id, { timeout: 15000 })
         .catch(() => { gone = false; });
       return { id, gone, result: await page.$eval('#action-result', (e) => e.textContent) };
     };
