@@ -349,9 +349,9 @@ fn ticks_to_ms(ticks: u64, timescale: u32) -> i64 {
 #[derive(Debug)]
 struct VideoEntry {
     codec: Codec,
-    /// `avc1` or `hvc1`.
+    /// `avc1`, `hvc1` or `av01`.
     fourcc: [u8; 4],
-    /// The configuration box type (`avcC`, `hvcC`) and its contents.
+    /// The configuration box type (`avcC`, `hvcC`, `av1C`) and its contents.
     config_box: [u8; 4],
     config: Bytes,
     width: u16,
@@ -385,7 +385,7 @@ fn video_entry(v: &VideoTrack) -> Option<VideoEntry> {
                 .ok()?
                 .to_record(),
         ),
-        // AV1 needs its configuration record, which the track description does not keep yet.
+        Codec::Av1 if !v.av1_config.is_empty() => (*b"av01", *b"av1C", v.av1_config.clone()),
         _ => return None,
     };
     Some(VideoEntry {

@@ -74,6 +74,40 @@ fn the_init_segment_describes_both_tracks() {
 }
 
 #[test]
+fn an_av1_track_is_av01_with_the_published_av1c_record() {
+    // An AV1CodecConfigurationRecord with its sequence header OBU (320x176).
+    const AV1C: &[u8] = &[
+        0x81, 0x20, 0x00, 0x00, 0x0a, 0x0d, 0x20, 0x00, 0x00, 0x04, 0x3c, 0xfe, 0xbc, 0xda, 0xf9,
+        0x20, 0x21, 0xa0, 0x04,
+    ];
+    let mut t = tracks();
+    t.video = Some(VideoTrack::from_config(&Frame {
+        codec: Codec::Av1,
+        kind: FrameKind::Config,
+        dts: 0,
+        pts: 0,
+        key: true,
+        payload: Bytes::from_static(AV1C),
+    }));
+    let mut m = Fmp4Muxer::new(&t).expect("muxer");
+    assert!(m.has_video());
+    let d = demux(m.init()).expect("demux");
+    assert_eq!(&d.tracks[0].sample_entry, b"av01");
+    assert_eq!(&d.tracks[0].config[..], AV1C);
+    // Samples are the OBUs as published.
+    let obus = vec![0x12, 0x00, 0x32, 0x02, 0xaa, 0xbb];
+    let mut fragments = Vec::new();
+    for (dts, key) in [(0, true), (40, false), (80, true)] {
+        fragments.extend(m.push(&coded(Codec::Av1, dts, dts, key, obus.clone())));
+    }
+    let d = demux(&stream(m.init(), &fragments)).expect("demux");
+    let video: Vec<_> = d.samples.iter().filter(|s| s.track_id == 1).collect();
+    assert_eq!(video.len(), 2, "each frame completes the one before it");
+    assert!(video.iter().all(|s| s.data[..] == obus[..]));
+    assert!(video[0].sync && !video[1].sync);
+}
+
+#[test]
 fn a_track_without_parameter_sets_or_a_codec_mp4_lacks_is_left_out() {
     let mut t = tracks();
     t.video = Some(VideoTrack::new(Codec::H264, vec![], vec![], vec![]));

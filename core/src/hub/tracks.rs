@@ -41,6 +41,9 @@ pub struct VideoTrack {
     pub sps: Vec<Bytes>,
     /// Picture parameter sets.
     pub pps: Vec<Bytes>,
+    /// AV1: the AV1CodecConfigurationRecord (`av1C`) as published, which fMP4 carries as it
+    /// is; empty for other codecs.
+    pub av1_config: Bytes,
 }
 
 /// An audio track.
@@ -74,6 +77,7 @@ impl VideoTrack {
             vps,
             sps,
             pps,
+            av1_config: Bytes::new(),
         }
     }
 
@@ -95,6 +99,7 @@ impl VideoTrack {
             // The size is in the sequence header OBU of the av1C record.
             if let Ok(seq) = av1::parse_config_record(&frame.payload) {
                 (track.width, track.height) = (seq.width, seq.height);
+                track.av1_config = frame.payload.clone();
             }
         }
         track
@@ -263,6 +268,7 @@ mod tests {
         ];
         let v = VideoTrack::from_config(&frame(Codec::Av1, FrameKind::Config, 0, av1c));
         assert_eq!((v.codec, v.width, v.height), (Codec::Av1, 320, 176));
+        assert_eq!(v.av1_config, av1c, "kept for fMP4's av1C");
     }
 
     #[test]
