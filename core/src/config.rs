@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use crate::admission::ConnectionLimits;
 use crate::api::webhook::{WebhookEvent, WebhookUrl};
-use crate::auth::SimpleAuth;
+use crate::auth::{Access, SimpleAuth};
 use crate::engine::{
-    EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RelayUrl,
+    CallbackConfig, EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RelayUrl,
     SilentAudioConfig, WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig, SegmentFormat};
@@ -86,6 +86,18 @@ play_http_ts = false
 # The .m3u8 playlists (live and record); segments are not checked.
 play_hls = false
 play_rtsp = false
+# HTTP callback that can refuse: before a publish or play is accepted, rill POSTs JSON
+# {action ("publish"|"play"), protocol, app, stream, query, remote_addr, session_id} to this
+# http:// or https:// URL and holds the request until the answer: 2xx allows, anything else
+# refuses (RTMP NetStream.Publish.Unauthorized / Play.Failed, HTTP 403, RTSP 403). Empty = off.
+# An allowed HLS playlist lets the same address fetch it again for 30 s without asking.
+http_callback = ""
+# Longest wait for the answer (ms), connecting included.
+callback_timeout_ms = 3000
+# No answer in time, or the receiver unreachable: "deny" or "allow".
+callback_on_error = "deny"
+# Which publishes and plays ask the callback (the switch names above).
+callback_for = ["publish_rtmp", "publish_rtsp", "play_rtmp", "play_http_flv", "play_http_ts", "play_hls", "play_rtsp"]
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
@@ -322,8 +334,8 @@ pub struct Config {
     pub http: HttpSection,
     /// RTSP listener.
     pub rtsp: RtspSection,
-    /// Publish and play authorization (lal's simple auth).
-    pub auth: SimpleAuth,
+    /// Publish and play authorization (lal's simple auth, the HTTP callback).
+    pub auth: AuthSection,
     /// Stream hub.
     pub hub: HubSection,
     /// HLS.
@@ -508,6 +520,120 @@ impl Default for RecordSection {
             ts: r.ts,
             out_path: r.out_path,
         }
+    }
+}
+
+/// `[auth]`: lal's simple auth (its keys as in [`SimpleAuth`]) and the HTTP callback.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// [`SimpleAuth::key`].
+    pub key: String,
+    /// [`SimpleAuth::dangerous_secret`].
+    pub dangerous_secret: String,
+    /// [`SimpleAuth::publish_rtmp`].
+    pub publish_rtmp: bool,
+    /// [`SimpleAuth::publish_rtsp`].
+    pub publish_rtsp: bool,
+    /// [`SimpleAuth::play_rtmp`].
+    pub play_rtmp: bool,
+    /// [`SimpleAuth::play_http_flv`].
+    pub play_http_flv: bool,
+    /// [`SimpleAuth::play_http_ts`].
+    pub play_http_ts: bool,
+    /// [`SimpleAuth::play_hls`].
+    pub play_hls: bool,
+    /// [`SimpleAuth::play_rtsp`].
+    pub play_rtsp: bool,
+    /// The callback's URL; empty = no callback.
+    pub http_callback: String,
+    /// Longest wait for its answer (ms).
+    pub callback_timeout_ms: u64,
+    /// What no answer means.
+    pub callback_on_error: CallbackOnError,
+    /// The accesses that ask it.
+    pub callback_for: Vec<Access>,
+}
+
+/// `auth.callback_on_error`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOnError {
+    /// Refuse.
+    #[default]
+    Deny,
+    /// Allow.
+    Allow,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        let s = SimpleAuth::default();
+        let c = CallbackConfig::default();
+        AuthSection {
+            key: s.key,
+            dangerous_secret: s.dangerous_secret,
+            publish_rtmp: s.publish_rtmp,
+            publish_rtsp: s.publish_rtsp,
+            play_rtmp: s.play_rtmp,
+            play_http_flv: s.play_http_flv,
+            play_http_ts: s.play_http_ts,
+            play_hls: s.play_hls,
+            play_rtsp: s.play_rtsp,
+            http_callback: String::new(),
+            callback_timeout_ms: c.timeout_ms,
+            callback_on_error: CallbackOnError::Deny,
+            callback_for: c.checks,
+        }
+    }
+}
+
+impl AuthSection {
+    /// The simple-auth part.
+    pub fn simple(&self) -> SimpleAuth {
+        SimpleAuth {
+            key: self.key.clone(),
+            dangerous_secret: self.dangerous_secret.clone(),
+            publish_rtmp: self.publish_rtmp,
+            publish_rtsp: self.publish_rtsp,
+            play_rtmp: self.play_rtmp,
+            play_http_flv: self.play_http_flv,
+            play_http_ts: self.play_http_ts,
+            play_hls: self.play_hls,
+            play_rtsp: self.play_rtsp,
+        }
+    }
+
+    /// The callback part (no URL when empty or invalid, which [`Config::validate`] refuses).
+    pub fn callback(&self) -> CallbackConfig {
+        CallbackConfig {
+            url: Some(&self.http_callback)
+                .filter(|u| !u.is_empty())
+                .and_then(|u| WebhookUrl::parse(u).ok()),
+            timeout_ms: self.callback_timeout_ms,
+            allow_on_error: self.callback_on_error == CallbackOnError::Allow,
+            checks: self.callback_for.clone(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.key.is_empty() && self.simple().any_required() {
+            return Err(ConfigError(
+                "auth: a publish_* or play_* switch is on but auth.key is empty; set a key \
+                 (secrets are md5(key + stream name))"
+                    .into(),
+            ));
+        }
+        if !self.http_callback.is_empty() {
+            WebhookUrl::parse(&self.http_callback)
+                .map_err(|e| ConfigError(format!("auth.http_callback: {e}")))?;
+        }
+        if self.callback_timeout_ms == 0 {
+            return Err(ConfigError(
+                "auth.callback_timeout_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -1056,13 +1182,7 @@ impl Config {
                 "hub.write_merge_ms must be 0..=1000 and hub.write_merge_players at least 1".into(),
             ));
         }
-        if self.auth.key.is_empty() && self.auth.any_required() {
-            return Err(ConfigError(
-                "auth: a publish_* or play_* switch is on but auth.key is empty; set a key \
-                 (secrets are md5(key + stream name))"
-                    .into(),
-            ));
-        }
+        self.auth.validate()?;
         if self.hub.player_lag_soft_ms > self.hub.player_lag_hard_ms {
             return Err(ConfigError(
                 "hub.player_lag_soft_ms exceeds player_lag_hard_ms".into(),
@@ -1171,7 +1291,8 @@ impl Config {
             write_merge_ms: h.write_merge_ms,
             write_merge_players: h.write_merge_players,
             publish_conflict: h.publish_conflict,
-            auth: self.auth.clone(),
+            auth: self.auth.simple(),
+            auth_callback: self.auth.callback(),
             silent_audio: SilentAudioConfig {
                 enable: h.silent_audio,
                 wait_ms: h.silent_audio_wait_ms,

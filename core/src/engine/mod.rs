@@ -28,6 +28,7 @@
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
 mod access;
+mod callback;
 mod command;
 pub mod conn_id;
 mod http_conn;
@@ -68,6 +69,7 @@ use crate::webui::UiConfig;
 use publication::{Publication, Sinks};
 
 pub use crate::api::Query;
+pub use callback::{CallbackConfig, HLS_VERDICT_TTL_MS};
 pub use command::Command;
 pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
@@ -135,6 +137,9 @@ pub struct EngineConfig {
     pub write_merge_players: usize,
     /// Publish and play authorization by `lal_secret` (lal's simple auth); off by default.
     pub auth: SimpleAuth,
+    /// Publish and play authorization by an HTTP receiver (`[auth] http_callback`); off by
+    /// default.
+    pub auth_callback: CallbackConfig,
     /// What a publisher gets for a stream that already has a live publisher.
     pub publish_conflict: PublishConflict,
     /// Silent AAC for streams published without audio.
@@ -185,6 +190,7 @@ impl Default for EngineConfig {
             write_merge_players: 2000,
             publish_conflict: PublishConflict::Reject,
             auth: SimpleAuth::default(),
+            auth_callback: CallbackConfig::default(),
             silent_audio: SilentAudioConfig::default(),
             worker: 0,
             workers: 1,
@@ -552,6 +558,8 @@ enum HttpState {
         keep_alive: bool,
         head_only: bool,
     },
+    /// A player or playlist request held for the auth callback's answer ([`callback`]).
+    Authorizing,
     /// A Low-Latency HLS request held until what it asks for exists ([`ll_http`]).
     Held {
         ask: http_conn::Ask,
@@ -647,6 +655,8 @@ pub struct Engine {
     notify: notify::Notify,
     /// Relay pulls and pushes and their RTMP client connections.
     relay: relay::Relays,
+    /// Requests held for the auth callback's answer.
+    callbacks: callback::Callbacks,
 }
 
 impl Engine {
@@ -658,6 +668,7 @@ impl Engine {
             outbound: outbound::Outbound::new(config.worker),
             notify: notify::Notify::new(config.webhook.clone(), config.worker, config.workers),
             relay: relay::Relays::new(config.relay.clone()),
+            callbacks: callback::Callbacks::default(),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -802,7 +813,8 @@ impl Engine {
         }
         if conn_id::is_outbound(conn) {
             self.outbound.handle_input(conn, data, &mut self.outputs);
-            return self.pump_outbound(now_ms);
+            self.pump_outbound(now_ms);
+            return self.run_callbacks(now_ms);
         }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -830,6 +842,7 @@ impl Engine {
                     state,
                     HttpState::AwaitRequest
                         | HttpState::AwaitAnswer { .. }
+                        | HttpState::Authorizing
                         | HttpState::Held { .. }
                 ) {
                     // A streaming player has nothing more to say: bytes from it are a protocol
@@ -863,6 +876,7 @@ impl Engine {
         self.outbound
             .handle_connected(conn, result, now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
+        self.run_callbacks(now_ms);
     }
 
     /// The peer closed the connection, or the socket failed. The engine forgets it.
@@ -872,7 +886,8 @@ impl Engine {
         }
         if conn_id::is_outbound(conn) {
             self.outbound.handle_close(conn, reason);
-            return self.pump_outbound(now_ms);
+            self.pump_outbound(now_ms);
+            return self.run_callbacks(now_ms);
         }
         self.finish(conn, reason, now_ms);
         self.drain_hub(now_ms);
@@ -887,6 +902,9 @@ impl Engine {
         self.hls.handle_timeout(now_ms);
         self.outbound.handle_timeout(now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
+        self.callbacks
+            .handle_timeout(now_ms, &self.config.auth_callback);
+        self.run_callbacks(now_ms);
         self.relay_timeout(now_ms);
         while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
             if at > now_ms {
@@ -929,6 +947,7 @@ impl Engine {
             self.outbound.poll_timeout(),
             self.notify.poll_timeout(),
             self.relay.poll_timeout(),
+            self.callbacks.poll_timeout(),
         ]
         .into_iter()
         .flatten()

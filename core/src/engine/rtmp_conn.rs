@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::callback::Resume;
 use super::{relay, ConnId, ConnKind, Engine, Protocol, Role};
 use crate::auth::Access;
 use crate::flv;
@@ -178,14 +179,30 @@ impl Engine {
             self.close(conn, true, "publish rejected: invalid stream name", now_ms);
             return;
         };
-        if let Err(reason) =
-            self.check_access(conn, Access::PublishRtmp, Protocol::Rtmp, &key, query)
-        {
-            self.answer_rtmp(conn, |s| {
-                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &reason)
-            });
-            self.close(conn, true, &reason, now_ms);
-            return;
+        let resume = || Resume::RtmpPublish {
+            stream_id,
+            app: app.to_owned(),
+            name: name.to_owned(),
+            query: query.to_owned(),
+        };
+        match self.check_access(
+            conn,
+            Access::PublishRtmp,
+            Protocol::Rtmp,
+            &key,
+            query,
+            resume,
+            now_ms,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(reason) => {
+                self.answer_rtmp(conn, |s| {
+                    s.reject_publish(stream_id, code::PUBLISH_UNAUTHORIZED, &reason)
+                });
+                self.close(conn, true, &reason, now_ms);
+                return;
+            }
         }
         match self.claim_stream(&key, conn, now_ms) {
             Ok(()) => {
@@ -227,13 +244,30 @@ impl Engine {
             self.close(conn, true, "play rejected: invalid stream name", now_ms);
             return;
         };
-        if let Err(reason) = self.check_access(conn, Access::PlayRtmp, Protocol::Rtmp, &key, query)
-        {
-            self.answer_rtmp(conn, |s| {
-                s.reject_play(stream_id, code::PLAY_FAILED, &reason)
-            });
-            self.close(conn, true, &reason, now_ms);
-            return;
+        let resume = || Resume::RtmpPlay {
+            stream_id,
+            app: app.to_owned(),
+            name: name.to_owned(),
+            query: query.to_owned(),
+        };
+        match self.check_access(
+            conn,
+            Access::PlayRtmp,
+            Protocol::Rtmp,
+            &key,
+            query,
+            resume,
+            now_ms,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(reason) => {
+                self.answer_rtmp(conn, |s| {
+                    s.reject_play(stream_id, code::PLAY_FAILED, &reason)
+                });
+                self.close(conn, true, &reason, now_ms);
+                return;
+            }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stream = Some(key.clone());
