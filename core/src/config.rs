@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use crate::admission::ConnectionLimits;
+use crate::api::guard::ApiGuard;
 use crate::api::webhook::{WebhookEvent, WebhookUrl};
 use crate::auth::{Access, SimpleAuth};
 use crate::engine::{
@@ -98,6 +99,16 @@ callback_timeout_ms = 3000
 callback_on_error = "deny"
 # Which publishes and plays ask the callback (the switch names above).
 callback_for = ["publish_rtmp", "publish_rtsp", "play_rtmp", "play_http_flv", "play_http_ts", "play_hls", "play_rtsp"]
+
+[api]
+# Protection of the HTTP API. With a token (or a JWT secret) set, every control endpoint
+# (/api/ctrl/*, /control/*) needs "Authorization: Bearer <token>", else 401.
+token = ""
+# livego's jwt.secret: a JWT signed with HS256 under it, in ?jwt= or as the bearer, is
+# accepted too (exp and nbf checked when present). Empty = no JWT.
+jwt_secret = ""
+# Also protect the statistics (/api/stat/*, /api/server, /metrics, /stat/livestat).
+protect_stats = false
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
@@ -336,6 +347,8 @@ pub struct Config {
     pub rtsp: RtspSection,
     /// Publish and play authorization (lal's simple auth, the HTTP callback).
     pub auth: AuthSection,
+    /// API protection.
+    pub api: ApiSection,
     /// Stream hub.
     pub hub: HubSection,
     /// HLS.
@@ -635,6 +648,18 @@ impl AuthSection {
         }
         Ok(())
     }
+}
+
+/// `[api]`: who may call the HTTP API (see [`ApiGuard`]).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// [`ApiGuard::token`].
+    pub token: String,
+    /// [`ApiGuard::jwt_secret`].
+    pub jwt_secret: String,
+    /// [`ApiGuard::protect_stats`].
+    pub protect_stats: bool,
 }
 
 /// `[webhook]`: lal's HTTP notifications. Off by default; an empty URL sends no such event.
@@ -1293,6 +1318,11 @@ impl Config {
             publish_conflict: h.publish_conflict,
             auth: self.auth.simple(),
             auth_callback: self.auth.callback(),
+            api: ApiGuard {
+                token: self.api.token.clone(),
+                jwt_secret: self.api.jwt_secret.clone(),
+                protect_stats: self.api.protect_stats,
+            },
             silent_audio: SilentAudioConfig {
                 enable: h.silent_audio,
                 wait_ms: h.silent_audio_wait_ms,

@@ -3,8 +3,10 @@
 //!
 //! The engine takes neutral snapshots ([`EngineStats`], one per engine); an answer that needs
 //! every engine is gathered by the runtime ([`crate::engine::Output::Gather`]) and rendered
-//! here, so the engine knows nothing of lal's field names or error codes.
+//! here, so the engine knows nothing of lal's field names or error codes. Who may call the
+//! API is [`guard`]'s business.
 
+pub mod guard;
 pub mod lal;
 pub mod livego;
 pub mod metrics;

@@ -260,6 +260,12 @@ impl Engine {
                 return self.reply(conn, ask, response, &reason, now_ms);
             }
         };
+        let unix_s = self.wall_ms(now_ms) / 1000;
+        if !self.config.api.allows(handler.api_kind(), &req, unix_s) {
+            let response = Response::text(401, "unauthorized: a bearer token or JWT is needed")
+                .header("WWW-Authenticate", "Bearer");
+            return self.reply(conn, ask, response, "api: unauthorized", now_ms);
+        }
         let query = match handler {
             Handler::LalInfo => Query::LalInfo,
             Handler::AllGroups => Query::AllGroups,

@@ -52,6 +52,7 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::api::guard::ApiGuard;
 use crate::auth::SimpleAuth;
 use crate::flv;
 use crate::hls::{Hls, HlsConfig, HlsOutput};
@@ -137,6 +138,8 @@ pub struct EngineConfig {
     pub write_merge_players: usize,
     /// Publish and play authorization by `lal_secret` (lal's simple auth); off by default.
     pub auth: SimpleAuth,
+    /// Who may call the control API and read the statistics (`[api]`); open by default.
+    pub api: ApiGuard,
     /// Publish and play authorization by an HTTP receiver (`[auth] http_callback`); off by
     /// default.
     pub auth_callback: CallbackConfig,
@@ -191,6 +194,7 @@ impl Default for EngineConfig {
             publish_conflict: PublishConflict::Reject,
             auth: SimpleAuth::default(),
             auth_callback: CallbackConfig::default(),
+            api: ApiGuard::default(),
             silent_audio: SilentAudioConfig::default(),
             worker: 0,
             workers: 1,

@@ -32,6 +32,7 @@
 //! `HEAD`, `POST` and `OPTIONS` on any path. The API and web UI routes come first so that no
 //! stream named like them can shadow them.
 
+use crate::api::guard::ApiKind;
 use crate::hls::ll::{decimal, LlRequest};
 use crate::hls::HlsRequest;
 use crate::http::router::{Methods, Params, Route};
@@ -85,6 +86,34 @@ pub enum Handler {
     HlsFmp4Segment,
     /// The init segment of fMP4 HLS segments.
     HlsInit,
+}
+
+impl Handler {
+    /// What the handler is for API protection ([`crate::api::guard`]).
+    pub fn api_kind(self) -> ApiKind {
+        match self {
+            Handler::KickSession
+            | Handler::StartRelayPull
+            | Handler::StopRelayPull
+            | Handler::StartRelayPush
+            | Handler::StopRelayPush
+            | Handler::LivegoControl { .. } => ApiKind::Control,
+            Handler::LalInfo
+            | Handler::AllGroups
+            | Handler::Group
+            | Handler::Metrics
+            | Handler::ServerInfo => ApiKind::Stats,
+            Handler::WebUi
+            | Handler::Media { .. }
+            | Handler::HlsLive
+            | Handler::HlsRecord
+            | Handler::HlsSegment
+            | Handler::LlPlaylist
+            | Handler::LlFile
+            | Handler::HlsFmp4Segment
+            | Handler::HlsInit => ApiKind::Open,
+        }
+    }
 }
 
 /// The container of a live stream for a player.
