@@ -12,7 +12,7 @@ use crate::api::webhook::{WebhookEvent, WebhookUrl};
 use crate::auth::{Access, SimpleAuth};
 use crate::engine::{
     CallbackConfig, EngineConfig, PublishConflict, PushRule, RecordConfig, RelayConfig, RelayUrl,
-    SilentAudioConfig, WebhookConfig,
+    RoomKeyConfig, SilentAudioConfig, WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig, SegmentFormat};
 use crate::http::HttpLimits;
@@ -109,6 +109,13 @@ token = ""
 jwt_secret = ""
 # Also protect the statistics (/api/stat/*, /api/server, /metrics, /stat/livestat).
 protect_stats = false
+# livego's room keys (/control/get|reset|delete?room=): when on, a publisher publishes to
+# {app}/{key} (RTMP) and the stream is {app}/{room}, which players play; a name that is no
+# room's key is refused.
+room_keys = false
+# Where the keys are kept across restarts; empty = room_keys.json next to the config file
+# (in the working directory without one).
+room_keys_file = ""
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
@@ -660,6 +667,10 @@ pub struct ApiSection {
     pub jwt_secret: String,
     /// [`ApiGuard::protect_stats`].
     pub protect_stats: bool,
+    /// [`RoomKeyConfig::enable`].
+    pub room_keys: bool,
+    /// [`RoomKeyConfig::file`] (the runtime resolves an empty one).
+    pub room_keys_file: String,
 }
 
 /// `[webhook]`: lal's HTTP notifications. Off by default; an empty URL sends no such event.
@@ -1318,6 +1329,12 @@ impl Config {
             publish_conflict: h.publish_conflict,
             auth: self.auth.simple(),
             auth_callback: self.auth.callback(),
+            room_keys: RoomKeyConfig {
+                enable: self.api.room_keys,
+                file: self.api.room_keys_file.clone(),
+                keys: Vec::new(),
+                secret: Vec::new(),
+            },
             api: ApiGuard {
                 token: self.api.token.clone(),
                 jwt_secret: self.api.jwt_secret.clone(),

@@ -348,7 +348,26 @@ impl World {
             .collect()
     }
 
+    /// A raw client as [`World::raw`] attaches it, connecting from `ip` (which other clients
+    /// may share) instead of an address of its own.
+    pub fn raw_from(&mut self, engine: usize, listener: Listener, ip: IpAddr) -> ClientId {
+        let kind = Kind::Raw {
+            received: Vec::new(),
+        };
+        self.attach_from(engine, listener, kind, Some(ip))
+    }
+
     fn attach(&mut self, engine: usize, listener: Listener, kind: Kind) -> ClientId {
+        self.attach_from(engine, listener, kind, None)
+    }
+
+    fn attach_from(
+        &mut self,
+        engine: usize,
+        listener: Listener,
+        kind: Kind,
+        ip: Option<IpAddr>,
+    ) -> ClientId {
         assert!(engine < self.engines.len(), "no engine {engine}");
         let local = self.next_local[engine];
         self.next_local[engine] += 1;
@@ -356,7 +375,7 @@ impl World {
         let n = self.clients.len();
         // Every client its own address, so per-address policies see distinct peers.
         let host = Ipv4Addr::new(127, 0, (n >> 8) as u8, (n & 0xFF) as u8 + 1);
-        let peer = SocketAddr::new(IpAddr::V4(host), 40_000);
+        let peer = SocketAddr::new(ip.unwrap_or(IpAddr::V4(host)), 40_000);
         self.engines[engine].handle_accept(conn, listener, peer, self.now);
         self.by_conn.insert((engine, conn), n);
         self.clients.push(Client {

@@ -57,6 +57,8 @@ pub enum Query {
     },
     /// livego's `/control/pull` or `/control/push`.
     Livego(livego::Control),
+    /// livego's `GET /stat/livestat`: publishers and players.
+    LivegoStat,
 }
 
 /// What a [`Query`] gets: the HTTP response, and the connection to close when the query
@@ -76,6 +78,10 @@ pub fn answer(query: &Query, snapshots: &[EngineStats]) -> Answer {
         Query::Metrics => Answer {
             response: Response::new(200)
                 .body(metrics::CONTENT_TYPE, metrics::render_metrics(snapshots)),
+            close: None,
+        },
+        Query::LivegoStat => Answer {
+            response: Response::json(200, livego::livestat_json(snapshots)),
             close: None,
         },
         _ => {

@@ -317,6 +317,9 @@ impl Engine {
                 }
                 Query::Livego(control)
             }
+            Handler::AddIpBlacklist => return self.add_ip_blacklist(conn, &req, ask, now_ms),
+            Handler::RoomKey { op } => return self.room_key_request(conn, &req, op, ask, now_ms),
+            Handler::LivegoStat => Query::LivegoStat,
             Handler::ServerInfo | Handler::WebUi => {
                 let ui = &self.config.ui;
                 let response = match handler {

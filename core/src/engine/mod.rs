@@ -31,6 +31,7 @@ mod access;
 mod callback;
 mod command;
 pub mod conn_id;
+mod control;
 mod http_conn;
 mod ll_http;
 mod notify;
@@ -72,6 +73,7 @@ use publication::{Publication, Sinks};
 pub use crate::api::Query;
 pub use callback::{CallbackConfig, HLS_VERDICT_TTL_MS};
 pub use command::Command;
+pub use control::{room_keys_from_json, RoomKeyConfig};
 pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
@@ -140,6 +142,8 @@ pub struct EngineConfig {
     pub auth: SimpleAuth,
     /// Who may call the control API and read the statistics (`[api]`); open by default.
     pub api: ApiGuard,
+    /// livego's room keys (`[api] room_keys`); off by default.
+    pub room_keys: RoomKeyConfig,
     /// Publish and play authorization by an HTTP receiver (`[auth] http_callback`); off by
     /// default.
     pub auth_callback: CallbackConfig,
@@ -195,6 +199,7 @@ impl Default for EngineConfig {
             auth: SimpleAuth::default(),
             auth_callback: CallbackConfig::default(),
             api: ApiGuard::default(),
+            room_keys: RoomKeyConfig::default(),
             silent_audio: SilentAudioConfig::default(),
             worker: 0,
             workers: 1,
@@ -661,6 +666,8 @@ pub struct Engine {
     relay: relay::Relays,
     /// Requests held for the auth callback's answer.
     callbacks: callback::Callbacks,
+    /// The IP blacklist and the room keys.
+    control: control::ControlState,
 }
 
 impl Engine {
@@ -673,6 +680,7 @@ impl Engine {
             notify: notify::Notify::new(config.webhook.clone(), config.worker, config.workers),
             relay: relay::Relays::new(config.relay.clone()),
             callbacks: callback::Callbacks::default(),
+            control: control::ControlState::new(&config.room_keys),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -807,6 +815,9 @@ impl Engine {
                 enhanced_flv: false,
             },
         );
+        if self.ip_blocked(peer.ip(), now_ms) {
+            return self.close(conn, false, "address blacklisted by the API", now_ms);
+        }
         self.arm_timer(conn);
     }
 

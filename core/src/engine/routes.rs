@@ -16,6 +16,9 @@
 //! | GET          | `/api/ctrl/stop_relay_push`    | [`Handler::StopRelayPush`] (`?stream_name=[&url=]`) |
 //! | GET, POST    | `/control/pull`                | [`Handler::LivegoControl`] (`?oper=&app=&name=&url=`) |
 //! | GET, POST    | `/control/push`                | [`Handler::LivegoControl`] likewise         |
+//! | POST         | `/api/ctrl/add_ip_blacklist`   | [`Handler::AddIpBlacklist`] (JSON body)     |
+//! | GET, POST    | `/control/get`, `reset`, `delete` | [`Handler::RoomKey`] (`?room=`)          |
+//! | GET, HEAD    | `/stat/livestat`               | [`Handler::LivegoStat`]                     |
 //! | GET, HEAD    | `/{app}/{stream}.flv`          | [`Handler::Media`] FLV (GET may upgrade to WebSocket) |
 //! | GET, HEAD    | `/{app}/{stream}.ts`           | [`Handler::Media`] TS (likewise)            |
 //! | GET, HEAD    | `/{app}/{stream}.mp4`          | [`Handler::Media`] fMP4 (likewise)          |
@@ -67,6 +70,15 @@ pub enum Handler {
         /// `/control/pull`.
         pull: bool,
     },
+    /// lal's IP blacklist: refuse connections from `ip` for `duration_sec` (JSON body).
+    AddIpBlacklist,
+    /// livego's room keys: `/control/get`, `/control/reset` or `/control/delete` (`?room=`).
+    RoomKey {
+        /// Which of the three.
+        op: RoomOp,
+    },
+    /// livego's publishers and players (`/stat/livestat`).
+    LivegoStat,
     /// A live stream for a player (HTTP, or WebSocket after an upgrade).
     Media {
         /// The container.
@@ -97,12 +109,15 @@ impl Handler {
             | Handler::StopRelayPull
             | Handler::StartRelayPush
             | Handler::StopRelayPush
-            | Handler::LivegoControl { .. } => ApiKind::Control,
+            | Handler::LivegoControl { .. }
+            | Handler::AddIpBlacklist
+            | Handler::RoomKey { .. } => ApiKind::Control,
             Handler::LalInfo
             | Handler::AllGroups
             | Handler::Group
             | Handler::Metrics
-            | Handler::ServerInfo => ApiKind::Stats,
+            | Handler::ServerInfo
+            | Handler::LivegoStat => ApiKind::Stats,
             Handler::WebUi
             | Handler::Media { .. }
             | Handler::HlsLive
@@ -114,6 +129,17 @@ impl Handler {
             | Handler::HlsInit => ApiKind::Open,
         }
     }
+}
+
+/// What a room-key request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomOp {
+    /// The room's key, made if there is none.
+    Get,
+    /// A new key for the room.
+    Reset,
+    /// Forget the room.
+    Delete,
 }
 
 /// The container of a live stream for a player.
@@ -177,6 +203,27 @@ pub const ROUTES: &[Route<Handler>] = &[
         pattern: "/control/push",
         target: Handler::LivegoControl { pull: false },
     },
+    Route {
+        methods: Methods::POST,
+        pattern: "/api/ctrl/add_ip_blacklist",
+        target: Handler::AddIpBlacklist,
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/get",
+        target: Handler::RoomKey { op: RoomOp::Get },
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/reset",
+        target: Handler::RoomKey { op: RoomOp::Reset },
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/delete",
+        target: Handler::RoomKey { op: RoomOp::Delete },
+    },
+    read("/stat/livestat", Handler::LivegoStat),
     read("/api/server", Handler::ServerInfo),
     read("/", Handler::WebUi),
     read("/ui/rill.css", Handler::WebUi),

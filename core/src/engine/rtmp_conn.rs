@@ -172,7 +172,15 @@ impl Engine {
         now_ms: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = StreamKey::new(app, name).filter(|_| !busy) else {
+        let Some(room) = self.publish_name(name) else {
+            let reason = "publish refused: not a room key";
+            self.answer_rtmp(conn, |s| {
+                s.reject_publish(stream_id, code::PUBLISH_UNAUTHORIZED, reason)
+            });
+            self.close(conn, true, reason, now_ms);
+            return;
+        };
+        let Some(key) = StreamKey::new(app, &room).filter(|_| !busy) else {
             self.answer_rtmp(conn, |s| {
                 s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "invalid stream name")
             });
