@@ -114,3 +114,54 @@ fn control_endpoints_refuse_without_the_token_and_accept_with_it() {
         "200"
     );
 }
+
+/// The `data` of a livego answer to `GET path`.
+fn livego_data(server: &Server, path: &str) -> String {
+    let (status, _, body) = http_get(server.http_port, path, LIMIT);
+    assert_eq!(status, 200, "{path}");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    v["data"].as_str().expect("a string").to_owned()
+}
+
+/// Waits (bounded) until an HTTP-FLV player of `live/{room}` receives FLV.
+fn plays(server: &Server, room: &str) -> bool {
+    let player = HttpFlvPlayer::start(server.http_port, &format!("/live/{room}.flv"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < deadline {
+        if player.received() > 10_000 && player.is_flv() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn room_keys_publish_by_key_play_by_room_reset_and_survive_a_restart() {
+    let cfg = TempConfig::new("[api]\nroom_keys = true\n");
+    let file = media("h264_aac_10s.flv");
+    let looped = ["-stream_loop", "-1"];
+    let mut server = Server::start_with(2, &cfg.args());
+    let key = livego_data(&server, "/control/get?room=movie");
+    assert_eq!(key.len(), 48, "{key}");
+
+    let publisher = ffmpeg_publish(&file, &server.rtmp_url(&format!("live/{key}")), &looped);
+    assert!(plays(&server, "movie"), "log:\n{}", server.log());
+    drop(publisher);
+
+    let new_key = livego_data(&server, "/control/reset?room=movie");
+    assert_ne!(new_key, key);
+    let mut old = ffmpeg_publish(&file, &server.rtmp_url(&format!("live/{key}")), &[]);
+    let ended = old.wait_for(Duration::from_secs(8)).expect("refused");
+    assert!(!ended.success());
+    assert!(server.log().contains("not a room key"));
+    server.terminate();
+
+    // The key is kept next to the config and read back by the next start.
+    let mut server = Server::start_with(2, &cfg.args());
+    let publisher = ffmpeg_publish(&file, &server.rtmp_url(&format!("live/{new_key}")), &looped);
+    assert!(plays(&server, "movie"), "log:\n{}", server.log());
+    drop(publisher);
+    assert_eq!(livego_data(&server, "/control/get?room=movie"), new_key);
+    server.terminate();
+}
