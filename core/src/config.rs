@@ -101,6 +101,9 @@ callback_on_error = "deny"
 callback_for = ["publish_rtmp", "publish_rtsp", "play_rtmp", "play_http_flv", "play_http_ts", "play_hls", "play_rtsp"]
 
 [api]
+# The API (and the web UI) on its own listener, lal's :8083 style, e.g. "127.0.0.1:8083";
+# then the HTTP listener serves media and HLS only. Empty = on the HTTP listener.
+addr = ""
 # Protection of the HTTP API. With a token (or a JWT secret) set, every control endpoint
 # (/api/ctrl/*, /control/*) needs "Authorization: Bearer <token>", else 401.
 token = ""
@@ -661,6 +664,8 @@ impl AuthSection {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSection {
+    /// The API's own listen address; empty = none.
+    pub addr: String,
     /// [`ApiGuard::token`].
     pub token: String,
     /// [`ApiGuard::jwt_secret`].
@@ -1219,6 +1224,12 @@ impl Config {
             ));
         }
         self.auth.validate()?;
+        if !self.api.addr.is_empty() && self.api.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "api.addr {:?} is not an address:port",
+                self.api.addr
+            )));
+        }
         if self.hub.player_lag_soft_ms > self.hub.player_lag_hard_ms {
             return Err(ConfigError(
                 "hub.player_lag_soft_ms exceeds player_lag_hard_ms".into(),
@@ -1339,6 +1350,7 @@ impl Config {
                 token: self.api.token.clone(),
                 jwt_secret: self.api.jwt_secret.clone(),
                 protect_stats: self.api.protect_stats,
+                own_listener: !self.api.addr.is_empty(),
             },
             silent_audio: SilentAudioConfig {
                 enable: h.silent_audio,

@@ -98,3 +98,28 @@ fn control_endpoints_need_the_token_or_a_jwt() {
     let authorized = format!("{}Authorization: Bearer sekrit\r\n", get("/metrics"));
     assert_eq!(status(&mut closed, &authorized), 200);
 }
+
+#[test]
+fn with_its_own_listener_the_api_and_the_ui_leave_the_http_listener() {
+    let mut w = world("addr = \"127.0.0.1:8083\"\n");
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: h\r\n");
+    for path in ["/api/stat/lal_info", "/metrics", "/", "/control/get?room=r"] {
+        assert_eq!(status(&mut w, &get(path)), 404, "{path}");
+        let c = w.raw(0, Listener::Api);
+        w.send(c, format!("{}\r\n", get(path)).as_bytes());
+        w.run();
+        assert!(
+            w.received(c).starts_with(b"HTTP/1.1 200"),
+            "{path} on the API listener"
+        );
+    }
+    // Media and HLS stay on the HTTP listener (and are on the API listener too).
+    assert_eq!(status(&mut w, &get("/live/none.m3u8")), 404);
+    let c = w.raw(0, Listener::Http);
+    w.send(c, b"GET /live/s.flv HTTP/1.1\r\nHost: h\r\n\r\n");
+    w.run();
+    assert!(
+        !w.is_closed(c) && w.received(c).is_empty(),
+        "a waiting player"
+    );
+}

@@ -180,6 +180,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
         rtmps = %listener(tls.is_some() && config.rtmps.enable, &config.rtmps.addr),
         https = %listener(tls.is_some() && config.https.enable, &config.https.addr),
         rtsps = %listener(tls.is_some() && config.rtsps.enable, &config.rtsps.addr),
+        api = %listener(!config.api.addr.is_empty(), &config.api.addr),
         "{name} {} starting",
         env!("CARGO_PKG_VERSION")
     );

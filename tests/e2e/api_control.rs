@@ -165,3 +165,33 @@ fn room_keys_publish_by_key_play_by_room_reset_and_survive_a_restart() {
     assert_eq!(livego_data(&server, "/control/get?room=movie"), new_key);
     server.terminate();
 }
+
+#[test]
+fn the_api_can_listen_on_its_own_address() {
+    let port = free_port();
+    let cfg = TempConfig::new(&format!("[api]\naddr = \"127.0.0.1:{port}\"\n"));
+    let server = Server::start_with(2, &cfg.args());
+    let deadline = std::time::Instant::now() + LIMIT;
+    let api = format!("http://127.0.0.1:{port}/api/stat/lal_info");
+    while curl_status(&[], &api) != "200" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        curl_status(&[], &server.http_url("api/stat/lal_info")),
+        "404"
+    );
+    assert_eq!(
+        curl_status(&[], &format!("http://127.0.0.1:{port}/")),
+        "200"
+    );
+    assert!(
+        server.log().contains(&format!("api=127.0.0.1:{port}")),
+        "{}",
+        server.log()
+    );
+}

@@ -35,6 +35,9 @@ pub struct ApiGuard {
     pub jwt_secret: String,
     /// Statistics need a token too.
     pub protect_stats: bool,
+    /// The API has its own listener (`[api] addr`): the HTTP listener serves no API and no
+    /// web UI.
+    pub own_listener: bool,
 }
 
 impl ApiGuard {
@@ -180,6 +183,7 @@ mod tests {
             token: "t0k".into(),
             jwt_secret: "s".into(),
             protect_stats: false,
+            own_listener: false,
         };
         let token = jwt(HS256, "{}", b"s");
         assert!(!guard.allows(ApiKind::Control, &request(None, &[]), 0));
@@ -193,6 +197,7 @@ mod tests {
         assert!(guard.allows(ApiKind::Open, &request(None, &[]), 0));
         let closed = ApiGuard {
             protect_stats: true,
+            own_listener: false,
             jwt_secret: String::new(),
             ..guard
         };

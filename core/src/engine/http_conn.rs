@@ -20,6 +20,7 @@ use bytes::BytesMut;
 
 use super::routes::{self, Handler, MediaFormat, ROUTES};
 use super::{relay, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
+use crate::api::guard::ApiKind;
 use crate::api::lal::{self, kick_session_query};
 use crate::api::livego;
 use crate::auth::Access;
@@ -260,6 +261,21 @@ impl Engine {
                 return self.reply(conn, ask, response, &reason, now_ms);
             }
         };
+        // With its own listener, the API and the web UI are not on the others.
+        let on_api_listener = self.conns.get(&conn).is_some_and(|c| {
+            matches!(
+                c.kind,
+                ConnKind::Http {
+                    api_listener: true,
+                    ..
+                }
+            )
+        });
+        let api_or_ui = handler.api_kind() != ApiKind::Open || handler == Handler::WebUi;
+        if self.config.api.own_listener && !on_api_listener && api_or_ui {
+            let response = Response::text(404, "not found");
+            return self.reply(conn, ask, response, "not found", now_ms);
+        }
         let unix_s = self.wall_ms(now_ms) / 1000;
         if !self.config.api.allows(handler.api_kind(), &req, unix_s) {
             let response = Response::text(401, "unauthorized: a bearer token or JWT is needed")

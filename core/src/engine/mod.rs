@@ -96,6 +96,16 @@ pub enum Listener {
     Http,
     /// RTSP publish and play (5544).
     Rtsp,
+    /// The API's own HTTP listener (`[api] addr`): everything [`Listener::Http`] serves; the
+    /// API and the web UI are then served here only.
+    Api,
+}
+
+impl Listener {
+    /// Whether it speaks HTTP ([`Listener::Http`] or [`Listener::Api`]).
+    pub fn is_http(self) -> bool {
+        matches!(self, Listener::Http | Listener::Api)
+    }
 }
 
 /// Settings of the engine.
@@ -590,6 +600,8 @@ enum ConnKind {
         reader: Box<RequestReader>,
         ws: Option<Box<WsReader>>,
         state: HttpState,
+        /// Accepted on the API's own listener ([`Listener::Api`]).
+        api_listener: bool,
     },
     Rtsp(Box<rtsp_conn::RtspConn>),
 }
@@ -775,11 +787,12 @@ impl Engine {
                     Protocol::Rtmp,
                 )
             }
-            Listener::Http => (
+            Listener::Http | Listener::Api => (
                 ConnKind::Http {
                     reader: Box::new(RequestReader::new(self.config.http.clone())),
                     ws: None,
                     state: HttpState::AwaitRequest,
+                    api_listener: listener == Listener::Api,
                 },
                 Protocol::Http,
             ),
