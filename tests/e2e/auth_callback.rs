@@ -26,7 +26,8 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    /// A receiver answering each request after `delay` (each on its own thread).
+    fn start(delay: Duration) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
@@ -55,7 +56,10 @@ impl Receiver {
                         let answer = format!(
                             "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                         );
-                        let _ = s.write_all(answer.as_bytes());
+                        std::thread::spawn(move || {
+                            sleep(delay);
+                            let _ = s.write_all(answer.as_bytes());
+                        });
                     }
                     Err(_) => sleep(Duration::from_millis(5)),
                 }
@@ -134,7 +138,7 @@ fn describe(server: &Server, name: &str) -> String {
 
 #[test]
 fn the_receiver_decides_for_rtmp_rtsp_http_flv_and_hls_and_silence_means_deny() {
-    let receiver = Receiver::start();
+    let receiver = Receiver::start(Duration::ZERO);
     let cfg = TempConfig::new(&format!(
         "[auth]\nhttp_callback = \"http://127.0.0.1:{}/auth\"\ncallback_timeout_ms = {TIMEOUT_MS}\n\
          [hls]\nfragment_ms = 1000\n",
@@ -230,4 +234,76 @@ fn the_receiver_decides_for_rtmp_rtsp_http_flv_and_hls_and_silence_means_deny() 
         "{log}"
     );
     assert!(log.contains("denied by default"), "{log}");
+}
+
+/// 200 publishes against a receiver taking 200 ms to answer each do not hold back a stream
+/// already playing: the largest gap between two reads of its player during the burst stays
+/// far below the wait of the held publishes.
+#[test]
+fn a_slow_receiver_does_not_slow_a_stream_already_playing() {
+    let receiver = Receiver::start(Duration::from_millis(200));
+    let cfg = TempConfig::new(&format!(
+        "[auth]\nhttp_callback = \"http://127.0.0.1:{}/auth\"\ncallback_timeout_ms = 5000\n",
+        receiver.port
+    ));
+    let server = Server::start_with(2, &cfg.args());
+    let file = media("h264_aac_10s.flv");
+    let _publisher = ffmpeg_publish(
+        &file,
+        &server.rtmp_url("live/ok-live"),
+        &["-stream_loop", "-1"],
+    );
+    let player = HttpFlvPlayer::start(server.http_port, "/live/ok-live.flv");
+    let deadline = Instant::now() + LIMIT;
+    while player.received() < 50_000 {
+        assert!(Instant::now() < deadline, "log:\n{}", server.log());
+        sleep(Duration::from_millis(20));
+    }
+
+    let port = server.rtmp_port;
+    let started = Instant::now();
+    let burst: Vec<_> = (0..200)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let c = rill_e2e::harness::start_publishing(port, &format!("ok{i}"), LIMIT);
+                c.map(|c| (Instant::now(), c))
+            })
+        })
+        .collect();
+    // The player's reads while the burst is held.
+    let (mut last_bytes, mut last_change, mut max_gap) =
+        (player.received(), Instant::now(), Duration::ZERO);
+    while burst.iter().any(|t| !t.is_finished()) {
+        assert!(started.elapsed() < LIMIT, "the burst never ended");
+        sleep(Duration::from_millis(5));
+        let now = player.received();
+        if now != last_bytes {
+            max_gap = max_gap.max(last_change.elapsed());
+            (last_bytes, last_change) = (now, Instant::now());
+        }
+    }
+    let burst_took = started.elapsed();
+    let accepted: Vec<(Duration, _)> = burst
+        .into_iter()
+        .map(|t| {
+            let (at, c) = t.join().expect("thread").expect("published");
+            (at - started, c)
+        })
+        .collect();
+    let slowest = accepted.iter().map(|a| a.0).max().unwrap_or_default();
+    let fastest = accepted.iter().map(|a| a.0).min().unwrap_or_default();
+    eprintln!(
+        "200 publishes held by a 200 ms receiver: accepted after {fastest:?}..{slowest:?} \
+         (burst {burst_took:?}); largest gap between reads of the playing stream {max_gap:?}"
+    );
+    assert!(
+        fastest >= Duration::from_millis(200),
+        "{fastest:?}: held for the answer"
+    );
+    assert!(max_gap < Duration::from_millis(500), "{max_gap:?}");
+    assert_eq!(
+        receiver.bodies().len(),
+        202,
+        "one POST each (and the first publisher and player)"
+    );
 }
