@@ -113,7 +113,7 @@ jwt_secret = ""
 # Also protect the statistics (/api/stat/*, /api/server, /metrics, /stat/livestat).
 protect_stats = false
 # livego's room keys (/control/get|reset|delete?room=): when on, a publisher publishes to
-# {app}/{key} (RTMP) and the stream is {app}/{room}, which players play; a name that is no
+# {app}/{key} (RTMP or RTSP) and the stream is {app}/{room}, which players play; a name that is no
 # room's key is refused.
 room_keys = false
 # Where the keys are kept across restarts; empty = room_keys.json next to the config file

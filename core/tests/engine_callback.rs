@@ -251,3 +251,34 @@ fn a_slow_receiver_delays_no_other_stream() {
         .count();
     assert_eq!(publishes, 201);
 }
+
+/// A play withdrawn (closeStream, deleteStream) while the callback is asked is not started
+/// when the answer comes.
+#[test]
+fn a_request_withdrawn_while_held_is_not_started_by_the_answer() {
+    let mut w = world("");
+    by_name(&mut w, 100);
+    let p = publisher(&mut w, 0, "ok1");
+    w.advance(100);
+    assert!(publishing(&w, p));
+    let player = rtmp_player(&mut w, 0, "ok1");
+    w.advance(50);
+    w.rtmp_session(player).close();
+    w.advance(100);
+    assert!(!told(&w, player, |e| matches!(
+        e,
+        ClientEvent::Playing { .. }
+    )));
+    let (_, conn) = w.conn(player);
+    assert!(
+        !w.sessions_started().iter().any(|(_, r)| r.conn == conn),
+        "no play session started"
+    );
+    let players = w
+        .engine(0)
+        .hub()
+        .streams()
+        .find(|s| s.name == "live/ok1")
+        .map(|s| s.players.len());
+    assert_eq!(players, Some(0));
+}

@@ -122,6 +122,31 @@ fn room_keys_publish_by_key_play_by_room_and_survive_a_restart() {
         w.sessions_started().last().expect("started").1.stream,
         "live/movie"
     );
+    // RTSP publishers too: the room name is refused.
+    let announce = |w: &mut World, name: &str| {
+        let c = w.raw(0, Listener::Rtsp);
+        let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+                   m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=0\r\n";
+        let r = format!(
+            "ANNOUNCE rtsp://h/live/{name} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        w.send(c, r.as_bytes());
+        w.run();
+        String::from_utf8_lossy(w.received(c)).into_owned()
+    };
+    assert!(announce(&mut w, "movie").starts_with("RTSP/1.0 403"));
+    let cam = get(&mut w, 1, "/control/get?room=cam").1["data"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    let answer = announce(&mut w, &cam);
+    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+    assert_eq!(
+        w.sessions_started().last().expect("started").1.stream,
+        "live/cam"
+    );
     let player = flv_player(&mut w, 0, "movie");
     send_configs(&mut w, p, 0);
     send(&mut w, p, &stream(0, 2, 25));
@@ -131,14 +156,21 @@ fn room_keys_publish_by_key_play_by_room_and_survive_a_restart() {
     let (status, v) = get(&mut w, 1, "/stat/livestat");
     assert_eq!(status, 200);
     assert_eq!(v["status"], 200);
-    assert_eq!(v["data"]["publishers"][0]["key"], "live/movie");
+    let publishers = v["data"]["publishers"].as_array().expect("a list");
+    assert_eq!(publishers.len(), 2, "{v}");
+    assert!(publishers.iter().any(|p| p["key"] == "live/movie"), "{v}");
     assert_eq!(v["data"]["players"][0]["key"], "live/movie");
-    assert!(v["data"]["publishers"][0]["video_total_bytes"].as_u64() > Some(0));
+    assert!(publishers
+        .iter()
+        .any(|p| p["video_total_bytes"].as_u64() > Some(0)));
 
     // The file the runtime keeps has the key.
     let file = String::from_utf8(w.file(KEYS_FILE).expect("written").to_vec()).expect("UTF-8");
     let kept = room_keys_from_json(&file).expect("parses");
-    assert_eq!(kept, [("movie".to_owned(), key.clone())]);
+    assert_eq!(
+        kept,
+        [("cam".to_owned(), cam), ("movie".to_owned(), key.clone())]
+    );
 
     // Reset: a new key; the old one is refused on every worker.
     let (_, v) = get(&mut w, 1, "/control/reset?room=movie");

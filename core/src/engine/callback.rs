@@ -190,6 +190,12 @@ impl Callbacks {
         }
     }
 
+    /// Forgets what `conn` waits for (its client withdrew the request); the answer, when it
+    /// comes, is dropped.
+    pub(super) fn withdraw(&mut self, conn: ConnId) {
+        self.held.retain(|_, h| h.conn != conn);
+    }
+
     fn is_held(&self, conn: ConnId) -> bool {
         self.held.values().any(|h| h.conn == conn)
     }

@@ -5,8 +5,8 @@
 //! the protocol, until the time is up. Connections already open stay.
 //!
 //! **Room keys** (livego's `/control/get|reset|delete?room=`): a room has a secret key; with
-//! [`RoomKeyConfig::enable`] a publisher publishes to `{app}/{key}` and the stream is
-//! `{app}/{room}`, which players play (a name that is no key is refused). A change is made by
+//! [`RoomKeyConfig::enable`] a publisher (RTMP or RTSP) publishes to `{app}/{key}` and the
+//! stream is `{app}/{room}`, which players play (a name that is no key is refused). A change is made by
 //! the engine that got the request, told to every other worker ([`Command::RoomKey`]) and
 //! written by the runtime to [`RoomKeyConfig::file`] ([`Output::WriteFile`]); at start the
 //! runtime reads that file back into [`RoomKeyConfig::keys`], so keys survive a restart.

@@ -140,6 +140,7 @@ impl Engine {
                 value, timestamp, ..
             } => self.publish_metadata(conn, &value, timestamp),
             ServerEvent::PublishStopped { .. } => {
+                self.callbacks.withdraw(conn);
                 self.end_publish(conn, now_ms);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.role = Role::None;
@@ -149,6 +150,7 @@ impl Engine {
                 }
             }
             ServerEvent::PlayStopped { .. } => {
+                self.callbacks.withdraw(conn);
                 self.hub.stop_play(conn);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.role = Role::None;

@@ -689,6 +689,14 @@ impl Engine {
             self.rtsp_reject(conn, ServerSession::reject_announce, 400);
             return;
         };
+        // With room keys, `{app}/{key}` publishes `{app}/{room}`.
+        let Some(key) = self
+            .publish_name(key.stream())
+            .and_then(|room| StreamKey::new(key.app(), &room))
+        else {
+            self.rtsp_reject(conn, ServerSession::reject_announce, 403);
+            return self.close(conn, true, "publish refused: not a room key", now);
+        };
         let resume = || Resume::RtspAnnounce {
             path: path.to_owned(),
             query: query.to_owned(),
