@@ -22,8 +22,10 @@ use crate::rtsp::auth::constant_time_eq;
 /// The name of the query parameter carrying the secret.
 pub const SECRET_PARAM: &str = "lal_secret";
 
-/// A protocol and direction that can require the secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A protocol and direction that can require the secret (or the HTTP callback's consent). In
+/// the config, its snake_case name (`publish_rtmp`, `play_hls`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Publishing over RTMP.
     PublishRtmp,
@@ -39,6 +41,24 @@ pub enum Access {
     PlayHls,
     /// Playing over RTSP (DESCRIBE).
     PlayRtsp,
+}
+
+impl Access {
+    /// Every access, publishes first.
+    pub const ALL: [Access; 7] = [
+        Access::PublishRtmp,
+        Access::PublishRtsp,
+        Access::PlayRtmp,
+        Access::PlayHttpFlv,
+        Access::PlayHttpTs,
+        Access::PlayHls,
+        Access::PlayRtsp,
+    ];
+
+    /// Whether it is a publish (else a play).
+    pub fn is_publish(self) -> bool {
+        matches!(self, Access::PublishRtmp | Access::PublishRtsp)
+    }
 }
 
 impl fmt::Display for Access {

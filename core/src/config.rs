@@ -7,11 +7,13 @@
 use serde::Deserialize;
 
 use crate::admission::ConnectionLimits;
+use crate::api::guard::ApiGuard;
 use crate::api::webhook::{WebhookEvent, WebhookUrl};
-use crate::auth::SimpleAuth;
+use crate::auth::{Access, SimpleAuth};
 use crate::engine::{
-    ClusterConfig, ClusterRole, EngineConfig, PublishConflict, PushRule, RecordConfig, RedisTarget,
-    RelayConfig, RelayUrl, SilentAudioConfig, WebhookConfig,
+    CallbackConfig, ClusterConfig, ClusterRole, EngineConfig, PublishConflict, PushRule,
+    RecordConfig, RedisTarget, RelayConfig, RelayUrl, RoomKeyConfig, SilentAudioConfig,
+    WebhookConfig,
 };
 use crate::hls::{Cleanup, HlsConfig, SegmentFormat};
 use crate::http::HttpLimits;
@@ -86,6 +88,38 @@ play_http_ts = false
 # The .m3u8 playlists (live and record); segments are not checked.
 play_hls = false
 play_rtsp = false
+# HTTP callback that can refuse: before a publish or play is accepted, rill POSTs JSON
+# {action ("publish"|"play"), protocol, app, stream, query, remote_addr, session_id} to this
+# http:// or https:// URL and holds the request until the answer: 2xx allows, anything else
+# refuses (RTMP NetStream.Publish.Unauthorized / Play.Failed, HTTP 403, RTSP 403). Empty = off.
+# An allowed HLS playlist lets the same address fetch it again for 30 s without asking.
+http_callback = ""
+# Longest wait for the answer (ms), connecting included.
+callback_timeout_ms = 3000
+# No answer in time, or the receiver unreachable: "deny" or "allow".
+callback_on_error = "deny"
+# Which publishes and plays ask the callback (the switch names above).
+callback_for = ["publish_rtmp", "publish_rtsp", "play_rtmp", "play_http_flv", "play_http_ts", "play_hls", "play_rtsp"]
+
+[api]
+# The API (and the web UI) on its own listener, lal's :8083 style, e.g. "127.0.0.1:8083";
+# then the HTTP listener serves media and HLS only. Empty = on the HTTP listener.
+addr = ""
+# Protection of the HTTP API. With a token (or a JWT secret) set, every control endpoint
+# (/api/ctrl/*, /control/*) needs "Authorization: Bearer <token>", else 401.
+token = ""
+# livego's jwt.secret: a JWT signed with HS256 under it, in ?jwt= or as the bearer, is
+# accepted too (exp and nbf checked when present). Empty = no JWT.
+jwt_secret = ""
+# Also protect the statistics (/api/stat/*, /api/server, /metrics, /stat/livestat).
+protect_stats = false
+# livego's room keys (/control/get|reset|delete?room=): when on, a publisher publishes to
+# {app}/{key} (RTMP or RTSP) and the stream is {app}/{room}, which players play; a name that is no
+# room's key is refused.
+room_keys = false
+# Where the keys are kept across restarts; empty = room_keys.json next to the config file
+# (in the working directory without one).
+room_keys_file = ""
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
@@ -343,8 +377,10 @@ pub struct Config {
     pub http: HttpSection,
     /// RTSP listener.
     pub rtsp: RtspSection,
-    /// Publish and play authorization (lal's simple auth).
-    pub auth: SimpleAuth,
+    /// Publish and play authorization (lal's simple auth, the HTTP callback).
+    pub auth: AuthSection,
+    /// API protection.
+    pub api: ApiSection,
     /// Stream hub.
     pub hub: HubSection,
     /// HLS.
@@ -601,6 +637,138 @@ impl Default for RecordSection {
             out_path: r.out_path,
         }
     }
+}
+
+/// `[auth]`: lal's simple auth (its keys as in [`SimpleAuth`]) and the HTTP callback.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// [`SimpleAuth::key`].
+    pub key: String,
+    /// [`SimpleAuth::dangerous_secret`].
+    pub dangerous_secret: String,
+    /// [`SimpleAuth::publish_rtmp`].
+    pub publish_rtmp: bool,
+    /// [`SimpleAuth::publish_rtsp`].
+    pub publish_rtsp: bool,
+    /// [`SimpleAuth::play_rtmp`].
+    pub play_rtmp: bool,
+    /// [`SimpleAuth::play_http_flv`].
+    pub play_http_flv: bool,
+    /// [`SimpleAuth::play_http_ts`].
+    pub play_http_ts: bool,
+    /// [`SimpleAuth::play_hls`].
+    pub play_hls: bool,
+    /// [`SimpleAuth::play_rtsp`].
+    pub play_rtsp: bool,
+    /// The callback's URL; empty = no callback.
+    pub http_callback: String,
+    /// Longest wait for its answer (ms).
+    pub callback_timeout_ms: u64,
+    /// What no answer means.
+    pub callback_on_error: CallbackOnError,
+    /// The accesses that ask it.
+    pub callback_for: Vec<Access>,
+}
+
+/// `auth.callback_on_error`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOnError {
+    /// Refuse.
+    #[default]
+    Deny,
+    /// Allow.
+    Allow,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        let s = SimpleAuth::default();
+        let c = CallbackConfig::default();
+        AuthSection {
+            key: s.key,
+            dangerous_secret: s.dangerous_secret,
+            publish_rtmp: s.publish_rtmp,
+            publish_rtsp: s.publish_rtsp,
+            play_rtmp: s.play_rtmp,
+            play_http_flv: s.play_http_flv,
+            play_http_ts: s.play_http_ts,
+            play_hls: s.play_hls,
+            play_rtsp: s.play_rtsp,
+            http_callback: String::new(),
+            callback_timeout_ms: c.timeout_ms,
+            callback_on_error: CallbackOnError::Deny,
+            callback_for: c.checks,
+        }
+    }
+}
+
+impl AuthSection {
+    /// The simple-auth part.
+    pub fn simple(&self) -> SimpleAuth {
+        SimpleAuth {
+            key: self.key.clone(),
+            dangerous_secret: self.dangerous_secret.clone(),
+            publish_rtmp: self.publish_rtmp,
+            publish_rtsp: self.publish_rtsp,
+            play_rtmp: self.play_rtmp,
+            play_http_flv: self.play_http_flv,
+            play_http_ts: self.play_http_ts,
+            play_hls: self.play_hls,
+            play_rtsp: self.play_rtsp,
+        }
+    }
+
+    /// The callback part (no URL when empty or invalid, which [`Config::validate`] refuses).
+    pub fn callback(&self) -> CallbackConfig {
+        CallbackConfig {
+            url: Some(&self.http_callback)
+                .filter(|u| !u.is_empty())
+                .and_then(|u| WebhookUrl::parse(u).ok()),
+            timeout_ms: self.callback_timeout_ms,
+            allow_on_error: self.callback_on_error == CallbackOnError::Allow,
+            checks: self.callback_for.clone(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.key.is_empty() && self.simple().any_required() {
+            return Err(ConfigError(
+                "auth: a publish_* or play_* switch is on but auth.key is empty; set a key \
+                 (secrets are md5(key + stream name))"
+                    .into(),
+            ));
+        }
+        if !self.http_callback.is_empty() {
+            WebhookUrl::parse(&self.http_callback)
+                .map_err(|e| ConfigError(format!("auth.http_callback: {e}")))?;
+        }
+        if self.callback_timeout_ms == 0 {
+            return Err(ConfigError(
+                "auth.callback_timeout_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[api]`: who may call the HTTP API (see [`ApiGuard`]).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// The API's own listen address; empty = none.
+    pub addr: String,
+    /// [`ApiGuard::token`].
+    pub token: String,
+    /// [`ApiGuard::jwt_secret`].
+    pub jwt_secret: String,
+    /// [`ApiGuard::protect_stats`].
+    pub protect_stats: bool,
+    /// [`RoomKeyConfig::enable`].
+    pub room_keys: bool,
+    /// [`RoomKeyConfig::file`] (the runtime resolves an empty one).
+    pub room_keys_file: String,
 }
 
 /// `[webhook]`: lal's HTTP notifications. Off by default; an empty URL sends no such event.
@@ -1152,12 +1320,12 @@ impl Config {
                 "hub.write_merge_ms must be 0..=1000 and hub.write_merge_players at least 1".into(),
             ));
         }
-        if self.auth.key.is_empty() && self.auth.any_required() {
-            return Err(ConfigError(
-                "auth: a publish_* or play_* switch is on but auth.key is empty; set a key \
-                 (secrets are md5(key + stream name))"
-                    .into(),
-            ));
+        self.auth.validate()?;
+        if !self.api.addr.is_empty() && self.api.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "api.addr {:?} is not an address:port",
+                self.api.addr
+            )));
         }
         if self.hub.player_lag_soft_ms > self.hub.player_lag_hard_ms {
             return Err(ConfigError(
@@ -1268,7 +1436,20 @@ impl Config {
             write_merge_ms: if h.low_latency { 0 } else { h.write_merge_ms },
             write_merge_players: h.write_merge_players,
             publish_conflict: h.publish_conflict,
-            auth: self.auth.clone(),
+            auth: self.auth.simple(),
+            auth_callback: self.auth.callback(),
+            room_keys: RoomKeyConfig {
+                enable: self.api.room_keys,
+                file: self.api.room_keys_file.clone(),
+                keys: Vec::new(),
+                secret: Vec::new(),
+            },
+            api: ApiGuard {
+                token: self.api.token.clone(),
+                jwt_secret: self.api.jwt_secret.clone(),
+                protect_stats: self.api.protect_stats,
+                own_listener: !self.api.addr.is_empty(),
+            },
             silent_audio: SilentAudioConfig {
                 enable: h.silent_audio,
                 wait_ms: h.silent_audio_wait_ms,

@@ -1128,6 +1128,7 @@ pub fn listener_name(listener: Listener) -> &'static str {
         Listener::Rtmp => "rtmp",
         Listener::Http => "http",
         Listener::Rtsp => "rtsp",
+        Listener::Api => "api",
     }
 }
 
@@ -1137,6 +1138,7 @@ pub fn listener_of(name: &str) -> Option<Listener> {
         "rtmp" => Some(Listener::Rtmp),
         "http" => Some(Listener::Http),
         "rtsp" => Some(Listener::Rtsp),
+        "api" => Some(Listener::Api),
         _ => None,
     }
 }

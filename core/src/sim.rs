@@ -16,7 +16,9 @@
 //! [`Engine::poll_transmit`] until drained), so what a test sees is what the server does with
 //! the same configuration. Connection ids are laid out as the runtimes lay them out
 //! ([`crate::engine::conn_id`]). Files the engines ask for ([`Output::WriteFile`],
-//! [`Output::AppendFile`]) land in an in-memory map ([`World::file`]).
+//! [`Output::AppendFile`]) land in an in-memory map ([`World::file`]). Outbound connections
+//! the engines ask for ([`Output::Connect`]) reach scripted HTTP services ([`World::serve`]);
+//! any other host is unreachable.
 //!
 //! This is a test tool: misuse (a client id of the wrong kind, an engine index out of range)
 //! and a world that never settles panic with a message saying so.
@@ -75,6 +77,41 @@ const MAX_ROUNDS: usize = 10_000;
 const MAX_STEPS: usize = 100_000;
 /// The first local UDP port handed out for [`Output::OpenUdp`].
 const FIRST_UDP_PORT: u16 = 20_000;
+
+/// How a scripted HTTP service ([`World::serve`]) answers a request (given its body): after
+/// how many ms and with which status, or `None` to never answer.
+pub type ServiceAnswer = Box<dyn FnMut(&str) -> Option<(u64, u16)>>;
+
+/// A scripted HTTP service outside the engines.
+struct Service {
+    host: String,
+    port: u16,
+    answer: ServiceAnswer,
+    /// The bodies of the requests it received, in order.
+    bodies: Vec<String>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Service({}:{}, {} requests)",
+            self.host,
+            self.port,
+            self.bodies.len()
+        )
+    }
+}
+
+/// An engine's outbound connection to a service.
+#[derive(Debug)]
+struct OutConn {
+    service: usize,
+    /// Bytes the engine sent, until a whole request is in.
+    sent: Vec<u8>,
+    /// The answer and when it is due.
+    answer: Option<(u64, Bytes)>,
+}
 
 /// A client attached to a [`World`], as returned when it is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -153,6 +190,9 @@ pub struct World {
     started: Vec<(usize, SessionRecord)>,
     ended: Vec<(usize, SessionRecord)>,
     files: BTreeMap<String, (Vec<u8>, bool)>,
+    services: Vec<Service>,
+    /// Outbound connections to services, by engine and connection.
+    outbound: HashMap<(usize, ConnId), OutConn>,
 }
 
 impl World {
@@ -185,7 +225,35 @@ impl World {
             started: Vec::new(),
             ended: Vec::new(),
             files: BTreeMap::new(),
+            services: Vec::new(),
+            outbound: HashMap::new(),
         }
+    }
+
+    /// Makes `host:port` an HTTP service for outbound connections: each whole request (its
+    /// `Content-Length` body) gets what `answer` says, an empty-bodied answer with that status
+    /// after that many ms, or none at all.
+    pub fn serve(
+        &mut self,
+        host: &str,
+        port: u16,
+        answer: impl FnMut(&str) -> Option<(u64, u16)> + 'static,
+    ) {
+        self.services.push(Service {
+            host: host.to_owned(),
+            port,
+            answer: Box::new(answer),
+            bodies: Vec::new(),
+        });
+    }
+
+    /// The request bodies service `host` received, in order.
+    pub fn service_requests(&self, host: &str) -> Vec<&str> {
+        self.services
+            .iter()
+            .filter(|s| s.host == host)
+            .flat_map(|s| s.bodies.iter().map(String::as_str))
+            .collect()
     }
 
     /// The virtual time, ms.
@@ -280,7 +348,26 @@ impl World {
             .collect()
     }
 
+    /// A raw client as [`World::raw`] attaches it, connecting from `ip` (which other clients
+    /// may share) instead of an address of its own.
+    pub fn raw_from(&mut self, engine: usize, listener: Listener, ip: IpAddr) -> ClientId {
+        let kind = Kind::Raw {
+            received: Vec::new(),
+        };
+        self.attach_from(engine, listener, kind, Some(ip))
+    }
+
     fn attach(&mut self, engine: usize, listener: Listener, kind: Kind) -> ClientId {
+        self.attach_from(engine, listener, kind, None)
+    }
+
+    fn attach_from(
+        &mut self,
+        engine: usize,
+        listener: Listener,
+        kind: Kind,
+        ip: Option<IpAddr>,
+    ) -> ClientId {
         assert!(engine < self.engines.len(), "no engine {engine}");
         let local = self.next_local[engine];
         self.next_local[engine] += 1;
@@ -288,7 +375,7 @@ impl World {
         let n = self.clients.len();
         // Every client its own address, so per-address policies see distinct peers.
         let host = Ipv4Addr::new(127, 0, (n >> 8) as u8, (n & 0xFF) as u8 + 1);
-        let peer = SocketAddr::new(IpAddr::V4(host), 40_000);
+        let peer = SocketAddr::new(ip.unwrap_or(IpAddr::V4(host)), 40_000);
         self.engines[engine].handle_accept(conn, listener, peer, self.now);
         self.by_conn.insert((engine, conn), n);
         self.clients.push(Client {
@@ -486,10 +573,12 @@ impl World {
             Kind::Rtsp { session, .. } => session.poll_timeout(),
             _ => None,
         });
+        let answers = self.outbound.values().filter_map(|o| o.answer.as_ref());
         self.engines
             .iter()
             .filter_map(Engine::poll_timeout)
             .chain(rtsp)
+            .chain(answers.map(|(at, _)| *at))
             .min()
     }
 
@@ -573,6 +662,7 @@ impl World {
                     self.dispatch(e, out);
                 }
             }
+            moved |= self.deliver_answers();
             for c in &mut self.clients {
                 moved |= c.read_datagrams(self.now);
                 match &mut c.kind {
@@ -646,6 +736,12 @@ impl World {
     fn dispatch(&mut self, e: usize, out: Output) {
         let now = self.now;
         match out {
+            Output::Transmit(conn) if self.outbound.contains_key(&(e, conn)) => {
+                self.service_reads(e, conn)
+            }
+            Output::Close { conn, .. } if self.outbound.contains_key(&(e, conn)) => {
+                self.outbound.remove(&(e, conn));
+            }
             Output::Transmit(conn) => {
                 if let Some(i) = self.client_of(e, conn) {
                     if self.clients[i].reading {
@@ -727,15 +823,83 @@ impl World {
                     engine.handle_command(command, now);
                 }
             }
-            // The world has no network outside its engines: connections they ask for fail.
+            // Outside its engines the world has only its services: other connections fail.
             Output::Connect {
                 conn, host, port, ..
             } => {
-                let why = format!("{host}:{port} is outside the simulated world");
-                self.engines[e].handle_connected(conn, Err(why), now);
+                let service = self
+                    .services
+                    .iter()
+                    .position(|s| s.host == host && s.port == port);
+                let Some(service) = service else {
+                    let why = format!("{host}:{port} is outside the simulated world");
+                    return self.engines[e].handle_connected(conn, Err(why), now);
+                };
+                self.outbound.insert(
+                    (e, conn),
+                    OutConn {
+                        service,
+                        sent: Vec::new(),
+                        answer: None,
+                    },
+                );
+                let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 80)), port);
+                self.engines[e].handle_connected(conn, Ok(addr), now);
             }
             Output::Log { .. } => {}
         }
+    }
+
+    /// A service reads what engine `e` sent on `conn`; a whole request gets its answer
+    /// scheduled.
+    fn service_reads(&mut self, e: usize, conn: ConnId) {
+        let mut bufs = Vec::new();
+        self.engines[e].poll_transmit(conn, usize::MAX, &mut bufs);
+        let now = self.now;
+        let Some(o) = self.outbound.get_mut(&(e, conn)) else {
+            return;
+        };
+        bufs.iter().for_each(|b| o.sent.extend_from_slice(b));
+        let text = String::from_utf8_lossy(&o.sent).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return;
+        };
+        let len = head
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if body.len() < len || o.answer.is_some() {
+            return;
+        }
+        let service = &mut self.services[o.service];
+        service.bodies.push(body.to_owned());
+        if let Some((delay, status)) = (service.answer)(body) {
+            let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+            o.answer = Some((now.saturating_add(delay), Bytes::from(answer)));
+        }
+    }
+
+    /// Hands the services' answers that are due to their engines; whether any moved.
+    fn deliver_answers(&mut self) -> bool {
+        let now = self.now;
+        let due: Vec<(usize, ConnId)> = self
+            .outbound
+            .iter()
+            .filter(|(_, o)| o.answer.as_ref().is_some_and(|(at, _)| *at <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for (e, conn) in &due {
+            let Some((_, bytes)) = self
+                .outbound
+                .get_mut(&(*e, *conn))
+                .and_then(|o| o.answer.take())
+            else {
+                continue;
+            };
+            self.engines[*e].handle_input(*conn, &bytes, now);
+        }
+        !due.is_empty()
     }
 
     /// The client on connection `conn` of engine `e`, while connected.

@@ -86,6 +86,12 @@ impl Server {
             (config.http.enable, &config.http.addr, Listener::Http, None),
             (config.rtsp.enable, &config.rtsp.addr, Listener::Rtsp, None),
             (
+                !config.api.addr.is_empty(),
+                &config.api.addr,
+                Listener::Api,
+                None,
+            ),
+            (
                 tls_on(config.rtmps.enable),
                 &config.rtmps.addr,
                 Listener::Rtmp,
@@ -216,12 +222,12 @@ async fn accept_loop(
                     Ok(permit) => permit,
                     Err(refusal) => {
                         // A 503 in plain text means nothing to a TLS client: just close.
-                        refuse(stream.get_ref(), kind == Listener::Http && tls.is_none());
+                        refuse(stream.get_ref(), kind.is_http() && tls.is_none());
                         refusals.refused(&refusal, listener_name(kind), peer);
                         continue;
                     }
                 };
-                let io = match accepted_io(tls.as_ref(), kind == Listener::Http) {
+                let io = match accepted_io(tls.as_ref(), kind.is_http()) {
                     Ok(io) => io,
                     Err(e) => {
                         warn!("cannot start TLS for {peer}: {e}");
@@ -242,7 +248,7 @@ async fn accept_loop(
                 let at = match exhaustion.failed(listener_name(kind), &e, Instant::now()) {
                     AfterExhaustion::RetryAt(at) => at,
                     AfterExhaustion::Shed(at) => {
-                        let http = kind == Listener::Http;
+                        let http = kind.is_http();
                         // Bounded by the listen backlog; the listener is non-blocking.
                         for _ in 0..1024 {
                             // Closed before the reserve is taken again.

@@ -98,6 +98,13 @@ impl Cli {
         if let Some(n) = self.workers {
             config.workers = n;
         }
+        if config.api.room_keys_file.is_empty() {
+            let dir = self.config.as_deref().and_then(std::path::Path::parent);
+            let file = dir
+                .unwrap_or(std::path::Path::new(""))
+                .join("room_keys.json");
+            config.api.room_keys_file = file.display().to_string();
+        }
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
@@ -173,6 +180,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
         rtmps = %listener(tls.is_some() && config.rtmps.enable, &config.rtmps.addr),
         https = %listener(tls.is_some() && config.https.enable, &config.https.addr),
         rtsps = %listener(tls.is_some() && config.rtsps.enable, &config.rtsps.addr),
+        api = %listener(!config.api.addr.is_empty(), &config.api.addr),
         "{name} {} starting",
         env!("CARGO_PKG_VERSION")
     );
@@ -244,6 +252,16 @@ pub fn engine_seed(index: usize) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ clock
+}
+
+/// 32 bytes from the system's entropy (`/dev/urandom`; zeros where there is none), the secret
+/// room keys are made with.
+fn system_secret() -> Vec<u8> {
+    let mut secret = vec![0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut secret);
+    }
+    secret
 }
 
 /// Logs a session record as one structured line headed `event` ("session start", "session end").
@@ -328,7 +346,27 @@ pub fn engine_config(config: &Config, workers: usize) -> rill_core::engine::Engi
     engine.webhook.cwd = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
+    engine.room_keys.keys = load_room_keys(&engine.room_keys.file);
+    engine.room_keys.secret = system_secret();
     engine
+}
+
+/// The room keys kept in `file` (none when it is not there; a warning when it does not parse).
+fn load_room_keys(file: &str) -> Vec<(String, String)> {
+    if file.is_empty() {
+        return Vec::new();
+    }
+    match std::fs::read_to_string(file) {
+        Ok(text) => rill_core::engine::room_keys_from_json(&text).unwrap_or_else(|e| {
+            tracing::warn!("{file}: {e}; starting without room keys");
+            Vec::new()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            tracing::warn!("cannot read {file}: {e}; starting without room keys");
+            Vec::new()
+        }
+    }
 }
 
 /// Logs a line the engine asked for (`Output::Log`) at its level.

@@ -33,6 +33,7 @@ const RTSP_LISTENER: Token = Token(3);
 const RTMPS_LISTENER: Token = Token(4);
 const HTTPS_LISTENER: Token = Token(5);
 const RTSPS_LISTENER: Token = Token(6);
+const API_LISTENER: Token = Token(7);
 const FIRST_CONN: usize = 16;
 /// Bytes read from one connection per pass of the event loop.
 const READ_BUDGET: usize = 256 * 1024;
@@ -197,6 +198,14 @@ pub fn run(
             HTTP_LISTENER,
             parse_addr("http", &config.http.addr)?,
             Listener::Http,
+            None,
+        ));
+    }
+    if !config.api.addr.is_empty() {
+        listen.push((
+            API_LISTENER,
+            parse_addr("api", &config.api.addr)?,
+            Listener::Api,
             None,
         ));
     }
@@ -546,12 +555,12 @@ impl Worker {
                         Ok(permit) => permit,
                         Err(refusal) => {
                             // A 503 in plain text means nothing to a TLS client: just close.
-                            refuse(&stream, kind == Listener::Http && tls.is_none());
+                            refuse(&stream, kind.is_http() && tls.is_none());
                             self.refusals.refused(&refusal, listener_name(kind), peer);
                             continue;
                         }
                     };
-                    let io = match accepted_io(tls.as_ref(), kind == Listener::Http) {
+                    let io = match accepted_io(tls.as_ref(), kind.is_http()) {
                         Ok(io) => io,
                         Err(e) => {
                             warn!("cannot start TLS for {peer}: {e}");
@@ -614,7 +623,7 @@ impl Worker {
         let Some((_, listener, kind, _)) = self.listeners.iter().find(|(t, ..)| *t == token) else {
             return;
         };
-        let http = *kind == Listener::Http;
+        let http = kind.is_http();
         for _ in 0..SHED_PER_PASS {
             // The connection is closed before the reserve is taken again.
             let shed = self.exhaustion.shed(|| {

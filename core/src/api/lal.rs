@@ -97,7 +97,8 @@ pub fn answer_json(query: &Query, snapshots: &[EngineStats]) -> (String, Option<
         | Query::StopRelayPull(_)
         | Query::StartRelayPush { .. }
         | Query::StopRelayPush { .. }
-        | Query::Livego(_) => Ok("{}".to_owned()),
+        | Query::Livego(_)
+        | Query::LivegoStat => Ok("{}".to_owned()),
     };
     // Serializing these plain structs cannot fail (string keys, no maps of other keys).
     (encoded.unwrap_or_else(|_| "{}".to_owned()), close)

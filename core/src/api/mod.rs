@@ -3,8 +3,10 @@
 //!
 //! The engine takes neutral snapshots ([`EngineStats`], one per engine); an answer that needs
 //! every engine is gathered by the runtime ([`crate::engine::Output::Gather`]) and rendered
-//! here, so the engine knows nothing of lal's field names or error codes.
+//! here, so the engine knows nothing of lal's field names or error codes. Who may call the
+//! API is [`guard`]'s business.
 
+pub mod guard;
 pub mod lal;
 pub mod livego;
 pub mod metrics;
@@ -57,6 +59,8 @@ pub enum Query {
     Livego(livego::Control),
     /// `GET /api/stat/cluster`: the cluster registry as this node sees it.
     Cluster,
+    /// livego's `GET /stat/livestat`: publishers and players.
+    LivegoStat,
 }
 
 /// What a [`Query`] gets: the HTTP response, and the connection to close when the query
@@ -80,6 +84,10 @@ pub fn answer(query: &Query, snapshots: &[EngineStats]) -> Answer {
         Query::Metrics => Answer {
             response: Response::new(200)
                 .body(metrics::CONTENT_TYPE, metrics::render_metrics(snapshots)),
+            close: None,
+        },
+        Query::LivegoStat => Answer {
+            response: Response::json(200, livego::livestat_json(snapshots)),
             close: None,
         },
         _ => {

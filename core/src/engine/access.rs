@@ -4,16 +4,23 @@
 //!
 //! A refused request is answered by its protocol (RTMP error status, HTTP 403, RTSP 403) and its
 //! connection is closed with the reason, so the session end record (one log line) names the
-//! peer, the protocol, the stream and why.
+//! peer, the protocol, the stream and why. After simple auth, the HTTP callback
+//! ([`super::callback`]) may hold the request until its receiver answers.
 
+use super::callback::{encode_query, Gate, Resume};
 use super::{ConnId, Engine, Protocol};
-use crate::auth::{Access, AuthError};
+use crate::auth::{Access, SECRET_PARAM};
+use crate::http::Request;
 use crate::stream_key::StreamKey;
 
 impl Engine {
     /// Checks `access` to the stream `key` (`app/stream`) given the URL's raw `query` (without
-    /// `?`). On refusal, returns the reason to close `conn` with; the connection is then
-    /// labelled with `key` and `protocol` for its end record.
+    /// `?`): simple auth, then the HTTP callback ([`super::callback`]). `Ok(true)`: go on;
+    /// `Ok(false)`: the request is held for the callback's answer (`resume` runs it again
+    /// then) and the handler returns without answering. On refusal, returns the reason to
+    /// close `conn` with; the connection is then labelled with `key` and `protocol` for its end
+    /// record.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn check_access(
         &mut self,
         conn: ConnId,
@@ -21,38 +28,72 @@ impl Engine {
         protocol: Protocol,
         key: &StreamKey,
         query: &str,
-    ) -> Result<(), String> {
+        resume: impl FnOnce() -> Resume,
+        now_ms: u64,
+    ) -> Result<bool, String> {
         let result = self.config.auth.check_query(access, key.stream(), query);
-        self.refusal(conn, access, protocol, key, result)
+        self.refusal(conn, access, protocol, key, result)?;
+        self.callback(conn, access, protocol, key, query, resume, now_ms)
     }
 
-    /// [`Engine::check_access`] for a request whose query is already decoded: `secret` is its
-    /// `lal_secret`, if any.
-    pub(super) fn check_access_secret(
+    /// [`Engine::check_access`] for an HTTP request, whose query is already decoded.
+    pub(super) fn check_access_http(
         &mut self,
         conn: ConnId,
         access: Access,
         protocol: Protocol,
         key: &StreamKey,
-        secret: Option<&str>,
-    ) -> Result<(), String> {
+        req: &Request,
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        let secret = req.query_param(SECRET_PARAM);
         let result = self.config.auth.check(access, key.stream(), secret);
-        self.refusal(conn, access, protocol, key, result)
+        self.refusal(conn, access, protocol, key, result)?;
+        let query = encode_query(&req.query);
+        let resume = || Resume::Http(Box::new(req.clone()));
+        self.callback(conn, access, protocol, key, &query, resume, now_ms)
     }
 
-    fn refusal(
+    #[allow(clippy::too_many_arguments)]
+    fn callback(
         &mut self,
         conn: ConnId,
         access: Access,
         protocol: Protocol,
         key: &StreamKey,
-        result: Result<(), AuthError>,
+        query: &str,
+        resume: impl FnOnce() -> Resume,
+        now_ms: u64,
+    ) -> Result<bool, String> {
+        match self.callback_gate(conn, access, protocol, key, query, resume, now_ms) {
+            Gate::Pass => Ok(true),
+            Gate::Held => {
+                self.label(conn, protocol, key);
+                Ok(false)
+            }
+            Gate::Refused(why) => self
+                .refusal(conn, access, protocol, key, Err(why))
+                .map(|_| true),
+        }
+    }
+
+    fn label(&mut self, conn: ConnId, protocol: Protocol, key: &StreamKey) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stream = Some(key.clone());
+            c.protocol = protocol;
+        }
+    }
+
+    fn refusal<E: std::fmt::Display>(
+        &mut self,
+        conn: ConnId,
+        access: Access,
+        protocol: Protocol,
+        key: &StreamKey,
+        result: Result<(), E>,
     ) -> Result<(), String> {
         result.map_err(|e| {
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.stream = Some(key.clone());
-                c.protocol = protocol;
-            }
+            self.label(conn, protocol, key);
             format!("{access} refused: {e}")
         })
     }
@@ -227,7 +268,7 @@ mod tests {
                 _ => None,
             });
             let expected = if publish {
-                "NetStream.Publish.BadName"
+                "NetStream.Publish.Unauthorized"
             } else {
                 "NetStream.Play.Failed"
             };

@@ -29,6 +29,21 @@ pub enum Command {
         /// The stream.
         key: crate::stream_key::StreamKey,
     },
+    /// Refuse connections from `ip` at accept for `duration_ms` (lal's `add_ip_blacklist`;
+    /// sent to every worker).
+    BlockIp {
+        /// The address.
+        ip: std::net::IpAddr,
+        /// For how long (ms).
+        duration_ms: u64,
+    },
+    /// Another worker changed the key of `room` (`None`: deleted; livego's room keys).
+    RoomKey {
+        /// The room.
+        room: String,
+        /// Its key.
+        key: Option<String>,
+    },
 }
 
 impl Engine {
@@ -104,6 +119,8 @@ impl Engine {
                 }
             }
             Command::RelayWant { key } => self.relay_remote_want(&key, now_ms),
+            Command::BlockIp { ip, duration_ms } => self.block_ip(ip, duration_ms, now_ms),
+            Command::RoomKey { room, key } => self.set_room_key(&room, key),
         }
         self.drain_hub(now_ms);
     }

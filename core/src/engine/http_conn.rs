@@ -20,9 +20,10 @@ use bytes::BytesMut;
 
 use super::routes::{self, Handler, MediaFormat, ROUTES};
 use super::{relay, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
+use crate::api::guard::ApiKind;
 use crate::api::lal::{self, kick_session_query};
 use crate::api::livego;
-use crate::auth::{Access, SECRET_PARAM};
+use crate::auth::Access;
 use crate::hls::{HlsRequest, SegmentFormat};
 use crate::http::router::{self, Methods, Params, Routed};
 use crate::http::websocket::{self, Opcode, WsReader};
@@ -212,6 +213,32 @@ impl Engine {
         );
     }
 
+    /// The request waits for the auth callback: nothing more is read meanwhile.
+    pub(super) fn hold_http(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let ConnKind::Http { state, .. } = &mut c.kind {
+                *state = HttpState::Authorizing;
+            }
+        }
+    }
+
+    /// Handles a request held for the auth callback again (its verdict is waiting at the
+    /// check), then reads on.
+    pub(super) fn resume_http(&mut self, conn: ConnId, req: Request, now_ms: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ConnKind::Http { state, .. } = &mut c.kind else {
+            return;
+        };
+        if !matches!(state, HttpState::Authorizing) {
+            return;
+        }
+        *state = HttpState::AwaitRequest;
+        self.on_http_request(conn, req, now_ms);
+        self.drain_http(conn, now_ms);
+    }
+
     pub(super) fn on_http_request(&mut self, conn: ConnId, req: Request, now_ms: u64) {
         let ask = Ask::of(&req);
         if req.method == "OPTIONS" {
@@ -234,6 +261,27 @@ impl Engine {
                 return self.reply(conn, ask, response, &reason, now_ms);
             }
         };
+        // With its own listener, the API and the web UI are not on the others.
+        let on_api_listener = self.conns.get(&conn).is_some_and(|c| {
+            matches!(
+                c.kind,
+                ConnKind::Http {
+                    api_listener: true,
+                    ..
+                }
+            )
+        });
+        let api_or_ui = handler.api_kind() != ApiKind::Open || handler == Handler::WebUi;
+        if self.config.api.own_listener && !on_api_listener && api_or_ui {
+            let response = Response::text(404, "not found");
+            return self.reply(conn, ask, response, "not found", now_ms);
+        }
+        let unix_s = self.wall_ms(now_ms) / 1000;
+        if !self.config.api.allows(handler.api_kind(), &req, unix_s) {
+            let response = Response::text(401, "unauthorized: a bearer token or JWT is needed")
+                .header("WWW-Authenticate", "Bearer");
+            return self.reply(conn, ask, response, "api: unauthorized", now_ms);
+        }
         let query = match handler {
             Handler::LalInfo => Query::LalInfo,
             Handler::AllGroups => Query::AllGroups,
@@ -286,6 +334,9 @@ impl Engine {
                 }
                 Query::Livego(control)
             }
+            Handler::AddIpBlacklist => return self.add_ip_blacklist(conn, &req, ask, now_ms),
+            Handler::RoomKey { op } => return self.room_key_request(conn, &req, op, ask, now_ms),
+            Handler::LivegoStat => Query::LivegoStat,
             Handler::ServerInfo | Handler::WebUi => {
                 let ui = &self.config.ui;
                 let response = match handler {
@@ -362,10 +413,13 @@ impl Engine {
                 (Access::PlayHttpFlv, Protocol::WsFmp4, PlayerFormat::WsFmp4)
             }
         };
-        let secret = req.query_param(SECRET_PARAM);
-        if let Err(reason) = self.check_access_secret(conn, access, protocol, &key, secret) {
-            let response = Response::text(403, reason.clone());
-            return self.reply(conn, ask.closing(), response, &reason, now_ms);
+        match self.check_access_http(conn, access, protocol, &key, req, now_ms) {
+            Ok(true) => {}
+            Ok(false) => return self.hold_http(conn),
+            Err(reason) => {
+                let response = Response::text(403, reason.clone());
+                return self.reply(conn, ask.closing(), response, &reason, now_ms);
+            }
         }
         if ask.head_only {
             return self.stream_head(conn, &key, format, ask, now_ms);
@@ -454,12 +508,13 @@ impl Engine {
         if let (HlsRequest::Live { .. } | HlsRequest::Record { .. }, Some(key)) =
             (r, StreamKey::new(app, stream))
         {
-            let secret = req.query_param(SECRET_PARAM);
-            let checked =
-                self.check_access_secret(conn, Access::PlayHls, Protocol::Http, &key, secret);
-            if let Err(reason) = checked {
-                let response = Response::text(403, reason.clone());
-                return self.reply(conn, ask.closing(), response, &reason, now_ms);
+            match self.check_access_http(conn, Access::PlayHls, Protocol::Http, &key, req, now_ms) {
+                Ok(true) => {}
+                Ok(false) => return self.hold_http(conn),
+                Err(reason) => {
+                    let response = Response::text(403, reason.clone());
+                    return self.reply(conn, ask.closing(), response, &reason, now_ms);
+                }
             }
         }
         if let (HlsRequest::Live { .. }, Some(key)) = (r, StreamKey::new(app, stream)) {

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::http_conn::{sized_head, Ask};
 use super::{ConnId, ConnKind, Engine, HttpState, Protocol};
-use crate::auth::{Access, SECRET_PARAM};
+use crate::auth::Access;
 use crate::hls::ll::{decimal, Blocking, LlRequest, PartAnswer};
 use crate::http::{Request, Response};
 use crate::stream_key::StreamKey;
@@ -106,12 +106,13 @@ impl Engine {
         key: StreamKey,
         now_ms: u64,
     ) {
-        let secret = req.query_param(SECRET_PARAM);
-        if let Err(reason) =
-            self.check_access_secret(conn, Access::PlayHls, Protocol::Http, &key, secret)
-        {
-            let response = Response::text(403, reason.clone());
-            return self.reply(conn, ask.closing(), response, &reason, now_ms);
+        match self.check_access_http(conn, Access::PlayHls, Protocol::Http, &key, req, now_ms) {
+            Ok(true) => {}
+            Ok(false) => return self.hold_http(conn),
+            Err(reason) => {
+                let response = Response::text(403, reason.clone());
+                return self.reply(conn, ask.closing(), response, &reason, now_ms);
+            }
         }
         let number = |name: &str| req.query_param(name).map(|v| decimal(v).ok_or(()));
         let (Ok(msn), Ok(part)) = (

@@ -28,9 +28,11 @@
 //! which drops frames for it or disconnects it without disturbing anyone else.
 
 mod access;
+mod callback;
 pub mod cluster;
 mod command;
 pub mod conn_id;
+mod control;
 mod http_conn;
 mod ll_http;
 mod notify;
@@ -52,6 +54,7 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::api::guard::ApiGuard;
 use crate::auth::SimpleAuth;
 use crate::flv;
 use crate::hls::{Hls, HlsConfig, HlsOutput};
@@ -69,8 +72,10 @@ use crate::webui::UiConfig;
 use publication::{Publication, Sinks};
 
 pub use crate::api::Query;
+pub use callback::{CallbackConfig, HLS_VERDICT_TTL_MS};
 pub use cluster::{ClusterConfig, ClusterRole, RedisTarget};
 pub use command::Command;
+pub use control::{room_keys_from_json, RoomKeyConfig};
 pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
@@ -93,6 +98,16 @@ pub enum Listener {
     Http,
     /// RTSP publish and play (5544).
     Rtsp,
+    /// The API's own HTTP listener (`[api] addr`): everything [`Listener::Http`] serves; the
+    /// API and the web UI are then served here only.
+    Api,
+}
+
+impl Listener {
+    /// Whether it speaks HTTP ([`Listener::Http`] or [`Listener::Api`]).
+    pub fn is_http(self) -> bool {
+        matches!(self, Listener::Http | Listener::Api)
+    }
 }
 
 /// Settings of the engine.
@@ -137,6 +152,13 @@ pub struct EngineConfig {
     pub write_merge_players: usize,
     /// Publish and play authorization by `lal_secret` (lal's simple auth); off by default.
     pub auth: SimpleAuth,
+    /// Who may call the control API and read the statistics (`[api]`); open by default.
+    pub api: ApiGuard,
+    /// livego's room keys (`[api] room_keys`); off by default.
+    pub room_keys: RoomKeyConfig,
+    /// Publish and play authorization by an HTTP receiver (`[auth] http_callback`); off by
+    /// default.
+    pub auth_callback: CallbackConfig,
     /// What a publisher gets for a stream that already has a live publisher.
     pub publish_conflict: PublishConflict,
     /// Silent AAC for streams published without audio.
@@ -189,6 +211,9 @@ impl Default for EngineConfig {
             write_merge_players: 2000,
             publish_conflict: PublishConflict::Reject,
             auth: SimpleAuth::default(),
+            auth_callback: CallbackConfig::default(),
+            api: ApiGuard::default(),
+            room_keys: RoomKeyConfig::default(),
             silent_audio: SilentAudioConfig::default(),
             worker: 0,
             workers: 1,
@@ -557,6 +582,8 @@ enum HttpState {
         keep_alive: bool,
         head_only: bool,
     },
+    /// A player or playlist request held for the auth callback's answer ([`callback`]).
+    Authorizing,
     /// A Low-Latency HLS request held until what it asks for exists ([`ll_http`]).
     Held {
         ask: http_conn::Ask,
@@ -578,6 +605,8 @@ enum ConnKind {
         reader: Box<RequestReader>,
         ws: Option<Box<WsReader>>,
         state: HttpState,
+        /// Accepted on the API's own listener ([`Listener::Api`]).
+        api_listener: bool,
     },
     Rtsp(Box<rtsp_conn::RtspConn>),
 }
@@ -654,6 +683,10 @@ pub struct Engine {
     relay: relay::Relays,
     /// The cluster registry client and its connection to Redis.
     cluster: cluster::Cluster,
+    /// Requests held for the auth callback's answer.
+    callbacks: callback::Callbacks,
+    /// The IP blacklist and the room keys.
+    control: control::ControlState,
 }
 
 impl Engine {
@@ -666,6 +699,8 @@ impl Engine {
             notify: notify::Notify::new(config.webhook.clone(), config.worker, config.workers),
             relay: relay::Relays::new(config.relay.clone()),
             cluster: cluster::Cluster::new(config.cluster.clone()),
+            callbacks: callback::Callbacks::default(),
+            control: control::ControlState::new(&config.room_keys),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -760,11 +795,12 @@ impl Engine {
                     Protocol::Rtmp,
                 )
             }
-            Listener::Http => (
+            Listener::Http | Listener::Api => (
                 ConnKind::Http {
                     reader: Box::new(RequestReader::new(self.config.http.clone())),
                     ws: None,
                     state: HttpState::AwaitRequest,
+                    api_listener: listener == Listener::Api,
                 },
                 Protocol::Http,
             ),
@@ -800,6 +836,9 @@ impl Engine {
                 enhanced_flv: false,
             },
         );
+        if self.ip_blocked(peer.ip(), now_ms) {
+            return self.close(conn, false, "address blacklisted by the API", now_ms);
+        }
         self.arm_timer(conn);
     }
 
@@ -813,7 +852,8 @@ impl Engine {
         }
         if conn_id::is_outbound(conn) {
             self.outbound.handle_input(conn, data, &mut self.outputs);
-            return self.pump_outbound(now_ms);
+            self.pump_outbound(now_ms);
+            return self.run_callbacks(now_ms);
         }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -841,6 +881,7 @@ impl Engine {
                     state,
                     HttpState::AwaitRequest
                         | HttpState::AwaitAnswer { .. }
+                        | HttpState::Authorizing
                         | HttpState::Held { .. }
                 ) {
                     // A streaming player has nothing more to say: bytes from it are a protocol
@@ -877,6 +918,7 @@ impl Engine {
         self.outbound
             .handle_connected(conn, result, now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
+        self.run_callbacks(now_ms);
     }
 
     /// The peer closed the connection, or the socket failed. The engine forgets it.
@@ -889,7 +931,8 @@ impl Engine {
         }
         if conn_id::is_outbound(conn) {
             self.outbound.handle_close(conn, reason);
-            return self.pump_outbound(now_ms);
+            self.pump_outbound(now_ms);
+            return self.run_callbacks(now_ms);
         }
         self.finish(conn, reason, now_ms);
         self.drain_hub(now_ms);
@@ -904,6 +947,9 @@ impl Engine {
         self.hls.handle_timeout(now_ms);
         self.outbound.handle_timeout(now_ms, &mut self.outputs);
         self.pump_outbound(now_ms);
+        self.callbacks
+            .handle_timeout(now_ms, &self.config.auth_callback);
+        self.run_callbacks(now_ms);
         self.relay_timeout(now_ms);
         self.cluster_timeout(now_ms);
         while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
@@ -948,6 +994,7 @@ impl Engine {
             self.notify.poll_timeout(),
             self.relay.poll_timeout(),
             self.cluster.poll_timeout(),
+            self.callbacks.poll_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -356,12 +356,15 @@ impl Engine {
         self.notify_event(WebhookEvent::HlsMakeTs, to_json(&info), now_ms);
     }
 
-    /// Hands finished outbound exchanges to whoever asked (the webhooks, for now), then starts
+    /// Hands finished outbound exchanges to whoever asked (the auth callback, the webhooks), then starts
     /// what is due: `on_server_start`, an `on_update` gather, queued events while fewer than
     /// [`WebhookConfig::max_in_flight`] are being sent.
     pub(super) fn pump_outbound(&mut self, now_ms: u64) {
         while let Some(done) = self.outbound.poll_finished() {
-            self.notify.finished(done, now_ms, &mut self.outputs);
+            let config = &self.config.auth_callback;
+            if let Some(done) = self.callbacks.finished(done, config) {
+                self.notify.finished(done, now_ms, &mut self.outputs);
+            }
         }
         let n = &mut self.notify;
         if !n.started {

@@ -17,6 +17,9 @@
 //! | GET          | `/api/ctrl/stop_relay_push`    | [`Handler::StopRelayPush`] (`?stream_name=[&url=]`) |
 //! | GET, POST    | `/control/pull`                | [`Handler::LivegoControl`] (`?oper=&app=&name=&url=`) |
 //! | GET, POST    | `/control/push`                | [`Handler::LivegoControl`] likewise         |
+//! | POST         | `/api/ctrl/add_ip_blacklist`   | [`Handler::AddIpBlacklist`] (JSON body)     |
+//! | GET, POST    | `/control/get`, `reset`, `delete` | [`Handler::RoomKey`] (`?room=`)          |
+//! | GET, HEAD    | `/stat/livestat`               | [`Handler::LivegoStat`]                     |
 //! | GET, HEAD    | `/{app}/{stream}.flv`          | [`Handler::Media`] FLV (GET may upgrade to WebSocket) |
 //! | GET, HEAD    | `/{app}/{stream}.ts`           | [`Handler::Media`] TS (likewise)            |
 //! | GET, HEAD    | `/{app}/{stream}.mp4`          | [`Handler::Media`] fMP4 (likewise)          |
@@ -33,6 +36,7 @@
 //! `HEAD`, `POST` and `OPTIONS` on any path. The API and web UI routes come first so that no
 //! stream named like them can shadow them.
 
+use crate::api::guard::ApiKind;
 use crate::hls::ll::{decimal, LlRequest};
 use crate::hls::HlsRequest;
 use crate::http::router::{Methods, Params, Route};
@@ -69,6 +73,15 @@ pub enum Handler {
         /// `/control/pull`.
         pull: bool,
     },
+    /// lal's IP blacklist: refuse connections from `ip` for `duration_sec` (JSON body).
+    AddIpBlacklist,
+    /// livego's room keys: `/control/get`, `/control/reset` or `/control/delete` (`?room=`).
+    RoomKey {
+        /// Which of the three.
+        op: RoomOp,
+    },
+    /// livego's publishers and players (`/stat/livestat`).
+    LivegoStat,
     /// A live stream for a player (HTTP, or WebSocket after an upgrade).
     Media {
         /// The container.
@@ -88,6 +101,49 @@ pub enum Handler {
     HlsFmp4Segment,
     /// The init segment of fMP4 HLS segments.
     HlsInit,
+}
+
+impl Handler {
+    /// What the handler is for API protection ([`crate::api::guard`]).
+    pub fn api_kind(self) -> ApiKind {
+        match self {
+            Handler::KickSession
+            | Handler::StartRelayPull
+            | Handler::StopRelayPull
+            | Handler::StartRelayPush
+            | Handler::StopRelayPush
+            | Handler::LivegoControl { .. }
+            | Handler::AddIpBlacklist
+            | Handler::RoomKey { .. } => ApiKind::Control,
+            Handler::LalInfo
+            | Handler::AllGroups
+            | Handler::Group
+            | Handler::Metrics
+            | Handler::ServerInfo
+            | Handler::LivegoStat
+            | Handler::Cluster => ApiKind::Stats,
+            Handler::WebUi
+            | Handler::Media { .. }
+            | Handler::HlsLive
+            | Handler::HlsRecord
+            | Handler::HlsSegment
+            | Handler::LlPlaylist
+            | Handler::LlFile
+            | Handler::HlsFmp4Segment
+            | Handler::HlsInit => ApiKind::Open,
+        }
+    }
+}
+
+/// What a room-key request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomOp {
+    /// The room's key, made if there is none.
+    Get,
+    /// A new key for the room.
+    Reset,
+    /// Forget the room.
+    Delete,
 }
 
 /// The container of a live stream for a player.
@@ -152,6 +208,27 @@ pub const ROUTES: &[Route<Handler>] = &[
         pattern: "/control/push",
         target: Handler::LivegoControl { pull: false },
     },
+    Route {
+        methods: Methods::POST,
+        pattern: "/api/ctrl/add_ip_blacklist",
+        target: Handler::AddIpBlacklist,
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/get",
+        target: Handler::RoomKey { op: RoomOp::Get },
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/reset",
+        target: Handler::RoomKey { op: RoomOp::Reset },
+    },
+    Route {
+        methods: Methods::GET.with(Methods::POST),
+        pattern: "/control/delete",
+        target: Handler::RoomKey { op: RoomOp::Delete },
+    },
+    read("/stat/livestat", Handler::LivegoStat),
     read("/api/server", Handler::ServerInfo),
     read("/", Handler::WebUi),
     read("/ui/rill.css", Handler::WebUi),

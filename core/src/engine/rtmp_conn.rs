@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::callback::Resume;
 use super::{relay, ConnId, ConnKind, Engine, Protocol, Role};
 use crate::auth::Access;
 use crate::flv;
@@ -139,6 +140,7 @@ impl Engine {
                 value, timestamp, ..
             } => self.publish_metadata(conn, &value, timestamp),
             ServerEvent::PublishStopped { .. } => {
+                self.callbacks.withdraw(conn);
                 self.end_publish(conn, now_ms);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.role = Role::None;
@@ -148,6 +150,7 @@ impl Engine {
                 }
             }
             ServerEvent::PlayStopped { .. } => {
+                self.callbacks.withdraw(conn);
                 self.hub.stop_play(conn);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.role = Role::None;
@@ -171,21 +174,45 @@ impl Engine {
         now_ms: u64,
     ) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
-        let Some(key) = StreamKey::new(app, name).filter(|_| !busy) else {
+        let Some(room) = self.publish_name(name) else {
+            let reason = "publish refused: not a room key";
+            self.answer_rtmp(conn, |s| {
+                s.reject_publish(stream_id, code::PUBLISH_UNAUTHORIZED, reason)
+            });
+            self.close(conn, true, reason, now_ms);
+            return;
+        };
+        let Some(key) = StreamKey::new(app, &room).filter(|_| !busy) else {
             self.answer_rtmp(conn, |s| {
                 s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, "invalid stream name")
             });
             self.close(conn, true, "publish rejected: invalid stream name", now_ms);
             return;
         };
-        if let Err(reason) =
-            self.check_access(conn, Access::PublishRtmp, Protocol::Rtmp, &key, query)
-        {
-            self.answer_rtmp(conn, |s| {
-                s.reject_publish(stream_id, code::PUBLISH_BAD_NAME, &reason)
-            });
-            self.close(conn, true, &reason, now_ms);
-            return;
+        let resume = || Resume::RtmpPublish {
+            stream_id,
+            app: app.to_owned(),
+            name: name.to_owned(),
+            query: query.to_owned(),
+        };
+        match self.check_access(
+            conn,
+            Access::PublishRtmp,
+            Protocol::Rtmp,
+            &key,
+            query,
+            resume,
+            now_ms,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(reason) => {
+                self.answer_rtmp(conn, |s| {
+                    s.reject_publish(stream_id, code::PUBLISH_UNAUTHORIZED, &reason)
+                });
+                self.close(conn, true, &reason, now_ms);
+                return;
+            }
         }
         match self.claim_stream(&key, conn, now_ms) {
             Ok(()) => {
@@ -227,13 +254,30 @@ impl Engine {
             self.close(conn, true, "play rejected: invalid stream name", now_ms);
             return;
         };
-        if let Err(reason) = self.check_access(conn, Access::PlayRtmp, Protocol::Rtmp, &key, query)
-        {
-            self.answer_rtmp(conn, |s| {
-                s.reject_play(stream_id, code::PLAY_FAILED, &reason)
-            });
-            self.close(conn, true, &reason, now_ms);
-            return;
+        let resume = || Resume::RtmpPlay {
+            stream_id,
+            app: app.to_owned(),
+            name: name.to_owned(),
+            query: query.to_owned(),
+        };
+        match self.check_access(
+            conn,
+            Access::PlayRtmp,
+            Protocol::Rtmp,
+            &key,
+            query,
+            resume,
+            now_ms,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(reason) => {
+                self.answer_rtmp(conn, |s| {
+                    s.reject_play(stream_id, code::PLAY_FAILED, &reason)
+                });
+                self.close(conn, true, &reason, now_ms);
+                return;
+            }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stream = Some(key.clone());

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::callback::Resume;
 use super::{relay, ConnId, ConnKind, Engine, LogLevel, Output, Protocol, Role};
 use crate::auth::Access;
 use crate::hub::{AudioTrack, PlayState, Tracks, VideoTrack};
@@ -529,16 +530,31 @@ impl Engine {
         }
     }
 
-    fn rtsp_describe(&mut self, conn: ConnId, path: &str, query: &str, now: u64) {
+    pub(super) fn rtsp_describe(&mut self, conn: ConnId, path: &str, query: &str, now: u64) {
         let busy = self.conns.get(&conn).is_some_and(|c| c.role != Role::None);
         let Some(key) = StreamKey::parse(path).filter(|_| !busy) else {
             self.rtsp_reject(conn, ServerSession::reject_describe, 404);
             return;
         };
-        if let Err(reason) = self.check_access(conn, Access::PlayRtsp, Protocol::Rtsp, &key, query)
-        {
-            self.rtsp_reject(conn, ServerSession::reject_describe, 403);
-            return self.close(conn, true, &reason, now);
+        let resume = || Resume::RtspDescribe {
+            path: path.to_owned(),
+            query: query.to_owned(),
+        };
+        match self.check_access(
+            conn,
+            Access::PlayRtsp,
+            Protocol::Rtsp,
+            &key,
+            query,
+            resume,
+            now,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(reason) => {
+                self.rtsp_reject(conn, ServerSession::reject_describe, 403);
+                return self.close(conn, true, &reason, now);
+            }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stream = Some(key.clone());
@@ -659,7 +675,7 @@ impl Engine {
         n
     }
 
-    fn rtsp_announce(
+    pub(super) fn rtsp_announce(
         &mut self,
         conn: ConnId,
         path: &str,
@@ -673,10 +689,35 @@ impl Engine {
             self.rtsp_reject(conn, ServerSession::reject_announce, 400);
             return;
         };
-        let checked = self.check_access(conn, Access::PublishRtsp, Protocol::Rtsp, &key, query);
-        if let Err(reason) = checked {
+        // With room keys, `{app}/{key}` publishes `{app}/{room}`.
+        let Some(key) = self
+            .publish_name(key.stream())
+            .and_then(|room| StreamKey::new(key.app(), &room))
+        else {
             self.rtsp_reject(conn, ServerSession::reject_announce, 403);
-            return self.close(conn, true, &reason, now);
+            return self.close(conn, true, "publish refused: not a room key", now);
+        };
+        let resume = || Resume::RtspAnnounce {
+            path: path.to_owned(),
+            query: query.to_owned(),
+            tracks: tracks.to_vec(),
+            frame_rate,
+        };
+        match self.check_access(
+            conn,
+            Access::PublishRtsp,
+            Protocol::Rtsp,
+            &key,
+            query,
+            resume,
+            now,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(reason) => {
+                self.rtsp_reject(conn, ServerSession::reject_announce, 403);
+                return self.close(conn, true, &reason, now);
+            }
         }
         // A DESCRIBE on this connection made it a player: it publishes now instead.
         self.hub.stop_play(conn);

@@ -579,6 +579,8 @@ pub mod code {
     pub const PUBLISH_START: &str = "NetStream.Publish.Start";
     /// Publishing refused: the name is already being published or not allowed.
     pub const PUBLISH_BAD_NAME: &str = "NetStream.Publish.BadName";
+    /// Publishing refused by authorization (simple auth or the HTTP callback).
+    pub const PUBLISH_UNAUTHORIZED: &str = "NetStream.Publish.Unauthorized";
     /// Publishing stopped.
     pub const UNPUBLISH_SUCCESS: &str = "NetStream.Unpublish.Success";
     /// Playlist reset before play.
