@@ -35,6 +35,9 @@ const pageErrors = [];
   try {
     const page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(String(e)));
+    // The server's [api] token, typed into the page's prompt for it.
+    let tokenPrompts = 0;
+    page.on('dialog', (d) => { tokenPrompts += 1; d.accept(process.env.RILL_API_TOKEN || ''); });
     const shot = (name) => page.screenshot({ path: path.join(shots, name), fullPage: true });
 
     // Streams: the published stream appears with its codecs and resolution.
@@ -203,7 +206,7 @@ const pageErrors = [];
     await page.waitForFunction(() => !document.querySelector('#streams tr[data-live="1"]'), null, { timeout: 10000 })
       .catch(() => {});
     const stillLive = await page.$$eval('#streams tr[data-live="1"]', (rs) => rs.map((r) => r.dataset.stream));
-    say('done', { stillLive, pageErrors });
+    say('done', { stillLive, pageErrors, tokenPrompts });
   } finally {
     await context.close();
     fs.rmSync(userDataDir, { recursive: true, force: true });

@@ -35,6 +35,7 @@ impl Driver {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/webui.cjs");
         let mut child = Command::new("node")
             .env("HARNESS_MODULES", &modules)
+            .env("RILL_API_TOKEN", API_TOKEN)
             .arg(script)
             .arg(base)
             .arg(harness_dir())
@@ -87,6 +88,9 @@ fn group(server: &Server, name: &str) -> Value {
     serde_json::from_slice(&body).expect("group JSON")
 }
 
+/// The server's `[api] token`: the page's actions (kick, relays) need it; the page asks once.
+const API_TOKEN: &str = "webui-test-token";
+
 #[test]
 fn chromium_shows_streams_plays_kicks_and_sees_the_stream_go() {
     // TLS listeners (a certificate from the binary's own command, next to the config) so the
@@ -100,7 +104,7 @@ fn chromium_shows_streams_plays_kicks_and_sees_the_stream_go() {
         format!(
             "[tls]\ncert = \"{c}/cert.pem\"\nkey = \"{c}/key.pem\"\n\
              [rtmps]\naddr = \"127.0.0.1:{rtmps}\"\n[https]\naddr = \"127.0.0.1:{https}\"\n\
-             [rtsps]\naddr = \"127.0.0.1:{rtsps}\"\n",
+             [rtsps]\naddr = \"127.0.0.1:{rtsps}\"\n[api]\ntoken = \"{API_TOKEN}\"\n",
             c = dir.display()
         ),
     )
@@ -320,6 +324,8 @@ fn chromium_shows_streams_plays_kicks_and_sees_the_stream_go() {
     let done = driver.step("done", Duration::from_secs(30), &server);
     assert_eq!(done["stillLive"], serde_json::json!([]), "{done}");
     assert_eq!(done["pageErrors"], serde_json::json!([]), "{done}");
+    // The first action met the token check (401): the page asked once and kept the token.
+    assert_eq!(done["tokenPrompts"], 1, "{done}");
     let _ = driver.proc.wait_for(Duration::from_secs(10));
     for page in ["streams", "server", "stream", "stream-gone", "relays"] {
         let shot = harness_dir().join(format!("webui-{page}.png"));

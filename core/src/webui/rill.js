@@ -15,10 +15,27 @@ let timer = null;
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => '&#' + c.charCodeAt(0) + ';');
 // Every request to the API goes through here, so what the API may come to require of all of
 // them (an Authorization header) is added in one place.
-const request = (path, init = {}) => fetch(path, {
-  cache: 'no-store', ...init,
-  headers: { ...(init.body ? { 'Content-Type': 'application/json' } : {}), ...init.headers },
-});
+// Every API call goes through here. With [api] token set, the server answers 401 until the
+// page sends the token: asked for once, kept in this browser (localStorage), sent as a bearer.
+async function request(path, init = {}, retried = false) {
+  const token = localStorage.getItem('rill-api-token');
+  const response = await fetch(path, {
+    cache: 'no-store', ...init,
+    headers: {
+      ...(init.body ? { 'Content-Type': 'application/json' } : {}),
+      ...(token ? { Authorization: 'Bearer ' + token } : {}),
+      ...init.headers,
+    },
+  });
+  if (response.status === 401 && !retried) {
+    const entered = window.prompt('This server asks for its API token ([api] token):');
+    if (entered) {
+      localStorage.setItem('rill-api-token', entered.trim());
+      return request(path, init, true);
+    }
+  }
+  return response;
+}
 const getJson = async (path) => (await request(path)).json();
 const postJson = async (path, body) => (await request(path, { method: 'POST', body: JSON.stringify(body) })).json();
 const kbits = (k) => (k >= 1000 ? (k / 1000).toFixed(2) + ' Mbit/s' : k + ' kbit/s');
