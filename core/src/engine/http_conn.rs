@@ -243,6 +243,7 @@ impl Engine {
                     .to_owned(),
             ),
             Handler::Metrics => Query::Metrics,
+            Handler::Reload => return self.ask_reload(conn, ask),
             Handler::KickSession | Handler::StartRelayPull | Handler::StartRelayPush => {
                 let parsed = match handler {
                     Handler::KickSession => kick_session_query(&req.body),
