@@ -191,6 +191,7 @@ pub(crate) mod test_data {
 
                 player_skips: 0,
                 slow_players_closed: 0,
+                hls: Default::default(),
             },
             EngineStats {
                 started_unix_ms: 1_700_000_000_001,
@@ -206,6 +207,7 @@ pub(crate) mod test_data {
 
                 player_skips: 0,
                 slow_players_closed: 0,
+                hls: Default::default(),
             },
         ]
     }

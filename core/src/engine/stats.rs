@@ -84,6 +84,8 @@ pub struct EngineStats {
     pub player_skips: u64,
     /// Players disconnected for falling past the hub's hard bound.
     pub slow_players_closed: u64,
+    /// What HLS holds in memory, by use.
+    pub hls: crate::hls::HlsMemory,
 }
 
 /// The last bitrate measurement of a connection.
@@ -151,6 +153,7 @@ impl Engine {
             bytes_out: self.meters.closed_bytes_out,
             player_skips: self.meters.player_skips,
             slow_players_closed: self.meters.slow_players_closed,
+            hls: self.hls.memory(),
             ..EngineStats::default()
         };
         for (&id, c) in &self.conns {
