@@ -151,3 +151,70 @@ impl State {
         Ok(plan.outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rill_core::admission::ConnectionLimits;
+
+    #[test]
+    fn a_reload_delivers_what_changed_and_a_bad_file_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("rill-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rill.toml");
+        std::fs::write(&path, "[auth]\nkey = \"a\"\n").unwrap();
+        let cli = Cli {
+            config: Some(path.clone()),
+            ..Cli::default()
+        };
+        let config = cli.load_config().unwrap();
+        let reloader = Reloader::new(cli, config, 2, None);
+        assert_eq!(
+            reloader.reload("test").unwrap_err(),
+            "the server is still starting"
+        );
+
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let sink = delivered.clone();
+        let admission = Admission::new(ConnectionLimits::default());
+        reloader.attach(
+            None,
+            admission.clone(),
+            Box::new(move |c: &EngineConfig| sink.lock().unwrap().push(c.clone())),
+        );
+        std::fs::write(
+            &path,
+            "workers = 7\n[auth]\nkey = \"b\"\n[limits]\nmax_connections = 1\n",
+        )
+        .unwrap();
+        let outcome = reloader.reload("test").unwrap();
+        assert_eq!(outcome.applied, ["auth", "limits"]);
+        assert_eq!(outcome.kept, ["workers"]);
+        {
+            let got = delivered.lock().unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].auth.key, "b");
+            assert_eq!(got[0].workers, 2, "the running worker count");
+        }
+        let _first = admission.admit("127.0.0.1".parse().unwrap()).unwrap();
+        assert!(
+            admission.admit("127.0.0.2".parse().unwrap()).is_err(),
+            "the new connection limit applies"
+        );
+
+        std::fs::write(&path, "[auth\n").unwrap();
+        let e = reloader.reload("test").unwrap_err();
+        assert!(e.contains("TOML parse error"), "{e}");
+        assert_eq!(delivered.lock().unwrap().len(), 1, "nothing delivered");
+        // The same file again: nothing changed since the last good one.
+        std::fs::write(
+            &path,
+            "workers = 7\n[auth]\nkey = \"b\"\n[limits]\nmax_connections = 1\n",
+        )
+        .unwrap();
+        let outcome = reloader.reload("test").unwrap();
+        assert!(outcome.applied.is_empty(), "{outcome}");
+        assert_eq!(outcome.kept, ["workers"], "still differs from what runs");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
