@@ -49,7 +49,7 @@ fn sighup(server: &Server, n: usize) {
 /// Whether a new RTMP player of `live/s` with `key`'s secret is let in (and gets frames).
 fn plays_with(server: &Server, key: &str) -> bool {
     let name = format!("s?lal_secret={}", secret(key, "s"));
-    match rtmp_player(server.rtmp_port, &name, Duration::from_millis(800)).join() {
+    match rtmp_player(server.rtmp_port, &name, Duration::from_millis(1500)).join() {
         Ok(Ok(got)) => !got.frames.is_empty(),
         Ok(Err(e)) => {
             assert!(e.contains("rejected"), "{e}");
