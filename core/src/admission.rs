@@ -74,6 +74,9 @@ pub struct ConnectionTable {
     limits: ConnectionLimits,
     total: u32,
     per_ip: HashMap<IpAddr, u32>,
+    /// Connections admitted while addresses were not tracked (no per-address limit), still
+    /// open after a limit was set: their release finds no entry.
+    untracked: u32,
 }
 
 /// What one client is counted as: an IPv4 address (also when written IPv4-mapped), or the /64
@@ -102,7 +105,23 @@ impl ConnectionTable {
             limits,
             total: 0,
             per_ip: HashMap::new(),
+            untracked: 0,
         }
+    }
+
+    /// Enforces `limits` from now on (a config reload): connections open stay, new ones are
+    /// admitted against the new limits. Setting a per-address limit starts counting addresses
+    /// with the connections that come next.
+    pub fn set_limits(&mut self, limits: ConnectionLimits) {
+        let tracked_before = self.limits.max_connections_per_ip != 0;
+        let tracked_now = limits.max_connections_per_ip != 0;
+        if tracked_before && !tracked_now {
+            self.per_ip.clear();
+            self.untracked = 0;
+        } else if !tracked_before && tracked_now {
+            self.untracked = self.total;
+        }
+        self.limits = limits;
     }
 
     /// The limits enforced.
@@ -137,12 +156,15 @@ impl ConnectionTable {
     pub fn release(&mut self, ip: IpAddr) -> bool {
         let ip = client_key(ip);
         if self.limits.max_connections_per_ip != 0 {
-            let Some(n) = self.per_ip.get_mut(&ip) else {
-                return false;
-            };
-            *n -= 1; // entries are removed at zero, so a present count is at least 1
-            if *n == 0 {
-                self.per_ip.remove(&ip);
+            match self.per_ip.get_mut(&ip) {
+                Some(n) => {
+                    *n -= 1; // entries are removed at zero, so a present count is at least 1
+                    if *n == 0 {
+                        self.per_ip.remove(&ip);
+                    }
+                }
+                None if self.untracked > 0 => self.untracked -= 1,
+                None => return false,
             }
         }
         match self.total.checked_sub(1) {
@@ -222,6 +244,46 @@ mod tests {
         assert!(t.release(ip(2)));
         assert_eq!(t.admit(ip(4)), Ok(()));
         assert_eq!(t.total(), 3);
+    }
+
+    #[test]
+    fn new_limits_apply_to_new_connections_and_the_counts_stay_right() {
+        // Lowered below what is open: nothing closes, new ones wait until it is below.
+        let mut t = table(0, 0);
+        for i in 1..=3 {
+            t.admit(ip(i)).unwrap();
+        }
+        t.set_limits(ConnectionLimits {
+            max_connections: 2,
+            max_connections_per_ip: 1,
+        });
+        assert_eq!(t.total(), 3);
+        assert_eq!(t.admit(ip(9)), Err(Refusal::Total { limit: 2 }));
+        // Those admitted before addresses were counted release cleanly.
+        for i in 1..=2 {
+            assert!(t.release(ip(i)));
+        }
+        assert_eq!(t.admit(ip(9)), Ok(()));
+        assert_eq!(
+            t.admit(ip(9)).unwrap_err(),
+            Refusal::PerIp {
+                ip: ip(9),
+                limit: 1
+            }
+        );
+        assert!(t.release(ip(3)));
+        assert!(t.release(ip(9)));
+        assert_eq!((t.total(), t.tracked_ips()), (0, 0));
+        assert!(!t.release(ip(9)), "nothing left to release");
+        // Per-address counting off again: the table forgets addresses.
+        t.admit(ip(4)).unwrap();
+        t.set_limits(ConnectionLimits {
+            max_connections: 0,
+            max_connections_per_ip: 0,
+        });
+        assert_eq!(t.tracked_ips(), 0);
+        assert!(t.release(ip(4)));
+        assert_eq!(t.total(), 0);
     }
 
     #[test]

@@ -137,11 +137,19 @@ playlist_len = 5
 # Directory where segments and playlists are also written as files; empty = memory only.
 # Created at start; if it cannot be written the server does not start (exit status 2).
 out_path = ""
-# When those files are removed: "never", "stream_end" (a minute after the stream ends) or
+# When those files are removed: "never", "stream_end" (keep_after_end_ms after the stream
+# ends, or when the memory budget forgets it) or
 # "window" (as soon as a segment leaves the live playlist; no record playlist file).
 cleanup = "stream_end"
 # Bytes of older segments kept in memory per stream for the record playlist served over HTTP.
 record_max_bytes = 67108864
+# Memory for HLS segments over every stream (bytes, per worker; workers share the bytes):
+# live windows, record segments and ended streams. Past it, ended streams are forgotten
+# first, then the oldest record segments of the stream holding the most; live windows are
+# never cut. /metrics shows it as rill_hls_memory_bytes{use="live|record|ended|ll"}.
+memory_max_bytes = 268435456
+# How long an ended stream's playlists and segments (its record playlist too) stay (ms).
+keep_after_end_ms = 60000
 # Low-Latency HLS of every stream (fMP4 parts, blocking playlist reload, delta updates):
 # /{app}/{stream}/llhls.m3u8. Segments are cut as above (fragment_ms).
 ll_enable = true
@@ -1059,6 +1067,10 @@ pub struct HlsSection {
     pub ll_playlist_len: usize,
     /// Segment container.
     pub segment_format: SegmentFormat,
+    /// Memory for segments over every stream (bytes).
+    pub memory_max_bytes: usize,
+    /// How long an ended stream stays (ms).
+    pub keep_after_end_ms: u64,
 }
 
 impl Default for HlsSection {
@@ -1075,6 +1087,8 @@ impl Default for HlsSection {
             ll_part_ms: h.ll_part_ms,
             ll_playlist_len: h.ll_playlist_len,
             segment_format: h.segment_format,
+            memory_max_bytes: h.memory_max_bytes,
+            keep_after_end_ms: h.keep_after_end_ms,
         }
     }
 }
@@ -1421,6 +1435,8 @@ impl Config {
                 ll_part_ms: self.hls.ll_part_ms,
                 ll_playlist_len: self.hls.ll_playlist_len,
                 segment_format: self.hls.segment_format,
+                memory_max_bytes: self.hls.memory_max_bytes,
+                keep_after_end_ms: self.hls.keep_after_end_ms,
             },
             record: RecordConfig {
                 flv: self.record.flv,

@@ -50,6 +50,7 @@ pub mod hub;
 pub mod interleave;
 pub mod limits;
 pub mod media;
+pub mod reload;
 pub mod resp;
 pub mod rtmp;
 pub mod rtp;

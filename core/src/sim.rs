@@ -847,6 +847,12 @@ impl World {
                 self.engines[e].handle_connected(conn, Ok(addr), now);
             }
             Output::Log { .. } => {}
+            // The world has no config file: a reload is refused (engines take new settings
+            // through `World::engine_mut(..).reconfigure`).
+            Output::Reload { conn } => {
+                let why = "the simulated world has no config file";
+                self.engines[e].answer_reload(conn, Err(why), now);
+            }
         }
     }
 

@@ -877,3 +877,58 @@ fn a_static_push_over_rtmp_forwards_on_metadata() {
     let events = &net.clients[player].events;
     assert!(has_publisher_metadata(events), "{events:?}");
 }
+
+#[test]
+fn a_reload_gives_the_edge_new_origins_and_push_rules_while_its_pull_goes_on() {
+    let mut net = Net::new(10_000);
+    let publisher = net.client(ORIGIN, true, "s");
+    net.send(publisher, &configs());
+    net.send(publisher, &stream(0, 10, 5));
+    let player = net.client(EDGE, false, "s");
+    net.send(publisher, &stream(400, 10, 5));
+    let before = net.media_received(player);
+    assert!(before >= 10, "the pull runs: {before}");
+
+    // The reload: the origin list names another server, and every publish on `live` is
+    // pushed to the origin.
+    let mut config = edge_pushing("rtmp://origin:1935/live");
+    config.relay.pull_origins = vec![RelayUrl::parse("rtmp://other:1935").unwrap()];
+    config.hub.play_wait_timeout_ms = 20_000;
+    let now = net.now;
+    net.engines[EDGE].reconfigure(config, now);
+    net.run();
+
+    // The running pull and its player go on.
+    net.send(publisher, &stream(800, 10, 5));
+    assert!(!net.clients[player].closed);
+    assert_eq!(net.engines[EDGE].relay_pull_count(), 1);
+    assert!(
+        net.media_received(player) >= before + 10,
+        "media still flows"
+    );
+
+    // A new stream is pulled from the new origin.
+    let connects = net.connects.len();
+    let _waiting = net.client(EDGE, false, "t");
+    assert_eq!(
+        net.connects[connects..]
+            .iter()
+            .map(|(_, h)| h.as_str())
+            .collect::<Vec<_>>(),
+        ["other"],
+        "the new origin is asked"
+    );
+
+    // A new publish on the edge is pushed by the new rule.
+    let local = net.client(EDGE, true, "p");
+    net.send(local, &configs());
+    net.send(local, &stream(0, 10, 5));
+    let on_origin = net.client(ORIGIN, false, "p");
+    net.send(local, &stream(400, 10, 5));
+    assert!(
+        net.media_received(on_origin) >= 5,
+        "pushed to the origin: {}; logs {:?}",
+        net.media_received(on_origin),
+        net.logs
+    );
+}

@@ -15,7 +15,7 @@ use async_io::{Async, Timer};
 use bytes::Bytes;
 use futures_lite::FutureExt;
 use rill_core::engine::conn_id::conn_id;
-use rill_core::engine::{Command, ConnId, Listener, StreamMessage};
+use rill_core::engine::{Command, ConnId, EngineConfig, Listener, StreamMessage};
 use rill_runtime_common::admission::Permit;
 use rill_runtime_common::conn_io::{ConnIo, WriteQueue};
 use rill_runtime_common::driver::{Driver, Sockets};
@@ -55,6 +55,8 @@ pub(crate) enum Control {
     Remote(StreamMessage),
     /// A command from another worker's engine for a connection of this one.
     Command(Command),
+    /// New engine settings from a config reload.
+    Reconfigure(Box<EngineConfig>),
     /// Close every connection and end the task.
     Stop,
 }
@@ -191,6 +193,9 @@ impl EngineTask {
                 }
                 Wake::Control(Control::Command(command)) => {
                     self.driver.engine.handle_command(command, now)
+                }
+                Wake::Control(Control::Reconfigure(config)) => {
+                    self.driver.engine.reconfigure(*config, now)
                 }
                 Wake::Control(Control::Stop) => break,
             }

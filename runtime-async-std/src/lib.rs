@@ -43,6 +43,7 @@ use rill_runtime_common::accept_exhaustion::{is_exhaustion, AcceptExhaustion, Af
 use rill_runtime_common::admission::{refuse, Admission, RefusalLog};
 use rill_runtime_common::driver::Driver;
 use rill_runtime_common::dump::recorder_from_config;
+use rill_runtime_common::reload::Reloader;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
 use rill_runtime_common::tls::{accepted_io, TlsConfig};
 use rill_runtime_common::{engine_seed, worker_count, UdpPorts};
@@ -68,6 +69,10 @@ pub struct Server {
     config: Config,
     /// Connection counts shared by every acceptor.
     admission: Admission,
+    /// The TLS listeners' certificates (reloaded with the config).
+    tls: Option<TlsConfig>,
+    /// SIGHUP's and the API's reload path, if the server has one.
+    reloader: Option<Reloader>,
 }
 
 impl Server {
@@ -127,7 +132,17 @@ impl Server {
             udp_ports: UdpPorts::from_config(config),
             config: config.clone(),
             admission: Admission::new(config.connection_limits()),
+            tls,
+            reloader: None,
         })
+    }
+
+    /// Reloads through `reloader` (SIGHUP, `POST /api/ctrl/reload`): once running, new engine
+    /// settings go to every worker's engine, and the TLS certificates and connection limits
+    /// are this server's.
+    pub fn with_reloader(mut self, reloader: Reloader) -> Server {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// The address a plain listener is bound to (useful after binding port 0).
@@ -170,10 +185,20 @@ impl Server {
             let engine = Engine::new(config, engine_seed(index));
             let stats = WorkerStats::new(board.clone(), index);
             let dumps = recorder_from_config(&self.config);
-            let driver = Driver::new(engine, epoch, stats, dumps);
+            let driver =
+                Driver::new(engine, epoch, stats, dumps).with_reloader(self.reloader.clone());
             let task = EngineTask::new(index, driver, epoch, events, control, peers)
                 .with_udp_ports(self.udp_ports);
             engines.push(rt::spawn(task.run()));
+        }
+        if let Some(reloader) = &self.reloader {
+            let all = controls.clone();
+            let deliver = Box::new(move |config: &EngineConfig| {
+                for c in &all {
+                    let _ = c.try_send(Control::Reconfigure(Box::new(config.clone())));
+                }
+            });
+            reloader.attach(self.tls.clone(), self.admission.clone(), deliver);
         }
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let acceptors: Vec<_> = self
@@ -291,14 +316,17 @@ pub fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
 }
 
 /// Binds and serves `config` on the executor, blocking the calling thread until SIGINT or SIGTERM
-/// (what the `rill-async` binary does). The calling thread only waits: it does not take part in
+/// (what the `rill-async` binary does), reloading through `reloader` if given. The calling thread only waits: it does not take part in
 /// polling sockets, so the executor's threads see their own I/O events without cross-thread wakes.
-pub fn serve_until_signal(config: &Config) -> io::Result<()> {
+pub fn serve_until_signal(config: &Config, reloader: Option<Reloader>) -> io::Result<()> {
     let (done, wait) = std::sync::mpsc::sync_channel(1);
     let config = config.clone();
     rt::spawn_detached(async move {
         let served = async {
-            let server = Server::bind(&config).await?;
+            let mut server = Server::bind(&config).await?;
+            if let Some(reloader) = reloader {
+                server = server.with_reloader(reloader);
+            }
             server.run(shutdown_signal()?).await;
             Ok(())
         };

@@ -16,7 +16,7 @@ fn main() {
     if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {
         std::env::set_var("ASYNC_STD_THREAD_COUNT", start.workers.to_string());
     }
-    match rill_async::serve_until_signal(&start.config) {
+    match rill_async::serve_until_signal(&start.config, Some(start.reloader)) {
         Ok(()) => info!("rill-async stopped"),
         Err(e) => {
             error!("rill-async: {e}");

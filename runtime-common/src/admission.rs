@@ -53,6 +53,11 @@ impl Admission {
         })
     }
 
+    /// Enforces `limits` from now on (a config reload); open connections stay.
+    pub fn set_limits(&self, limits: ConnectionLimits) {
+        lock(&self.table).set_limits(limits);
+    }
+
     /// Connections open now.
     pub fn open(&self) -> u32 {
         lock(&self.table).total()

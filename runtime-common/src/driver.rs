@@ -21,6 +21,7 @@ use rill_core::engine::{Command, ConnId, Engine, Listener, Output, StreamMessage
 use crate::conn_io::ConnIo;
 use crate::dump::{unix_ms, DumpRecorder};
 use crate::record::RecordFiles;
+use crate::reload::Reloader;
 use crate::stats::WorkerStats;
 use crate::{engine_log, log_session, remove_file, write_file};
 
@@ -75,6 +76,8 @@ pub struct Driver {
     dumps: Option<DumpRecorder>,
     records: RecordFiles,
     stats: WorkerStats,
+    /// The process's reload path, for `POST /api/ctrl/reload` (none: refused).
+    reloader: Option<Reloader>,
 }
 
 impl Driver {
@@ -92,7 +95,14 @@ impl Driver {
             dumps,
             records: RecordFiles::new(),
             stats,
+            reloader: None,
         }
+    }
+
+    /// Answers `POST /api/ctrl/reload` by reloading through `reloader`.
+    pub fn with_reloader(mut self, reloader: Option<Reloader>) -> Driver {
+        self.reloader = reloader;
+        self
     }
 
     /// Milliseconds since the epoch: the `now` of every engine call.
@@ -249,6 +259,15 @@ impl Driver {
                 self.engine.handle_command(command, now);
             }
             Output::Command { worker, command } => sockets.send_command(worker, command),
+            Output::Reload { conn } => {
+                let result = match &self.reloader {
+                    Some(r) => r.reload("API"),
+                    None => Err("this server was not started from a config it can reload".into()),
+                };
+                let now = self.now();
+                let result = result.as_ref().map_err(String::as_str);
+                self.engine.answer_reload(conn, result, now);
+            }
         }
     }
 

@@ -14,6 +14,7 @@ pub mod driver;
 pub mod dump;
 pub mod fd_limit;
 pub mod record;
+pub mod reload;
 pub mod stats;
 pub mod tls;
 
@@ -25,9 +26,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use rill_core::config::{Config, LogFormat, DEFAULT_CONFIG};
 use rill_core::engine::{LogLevel, SessionRecord};
 use tracing::info;
+use tracing_subscriber::EnvFilter;
 
 /// The flags every rill binary takes. Runs with built-in defaults when no config file is given.
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Clone, Debug, Default)]
 #[command(version, long_about = None)]
 pub struct Cli {
     /// TOML config file (see --print-config for every key and its default).
@@ -55,7 +57,7 @@ pub struct Cli {
 }
 
 /// Tools run instead of the server.
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Clone, Debug)]
 pub enum Tool {
     /// Write a TLS certificate and key.
     Cert {
@@ -119,6 +121,9 @@ pub struct Startup {
     pub workers: usize,
     /// The TLS listeners' certificate, when `[tls]` is configured.
     pub tls: Option<tls::TlsConfig>,
+    /// SIGHUP's reload path, already listening for the signal; the runtime attaches to it
+    /// once it serves ([`reload::Reloader::attach`]) and gives it to its drivers for the API.
+    pub reloader: reload::Reloader,
 }
 
 /// Loads `[tls]` when it is configured; a cert without a key (or the reverse) is an error.
@@ -161,7 +166,7 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
     let config = cli.load_config().unwrap_or_else(|e| fail(e));
     let tls = load_tls(&config).unwrap_or_else(|e| fail(e));
     check_out_paths(&config).unwrap_or_else(|e| fail(e));
-    init_logging(&config.log.level, config.log.format);
+    let log = init_logging(&config.log.level, config.log.format);
     tls::warn_unverified(&config.tls);
     fd_limit::raise_open_file_limit(config.limits.max_connections);
     let workers = worker_count(config.workers);
@@ -184,10 +189,15 @@ pub fn start(name: &'static str, about: &'static str) -> Startup {
         "{name} {} starting",
         env!("CARGO_PKG_VERSION")
     );
+    let reloader = reload::Reloader::new(cli, config.clone(), workers, Some(log));
+    reloader
+        .watch_sighup()
+        .unwrap_or_else(|e| fail(format!("cannot listen for SIGHUP: {e}")));
     Startup {
         config,
         workers,
         tls,
+        reloader,
     }
 }
 
@@ -221,20 +231,44 @@ pub fn check_out_paths(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// The log filter in use, which a reload can change.
+pub struct LogFilter {
+    /// Sets a new filter.
+    pub handle: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// The filter is `RUST_LOG`'s, which a reload of `log.level` does not override.
+    pub from_env: bool,
+}
+
 /// Logs to stderr with `RUST_LOG`, or else `level` (the config's `log.level`), as the filter;
-/// as text lines or JSON lines (`log.format`).
-pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs
+/// as text lines or JSON lines (`log.format`). Returns the filter, for reloads.
+pub fn init_logging(level: &str, format: LogFormat) -> LogFilter {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let is_env = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logs.json().with_ansi(false).init(),
+    });
+    let json = (format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .init();
+    LogFilter {
+        handle,
+        from_env: is_env,
     }
 }
 

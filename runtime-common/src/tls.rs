@@ -12,9 +12,11 @@
 //! the accept. Closing sends a `close_notify` alert when the socket can take it.
 //!
 //! Server side, [`TlsConfig`] loads `[tls] cert`/`key` (and `[[tls.sni]]` pairs chosen by the
-//! name the client asks for) and reloads them on SIGHUP or when the files change
-//! ([`TlsConfig::watch`]): new handshakes get the new certificate, live connections keep theirs,
-//! and a pair that does not load is refused with a log line while the old one stays.
+//! name the client asks for) and reloads them with the configuration on SIGHUP
+//! ([`crate::reload`], which may also name other files: [`TlsConfig::reload_section`]) or when
+//! the files change ([`TlsConfig::watch`]): new handshakes get the new certificate, live
+//! connections keep theirs, and a pair that does not load is refused with a log line while the
+//! old one stays.
 //! Client side, [`client_io`] makes the transform an `Output::Connect` asks for: verified
 //! against the system's roots unless the target is listed in `[tls] no_verify`.
 //! [`write_self_signed`] makes a dev pair.
@@ -22,7 +24,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -41,7 +42,7 @@ use crate::conn_io::{ConnIo, Transform};
 /// Plaintext read out of rustls at a time.
 const PLAIN_CHUNK: usize = 16 * 1024;
 
-/// How often the watcher looks at SIGHUP and the certificate files' modification times.
+/// How often the watcher looks at the certificate files' modification times.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// The crypto provider: ring, which builds with only a C compiler (aws-lc-rs, rustls' default,
@@ -113,7 +114,8 @@ struct Certs {
 /// reload, so a handshake sees either the old set or the new one.
 #[derive(Debug)]
 struct CertStore {
-    files: Vec<CertFiles>,
+    /// The files, replaced with the certificates when a reload names other ones.
+    files: RwLock<Vec<CertFiles>>,
     current: RwLock<Arc<Certs>>,
 }
 
@@ -133,6 +135,21 @@ impl CertStore {
         }
         let default = default.ok_or("tls: no default certificate ([tls] cert and key)")?;
         Ok(Certs { default, by_name })
+    }
+
+    /// The files in use.
+    fn files(&self) -> Vec<CertFiles> {
+        // Poisoned: a reload panicked mid-swap; the vector inside is whole.
+        self.files.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Loads `files`; on success they and their certificates replace the ones in use.
+    fn replace(&self, files: Vec<CertFiles>) -> Result<(), String> {
+        let certs = CertStore::load(&files)?;
+        let mut held = self.files.write().unwrap_or_else(|p| p.into_inner());
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(certs);
+        *held = files;
+        Ok(())
     }
 
     fn certs(&self) -> Arc<Certs> {
@@ -178,25 +195,13 @@ impl TlsConfig {
 
     /// Loads `[tls]`: its default pair and its `[[tls.sni]]` pairs.
     pub fn from_section(t: &TlsSection) -> Result<TlsConfig, String> {
-        let mut files = vec![CertFiles {
-            cert: t.cert.clone().into(),
-            key: t.key.clone().into(),
-            names: Vec::new(),
-        }];
-        for s in &t.sni {
-            files.push(CertFiles {
-                cert: s.cert.clone().into(),
-                key: s.key.clone().into(),
-                names: s.names.clone(),
-            });
-        }
-        TlsConfig::load_all(files)
+        TlsConfig::load_all(section_files(t))
     }
 
     fn load_all(files: Vec<CertFiles>) -> Result<TlsConfig, String> {
         let certs = CertStore::load(&files)?;
         let store = Arc::new(CertStore {
-            files,
+            files: RwLock::new(files),
             current: RwLock::new(Arc::new(certs)),
         });
         let build = |alpn: &[&[u8]]| {
@@ -218,40 +223,37 @@ impl TlsConfig {
     /// Loads the configured files again; on success new handshakes use them, on failure the
     /// certificates in use stay and the error says why.
     pub fn reload(&self) -> Result<(), String> {
-        let certs = CertStore::load(&self.store.files)?;
-        *self
-            .store
-            .current
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(certs);
-        Ok(())
+        self.store.replace(self.store.files())
     }
 
-    /// Starts the thread that reloads the certificates on SIGHUP and when a file's modification
-    /// time changes (looked at every second), logging each reload or refusal.
+    /// Loads the files `[tls]` names now (a config reload may name other ones); on success
+    /// they replace the ones in use for new handshakes, on failure nothing changes.
+    pub fn reload_section(&self, t: &TlsSection) -> Result<(), String> {
+        self.store.replace(section_files(t))
+    }
+
+    /// Starts the thread that reloads the certificates when a file's modification time changes
+    /// (looked at every second), logging each reload or refusal. SIGHUP reloads them with the
+    /// rest of the configuration ([`crate::reload::Reloader`]).
     pub fn watch(&self) -> io::Result<()> {
-        let hup = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
         let this = self.clone();
         let stamps =
-            |c: &TlsConfig| -> Vec<_> { c.store.files.iter().map(CertFiles::modified).collect() };
+            |c: &TlsConfig| -> Vec<_> { c.store.files().iter().map(CertFiles::modified).collect() };
         let mut seen = stamps(&this);
         std::thread::Builder::new()
             .name("rill-tls-watch".into())
             .spawn(move || loop {
                 std::thread::sleep(WATCH_EVERY);
                 let now = stamps(&this);
-                let why = if hup.swap(false, Ordering::Relaxed) {
-                    "SIGHUP"
-                } else if now != seen {
-                    "changed files"
-                } else {
+                if now == seen {
                     continue;
-                };
+                }
                 seen = now;
                 match this.reload() {
-                    Ok(()) => info!("tls: certificates reloaded ({why})"),
-                    Err(e) => warn!("tls: reload ({why}) refused, the old certificates stay: {e}"),
+                    Ok(()) => info!("tls: certificates reloaded (changed files)"),
+                    Err(e) => {
+                        warn!("tls: reload (changed files) refused, the old certificates stay: {e}")
+                    }
                 }
             })?;
         Ok(())
@@ -263,6 +265,21 @@ impl TlsConfig {
         let conn = ServerConnection::new(config.clone()).map_err(io::Error::other)?;
         Ok(Tls::new(conn.into()))
     }
+}
+
+/// The pairs `[tls]` names: its default one and its `[[tls.sni]]` ones.
+fn section_files(t: &TlsSection) -> Vec<CertFiles> {
+    let default = CertFiles {
+        cert: t.cert.clone().into(),
+        key: t.key.clone().into(),
+        names: Vec::new(),
+    };
+    let named = t.sni.iter().map(|s| CertFiles {
+        cert: s.cert.clone().into(),
+        key: s.key.clone().into(),
+        names: s.names.clone(),
+    });
+    std::iter::once(default).chain(named).collect()
 }
 
 /// The I/O layer for a connection accepted on a listener with `tls` (the listener's TLS

@@ -25,7 +25,14 @@ fn main() {
             std::process::exit(1);
         }
     }
-    match worker::run(&start.config, start.tls.as_ref(), start.workers, shutdown) {
+    let run = worker::run(
+        &start.config,
+        start.tls.as_ref(),
+        start.workers,
+        Some(&start.reloader),
+        shutdown,
+    );
+    match run {
         Ok(()) => info!("rill stopped"),
         Err(e) => {
             error!("rill: {e}");

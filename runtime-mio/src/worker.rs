@@ -21,6 +21,7 @@ use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::conn_io::{ConnIo, MAX_IOV};
 use rill_runtime_common::driver::{Driver, Sockets};
 use rill_runtime_common::dump::recorder_from_config;
+use rill_runtime_common::reload::Reloader;
 use rill_runtime_common::stats::{StatsBoard, WorkerStats};
 use rill_runtime_common::tls::{accepted_io, TlsConfig};
 use rill_runtime_common::{bind_udp_pair, engine_seed, peer_index, UdpPorts};
@@ -68,6 +69,8 @@ enum PeerMessage {
     Stream(StreamMessage),
     /// `Output::Command` for a connection of the receiving worker.
     Command(Command),
+    /// New engine settings from a config reload.
+    Reconfigure(Box<EngineConfig>),
 }
 
 struct Connection {
@@ -173,11 +176,13 @@ fn parse_addr(what: &str, addr: &str) -> io::Result<SocketAddr> {
     })
 }
 
-/// Binds every listener on every worker, then runs the workers until `shutdown` is set.
+/// Binds every listener on every worker, then runs the workers until `shutdown` is set;
+/// `reloader` (SIGHUP and the API's reload) hands new settings to every worker.
 pub fn run(
     config: &Config,
     tls: Option<&TlsConfig>,
     workers: usize,
+    reloader: Option<&Reloader>,
     shutdown: Arc<AtomicBool>,
 ) -> io::Result<()> {
     let workers = workers.max(1);
@@ -274,7 +279,8 @@ pub fn run(
         let stats = WorkerStats::new(board.clone(), index);
         let dumps = recorder_from_config(config);
         built.push(Worker {
-            driver: Driver::new(engine, Instant::now(), stats, dumps),
+            driver: Driver::new(engine, Instant::now(), stats, dumps)
+                .with_reloader(reloader.cloned()),
             net: Net {
                 index,
                 poll,
@@ -304,6 +310,18 @@ pub fn run(
             exhaustion: AcceptExhaustion::new(),
             accept_retry: Vec::new(),
         });
+    }
+    if let Some(reloader) = reloader {
+        let all = peers.clone();
+        let deliver = Box::new(move |config: &EngineConfig| {
+            for peer in &all {
+                let _ = peer
+                    .tx
+                    .send(PeerMessage::Reconfigure(Box::new(config.clone())));
+                let _ = peer.waker.wake();
+            }
+        });
+        reloader.attach(tls.cloned(), admission.clone(), deliver);
     }
     let mut handles = Vec::new();
     for mut worker in built {
@@ -517,6 +535,7 @@ impl Worker {
             match message {
                 PeerMessage::Stream(m) => self.driver.engine.handle_remote(m, now),
                 PeerMessage::Command(c) => self.driver.engine.handle_command(c, now),
+                PeerMessage::Reconfigure(c) => self.driver.engine.reconfigure(*c, now),
             }
         }
     }

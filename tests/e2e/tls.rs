@@ -606,7 +606,7 @@ fn certificate_reload_keeps_players_and_malformed_tls_is_closed_alone() {
     hup(server.pid());
     assert!(wait_log(
         &server,
-        "certificates reloaded",
+        "reload (SIGHUP): applied: tls certificates",
         Duration::from_secs(5)
     ));
     assert_eq!(
@@ -618,7 +618,7 @@ fn certificate_reload_keeps_players_and_malformed_tls_is_closed_alone() {
     std::fs::write(cert_dir.join("key.pem"), "not a key").expect("write");
     hup(server.pid());
     assert!(
-        wait_log(&server, "refused", Duration::from_secs(5)),
+        wait_log(&server, "reload (SIGHUP) refused", Duration::from_secs(5)),
         "{}",
         server.log()
     );

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::merge;
 use crate::engine::{EngineStats, Protocol, Role};
+use crate::hls::HlsMemory;
 
 /// The Prometheus text exposition format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -159,6 +160,35 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
             "Nodes alive in the registry, as last read.",
             &[(None, nodes as u64)],
         );
+    }
+    // Every worker holds the same streams' segments (shared bytes, not copies): the largest
+    // worker's figure is what the process holds.
+    let hls = snapshots
+        .iter()
+        .fold(HlsMemory::default(), |a, s| a.max(&s.hls));
+    let _ = writeln!(
+        out,
+        "# HELP rill_hls_memory_bytes Bytes HLS holds in memory, by use ([hls] \
+         memory_max_bytes bounds live, record and ended).\n# TYPE rill_hls_memory_bytes gauge"
+    );
+    for (name, v) in [
+        ("live", hls.live),
+        ("record", hls.record),
+        ("ended", hls.ended),
+        ("ll", hls.ll),
+    ] {
+        let _ = writeln!(out, "rill_hls_memory_bytes{{use=\"{name}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rill_hls_evictions_total HLS memory given up early to stay within [hls] \
+         memory_max_bytes: ended streams, record segments.\n# TYPE rill_hls_evictions_total counter"
+    );
+    for (what, v) in [
+        ("stream", hls.evicted_streams),
+        ("segment", hls.evicted_segments),
+    ] {
+        let _ = writeln!(out, "rill_hls_evictions_total{{what=\"{what}\"}} {v}");
     }
     out
 }

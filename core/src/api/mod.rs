@@ -207,6 +207,7 @@ pub(crate) mod test_data {
                 player_skips: 0,
                 slow_players_closed: 0,
                 cluster: None,
+                hls: Default::default(),
             },
             EngineStats {
                 started_unix_ms: 1_700_000_000_001,
@@ -223,6 +224,7 @@ pub(crate) mod test_data {
                 player_skips: 0,
                 slow_players_closed: 0,
                 cluster: None,
+                hls: Default::default(),
             },
         ]
     }

@@ -292,6 +292,7 @@ impl Engine {
             ),
             Handler::Metrics => Query::Metrics,
             Handler::Cluster => Query::Cluster,
+            Handler::Reload => return self.ask_reload(conn, ask),
             Handler::KickSession | Handler::StartRelayPull | Handler::StartRelayPush => {
                 let parsed = match handler {
                     Handler::KickSession => kick_session_query(&req.body),

@@ -39,6 +39,7 @@ mod notify;
 mod outbound;
 mod packet;
 mod publication;
+mod reconfigure;
 mod record;
 pub mod relay;
 pub mod routes;
@@ -501,6 +502,12 @@ pub enum Output {
         level: LogLevel,
         /// The line.
         message: String,
+    },
+    /// `POST /api/ctrl/reload` on `conn`: reload the configuration file as on SIGHUP and
+    /// answer with [`Engine::answer_reload`] (the connection reads nothing more until then).
+    Reload {
+        /// The API request's connection.
+        conn: ConnId,
     },
 }
 

@@ -156,6 +156,15 @@ impl Notify {
         }
     }
 
+    /// Replaces the receivers and their settings (a config reload); the queue, what is in
+    /// flight and the sessions still to be announced stay. The working directory is kept.
+    pub(super) fn set_config(&mut self, config: WebhookConfig) {
+        self.config = WebhookConfig {
+            cwd: std::mem::take(&mut self.config.cwd),
+            ..config
+        };
+    }
+
     fn wants_sessions(&self) -> bool {
         self.config
             .receivers

@@ -366,6 +366,12 @@ impl Relays {
         }
     }
 
+    /// Replaces the configured origins and push rules (a config reload): pulls and pushes
+    /// already running go on; new ones follow the new lists.
+    pub(super) fn set_config(&mut self, config: RelayConfig) {
+        self.config = config;
+    }
+
     /// `conn` is one of the relays' connections.
     pub(super) fn owns(&self, conn: ConnId) -> bool {
         self.links.contains_key(&conn) || self.farewells.contains_key(&conn)

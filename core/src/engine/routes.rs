@@ -9,6 +9,7 @@
 //! | GET, HEAD    | `/metrics`                     | [`Handler::Metrics`]                        |
 //! | GET, HEAD    | `/api/stat/cluster`            | [`Handler::Cluster`]                        |
 //! | POST         | `/api/ctrl/kick_session`       | [`Handler::KickSession`] (JSON body)        |
+//! | POST         | `/api/ctrl/reload`             | [`Handler::Reload`]: the config file again  |
 //! | GET, HEAD    | `/api/server`                  | [`Handler::ServerInfo`] (for the web UI)    |
 //! | GET, HEAD    | `/`, `/ui/rill.js` ...         | [`Handler::WebUi`] (the web UI's files)     |
 //! | POST         | `/api/ctrl/start_relay_pull`   | [`Handler::StartRelayPull`] (JSON body)     |
@@ -56,6 +57,8 @@ pub enum Handler {
     Cluster,
     /// Close one session, named by lal's `stream_name` and `session_id` in a JSON body.
     KickSession,
+    /// Reload the configuration file, as SIGHUP does.
+    Reload,
     /// What the server listens on, for the web UI's play URLs ([`crate::webui::server_json`]).
     ServerInfo,
     /// A file of the web UI ([`crate::webui::asset`]).
@@ -114,7 +117,8 @@ impl Handler {
             | Handler::StopRelayPush
             | Handler::LivegoControl { .. }
             | Handler::AddIpBlacklist
-            | Handler::RoomKey { .. } => ApiKind::Control,
+            | Handler::RoomKey { .. }
+            | Handler::Reload => ApiKind::Control,
             Handler::LalInfo
             | Handler::AllGroups
             | Handler::Group
@@ -176,6 +180,11 @@ pub const ROUTES: &[Route<Handler>] = &[
         methods: Methods::POST,
         pattern: "/api/ctrl/kick_session",
         target: Handler::KickSession,
+    },
+    Route {
+        methods: Methods::POST,
+        pattern: "/api/ctrl/reload",
+        target: Handler::Reload,
     },
     Route {
         methods: Methods::POST,

@@ -89,6 +89,8 @@ pub struct EngineStats {
     pub slow_players_closed: u64,
     /// The cluster registry as this engine sees it (`None`: no cluster).
     pub cluster: Option<super::cluster::ClusterStats>,
+    /// What HLS holds in memory, by use.
+    pub hls: crate::hls::HlsMemory,
 }
 
 /// The last bitrate measurement of a connection.
@@ -187,6 +189,7 @@ impl Engine {
             player_skips: self.meters.player_skips,
             slow_players_closed: self.meters.slow_players_closed,
             cluster: self.cluster.stats(),
+            hls: self.hls.memory(),
             ..EngineStats::default()
         };
         for (&id, c) in &self.conns {

@@ -53,7 +53,6 @@ pub const ADVANCE_PART_LIMIT: u64 = 3;
 /// A held request is answered after this many part targets at the latest.
 pub const HOLD_PARTS: u64 = 3;
 /// An ended stream's playlist and parts stay available for this long (ms).
-const LINGER_MS: u64 = 60_000;
 /// The part number standing for "the whole segment" in a [`Pos`].
 const WHOLE: u64 = u64::MAX;
 
@@ -72,6 +71,8 @@ pub struct LlConfig {
     pub segment_ms: u64,
     /// Complete segments in the playlist.
     pub playlist_len: usize,
+    /// How long (ms) an ended stream's window stays available.
+    pub keep_after_end_ms: u64,
 }
 
 impl Default for LlConfig {
@@ -81,6 +82,7 @@ impl Default for LlConfig {
             part_ms: 300,
             segment_ms: 2000,
             playlist_len: 10,
+            keep_after_end_ms: 60_000,
         }
     }
 }
@@ -387,12 +389,7 @@ impl LlHls {
     /// The publisher of `key` left: the part and segment in progress close and the playlist
     /// ends (`#EXT-X-ENDLIST`); held requests are answered.
     pub fn end(&mut self, key: &str, now_ms: u64) {
-        let linger = LINGER_MS.max(
-            self.config
-                .segment_ms
-                .saturating_mul(self.config.playlist_len as u64)
-                .saturating_mul(2),
-        );
+        let linger = self.config.keep_after_end_ms;
         let config = &self.config;
         let Some(s) = self.streams.get_mut(key) else {
             return;
@@ -405,6 +402,34 @@ impl LlHls {
         s.expire_at = Some(now_ms.saturating_add(linger));
         s.cache = [None, None];
         self.wake_all(key);
+    }
+
+    /// Forgets `key` at once (an ended stream evicted for memory); its held requests are
+    /// answered.
+    pub fn forget(&mut self, key: &str) {
+        self.wake_all(key);
+        self.streams.remove(key);
+    }
+
+    /// Bytes held for live streams and for ended ones (parts, segments and the segment being
+    /// built; init segments aside).
+    pub fn memory(&self) -> (u64, u64) {
+        let mut live = 0u64;
+        let mut ended = 0u64;
+        for s in self.streams.values() {
+            let pieces = |p: &[Bytes]| p.iter().map(|b| b.len() as u64).sum::<u64>();
+            let parts = |ps: &[Part]| ps.iter().map(|p| pieces(&p.pieces)).sum::<u64>();
+            let held = s.segments.iter().map(|g| parts(&g.parts)).sum::<u64>()
+                + s.open
+                    .as_ref()
+                    .map_or(0, |o| parts(&o.parts) + pieces(&o.part.pieces));
+            if s.ended {
+                ended += held;
+            } else {
+                live += held;
+            }
+        }
+        (live, ended)
     }
 
     /// Forgets ended streams whose time is up and releases held requests whose deadline

@@ -22,7 +22,12 @@
 //!
 //! Memory: segments of the live window are always held. Older segments stay held for the
 //! record playlist while they fit in [`HlsConfig::record_max_bytes`] per stream; past that the
-//! oldest are dropped and the record playlist (served over HTTP) starts later. With an out path,
+//! oldest are dropped and the record playlist (served over HTTP) starts later. An ended stream
+//! stays available for [`HlsConfig::keep_after_end_ms`], then is forgotten. Over all streams,
+//! what is held stays within [`HlsConfig::memory_max_bytes`]: past it, ended streams go first
+//! (the one that ended first, whole, with its Low-Latency window), then the oldest record
+//! segments of the live stream holding the most; live windows are never cut (each is bounded
+//! by `playlist_len`). [`Hls::memory`] tells what is held, by use. With an out path,
 //! every segment and both playlists are also written to files (through [`HlsOutput`]s that the
 //! runtime performs), and the record playlist file lists every segment since the start (up to
 //! [`RECORD_MAX_ENTRIES`]); [`Cleanup`] says when those files are removed.
@@ -50,8 +55,6 @@ pub use ll::{LlConfig, LlHls};
 
 /// How many segments the record playlist file can list (about 3 days of 4-second segments).
 pub const RECORD_MAX_ENTRIES: usize = 65_536;
-/// An ended stream's playlists and segments stay available for this long (ms) at least.
-const LINGER_MIN_MS: u64 = 60_000;
 /// A segment growing past this without a random access point is dropped (bytes).
 const SEGMENT_MAX_BYTES: usize = 64 << 20;
 /// A forward timestamp step larger than this (ms) is a discontinuity, not a gap.
@@ -117,6 +120,13 @@ pub struct HlsConfig {
     pub ll_playlist_len: usize,
     /// The segments' container.
     pub segment_format: SegmentFormat,
+    /// Bytes of segments held in memory over every stream (live windows, record playlists,
+    /// ended streams); past it ended streams are forgotten first, then the oldest record
+    /// segments.
+    pub memory_max_bytes: usize,
+    /// How long (ms) an ended stream's playlists and segments stay available (its record
+    /// playlist too), unless the memory budget needs them gone sooner.
+    pub keep_after_end_ms: u64,
 }
 
 impl Default for HlsConfig {
@@ -132,6 +142,8 @@ impl Default for HlsConfig {
             ll_part_ms: 300,
             ll_playlist_len: 10,
             segment_format: SegmentFormat::Ts,
+            memory_max_bytes: 256 << 20,
+            keep_after_end_ms: 60_000,
         }
     }
 }
@@ -307,6 +319,37 @@ struct HlsStream {
     init_files: Vec<u64>,
 }
 
+/// What HLS holds in memory, by use, and what the budget evicted (see [`Hls::memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HlsMemory {
+    /// Bytes of the live windows of live streams and of the segments being cut.
+    pub live: u64,
+    /// Bytes of older segments of live streams, kept for their record playlists.
+    pub record: u64,
+    /// Bytes still held for ended streams (Low-Latency windows included).
+    pub ended: u64,
+    /// Bytes of the Low-Latency HLS windows of live streams.
+    pub ll: u64,
+    /// Ended streams forgotten early to stay within [`HlsConfig::memory_max_bytes`].
+    pub evicted_streams: u64,
+    /// Record segments of live streams dropped to stay within it.
+    pub evicted_segments: u64,
+}
+
+impl HlsMemory {
+    /// Each figure the larger of the two (for engines that hold the same shared segments).
+    pub fn max(&self, other: &HlsMemory) -> HlsMemory {
+        HlsMemory {
+            live: self.live.max(other.live),
+            record: self.record.max(other.record),
+            ended: self.ended.max(other.ended),
+            ll: self.ll.max(other.ll),
+            evicted_streams: self.evicted_streams.max(other.evicted_streams),
+            evicted_segments: self.evicted_segments.max(other.evicted_segments),
+        }
+    }
+}
+
 /// Segmenters and playlists of every stream of one engine. See the module docs.
 #[derive(Debug)]
 pub struct Hls {
@@ -315,6 +358,8 @@ pub struct Hls {
     outputs: VecDeque<HlsOutput>,
     /// The Low-Latency HLS windows, started and ended with the classic ones.
     ll: LlHls,
+    evicted_streams: u64,
+    evicted_segments: u64,
 }
 
 impl Hls {
@@ -325,12 +370,15 @@ impl Hls {
             part_ms: config.ll_part_ms,
             segment_ms: config.fragment_ms,
             playlist_len: config.ll_playlist_len,
+            keep_after_end_ms: config.keep_after_end_ms,
         });
         Hls {
             config,
             streams: HashMap::new(),
             outputs: VecDeque::new(),
             ll,
+            evicted_streams: 0,
+            evicted_segments: 0,
         }
     }
 
@@ -449,6 +497,8 @@ impl Hls {
             return;
         }
         let len: usize = pieces.iter().map(Bytes::len).sum();
+        // A segment closed: what is held grew.
+        let mut grew = false;
         if let Some(last) = s.last_dts {
             let d = dts.saturating_sub(last);
             if !(-MAX_BACKWARD_JITTER_MS..=MAX_FORWARD_JUMP_MS).contains(&d) {
@@ -472,6 +522,7 @@ impl Hls {
                 }
             };
             if cut {
+                let closed = s.current.is_some();
                 close_current(&self.config, s, Some(dts), &mut self.outputs);
                 s.current = Some(Building {
                     seq: s.next_seq,
@@ -488,6 +539,7 @@ impl Hls {
                     self.outputs.push_back(HlsOutput::Segment(open));
                 }
                 s.next_seq += 1;
+                grew = closed;
             }
         }
         if let Some(b) = s.current.as_mut() {
@@ -505,6 +557,9 @@ impl Hls {
             }
         }
         s.last_dts = Some(s.last_dts.map_or(dts, |l| l.max(dts)));
+        if grew {
+            self.enforce_budget();
+        }
     }
 
     /// The publisher of `key` left: the segment in progress is closed and the playlists end
@@ -512,12 +567,7 @@ impl Hls {
     /// discontinuity, if a publisher comes back.
     pub fn end(&mut self, key: &str, now_ms: u64) {
         self.ll.end(key, now_ms);
-        let linger = LINGER_MIN_MS.max(
-            self.config
-                .fragment_ms
-                .saturating_mul(self.config.playlist_len as u64)
-                .saturating_mul(2),
-        );
+        let linger = self.config.keep_after_end_ms;
         let Some(s) = self.streams.get_mut(key) else {
             return;
         };
@@ -529,6 +579,7 @@ impl Hls {
         s.expire_at = Some(now_ms.saturating_add(linger));
         s.invalidate();
         write_playlists(&self.config, s, &mut self.outputs);
+        self.enforce_budget();
     }
 
     /// Forgets ended streams whose time is up (removing their files under
@@ -542,29 +593,107 @@ impl Hls {
             .map(|s| s.key.clone())
             .collect();
         for key in expired {
-            let Some(s) = self.streams.remove(&key) else {
-                continue;
-            };
-            if s.local && !self.config.out_path.is_empty() && self.config.cleanup != Cleanup::Never
-            {
-                for seq in &s.files {
-                    self.outputs.push_back(HlsOutput::RemoveFile {
-                        path: segment_path(&self.config, &s.key, *seq),
-                    });
-                }
-                for id in &s.init_files {
-                    self.outputs.push_back(HlsOutput::RemoveFile {
-                        path: init_path(&self.config, &s.key, *id),
-                    });
-                }
-                for path in [
-                    live_path(&self.config, &s.key),
-                    record_path(&self.config, &s.key),
-                ] {
-                    self.outputs.push_back(HlsOutput::RemoveFile { path });
-                }
+            self.forget(&key);
+        }
+    }
+
+    /// Forgets `key` (an ended stream whose time is up, or evicted for memory) with its
+    /// Low-Latency window, removing its files under [`Cleanup::StreamEnd`] and
+    /// [`Cleanup::Window`].
+    fn forget(&mut self, key: &str) {
+        self.ll.forget(key);
+        let Some(s) = self.streams.remove(key) else {
+            return;
+        };
+        if s.local && !self.config.out_path.is_empty() && self.config.cleanup != Cleanup::Never {
+            for seq in &s.files {
+                self.outputs.push_back(HlsOutput::RemoveFile {
+                    path: segment_path(&self.config, &s.key, *seq),
+                });
+            }
+            for id in &s.init_files {
+                self.outputs.push_back(HlsOutput::RemoveFile {
+                    path: init_path(&self.config, &s.key, *id),
+                });
+            }
+            for path in [
+                live_path(&self.config, &s.key),
+                record_path(&self.config, &s.key),
+            ] {
+                self.outputs.push_back(HlsOutput::RemoveFile { path });
             }
         }
+    }
+
+    /// Bytes of segments held over every stream (live windows, record segments, ended streams,
+    /// segments being cut).
+    fn held_bytes(&self) -> usize {
+        self.streams
+            .values()
+            .map(|s| s.held_bytes + s.current.as_ref().map_or(0, |b| b.bytes))
+            .sum()
+    }
+
+    /// Brings what is held within [`HlsConfig::memory_max_bytes`]: ended streams first (the
+    /// one that ended first), then the oldest record segment of the live stream holding the
+    /// most record bytes; live windows stay.
+    fn enforce_budget(&mut self) {
+        let budget = self.config.memory_max_bytes;
+        let mut held = self.held_bytes();
+        while held > budget {
+            let oldest_ended = self
+                .streams
+                .values()
+                .filter(|s| s.ended)
+                .min_by_key(|s| s.expire_at)
+                .map(|s| s.key.clone());
+            if let Some(key) = oldest_ended {
+                held -= self.streams.get(&key).map_or(0, |s| s.held_bytes);
+                self.forget(&key);
+                self.evicted_streams += 1;
+                continue;
+            }
+            let window = self.config.playlist_len.max(1);
+            let fattest = self
+                .streams
+                .values_mut()
+                .filter(|s| s.held.len() > window)
+                .max_by_key(|s| s.record_bytes(window));
+            let Some(s) = fattest else {
+                return; // only live windows left
+            };
+            if let Some(old) = s.held.pop_front() {
+                s.held_bytes -= old.bytes;
+                held -= old.bytes;
+                s.invalidate();
+                self.evicted_segments += 1;
+            }
+        }
+    }
+
+    /// What is held, by use, and what the budget evicted so far.
+    pub fn memory(&self) -> HlsMemory {
+        let window = self.config.playlist_len.max(1);
+        let (ll_live, ll_ended) = self.ll.memory();
+        let mut m = HlsMemory {
+            ll: ll_live,
+            ended: ll_ended,
+            evicted_streams: self.evicted_streams,
+            evicted_segments: self.evicted_segments,
+            ..HlsMemory::default()
+        };
+        for s in self.streams.values() {
+            let building = s.current.as_ref().map_or(0, |b| b.bytes) as u64;
+            let record = s.record_bytes(window) as u64;
+            let all = s.held_bytes as u64 + building;
+            if s.ended {
+                m.ended += all;
+            } else {
+                m.record += record;
+                m.live += all - record;
+            }
+        }
+        m
     }
 
     /// The earliest time [`Hls::handle_timeout`] has work.
@@ -630,6 +759,12 @@ impl Hls {
 }
 
 impl HlsStream {
+    /// Bytes of held segments older than the live window of `window` segments.
+    fn record_bytes(&self, window: usize) -> usize {
+        let old = self.held.len().saturating_sub(window);
+        self.held.iter().take(old).map(|g| g.bytes).sum()
+    }
+
     /// The longest segment (ms) whose duration rounds to at most the target; `None` before the
     /// target is fixed.
     fn longest_within_target_ms(&self) -> Option<i64> {

@@ -324,6 +324,12 @@ impl<P: HubPacket> Hub<P> {
         &self.config
     }
 
+    /// Replaces the settings (a config reload): queue and lag bounds, GOP cache bounds, waits
+    /// and grace apply from the next packet, player or timer on; nothing queued is dropped.
+    pub fn set_config(&mut self, config: HubConfig) {
+        self.config = config;
+    }
+
     /// Starts publishing `stream`. A stream in its grace period is resumed (its players keep
     /// their queues; [`HubEvent::PublisherResumed`]); waiting players start
     /// ([`HubEvent::PlayerStarted`]).

@@ -12,6 +12,7 @@ fn window() -> LlHls {
         part_ms: 300,
         segment_ms: 1000,
         playlist_len: 10,
+        keep_after_end_ms: 60_000,
     });
     ll.start(&key("live/cam"), 1_000_000);
     ll
