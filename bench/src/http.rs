@@ -9,6 +9,8 @@ use crate::url::HttpUrl;
 pub const MAX_HEAD_LEN: usize = 16 * 1024;
 /// Most response headers accepted.
 const MAX_HEADERS: usize = 32;
+/// Largest response (head and body) an HLS player buffers.
+const MAX_RESPONSE: usize = 32 << 20;
 /// Largest chunk size accepted in a chunked body.
 const MAX_CHUNK_LEN: u64 = 64 * 1024 * 1024;
 /// Longest chunk size line (digits and extensions).
@@ -289,6 +291,38 @@ impl ChunkedDecoder {
     }
 }
 
+/// A complete response with a `Content-Length` at the front of `buf` (HLS playlists, parts
+/// and segments): its status and body range; `None` until all of it is there.
+pub fn take_response(buf: &[u8]) -> Result<Option<(u16, std::ops::Range<usize>)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut headers);
+    match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let len = r
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| {
+                    std::str::from_utf8(h.value)
+                        .ok()?
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                })
+                .ok_or("response without Content-Length")?;
+            if n.saturating_add(len) > MAX_RESPONSE {
+                return Err("response too large".into());
+            }
+            Ok((buf.len() >= n + len).then(|| (r.code.unwrap_or(0), n..n + len)))
+        }
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE => {
+            Err("response head too large".into())
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(format!("bad response head: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +403,13 @@ mod tests {
         assert!(decode_all(b"fffffffffffffffffff\r\n", 64).is_err());
         let long = [b"1;".as_slice(), &[b'x'; MAX_SIZE_LINE]].concat();
         assert!(decode_all(&long, 100).is_err());
+    }
+
+    #[test]
+    fn responses_are_taken_whole() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1";
+        assert_eq!(take_response(r).unwrap(), Some((200, 38..41)));
+        assert_eq!(take_response(&r[..39]).unwrap(), None);
+        assert!(take_response(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
     }
 }

@@ -23,16 +23,13 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
+use crate::http::take_response;
 use crate::net::{self, connect_done, read_some, OutQueue, ReadOutcome};
 use crate::stats::{Histogram, Summary};
 use crate::url::HttpUrl;
 
 /// Shared read buffer size.
 const READ_BUF: usize = 64 * 1024;
-/// Largest response (head and body) a player buffers.
-const MAX_RESPONSE: usize = 32 << 20;
-/// Most response headers accepted.
-const MAX_HEADERS: usize = 32;
 /// Parts a player gets before its delays count (its first ones come from the back of the
 /// window).
 const SETTLE_PARTS: u32 = 2;
@@ -152,37 +149,6 @@ fn parse_playlist(text: &str) -> Playlist {
         }
     }
     Playlist { hint, ends }
-}
-
-/// A complete response at the front of `buf`: status, body range, total length.
-fn take_response(buf: &[u8]) -> Result<Option<(u16, std::ops::Range<usize>)>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut headers);
-    match r.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => {
-            let len = r
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| {
-                    std::str::from_utf8(h.value)
-                        .ok()?
-                        .trim()
-                        .parse::<usize>()
-                        .ok()
-                })
-                .ok_or("response without Content-Length")?;
-            if n.saturating_add(len) > MAX_RESPONSE {
-                return Err("response too large".into());
-            }
-            Ok((buf.len() >= n + len).then(|| (r.code.unwrap_or(0), n..n + len)))
-        }
-        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE => {
-            Err("response head too large".into())
-        }
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(e) => Err(format!("bad response head: {e}")),
-    }
 }
 
 /// Runs the players (see the module docs).
@@ -435,13 +401,5 @@ mod tests {
         let base = unix_ms_of("2026-12-07T06:00:00.000Z").unwrap();
         assert_eq!(p.ends, vec![((4, 0), base + 260.0), ((4, 1), base + 500.0)]);
         assert_eq!(unix_ms_of("1970-01-02T00:00:01.500Z"), Some(86_401_500.0));
-    }
-
-    #[test]
-    fn responses_are_taken_whole() {
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1";
-        assert_eq!(take_response(r).unwrap(), Some((200, 38..41)));
-        assert_eq!(take_response(&r[..39]).unwrap(), None);
-        assert!(take_response(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
     }
 }

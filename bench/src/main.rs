@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rill_bench::{llhls, play, publish, url};
+use rill_bench::{hls, llhls, play, publish, url};
 
 /// Fan-out load generator for rill (RTMP publisher, RTMP and HTTP-FLV players).
 #[derive(Parser, Debug)]
@@ -73,6 +73,31 @@ enum Command {
         /// certificate is not verified.
         #[arg(long)]
         tls: bool,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Open many classic HLS players that behave like hls.js at the live edge: each fetches
+    /// every new segment once and reloads the playlist once per target duration.
+    Hls {
+        /// http://host[:port]/app/stream.m3u8
+        #[arg(long)]
+        url: String,
+        /// Number of players.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=play::MAX_PLAYERS as i64))]
+        players: u32,
+        /// Players opened per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds to keep all players after the last one was opened.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Also write the JSON summary to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Allow a non-loopback address.
+        #[arg(long)]
+        allow_remote: bool,
         /// No progress lines on stderr.
         #[arg(long)]
         quiet: bool,
@@ -157,7 +182,34 @@ fn main() -> ExitCode {
             json,
             allow_remote,
             quiet,
-        } => run_llhls(&url, players, rate, duration, json, allow_remote, quiet),
+        } => run_hls(
+            HlsKind::LowLatency,
+            &url,
+            players,
+            rate,
+            duration,
+            json,
+            allow_remote,
+            quiet,
+        ),
+        Command::Hls {
+            url,
+            players,
+            rate,
+            duration,
+            json,
+            allow_remote,
+            quiet,
+        } => run_hls(
+            HlsKind::Classic,
+            &url,
+            players,
+            rate,
+            duration,
+            json,
+            allow_remote,
+            quiet,
+        ),
         Command::Play {
             url,
             proto,
@@ -217,8 +269,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// `rill-bench llhls`.
-fn run_llhls(
+/// Which HLS players `run_hls` opens.
+#[derive(Clone, Copy)]
+enum HlsKind {
+    Classic,
+    LowLatency,
+}
+
+/// `rill-bench hls` and `rill-bench llhls`.
+#[allow(clippy::too_many_arguments)]
+fn run_hls(
+    kind: HlsKind,
     url: &str,
     players: u32,
     rate: f64,
@@ -239,19 +300,31 @@ fn run_llhls(
         );
         return ExitCode::from(2);
     }
-    let cfg = llhls::LlConfig {
-        url,
-        players: players as usize,
-        rate,
-        duration: secs(duration),
-        progress: !quiet,
+    let (players, duration, progress) = (players as usize, secs(duration), !quiet);
+    let report = match kind {
+        HlsKind::Classic => hls::run(&hls::HlsConfig {
+            url,
+            players,
+            rate,
+            duration,
+            progress,
+        })
+        .map(|r| (r.json().clone(), r.human().to_owned())),
+        HlsKind::LowLatency => llhls::run(&llhls::LlConfig {
+            url,
+            players,
+            rate,
+            duration,
+            progress,
+        })
+        .map(|r| (r.json().clone(), r.human().to_owned())),
     };
-    let report = match llhls::run(&cfg) {
+    let (report, human) = match report {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    eprint!("{}", report.human());
-    let text = report.json().to_string();
+    eprint!("{human}");
+    let text = report.to_string();
     println!("{text}");
     if let Some(path) = json {
         if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
@@ -259,7 +332,7 @@ fn run_llhls(
             return ExitCode::from(2);
         }
     }
-    if report.json()["failed"].as_u64() == Some(0) {
+    if report["failed"].as_u64() == Some(0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
