@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::http::take_response;
 use crate::net::{self, connect_done, read_some, OutQueue, ReadOutcome};
-use crate::stats::{Histogram, Summary};
+use crate::stats::{round3, Histogram, Summary};
 use crate::url::HttpUrl;
 
 /// Shared read buffer size.
@@ -319,8 +319,8 @@ pub fn run(cfg: &HlsConfig) -> io::Result<HlsReport> {
         "segments": segments,
         "playlists": playlists,
         "empty_reloads": empty_reloads,
-        "requests_per_s": requests_per_s,
-        "aggregate_mbps": mbps,
+        "requests_per_s": round3(requests_per_s),
+        "aggregate_mbps": round3(mbps),
         "statuses": statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "segment_fetch_ms": ms(&fetch),
     });
