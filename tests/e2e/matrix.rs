@@ -591,6 +591,23 @@ fn run_publisher(publisher: Publisher, players: &[Player], source: (usize, usize
         let (player, played) = handle.join().expect("player thread");
         results.insert((player, publisher), played);
     }
+    // Why the server ended players early, if it did: the failing cells say so.
+    let log = server.log();
+    let mut kicked: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("session end") && l.contains("role=play"))
+        .filter_map(|l| l.split(" reason=").nth(1))
+        .filter(|r| *r != "stream ended")
+        .collect();
+    kicked.sort_unstable();
+    kicked.dedup();
+    if !kicked.is_empty() {
+        for r in results.values_mut() {
+            if let Err(e) = r {
+                e.push_str(&format!(" (server ended players: {})", kicked.join(", ")));
+            }
+        }
+    }
     match published {
         Err(e) => {
             for r in results.values_mut() {
