@@ -15,6 +15,17 @@ command -v gst-launch-1.0 >/dev/null 2>&1 || missing+=(gstreamer1.0-tools)
 gst-inspect-1.0 rtspclientsink >/dev/null 2>&1 || missing+=(gstreamer1.0-rtsp)
 gst-inspect-1.0 openh264enc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)
 gst-inspect-1.0 rtpmp4apay >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-good)
+# The client matrix (tests/e2e/matrix.rs): GStreamer's RTMP (rtmp2src/rtmp2sink), HTTP
+# (souphttpsrc), demuxers (flvdemux, tsdemux, hlsdemux), decoders (avdec_*); VLC with the dummy
+# interface (run as a non-root user the test creates); runuser (util-linux) to switch to it.
+gst-inspect-1.0 rtmp2src >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)
+gst-inspect-1.0 hlsdemux >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)
+gst-inspect-1.0 tsdemux >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)
+gst-inspect-1.0 souphttpsrc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-good)
+gst-inspect-1.0 flvdemux >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-good)
+gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 || missing+=(gstreamer1.0-libav)
+command -v cvlc >/dev/null 2>&1 || missing+=(vlc-bin vlc-plugin-base)
+command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # The browser tests (tests/e2e/browser.rs): Debian's Chromium, and node/npm, with which the
 # test installs playwright-core and hls.js into target/browser-harness (never a downloaded browser).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -31,7 +42,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-for tool in ffmpeg ffprobe rtmpdump curl node npm chromium; do
+for tool in ffmpeg ffprobe rtmpdump curl node npm chromium gst-launch-1.0 cvlc; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required and could not be installed" >&2; exit 1; }
 done
 

@@ -51,7 +51,8 @@ fn skip_audio_specific_config(r: &mut BitReader<'_>) -> Result<(), CodecError> {
     let mut aot = object_type(r)?;
     sampling_frequency(r)?;
     let channels = r.read_bits(4, "channelConfiguration")?;
-    if aot == 5 || aot == 29 {
+    let explicit_sbr = aot == 5 || aot == 29;
+    if explicit_sbr {
         // Explicit SBR / PS: the extension rate, then the core object type.
         sampling_frequency(r)?;
         aot = object_type(r)?;
@@ -88,6 +89,37 @@ fn skip_audio_specific_config(r: &mut BitReader<'_>) -> Result<(), CodecError> {
         if ep >= 2 {
             return Err(unsupported("epConfig", ep, r));
         }
+    }
+    if !explicit_sbr {
+        skip_sync_extension(r)?;
+    }
+    Ok(())
+}
+
+/// Skips the backward-compatible SBR/PS signalling that may follow a GASpecificConfig
+/// (`syncExtensionType` 0x2B7, and 0x548 for PS). Encoders (FLV files from ffmpeg, GStreamer's
+/// `aacparse`) write it to say "no SBR" explicitly; a StreamMuxConfig's own next fields
+/// (frameLengthType 0, buffer fullness) never start with 0x2B7.
+fn skip_sync_extension(r: &mut BitReader<'_>) -> Result<(), CodecError> {
+    let mut peek = r.clone();
+    if r.remaining() < 16 || peek.read_bits(11, "syncExtensionType")? != 0x2B7 {
+        return Ok(());
+    }
+    r.skip(11, "syncExtensionType")?;
+    let extension = object_type(r)?;
+    if extension == 5 {
+        if r.read_bit("sbrPresentFlag")? {
+            sampling_frequency(r)?;
+            let mut peek = r.clone();
+            if r.remaining() >= 12 && peek.read_bits(11, "syncExtensionType")? == 0x548 {
+                r.skip(12, "psPresentFlag")?;
+            }
+        }
+    } else if extension == 22 {
+        if r.read_bit("sbrPresentFlag")? {
+            sampling_frequency(r)?;
+        }
+        r.skip(4, "extensionChannelConfiguration")?;
     }
     Ok(())
 }
@@ -253,6 +285,20 @@ mod tests {
         // Written back whole: with frame length type, buffer fullness and the two flags.
         let full = StreamMuxConfig::write(&[0x12, 0x10]).unwrap();
         assert_eq!(&full[..], &[0x40, 0x00, 0x24, 0x20, 0x3F, 0xC0]);
+        assert_eq!(StreamMuxConfig::parse(&full).unwrap(), c);
+    }
+
+    #[test]
+    fn sync_extension_after_the_audio_specific_config_is_kept() {
+        // rtpmp4apay for the AudioSpecificConfig 12 10 56 e5 00 (AAC LC 44.1 kHz stereo, "no
+        // SBR" signalled by sync extension 0x2B7, as ffmpeg writes FLV files): it was refused
+        // as frameLengthType 2.
+        let c = StreamMuxConfig::parse(&[0x40, 0x00, 0x24, 0x20, 0xad, 0xca, 0x00]).unwrap();
+        assert_eq!(
+            &c.audio_specific_config[..],
+            &[0x12, 0x10, 0x56, 0xe5, 0x00]
+        );
+        let full = StreamMuxConfig::write(&[0x12, 0x10, 0x56, 0xe5, 0x00]).unwrap();
         assert_eq!(StreamMuxConfig::parse(&full).unwrap(), c);
     }
 

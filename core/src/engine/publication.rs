@@ -81,8 +81,8 @@ impl Publication {
             shared: config.share_streams,
             chunk_size: config.rtmp.chunk_size,
             describe_metadata: described.is_some(),
+            muxer: ts_muxer_for(described.as_ref()),
             tracks: TrackWatch::new(described.unwrap_or_default()),
-            muxer: TsMuxer::new(),
             left_out_of_ts: Vec::new(),
             opus_head_sent: false,
             fmp4: None,
@@ -357,6 +357,18 @@ pub(super) fn feed_hls(hls: &mut Hls, key: &str, p: &PacketData) {
 
 /// `onMetaData` for FLV players (they size their video and pick decoders from it), from a
 /// track description: what an encoder that sends one puts in it.
+/// A TS muxer whose program lists the declared tracks from the start.
+fn ts_muxer_for(described: Option<&Tracks>) -> TsMuxer {
+    let mut muxer = TsMuxer::new();
+    if let Some(t) = described {
+        muxer.declare(
+            t.video.as_ref().map(|v| v.codec),
+            t.audio.as_ref().map(|a| (a.codec, &a.config[..])),
+        );
+    }
+    muxer
+}
+
 fn on_metadata(tracks: &Tracks) -> Value {
     let mut props: Vec<(String, Value)> = Vec::new();
     let mut add = |name: &str, v: Value| props.push((name.to_owned(), v));

@@ -106,6 +106,43 @@ impl TsMuxer {
         }
     }
 
+    /// Lists the tracks a publisher declared up front (an RTSP ANNOUNCE) in the program from
+    /// its first PMT on: `video` by codec, `audio` by codec and decoder configuration (the
+    /// AAC AudioSpecificConfig). Without it the first PMT lists only the track whose frame
+    /// comes first and a second version adds the other, which GStreamer's `tsdemux` takes for
+    /// a new program (it drops the first one's pads and decodes nothing). Codecs TS does not
+    /// carry, or a configuration that does not parse, are left to appear with their frames.
+    pub fn declare(&mut self, video: Option<Codec>, audio: Option<(Codec, &[u8])>) {
+        if let Some(codec @ (Codec::H264 | Codec::H265)) = video {
+            // Parameter sets come in band or with a configuration frame of the same codec.
+            self.video = Some(VideoTrack {
+                codec,
+                nalu_length_size: 4,
+                parameter_sets: Bytes::new(),
+            });
+        }
+        self.audio = match audio {
+            Some((Codec::Aac, config)) => {
+                AudioSpecificConfig::parse(config)
+                    .ok()
+                    .map(|asc| AudioTrack {
+                        codec: Codec::Aac,
+                        stream_type: stream_type::AAC_ADTS,
+                        asc: Some(asc),
+                    })
+            }
+            Some((Codec::Opus, _)) => Some(AudioTrack {
+                codec: Codec::Opus,
+                stream_type: stream_type::PRIVATE_DATA,
+                asc: None,
+            }),
+            _ => None,
+        };
+        if self.video.is_some() || self.audio.is_some() {
+            self.program_changed();
+        }
+    }
+
     /// Whether the program has a video track.
     pub fn has_video(&self) -> bool {
         self.video.is_some()

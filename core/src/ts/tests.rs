@@ -365,3 +365,66 @@ fn opus_is_muxed_with_its_descriptors_and_control_headers() {
     assert_eq!(&b[pes + 14..pes + 18], &[0x7F, 0xE0, 0xFF, 45]);
     assert_eq!(&b[pes + 18..pes + 20], &[0xFC, 0xFC]);
 }
+
+/// The PMT sections (from `0x02` to their CRC) in `data`.
+fn pmt_sections(data: &[u8]) -> Vec<Vec<u8>> {
+    data.chunks(TS_PACKET_LEN)
+        .filter(|p| ((u16::from(p[1] & 0x1F) << 8) | u16::from(p[2])) == 0x1000)
+        .map(|p| {
+            let start = 5 + usize::from(p[4]);
+            let len = 3 + ((usize::from(p[start + 1] & 0x0F) << 8) | usize::from(p[start + 2]));
+            p[start..start + len].to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn declared_tracks_are_in_the_first_pmt() {
+    // An RTSP publisher's audio comes before its first video frame (or the other way round):
+    // with the tracks of its ANNOUNCE declared, the first PMT lists both and never changes
+    // (GStreamer's tsdemux took a second version for a new program and decoded nothing).
+    let mut m = TsMuxer::new();
+    let config = asc().to_bytes();
+    m.declare(Some(Codec::H264), Some((Codec::Aac, &config[..])));
+    let mut out = BytesMut::new();
+    let audio = Frame {
+        codec: Codec::Aac,
+        kind: FrameKind::Coded,
+        dts: 0,
+        pts: 0,
+        key: true,
+        payload: Bytes::from(vec![0x21; 200]),
+    };
+    out.put_slice(&m.mux(&audio).unwrap().bytes);
+    let video = Frame {
+        codec: Codec::H264,
+        kind: FrameKind::Coded,
+        dts: 20,
+        pts: 20,
+        key: true,
+        payload: avcc(&[SPS.to_vec(), PPS.to_vec(), vec![0x65, 0x88, 0x84]]),
+    };
+    out.put_slice(&m.mux(&video).unwrap().bytes);
+    out.put_slice(
+        &m.mux(&Frame {
+            dts: 43,
+            pts: 43,
+            ..audio
+        })
+        .unwrap()
+        .bytes,
+    );
+    let pmts = pmt_sections(&out);
+    assert!(pmts.len() >= 2, "{pmts:?}");
+    assert!(
+        pmts.iter().all(|p| p == &pmts[0]),
+        "PMT changed: {pmts:02x?}"
+    );
+    // Video (0x1B on PID 0x100) and ADTS AAC (0x0F on PID 0x101).
+    let find = |needle: &[u8]| pmts[0].windows(needle.len()).any(|w| w == needle);
+    assert!(
+        find(&[0x1B, 0xE1, 0x00]) && find(&[0x0F, 0xE1, 0x01]),
+        "{:02x?}",
+        pmts[0]
+    );
+}
