@@ -54,11 +54,13 @@ fn chromium_plays_http_fmp4_with_mse() {
         "{v}"
     );
     let samples = r["samples"].as_array().expect("samples");
-    assert!(samples.len() >= 35, "{} samples: {v}", samples.len());
+    // About four samples a second for 10 s (fewer when the page's timers run late).
+    assert!(samples.len() >= 20, "{} samples: {v}", samples.len());
     let f = |s: &serde_json::Value, k: &str| s[k].as_f64().unwrap_or(f64::NAN);
     let (first, last) = (&samples[0], &samples[samples.len() - 1]);
     let played = f(last, "ct") - f(first, "ct");
     let wall = (f(last, "wall") - f(first, "wall")) / 1000.0;
+    assert!(wall >= 9.0, "sampled for {wall:.2} s only: {v}");
     assert!(
         played >= wall - 1.0,
         "currentTime advanced {played:.2} s in {wall:.2} s: {v}"
@@ -139,11 +141,13 @@ fn chromium_plays_llhls_with_hls_js_in_low_latency_mode() {
     assert_eq!(r["canBlockReload"], serde_json::json!(true), "{v}");
     assert_eq!(r["partTarget"].as_f64(), Some(0.3), "{v}");
     let samples = r["samples"].as_array().expect("samples");
-    assert!(samples.len() >= 35, "{} samples: {v}", samples.len());
+    // About four samples a second for 10 s (fewer when the page's timers run late).
+    assert!(samples.len() >= 20, "{} samples: {v}", samples.len());
     let f = |s: &serde_json::Value, k: &str| s[k].as_f64().unwrap_or(f64::NAN);
     let (first, last) = (&samples[0], &samples[samples.len() - 1]);
     let played = f(last, "ct") - f(first, "ct");
     let wall = (f(last, "wall") - f(first, "wall")) / 1000.0;
+    assert!(wall >= 9.0, "sampled for {wall:.2} s only: {v}");
     // hls.js may play slightly faster or slower to hold its target latency.
     assert!(
         played >= wall - 1.0,
