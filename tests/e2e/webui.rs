@@ -153,8 +153,17 @@ fn chromium_shows_streams_plays_kicks_and_sees_the_stream_go() {
     assert_eq!(listed["codecs"], "H264 + AAC", "{listed}");
     assert_eq!(listed["res"], "1280x720", "{listed}");
 
-    // An HTTP-FLV player for the kick button.
+    // An HTTP-FLV player for the kick button, in the statistics (other workers' snapshots are
+    // up to a second old) before the page reads them.
     let flv = HttpFlvPlayer::start(server.http_port, "/live/web.flv");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !group(&server, "live/web").to_string().contains("FLVSUB") {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP-FLV player is not listed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     driver.go();
     let s = driver.step("server", Duration::from_secs(20), &server);
     assert_eq!(s["streams"], 1, "{s}");
