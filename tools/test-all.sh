@@ -10,10 +10,10 @@ command -v rtmpdump >/dev/null 2>&1 || missing+=(rtmpdump)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
-# GStreamer's rtspclientsink publishing H.264 (openh264enc) + AAC (voaacenc, sent as MP4A-LATM).
+# GStreamer's rtspclientsink publishing the H.264 + AAC test file (AAC sent as MP4A-LATM).
 command -v gst-launch-1.0 >/dev/null 2>&1 || missing+=(gstreamer1.0-tools)
 gst-inspect-1.0 rtspclientsink >/dev/null 2>&1 || missing+=(gstreamer1.0-rtsp)
-gst-inspect-1.0 openh264enc >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)
+gst-inspect-1.0 h264parse >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-bad)
 gst-inspect-1.0 rtpmp4apay >/dev/null 2>&1 || missing+=(gstreamer1.0-plugins-good)
 # The client matrix (tests/e2e/matrix.rs): GStreamer's RTMP (rtmp2src/rtmp2sink), HTTP
 # (souphttpsrc), demuxers (flvdemux, tsdemux, hlsdemux), decoders (avdec_*); VLC with the dummy

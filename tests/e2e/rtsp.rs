@@ -418,21 +418,22 @@ fn bad_input_gets_an_error_answer_and_other_streams_go_on() {
     assert!(server.is_running(), "server died: {}", server.log());
 }
 
-/// Publishes 3 s of H.264 + AAC with GStreamer's `rtspclientsink` (which sends AAC as
-/// `MP4A-LATM`) over `protocols` (`tcp` or `udp`) to `url`.
-fn gst_rtspclientsink(url: &str, protocols: &str) -> std::process::Output {
+/// Publishes `file` (H.264 + AAC in FLV) in real time with GStreamer's `rtspclientsink`
+/// (which sends AAC as `MP4A-LATM`) over `protocols` (`tcp` or `udp`) to `url`. The file is
+/// demuxed, not encoded: no encoder of the machine takes part.
+fn gst_rtspclientsink(file: &std::path::Path, url: &str, protocols: &str) -> std::process::Output {
     require_tool("gst-launch-1.0");
     let pipeline = format!(
-        "videotestsrc is-live=true num-buffers=75 ! video/x-raw,width=320,height=240,framerate=25/1 \
-         ! openh264enc ! h264parse ! s.sink_0 \
-         audiotestsrc is-live=true num-buffers=130 ! voaacenc ! aacparse ! s.sink_1 \
-         rtspclientsink name=s location={url} protocols={protocols}"
+        "filesrc location={} ! flvdemux name=d d.video ! queue ! h264parse ! s.sink_0 \
+         d.audio ! queue ! aacparse ! s.sink_1 \
+         rtspclientsink name=s location={url} protocols={protocols}",
+        file.display()
     );
     run_with_timeout(
         std::process::Command::new("gst-launch-1.0")
             .arg("-q")
             .args(pipeline.split_whitespace()),
-        Duration::from_secs(30),
+        Duration::from_secs(40),
     )
 }
 
@@ -441,42 +442,42 @@ fn gst_rtspclientsink(url: &str, protocols: &str) -> std::process::Output {
 /// record is refused at ANNOUNCE with 415 and a log line naming it.
 #[test]
 fn gstreamer_rtspclientsink_publishes_h264_and_latm_aac() {
+    let file = media("h264_aac_10s.flv");
+    let reference = ffprobe_file(&file);
     let server = Server::start(WORKERS);
+    let mut runs = Vec::new();
     for protocols in ["tcp", "udp"] {
-        // OpenH264's encoder inside gst-launch sometimes fails its own initialisation on a
-        // loaded machine (cmInitParaError) before anything reaches rill: that run is tried
-        // again once, on a new stream name. Any other failure counts.
-        let mut attempt = 0;
-        let (out, probe) = loop {
-            attempt += 1;
-            let name = format!("live/gst{protocols}{attempt}");
-            let probe = probe_url(server.http_url(&format!("{name}.flv")));
-            sleep(Duration::from_millis(400));
-            let out = gst_rtspclientsink(&server.rtsp_url(&name), protocols);
-            let encoder_init_failed = [&out.stdout, &out.stderr]
-                .iter()
-                .any(|o| String::from_utf8_lossy(o).contains("cmInitParaError"));
-            if out.status.success() || !encoder_init_failed || attempt == 2 {
-                break (out, probe);
-            }
-            eprintln!("{protocols}: OpenH264 failed to initialise in gst-launch; once more");
-        };
-        assert!(
-            out.status.success(),
-            "{protocols}: gst-launch failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got = join(protocols, probe);
-        for (kind, codec, sent) in [("video", "h264", 75), ("audio", "aac", 130)] {
-            let s = stream_of(&got, kind).unwrap_or_else(|| panic!("{protocols}: no {kind}"));
-            assert_eq!(s.codec_name, codec, "{protocols}");
-            assert!(
-                s.frames * 10 >= sent * 9,
-                "{protocols}: {} of {sent} {kind} frames",
-                s.frames
+        let name = format!("live/gst{protocols}");
+        let probe = probe_url(server.http_url(&format!("{name}.flv")));
+        let url = server.rtsp_url(&name);
+        let file = file.clone();
+        runs.push((
+            protocols,
+            probe,
+            spawn(move || {
+                sleep(Duration::from_millis(400));
+                gst_rtspclientsink(&file, &url, protocols)
+            }),
+        ));
+    }
+    for (protocols, probe, publisher) in runs {
+        // rtspclientsink at times ends with "Received end-of-file" after TEARDOWN, or is
+        // stopped by the time limit after its stream went out: what the player decoded decides.
+        let out = publisher.join().expect("publisher thread");
+        if !out.status.success() {
+            eprintln!(
+                "{protocols}: gst-launch ended with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
             );
         }
+        let got = join(protocols, probe);
+        assert_like(
+            &format!("rtspclientsink over {protocols}"),
+            &got,
+            &reference,
+            &["video", "audio"],
+        );
     }
     let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
         m=audio 0 RTP/AVP 97\r\na=rtpmap:97 AMR/8000\r\na=control:stream=0\r\n";
