@@ -1375,6 +1375,12 @@ pub mod engine {
                         engine.handle_command(command.clone(), self.now);
                     }
                 }
+                // No config file here: a reload request is answered as refused.
+                Output::Reload { conn } => {
+                    for engine in &mut self.engines {
+                        engine.answer_reload(conn, Err("no config file to reload"), self.now);
+                    }
+                }
                 Output::WriteFile { .. }
                 | Output::RemoveFile { .. }
                 | Output::AppendFile { .. }
