@@ -649,17 +649,9 @@ impl Engine {
             let Some(frame) = &packet.data().frame else {
                 continue;
             };
-            let track = match frame.track() {
-                TrackKind::Video => r.video,
-                TrackKind::Audio => r.audio,
+            let Some(track) = rtsp_track_for(frame, r.video, r.audio, &mut r.media_started) else {
+                continue;
             };
-            let Some(track) = track else { continue };
-            match frame.kind {
-                // The SDP gave the configuration; later changes go in-band.
-                FrameKind::Config if !r.media_started => continue,
-                FrameKind::Coded => r.media_started = true,
-                _ => {}
-            }
             // A frame this track cannot carry is skipped; the session goes on.
             let _ = r.session.send_frame(track, frame, r.now);
             let tcp = self.rtsp_transmits(conn, out);
@@ -758,6 +750,27 @@ impl Engine {
             self.publish_frame(conn, f, None);
         }
     }
+}
+
+/// The RTSP track a hub frame goes to (`video` / `audio`: the session's track indexes), or
+/// `None` to skip it: no such track, or a configuration before the first coded frame (the
+/// SDP gave it; later changes go in-band). Shared by RTSP players and RTSP relay pushes.
+pub(super) fn rtsp_track_for(
+    frame: &crate::media::Frame,
+    video: Option<usize>,
+    audio: Option<usize>,
+    media_started: &mut bool,
+) -> Option<usize> {
+    let track = match frame.track() {
+        TrackKind::Video => video,
+        TrackKind::Audio => audio,
+    }?;
+    match frame.kind {
+        FrameKind::Config if !*media_started => return None,
+        FrameKind::Coded => *media_started = true,
+        _ => {}
+    }
+    Some(track)
 }
 
 #[cfg(test)]

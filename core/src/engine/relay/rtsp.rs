@@ -15,11 +15,12 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::{relay_query, Client, Link, Owner, PullTarget, RelayUrl, START_TIMEOUT_MS};
+use crate::engine::rtsp_conn::rtsp_track_for;
 use crate::engine::rtsp_conn::{announced_tracks, audio_params, video_params};
 use crate::engine::{ConnId, Engine, LogLevel, Output};
 use crate::hub::Tracks;
 use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
-use crate::media::{FrameKind, TrackKind};
+use crate::media::TrackKind;
 use crate::rtsp::client::{
     ClientConfig as RtspConfig, ClientEvent as RtspEvent, ClientSession as RtspClient,
 };
@@ -338,17 +339,9 @@ impl Engine {
             let Some(frame) = &packet.data().frame else {
                 continue;
             };
-            let track = match frame.track() {
-                TrackKind::Video => r.video,
-                TrackKind::Audio => r.audio,
+            let Some(track) = rtsp_track_for(frame, r.video, r.audio, &mut r.media_started) else {
+                continue;
             };
-            let Some(track) = track else { continue };
-            match frame.kind {
-                // The SDP gave the configuration; later changes go in-band.
-                FrameKind::Config if !r.media_started => continue,
-                FrameKind::Coded => r.media_started = true,
-                _ => {}
-            }
             // A frame the track cannot carry is skipped; the push goes on.
             let _ = r.session.send_frame(track, frame, r.now);
             spent += frame.payload.len();
