@@ -39,9 +39,12 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
         }
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
         let port = listener.local_addr().expect("local addr").port();
-        if !handed_out.contains(&port) && !ports.contains(&port) {
-            ports.push(port);
+        // A port handed out earlier may belong to a server that is still starting: listening
+        // on it even briefly would answer that server's readiness probe in its place.
+        if handed_out.contains(&port) || ports.contains(&port) {
+            continue;
         }
+        ports.push(port);
         held.push(listener);
     }
     assert_eq!(ports.len(), N, "no fresh ephemeral ports left");
@@ -186,6 +189,14 @@ impl Server {
 
     fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        // The server logs its start line before it binds: until then, whatever answers on its
+        // ports is not the server.
+        while !self.log().contains(" starting") {
+            if Instant::now() >= deadline || !self.is_running() {
+                return Err(format!("server did not start; log:\n{}", self.log()));
+            }
+            sleep(Duration::from_millis(20));
+        }
         for port in [self.rtmp_port, self.http_port, self.rtsp_port] {
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             // A connect to a port nobody listens on yet can, rarely, pick that same port as
