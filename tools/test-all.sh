@@ -46,6 +46,14 @@ for tool in ffmpeg ffprobe rtmpdump curl node npm chromium gst-launch-1.0 cvlc; 
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required and could not be installed" >&2; exit 1; }
 done
 
+# A current ffmpeg (9.x) for the codec cells of the client matrix (Enhanced RTMP HEVC, AV1,
+# Opus): the static build in PyPI's imageio-ffmpeg wheel (tests/src/lib.rs `current_ffmpeg`).
+if ! python3 -c 'import imageio_ffmpeg; imageio_ffmpeg.get_ffmpeg_exe()' >/dev/null 2>&1; then
+  echo "== installing imageio-ffmpeg (a current ffmpeg) from PyPI"
+  python3 -m pip install -q imageio-ffmpeg \
+    || { echo "FATAL: pip install imageio-ffmpeg failed" >&2; exit 1; }
+fi
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 echo "== format"

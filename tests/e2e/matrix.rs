@@ -9,7 +9,7 @@
 //! writes the table of `docs/interop-matrix.md`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread::{sleep, spawn};
 use std::time::Duration;
@@ -116,9 +116,14 @@ enum Protocol {
     Hls,
     RtspTcp,
     RtspUdp,
+    /// HTTP-FLV asking for Enhanced RTMP tags (`?enhanced=1`): in the codec cells only.
+    HttpFlvEnhanced,
+    /// The endless fMP4 stream (`/{app}/{stream}.mp4`): in the codec cells only.
+    Fmp4,
 }
 
 impl Protocol {
+    /// The outputs of the client matrix.
     const ALL: [Protocol; 6] = [
         Protocol::Rtmp,
         Protocol::HttpFlv,
@@ -136,6 +141,8 @@ impl Protocol {
             Protocol::Hls => "HLS",
             Protocol::RtspTcp => "RTSP/TCP",
             Protocol::RtspUdp => "RTSP/UDP",
+            Protocol::HttpFlvEnhanced => "HTTP-FLV `?enhanced=1`",
+            Protocol::Fmp4 => "fMP4",
         }
     }
 
@@ -151,6 +158,8 @@ impl Protocol {
             Protocol::HttpFlv => server.http_url(&format!("{name}.flv")),
             Protocol::HttpTs => server.http_url(&format!("{name}.ts")),
             Protocol::Hls => server.http_url(&format!("{name}/record.m3u8")),
+            Protocol::HttpFlvEnhanced => server.http_url(&format!("{name}.flv?enhanced=1")),
+            Protocol::Fmp4 => server.http_url(&format!("{name}.mp4")),
             Protocol::RtspTcp | Protocol::RtspUdp => server.rtsp_url(name),
         }
     }
@@ -192,6 +201,9 @@ impl Player {
             (Client::Gstreamer, Protocol::Hls) => "GStreamer `hlsdemux`",
             (Client::Gstreamer, Protocol::RtspTcp) => "GStreamer `rtspsrc protocols=tcp`",
             (Client::Gstreamer, Protocol::RtspUdp) => "GStreamer `rtspsrc protocols=udp`",
+            (Client::Gstreamer, Protocol::HttpFlvEnhanced | Protocol::Fmp4) => {
+                "GStreamer `souphttpsrc`"
+            }
             (Client::Vlc, _) => "VLC (`cvlc`, recording)",
             (Client::Rtmpdump, _) => "rtmpdump",
         };
@@ -213,13 +225,14 @@ impl Player {
                 if let Some(t) = transport {
                     args.extend(["-rtsp_transport", t, "-timeout", "15000000"]);
                 }
-                ffmpeg_decode(url, &args)
+                require_tool("ffmpeg");
+                ffmpeg_decode(Path::new("ffmpeg"), url, &args)
             }
             Client::Gstreamer => gst_decode(output, url),
             Client::Vlc => {
                 let file = scratch.join(format!("vlc-{output:?}.ts"));
                 vlc_record(url, &file)?;
-                ffmpeg_decode(&file.to_string_lossy(), &[])
+                ffmpeg_decode(Path::new("ffmpeg"), &file.to_string_lossy(), &[])
             }
             Client::Rtmpdump => {
                 let file = scratch.join("rtmpdump.flv");
@@ -233,7 +246,7 @@ impl Player {
                 if !file.is_file() {
                     return Err(format!("rtmpdump wrote nothing: {}", stderr_tail(&out)));
                 }
-                ffmpeg_decode(&file.to_string_lossy(), &[])
+                ffmpeg_decode(Path::new("ffmpeg"), &file.to_string_lossy(), &[])
             }
         }
     }
@@ -254,12 +267,11 @@ fn stderr_tail(out: &std::process::Output) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
 }
 
-/// Decodes `input` with ffmpeg into the framecrc muxer (every decoded frame, its own
+/// Decodes `input` with `ffmpeg` (Debian's, or [`current_ffmpeg`]) into the framecrc muxer (every decoded frame, its own
 /// timestamps: `-fps_mode passthrough`, video times in 1/90000).
-fn ffmpeg_decode(input: &str, input_args: &[&str]) -> Result<Frames, String> {
-    require_tool("ffmpeg");
+fn ffmpeg_decode(ffmpeg: &Path, input: &str, input_args: &[&str]) -> Result<Frames, String> {
     let out = run_with_timeout(
-        Command::new("ffmpeg")
+        Command::new(ffmpeg)
             .args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
             .args(input_args)
             .args(["-i", input, "-map", "0:v?", "-map", "0:a?"])
@@ -751,6 +763,376 @@ fn full_matrix() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/interop-matrix.md");
     std::fs::write(&path, doc).expect("write docs/interop-matrix.md");
     let failed = failures(&results);
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// A source of the codec cells: codecs Debian's ffmpeg 5.1 cannot put into FLV, published by
+/// a current ffmpeg ([`current_ffmpeg`]) and played back by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum CodecSource {
+    /// The shared HEVC file over Enhanced RTMP.
+    HevcAac,
+    /// AV1 + Opus (made by the test: 6 s, 320x240) over Enhanced RTMP.
+    Av1Opus,
+    /// The shared H.264 file with its audio made Opus, over RTSP/TCP.
+    H264Opus,
+    /// The shared H.264 file with its audio made G.711 A-law, over RTSP/TCP.
+    H264Pcma,
+}
+
+impl CodecSource {
+    const ALL: [CodecSource; 4] = [
+        CodecSource::HevcAac,
+        CodecSource::Av1Opus,
+        CodecSource::H264Opus,
+        CodecSource::H264Pcma,
+    ];
+
+    /// The outputs every codec cell plays, with the current ffmpeg.
+    const OUTPUTS: [Protocol; 7] = [
+        Protocol::Rtmp,
+        Protocol::HttpFlv,
+        Protocol::HttpFlvEnhanced,
+        Protocol::HttpTs,
+        Protocol::Hls,
+        Protocol::Fmp4,
+        Protocol::RtspTcp,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            CodecSource::HevcAac => "HEVC + AAC (Enhanced RTMP)",
+            CodecSource::Av1Opus => "AV1 + Opus (Enhanced RTMP)",
+            CodecSource::H264Opus => "H.264 + Opus (RTSP/TCP)",
+            CodecSource::H264Pcma => "H.264 + G.711 A-law (RTSP/TCP)",
+        }
+    }
+
+    /// The file to publish: shared media, or made from it (or from a test pattern) in `scratch`.
+    fn file(self, scratch: &Path) -> PathBuf {
+        let made = |name: &str, args: &[&str]| {
+            let out_file = scratch.join(name);
+            let src = media(SOURCE);
+            let args: Vec<&str> = args
+                .iter()
+                .map(|a| {
+                    if *a == "SOURCE" {
+                        src.to_str().unwrap_or("")
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            let out = run_with_timeout(
+                Command::new(current_ffmpeg())
+                    .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+                    .args(&args)
+                    .arg(&out_file),
+                Duration::from_secs(120),
+            );
+            assert!(
+                out.status.success(),
+                "making {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out_file
+        };
+        match self {
+            CodecSource::HevcAac => media("hevc_aac_10s.mp4"),
+            CodecSource::Av1Opus => made(
+                "av1_opus.mkv",
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc=size=320x240:rate=25",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=48000",
+                    "-t",
+                    "6",
+                    "-c:v",
+                    "libsvtav1",
+                    "-preset",
+                    "12",
+                    "-g",
+                    "25",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-c:a",
+                    "libopus",
+                    "-b:a",
+                    "64k",
+                ],
+            ),
+            CodecSource::H264Opus => made(
+                "h264_opus.mkv",
+                &[
+                    "-i", "SOURCE", "-c:v", "copy", "-c:a", "libopus", "-b:a", "64k",
+                ],
+            ),
+            CodecSource::H264Pcma => made(
+                "h264_pcma.mkv",
+                &[
+                    "-i", "SOURCE", "-c:v", "copy", "-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1",
+                ],
+            ),
+        }
+    }
+
+    /// Publishes `file` in real time to stream `name`.
+    fn publish(self, file: &Path, server: &Server, name: &str) -> Proc {
+        let mut cmd = Command::new(current_ffmpeg());
+        cmd.args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-i",
+        ])
+        .arg(file)
+        .args(["-c", "copy"]);
+        match self {
+            CodecSource::HevcAac | CodecSource::Av1Opus => {
+                cmd.args(["-f", "flv"]).arg(server.rtmp_url(name))
+            }
+            CodecSource::H264Opus | CodecSource::H264Pcma => cmd
+                .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+                .arg(server.rtsp_url(name)),
+        };
+        Proc(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn the current ffmpeg"),
+        )
+    }
+
+    /// The tracks rill leaves out of `output`, for video and for audio: why, and what the
+    /// server's log says about it (`None`: nothing yet).
+    fn left_out(self, output: Protocol) -> [Option<LeftOut>; 2] {
+        let ts = matches!(output, Protocol::HttpTs | Protocol::Hls);
+        let video = match self {
+            CodecSource::Av1Opus if ts => Some(LeftOut {
+                why: "rill does not mux AV1 into MPEG-TS yet",
+                logged: Some("AV1 frames left out of HTTP-TS, WS-TS and HLS"),
+            }),
+            CodecSource::Av1Opus if output == Protocol::RtspTcp => Some(LeftOut {
+                why: "rill has no AV1 RTP payload yet",
+                logged: None,
+            }),
+            _ => None,
+        };
+        let audio = match (self, output) {
+            (CodecSource::H264Pcma, _) if ts => Some(LeftOut {
+                why: "MPEG-TS has no G.711 mapping",
+                logged: Some("PCMA frames left out of HTTP-TS, WS-TS and HLS"),
+            }),
+            (CodecSource::H264Pcma, Protocol::Fmp4) => Some(LeftOut {
+                why: "no MP4 sample entry for G.711 that players read",
+                logged: Some("PCMA frames left out of HTTP-fMP4"),
+            }),
+            (CodecSource::Av1Opus | CodecSource::H264Opus, Protocol::HttpFlv) => Some(LeftOut {
+                why: "Opus has only the Enhanced RTMP form, which this player did not ask for",
+                logged: Some("OPUS has no legacy FLV form and is left out"),
+            }),
+            _ => None,
+        };
+        [video, audio]
+    }
+}
+
+/// A track rill leaves out of an output.
+#[derive(Clone, Copy)]
+struct LeftOut {
+    why: &'static str,
+    /// What the server's log says, if anything.
+    logged: Option<&'static str>,
+}
+
+type CodecResults = BTreeMap<(Protocol, CodecSource), Result<String, String>>;
+
+/// Publishes `source` and plays it with the current ffmpeg on every output; each cell is
+/// judged against the source's own decoded frames, with the tracks rill leaves out expected
+/// absent (and named in the server's log).
+fn run_codec_source(source: CodecSource, scratch: &Path) -> CodecResults {
+    let ffmpeg = current_ffmpeg();
+    let file = source.file(scratch);
+    let whole = ffmpeg_decode(&ffmpeg, &file.to_string_lossy(), &[])
+        .unwrap_or_else(|e| panic!("decoding {}: {e}", file.display()));
+    let server = Server::start(WORKERS);
+    let name = format!("live/{source:?}").to_lowercase();
+    let start = |output: Protocol| {
+        let url = output.url(&server, &name);
+        let ffmpeg = ffmpeg.clone();
+        let [video_out, audio_out] = source.left_out(output);
+        let want = (
+            if video_out.is_some() {
+                0
+            } else {
+                whole.video.len()
+            },
+            if audio_out.is_some() {
+                0
+            } else {
+                whole.audio.len()
+            },
+        );
+        spawn(move || {
+            let args: &[&str] = match output {
+                Protocol::RtspTcp => &["-rtsp_transport", "tcp", "-timeout", "15000000"],
+                // It announces Enhanced RTMP (`fourCcList`) only when told to.
+                Protocol::Rtmp => &["-rtmp_enhanced_codecs", "hvc1,av01,Opus"],
+                _ => &[],
+            };
+            (
+                output,
+                ffmpeg_decode(&ffmpeg, &url, args).and_then(|f| judge(&f, want)),
+            )
+        })
+    };
+    let live: Vec<_> = CodecSource::OUTPUTS
+        .into_iter()
+        .filter(|o| o.is_live())
+        .map(start)
+        .collect();
+    sleep(Duration::from_millis(800));
+    let mut publisher = source.publish(&file, &server, &name);
+    let published = publisher.wait_for(PUBLISH_LIMIT);
+    let mut results = CodecResults::new();
+    for handle in live {
+        let (output, r) = handle.join().expect("player thread");
+        results.insert((output, source), r);
+    }
+    for output in CodecSource::OUTPUTS.into_iter().filter(|o| !o.is_live()) {
+        let (output, r) = start(output).join().expect("player thread");
+        results.insert((output, source), r);
+    }
+    let log = server.log();
+    for ((output, _), r) in results.iter_mut() {
+        let mut notes = Vec::new();
+        let mut unlogged = Vec::new();
+        for (left_out, kind) in source.left_out(*output).into_iter().zip(["video", "audio"]) {
+            let Some(LeftOut { why, logged }) = left_out else {
+                continue;
+            };
+            notes.push(format!("{kind} left out: {why}"));
+            if let Some(line) = logged.filter(|line| !log.contains(line)) {
+                unlogged.push(format!("no log line says \"{line}\""));
+            }
+        }
+        match r {
+            Ok(counts) if unlogged.is_empty() => {
+                for n in notes {
+                    counts.push_str(&format!("; {n}"));
+                }
+            }
+            Ok(_) => *r = Err(unlogged.join("; ")),
+            Err(e) => e.push_str(&format!(" ({})", notes.join("; "))),
+        }
+    }
+    match published {
+        Some(s) if s.success() => {}
+        other => {
+            for r in results.values_mut() {
+                *r = Err(format!("the publisher did not finish cleanly: {other:?}"));
+            }
+        }
+    }
+    results
+}
+
+fn codec_table(results: &CodecResults) -> String {
+    let mut out = String::from("| output |");
+    for source in CodecSource::ALL {
+        out.push_str(&format!(" {} |", source.label()));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(CodecSource::ALL.len()));
+    out.push('\n');
+    for output in CodecSource::OUTPUTS {
+        out.push_str(&format!("| {} |", output.label()));
+        for source in CodecSource::ALL {
+            let cell = match results.get(&(output, source)) {
+                Some(Ok(counts)) => format!("PASS ({counts})"),
+                Some(Err(why)) => format!("FAIL: {}", why.replace('|', "/")),
+                None => "not run".to_owned(),
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The codec cells (issue 19): HEVC, AV1, Opus and G.711 published by a current ffmpeg and
+/// played back by it on every output. Part of the main test command; with
+/// `RILL_WRITE_DOCS=1` (set by `bash tools/matrix.sh`) it writes `docs/codec-matrix.md`.
+#[test]
+fn codec_matrix() {
+    let scratch = std::env::temp_dir().join(format!("rill-codecs-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch folder");
+    let mut results = CodecResults::new();
+    for pair in CodecSource::ALL.chunks(2) {
+        let runs: Vec<_> = pair
+            .iter()
+            .map(|source| {
+                let (source, scratch) = (*source, scratch.clone());
+                spawn(move || run_codec_source(source, &scratch))
+            })
+            .collect();
+        for run in runs {
+            results.extend(run.join().expect("codec source run"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let table = codec_table(&results);
+    eprintln!("{table}");
+    if std::env::var_os("RILL_WRITE_DOCS").is_some() {
+        let version = run_with_timeout(
+            Command::new(current_ffmpeg()).arg("-version"),
+            Duration::from_secs(10),
+        );
+        let version = String::from_utf8_lossy(&version.stdout)
+            .lines()
+            .next()
+            .unwrap_or("?")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let doc = format!(
+            "# Codec matrix\n\n\
+             Generated by `bash tools/matrix.sh` (`codec_matrix` in `tests/e2e/matrix.rs`; the \
+             main test command runs it too). A current ffmpeg ({version}, PyPI's \
+             `imageio-ffmpeg`) publishes each source in real time and decodes every output to \
+             its end, judged as in [the client matrix](interop-matrix.md): decoded frames within \
+             10% of the source's, no timestamp going back, audio and video starting within \
+             100 ms. A track a container has no place for must be absent, and the server must \
+             say so in its log; the cell names it. The RTMP player announces Enhanced RTMP in \
+             `connect` (`-rtmp_enhanced_codecs hvc1,av01,Opus`); plain HTTP-FLV is a player \
+             that did not ask, which gets HEVC as codec id 12, AV1 (no other form) and no \
+             Opus; `?enhanced=1` asks HTTP-FLV for Enhanced RTMP tags. Debian's ffmpeg 5.1 \
+             reads neither form of HEVC in FLV, nor Opus or AV1 in FLV.\n\n\
+             Load average (1 min, 2 cores): {}.\n\n{table}",
+            load_average()
+        );
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/codec-matrix.md");
+        std::fs::write(&path, doc).expect("write docs/codec-matrix.md");
+    }
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|((output, source), r)| {
+            Some(format!(
+                "{} -> {}: {}",
+                source.label(),
+                output.label(),
+                r.as_ref().err()?
+            ))
+        })
+        .collect();
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 

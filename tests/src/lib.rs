@@ -85,6 +85,35 @@ pub fn require_tool(name: &str) {
     );
 }
 
+/// A current ffmpeg (9.x): the static build in PyPI's `imageio-ffmpeg` wheel, which
+/// `tools/test-all.sh` installs. Debian's ffmpeg 5.1 predates Enhanced RTMP, so the cells of
+/// HEVC, AV1 and Opus over FLV need this one. Panics, naming the fix, when it is missing.
+pub fn current_ffmpeg() -> PathBuf {
+    static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+            ])
+            .output()
+            .map_err(|e| format!("python3: {e}"))?;
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && path.is_file() {
+            Ok(path)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    match found {
+        Ok(path) => path.clone(),
+        Err(e) => panic!(
+            "a current ffmpeg is required (pip3 install imageio-ffmpeg; tools/test-all.sh \
+             installs it): {e}"
+        ),
+    }
+}
+
 /// The server binary under test: `RILL_BIN` when set (a relative path is taken from the workspace
 /// root, so `RILL_BIN=target/debug/rill-async cargo test -p rill-e2e` tests the async-std runtime),
 /// else the debug build of `rill`. The same tests run against either binary.

@@ -21,8 +21,28 @@ pub fn id_header(channels: u8) -> Bytes {
     out.freeze()
 }
 
+/// The channel count an `OpusHead` declares, when `data` is one (magic, version 1, at least
+/// the 19 bytes of its fixed part).
+pub fn id_header_channels(data: &[u8]) -> Option<u8> {
+    if data.len() < 19 || !data.starts_with(b"OpusHead") || data[8] & 0xF0 != 0 {
+        return None;
+    }
+    Some(data[9]).filter(|&c| c > 0)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn channels_of_an_id_header() {
+        assert_eq!(super::id_header_channels(&super::id_header(1)), Some(1));
+        assert_eq!(super::id_header_channels(&super::id_header(2)), Some(2));
+        assert_eq!(super::id_header_channels(b"OpusHead\x01\x02"), None);
+        assert_eq!(
+            super::id_header_channels(b"OpusTags\x01\x02\x38\x01\x80\xbb\0\0\0\0\0"),
+            None
+        );
+    }
+
     #[test]
     fn stereo_id_header() {
         let h = super::id_header(2);

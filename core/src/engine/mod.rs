@@ -62,7 +62,7 @@ use crate::hls::{Hls, HlsConfig, HlsOutput};
 use crate::http::websocket::WsReader;
 use crate::http::{self, HttpLimits, RequestReader, Response};
 use crate::hub::{Hub, HubConfig, HubEvent, Tracks};
-use crate::media::Frame;
+use crate::media::{Codec, Frame};
 use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;
 use crate::rtmp::server::{ServerConfig, ServerSession};
@@ -1060,11 +1060,16 @@ impl Engine {
                 };
                 n += writer.render(&packet, out);
             }
-            if let Some(codec) = writer.take_enhanced_only() {
+            while let Some(codec) = writer.take_enhanced_only() {
+                let what = if codec == Codec::Opus {
+                    "left out (players ask for it with fourCcList in RTMP connect, or ?enhanced=1 on HTTP-FLV)"
+                } else {
+                    "sent as Enhanced RTMP"
+                };
                 self.outputs.push_back(Output::Log {
                     level: LogLevel::Info,
                     message: format!(
-                        "player {conn} ({}) did not announce Enhanced RTMP; {} has no legacy FLV form and is sent as Enhanced RTMP",
+                        "player {conn} ({}) did not announce Enhanced RTMP; {} has no legacy FLV form and is {what}",
                         c.peer,
                         codec.name()
                     ),

@@ -247,9 +247,9 @@ pub struct PlayerWriter {
     ts_started: bool,
     /// The player reads Enhanced RTMP tags (RTMP `fourCcList`, or HTTP-FLV by config/query).
     enhanced: bool,
-    /// A codec without a legacy FLV form (AV1) went to this legacy player in its Enhanced form;
+    /// A codec without a legacy FLV form (AV1, Opus) met this legacy player;
     /// the engine logs it once (see [`PlayerWriter::take_enhanced_only`]).
-    enhanced_only: Option<Notice>,
+    enhanced_only: [Option<Notice>; 2],
     /// fMP4 formats: the init segment the player has (it starts at an independent fragment
     /// after it, and gets the new one when the stream's changes).
     fmp4_init: Option<Bytes>,
@@ -260,7 +260,8 @@ pub struct PlayerWriter {
     fmp4_shift: [u64; 2],
 }
 
-/// Whether a codec sent only in its Enhanced form to a legacy player was reported yet.
+/// A codec without a legacy FLV form met by a legacy player, per track: whether it was
+/// reported yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Notice {
     Pending(Codec),
@@ -286,7 +287,7 @@ impl PlayerWriter {
             chunk_size,
             ts_started: false,
             enhanced: false,
-            enhanced_only: None,
+            enhanced_only: [None; 2],
             fmp4_init: None,
             fmp4_next: [None; 2],
             fmp4_shift: [0; 2],
@@ -298,17 +299,17 @@ impl PlayerWriter {
         self.enhanced = enhanced;
     }
 
-    /// A codec with no legacy FLV form (AV1) that this legacy player was sent anyway, in its
-    /// Enhanced form (the player may read it without having announced it), the first time
-    /// only: for the log.
+    /// A codec with no legacy FLV form that this legacy player met: AV1, sent anyway in its
+    /// Enhanced form (the player may read it without having announced it), or Opus, left out.
+    /// The first time only: for the log.
     pub fn take_enhanced_only(&mut self) -> Option<Codec> {
-        match self.enhanced_only {
+        self.enhanced_only.iter_mut().find_map(|n| match *n {
             Some(Notice::Pending(c)) => {
-                self.enhanced_only = Some(Notice::Reported);
+                *n = Some(Notice::Reported);
                 Some(c)
             }
             _ => None,
-        }
+        })
     }
 
     /// The player's format.
@@ -381,16 +382,22 @@ impl PlayerWriter {
             Some((b, c)) if self.enhanced => (b, c),
             _ => (&p.body, &p.rtmp_chunked),
         };
+        // A codec whose only FLV form is Enhanced, met by a player that did not ask for it:
+        // AV1 goes anyway, Opus does not (the engine logs either once).
+        if let Some(f) = p
+            .frame
+            .as_ref()
+            .filter(|f| !self.enhanced && matches!(f.codec, Codec::Av1 | Codec::Opus))
+        {
+            let notice = &mut self.enhanced_only[usize::from(f.codec == Codec::Opus)];
+            if notice.is_none() {
+                *notice = Some(Notice::Pending(f.codec));
+            }
+        }
         if body.is_empty() {
             // A frame FLV cannot carry to this player (Opus without Enhanced RTMP), or a codec
             // hint: not for these players.
             return 0;
-        }
-        if !self.enhanced
-            && self.enhanced_only.is_none()
-            && p.frame.as_ref().is_some_and(|f| f.codec == Codec::Av1)
-        {
-            self.enhanced_only = Some(Notice::Pending(Codec::Av1));
         }
         let timestamp = match p.kind {
             // At the player's current time, so a publisher (or pull) that comes back does not

@@ -55,6 +55,9 @@ pub(super) struct Publication {
     /// And once more as fMP4 for its players, HLS with fMP4 segments and LL-HLS, once the
     /// tracks are known (rebuilt, with a new init segment, when they change).
     fmp4: Option<Fmp4Muxer>,
+    /// Codecs the fMP4 muxer has no sample entry for, each logged once: fMP4 outputs leave
+    /// them out.
+    left_out_of_fmp4: Vec<Codec>,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
     recorder: Option<Recorder>,
@@ -84,6 +87,7 @@ impl Publication {
             muxer: ts_muxer_for(described.as_ref()),
             tracks: TrackWatch::new(described.unwrap_or_default()),
             left_out_of_ts: Vec::new(),
+            left_out_of_fmp4: Vec::new(),
             opus_head_sent: false,
             fmp4: None,
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
@@ -109,6 +113,10 @@ impl Publication {
     /// A frame from the publisher. `flv_body` is the FLV tag body it came in (RTMP), passed on
     /// as it is to RTMP and FLV players; without one it is built here.
     pub(super) fn push_frame(&mut self, frame: Frame, flv_body: Option<Bytes>, s: &mut Sinks<'_>) {
+        if frame.codec == Codec::Opus && frame.kind == FrameKind::Config {
+            // The publisher's own (Enhanced RTMP's SequenceStart).
+            self.opus_head_sent = true;
+        }
         if frame.codec == Codec::Opus && frame.kind == FrameKind::Coded && !self.opus_head_sent {
             // Enhanced RTMP players need an OpusHead first (RTP and RTSP carry none): a
             // configuration for stereo, as RTP's `opus/48000/2` says, which the hub caches.
@@ -202,34 +210,38 @@ impl Publication {
         if self.tracks.observe(&frame) {
             self.tracks_changed(s);
         }
-        // HEVC has two FLV forms: legacy codec id 12 for players that predate Enhanced RTMP,
-        // FourCC `hvc1` for those that announce it. Both are built here, whatever the
-        // publisher sent.
-        let hevc = frame.codec == Codec::H265;
-        // Opus has only an Enhanced form (FourCC `Opus`); its legacy body stays empty.
-        let enhanced = if hevc {
-            flv::video_tag_body(&frame, VideoTagStyle::Enhanced).ok()
-        } else {
-            flv::enhanced_audio_tag_body(&frame)
-        };
-        let flv_body = flv_body.filter(|_| !hevc);
-        let (type_id, built) = if video {
-            (
+        // The FLV forms, built here whatever the publisher sent: HEVC has two, legacy codec
+        // id 12 for players that predate Enhanced RTMP and FourCC `hvc1` for those that
+        // announce it. Opus has only the Enhanced one (FourCC `Opus`), for those players alone:
+        // a player that does not know it (ffmpeg 5.1) gives up on the whole stream. AV1's only
+        // form is Enhanced too, and every player gets it (without it there is no video). An
+        // empty body is a frame FLV cannot carry: RTMP and FLV players skip it.
+        let (type_id, body, enhanced) = match frame.codec {
+            Codec::H265 => (
+                message_type::VIDEO,
+                flv::video_tag_body(&frame, VideoTagStyle::Legacy).unwrap_or_default(),
+                flv::video_tag_body(&frame, VideoTagStyle::Enhanced).ok(),
+            ),
+            Codec::Opus => (
+                message_type::AUDIO,
+                Bytes::new(),
+                flv_body.or_else(|| flv::audio_tag_body(&frame).ok()),
+            ),
+            _ if video => (
                 message_type::VIDEO,
                 flv_body
-                    .map(Ok)
-                    .unwrap_or_else(|| flv::video_tag_body(&frame, VideoTagStyle::Legacy)),
-            )
-        } else {
-            (
+                    .or_else(|| flv::video_tag_body(&frame, VideoTagStyle::Legacy).ok())
+                    .unwrap_or_default(),
+                None,
+            ),
+            _ => (
                 message_type::AUDIO,
                 flv_body
-                    .map(Ok)
-                    .unwrap_or_else(|| flv::audio_tag_body(&frame)),
-            )
+                    .or_else(|| flv::audio_tag_body(&frame).ok())
+                    .unwrap_or_default(),
+                None,
+            ),
         };
-        // Codecs FLV cannot carry (Opus) get an empty body: RTMP and FLV players skip them.
-        let body = built.unwrap_or_default();
         // A frame TS cannot carry is left out of the TS outputs only, with a line in the log
         // the first time for each codec of the stream.
         let ts = match self.muxer.mux(&frame) {
@@ -293,6 +305,7 @@ impl Publication {
             let init = fmp4::init_segment(&tracks);
             if init.as_ref() != self.fmp4.as_ref().map(|m| m.init()) {
                 self.fmp4 = Fmp4Muxer::new(&tracks);
+                self.log_left_out_of_fmp4(&tracks, s);
             }
         }
         if self.describe_metadata {
@@ -309,6 +322,37 @@ impl Publication {
                 tracks,
             },
         );
+    }
+
+    /// Logs, once per codec, a track of `tracks` the new fMP4 muxer left out.
+    fn log_left_out_of_fmp4(&mut self, tracks: &Tracks, s: &mut Sinks<'_>) {
+        let m = self.fmp4.as_ref();
+        let left_out = [
+            tracks
+                .video
+                .as_ref()
+                .filter(|_| !m.is_some_and(Fmp4Muxer::has_video))
+                .map(|v| v.codec),
+            tracks
+                .audio
+                .as_ref()
+                .filter(|_| !m.is_some_and(Fmp4Muxer::has_audio))
+                .map(|a| a.codec),
+        ];
+        for codec in left_out.into_iter().flatten() {
+            if self.left_out_of_fmp4.contains(&codec) {
+                continue;
+            }
+            self.left_out_of_fmp4.push(codec);
+            s.outputs.push_back(Output::Log {
+                level: LogLevel::Warn,
+                message: format!(
+                    "stream {}: {} frames left out of HTTP-fMP4, LL-HLS and fMP4 HLS: no MP4 sample entry players read, or no decoder configuration",
+                    self.key,
+                    codec.name()
+                ),
+            });
+        }
     }
 
     /// A packet goes to HLS, the recording, other engines and the hub's players.

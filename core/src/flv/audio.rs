@@ -1,4 +1,5 @@
-//! Audio tag bodies (AAC, MP3, G.711) to and from neutral frames.
+//! Audio tag bodies (AAC, MP3, G.711; Opus and the others Enhanced RTMP names by FourCC) to and
+//! from neutral frames.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -21,13 +22,22 @@ const AAC_FLAGS: u8 = FORMAT_AAC << 4 | 0x0F;
 ///
 /// AAC (SoundFormat 10) gives a Config frame (the AudioSpecificConfig) for AACPacketType 0 and
 /// a raw access unit for 1; MP3 (2, and 14 for 8 kHz MP3), G.711 A-law (7) and µ-law (8) give
-/// the data after the flags byte. Returns `None` for an empty body. Audio frames are key frames
+/// the data after the flags byte. An Enhanced RTMP header (SoundFormat 9) is read by its FourCC
+/// (`Opus`, `mp4a`, `.mp3`): SequenceStart gives a Config frame (for Opus, the `OpusHead`),
+/// CodedFrames a Coded one; SequenceEnd and MultichannelConfig (the layout is in the codec's
+/// own configuration) give `None`. Returns `None` for an empty body. Audio frames are key frames
 /// with `pts == dts == timestamp`; payloads are zero-copy slices of `body`.
 pub fn frame_from_audio_tag(timestamp: u32, body: &Bytes) -> Result<Option<Frame>, FlvError> {
     let Some(&flags) = body.first() else {
         return Ok(None);
     };
     let (codec, kind, start) = match flags >> 4 {
+        FORMAT_EX_HEADER => {
+            let Some((codec, kind)) = enhanced_audio(flags & 0x0F, body)? else {
+                return Ok(None);
+            };
+            (codec, kind, 5)
+        }
         FORMAT_AAC => {
             let packet_type = *body.get(1).ok_or(FlvError::Truncated {
                 tag: "audio tag",
@@ -94,34 +104,68 @@ const FORMAT_EX_HEADER: u8 = 9;
 const AUDIO_SEQUENCE_START: u8 = 0;
 /// Enhanced RTMP AudioPacketType: coded frames.
 const AUDIO_CODED_FRAMES: u8 = 1;
+/// Enhanced RTMP AudioPacketType: the end of the sequence.
+const AUDIO_SEQUENCE_END: u8 = 2;
+/// Enhanced RTMP AudioPacketType: the channel layout (ffmpeg sends one after SequenceStart).
+const AUDIO_MULTICHANNEL_CONFIG: u8 = 4;
 
-/// The Enhanced RTMP audio tag body of an Opus frame (FourCC `Opus`): a Config frame (its
-/// payload an `OpusHead`) as SequenceStart, a Coded frame as CodedFrames. `None` for other
-/// codecs, which have legacy forms.
-pub fn enhanced_audio_tag_body(frame: &Frame) -> Option<Bytes> {
-    let packet_type = match (frame.codec, frame.kind) {
-        (Codec::Opus, FrameKind::Config) => AUDIO_SEQUENCE_START,
-        (Codec::Opus, FrameKind::Coded) => AUDIO_CODED_FRAMES,
-        _ => return None,
+/// The codec and frame kind of an Enhanced RTMP audio tag (`packet_type` from its first byte,
+/// the FourCC after it); `None` for the packet types that carry no frame.
+fn enhanced_audio(packet_type: u8, body: &Bytes) -> Result<Option<(Codec, FrameKind)>, FlvError> {
+    let kind = match packet_type {
+        AUDIO_SEQUENCE_START => FrameKind::Config,
+        AUDIO_CODED_FRAMES => FrameKind::Coded,
+        AUDIO_SEQUENCE_END | AUDIO_MULTICHANNEL_CONFIG => return Ok(None),
+        value => {
+            return Err(FlvError::UnsupportedPacketType {
+                field: "AudioPacketType",
+                value,
+            })
+        }
     };
-    let mut out = BytesMut::with_capacity(5 + frame.payload.len());
-    out.put_u8(FORMAT_EX_HEADER << 4 | packet_type);
-    out.put_slice(b"Opus");
-    out.put_slice(&frame.payload);
-    Some(out.freeze())
+    let fourcc: [u8; 4] =
+        body.get(1..5)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(FlvError::Truncated {
+                tag: "audio tag",
+                field: "AudioFourCc",
+                len: body.len(),
+            })?;
+    let codec = match &fourcc {
+        b"Opus" => Codec::Opus,
+        b"mp4a" => Codec::Aac,
+        b".mp3" if kind == FrameKind::Coded => Codec::Mp3,
+        b".mp3" => return Ok(None),
+        _ => return Err(FlvError::UnsupportedFourCc { fourcc }),
+    };
+    Ok(Some((codec, kind)))
 }
 
 /// Writes the audio tag header for `frame`: the flags byte, plus the AACPacketType for AAC.
 ///
 /// G.711 is written as ffmpeg does (8 kHz implied, 8-bit, mono); MP3 flags come from the MP3
-/// frame header. Only Config (AAC) and Coded frames have an FLV form. Audio tags carry no
-/// composition offset: the tag timestamp is the frame's `dts`.
+/// frame header. Opus, which has no legacy form, gets the Enhanced RTMP header (FourCC `Opus`;
+/// a Config frame, its `OpusHead`, as SequenceStart). Only Config (AAC, Opus) and Coded frames
+/// have an FLV form. Audio tags carry no composition offset: the tag timestamp is the frame's
+/// `dts`.
 pub fn write_audio_tag_header(frame: &Frame, out: &mut BytesMut) -> Result<(), FlvError> {
     let unrepresentable = FlvError::Unrepresentable {
         codec: frame.codec,
         kind: frame.kind,
     };
     match (frame.codec, frame.kind) {
+        (Codec::Opus, FrameKind::Config | FrameKind::Coded) => {
+            check_body_len(5, frame.payload.len())?;
+            let packet_type = if frame.kind == FrameKind::Config {
+                AUDIO_SEQUENCE_START
+            } else {
+                AUDIO_CODED_FRAMES
+            };
+            out.reserve(5);
+            out.put_u8(FORMAT_EX_HEADER << 4 | packet_type);
+            out.put_slice(b"Opus");
+            return Ok(());
+        }
         (Codec::Aac, FrameKind::Config | FrameKind::Coded) => {
             check_body_len(2, frame.payload.len())?;
             out.reserve(2);
@@ -147,7 +191,7 @@ pub fn write_audio_tag_header(frame: &Frame, out: &mut BytesMut) -> Result<(), F
 /// Builds a whole audio tag body: [`write_audio_tag_header`] followed by the payload (copied
 /// once; use the header function with a shared payload to avoid the copy).
 pub fn audio_tag_body(frame: &Frame) -> Result<Bytes, FlvError> {
-    let mut out = BytesMut::with_capacity(2 + frame.payload.len());
+    let mut out = BytesMut::with_capacity(5 + frame.payload.len());
     write_audio_tag_header(frame, &mut out)?;
     out.put_slice(&frame.payload);
     Ok(out.freeze())

@@ -24,10 +24,7 @@ mod audio;
 mod tests;
 mod video;
 
-pub use audio::{
-    audio_tag_body, carries_audio, enhanced_audio_tag_body, frame_from_audio_tag,
-    write_audio_tag_header,
-};
+pub use audio::{audio_tag_body, carries_audio, frame_from_audio_tag, write_audio_tag_header};
 pub use video::{frame_from_video_tag, video_tag_body, write_video_tag_header, VideoTagStyle};
 
 /// Length of the FLV file header (without the first PreviousTagSize).
@@ -88,7 +85,8 @@ pub enum FlvError {
         /// The CodecID field.
         codec_id: u8,
     },
-    /// An Enhanced RTMP video FourCC other than `avc1`, `hvc1` and `av01`.
+    /// An Enhanced RTMP FourCC rill does not read (video other than `avc1`, `hvc1` and `av01`;
+    /// audio other than `Opus`, `mp4a` and `.mp3`).
     UnsupportedFourCc {
         /// The FourCC.
         fourcc: [u8; 4],
@@ -96,12 +94,13 @@ pub enum FlvError {
     /// A packet type field with a value rill does not handle (Enhanced RTMP multitrack or
     /// ModEx, an AVC/AAC packet type above the defined ones).
     UnsupportedPacketType {
-        /// `"AVCPacketType"`, `"VideoPacketType"` or `"AACPacketType"`.
+        /// `"AVCPacketType"`, `"VideoPacketType"`, `"AACPacketType"` or `"AudioPacketType"`.
         field: &'static str,
         /// Its value.
         value: u8,
     },
-    /// An audio SoundFormat other than MP3 (2, 14), G.711 (7, 8) and AAC (10).
+    /// An audio SoundFormat other than MP3 (2, 14), G.711 (7, 8), AAC (10) and the Enhanced
+    /// RTMP header (9).
     UnsupportedSoundFormat {
         /// The SoundFormat field.
         format: u8,

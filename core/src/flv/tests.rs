@@ -339,13 +339,62 @@ fn audio_tags() {
     ));
 }
 
+/// Enhanced RTMP audio as a current ffmpeg publishes Opus: SequenceStart with the `OpusHead`,
+/// a MultichannelConfig (no frame), then CodedFrames; `mp4a` and `.mp3` FourCCs too.
+#[test]
+fn enhanced_audio_tags() {
+    let head = crate::codec::opus::id_header(1);
+    let mut start = b"\x90Opus".to_vec();
+    start.extend_from_slice(&head);
+    let f = frame_from_audio_tag(0, &Bytes::from(start.clone()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (f.codec, f.kind, &f.payload[..]),
+        (Codec::Opus, FrameKind::Config, &head[..])
+    );
+    assert_eq!(audio_tag_body(&f).unwrap(), start);
+    let layout = Bytes::from_static(b"\x94Opus\x01\x01\x00\x00\x00\x04");
+    assert_eq!(frame_from_audio_tag(0, &layout).unwrap(), None);
+    let coded = Bytes::from_static(b"\x91Opus\xf8\xff\xfe");
+    let f = frame_from_audio_tag(21, &coded).unwrap().unwrap();
+    assert_eq!(
+        (f.codec, f.kind, f.dts, &f.payload[..]),
+        (Codec::Opus, FrameKind::Coded, 21, &[0xf8, 0xff, 0xfe][..])
+    );
+    assert_eq!(audio_tag_body(&f).unwrap(), coded);
+
+    let aac = frame_from_audio_tag(0, &Bytes::from_static(b"\x90mp4a\x12\x10"))
+        .unwrap()
+        .unwrap();
+    assert_eq!((aac.codec, aac.kind), (Codec::Aac, FrameKind::Config));
+    let mp3 = frame_from_audio_tag(0, &Bytes::from_static(b"\x91.mp3\xff\xfb"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (mp3.codec, &mp3.payload[..]),
+        (Codec::Mp3, &[0xff, 0xfb][..])
+    );
+    assert!(matches!(
+        frame_from_audio_tag(0, &Bytes::from_static(b"\x91fLaC\x00")),
+        Err(FlvError::UnsupportedFourCc { fourcc }) if &fourcc == b"fLaC"
+    ));
+    assert!(matches!(
+        frame_from_audio_tag(0, &Bytes::from_static(b"\x95Opus")),
+        Err(FlvError::UnsupportedPacketType { value: 5, .. })
+    ));
+    assert!(matches!(
+        frame_from_audio_tag(0, &Bytes::from_static(b"\x91Op")),
+        Err(FlvError::Truncated {
+            field: "AudioFourCc",
+            ..
+        })
+    ));
+}
+
 #[test]
 fn unrepresentable_frames() {
     let opus = video(Codec::Opus, FrameKind::Coded, 0, 0, true, b"x");
-    assert!(matches!(
-        audio_tag_body(&opus),
-        Err(FlvError::Unrepresentable { .. })
-    ));
     assert!(matches!(
         video_tag_body(&opus, VideoTagStyle::Legacy),
         Err(FlvError::Unrepresentable { .. })
@@ -431,6 +480,8 @@ fn arb_audio_frame() -> impl Strategy<Value = Frame> {
             Just((Codec::Mp3, FrameKind::Coded)),
             Just((Codec::G711A, FrameKind::Coded)),
             Just((Codec::G711U, FrameKind::Coded)),
+            Just((Codec::Opus, FrameKind::Config)),
+            Just((Codec::Opus, FrameKind::Coded)),
         ],
         any::<u32>(),
         arb_payload(),

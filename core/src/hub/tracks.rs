@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use crate::codec::aac::AudioSpecificConfig;
-use crate::codec::{av1, h264, h265, mp3};
+use crate::codec::{av1, h264, h265, mp3, opus};
 use crate::media::{Codec, Frame, FrameKind, TrackKind};
 
 /// The tracks of one stream.
@@ -107,13 +107,22 @@ impl VideoTrack {
 }
 
 impl AudioTrack {
-    /// The track an AAC AudioSpecificConfig (`frame` of kind [`FrameKind::Config`]) describes.
+    /// The track an AAC AudioSpecificConfig or an Opus `OpusHead` (`frame` of kind
+    /// [`FrameKind::Config`]) describes.
     pub fn from_config(frame: &Frame) -> Option<Self> {
-        let asc = AudioSpecificConfig::parse(&frame.payload).ok()?;
-        (frame.codec == Codec::Aac).then(|| AudioTrack {
-            codec: Codec::Aac,
-            sample_rate: asc.sample_rate,
-            channels: asc.channels,
+        let (sample_rate, channels) = match frame.codec {
+            Codec::Aac => {
+                let asc = AudioSpecificConfig::parse(&frame.payload).ok()?;
+                (asc.sample_rate, asc.channels)
+            }
+            // Opus is clocked at 48 kHz whatever rate the encoder was fed.
+            Codec::Opus => (48_000, opus::id_header_channels(&frame.payload)?),
+            _ => return None,
+        };
+        Some(AudioTrack {
+            codec: frame.codec,
+            sample_rate,
+            channels,
             config: frame.payload.clone(),
         })
     }
