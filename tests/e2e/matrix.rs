@@ -917,7 +917,7 @@ impl CodecSource {
         let video = match self {
             CodecSource::Av1Opus if ts => Some(LeftOut {
                 why: "rill does not mux AV1 into MPEG-TS yet",
-                logged: Some("AV1 frames left out of HTTP-TS, WS-TS and HLS"),
+                logged: Some("AV1 frames left out of MPEG-TS"),
             }),
             CodecSource::Av1Opus if output == Protocol::RtspTcp => Some(LeftOut {
                 why: "rill has no AV1 RTP payload yet",
@@ -928,11 +928,11 @@ impl CodecSource {
         let audio = match (self, output) {
             (CodecSource::H264Pcma, _) if ts => Some(LeftOut {
                 why: "MPEG-TS has no G.711 mapping",
-                logged: Some("PCMA frames left out of HTTP-TS, WS-TS and HLS"),
+                logged: Some("PCMA frames left out of MPEG-TS"),
             }),
             (CodecSource::H264Pcma, Protocol::Fmp4) => Some(LeftOut {
                 why: "no MP4 sample entry for G.711 that players read",
-                logged: Some("PCMA frames left out of HTTP-fMP4"),
+                logged: Some("PCMA frames left out of fMP4"),
             }),
             (CodecSource::Av1Opus | CodecSource::H264Opus, Protocol::HttpFlv) => Some(LeftOut {
                 why: "Opus has only the Enhanced RTMP form, which this player did not ask for",

@@ -299,3 +299,141 @@ fn an_origin_pushes_over_rtsp_udp_to_ffmpeg_listening_as_an_rtsp_server() {
         origin.log()
     );
 }
+
+/// Issue 19, item 7: audio-only G.711 and Opus publishes (RTSP, no video) go through the
+/// recordings (FLV and TS where the container has a place for them, with a log line where it
+/// has none), a relay push to another server (Opus in its Enhanced RTMP form) and the stats
+/// API of both servers, with codec names as lal spells them.
+#[test]
+fn audio_only_g711_and_opus_go_through_recording_relay_and_stats() {
+    let target = Server::start(WORKERS);
+    let records = std::env::temp_dir().join(format!("rill-e2e-audio-rec-{}", target.rtmp_port));
+    let config = TempConfig::new(&format!(
+        "[record]\nflv = true\nts = true\nout_path = \"{}\"\n\
+         [[relay.push]]\napp = \"live\"\nurls = [\"rtmp://127.0.0.1:{}/live\"]\n",
+        records.display(),
+        target.rtmp_port
+    ));
+    let origin = Server::start_with(WORKERS, &config.args());
+    let file = media("h264_aac_10s.flv");
+    // (stream, audio arguments, lal's codec name, ffmpeg's, the target's output that carries it)
+    let cases = [
+        ("alaw", ["pcm_alaw", "8000", "1"], "PCMA", "pcm_alaw", "flv"),
+        ("opus", ["libopus", "48000", "2"], "OPUS", "opus", "ts"),
+    ];
+    let probes: Vec<_> = cases
+        .iter()
+        .map(|(name, _, _, _, ext)| {
+            let url = target.http_url(&format!("live/{name}.{ext}"));
+            std::thread::spawn(move || ffprobe(&url, Duration::from_secs(60)))
+        })
+        .collect();
+    sleep(Duration::from_millis(500));
+    let publishers: Vec<Proc> = cases
+        .iter()
+        .map(|(name, [codec, rate, channels], ..)| {
+            ffmpeg_publish_rtsp(
+                &file,
+                &origin.rtsp_url(&format!("live/{name}")),
+                "tcp",
+                &[
+                    "-t", "6", "-vn", "-c:a", codec, "-ar", rate, "-ac", channels,
+                ],
+            )
+        })
+        .collect();
+    sleep(Duration::from_millis(3000));
+    for server in [&origin, &target] {
+        for (name, _, lal_name, ..) in &cases {
+            let (status, _, body) = http_get(
+                server.http_port,
+                &format!("/api/stat/group?stream_name={name}"),
+                Duration::from_secs(5),
+            );
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let data = &v["data"];
+            assert!(
+                status == 200
+                    && data["audio_codec"] == *lal_name
+                    && data["video_codec"] == ""
+                    && data["pub"]["read_bitrate_kbits"].as_u64() > Some(0),
+                "{name}: {v}\nlog:\n{}",
+                server.log()
+            );
+        }
+    }
+    for mut p in publishers {
+        assert!(
+            p.wait_for(Duration::from_secs(30))
+                .is_some_and(|s| s.success()),
+            "publisher failed; origin log:\n{}",
+            origin.log()
+        );
+    }
+    for (probe, (name, _, _, codec, ext)) in probes.into_iter().zip(&cases) {
+        let (streams, out) = probe.join().expect("probe thread");
+        let audio = stream_of(&streams, "audio");
+        assert!(
+            audio.is_some_and(|a| a.codec_name == *codec && a.frames > 100)
+                && stream_of(&streams, "video").is_none(),
+            "the target's {ext} player of {name}: {streams:?}; {}\ntarget log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            target.log()
+        );
+    }
+    // The recordings close once the publishers are gone.
+    sleep(Duration::from_millis(1000));
+    let recorded: Vec<std::path::PathBuf> = std::fs::read_dir(records.join("live"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    let decoded = |path: &std::path::Path| {
+        // Opus in FLV is Enhanced RTMP, which Debian's ffmpeg 5.1 cannot read.
+        let out = run_with_timeout(
+            std::process::Command::new(current_ffmpeg())
+                .args(["-hide_banner", "-v", "error", "-i"])
+                .arg(path)
+                .args(["-map", "0:a", "-f", "framecrc", "-"]),
+            Duration::from_secs(30),
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let frames = text.lines().filter(|l| !l.starts_with('#')).count();
+        (frames, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let mut names: Vec<String> = recorded
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    for (name, ext) in [("alaw", "flv"), ("opus", "flv"), ("opus", "ts")] {
+        let path = recorded
+            .iter()
+            .find(|p| {
+                p.extension().is_some_and(|e| e == ext)
+                    && p.file_name()
+                        .and_then(|f| f.to_str())
+                        .is_some_and(|f| f.starts_with(&format!("{name}-")))
+            })
+            .unwrap_or_else(|| panic!("no {name} .{ext} recording among {names:?}"));
+        let (frames, errors) = decoded(path);
+        assert!(
+            frames > 200 && errors.is_empty(),
+            "{}: {frames} audio frames decoded; {errors}",
+            path.display()
+        );
+    }
+    // G.711 has no place in MPEG-TS: no TS recording, and the log says why.
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("alaw-") && n.ends_with(".ts")),
+        "{names:?}"
+    );
+    assert!(
+        origin
+            .log()
+            .contains("PCMA frames left out of MPEG-TS (HTTP-TS, WS-TS, HLS, TS recordings)"),
+        "origin log:\n{}",
+        origin.log()
+    );
+    let _ = std::fs::remove_dir_all(&records);
+}

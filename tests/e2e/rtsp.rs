@@ -220,7 +220,7 @@ fn rtsp_to_rtsp_audio(
             assert!(audio.is_none(), "{label}: {got:?}");
             let log = server.log();
             assert!(
-                log.contains(&format!("stream {path}: ")) && log.contains("left out of HTTP-TS"),
+                log.contains(&format!("stream {path}: ")) && log.contains("left out of MPEG-TS"),
                 "{label}: {log}"
             );
             continue;

@@ -79,7 +79,7 @@ pub use command::Command;
 pub use control::{room_keys_from_json, RoomKeyConfig};
 pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
-pub use packet::{Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
+pub use packet::{FlvForm, Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
 pub use record::{RecordConfig, Recorder};
 pub use relay::{PushRule, RelayConfig, RelayUrl};
 pub use silent_audio::{SilentAudio, SilentAudioConfig, SILENT_SAMPLE_RATE};
@@ -1297,7 +1297,7 @@ impl Engine {
                     c.pending.push_back(b);
                 }
                 let mut w = PlayerWriter::new(PlayerFormat::Rtmp { stream_id }, chunk_size);
-                w.set_enhanced(c.enhanced_flv);
+                w.set_flv_form(FlvForm::for_player(c.enhanced_flv));
                 c.writer = Some(w);
                 Protocol::Rtmp
             }
@@ -1314,7 +1314,7 @@ impl Engine {
                     c.pending.push_back(head.freeze());
                 }
                 let mut w = PlayerWriter::new(format, chunk_size);
-                w.set_enhanced(c.enhanced_flv);
+                w.set_flv_form(FlvForm::for_player(c.enhanced_flv));
                 c.writer = Some(w);
                 match format {
                     PlayerFormat::WsFlv => Protocol::WsFlv,

@@ -40,11 +40,52 @@ pub struct PacketData {
     /// `ts` starts with PAT/PMT and a decodable frame: a TS player or segment may start here.
     pub ts_random_access: bool,
     /// The Enhanced RTMP form (body, chunked) when it differs from `body`, the legacy form
-    /// (HEVC: FourCC `hvc1` instead of codec id 12), for players that announced support.
+    /// (HEVC: FourCC `hvc1` instead of codec id 12; Opus, whose legacy body is empty), for
+    /// players that announced support.
     pub enhanced: Option<(Bytes, Bytes)>,
     /// The fMP4 fragment this frame completed (the previous sample of its track, see
     /// [`crate::fmp4`]), muxed once by the stream's muxer for every fMP4 output.
     pub fmp4: Option<Fragment>,
+}
+
+/// Which FLV form of a frame a reader gets (see [`PacketData::flv_form`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlvForm {
+    /// The legacy form; nothing for a codec that has only the Enhanced one (Opus): a player
+    /// that did not announce Enhanced RTMP.
+    Legacy,
+    /// The legacy form where there is one, else the Enhanced one: a recording or a relay
+    /// push, whose reader is not known to predate Enhanced RTMP.
+    LegacyOrEnhanced,
+    /// The Enhanced form wherever it differs: a player that announced it.
+    Enhanced,
+}
+
+impl FlvForm {
+    /// The form for a player: Enhanced when it announced Enhanced RTMP.
+    pub fn for_player(enhanced: bool) -> FlvForm {
+        if enhanced {
+            FlvForm::Enhanced
+        } else {
+            FlvForm::Legacy
+        }
+    }
+}
+
+impl PacketData {
+    /// The FLV tag body and its RTMP chunks in `form`; an empty body when FLV has nothing
+    /// for that reader.
+    pub fn flv_form(&self, form: FlvForm) -> (&Bytes, &Bytes) {
+        match &self.enhanced {
+            Some((body, chunked))
+                if form == FlvForm::Enhanced
+                    || (form == FlvForm::LegacyOrEnhanced && self.body.is_empty()) =>
+            {
+                (body, chunked)
+            }
+            _ => (&self.body, &self.rtmp_chunked),
+        }
+    }
 }
 
 impl Packet {
@@ -245,8 +286,9 @@ pub struct PlayerWriter {
     chunk_size: u32,
     /// TS formats: the player got its first random access point.
     ts_started: bool,
-    /// The player reads Enhanced RTMP tags (RTMP `fourCcList`, or HTTP-FLV by config/query).
-    enhanced: bool,
+    /// The FLV form this reader gets: Enhanced for a player that announced Enhanced RTMP
+    /// (RTMP `fourCcList`, or HTTP-FLV by config/query).
+    form: FlvForm,
     /// A codec without a legacy FLV form (AV1, Opus) met this legacy player;
     /// the engine logs it once (see [`PlayerWriter::take_enhanced_only`]).
     enhanced_only: [Option<Notice>; 2],
@@ -286,7 +328,7 @@ impl PlayerWriter {
             fallback: None,
             chunk_size,
             ts_started: false,
-            enhanced: false,
+            form: FlvForm::Legacy,
             enhanced_only: [None; 2],
             fmp4_init: None,
             fmp4_next: [None; 2],
@@ -294,9 +336,9 @@ impl PlayerWriter {
         }
     }
 
-    /// Sends Enhanced RTMP tags (HEVC as FourCC `hvc1`) to this player instead of legacy ones.
-    pub fn set_enhanced(&mut self, enhanced: bool) {
-        self.enhanced = enhanced;
+    /// Which FLV form this reader gets (HEVC as FourCC `hvc1` or codec id 12, Opus or not).
+    pub fn set_flv_form(&mut self, form: FlvForm) {
+        self.form = form;
     }
 
     /// A codec with no legacy FLV form that this legacy player met: AV1, sent anyway in its
@@ -378,16 +420,13 @@ impl PlayerWriter {
         if self.format.is_fmp4() {
             return self.render_fmp4(p, out);
         }
-        let (body, chunked) = match &p.enhanced {
-            Some((b, c)) if self.enhanced => (b, c),
-            _ => (&p.body, &p.rtmp_chunked),
-        };
+        let (body, chunked) = p.flv_form(self.form);
         // A codec whose only FLV form is Enhanced, met by a player that did not ask for it:
         // AV1 goes anyway, Opus does not (the engine logs either once).
         if let Some(f) = p
             .frame
             .as_ref()
-            .filter(|f| !self.enhanced && matches!(f.codec, Codec::Av1 | Codec::Opus))
+            .filter(|f| self.form == FlvForm::Legacy && matches!(f.codec, Codec::Av1 | Codec::Opus))
         {
             let notice = &mut self.enhanced_only[usize::from(f.codec == Codec::Opus)];
             if notice.is_none() {

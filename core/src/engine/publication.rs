@@ -252,7 +252,7 @@ impl Publication {
                     s.outputs.push_back(Output::Log {
                         level: LogLevel::Warn,
                         message: format!(
-                            "stream {}: {} frames left out of HTTP-TS, WS-TS and HLS: {e}",
+                            "stream {}: {} frames left out of MPEG-TS (HTTP-TS, WS-TS, HLS, TS recordings): {e}",
                             self.key,
                             frame.codec.name()
                         ),
@@ -347,7 +347,7 @@ impl Publication {
             s.outputs.push_back(Output::Log {
                 level: LogLevel::Warn,
                 message: format!(
-                    "stream {}: {} frames left out of HTTP-fMP4, LL-HLS and fMP4 HLS: no MP4 sample entry players read, or no decoder configuration",
+                    "stream {}: {} frames left out of fMP4 (HTTP-fMP4, LL-HLS, fMP4 HLS): no MP4 sample entry players read, or no decoder configuration",
                     self.key,
                     codec.name()
                 ),

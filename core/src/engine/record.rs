@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Output, Packet, PlayerFormat, PlayerWriter};
+use super::{FlvForm, Output, Packet, PlayerFormat, PlayerWriter};
 use crate::amf::{amf0, Value};
 use crate::flv::{self, TagType};
 use crate::hub::PacketKind;
@@ -65,10 +65,13 @@ struct RecordFile {
 
 impl RecordFile {
     fn new(path: String, format: PlayerFormat) -> Self {
+        // The chunk size matters only to RTMP output. A file's reader is not known to predate
+        // Enhanced RTMP: a codec with only that form (Opus) is recorded in it.
+        let mut writer = PlayerWriter::new(format, 4096);
+        writer.set_flv_form(FlvForm::LegacyOrEnhanced);
         RecordFile {
             path,
-            // The chunk size matters only to RTMP output.
-            writer: PlayerWriter::new(format, 4096),
+            writer,
             pending: Vec::new(),
             opened: false,
         }
@@ -208,8 +211,13 @@ impl FlvFile {
     }
 
     fn push(&mut self, packet: &Packet) {
-        if packet.data().body.is_empty() {
-            // A frame FLV cannot carry (Opus): it neither starts the file nor announces audio.
+        if packet
+            .data()
+            .flv_form(FlvForm::LegacyOrEnhanced)
+            .0
+            .is_empty()
+        {
+            // A frame FLV cannot carry: it neither starts the file nor announces audio.
             return;
         }
         if self.started {

@@ -48,8 +48,8 @@ use bytes::Bytes;
 
 use super::conn_id::{self, worker_of};
 use super::{
-    connect_output, Command, ConnId, Engine, EngineStats, LogLevel, Output, Protocol, Role,
-    SessionRecord, SessionStats,
+    connect_output, Command, ConnId, Engine, EngineStats, FlvForm, LogLevel, Output, Protocol,
+    Role, SessionRecord, SessionStats,
 };
 use crate::api::lal::RelayPullRequest;
 use crate::api::webhook::{SessionInfo, WebhookEvent};
@@ -1439,12 +1439,17 @@ impl Engine {
                 if d.type_id != message_type::VIDEO && d.type_id != message_type::AUDIO {
                     continue;
                 }
+                // The target is taken to read Enhanced RTMP where a codec has no other form.
+                let (body, _) = d.flv_form(FlvForm::LegacyOrEnhanced);
+                if body.is_empty() {
+                    continue;
+                }
                 let base = *p.base_dts.get_or_insert(d.dts);
                 let ts = d.dts.saturating_sub(base).max(0) as u32;
-                if session.send_media(d.type_id, ts, &d.body).is_err() {
+                if session.send_media(d.type_id, ts, body).is_err() {
                     break;
                 }
-                n += d.body.len();
+                n += body.len();
             }
         }
         let mut sent = 0;
