@@ -1,13 +1,13 @@
 //! AV1: the sequence header OBU (AV1 specification section 5.5) inside an
 //! `AV1CodecConfigurationRecord` (`av1C`, what Enhanced RTMP's SequenceStart and MP4 carry),
-//! read for what a stream's description shows: profile and maximum picture size.
+//! read for what a stream's description shows: profile and maximum picture size; and the OBU
+//! framing of the low-overhead bitstream (section 5.3) that the MPEG-TS and RTP payloads
+//! re-frame.
 
 use super::bits::BitReader;
 use super::CodecError;
 
 const CODEC: &str = "av1";
-/// `obu_type` of a sequence header.
-const OBU_SEQUENCE_HEADER: u32 = 1;
 
 /// What a sequence header says of the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,8 +29,138 @@ fn invalid(field: &'static str, value: u64, offset: usize) -> CodecError {
     }
 }
 
-/// Finds the sequence header OBU among the configOBUs of an `av1C` record and parses it.
-pub fn parse_config_record(record: &[u8]) -> Result<SequenceHeader, CodecError> {
+/// `obu_type` values (AV1 specification section 6.2.2) that the muxers treat apart.
+pub mod obu_type {
+    /// Sequence header: what a decoder needs before a key frame.
+    pub const SEQUENCE_HEADER: u8 = 1;
+    /// Temporal delimiter: starts a temporal unit, no payload.
+    pub const TEMPORAL_DELIMITER: u8 = 2;
+    /// Tile list (large scale tile decoding only): neither MPEG-TS nor RTP carries it.
+    pub const TILE_LIST: u8 = 8;
+}
+
+/// One OBU of a low-overhead bitstream (AV1 specification section 5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Obu<'a> {
+    /// `obu_type`.
+    pub obu_type: u8,
+    /// The OBU header as written (one byte, two with the extension header); its
+    /// `obu_has_size_field` bit is as the input had it.
+    pub header: &'a [u8],
+    /// The payload, without the `obu_size` field.
+    pub payload: &'a [u8],
+    /// The whole OBU as it was in the input (header, size field if any, payload).
+    pub raw: &'a [u8],
+}
+
+/// `obu_has_size_field` in the first byte of an OBU header.
+pub const OBU_HAS_SIZE_FIELD: u8 = 0x02;
+
+/// Reads a `leb128()` value (AV1 specification section 4.10.5): the value and the bytes it
+/// took, `None` when the input ends inside it or it is longer than 8 bytes.
+pub fn read_leb128(data: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in data.iter().take(8).enumerate() {
+        value |= u64::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// Appends `value` as `leb128()` in the fewest bytes.
+pub fn write_leb128(out: &mut impl bytes::BufMut, mut value: u64) {
+    loop {
+        let byte = (value & 0x7F) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.put_u8(byte);
+            return;
+        }
+        out.put_u8(byte | 0x80);
+    }
+}
+
+/// The number of bytes `value` takes as `leb128()`.
+pub fn leb128_len(value: u64) -> usize {
+    (64 - value.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Splits a low-overhead bitstream (a temporal unit, or the configOBUs of an `av1C`) into
+/// its OBUs. An OBU without `obu_size` runs to the end of the input. Stops at the first
+/// malformed OBU with an error.
+pub fn split_obus(data: &[u8]) -> Obus<'_> {
+    Obus { data, pos: 0 }
+}
+
+/// Iterator over the OBUs of a low-overhead bitstream; see [`split_obus`].
+#[derive(Debug)]
+pub struct Obus<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for Obus<'a> {
+    type Item = Result<Obu<'a>, CodecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.pos;
+        let rest = self.data.get(start..).filter(|r| !r.is_empty())?;
+        let result = parse_obu(rest, start);
+        // After an error the iteration ends.
+        self.pos = match &result {
+            Ok(obu) => start + obu.raw.len(),
+            Err(_) => self.data.len(),
+        };
+        Some(result)
+    }
+}
+
+fn parse_obu(rest: &[u8], offset: usize) -> Result<Obu<'_>, CodecError> {
+    let first = rest.first().copied().unwrap_or_default();
+    if first & 0x80 != 0 {
+        return Err(invalid("obu_forbidden_bit", 1, offset));
+    }
+    let header_len = if first & 0x04 != 0 { 2 } else { 1 };
+    let header = rest.get(..header_len).ok_or(CodecError::Truncated {
+        codec: CODEC,
+        field: "OBU extension header",
+        offset: offset + 1,
+    })?;
+    let (payload_start, payload_len) = if first & OBU_HAS_SIZE_FIELD != 0 {
+        let (size, n) = read_leb128(rest.get(header_len..).unwrap_or_default()).ok_or(
+            CodecError::Truncated {
+                codec: CODEC,
+                field: "obu_size",
+                offset: offset + header_len,
+            },
+        )?;
+        let size =
+            usize::try_from(size).map_err(|_| invalid("obu_size", size, offset + header_len))?;
+        (header_len + n, size)
+    } else {
+        (header_len, rest.len() - header_len)
+    };
+    let end = payload_start
+        .checked_add(payload_len)
+        .filter(|&e| e <= rest.len())
+        .ok_or(CodecError::Truncated {
+            codec: CODEC,
+            field: "OBU payload",
+            offset: offset + payload_start,
+        })?;
+    Ok(Obu {
+        obu_type: (first >> 3) & 0x0F,
+        header,
+        payload: rest.get(payload_start..end).unwrap_or_default(),
+        raw: rest.get(..end).unwrap_or_default(),
+    })
+}
+
+/// The configOBUs of an `av1C` record (what follows its 4 fixed bytes), after checking its
+/// marker and version.
+pub fn config_obus(record: &[u8]) -> Result<&[u8], CodecError> {
     let first = *record.first().ok_or(CodecError::Truncated {
         codec: CODEC,
         field: "av1C marker",
@@ -39,49 +169,31 @@ pub fn parse_config_record(record: &[u8]) -> Result<SequenceHeader, CodecError> 
     if first != 0x81 {
         return Err(invalid("av1C marker and version", u64::from(first), 0));
     }
-    let mut pos = 4;
-    while pos < record.len() {
-        let mut r = BitReader::new(record.get(pos..).unwrap_or_default(), CODEC);
-        r.skip(1, "obu_forbidden_bit")?;
-        let obu_type = r.read_bits(4, "obu_type")?;
-        let extension = r.read_bit("obu_extension_flag")?;
-        let has_size = r.read_bit("obu_has_size_field")?;
-        r.skip(1, "obu_reserved_1bit")?;
-        if extension {
-            r.skip(8, "obu_extension_header")?;
+    record.get(4..).ok_or(CodecError::Truncated {
+        codec: CODEC,
+        field: "av1C fixed fields",
+        offset: record.len(),
+    })
+}
+
+/// The sequence header OBU (whole, as written) among the configOBUs of an `av1C` record.
+pub fn config_sequence_header(record: &[u8]) -> Result<Obu<'_>, CodecError> {
+    for obu in split_obus(config_obus(record)?) {
+        let obu = obu?;
+        if obu.obu_type == obu_type::SEQUENCE_HEADER {
+            return Ok(obu);
         }
-        let size = if has_size {
-            let mut size = 0u64;
-            for i in 0..8 {
-                let b = r.read_bits(8, "obu_size")?;
-                size |= u64::from(b & 0x7F) << (7 * i);
-                if b & 0x80 == 0 {
-                    break;
-                }
-            }
-            size as usize
-        } else {
-            record.len() - pos - r.position() / 8
-        };
-        let start = pos + r.position() / 8;
-        let end = start.checked_add(size).filter(|&e| e <= record.len());
-        let payload = end
-            .and_then(|e| record.get(start..e))
-            .ok_or(CodecError::Truncated {
-                codec: CODEC,
-                field: "OBU payload",
-                offset: start,
-            })?;
-        if obu_type == OBU_SEQUENCE_HEADER {
-            return parse_sequence_header(payload);
-        }
-        pos = start + size;
     }
     Err(CodecError::Truncated {
         codec: CODEC,
         field: "sequence header OBU",
         offset: record.len(),
     })
+}
+
+/// Finds the sequence header OBU among the configOBUs of an `av1C` record and parses it.
+pub fn parse_config_record(record: &[u8]) -> Result<SequenceHeader, CodecError> {
+    parse_sequence_header(config_sequence_header(record)?.payload)
 }
 
 /// Parses a sequence header OBU's payload up to the maximum frame size.
