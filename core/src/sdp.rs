@@ -658,6 +658,20 @@ impl MediaDescription {
                 };
                 ("audio", map, None)
             }
+            CodecParams::Av1 { config } => {
+                // profile, level-idx and tier of the av1C record (seq_profile,
+                // seq_level_idx_0, seq_tier_0).
+                let fmtp = match config.get(1..3) {
+                    Some(&[profile_level, flags]) => Some(format!(
+                        "profile={};level-idx={};tier={}",
+                        profile_level >> 5,
+                        profile_level & 0x1F,
+                        flags >> 7
+                    )),
+                    _ => None,
+                };
+                ("video", format!("AV1/{}", params.clock_rate), fmtp)
+            }
             CodecParams::Opus => (
                 "audio",
                 format!("opus/{}/2", params.clock_rate),

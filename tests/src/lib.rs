@@ -85,6 +85,31 @@ pub fn require_tool(name: &str) {
     );
 }
 
+/// A current ffmpeg (9.x): the static build that PyPI's `imageio-ffmpeg` wheel ships (Debian's
+/// ffmpeg 5.1 has no AV1 over RTP and no AV1 encoder). tools/test-all.sh installs the wheel; a
+/// missing one is a failure, never a skip.
+pub fn current_ffmpeg() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
+        .output();
+    let path = out
+        .as_ref()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    match path {
+        Some(p) if p.is_file() => p,
+        _ => panic!(
+            "a current ffmpeg is missing: `pip3 install imageio-ffmpeg` (tools/test-all.sh \
+             installs it); python3 said: {:?}",
+            out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        ),
+    }
+}
+
 /// The server binary under test: `RILL_BIN` when set (a relative path is taken from the workspace
 /// root, so `RILL_BIN=target/debug/rill-async cargo test -p rill-e2e` tests the async-std runtime),
 /// else the debug build of `rill`. The same tests run against either binary.

@@ -115,6 +115,7 @@ impl Depacketizer {
                     MAX_FRAME_BYTES,
                 ))
             }
+            CodecParams::Av1 { .. } => return Err(RtpError::WrongCodec { codec: Codec::Av1 }),
             CodecParams::G711A | CodecParams::G711U | CodecParams::Opus => {
                 Inner::Passthrough(PassthroughDepacketizer {
                     codec: params.codec.codec(),

@@ -5,7 +5,8 @@
 //! - [`rtcp`] parses compound RTCP packets and builds sender and receiver reports;
 //! - [`Depacketizer`] reorders packets of one track and rebuilds its frames: H.264 (RFC 6184),
 //!   H.265 (RFC 7798), AAC (RFC 3640 AAC-hbr, and RFC 6416 MP4A-LATM), G.711 A/µ-law and Opus;
-//! - [`Packetizer`] cuts frames into packets no larger than an MTU.
+//! - [`Packetizer`] cuts frames into packets no larger than an MTU (the video formats above,
+//!   and AV1 per AOM's "RTP Payload Format for AV1").
 //!
 //! Everything here reads untrusted bytes: lengths are checked, bad input gives an [`RtpError`],
 //! never a panic.
@@ -18,6 +19,7 @@ use crate::codec::CodecError;
 use crate::media::Codec;
 
 mod audio;
+mod av1;
 mod depacketize;
 mod packetize;
 pub mod rtcp;
@@ -354,6 +356,12 @@ pub enum CodecParams {
     G711U,
     /// Opus (RFC 7587).
     Opus,
+    /// AV1 (AOM "RTP Payload Format for AV1"); sent only (rill does not depacketize it).
+    Av1 {
+        /// The `AV1CodecConfigurationRecord` (`av1C`): its sequence header goes in front of
+        /// key frames, its profile, level and tier into the SDP (may be empty: in-band only).
+        config: Bytes,
+    },
 }
 
 impl CodecParams {
@@ -366,6 +374,7 @@ impl CodecParams {
             CodecParams::G711A => Codec::G711A,
             CodecParams::G711U => Codec::G711U,
             CodecParams::Opus => Codec::Opus,
+            CodecParams::Av1 { .. } => Codec::Av1,
         }
     }
 
