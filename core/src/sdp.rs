@@ -558,6 +558,11 @@ impl MediaDescription {
                         sub_frames: mux.sub_frames,
                     }
                 }
+                // profile, level-idx and tier describe the stream; the sequence header
+                // comes in band.
+                "AV1" => CodecParams::Av1 {
+                    config: Bytes::new(),
+                },
                 "PCMA" => CodecParams::G711A,
                 "PCMU" => CodecParams::G711U,
                 "OPUS" => CodecParams::Opus,

@@ -187,8 +187,8 @@ fn generated_descriptions_round_trip() {
 }
 
 /// An AV1 track is described as the AV1 RTP payload format says: `AV1/90000`, with the
-/// profile, level and tier of its av1C in the fmtp. rill sends AV1 but does not receive it:
-/// the description parses, and its track is refused as a codec rill does not take.
+/// profile, level and tier of its av1C in the fmtp. Read back, it is an AV1 track whose
+/// sequence header comes in band (SDP does not carry it).
 #[test]
 fn av1_description_has_profile_level_and_tier() {
     let av1 = TrackParams {
@@ -209,10 +209,14 @@ fn av1_description_has_profile_level_and_tier() {
         "{text}"
     );
     let back = SessionDescription::parse(text.as_bytes()).unwrap();
-    assert!(matches!(
-        back.media[0].track_params(0),
-        Err(SdpError::UnsupportedCodec { .. })
-    ));
+    let params = back.media[0].track_params(0).unwrap();
+    assert_eq!((params.payload_type, params.clock_rate), (96, 90000));
+    assert_eq!(
+        params.codec,
+        CodecParams::Av1 {
+            config: Bytes::new()
+        }
+    );
 }
 
 #[test]

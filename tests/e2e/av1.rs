@@ -1,5 +1,6 @@
 //! AV1 published over Enhanced RTMP (a current ffmpeg, FourCC `av01`) and played over HTTP-TS
-//! (AOM's AV1 in MPEG-TS) and RTSP over TCP (AOM's RTP payload format for AV1).
+//! (AOM's AV1 in MPEG-TS) and RTSP over TCP (AOM's RTP payload format for AV1); and published
+//! over RTSP, played over RTMP.
 //!
 //! No installed client decodes AV1 in MPEG-TS (ffmpeg 9 and 5.1 list it as a data stream with
 //! its `AV01` registration, GStreamer 1.22's tsdemux and VLC 3.0 leave the PID unknown), so the
@@ -202,6 +203,62 @@ fn av1_over_enhanced_rtmp_plays_over_http_ts_and_rtsp() {
     );
     check_frames(
         "HTTP-TS, ffmpeg 9 (demux) + spec",
+        &decoded_frames(&out),
+        &out,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// ffmpeg 9 publishes AV1 over RTSP (TCP; its AV1 packetizer is marked experimental); an
+/// Enhanced RTMP player (ffmpeg 9) decodes it: rill rebuilt the temporal units and the av1C.
+#[test]
+fn av1_over_rtsp_publish_plays_over_rtmp() {
+    let ffmpeg = current_ffmpeg();
+    let dir = std::env::temp_dir().join(format!("rill-e2e-av1-rtsp-{}", free_port()));
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let clip = dir.join("clip.mp4");
+    encode_clip(&ffmpeg, &clip);
+
+    let server = Server::start(1);
+    let publisher = Command::new(&ffmpeg)
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-i",
+        ])
+        .arg(&clip)
+        .args(["-c", "copy", "-strict", "experimental"])
+        .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+        .arg(server.rtsp_url("live/av1"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg");
+    let mut publisher = Proc(publisher);
+    sleep(Duration::from_millis(300));
+    let rtmp_url = server.rtmp_url("live/av1");
+    let player_ffmpeg = ffmpeg.clone();
+    let player = std::thread::spawn(move || {
+        run_with_timeout(
+            Command::new(player_ffmpeg)
+                .args(["-hide_banner", "-loglevel", "warning", "-nostdin", "-i"])
+                .arg(rtmp_url)
+                .args(["-map", "0:v", "-f", "framecrc", "-"]),
+            Duration::from_secs(30),
+        )
+    });
+    let status = publisher.wait_for(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the RTSP publisher failed: {}",
+        server.log()
+    );
+    let out = player.join().expect("RTMP player thread");
+    check_frames(
+        "RTSP publish, RTMP play, ffmpeg 9",
         &decoded_frames(&out),
         &out,
     );

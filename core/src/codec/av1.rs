@@ -18,6 +18,44 @@ pub struct SequenceHeader {
     pub width: u32,
     /// `max_frame_height_minus_1 + 1`.
     pub height: u32,
+    /// `seq_level_idx[0]` and `seq_tier[0]`: the first operating point's level and tier.
+    pub level_idx_0: u8,
+    /// See `level_idx_0`.
+    pub tier_0: bool,
+    /// The colour config fields an `av1C` record repeats (AV1 section 5.5.2).
+    pub high_bitdepth: bool,
+    /// `twelve_bit`.
+    pub twelve_bit: bool,
+    /// `mono_chrome`.
+    pub monochrome: bool,
+    /// `subsampling_x`.
+    pub subsampling_x: bool,
+    /// `subsampling_y`.
+    pub subsampling_y: bool,
+    /// `chroma_sample_position`.
+    pub chroma_sample_position: u8,
+}
+
+impl SequenceHeader {
+    /// The `AV1CodecConfigurationRecord` for this sequence header, whose OBU (`obu`, whole,
+    /// with its size field) it carries as its configOBUs; no initial presentation delay.
+    pub fn config_record(&self, obu: &[u8]) -> Vec<u8> {
+        let bit = |b: bool, shift: u8| u8::from(b) << shift;
+        let mut record = vec![
+            0x81,
+            (self.profile << 5) | (self.level_idx_0 & 0x1F),
+            bit(self.tier_0, 7)
+                | bit(self.high_bitdepth, 6)
+                | bit(self.twelve_bit, 5)
+                | bit(self.monochrome, 4)
+                | bit(self.subsampling_x, 3)
+                | bit(self.subsampling_y, 2)
+                | (self.chroma_sample_position & 3),
+            0,
+        ];
+        record.extend_from_slice(obu);
+        record
+    }
 }
 
 fn invalid(field: &'static str, value: u64, offset: usize) -> CodecError {
@@ -35,6 +73,10 @@ pub mod obu_type {
     pub const SEQUENCE_HEADER: u8 = 1;
     /// Temporal delimiter: starts a temporal unit, no payload.
     pub const TEMPORAL_DELIMITER: u8 = 2;
+    /// Frame header: starts with `show_existing_frame` and `frame_type`.
+    pub const FRAME_HEADER: u8 = 3;
+    /// Frame: a frame header and its tile group.
+    pub const FRAME: u8 = 6;
     /// Tile list (large scale tile decoding only): neither MPEG-TS nor RTP carries it.
     pub const TILE_LIST: u8 = 8;
 }
@@ -201,8 +243,10 @@ pub fn parse_sequence_header(data: &[u8]) -> Result<SequenceHeader, CodecError> 
     let mut r = BitReader::new(data, CODEC);
     let profile = r.read_bits(3, "seq_profile")? as u8;
     r.skip(1, "still_picture")?;
-    if r.read_bit("reduced_still_picture_header")? {
-        r.skip(5, "seq_level_idx")?;
+    let reduced = r.read_bit("reduced_still_picture_header")?;
+    let mut level_tier: Option<(u8, bool)> = None;
+    if reduced {
+        level_tier = Some((r.read_bits(5, "seq_level_idx")? as u8, false));
     } else {
         let mut decoder_model_info = false;
         let mut buffer_delay_bits = 0;
@@ -233,9 +277,9 @@ pub fn parse_sequence_header(data: &[u8]) -> Result<SequenceHeader, CodecError> 
         let operating_points = r.read_bits(5, "operating_points_cnt_minus_1")? + 1;
         for _ in 0..operating_points {
             r.skip(12, "operating_point_idc")?;
-            if r.read_bits(5, "seq_level_idx")? > 7 {
-                r.skip(1, "seq_tier")?;
-            }
+            let level = r.read_bits(5, "seq_level_idx")? as u8;
+            let tier = level > 7 && r.read_bit("seq_tier")?;
+            level_tier.get_or_insert((level, tier));
             if decoder_model_info && r.read_bit("decoder_model_present_for_this_op")? {
                 r.skip(2 * buffer_delay_bits + 1, "operating_parameters_info")?;
             }
@@ -248,10 +292,73 @@ pub fn parse_sequence_header(data: &[u8]) -> Result<SequenceHeader, CodecError> 
     let height_bits = r.read_bits(4, "frame_height_bits_minus_1")? + 1;
     let width = r.read_bits(width_bits, "max_frame_width_minus_1")? + 1;
     let height = r.read_bits(height_bits, "max_frame_height_minus_1")? + 1;
+    if !reduced && r.read_bit("frame_id_numbers_present_flag")? {
+        r.skip(7, "frame id lengths")?;
+    }
+    r.skip(
+        3,
+        "use_128x128_superblock, enable_filter_intra, enable_intra_edge_filter",
+    )?;
+    if !reduced {
+        r.skip(4, "enable_interintra_compound .. enable_dual_filter")?;
+        let order_hint = r.read_bit("enable_order_hint")?;
+        if order_hint {
+            r.skip(2, "enable_jnt_comp, enable_ref_frame_mvs")?;
+        }
+        let force_screen_content_tools = r.read_bit("seq_choose_screen_content_tools")?
+            || r.read_bit("seq_force_screen_content_tools")?;
+        if force_screen_content_tools && !r.read_bit("seq_choose_integer_mv")? {
+            r.skip(1, "seq_force_integer_mv")?;
+        }
+        if order_hint {
+            r.skip(3, "order_hint_bits_minus_1")?;
+        }
+    }
+    r.skip(3, "enable_superres, enable_cdef, enable_restoration")?;
+    // color_config()
+    let high_bitdepth = r.read_bit("high_bitdepth")?;
+    let twelve_bit = profile == 2 && high_bitdepth && r.read_bit("twelve_bit")?;
+    let monochrome = profile != 1 && r.read_bit("mono_chrome")?;
+    let (mut primaries, mut transfer, mut matrix) = (2, 2, 2);
+    if r.read_bit("color_description_present_flag")? {
+        primaries = r.read_bits(8, "color_primaries")?;
+        transfer = r.read_bits(8, "transfer_characteristics")?;
+        matrix = r.read_bits(8, "matrix_coefficients")?;
+    }
+    let (mut subsampling_x, mut subsampling_y, mut chroma_sample_position) = (true, true, 0);
+    if !monochrome {
+        if (primaries, transfer, matrix) == (1, 13, 0) {
+            // sRGB: 4:4:4.
+            (subsampling_x, subsampling_y) = (false, false);
+        } else {
+            r.skip(1, "color_range")?;
+            (subsampling_x, subsampling_y) = match profile {
+                0 => (true, true),
+                1 => (false, false),
+                _ if twelve_bit => {
+                    let x = r.read_bit("subsampling_x")?;
+                    (x, x && r.read_bit("subsampling_y")?)
+                }
+                _ => (true, false),
+            };
+            if subsampling_x && subsampling_y {
+                chroma_sample_position = r.read_bits(2, "chroma_sample_position")? as u8;
+            }
+        }
+    }
+    let (level_idx_0, tier_0) = level_tier.unwrap_or_default();
     Ok(SequenceHeader {
         profile,
         width,
         height,
+        level_idx_0,
+        tier_0,
+        high_bitdepth,
+        twelve_bit,
+        monochrome,
+        subsampling_x,
+        subsampling_y,
+        chroma_sample_position,
     })
 }
 
@@ -266,16 +373,43 @@ mod tests {
             0x81, 0x20, 0x00, 0x00, 0x0a, 0x0d, 0x20, 0x00, 0x00, 0x04, 0x3c, 0xfe, 0xbc, 0xda,
             0xf9, 0x20, 0x21, 0xa0, 0x04,
         ];
+        let seq = parse_config_record(&record).unwrap();
         assert_eq!(
-            parse_config_record(&record),
-            Ok(SequenceHeader {
-                profile: 1,
-                width: 320,
-                height: 176
-            })
+            (seq.profile, seq.width, seq.height, seq.level_idx_0),
+            (1, 320, 176, 0)
         );
+        // 4:4:4: no subsampling.
+        assert!(!seq.subsampling_x && !seq.subsampling_y && !seq.high_bitdepth);
+        // The record rebuilt from its sequence header is the record.
+        assert_eq!(seq.config_record(&record[4..]), record);
         for n in 0..record.len() {
             assert!(parse_config_record(&record[..n]).is_err(), "cut at {n}");
         }
+    }
+
+    /// An SVT-AV1 stream (`testsrc=size=320x240`, yuv420p): Main profile, 4:2:0, level 5 (3.1);
+    /// its av1C rebuilt from the sequence header is the one its MP4 carries.
+    #[test]
+    fn svt_av1_record_round_trips_through_the_sequence_header() {
+        let record = [
+            0x81, 0x00, 0x0c, 0x00, 0x0a, 0x0b, 0x02, 0x00, 0x00, 0x05, 0x21, 0xe7, 0xfd, 0xe0,
+            0x17, 0xc0, 0x02,
+        ];
+        let seq = parse_config_record(&record).unwrap();
+        assert_eq!((seq.profile, seq.width, seq.height), (0, 320, 240));
+        assert!(seq.subsampling_x && seq.subsampling_y && !seq.monochrome);
+        assert_eq!(seq.config_record(&record[4..]), record);
+    }
+
+    #[test]
+    fn leb128_round_trips_and_refuses_overlong_values() {
+        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX)] {
+            let mut b = Vec::new();
+            write_leb128(&mut b, v);
+            assert_eq!(b.len(), leb128_len(v));
+            assert_eq!(read_leb128(&b), Some((v, b.len())));
+            assert_eq!(read_leb128(&b[..b.len() - 1]), None);
+        }
+        assert_eq!(read_leb128(&[0x80; 9]), None);
     }
 }

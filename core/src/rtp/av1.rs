@@ -2,11 +2,14 @@
 //! (`Z`, `Y`, `W`, `N`) and OBU elements, whole OBUs or fragments, each behind its `leb128`
 //! length (the last one's is left out when `W` counts the elements).
 
+use std::collections::VecDeque;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::timing::{ticks_to_ms, DtsEstimator};
 use super::RtpError;
 use crate::codec::av1::{self, obu_type, OBU_HAS_SIZE_FIELD};
-use crate::media::Frame;
+use crate::media::{Codec, Frame, FrameKind};
 
 const LAYER: &str = "av1";
 /// Aggregation header: the first element continues an OBU of the previous packet.
@@ -115,6 +118,249 @@ impl Av1Packetizer {
     }
 }
 
+/// Rebuilds temporal units from AV1 payloads given in sequence order: OBUs with their size
+/// fields (the low-overhead bitstream rill's frames carry), temporal delimiters and tile lists
+/// left out. A Config frame (an `av1C` built from the sequence header) comes before the first
+/// temporal unit and again when the sequence header changes; a unit is a key frame when its
+/// first frame header says `KEY_FRAME`.
+#[derive(Debug)]
+pub(crate) struct Av1Depacketizer {
+    clock_rate: u32,
+    max_frame_bytes: usize,
+    /// The last sequence header OBU sent in a Config frame.
+    sequence_header: Vec<u8>,
+    /// OBUs of the temporal unit being collected, with their size fields.
+    unit: BytesMut,
+    /// Extended RTP timestamp of the temporal unit being collected.
+    unit_ts: Option<i64>,
+    /// A packet of this unit was lost or bad: drop it when it ends.
+    unit_bad: bool,
+    /// The OBU element continued by the next packet (`Y`), if any.
+    fragment: Option<Vec<u8>>,
+    /// Temporal units are in presentation order; this keeps dts from going back when a
+    /// sender's timestamps do.
+    dts: DtsEstimator,
+}
+
+impl Av1Depacketizer {
+    pub(crate) fn new(clock_rate: u32, max_frame_bytes: usize) -> Self {
+        Av1Depacketizer {
+            clock_rate,
+            max_frame_bytes,
+            sequence_header: Vec::new(),
+            unit: BytesMut::new(),
+            unit_ts: None,
+            unit_bad: false,
+            fragment: None,
+            dts: DtsEstimator::new(0),
+        }
+    }
+
+    /// Packets were lost: the temporal unit being collected is damaged.
+    pub(crate) fn lost(&mut self) {
+        self.fragment = None;
+        self.unit_bad = true;
+    }
+
+    /// Ends the temporal unit being collected (end of stream).
+    pub(crate) fn flush(&mut self, out: &mut VecDeque<Frame>) -> Result<(), RtpError> {
+        self.finish(out)
+    }
+
+    /// Takes one packet's payload with its extended timestamp.
+    pub(crate) fn push(
+        &mut self,
+        payload: &[u8],
+        ts: i64,
+        marker: bool,
+        out: &mut VecDeque<Frame>,
+    ) -> Result<(), RtpError> {
+        let mut result = Ok(());
+        if self.unit_ts.is_some_and(|t| t != ts) {
+            result = self.finish(out);
+        }
+        self.unit_ts = Some(ts);
+        if let Err(e) = self.parse_payload(payload) {
+            self.fragment = None;
+            self.unit_bad = true;
+            result = result.and(Err(e));
+        }
+        if marker {
+            let r = self.finish(out);
+            result = result.and(r);
+        }
+        result
+    }
+
+    fn parse_payload(&mut self, p: &[u8]) -> Result<(), RtpError> {
+        let (&header, mut rest) = p.split_first().ok_or(RtpError::Truncated {
+            layer: LAYER,
+            field: "aggregation header",
+            offset: 0,
+        })?;
+        let w = usize::from(header >> 4 & 3);
+        let continues = header & Z != 0;
+        let fragmented = header & Y != 0;
+        // A continuation without its start (lost, or the stream joined mid-OBU) is dropped,
+        // and an OBU left open without its continuation is.
+        let mut open = self.fragment.take().filter(|_| continues);
+        let mut count = 0;
+        while !rest.is_empty() {
+            count += 1;
+            let offset = p.len() - rest.len();
+            let len = if count == w {
+                rest.len()
+            } else {
+                let (len, used) = av1::read_leb128(rest).ok_or(RtpError::Truncated {
+                    layer: LAYER,
+                    field: "OBU element length",
+                    offset,
+                })?;
+                rest = rest.get(used..).unwrap_or_default();
+                usize::try_from(len)
+                    .ok()
+                    .filter(|&l| l <= rest.len())
+                    .ok_or(RtpError::Invalid {
+                        layer: LAYER,
+                        field: "OBU element length",
+                        value: len,
+                        offset,
+                    })?
+            };
+            let (piece, more) = rest.split_at(len);
+            rest = more;
+            let mut element = match (count, open.take()) {
+                (1, Some(mut started)) => {
+                    started.extend_from_slice(piece);
+                    started
+                }
+                (1, None) if continues => {
+                    self.unit_bad = true;
+                    continue;
+                }
+                _ => piece.to_vec(),
+            };
+            if element.len() > self.max_frame_bytes {
+                return Err(RtpError::FrameTooLarge {
+                    layer: LAYER,
+                    limit: self.max_frame_bytes,
+                });
+            }
+            if rest.is_empty() && fragmented {
+                self.fragment = Some(std::mem::take(&mut element));
+            } else {
+                self.add_obu(&element, offset)?;
+            }
+        }
+        if w != 0 && count > w {
+            return Err(RtpError::Invalid {
+                layer: LAYER,
+                field: "W",
+                value: w as u64,
+                offset: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds one whole OBU element to the unit, with a size field.
+    fn add_obu(&mut self, element: &[u8], offset: usize) -> Result<(), RtpError> {
+        let first = element.first().copied().unwrap_or_default();
+        let header_len = if first & 0x04 != 0 { 2 } else { 1 };
+        if element.len() < header_len || first & 0x80 != 0 {
+            return Err(RtpError::Invalid {
+                layer: LAYER,
+                field: "OBU header",
+                value: u64::from(first),
+                offset,
+            });
+        }
+        // A sender may keep the size fields: the element is then a whole OBU as it is.
+        let obu = if first & OBU_HAS_SIZE_FIELD != 0 {
+            let mut obus = av1::split_obus(element);
+            let obu = obus.next().and_then(Result::ok);
+            obu.filter(|o| o.raw.len() == element.len())
+                .ok_or(RtpError::Invalid {
+                    layer: LAYER,
+                    field: "obu_size",
+                    value: element.len() as u64,
+                    offset,
+                })?;
+            element.to_vec()
+        } else {
+            let (header, payload) = element.split_at(header_len);
+            let mut obu = Vec::with_capacity(element.len() + 8);
+            obu.extend_from_slice(header);
+            obu[0] |= OBU_HAS_SIZE_FIELD;
+            av1::write_leb128(&mut obu, payload.len() as u64);
+            obu.extend_from_slice(payload);
+            obu
+        };
+        if matches!(
+            (first >> 3) & 0x0F,
+            obu_type::TEMPORAL_DELIMITER | obu_type::TILE_LIST
+        ) {
+            return Ok(());
+        }
+        if self.unit.len() + obu.len() > self.max_frame_bytes {
+            return Err(RtpError::FrameTooLarge {
+                layer: LAYER,
+                limit: self.max_frame_bytes,
+            });
+        }
+        self.unit.extend_from_slice(&obu);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<Frame>) -> Result<(), RtpError> {
+        let unit = std::mem::take(&mut self.unit).freeze();
+        let bad = std::mem::take(&mut self.unit_bad);
+        let ts = self.unit_ts.take();
+        self.fragment = None;
+        let Some(ts) = ts.filter(|_| !bad && !unit.is_empty()) else {
+            return Ok(());
+        };
+        let pts = ticks_to_ms(ts, self.clock_rate);
+        let dts = self.dts.next(pts);
+        let mut key = None;
+        let mut result = Ok(());
+        for obu in av1::split_obus(&unit).flatten() {
+            match obu.obu_type {
+                obu_type::SEQUENCE_HEADER if obu.raw != &self.sequence_header[..] => {
+                    match av1::parse_sequence_header(obu.payload) {
+                        Ok(seq) => {
+                            self.sequence_header = obu.raw.to_vec();
+                            out.push_back(Frame {
+                                codec: Codec::Av1,
+                                kind: FrameKind::Config,
+                                dts,
+                                pts: dts,
+                                key: true,
+                                payload: Bytes::from(seq.config_record(obu.raw)),
+                            });
+                        }
+                        Err(e) => result = Err(RtpError::Codec(e)),
+                    }
+                }
+                obu_type::FRAME_HEADER | obu_type::FRAME if key.is_none() => {
+                    // show_existing_frame 0, then frame_type KEY_FRAME (0).
+                    key = Some(obu.payload.first().is_some_and(|b| b & 0xE0 == 0));
+                }
+                _ => {}
+            }
+        }
+        out.push_back(Frame {
+            codec: Codec::Av1,
+            kind: FrameKind::Coded,
+            dts,
+            pts,
+            key: key.unwrap_or(false),
+            payload: unit,
+        });
+        result
+    }
+}
+
 /// An OBU as an OBU element: its header without `obu_has_size_field`, then its payload.
 fn element(obu: &av1::Obu<'_>) -> Vec<u8> {
     let mut e = Vec::with_capacity(obu.header.len() + obu.payload.len());
@@ -177,7 +423,7 @@ mod tests {
 
     use super::*;
     use crate::media::{Codec, FrameKind};
-    use crate::rtp::{CodecParams, Packetizer, RtpPacket, TrackParams};
+    use crate::rtp::{CodecParams, Depacketizer, Packetizer, RtpPacket, TrackParams};
 
     /// The av1C of a 320x176 libaom stream (profile 1, level 0) with its sequence header OBU
     /// (`0a 0d` + 13 bytes: type 1 with a size field).
@@ -209,16 +455,33 @@ mod tests {
         }
     }
 
-    fn packetizer(config: &[u8], mtu: usize) -> Packetizer {
-        let params = TrackParams {
+    fn params(config: &[u8]) -> TrackParams {
+        TrackParams {
             payload_type: 96,
             clock_rate: 90_000,
             channels: 1,
             codec: CodecParams::Av1 {
                 config: Bytes::copy_from_slice(config),
             },
-        };
-        Packetizer::new(&params, 1, 100, 0, mtu).unwrap()
+        }
+    }
+
+    fn packetizer(config: &[u8], mtu: usize) -> Packetizer {
+        Packetizer::new(&params(config), 1, 100, 0, mtu).unwrap()
+    }
+
+    fn depacketize(packets: Vec<RtpPacket>) -> (Vec<Frame>, Result<(), RtpError>) {
+        let mut d = Depacketizer::new(&params(&[]), 1).unwrap();
+        let mut result = Ok(());
+        for p in packets {
+            result = result.and(d.push(p));
+        }
+        result = result.and(d.flush());
+        let mut frames = Vec::new();
+        while let Some(f) = d.poll_frame() {
+            frames.push(f);
+        }
+        (frames, result)
     }
 
     /// Reads the payloads of one temporal unit back into whole OBU elements the way the
@@ -380,5 +643,148 @@ mod tests {
             prop_assert_eq!(elements, expected);
             prop_assert_eq!(n, key && !payloads.is_empty());
         }
+
+        /// Packetized then depacketized, a temporal unit comes back as the OBUs the decoder
+        /// needs (with size fields, no temporal delimiter or tile list, the sequence header in
+        /// front of a key frame), at its time; a key frame's sequence header gives a Config
+        /// frame with the av1C it came from.
+        #[test]
+        fn temporal_units_survive_packetize_and_depacketize(
+            units in prop::collection::vec(
+                (
+                    prop::collection::vec(
+                        (
+                            prop::sample::select(vec![2u8, 3, 4, 5, 6, 7, 8, 15]),
+                            prop::collection::vec(any::<u8>(), 0..2500),
+                        ),
+                        1..5,
+                    ),
+                    any::<bool>(),
+                ),
+                1..6,
+            ),
+            mtu in 16usize..1500,
+        ) {
+            let mut p = packetizer(AV1C, mtu);
+            let mut packets = Vec::new();
+            let mut expected = Vec::new();
+            for (i, (unit, key)) in units.iter().enumerate() {
+                let payload: Vec<u8> = unit.iter().flat_map(|(t, d)| obu(*t, d)).collect();
+                let f = Frame { dts: i as i64 * 40, pts: i as i64 * 40, ..frame(*key, payload) };
+                p.push(&f, &mut packets).unwrap();
+                let mut obus: Vec<u8> = unit
+                    .iter()
+                    .filter(|(t, _)| *t != 2 && *t != 8)
+                    .flat_map(|(t, d)| obu(*t, d))
+                    .collect();
+                if *key {
+                    obus.splice(0..0, AV1C[4..].iter().copied());
+                }
+                if !obus.is_empty() {
+                    expected.push((f.pts, obus));
+                }
+            }
+            let (frames, result) = depacketize(packets);
+            prop_assert!(result.is_ok(), "{:?}", result);
+            // Time counts from the first packet.
+            let first = expected.first().map_or(0, |(pts, _)| *pts);
+            let coded: Vec<(i64, Vec<u8>)> = frames
+                .iter()
+                .filter(|f| f.kind == FrameKind::Coded)
+                .map(|f| (f.pts + first, f.payload.to_vec()))
+                .collect();
+            prop_assert_eq!(coded, expected);
+            let configs: Vec<&Frame> = frames.iter().filter(|f| f.kind == FrameKind::Config).collect();
+            prop_assert_eq!(configs.len(), usize::from(units.iter().any(|(_, key)| *key)));
+            for c in configs {
+                prop_assert_eq!(&c.payload[..], AV1C);
+            }
+        }
+    }
+
+    /// A key frame (frame header with `show_existing_frame` 0 and `frame_type` KEY_FRAME) is
+    /// flagged, a delta frame is not; a lost packet drops its unit; elements that keep their
+    /// size fields and a continuation without its start are read as the spec allows.
+    #[test]
+    fn depacketizer_flags_key_frames_and_drops_damaged_units() {
+        let mut p = packetizer(AV1C, 60);
+        let mut packets = Vec::new();
+        p.push(&frame(true, obu(6, &[0x10; 100])), &mut packets)
+            .unwrap();
+        let key_packets = packets.len();
+        let delta = Frame {
+            pts: 40,
+            dts: 40,
+            ..frame(false, obu(6, &[0x30; 100]))
+        };
+        p.push(&delta, &mut packets).unwrap();
+        let lost = Frame {
+            pts: 80,
+            dts: 80,
+            ..frame(false, obu(6, &[0x30; 100]))
+        };
+        p.push(&lost, &mut packets).unwrap();
+        let last = Frame {
+            pts: 120,
+            dts: 120,
+            ..frame(false, obu(6, &[0x31; 10]))
+        };
+        p.push(&last, &mut packets).unwrap();
+        // Lose the second packet of the third unit (sequence numbers go on).
+        let lost_seq = packets[key_packets + 3].sequence;
+        let packets: Vec<RtpPacket> = packets
+            .into_iter()
+            .filter(|p| p.sequence != lost_seq)
+            .collect();
+        let mut d = Depacketizer::new(&params(&[]), 4).unwrap();
+        for p in packets {
+            let _ = d.push(p);
+        }
+        d.flush().unwrap();
+        let mut frames = Vec::new();
+        while let Some(f) = d.poll_frame() {
+            frames.push((f.kind, f.pts, f.key));
+        }
+        assert_eq!(
+            frames,
+            vec![
+                (FrameKind::Config, 0, true),
+                (FrameKind::Coded, 0, true),
+                (FrameKind::Coded, 40, false),
+                (FrameKind::Coded, 120, false),
+            ]
+        );
+
+        // One packet, W = 0, elements with their size fields kept.
+        let mut payload = vec![0x00];
+        for o in [obu(6, &[0x30, 1]), obu(5, &[9])] {
+            write_leb_to(&mut payload, o.len());
+            payload.extend_from_slice(&o);
+        }
+        let mut pkt = RtpPacket::new(96, 1, 0, 1, Bytes::from(payload));
+        pkt.marker = true;
+        let (frames, result) = depacketize(vec![pkt]);
+        assert!(result.is_ok());
+        assert_eq!(
+            &frames[0].payload[..],
+            &[obu(6, &[0x30, 1]), obu(5, &[9])].concat()[..]
+        );
+
+        // Z without a started OBU (joined mid-OBU): the unit is dropped.
+        let mut pkt = RtpPacket::new(96, 1, 0, 1, Bytes::from_static(&[0x90, 0x30, 1, 2]));
+        pkt.marker = true;
+        assert!(depacketize(vec![pkt]).0.is_empty());
+
+        // Lengths past the end, a forbidden bit, an empty payload: errors, no frame.
+        for bad in [&[0x00, 9, 0x30][..], &[0x10, 0x80, 1], &[]] {
+            let mut pkt = RtpPacket::new(96, 1, 0, 1, Bytes::copy_from_slice(bad));
+            pkt.marker = true;
+            let (frames, result) = depacketize(vec![pkt]);
+            assert!(result.is_err() && frames.is_empty(), "{bad:?}");
+        }
+    }
+
+    fn write_leb_to(out: &mut Vec<u8>, v: usize) {
+        av1::write_leb128(out, v as u64);
     }
 }
