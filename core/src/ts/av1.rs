@@ -74,9 +74,12 @@ pub(super) fn put_access_unit(
 }
 
 /// Appends one OBU as `ts_open_bitstream_unit()`: the start code, then its bytes with an
-/// `emulation_prevention_three_byte` after every two zero bytes that a byte of 0 to 3 follows.
+/// `emulation_prevention_three_byte` after every two zero bytes that a byte of 0 to 3 follows,
+/// and after two zero bytes that end the OBU (the next start code would follow them: the
+/// spec's reading removes that `03` too, and no reader can take the zeros for part of a start
+/// code).
 fn put_obu(es: &mut BytesMut, obu: &[u8]) {
-    es.reserve(3 + obu.len() + obu.len() / 64);
+    es.reserve(4 + obu.len() + obu.len() / 64);
     es.put_slice(&[0, 0, 1]);
     let mut zeros = 0;
     for &b in obu {
@@ -86,6 +89,9 @@ fn put_obu(es: &mut BytesMut, obu: &[u8]) {
         }
         es.put_u8(b);
         zeros = if b == 0 { zeros + 1 } else { 0 };
+    }
+    if zeros >= 2 {
+        es.put_u8(3);
     }
 }
 

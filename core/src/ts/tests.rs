@@ -475,6 +475,9 @@ fn av1_is_muxed_as_the_carriage_spec_says() {
     let chunk = chunk.unwrap();
     assert!(!chunk.random_access);
     ts.put_slice(&chunk.bytes);
+    let trailing = av1_obu(6, &[0x40, 0x00, 0x00]);
+    let chunk = m.mux(&av1_frame(FrameKind::Coded, 80, false, trailing.clone()));
+    ts.put_slice(&chunk.unwrap().bytes);
 
     let pmt = &pmt_sections(&ts)[0];
     let entry = [
@@ -499,7 +502,7 @@ fn av1_is_muxed_as_the_carriage_spec_says() {
 
     let (pes, d) = demux_all(&ts, &[]);
     assert_eq!(d.continuity_errors(), 0);
-    assert_eq!(pes.len(), 2);
+    assert_eq!(pes.len(), 3);
     assert!(pes[0].random_access && !pes[1].random_access);
     assert_eq!(pes[0].stream_type, stream_type::PRIVATE_DATA);
     let sequence_header = &AV1C[4..];
@@ -511,6 +514,12 @@ fn av1_is_muxed_as_the_carriage_spec_says() {
     assert_eq!(super::av1::read_obus(&pes[1].data), vec![td, delta]);
     // Emulation prevention: no start code inside an OBU; 00 00 03 escaped too.
     assert!(pes[1].data.ends_with(&[0x30, 0x00, 0x00, 0x03, 0x03, 0x05]));
+    // Two zeros that end an OBU are followed by an emulation prevention byte.
+    assert!(pes[2].data.ends_with(&[0x40, 0x00, 0x00, 0x03]));
+    assert_eq!(
+        super::av1::read_obus(&pes[2].data),
+        vec![av1_obu(2, &[]), trailing]
+    );
     assert_eq!(
         pes[0].data.windows(3).filter(|w| w == &[0, 0, 1]).count(),
         3
