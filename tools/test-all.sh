@@ -34,6 +34,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # nginx-rtmp: the third-party server of the relay tests (tests/e2e/relay_nginx.rs).
 { command -v nginx && [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; } >/dev/null 2>&1 \
   || missing+=(nginx-light libnginx-mod-rtmp)
+# pip, to install imageio-ffmpeg (a current ffmpeg) below.
+command -v pip3 >/dev/null 2>&1 || missing+=(python3-pip)
 # Redis: the registry of the cluster tests (tests/e2e/cluster.rs).
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -42,17 +44,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# A current ffmpeg (9) for the AV1 tests (tests/e2e/av1.rs) and the codec cells of the matrix
+# (Enhanced RTMP HEVC, AV1, Opus): Debian's 5.1 has neither AV1 over RTP nor Enhanced RTMP;
+# PyPI's imageio-ffmpeg wheel ships a static build (rill_e2e::current_ffmpeg finds it).
+if ! python3 -c 'import imageio_ffmpeg' >/dev/null 2>&1; then
+  echo "== installing imageio-ffmpeg (pip)"
+  pip3 install -q imageio-ffmpeg || pip3 install -q --break-system-packages imageio-ffmpeg
+fi
+python3 -c 'import imageio_ffmpeg; imageio_ffmpeg.get_ffmpeg_exe()' >/dev/null \
+  || { echo "FATAL: imageio-ffmpeg (a current ffmpeg) is required and could not be installed" >&2; exit 1; }
 for tool in ffmpeg ffprobe rtmpdump curl node npm chromium gst-launch-1.0 cvlc; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is required and could not be installed" >&2; exit 1; }
 done
-
-# A current ffmpeg (9.x) for the codec cells of the client matrix (Enhanced RTMP HEVC, AV1,
-# Opus): the static build in PyPI's imageio-ffmpeg wheel (tests/src/lib.rs `current_ffmpeg`).
-if ! python3 -c 'import imageio_ffmpeg; imageio_ffmpeg.get_ffmpeg_exe()' >/dev/null 2>&1; then
-  echo "== installing imageio-ffmpeg (a current ffmpeg) from PyPI"
-  python3 -m pip install -q imageio-ffmpeg \
-    || { echo "FATAL: pip install imageio-ffmpeg failed" >&2; exit 1; }
-fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 

@@ -558,6 +558,11 @@ impl MediaDescription {
                         sub_frames: mux.sub_frames,
                     }
                 }
+                // profile, level-idx and tier describe the stream; the sequence header
+                // comes in band.
+                "AV1" => CodecParams::Av1 {
+                    config: Bytes::new(),
+                },
                 "PCMA" => CodecParams::G711A,
                 "PCMU" => CodecParams::G711U,
                 "OPUS" => CodecParams::Opus,
@@ -657,6 +662,20 @@ impl MediaDescription {
                     format!("{name}/{}", params.clock_rate)
                 };
                 ("audio", map, None)
+            }
+            CodecParams::Av1 { config } => {
+                // profile, level-idx and tier of the av1C record (seq_profile,
+                // seq_level_idx_0, seq_tier_0).
+                let fmtp = match config.get(1..3) {
+                    Some(&[profile_level, flags]) => Some(format!(
+                        "profile={};level-idx={};tier={}",
+                        profile_level >> 5,
+                        profile_level & 0x1F,
+                        flags >> 7
+                    )),
+                    _ => None,
+                };
+                ("video", format!("AV1/{}", params.clock_rate), fmtp)
             }
             CodecParams::Opus => (
                 "audio",

@@ -606,3 +606,82 @@ fn hevc_goes_legacy_or_enhanced_as_each_player_reads() {
         assert!(got[1] & 0xF0 == 0x90, "{label}: {got:x?}");
     }
 }
+
+/// AV1 published over RTSP (AOM's RTP payload format) reaches Enhanced FLV players on both
+/// engines: first the av1C the depacketizer rebuilt from the sequence header (the record the
+/// publisher's encoder wrote), then every temporal unit, the first one a key frame.
+#[test]
+fn rtsp_published_av1_reaches_flv_players_with_its_av1c() {
+    use rill_core::media::{Codec, Frame, FrameKind};
+    use rill_core::rtp::{CodecParams, TrackParams};
+    use rill_core::rtsp::client::{ClientConfig, ClientSession};
+
+    // The av1C of a 320x176 libaom stream, its sequence header OBU after the 4 fixed bytes.
+    const AV1C: &[u8] = &[
+        0x81, 0x20, 0x00, 0x00, 0x0a, 0x0d, 0x20, 0x00, 0x00, 0x04, 0x3c, 0xfe, 0xbc, 0xda, 0xf9,
+        0x20, 0x21, 0xa0, 0x04,
+    ];
+    let mut w = world();
+    let tracks = vec![TrackParams {
+        payload_type: 96,
+        clock_rate: 90_000,
+        channels: 1,
+        codec: CodecParams::Av1 {
+            config: Bytes::from_static(AV1C),
+        },
+    }];
+    let random = w.random_bytes(64);
+    let session = ClientSession::record(
+        ClientConfig::new("rtsp://127.0.0.1/live/av1"),
+        tracks,
+        &random,
+        w.now(),
+    )
+    .expect("record session");
+    let publisher = w.rtsp(0, session);
+    w.run();
+    let players: Vec<_> = (0..2)
+        .map(|engine| {
+            let c = w.raw(engine, Listener::Http);
+            w.send(
+                c,
+                b"GET /live/av1.flv?enhanced=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            );
+            c
+        })
+        .collect();
+    w.run();
+    for i in 0..20i64 {
+        // A frame OBU (with its size field): show_existing_frame 0, frame_type KEY_FRAME (0)
+        // first, INTER_FRAME (1) after; 1500 bytes, so fragmented.
+        let first = if i == 0 { 0x10 } else { 0x30 };
+        let mut obu = vec![0x32, 0xDC, 0x0B, first];
+        obu.extend_from_slice(&[0x55; 1499]);
+        let f = Frame {
+            codec: Codec::Av1,
+            kind: FrameKind::Coded,
+            dts: i * 40,
+            pts: i * 40,
+            key: i == 0,
+            payload: Bytes::from(obu),
+        };
+        let now = w.now();
+        w.rtsp_session(publisher)
+            .send_frame(0, &f, now)
+            .expect("send");
+        w.advance(40);
+    }
+    w.run();
+    for p in players {
+        let video = video_tags(&flv_tags(&w, p));
+        let (_, config) = &video[0];
+        // Enhanced header, key frame, PacketType SequenceStart (0), FourCC av01, the av1C.
+        assert_eq!(config[0], 0x90, "{:02x?}", &config[..8]);
+        assert_eq!(&config[1..5], b"av01");
+        assert_eq!(&config[5..], AV1C);
+        // Every unit (the last one ends at the stream's end), the first a key frame.
+        assert!(video.len() >= 20, "{} video tags", video.len());
+        assert_eq!(video[1].1[0] >> 4 & 7, 1, "key frame");
+        assert!(video[2..].iter().all(|(_, b)| b[0] >> 4 & 7 == 2));
+    }
+}

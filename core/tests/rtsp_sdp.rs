@@ -186,6 +186,39 @@ fn generated_descriptions_round_trip() {
     assert_eq!(back.control(), Some("*"));
 }
 
+/// An AV1 track is described as the AV1 RTP payload format says: `AV1/90000`, with the
+/// profile, level and tier of its av1C in the fmtp. Read back, it is an AV1 track whose
+/// sequence header comes in band (SDP does not carry it).
+#[test]
+fn av1_description_has_profile_level_and_tier() {
+    let av1 = TrackParams {
+        payload_type: 96,
+        clock_rate: 90000,
+        channels: 1,
+        codec: CodecParams::Av1 {
+            // seq_profile 1, seq_level_idx_0 8, seq_tier_0 1.
+            config: Bytes::from_static(&[0x81, 0x28, 0x80, 0x00]),
+        },
+    };
+    let sd = SessionDescription::for_tracks("live/av1", &[(av1, "trackID=0".to_owned())]);
+    let text = sd.to_text();
+    assert!(text.contains("m=video 0 RTP/AVP 96\r\n"), "{text}");
+    assert!(text.contains("a=rtpmap:96 AV1/90000\r\n"), "{text}");
+    assert!(
+        text.contains("a=fmtp:96 profile=1;level-idx=8;tier=1\r\n"),
+        "{text}"
+    );
+    let back = SessionDescription::parse(text.as_bytes()).unwrap();
+    let params = back.media[0].track_params(0).unwrap();
+    assert_eq!((params.payload_type, params.clock_rate), (96, 90000));
+    assert_eq!(
+        params.codec,
+        CodecParams::Av1 {
+            config: Bytes::new()
+        }
+    );
+}
+
 #[test]
 fn refuses_bad_descriptions() {
     assert_eq!(

@@ -3,14 +3,14 @@
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;
-use rill_core::codec::split_avcc;
-use rill_core::media::{FrameKind, TrackKind};
+use rill_core::codec::{av1, split_avcc};
+use rill_core::media::{Codec, FrameKind, TrackKind};
 use rill_core::rtp::{CodecParams, Depacketizer, RtpPacket, TrackParams};
 
 /// Feeds a stream of arbitrary RTP packets with arbitrary sequence and timestamp steps
 /// (reordering, loss, duplicates, wraps) into a [`Depacketizer`] and checks every frame it gives
-/// out: video has valid 4-byte length-prefixed NAL units and dts never decreasing; audio has
-/// dts equal to pts.
+/// out: video has valid 4-byte length-prefixed NAL units (AV1: whole OBUs with size fields)
+/// and dts never decreasing; audio has dts equal to pts.
 ///
 /// `data[0]`: bit 0 chooses `codec(true)` (parameters as an SDP would give them) or
 /// `codec(false)`, the other bits the reorder window. Then per packet: sequence step (i8),
@@ -60,8 +60,23 @@ pub fn drive_depacketizer(
             }
             assert!(f.dts >= last_dts, "dts went back");
             last_dts = f.dts;
-            if f.kind == FrameKind::Coded {
-                assert!(split_avcc(&f.payload, 4).all(|n| n.is_ok()));
+            match (f.codec, f.kind) {
+                // AV1: whole OBUs with size fields, no temporal delimiter; configurations that
+                // parse.
+                (Codec::Av1, FrameKind::Coded) => {
+                    for obu in av1::split_obus(&f.payload) {
+                        let obu = obu.expect("whole OBUs");
+                        assert_ne!(obu.obu_type, av1::obu_type::TEMPORAL_DELIMITER);
+                        assert!(obu.header[0] & av1::OBU_HAS_SIZE_FIELD != 0);
+                    }
+                }
+                (Codec::Av1, FrameKind::Config) => {
+                    assert!(av1::parse_config_record(&f.payload).is_ok());
+                }
+                (_, FrameKind::Coded) => {
+                    assert!(split_avcc(&f.payload, 4).all(|n| n.is_ok()));
+                }
+                _ => {}
             }
         }
     }

@@ -910,32 +910,30 @@ impl CodecSource {
         )
     }
 
-    /// The tracks rill leaves out of `output`, for video and for audio: why, and what the
-    /// server's log says about it (`None`: nothing yet).
-    fn left_out(self, output: Protocol) -> [Option<LeftOut>; 2] {
+    /// The tracks the player does not get from `output`, for video and for audio: why, and
+    /// what the server's log says about it (`None`: nothing, as rill sends it).
+    fn not_played(self, output: Protocol) -> [Option<NotPlayed>; 2] {
         let ts = matches!(output, Protocol::HttpTs | Protocol::Hls);
         let video = match self {
-            CodecSource::Av1Opus if ts => Some(LeftOut {
-                why: "rill does not mux AV1 into MPEG-TS yet",
-                logged: Some("AV1 frames left out of MPEG-TS"),
-            }),
-            CodecSource::Av1Opus if output == Protocol::RtspTcp => Some(LeftOut {
-                why: "rill has no AV1 RTP payload yet",
+            CodecSource::Av1Opus if ts => Some(NotPlayed {
+                why: "video carried as AOM's AV1-in-TS spec says, which ffmpeg 9 reads as a \
+                      data stream (no player here decodes AV1 in MPEG-TS)",
                 logged: None,
             }),
             _ => None,
         };
         let audio = match (self, output) {
-            (CodecSource::H264Pcma, _) if ts => Some(LeftOut {
-                why: "MPEG-TS has no G.711 mapping",
+            (CodecSource::H264Pcma, _) if ts => Some(NotPlayed {
+                why: "audio left out: MPEG-TS has no G.711 mapping",
                 logged: Some("PCMA frames left out of MPEG-TS"),
             }),
-            (CodecSource::H264Pcma, Protocol::Fmp4) => Some(LeftOut {
-                why: "no MP4 sample entry for G.711 that players read",
+            (CodecSource::H264Pcma, Protocol::Fmp4) => Some(NotPlayed {
+                why: "audio left out: no MP4 sample entry for G.711 that players read",
                 logged: Some("PCMA frames left out of fMP4"),
             }),
-            (CodecSource::Av1Opus | CodecSource::H264Opus, Protocol::HttpFlv) => Some(LeftOut {
-                why: "Opus has only the Enhanced RTMP form, which this player did not ask for",
+            (CodecSource::Av1Opus | CodecSource::H264Opus, Protocol::HttpFlv) => Some(NotPlayed {
+                why: "audio left out: Opus has only the Enhanced RTMP form, which this player \
+                      did not ask for",
                 logged: Some("OPUS has no legacy FLV form and is left out"),
             }),
             _ => None,
@@ -944,9 +942,9 @@ impl CodecSource {
     }
 }
 
-/// A track rill leaves out of an output.
+/// A track a player does not get from an output.
 #[derive(Clone, Copy)]
-struct LeftOut {
+struct NotPlayed {
     why: &'static str,
     /// What the server's log says, if anything.
     logged: Option<&'static str>,
@@ -955,8 +953,9 @@ struct LeftOut {
 type CodecResults = BTreeMap<(Protocol, CodecSource), Result<String, String>>;
 
 /// Publishes `source` and plays it with the current ffmpeg on every output; each cell is
-/// judged against the source's own decoded frames, with the tracks rill leaves out expected
-/// absent (and named in the server's log).
+/// judged against the source's own decoded frames, with the tracks the player does not get
+/// ([`CodecSource::not_played`]) expected absent (and, when rill leaves them out, named in the
+/// server's log).
 fn run_codec_source(source: CodecSource, scratch: &Path) -> CodecResults {
     let ffmpeg = current_ffmpeg();
     let file = source.file(scratch);
@@ -967,7 +966,7 @@ fn run_codec_source(source: CodecSource, scratch: &Path) -> CodecResults {
     let start = |output: Protocol| {
         let url = output.url(&server, &name);
         let ffmpeg = ffmpeg.clone();
-        let [video_out, audio_out] = source.left_out(output);
+        let [video_out, audio_out] = source.not_played(output);
         let want = (
             if video_out.is_some() {
                 0
@@ -1014,11 +1013,11 @@ fn run_codec_source(source: CodecSource, scratch: &Path) -> CodecResults {
     for ((output, _), r) in results.iter_mut() {
         let mut notes = Vec::new();
         let mut unlogged = Vec::new();
-        for (left_out, kind) in source.left_out(*output).into_iter().zip(["video", "audio"]) {
-            let Some(LeftOut { why, logged }) = left_out else {
+        for not_played in source.not_played(*output) {
+            let Some(NotPlayed { why, logged }) = not_played else {
                 continue;
             };
-            notes.push(format!("{kind} left out: {why}"));
+            notes.push(why.to_owned());
             if let Some(line) = logged.filter(|line| !log.contains(line)) {
                 unlogged.push(format!("no log line says \"{line}\""));
             }
@@ -1111,7 +1110,8 @@ fn codec_matrix() {
              its end, judged as in [the client matrix](interop-matrix.md): decoded frames within \
              10% of the source's, no timestamp going back, audio and video starting within \
              100 ms. A track a container has no place for must be absent, and the server must \
-             say so in its log; the cell names it. The RTMP player announces Enhanced RTMP in \
+             say so in its log; the cell names it, as it names a track rill sends that the \
+             player does not decode. The RTMP player announces Enhanced RTMP in \
              `connect` (`-rtmp_enhanced_codecs hvc1,av01,Opus`); plain HTTP-FLV is a player \
              that did not ask, which gets HEVC as codec id 12, AV1 (no other form) and no \
              Opus; `?enhanced=1` asks HTTP-FLV for Enhanced RTMP tags. Debian's ffmpeg 5.1 \

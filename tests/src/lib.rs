@@ -86,8 +86,9 @@ pub fn require_tool(name: &str) {
 }
 
 /// A current ffmpeg (9.x): the static build in PyPI's `imageio-ffmpeg` wheel, which
-/// `tools/test-all.sh` installs. Debian's ffmpeg 5.1 predates Enhanced RTMP, so the cells of
-/// HEVC, AV1 and Opus over FLV need this one. Panics, naming the fix, when it is missing.
+/// `tools/test-all.sh` installs. Debian's ffmpeg 5.1 predates Enhanced RTMP and has no AV1 over
+/// RTP and no AV1 encoder, so the cells of HEVC, AV1 and Opus need this one. A missing one is
+/// a failure, never a skip: this panics, naming the fix.
 pub fn current_ffmpeg() -> PathBuf {
     static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     let found = FOUND.get_or_init(|| {

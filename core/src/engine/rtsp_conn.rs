@@ -104,6 +104,9 @@ pub(super) fn video_params(v: &VideoTrack) -> Option<TrackParams> {
             sps: v.sps.clone(),
             pps: v.pps.clone(),
         },
+        Codec::Av1 => CodecParams::Av1 {
+            config: v.av1_config.clone(),
+        },
         _ => return None,
     };
     Some(TrackParams {
@@ -175,6 +178,11 @@ pub(super) fn announced_tracks(tracks: &[TrackParams]) -> Tracks {
                     sps.clone(),
                     pps.clone(),
                 ))
+            }
+            CodecParams::Av1 { config } => {
+                let mut v = VideoTrack::new(Codec::Av1, Vec::new(), Vec::new(), Vec::new());
+                v.av1_config = config.clone();
+                t.video = Some(v);
             }
             codec => {
                 let config = match codec {

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use super::audio::{AacDepacketizer, AuHeaderLayout, LatmDepacketizer, PassthroughDepacketizer};
+use super::av1::Av1Depacketizer;
 use super::timing::{Released, ReorderBuffer, TsUnwrap};
 use super::video::{NalFormat, ParamSets, VideoDepacketizer};
 use super::{CodecParams, RtpError, RtpPacket, TrackParams};
@@ -17,6 +18,7 @@ const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Debug)]
 enum Inner {
     Video(Box<VideoDepacketizer>),
+    Av1(Av1Depacketizer),
     Aac(AacDepacketizer),
     Latm(LatmDepacketizer),
     Passthrough(PassthroughDepacketizer),
@@ -31,7 +33,8 @@ enum Inner {
 /// [`DtsEstimator`](super::DtsEstimator) since RTP carries presentation times only. A Config
 /// frame (decoder configuration record / AudioSpecificConfig) comes before the first coded
 /// frame and again whenever in-band parameter sets change; parameter sets are taken out of the
-/// coded frames. Video payloads are 4-byte length-prefixed NAL units.
+/// coded frames. H.264 / H.265 payloads are 4-byte length-prefixed NAL units; AV1 payloads are
+/// OBUs with their size fields (AOM "RTP Payload Format for AV1").
 ///
 /// Use: [`push`](Self::push) each received packet, then drain [`poll_frame`](Self::poll_frame)
 /// until `None`; at a reorder timeout or the end, [`flush`](Self::flush) and drain it again.
@@ -115,6 +118,7 @@ impl Depacketizer {
                     MAX_FRAME_BYTES,
                 ))
             }
+            CodecParams::Av1 { .. } => Inner::Av1(Av1Depacketizer::new(clock, MAX_FRAME_BYTES)),
             CodecParams::G711A | CodecParams::G711U | CodecParams::Opus => {
                 Inner::Passthrough(PassthroughDepacketizer {
                     codec: params.codec.codec(),
@@ -161,6 +165,7 @@ impl Depacketizer {
         let r = self.drain();
         let f = match &mut self.inner {
             Inner::Video(v) => v.flush(&mut self.out),
+            Inner::Av1(v) => v.flush(&mut self.out),
             _ => Ok(()),
         };
         r.and(f)
@@ -178,6 +183,7 @@ impl Depacketizer {
                 Released::Lost(_) => {
                     match &mut self.inner {
                         Inner::Video(v) => v.lost(),
+                        Inner::Av1(v) => v.lost(),
                         Inner::Aac(a) => a.lost(),
                         Inner::Latm(a) => a.lost(),
                         Inner::Passthrough(_) => {}
@@ -196,6 +202,7 @@ impl Depacketizer {
                     let ts = self.ts.unwrap(p.timestamp);
                     match &mut self.inner {
                         Inner::Video(v) => v.push(&p.payload, ts, p.marker, &mut self.out),
+                        Inner::Av1(v) => v.push(&p.payload, ts, p.marker, &mut self.out),
                         Inner::Aac(a) => a.push(&p.payload, ts, p.marker, &mut self.out),
                         Inner::Latm(a) => a.push(&p.payload, ts, p.marker, &mut self.out),
                         Inner::Passthrough(g) => {

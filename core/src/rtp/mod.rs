@@ -4,7 +4,8 @@
 //! - [`RtpPacket`] parses and writes one RTP packet (CSRC list, header extension, padding);
 //! - [`rtcp`] parses compound RTCP packets and builds sender and receiver reports;
 //! - [`Depacketizer`] reorders packets of one track and rebuilds its frames: H.264 (RFC 6184),
-//!   H.265 (RFC 7798), AAC (RFC 3640 AAC-hbr, and RFC 6416 MP4A-LATM), G.711 A/µ-law and Opus;
+//!   H.265 (RFC 7798), AV1 (AOM's RTP payload format), AAC (RFC 3640 AAC-hbr, and RFC 6416
+//!   MP4A-LATM), G.711 A/µ-law and Opus;
 //! - [`Packetizer`] cuts frames into packets no larger than an MTU.
 //!
 //! Everything here reads untrusted bytes: lengths are checked, bad input gives an [`RtpError`],
@@ -18,6 +19,7 @@ use crate::codec::CodecError;
 use crate::media::Codec;
 
 mod audio;
+mod av1;
 mod depacketize;
 mod packetize;
 pub mod rtcp;
@@ -354,6 +356,14 @@ pub enum CodecParams {
     G711U,
     /// Opus (RFC 7587).
     Opus,
+    /// AV1 (AOM "RTP Payload Format for AV1").
+    Av1 {
+        /// The `AV1CodecConfigurationRecord` (`av1C`): its sequence header goes in front of
+        /// key frames, its profile, level and tier into the SDP. Empty when the sequence
+        /// header is only in band (always so for a received description: SDP has no room
+        /// for it).
+        config: Bytes,
+    },
 }
 
 impl CodecParams {
@@ -366,6 +376,7 @@ impl CodecParams {
             CodecParams::G711A => Codec::G711A,
             CodecParams::G711U => Codec::G711U,
             CodecParams::Opus => Codec::Opus,
+            CodecParams::Av1 { .. } => Codec::Av1,
         }
     }
 

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use super::audio::{packetize_aac, packetize_latm};
+use super::av1::Av1Packetizer;
 use super::timing::ms_to_ticks;
 use super::video::{NalFormat, ParamSets, VideoPacketizer};
 use super::{CodecParams, RtpError, RtpPacket, TrackParams, RTP_HEADER_LEN};
@@ -11,6 +12,7 @@ use crate::media::{Frame, FrameKind};
 #[derive(Debug)]
 enum Inner {
     Video(VideoPacketizer),
+    Av1(Av1Packetizer),
     Aac,
     Latm,
     G711,
@@ -24,7 +26,8 @@ enum Inner {
 /// offset chosen by the caller; the marker bit is set on the last packet of each video access
 /// unit and on every audio packet that ends a frame. Video: single NAL unit packets, STAP-A / AP
 /// for runs of small NAL units, FU-A / FU for large ones; the parameter sets from the last Config
-/// frame (or from the track parameters) are sent in front of each key frame. AAC (RFC 3640 or
+/// frame (or from the track parameters) are sent in front of each key frame. AV1: OBU
+/// elements aggregated and fragmented, the sequence header in front of each key frame. AAC (RFC 3640 or
 /// LATM): one access unit per packet (fragmented when larger). G.711: split at `mtu` on sample boundaries. Opus:
 /// one packet per frame.
 ///
@@ -74,6 +77,7 @@ impl Packetizer {
                     pps: pps.clone(),
                 },
             )),
+            CodecParams::Av1 { config } => Inner::Av1(Av1Packetizer::new(config)),
             CodecParams::Aac { .. } => Inner::Aac,
             CodecParams::AacLatm { .. } => Inner::Latm,
             CodecParams::G711A | CodecParams::G711U => Inner::G711,
@@ -113,8 +117,10 @@ impl Packetizer {
             return Err(RtpError::WrongCodec { codec: frame.codec });
         }
         if frame.kind != FrameKind::Coded {
-            if let (FrameKind::Config, Inner::Video(v)) = (frame.kind, &mut self.inner) {
-                v.set_config(&frame.payload)?;
+            match (frame.kind, &mut self.inner) {
+                (FrameKind::Config, Inner::Video(v)) => v.set_config(&frame.payload)?,
+                (FrameKind::Config, Inner::Av1(v)) => v.set_config(&frame.payload)?,
+                _ => {}
             }
             return Ok(());
         }
@@ -123,6 +129,7 @@ impl Packetizer {
         let ts = self.rtp_timestamp(frame.pts);
         let result = match &self.inner {
             Inner::Video(v) => v.packetize(frame, self.max_payload, &mut payloads),
+            Inner::Av1(v) => v.packetize(frame, self.max_payload, &mut payloads),
             Inner::Aac => packetize_aac(&frame.payload, self.max_payload, &mut payloads),
             Inner::Latm => packetize_latm(&frame.payload, self.max_payload, &mut payloads),
             Inner::Opus => {

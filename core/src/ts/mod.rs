@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+mod av1;
 mod demux;
 mod mux;
 
@@ -35,7 +36,7 @@ pub mod stream_type {
     pub const MPEG2_AUDIO: u8 = 0x04;
     /// AAC with ADTS framing.
     pub const AAC_ADTS: u8 = 0x0F;
-    /// PES private data: Opus, told apart by its registration descriptor.
+    /// PES private data: Opus and AV1, told apart by their registration descriptors.
     pub const PRIVATE_DATA: u8 = 0x06;
     /// H.264 / AVC.
     pub const H264: u8 = 0x1B;

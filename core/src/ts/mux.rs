@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::av1;
 use super::{
     crc32_mpeg2, ms_to_90k, stream_type, TsError, AUDIO_PID, PAT_PID, PMT_PID, SYNC_BYTE,
     TS_PACKET_LEN, VIDEO_PID,
@@ -23,7 +24,7 @@ const AUDIO_ONLY_PSI_INTERVAL_MS: i64 = 500;
 
 const STREAM_ID_VIDEO: u8 = 0xE0;
 const STREAM_ID_AUDIO: u8 = 0xC0;
-/// `private_stream_1`: Opus PES.
+/// `private_stream_1`: Opus and AV1 PES.
 const STREAM_ID_PRIVATE_1: u8 = 0xBD;
 /// The PMT descriptors of an Opus stream (ETSI TS 102 366-style mapping of Xiph's "Opus in
 /// MPEG-TS"): registration descriptor `Opus`, then the DVB extension descriptor with the Opus
@@ -46,8 +47,27 @@ pub struct TsChunk {
 struct VideoTrack {
     codec: Codec,
     nalu_length_size: u8,
-    /// Parameter sets in Annex B (VPS, SPS, PPS), written before each key frame.
+    /// Parameter sets in Annex B (VPS, SPS, PPS), or AV1's sequence header OBU in start-code
+    /// form, written before each key frame (AV1: each key frame that lacks one).
     parameter_sets: Bytes,
+    /// The PMT descriptors of the stream (AV1's registration and video descriptors).
+    descriptors: Vec<u8>,
+}
+
+impl VideoTrack {
+    /// A track whose parameter sets come in band (until a configuration frame).
+    fn in_band(codec: Codec) -> Self {
+        VideoTrack {
+            codec,
+            nalu_length_size: 4,
+            parameter_sets: Bytes::new(),
+            descriptors: if codec == Codec::Av1 {
+                av1::descriptors(None)
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -113,13 +133,9 @@ impl TsMuxer {
     /// a new program (it drops the first one's pads and decodes nothing). Codecs TS does not
     /// carry, or a configuration that does not parse, are left to appear with their frames.
     pub fn declare(&mut self, video: Option<Codec>, audio: Option<(Codec, &[u8])>) {
-        if let Some(codec @ (Codec::H264 | Codec::H265)) = video {
+        if let Some(codec @ (Codec::H264 | Codec::H265 | Codec::Av1)) = video {
             // Parameter sets come in band or with a configuration frame of the same codec.
-            self.video = Some(VideoTrack {
-                codec,
-                nalu_length_size: 4,
-                parameter_sets: Bytes::new(),
-            });
+            self.video = Some(VideoTrack::in_band(codec));
         }
         self.audio = match audio {
             Some((Codec::Aac, config)) => {
@@ -154,7 +170,7 @@ impl TsMuxer {
     }
 
     /// Muxes one frame. Configuration frames update the tracks and give no bytes; codecs TS
-    /// does not carry here (AV1, G.711) and broken payloads give an error, and the muxer stays
+    /// does not carry here (G.711) and broken payloads give an error, and the muxer stays
     /// usable.
     pub fn mux(&mut self, frame: &Frame) -> Result<TsChunk, TsError> {
         match (frame.kind, frame.track()) {
@@ -181,6 +197,7 @@ impl TsMuxer {
             what: "video configuration record does not parse",
         };
         let (nalu_length_size, sets): (u8, Vec<Bytes>) = match frame.codec {
+            Codec::Av1 => return self.set_av1_config(frame),
             Codec::H264 => {
                 let c = AvcConfig::parse(&frame.payload).map_err(|_| bad)?;
                 (c.nalu_length_size, c.sps.into_iter().chain(c.pps).collect())
@@ -206,8 +223,32 @@ impl TsMuxer {
             codec: frame.codec,
             nalu_length_size,
             parameter_sets: ps.freeze(),
+            descriptors: Vec::new(),
         });
         if !same_codec {
+            self.program_changed();
+        }
+        Ok(())
+    }
+
+    /// An `av1C` record: the sequence header for key frames, and the AV1 video descriptor.
+    fn set_av1_config(&mut self, frame: &Frame) -> Result<(), TsError> {
+        let sequence_header =
+            av1::sequence_header_es(&frame.payload).ok_or(TsError::Unsupported {
+                what: "AV1 configuration record does not parse",
+            })?;
+        let descriptors = av1::descriptors(Some(&frame.payload));
+        let same = self
+            .video
+            .as_ref()
+            .is_some_and(|v| v.codec == Codec::Av1 && v.descriptors == descriptors);
+        self.video = Some(VideoTrack {
+            codec: Codec::Av1,
+            nalu_length_size: 0,
+            parameter_sets: sequence_header.freeze(),
+            descriptors,
+        });
+        if !same {
             self.program_changed();
         }
         Ok(())
@@ -244,18 +285,14 @@ impl TsMuxer {
     }
 
     fn mux_video(&mut self, frame: &Frame) -> Result<TsChunk, TsError> {
-        if !matches!(frame.codec, Codec::H264 | Codec::H265) {
+        if !matches!(frame.codec, Codec::H264 | Codec::H265 | Codec::Av1) {
             return Err(TsError::Unsupported {
                 what: "video codec not carried in TS",
             });
         }
         if self.video.as_ref().map(|v| v.codec) != Some(frame.codec) {
             // No configuration record: parameter sets must be in band.
-            self.video = Some(VideoTrack {
-                codec: frame.codec,
-                nalu_length_size: 4,
-                parameter_sets: Bytes::new(),
-            });
+            self.video = Some(VideoTrack::in_band(frame.codec));
             self.program_changed();
         }
         let Some(track) = self.video.as_ref() else {
@@ -265,26 +302,39 @@ impl TsMuxer {
         let mut es = std::mem::take(&mut self.scratch);
         es.clear();
         es.reserve(frame.payload.len() + track.parameter_sets.len() + 64);
-        if hevc {
-            es.put_slice(&[0, 0, 0, 1, 0x46, 0x01, 0x50]);
+        let mut stream_id = STREAM_ID_VIDEO;
+        if track.codec == Codec::Av1 {
+            stream_id = STREAM_ID_PRIVATE_1;
+            let written =
+                av1::put_access_unit(&mut es, &frame.payload, frame.key, &track.parameter_sets);
+            if written.is_err() {
+                self.scratch = es;
+                return Err(TsError::Unsupported {
+                    what: "AV1 frame is not a sequence of OBUs",
+                });
+            }
         } else {
-            es.put_slice(&[0, 0, 0, 1, 0x09, 0xF0]);
-        }
-        if frame.key {
-            es.put_slice(&track.parameter_sets);
-        }
-        for nal in split_avcc(&frame.payload, track.nalu_length_size) {
-            let nal = nal.map_err(|_| TsError::Unsupported {
-                what: "video frame has a broken NAL unit length",
-            })?;
-            let is_aud = if hevc {
-                h265::nal_type(&nal) == Some(35)
+            if hevc {
+                es.put_slice(&[0, 0, 0, 1, 0x46, 0x01, 0x50]);
             } else {
-                h264::nal_type(&nal) == Some(9)
-            };
-            if !is_aud {
-                es.put_slice(&[0, 0, 0, 1]);
-                es.put_slice(&nal);
+                es.put_slice(&[0, 0, 0, 1, 0x09, 0xF0]);
+            }
+            if frame.key {
+                es.put_slice(&track.parameter_sets);
+            }
+            for nal in split_avcc(&frame.payload, track.nalu_length_size) {
+                let nal = nal.map_err(|_| TsError::Unsupported {
+                    what: "video frame has a broken NAL unit length",
+                })?;
+                let is_aud = if hevc {
+                    h265::nal_type(&nal) == Some(35)
+                } else {
+                    h264::nal_type(&nal) == Some(9)
+                };
+                if !is_aud {
+                    es.put_slice(&[0, 0, 0, 1]);
+                    es.put_slice(&nal);
+                }
             }
         }
         let rap = frame.key;
@@ -292,7 +342,7 @@ impl TsMuxer {
         if rap || self.psi_dirty {
             self.write_psi(&mut out);
         }
-        self.write_pes(&mut out, IDX_VIDEO, STREAM_ID_VIDEO, frame, &es, true, rap);
+        self.write_pes(&mut out, IDX_VIDEO, stream_id, frame, &es, true, rap);
         self.scratch = es;
         Ok(TsChunk {
             bytes: out.freeze(),
@@ -417,12 +467,12 @@ impl TsMuxer {
         };
         let mut streams: Vec<(u8, u16, &[u8])> = Vec::new();
         if let Some(v) = &self.video {
-            let st = if v.codec == Codec::H265 {
-                stream_type::H265
-            } else {
-                stream_type::H264
+            let st = match v.codec {
+                Codec::H265 => stream_type::H265,
+                Codec::Av1 => stream_type::PRIVATE_DATA,
+                _ => stream_type::H264,
             };
-            streams.push((st, VIDEO_PID, &[]));
+            streams.push((st, VIDEO_PID, &v.descriptors));
         }
         if let Some(a) = &self.audio {
             let descriptors: &[u8] = if a.codec == Codec::Opus {
@@ -476,9 +526,12 @@ impl TsMuxer {
     ) {
         let pts = ms_to_90k(frame.pts.saturating_add(TIMESTAMP_OFFSET_MS));
         let dts = ms_to_90k(frame.dts.saturating_add(TIMESTAMP_OFFSET_MS));
+        // AV1 (private data on the video PID) marks its access units as aligned, and key frames
+        // with the elementary stream priority, as its TS carriage spec asks.
+        let av1 = idx == IDX_VIDEO && stream_id == STREAM_ID_PRIVATE_1;
         let mut header = [0u8; 19];
         header[..4].copy_from_slice(&[0, 0, 1, stream_id]);
-        header[6] = 0x80;
+        header[6] = if av1 { 0x84 } else { 0x80 };
         let header_len = if pts != dts {
             header[7] = 0xC0;
             header[8] = 10;
@@ -508,6 +561,7 @@ impl TsMuxer {
             let flags = if first {
                 (if discontinuity { 0x80 } else { 0 })
                     | (if rap { 0x40 } else { 0 })
+                    | (if rap && av1 { 0x20 } else { 0 })
                     | (if pcr_value.is_some() { 0x10 } else { 0 })
             } else {
                 0

@@ -428,3 +428,162 @@ fn declared_tracks_are_in_the_first_pmt() {
         pmts[0]
     );
 }
+
+/// An OBU with its `obu_size` field.
+fn av1_obu(obu_type: u8, payload: &[u8]) -> Vec<u8> {
+    let mut o = vec![(obu_type << 3) | 0x02];
+    crate::codec::av1::write_leb128(&mut o, payload.len() as u64);
+    o.extend_from_slice(payload);
+    o
+}
+
+/// The av1C of a 320x176 libaom stream (profile 1, level 0) with its sequence header OBU.
+const AV1C: &[u8] = &[
+    0x81, 0x20, 0x00, 0x00, 0x0a, 0x0d, 0x20, 0x00, 0x00, 0x04, 0x3c, 0xfe, 0xbc, 0xda, 0xf9, 0x20,
+    0x21, 0xa0, 0x04,
+];
+
+fn av1_frame(kind: FrameKind, dts: i64, key: bool, payload: Vec<u8>) -> Frame {
+    Frame {
+        codec: Codec::Av1,
+        kind,
+        dts,
+        pts: dts,
+        key,
+        payload: Bytes::from(payload),
+    }
+}
+
+/// AV1 goes in as the AOM carriage spec says: stream type 0x06 with the `AV01` registration
+/// descriptor first and the AV1 video descriptor (from the av1C) after it; PES on
+/// private_stream_1 with data_alignment_indicator; each access unit a temporal delimiter and
+/// the OBUs behind start codes, the sequence header in front of a key frame lacking one,
+/// temporal delimiters of the input dropped (one per access unit is written).
+#[test]
+fn av1_is_muxed_as_the_carriage_spec_says() {
+    let mut m = TsMuxer::new();
+    let config = m.mux(&av1_frame(FrameKind::Config, 0, true, AV1C.to_vec()));
+    assert_eq!(config.unwrap().bytes.len(), 0);
+    let frame_obu = av1_obu(6, &[0x10, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x7F]);
+    let key = [av1_obu(2, &[]), frame_obu.clone()].concat();
+    let delta = av1_obu(6, &[0x30, 0x00, 0x00, 0x03, 0x05]);
+    let mut ts = BytesMut::new();
+    let chunk = m.mux(&av1_frame(FrameKind::Coded, 0, true, key)).unwrap();
+    assert!(chunk.random_access);
+    ts.put_slice(&chunk.bytes);
+    let chunk = m.mux(&av1_frame(FrameKind::Coded, 40, false, delta.clone()));
+    let chunk = chunk.unwrap();
+    assert!(!chunk.random_access);
+    ts.put_slice(&chunk.bytes);
+    let trailing = av1_obu(6, &[0x40, 0x00, 0x00]);
+    let chunk = m.mux(&av1_frame(FrameKind::Coded, 80, false, trailing.clone()));
+    ts.put_slice(&chunk.unwrap().bytes);
+
+    let pmt = &pmt_sections(&ts)[0];
+    let entry = [
+        0x06, 0xE1, 0x00, 0xF0, 12, 0x05, 4, b'A', b'V', b'0', b'1', 0x80, 4, 0x81, 0x20, 0x00,
+        0xC0,
+    ];
+    assert!(
+        pmt.windows(entry.len()).any(|w| w == entry),
+        "PMT entry: {pmt:02x?}"
+    );
+    // PES header: private_stream_1, '10' + data_alignment_indicator.
+    let pes_at = ts.windows(4).position(|w| w == [0, 0, 1, 0xBD]).unwrap();
+    assert_eq!(ts[pes_at + 6], 0x84);
+    // The key frame's first packet: random_access_indicator and ES priority in its
+    // adaptation field.
+    let first_video = ts
+        .chunks(TS_PACKET_LEN)
+        .find(|p| p[1] == 0x41 && p[2] == 0x00)
+        .unwrap();
+    assert_eq!(first_video[3] & 0x30, 0x30);
+    assert_eq!(first_video[5] & 0x60, 0x60);
+
+    let (pes, d) = demux_all(&ts, &[]);
+    assert_eq!(d.continuity_errors(), 0);
+    assert_eq!(pes.len(), 3);
+    assert!(pes[0].random_access && !pes[1].random_access);
+    assert_eq!(pes[0].stream_type, stream_type::PRIVATE_DATA);
+    let sequence_header = &AV1C[4..];
+    let td = av1_obu(2, &[]);
+    assert_eq!(
+        super::av1::read_obus(&pes[0].data),
+        vec![td.clone(), sequence_header.to_vec(), frame_obu]
+    );
+    assert_eq!(super::av1::read_obus(&pes[1].data), vec![td, delta]);
+    // Emulation prevention: no start code inside an OBU; 00 00 03 escaped too.
+    assert!(pes[1].data.ends_with(&[0x30, 0x00, 0x00, 0x03, 0x03, 0x05]));
+    // Two zeros that end an OBU are followed by an emulation prevention byte.
+    assert!(pes[2].data.ends_with(&[0x40, 0x00, 0x00, 0x03]));
+    assert_eq!(
+        super::av1::read_obus(&pes[2].data),
+        vec![av1_obu(2, &[]), trailing]
+    );
+    assert_eq!(
+        pes[0].data.windows(3).filter(|w| w == &[0, 0, 1]).count(),
+        3
+    );
+}
+
+/// A key frame that carries its own sequence header gets no second one; a frame that is not
+/// a sequence of OBUs is refused and the muxer goes on.
+#[test]
+fn av1_key_frame_with_its_sequence_header_and_broken_frames() {
+    let mut m = TsMuxer::new();
+    m.mux(&av1_frame(FrameKind::Config, 0, true, AV1C.to_vec()))
+        .unwrap();
+    let own = av1_obu(1, &AV1C[6..]);
+    let key = [own.clone(), av1_obu(6, &[1, 2, 3])].concat();
+    let ts = m.mux(&av1_frame(FrameKind::Coded, 0, true, key)).unwrap();
+    let (pes, _) = demux_all(&ts.bytes, &[]);
+    assert_eq!(
+        super::av1::read_obus(&pes[0].data),
+        vec![av1_obu(2, &[]), own, av1_obu(6, &[1, 2, 3])]
+    );
+    // obu_size says 9 bytes, 1 follows.
+    let broken = av1_frame(FrameKind::Coded, 40, false, vec![0x32, 9, 1]);
+    assert!(m.mux(&broken).is_err());
+    let bad_config = av1_frame(FrameKind::Config, 40, true, vec![0x81, 0, 0]);
+    assert!(m.mux(&bad_config).is_err());
+    let next = m.mux(&av1_frame(FrameKind::Coded, 80, false, av1_obu(6, &[7])));
+    assert!(!next.unwrap().bytes.is_empty());
+}
+
+fn av1_obu_strategy() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(vec![3u8, 4, 5, 6, 7, 15]),
+        // Mostly zeros and small values: start code emulations everywhere.
+        prop::collection::vec(
+            prop::sample::select(vec![0u8, 0, 0, 1, 2, 3, 4, 0xFF]),
+            0..400,
+        ),
+    )
+        .prop_map(|(t, payload)| av1_obu(t, &payload))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any AV1 temporal unit comes back OBU for OBU from the TS (demuxed, start codes and
+    /// emulation prevention taken out), behind the temporal delimiter of its access unit.
+    #[test]
+    fn av1_access_units_survive_mux_and_demux(
+        units in prop::collection::vec(prop::collection::vec(av1_obu_strategy(), 1..5), 1..6),
+    ) {
+        let mut m = TsMuxer::new();
+        let mut ts = BytesMut::new();
+        for (i, obus) in units.iter().enumerate() {
+            let frame = av1_frame(FrameKind::Coded, i as i64 * 40, false, obus.concat());
+            ts.put_slice(&m.mux(&frame).unwrap().bytes);
+        }
+        let (pes, d) = demux_all(&ts, &[]);
+        prop_assert_eq!(d.continuity_errors(), 0);
+        prop_assert_eq!(pes.len(), units.len());
+        for (p, obus) in pes.iter().zip(&units) {
+            let mut expected = vec![av1_obu(2, &[])];
+            expected.extend(obus.iter().cloned());
+            prop_assert_eq!(super::av1::read_obus(&p.data), expected);
+        }
+    }
+}
