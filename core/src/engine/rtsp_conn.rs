@@ -93,7 +93,7 @@ impl RtspConn {
 }
 
 /// The SDP description of a video track, for a DESCRIBE.
-pub(super) fn video_params(v: &VideoTrack) -> Option<TrackParams> {
+fn video_params(v: &VideoTrack) -> Option<TrackParams> {
     let codec = match v.codec {
         Codec::H264 => CodecParams::H264 {
             sps: v.sps.clone(),
@@ -118,7 +118,7 @@ pub(super) fn video_params(v: &VideoTrack) -> Option<TrackParams> {
 }
 
 /// The SDP description of an audio track, for a DESCRIBE.
-pub(super) fn audio_params(a: &AudioTrack) -> Option<TrackParams> {
+fn audio_params(a: &AudioTrack) -> Option<TrackParams> {
     let params = |payload_type, clock_rate, channels, codec| TrackParams {
         payload_type,
         clock_rate,
@@ -153,6 +153,44 @@ pub(super) fn audio_params(a: &AudioTrack) -> Option<TrackParams> {
         Codec::Opus => Some(params(97, 48_000, 2, CodecParams::Opus)),
         _ => None,
     }
+}
+
+/// What RTSP carries of a stream: the tracks' RTP parameters in SDP order, the index of the
+/// video and the audio track among them, and the codecs with no RTP form in rill.
+pub(super) struct RtspTracks {
+    pub params: Vec<TrackParams>,
+    pub video: Option<usize>,
+    pub audio: Option<usize>,
+    pub left_out: Vec<Codec>,
+}
+
+/// The RTSP form of `tracks` (a player's DESCRIBE, a relay push's ANNOUNCE).
+pub(super) fn rtsp_tracks(tracks: &Tracks) -> RtspTracks {
+    let mut t = RtspTracks {
+        params: Vec::new(),
+        video: None,
+        audio: None,
+        left_out: Vec::new(),
+    };
+    if let Some(v) = tracks.video.as_ref() {
+        match video_params(v) {
+            Some(p) => {
+                t.video = Some(t.params.len());
+                t.params.push(p);
+            }
+            None => t.left_out.push(v.codec),
+        }
+    }
+    if let Some(a) = tracks.audio.as_ref() {
+        match audio_params(a) {
+            Some(p) => {
+                t.audio = Some(t.params.len());
+                t.params.push(p);
+            }
+            None => t.left_out.push(a.codec),
+        }
+    }
+    t
 }
 
 /// The tracks an ANNOUNCE declares: a complete description from the start.
@@ -614,20 +652,23 @@ impl Engine {
             return;
         }
         r.describe_pending = false;
-        let mut params = Vec::new();
-        if let Some(v) = tracks.video.as_ref().and_then(video_params) {
-            r.video = Some(params.len());
-            params.push(v);
-        }
-        if let Some(a) = tracks.audio.as_ref().and_then(audio_params) {
-            r.audio = Some(params.len());
-            params.push(a);
-        }
-        let result = if params.is_empty() {
+        let t = rtsp_tracks(&tracks);
+        (r.video, r.audio) = (t.video, t.audio);
+        let result = if t.params.is_empty() {
             r.session.reject_describe(415)
         } else {
-            r.session.accept_describe(params)
+            r.session.accept_describe(t.params)
         };
+        let peer = c.peer;
+        for codec in t.left_out {
+            self.outputs.push_back(Output::Log {
+                level: LogLevel::Info,
+                message: format!(
+                    "player {conn} ({peer}): {} left out of RTSP: rill has no RTP payload format for it",
+                    codec.name()
+                ),
+            });
+        }
         self.drain_rtsp(conn, now);
         if let Err(e) = result {
             self.close(conn, true, &e.to_string(), now);
@@ -808,6 +849,31 @@ mod tests {
         let mut outputs = Vec::new();
         let answer = exchange(e, conn, &mut outputs);
         (answer, outputs)
+    }
+
+    #[test]
+    fn a_codec_without_an_rtp_form_is_named_and_the_others_keep_their_order() {
+        let sps = Bytes::from_static(&[0x67, 0x42, 0xC0, 0x0A, 0xDA, 0x11, 0x10, 0x80]);
+        let pps = Bytes::from_static(&[0x68, 0xCE, 0x38, 0x80]);
+        let tracks = Tracks {
+            video: Some(VideoTrack::new(
+                Codec::H264,
+                Vec::new(),
+                vec![sps],
+                vec![pps],
+            )),
+            audio: Some(AudioTrack {
+                codec: Codec::Mp3,
+                sample_rate: 44_100,
+                channels: 2,
+                config: Bytes::new(),
+            }),
+            complete: true,
+            ..Tracks::default()
+        };
+        let t = rtsp_tracks(&tracks);
+        assert_eq!((t.params.len(), t.video, t.audio), (1, Some(0), None));
+        assert_eq!(t.left_out, vec![Codec::Mp3]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 use super::{relay_query, Client, Link, Owner, PullTarget, RelayUrl, START_TIMEOUT_MS};
 use crate::engine::rtsp_conn::rtsp_track_for;
-use crate::engine::rtsp_conn::{announced_tracks, audio_params, video_params};
+use crate::engine::rtsp_conn::{announced_tracks, rtsp_tracks};
 use crate::engine::{ConnId, Engine, LogLevel, Output};
 use crate::hub::Tracks;
 use crate::interleave::{Interleaver, RTSP_PUBLISHER_WAIT_MS};
@@ -122,22 +122,22 @@ impl Engine {
             }
             return Ok(None);
         };
-        let mut params = Vec::new();
-        let (mut video, mut audio) = (None, None);
-        if let Some(v) = tracks.video.as_ref().and_then(video_params) {
-            video = Some(params.len());
-            params.push(v);
-        }
-        if let Some(a) = tracks.audio.as_ref().and_then(audio_params) {
-            audio = Some(params.len());
-            params.push(a);
+        let t = rtsp_tracks(&tracks);
+        for codec in &t.left_out {
+            self.outputs.push_back(Output::Log {
+                level: LogLevel::Warn,
+                message: format!(
+                    "relay push {key}: {} left out of the RTSP push to {target}: rill has no RTP payload format for it",
+                    codec.name()
+                ),
+            });
         }
         let random = self.random_bytes(32);
-        let session = RtspClient::record(config(&url, &target), params, &random, now_ms)
+        let session = RtspClient::record(config(&url, &target), t.params, &random, now_ms)
             .map_err(|e| e.to_string())?;
         let mut link = RtspLink::new(session, now_ms);
-        link.video = video;
-        link.audio = audio;
+        link.video = t.video;
+        link.audio = t.audio;
         let client = Client::Rtsp(Box::new(link));
         let owner = Owner::Push(id);
         Ok(Some(self.insert_link(
