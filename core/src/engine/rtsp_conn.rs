@@ -652,7 +652,7 @@ impl Engine {
             return;
         }
         r.describe_pending = false;
-        let t = rtsp_tracks(&tracks);
+        let t = rtsp_tracks(tracks);
         (r.video, r.audio) = (t.video, t.audio);
         let result = if t.params.is_empty() {
             r.session.reject_describe(415)
@@ -869,7 +869,6 @@ mod tests {
                 config: Bytes::new(),
             }),
             complete: true,
-            ..Tracks::default()
         };
         let t = rtsp_tracks(&tracks);
         assert_eq!((t.params.len(), t.video, t.audio), (1, Some(0), None));

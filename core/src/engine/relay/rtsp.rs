@@ -122,7 +122,7 @@ impl Engine {
             }
             return Ok(None);
         };
-        let t = rtsp_tracks(&tracks);
+        let t = rtsp_tracks(tracks);
         for codec in &t.left_out {
             self.outputs.push_back(Output::Log {
                 level: LogLevel::Warn,
