@@ -33,9 +33,16 @@ enum Command {
         /// Embed the wall-clock send time in every H.264 frame (SEI) for delay measurement.
         #[arg(long)]
         stamp: bool,
-        /// Stop after this many seconds.
+        /// Stop after this many seconds (each publication, from its own start).
         #[arg(long)]
         duration: Option<f64>,
+        /// Publish the file this many times over, on one event loop, to the URL's stream name
+        /// with `_0`, `_1`, ... appended (an ingest load).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=publish::MAX_STREAMS as i64))]
+        streams: u32,
+        /// Publications opened per second (with --streams).
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
         /// Allow a non-loopback address.
         #[arg(long)]
         allow_remote: bool,
@@ -57,6 +64,11 @@ enum Command {
         /// Players opened per second.
         #[arg(long, default_value_t = 100.0)]
         rate: f64,
+        /// Spread the players over this many stream names: player i plays the URL's stream
+        /// with `_{i % streams}` appended (before the extension of an HTTP path), as
+        /// `publish --streams` names them.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=play::MAX_PLAYERS as i64))]
+        streams: u32,
         /// Seconds to keep all players after the last one was opened.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
@@ -148,6 +160,8 @@ fn main() -> ExitCode {
             looping,
             stamp,
             duration,
+            streams,
+            rate,
             allow_remote,
             quiet,
         } => {
@@ -165,6 +179,8 @@ fn main() -> ExitCode {
                 stamp,
                 duration: duration.map(secs),
                 progress: !quiet,
+                streams: streams as usize,
+                rate,
             };
             match publish::run(&cfg, flv) {
                 Ok(report) => {
@@ -215,6 +231,7 @@ fn main() -> ExitCode {
             proto,
             players,
             rate,
+            streams,
             duration,
             connect_timeout,
             json,
@@ -246,6 +263,7 @@ fn main() -> ExitCode {
                 connect_timeout: secs(connect_timeout),
                 tls,
                 progress: !quiet,
+                streams: streams as usize,
             };
             let report = match play::run(&cfg) {
                 Ok(r) => r,

@@ -86,6 +86,19 @@ pub struct PlayConfig {
     pub tls: bool,
     /// Print progress on stderr once a second.
     pub progress: bool,
+    /// Stream names the players are spread over: with more than one, player `i` plays stream
+    /// `i % streams` of the URL's name (see [`crate::url::nth_stream`]).
+    pub streams: usize,
+}
+
+impl Target {
+    /// The target for stream `i` of `streams` (see [`crate::url::nth_stream`]).
+    pub fn nth_stream(&self, i: usize, streams: usize) -> Target {
+        match self {
+            Target::Rtmp(u) => Target::Rtmp(u.nth_stream(i, streams)),
+            Target::HttpFlv(u) => Target::HttpFlv(u.nth_stream(i, streams)),
+        }
+    }
 }
 
 /// Media timestamps seen by one player, unwrapped, against wall time.
@@ -139,6 +152,8 @@ enum Conn {
 /// An HTTP-FLV player: head, then an optionally chunked FLV body.
 #[derive(Default)]
 struct HttpPlayer {
+    /// The GET request, sent once TCP is up.
+    request: Bytes,
     head: HeadReader,
     got_head: bool,
     chunked: Option<ChunkedDecoder>,
@@ -254,7 +269,10 @@ impl Player {
                 session.play(&url.stream);
                 Conn::Rtmp(Box::new(session))
             }
-            Target::HttpFlv(_) => Conn::Http(Box::default()),
+            Target::HttpFlv(url) => Conn::Http(Box::new(HttpPlayer {
+                request: Bytes::from(http::request(url)),
+                ..HttpPlayer::default()
+            })),
         };
         Player {
             sock: None,
@@ -369,19 +387,18 @@ impl Player {
     }
 
     /// The TCP connection is up: queue the first bytes.
-    fn on_tcp_connected(&mut self, target: &Target, now: Instant) {
+    fn on_tcp_connected(&mut self, now: Instant) {
         self.tcp_connected = true;
-        match (&mut self.conn, target) {
-            (Conn::Rtmp(session), _) => {
+        match &mut self.conn {
+            Conn::Rtmp(session) => {
                 while let Some(b) = session.poll_transmit() {
                     self.out.push(b);
                 }
             }
-            (Conn::Http(_), Target::HttpFlv(url)) => {
-                self.out.push(Bytes::from(http::request(url)));
+            Conn::Http(h) => {
+                self.out.push(h.request.clone());
                 self.m.play_sent = Some(now);
             }
-            (Conn::Http(_), Target::Rtmp(_)) => {}
         }
     }
 
@@ -454,6 +471,7 @@ pub fn run(cfg: &PlayConfig) -> io::Result<PlayReport> {
         100.0
     };
     let duration = cfg.duration.min(MAX_DURATION);
+    let streams = cfg.streams.clamp(1, n);
     let addr = match &cfg.target {
         Target::Rtmp(u) => u.addr,
         Target::HttpFlv(u) => u.addr,
@@ -478,7 +496,8 @@ pub fn run(cfg: &PlayConfig) -> io::Result<PlayReport> {
         let now_ms = now.duration_since(start).as_millis() as u64;
         while players.len() < n && spawn_at(players.len()) <= now {
             let id = players.len();
-            let mut p = Player::new(&cfg.target, cfg.tls, &random, now, now_ms);
+            let target = cfg.target.nth_stream(id % streams, streams);
+            let mut p = Player::new(&target, cfg.tls, &random, now, now_ms);
             match TcpStream::connect(addr) {
                 Ok(mut sock) => {
                     match poll.registry().register(
@@ -558,7 +577,7 @@ pub fn run(cfg: &PlayConfig) -> io::Result<PlayReport> {
             };
             let now = Instant::now();
             let now_ms = now.duration_since(start).as_millis() as u64;
-            if let Err(reason) = drive(p, &cfg.target, &mut buf, now, now_ms, &mut shared) {
+            if let Err(reason) = drive(p, &mut buf, now, now_ms, &mut shared) {
                 p.finish(&poll, now, Some(reason), &mut shared);
             }
         }
@@ -582,7 +601,6 @@ pub fn run(cfg: &PlayConfig) -> io::Result<PlayReport> {
 /// Handles readiness of one player: connect completion, reads, writes.
 fn drive(
     p: &mut Player,
-    target: &Target,
     buf: &mut [u8],
     now: Instant,
     now_ms: u64,
@@ -596,7 +614,7 @@ fn drive(
             Ok(true) => {
                 // Media flows one way; small control messages should not wait for Nagle.
                 let _ = sock.set_nodelay(true);
-                p.on_tcp_connected(target, now);
+                p.on_tcp_connected(now);
             }
             Ok(false) => return Ok(()),
             Err(e) => return Err(net::io_reason("connect", &e)),
@@ -729,6 +747,7 @@ fn report(
     let json = json!({
         "proto": proto,
         "players": n,
+        "streams": cfg.streams.clamp(1, n),
         "rate_per_s": rate,
         "window_s": cfg.duration.as_secs_f64(),
         "connected": connected.len(),

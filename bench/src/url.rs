@@ -190,9 +190,75 @@ pub fn parse_http(url: &str, allow_remote: bool) -> Result<HttpUrl, UrlError> {
     })
 }
 
+/// Stream `i` of `streams` spread over several names: `name` with `_{i}` appended before any
+/// `?query` when there are several, `name` itself when there is one. Publishers
+/// (`publish --streams`) and players (`play --streams`) name their streams alike.
+pub fn nth_stream(name: &str, i: usize, streams: usize) -> String {
+    if streams <= 1 {
+        return name.to_owned();
+    }
+    match name.split_once('?') {
+        Some((base, query)) => format!("{base}_{i}?{query}"),
+        None => format!("{name}_{i}"),
+    }
+}
+
+impl RtmpUrl {
+    /// This URL for stream `i` of `streams` (see [`nth_stream`]).
+    pub fn nth_stream(&self, i: usize, streams: usize) -> RtmpUrl {
+        RtmpUrl {
+            stream: nth_stream(&self.stream, i, streams),
+            ..self.clone()
+        }
+    }
+}
+
+impl HttpUrl {
+    /// This URL for stream `i` of `streams`: `_{i}` goes before the extension of the last path
+    /// segment (`/live/s.flv` -> `/live/s_3.flv`), or at its end when it has none.
+    pub fn nth_stream(&self, i: usize, streams: usize) -> HttpUrl {
+        if streams <= 1 {
+            return self.clone();
+        }
+        let (path, query) = match self.path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (self.path.as_str(), None),
+        };
+        let segment_start = path.rfind('/').map_or(0, |s| s + 1);
+        let (stem, ext) = match path.rfind('.') {
+            Some(dot) if dot > segment_start => path.split_at(dot),
+            _ => (path, ""),
+        };
+        let mut out = format!("{stem}_{i}{ext}");
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        HttpUrl {
+            path: out,
+            ..self.clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nth_streams() {
+        assert_eq!(nth_stream("bench", 0, 1), "bench");
+        assert_eq!(nth_stream("bench", 0, 3), "bench_0");
+        assert_eq!(nth_stream("bench", 2, 3), "bench_2");
+        assert_eq!(nth_stream("bench?key=k", 1, 2), "bench_1?key=k");
+        let r = parse_rtmp("rtmp://127.0.0.1/live/b?k=1", false).unwrap();
+        assert_eq!(r.nth_stream(4, 5).stream, "b_4?k=1");
+        let h = parse_http("http://127.0.0.1:8080/live/b.flv?k=1", false).unwrap();
+        assert_eq!(h.nth_stream(0, 1).path, "/live/b.flv?k=1");
+        assert_eq!(h.nth_stream(7, 9).path, "/live/b_7.flv?k=1");
+        let h = parse_http("http://127.0.0.1/a.b/live/b", false).unwrap();
+        assert_eq!(h.nth_stream(1, 2).path, "/a.b/live/b_1");
+    }
 
     #[test]
     fn rtmp_with_port_app_stream() {
