@@ -21,9 +21,9 @@
 //! engine's through [`StreamMessage`]s), so an HLS request can be answered by whichever engine
 //! accepted it; segments are cut from the shared TS `Bytes`, and each closed segment is joined
 //! into one buffer once, by the publisher's engine, which shares it with the others
-//! ([`StreamMessage::Segment`]). Only the publisher's
-//! engine asks for files to be written ([`Output::WriteFile`]), and only it records its publishers'
-//! streams ([`Recorder`], [`Output::AppendFile`]), so every frame is recorded exactly once.
+//! ([`StreamMessage::Segment`]). Only the publisher's engine asks for files to be written
+//! ([`Output::WriteFile`]), and only it records its publishers' streams ([`Recorder`],
+//! [`Output::AppendFile`]), so every frame is recorded exactly once.
 //!
 //! Players' backlogs live in the hub's bounded per-player queues, not in the runtime: the runtime
 //! asks for more only when its socket has room, so a slow player's backlog is visible to the hub,

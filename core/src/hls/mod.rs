@@ -3,14 +3,16 @@
 //! The segmenter never muxes: it is fed the TS bytes the stream's muxer produced once per frame
 //! ([`crate::ts::TsChunk`]), and a segment being cut is a list of those shared `Bytes`. When it
 //! closes, the engine that owns the stream's publisher joins it into one contiguous buffer (one
-//! copy per segment, about a megabyte every two seconds at most), so that a response is one
-//! buffer (one iovec, few writes) and the per-frame chunks are freed instead of living as long as
-//! the record playlist among short-lived allocations. That engine hands the joined buffer out as
-//! [`HlsOutput::Share`]; the other engines, which cut the same segment from the broadcast
-//! packets, take it in with [`Hls::adopt_segment`] in place of their pieces, so every worker
-//! serves the same bytes from the same memory. Cuts are decided from timestamps alone (a segment ends at the first random
-//! access point at least `fragment_ms` after its start: a video key frame, or for audio-only
-//! streams the PAT/PMT the muxer repeats every half second), so every worker that sees the same
+//! copy per segment), so that a response is one buffer (one iovec, few writes) and the
+//! per-frame chunks are freed instead of living as long as the record playlist among
+//! short-lived allocations. That engine hands the joined buffer out as [`HlsOutput::Share`]; the
+//! other engines, which cut the same segment from the broadcast packets, take it in with
+//! [`Hls::adopt_segment`] in place of their pieces, so every worker serves the same bytes from
+//! the same memory.
+//!
+//! Cuts are decided from timestamps alone (a segment ends at the first random access point at
+//! least `fragment_ms` after its start: a video key frame, or for audio-only streams the
+//! PAT/PMT the muxer repeats every half second), so every worker that sees the same
 //! packets builds the same segments with the same numbers.
 //!
 //! Target duration: RFC 8216 forbids `#EXT-X-TARGETDURATION` to change and wants every
