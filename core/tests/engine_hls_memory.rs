@@ -145,3 +145,19 @@ fn the_budget_forgets_ended_streams_first_then_old_record_segments_never_live_wi
     let body = String::from_utf8_lossy(body);
     assert_eq!(body.matches("#EXTINF").count(), 3, "{body}");
 }
+
+#[test]
+fn a_closed_segment_is_joined_once_and_every_worker_serves_that_one_buffer() {
+    let mut w = world("");
+    let p = publisher(&mut w, 0, "cam");
+    send_configs(&mut w, p, 0);
+    publish_for(&mut w, &[p], 0, 5_000);
+    w.run();
+    let mine = w.engine(0).hls().segment("live/cam", 0).expect("held");
+    let theirs = w.engine(1).hls().segment("live/cam", 0).expect("held");
+    assert_eq!(mine.len(), 1, "one contiguous buffer");
+    assert_eq!(theirs.len(), 1, "the publisher's engine's buffer, adopted");
+    assert_eq!(mine[0].as_ptr(), theirs[0].as_ptr(), "shared, not copied");
+    assert!(mine[0].len() > 25 * 188, "{} bytes", mine[0].len());
+    assert_eq!(mine[0][0], 0x47, "TS");
+}

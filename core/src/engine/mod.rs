@@ -19,9 +19,11 @@
 //! WS-TS players and to the HLS segmenter ([`Hls`]). Each engine runs its own segmenter over the
 //! packets it sees (its local publishers' and, with [`EngineConfig::share_streams`], every other
 //! engine's through [`StreamMessage`]s), so an HLS request can be answered by whichever engine
-//! accepted it; segments are lists of the shared TS `Bytes`, never copies. Only the publisher's
-//! engine asks for files to be written ([`Output::WriteFile`]), and only it records its publishers'
-//! streams ([`Recorder`], [`Output::AppendFile`]), so every frame is recorded exactly once.
+//! accepted it; segments are cut from the shared TS `Bytes`, and each closed segment is joined
+//! into one buffer once, by the publisher's engine, which shares it with the others
+//! ([`StreamMessage::Segment`]). Only the publisher's engine asks for files to be written
+//! ([`Output::WriteFile`]), and only it records its publishers' streams ([`Recorder`],
+//! [`Output::AppendFile`]), so every frame is recorded exactly once.
 //!
 //! Players' backlogs live in the hub's bounded per-player queues, not in the runtime: the runtime
 //! asks for more only when its socket has room, so a slow player's backlog is visible to the hub,
@@ -540,6 +542,18 @@ pub enum StreamMessage {
         publisher: ConnId,
         /// The description.
         tracks: Tracks,
+    },
+    /// A closed HLS segment joined into one buffer by the engine of the stream's publisher
+    /// (after the packet that closed it): the receiving engine serves it in place of the
+    /// pieces it cut itself when they hold the same bytes ([`Hls::adopt_segment`]), so the
+    /// segment is joined once and held once over every worker.
+    Segment {
+        /// The stream.
+        stream: StreamKey,
+        /// The segment's sequence number.
+        seq: u64,
+        /// Its bytes.
+        data: Bytes,
     },
     /// The publisher left (the receiving hub applies its grace period).
     End {
@@ -1480,6 +1494,9 @@ impl Engine {
                     }
                 }
             }
+            StreamMessage::Segment { stream, seq, data } => {
+                self.hls.adopt_segment(&stream, seq, data);
+            }
             StreamMessage::End { stream, publisher } => {
                 if self
                     .remote
@@ -1633,6 +1650,14 @@ impl Engine {
                     self.notify_hls_segment(&event, now_ms);
                     continue;
                 }
+                HlsOutput::Share { key, seq, data } if self.config.share_streams => {
+                    Output::Broadcast(StreamMessage::Segment {
+                        stream: key,
+                        seq,
+                        data,
+                    })
+                }
+                HlsOutput::Share { .. } => continue,
             });
         }
     }

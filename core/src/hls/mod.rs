@@ -1,10 +1,18 @@
 //! HLS: cuts each stream's shared TS bytes into segments and renders live and record playlists.
 //!
 //! The segmenter never muxes: it is fed the TS bytes the stream's muxer produced once per frame
-//! ([`crate::ts::TsChunk`]), and a segment is a list of those shared `Bytes`, so holding one
-//! costs no copy. Cuts are decided from timestamps alone (a segment ends at the first random
-//! access point at least `fragment_ms` after its start: a video key frame, or for audio-only
-//! streams the PAT/PMT the muxer repeats every half second), so every worker that sees the same
+//! ([`crate::ts::TsChunk`]), and a segment being cut is a list of those shared `Bytes`. When it
+//! closes, the engine that owns the stream's publisher joins it into one contiguous buffer (one
+//! copy per segment), so that a response is one buffer (one iovec, few writes) and the
+//! per-frame chunks are freed instead of living as long as the record playlist among
+//! short-lived allocations. That engine hands the joined buffer out as [`HlsOutput::Share`]; the
+//! other engines, which cut the same segment from the broadcast packets, take it in with
+//! [`Hls::adopt_segment`] in place of their pieces, so every worker serves the same bytes from
+//! the same memory.
+//!
+//! Cuts are decided from timestamps alone (a segment ends at the first random access point at
+//! least `fragment_ms` after its start: a video key frame, or for audio-only streams the
+//! PAT/PMT the muxer repeats every half second), so every worker that sees the same
 //! packets builds the same segments with the same numbers.
 //!
 //! Target duration: RFC 8216 forbids `#EXT-X-TARGETDURATION` to change and wants every
@@ -44,7 +52,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::fmp4::Fragment;
 use crate::stream_key::StreamKey;
@@ -167,6 +175,16 @@ pub enum HlsOutput {
     /// A segment of a stream written to files was opened (`duration_ms` 0) or closed (for
     /// lal's `on_hls_make_ts` webhook).
     Segment(SegmentEvent),
+    /// A segment of a stream published here closed and was joined into one buffer: for the
+    /// other engines that cut the same segment ([`Hls::adopt_segment`]).
+    Share {
+        /// The stream.
+        key: StreamKey,
+        /// Its sequence number.
+        seq: u64,
+        /// Its bytes, in one piece.
+        data: Bytes,
+    },
 }
 
 /// A segment opened or closed, with its files (see [`HlsOutput::Segment`]).
@@ -265,6 +283,7 @@ struct SegInfo {
 #[derive(Debug)]
 struct Segment {
     info: SegInfo,
+    /// One contiguous buffer once joined (or adopted); the frames' pieces until then.
     parts: Vec<Bytes>,
     bytes: usize,
     /// fMP4: its init segment (shared).
@@ -740,12 +759,46 @@ impl Hls {
         s.record_cache.clone()
     }
 
-    /// Segment `seq` of `key` as its shared pieces, if held.
+    /// Segment `seq` of `key` as its shared pieces, if held: one contiguous buffer once joined
+    /// (see the module docs).
     pub fn segment(&self, key: &str, seq: u64) -> Option<Vec<Bytes>> {
         let s = self.streams.get(key)?;
         let first = s.held.front()?.info.seq;
         let seg = s.held.get(usize::try_from(seq.checked_sub(first)?).ok()?)?;
         (seg.info.seq == seq).then(|| seg.parts.clone())
+    }
+
+    /// Takes in segment `seq` of `key` as joined by the engine that owns the stream
+    /// ([`HlsOutput::Share`]): when the segment held here has the same bytes, its pieces are
+    /// replaced by the shared buffer (and freed). Anything else (a segment not held or not
+    /// closed yet, other bytes after a publisher change) is ignored. Returns whether it was
+    /// adopted.
+    pub fn adopt_segment(&mut self, key: &str, seq: u64, data: Bytes) -> bool {
+        let Some(s) = self.streams.get_mut(key) else {
+            return false;
+        };
+        let Some(first) = s.held.front().map(|g| g.info.seq) else {
+            return false;
+        };
+        let Some(seg) = seq
+            .checked_sub(first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| s.held.get_mut(i))
+        else {
+            return false;
+        };
+        if seg.info.seq != seq || seg.bytes != data.len() || seg.parts.len() == 1 {
+            return false;
+        }
+        let mut rest = &data[..];
+        for part in &seg.parts {
+            match rest.split_at_checked(part.len()) {
+                Some((head, tail)) if head == &part[..] => rest = tail,
+                _ => return false,
+            }
+        }
+        seg.parts = vec![data];
+        true
     }
 
     /// Init segment `id` of `key` (fMP4 segments), while a held segment uses it.
@@ -848,11 +901,23 @@ fn close_current(
             .max(rounded_s(duration_ms))
             .max(1)
     });
+    // Only the engine that owns the publisher joins; the others adopt its buffer.
+    let parts = if s.local {
+        let data = join(b.parts, b.bytes);
+        outputs.push_back(HlsOutput::Share {
+            key: s.key.clone(),
+            seq: b.seq,
+            data: data.clone(),
+        });
+        vec![data]
+    } else {
+        b.parts
+    };
     let files = s.local && !config.out_path.is_empty();
     if files {
         outputs.push_back(HlsOutput::WriteFile {
             path: segment_path(config, &s.key, b.seq),
-            data: b.parts.clone(),
+            data: parts.clone(),
         });
         s.files.push_back(b.seq);
     }
@@ -862,7 +927,7 @@ fn close_current(
     }
     s.held.push_back(Segment {
         info,
-        parts: b.parts,
+        parts,
         bytes: b.bytes,
         init: b.init.map(|(_, init)| init),
     });
@@ -896,6 +961,18 @@ fn close_current(
     }
     s.invalidate();
     write_playlists(config, s, outputs);
+}
+
+/// `parts` (`len` bytes in all) as one contiguous buffer; the pieces are dropped.
+fn join(parts: Vec<Bytes>, len: usize) -> Bytes {
+    if let [one] = &parts[..] {
+        return one.clone();
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for p in &parts {
+        out.extend_from_slice(p);
+    }
+    out.freeze()
 }
 
 fn write_playlists(config: &HlsConfig, s: &HlsStream, outputs: &mut VecDeque<HlsOutput>) {

@@ -122,7 +122,7 @@ fn files_and_cleanup() {
             match o {
                 HlsOutput::WriteFile { path, .. } => writes.push(path),
                 HlsOutput::RemoveFile { path } => removes.push(path),
-                HlsOutput::Segment(_) => {}
+                HlsOutput::Segment(_) | HlsOutput::Share { .. } => {}
             }
         }
         assert!(writes.contains(&"/srv/hls/a/b/0.ts".to_string()));
@@ -314,6 +314,7 @@ fn fmp4_segments_name_their_init_segment() {
     assert_eq!(p.segments[0].uri, "cam/0.m4s");
     let text = String::from_utf8_lossy(&text).into_owned();
     assert_eq!(text.matches("#EXT-X-MAP:URI=\"cam/init0.mp4\"").count(), 1);
+    // Segments of a stream not published here stay the fragments' pieces until adopted.
     assert_eq!(h.segment("live/cam", 0).map(|s| s.len()), Some(100));
     assert_eq!(h.init_segment("live/cam", 0), Some(first.clone()));
     // The tracks changed: a new init segment, after a discontinuity; fragments before the
@@ -344,4 +345,94 @@ fn fmp4_segments_name_their_init_segment() {
         Some(2 * 10),
         "the last segment: ten fragments from the last independent one"
     );
+}
+
+/// The engine that owns the publisher serves a closed segment as one contiguous buffer with the
+/// bytes of its frames in order, and shares it; another engine that cut the same segment from
+/// the same packets adopts that buffer in place of its pieces, and refuses other bytes.
+#[test]
+fn closed_segment_is_one_shared_buffer() {
+    let k = key("live/cam");
+    let mut owner = Hls::new(cfg());
+    let mut other = Hls::new(cfg());
+    owner.start(&k, true);
+    other.start(&k, false);
+    let mut expected = Vec::new();
+    for i in 0..75i64 {
+        // Frames of different sizes and contents, so order and boundaries matter.
+        let frame = Bytes::from(vec![i as u8; 188 * (1 + (i as usize % 3))]);
+        if i < 50 {
+            expected.extend_from_slice(&frame);
+        }
+        owner.push("live/cam", i * 40, &frame, i % 25 == 0);
+        other.push("live/cam", i * 40, &frame, i % 25 == 0);
+    }
+    // Segment 0 (frames 0..50) closed at the key frame of 2 s.
+    let joined = owner.segment("live/cam", 0).expect("held");
+    assert_eq!(joined.len(), 1, "one contiguous buffer");
+    assert_eq!(joined[0], expected);
+    let shared = std::iter::from_fn(|| owner.poll_output())
+        .find_map(|o| match o {
+            HlsOutput::Share { key, seq, data } => Some((key, seq, data)),
+            _ => None,
+        })
+        .expect("the joined segment is shared");
+    assert_eq!((shared.0.as_str(), shared.1), ("live/cam", 0));
+    assert_eq!(
+        shared.2.as_ptr(),
+        joined[0].as_ptr(),
+        "the same buffer, not a copy"
+    );
+    assert!(
+        std::iter::from_fn(|| other.poll_output()).all(|o| !matches!(o, HlsOutput::Share { .. }))
+    );
+
+    let pieces = other.segment("live/cam", 0).expect("held");
+    assert_eq!(pieces.len(), 50);
+    assert_eq!(pieces.concat(), expected);
+    // Other bytes of the same length, or another number, are not taken.
+    let mut wrong = expected.clone();
+    wrong[100] ^= 1;
+    assert!(!other.adopt_segment("live/cam", 0, Bytes::from(wrong)));
+    assert!(!other.adopt_segment("live/cam", 1, shared.2.clone()));
+    assert!(other.adopt_segment("live/cam", 0, shared.2.clone()));
+    let adopted = other.segment("live/cam", 0).expect("held");
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(adopted[0].as_ptr(), joined[0].as_ptr());
+    // The segment still being cut is not adopted early.
+    assert!(!other.adopt_segment("live/cam", 1, Bytes::from(vec![0; 188])));
+}
+
+/// fMP4 segments are joined the same way (the init segment stays apart).
+#[test]
+fn closed_fmp4_segment_is_one_buffer() {
+    use crate::media::TrackKind;
+    let mut h = Hls::new(HlsConfig {
+        segment_format: SegmentFormat::Fmp4,
+        ..cfg()
+    });
+    h.start(&key("live/cam"), true);
+    let init = Bytes::from_static(b"init");
+    let mut expected = Vec::new();
+    for i in 0..75i64 {
+        let pieces = vec![
+            Bytes::from(format!("moof{i}")),
+            Bytes::from(format!("mdat{i}")),
+        ];
+        if i < 50 {
+            expected.extend(pieces.iter().flat_map(|p| p.to_vec()));
+        }
+        let f = Fragment {
+            pieces,
+            init: init.clone(),
+            track: TrackKind::Video,
+            independent: i % 25 == 0,
+            dts_ms: i * 40,
+            duration_ms: 40,
+            sequence: 1,
+        };
+        h.push_fragment("live/cam", &f);
+    }
+    assert_eq!(h.segment("live/cam", 0), Some(vec![Bytes::from(expected)]));
+    assert_eq!(h.init_segment("live/cam", 0), Some(init));
 }
