@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::depacketize::UnitDepacketizer;
 use super::timing::{ticks_to_ms, DtsEstimator};
 use super::RtpError;
 use crate::codec::av1::{self, obu_type, OBU_HAS_SIZE_FIELD};
@@ -154,42 +155,6 @@ impl Av1Depacketizer {
             fragment: None,
             dts: DtsEstimator::new(0),
         }
-    }
-
-    /// Packets were lost: the temporal unit being collected is damaged.
-    pub(crate) fn lost(&mut self) {
-        self.fragment = None;
-        self.unit_bad = true;
-    }
-
-    /// Ends the temporal unit being collected (end of stream).
-    pub(crate) fn flush(&mut self, out: &mut VecDeque<Frame>) -> Result<(), RtpError> {
-        self.finish(out)
-    }
-
-    /// Takes one packet's payload with its extended timestamp.
-    pub(crate) fn push(
-        &mut self,
-        payload: &[u8],
-        ts: i64,
-        marker: bool,
-        out: &mut VecDeque<Frame>,
-    ) -> Result<(), RtpError> {
-        let mut result = Ok(());
-        if self.unit_ts.is_some_and(|t| t != ts) {
-            result = self.finish(out);
-        }
-        self.unit_ts = Some(ts);
-        if let Err(e) = self.parse_payload(payload) {
-            self.fragment = None;
-            self.unit_bad = true;
-            result = result.and(Err(e));
-        }
-        if marker {
-            let r = self.finish(out);
-            result = result.and(r);
-        }
-        result
     }
 
     fn parse_payload(&mut self, p: &[u8]) -> Result<(), RtpError> {
@@ -414,6 +379,22 @@ impl<'e> PacketBuilder<'_, 'e> {
         }
         self.used = 0;
         self.out.push(p.freeze());
+    }
+}
+
+impl UnitDepacketizer for Av1Depacketizer {
+    fn unit_ts(&mut self) -> &mut Option<i64> {
+        &mut self.unit_ts
+    }
+    fn read_payload(&mut self, payload: &Bytes) -> Result<(), RtpError> {
+        self.parse_payload(payload)
+    }
+    fn lost(&mut self) {
+        self.fragment = None;
+        self.unit_bad = true;
+    }
+    fn end_unit(&mut self, out: &mut VecDeque<Frame>) -> Result<(), RtpError> {
+        self.finish(out)
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use super::audio::{AacDepacketizer, AuHeaderLayout, LatmDepacketizer, PassthroughDepacketizer};
 use super::av1::Av1Depacketizer;
 use super::timing::{Released, ReorderBuffer, TsUnwrap};
@@ -14,6 +16,43 @@ use crate::media::{Codec, Frame};
 pub const DEFAULT_REORDER_WINDOW: usize = 64;
 /// Largest reassembled frame, in bytes.
 const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+
+/// The framing H.264/H.265 and AV1 depacketizers share: the packets with one RTP timestamp
+/// make one access unit (AV1: temporal unit), ended by the marker bit or by the next timestamp;
+/// a payload that does not parse, or a lost packet, spoils the unit, which is then dropped.
+pub(super) trait UnitDepacketizer {
+    /// The timestamp of the unit being collected.
+    fn unit_ts(&mut self) -> &mut Option<i64>;
+    /// Adds one packet's payload to the unit.
+    fn read_payload(&mut self, payload: &Bytes) -> Result<(), RtpError>;
+    /// Packets were lost: the fragment in progress is gone and the unit is damaged.
+    fn lost(&mut self);
+    /// Ends the unit: its frame (or frames) to `out`, nothing for a damaged one.
+    fn end_unit(&mut self, out: &mut VecDeque<Frame>) -> Result<(), RtpError>;
+
+    /// Takes one packet's payload with its extended timestamp.
+    fn push(
+        &mut self,
+        payload: &Bytes,
+        ts: i64,
+        marker: bool,
+        out: &mut VecDeque<Frame>,
+    ) -> Result<(), RtpError> {
+        let mut result = Ok(());
+        if self.unit_ts().is_some_and(|t| t != ts) {
+            result = self.end_unit(out);
+        }
+        *self.unit_ts() = Some(ts);
+        if let Err(e) = self.read_payload(payload) {
+            self.lost();
+            result = result.and(Err(e));
+        }
+        if marker {
+            result = result.and(self.end_unit(out));
+        }
+        result
+    }
+}
 
 #[derive(Debug)]
 enum Inner {
@@ -164,8 +203,8 @@ impl Depacketizer {
         self.reorder.flush();
         let r = self.drain();
         let f = match &mut self.inner {
-            Inner::Video(v) => v.flush(&mut self.out),
-            Inner::Av1(v) => v.flush(&mut self.out),
+            Inner::Video(v) => v.end_unit(&mut self.out),
+            Inner::Av1(v) => v.end_unit(&mut self.out),
             _ => Ok(()),
         };
         r.and(f)

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::depacketize::UnitDepacketizer;
 use super::timing::{ticks_to_ms, DtsEstimator};
 use super::{be16, RtpError};
 use crate::codec::h264::AvcConfig;
@@ -222,42 +223,6 @@ impl VideoDepacketizer {
         }
     }
 
-    /// Packets were lost: the access unit being collected is damaged.
-    pub(crate) fn lost(&mut self) {
-        self.fu = None;
-        self.au_bad = true;
-    }
-
-    /// Ends the access unit being collected (end of stream).
-    pub(crate) fn flush(&mut self, out: &mut VecDeque<Frame>) -> Result<(), RtpError> {
-        self.finish(out)
-    }
-
-    /// Takes one packet's payload with its extended timestamp.
-    pub(crate) fn push(
-        &mut self,
-        payload: &Bytes,
-        ts: i64,
-        marker: bool,
-        out: &mut VecDeque<Frame>,
-    ) -> Result<(), RtpError> {
-        let mut result = Ok(());
-        if self.au_ts.is_some_and(|t| t != ts) {
-            result = self.finish(out);
-        }
-        self.au_ts = Some(ts);
-        if let Err(e) = self.parse_payload(payload) {
-            self.fu = None;
-            self.au_bad = true;
-            result = result.and(Err(e));
-        }
-        if marker {
-            let r = self.finish(out);
-            result = result.and(r);
-        }
-        result
-    }
-
     fn parse_payload(&mut self, p: &Bytes) -> Result<(), RtpError> {
         let layer = self.fmt.layer();
         let hl = self.fmt.header_len();
@@ -438,6 +403,22 @@ impl VideoDepacketizer {
             payload: payload.freeze(),
         });
         result
+    }
+}
+
+impl UnitDepacketizer for VideoDepacketizer {
+    fn unit_ts(&mut self) -> &mut Option<i64> {
+        &mut self.au_ts
+    }
+    fn read_payload(&mut self, payload: &Bytes) -> Result<(), RtpError> {
+        self.parse_payload(payload)
+    }
+    fn lost(&mut self) {
+        self.fu = None;
+        self.au_bad = true;
+    }
+    fn end_unit(&mut self, out: &mut VecDeque<Frame>) -> Result<(), RtpError> {
+        self.finish(out)
     }
 }
 
