@@ -1074,6 +1074,12 @@ impl Engine {
                 };
                 n += writer.render(&packet, out);
             }
+            if n < budget {
+                // Caught up: nothing follows at once, so the last tag is completed now.
+                let at = out.len();
+                writer.finish(out);
+                n += out[at..].iter().map(Bytes::len).sum::<usize>();
+            }
             while let Some(codec) = writer.take_enhanced_only() {
                 let what = if codec == Codec::Opus {
                     "left out (players ask for it with fourCcList in RTMP connect, or ?enhanced=1 on HTTP-FLV)"

@@ -279,7 +279,10 @@ pub struct PlayerWriter {
     /// Where a header is written before it is copied out (never split, so it stays a plain
     /// vector: no shared reference count per header).
     scratch: BytesMut,
-    prev_tag_size: u32,
+    /// FLV formats: the PreviousTagSize not written yet. It goes in front of the next tag
+    /// (one header allocation for both), or alone at the end of a batch
+    /// ([`PlayerWriter::finish`]), since FLV readers take a tag only once its size follows it.
+    owed_tag_size: Option<u32>,
     flv_header_sent: bool,
     /// Used only when a timestamp needs the extended field (after ~4.6 hours).
     fallback: Option<ChunkEncoder>,
@@ -323,7 +326,7 @@ impl PlayerWriter {
             format,
             rebaser: Rebaser::default(),
             scratch: BytesMut::new(),
-            prev_tag_size: 0,
+            owed_tag_size: None,
             flv_header_sent: false,
             fallback: None,
             chunk_size,
@@ -385,8 +388,9 @@ impl PlayerWriter {
         self.header_space(32);
         let mut header = BytesMut::with_capacity(flv::FLV_HEADER_LEN + 4);
         flv::write_file_header(has_audio, has_video, &mut header);
-        // write_file_header includes PreviousTagSize0; our tags carry the previous size in front.
+        // write_file_header includes PreviousTagSize0; it goes with the first tag's header.
         header.truncate(flv::FLV_HEADER_LEN);
+        self.owed_tag_size = Some(0);
         if self.format == PlayerFormat::WsFlv {
             websocket::write_frame_header(Opcode::Binary, true, header.len(), &mut self.scratch);
             out.push(self.take_header());
@@ -394,20 +398,20 @@ impl PlayerWriter {
         out.push(header.freeze());
     }
 
-    /// Appends what ends the byte stream cleanly: for FLV outputs, the PreviousTagSize of the
-    /// last tag (each tag's size is otherwise written in front of the next one).
+    /// Completes the last tag rendered (FLV formats: its PreviousTagSize, otherwise written in
+    /// front of the next tag). Called at the end of every batch a reader is given and at the
+    /// end of the stream: flv.js, mpegts.js and ffmpeg hand a tag on only once its size has
+    /// arrived, so a tag left without it would wait for the next one (the last frame before a
+    /// pause or the stream's end by seconds).
     pub fn finish(&mut self, out: &mut Vec<Bytes>) {
-        if !matches!(self.format, PlayerFormat::Flv | PlayerFormat::WsFlv)
-            || self.prev_tag_size == 0
-        {
+        let Some(size) = self.owed_tag_size.take() else {
             return;
-        }
+        };
         self.header_space(16);
         if self.format == PlayerFormat::WsFlv {
             websocket::write_frame_header(Opcode::Binary, true, 4, &mut self.scratch);
         }
-        self.scratch.put_u32(self.prev_tag_size);
-        self.prev_tag_size = 0;
+        self.scratch.put_u32(size);
         out.push(self.take_header());
     }
 
@@ -498,13 +502,16 @@ impl PlayerWriter {
                     _ => TagType::Script,
                 };
                 self.header_space(32);
-                let tag_len = 4 + 11 + body_len;
+                let owed = self.owed_tag_size.take();
+                let tag_len = owed.map_or(0, |_| 4) + 11 + body_len;
                 if self.format == PlayerFormat::WsFlv {
                     websocket::write_frame_header(Opcode::Binary, true, tag_len, &mut self.scratch);
                 }
-                self.scratch.put_u32(self.prev_tag_size);
+                if let Some(size) = owed {
+                    self.scratch.put_u32(size);
+                }
                 flv::write_tag_header(tag_type, timestamp, body_len as u32, &mut self.scratch);
-                self.prev_tag_size = 11 + body_len as u32;
+                self.owed_tag_size = Some(11 + body_len as u32);
                 let header = self.take_header();
                 let n = header.len() + body_len;
                 out.push(header);

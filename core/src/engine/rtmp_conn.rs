@@ -405,12 +405,10 @@ mod tests {
             2, 0x68, 0xCE,
         ];
         let key_frame = [0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65, 0x88];
-        let messages: [(u8, u32, &[u8]); 4] = [
+        let messages: [(u8, u32, &[u8]); 3] = [
             (message_type::VIDEO, 0, &video_config),
             (message_type::VIDEO, 0, &key_frame),
             (message_type::AUDIO, 0, &[0xAF, 0, 0x12, 0x10]),
-            // An FLV tag is complete with the PreviousTagSize written before the next one.
-            (message_type::VIDEO, 40, &key_frame),
         ];
         let mut cut = 0;
         for (type_id, ts, body) in messages {
