@@ -22,7 +22,7 @@ use rill_core::rtmp::message_type::{AUDIO, VIDEO};
 /// SHA-256 digests (see [`digest_messages`]) recorded when the dumps were made.
 const PUBLISHER_DIGEST: &str = "a471024ae53efa748aaccbea7ad445895f66a2029494606ad89bb1a8f922ecb7";
 const RTMP_PLAYER_DIGEST: &str = "7ca0930b0299d7c2cc027bcec2b1fd2eae7a4559fb292ca6a0ced4c2764abd9e";
-const HTTP_PLAYER_DIGEST: &str = "ac96d6c9802b068080d6c69d6afe8b33132ed81aa742747f842d26be523b539b";
+const HTTP_PLAYER_DIGEST: &str = "6969709cabc52f47a2a55de4b698c6c8167d5d023559b288f0b48c976cf2224a";
 
 fn load(name: &str) -> Dump {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -203,7 +203,7 @@ fn http_flv_player_gets_the_publishers_frames() {
     // ffprobe read for about 0.75 s after joining at 1.2 s: the first GOP up to about 1.95 s.
     assert_eq!(
         (played.video, played.key_frames, played.audio, played.data),
-        (45, 1, 77, 1)
+        (46, 1, 77, 1)
     );
     assert_eq!(played.digest, HTTP_PLAYER_DIGEST);
 }
@@ -306,7 +306,7 @@ const RTSP_PUBLISHER_DIGEST: &str =
     "4add83757938c3168492a00b32aa05450f669734460a7a52a73c893b144a7f3c";
 const RTSP_PLAYER_DIGEST: &str = "f4d081bf72a2bf5faf339fa511c81868f3a3ab6b368672db896dd66a1737d8dc";
 const RTSP_HTTP_PLAYER_DIGEST: &str =
-    "22e7c11f8db7393a67462b230e2be53ee4c83a92e2927b7af49b23455c92bbd9";
+    "084bd3e77e578815ec6d516d0809b6621e11bfeb98f7a53ac014ba39a1baff3a";
 
 /// The RTSP publisher, the RTSP player and the HTTP-FLV player, each at its recorded time.
 fn replay_rtsp_in(order: [usize; 3]) -> ReplayReport {
@@ -463,7 +463,7 @@ fn http_flv_player_of_an_rtsp_stream_gets_the_publishers_frames() {
     // One script tag: the onMetaData built from the ANNOUNCE (an RTSP publisher sends none).
     assert_eq!(
         (played.video, played.key_frames, played.audio, played.data),
-        (42, 1, 69, 1)
+        (43, 1, 69, 1)
     );
     assert_eq!(played.digest, RTSP_HTTP_PLAYER_DIGEST);
     // The publisher's tracks are interleaved by decode time: one AAC packet carries 7 frames
@@ -479,7 +479,7 @@ fn http_flv_player_of_an_rtsp_stream_gets_the_publishers_frames() {
         );
     }
     // The media, and the onMetaData tag (162 bytes of AMF0, 15 of tag header and size).
-    assert_eq!(player.bytes_out, 110_732);
+    assert_eq!(player.bytes_out, 110_736);
 }
 
 #[test]
