@@ -181,6 +181,15 @@ pub fn render_metrics(snapshots: &[EngineStats]) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP rill_muxed_frames_total Frames muxed into the streams' shared MPEG-TS and fMP4, \
+         each only while HLS, LL-HLS, a player or a recording consumes it.\n\
+         # TYPE rill_muxed_frames_total counter"
+    );
+    for (name, v) in [("ts", sum(|s| s.muxed.ts)), ("fmp4", sum(|s| s.muxed.fmp4))] {
+        let _ = writeln!(out, "rill_muxed_frames_total{{format=\"{name}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
         "# HELP rill_hls_evictions_total HLS memory given up early to stay within [hls] \
          memory_max_bytes: ended streams, record segments.\n# TYPE rill_hls_evictions_total counter"
     );

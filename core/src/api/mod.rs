@@ -206,6 +206,7 @@ pub(crate) mod test_data {
 
                 player_skips: 0,
                 slow_players_closed: 0,
+                muxed: Default::default(),
                 cluster: None,
                 hls: Default::default(),
             },
@@ -223,6 +224,7 @@ pub(crate) mod test_data {
 
                 player_skips: 0,
                 slow_players_closed: 0,
+                muxed: Default::default(),
                 cluster: None,
                 hls: Default::default(),
             },

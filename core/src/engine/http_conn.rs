@@ -19,7 +19,9 @@
 use bytes::BytesMut;
 
 use super::routes::{self, Handler, MediaFormat, ROUTES};
-use super::{relay, ConnId, ConnKind, Engine, HttpState, PlayerFormat, Protocol, Query};
+use super::{
+    demand, relay, ConnId, ConnKind, Engine, HttpState, Output, PlayerFormat, Protocol, Query,
+};
 use crate::api::guard::ApiKind;
 use crate::api::lal::{self, kick_session_query};
 use crate::api::livego;
@@ -452,6 +454,12 @@ impl Engine {
             if let ConnKind::Http { state, .. } = &mut c.kind {
                 *state = HttpState::Waiting { format };
             }
+        }
+        if let Some(m) = self
+            .demand
+            .player_wants(&key, demand::Wants::of_player(format), now_ms)
+        {
+            self.outputs.push_back(Output::Broadcast(m));
         }
         let relayed = req.query_param(relay::RELAY_PARAM).is_some();
         if self.play_or_pull(&key, conn, relayed, now_ms) == PlayState::Playing {

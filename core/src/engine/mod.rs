@@ -35,6 +35,7 @@ pub mod cluster;
 mod command;
 pub mod conn_id;
 mod control;
+mod demand;
 mod http_conn;
 mod ll_http;
 mod notify;
@@ -79,6 +80,7 @@ pub use callback::{CallbackConfig, HLS_VERDICT_TTL_MS};
 pub use cluster::{ClusterConfig, ClusterRole, RedisTarget};
 pub use command::Command;
 pub use control::{room_keys_from_json, RoomKeyConfig};
+pub use demand::{MuxedFrames, Wants};
 pub use notify::WebhookConfig;
 pub use outbound::{OutboundError, OutboundTimeouts};
 pub use packet::{FlvForm, Packet, PacketData, PlayerFormat, PlayerWriter, Rebaser};
@@ -555,6 +557,17 @@ pub enum StreamMessage {
         /// Its bytes.
         data: Bytes,
     },
+    /// What the sending engine's players of a stream consume of its shared encodings, when
+    /// that changed: the engine of its publisher muxes only what someone consumes
+    /// ([`demand`]).
+    Wants {
+        /// The stream.
+        stream: StreamKey,
+        /// The sending engine's index.
+        worker: usize,
+        /// What its players consume.
+        wants: demand::Wants,
+    },
     /// The publisher left (the receiving hub applies its grace period).
     End {
         /// The stream.
@@ -573,6 +586,7 @@ macro_rules! sinks {
             hls: &mut $engine.hls,
             outputs: &mut $engine.outputs,
             recording_dirty: &mut $engine.recording_dirty,
+            demand: &mut $engine.demand,
         }
     };
 }
@@ -708,6 +722,8 @@ pub struct Engine {
     callbacks: callback::Callbacks,
     /// The IP blacklist and the room keys.
     control: control::ControlState,
+    /// What each stream's shared encodings are consumed by.
+    demand: demand::Demand,
 }
 
 impl Engine {
@@ -722,6 +738,11 @@ impl Engine {
             cluster: cluster::Cluster::new(config.cluster.clone()),
             callbacks: callback::Callbacks::default(),
             control: control::ControlState::new(&config.room_keys),
+            demand: demand::Demand::new(
+                demand::Wants::of_hls(&config.hls),
+                config.worker,
+                config.share_streams,
+            ),
             config,
             conns: HashMap::new(),
             outputs: VecDeque::new(),
@@ -973,6 +994,7 @@ impl Engine {
         self.run_callbacks(now_ms);
         self.relay_timeout(now_ms);
         self.cluster_timeout(now_ms);
+        self.sweep_demand(now_ms);
         while let Some(Reverse((at, conn))) = self.timers.peek().copied() {
             if at > now_ms {
                 break;
@@ -1011,6 +1033,7 @@ impl Engine {
             self.hub.poll_timeout(),
             self.hls.poll_timeout(),
             self.merge_until,
+            self.demand.poll_timeout(),
             self.outbound.poll_timeout(),
             self.notify.poll_timeout(),
             self.relay.poll_timeout(),
@@ -1190,6 +1213,36 @@ impl Engine {
             self.merging.push(conn);
             self.merge_until.get_or_insert(until);
         }
+    }
+
+    /// Once in a while: tells the other engines which shared encodings this engine's players
+    /// stopped consuming (see [`demand`]).
+    fn sweep_demand(&mut self, now_ms: u64) {
+        if self.demand.poll_timeout().map_or(true, |at| now_ms < at) {
+            return;
+        }
+        let mut local: HashMap<StreamKey, demand::Wants> = HashMap::new();
+        for c in self.conns.values() {
+            let format = match (&c.writer, &c.kind) {
+                (Some(w), _) => w.format(),
+                (
+                    None,
+                    ConnKind::Http {
+                        state: HttpState::Waiting { format },
+                        ..
+                    },
+                ) => *format,
+                _ => continue,
+            };
+            let wants = demand::Wants::of_player(format);
+            if let (Some(stream), false) = (&c.stream, wants.is_none()) {
+                let all = local.entry(stream.clone()).or_default();
+                *all = *all | wants;
+            }
+        }
+        let mut gone = Vec::new();
+        self.demand.sweep(&local, now_ms, &mut gone);
+        self.outputs.extend(gone.into_iter().map(Output::Broadcast));
     }
 
     /// The merge window ended: every held player gets its batch written.
@@ -1503,6 +1556,11 @@ impl Engine {
             StreamMessage::Segment { stream, seq, data } => {
                 self.hls.adopt_segment(&stream, seq, data);
             }
+            StreamMessage::Wants {
+                stream,
+                worker,
+                wants,
+            } => self.demand.remote_wants(stream, worker, wants),
             StreamMessage::End { stream, publisher } => {
                 if self
                     .remote

@@ -4,12 +4,14 @@
 //! Input protocols (RTMP, RTSP, later relays) only hand a [`Publication`] frames and metadata.
 //! It owns what is done once per stream: the track description in the hub, the TS and fMP4
 //! muxers, the silent audio track, the recording, the stream's HLS start and end, and the
-//! announcements to other engines. A new output format is one more muxer here.
+//! announcements to other engines. A new output format is one more muxer here. The TS and
+//! fMP4 muxers run only while someone consumes what they make ([`super::demand`]).
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::demand::{Demand, Wants};
 use super::{
     ConnId, EngineConfig, LogLevel, Output, Packet, PacketData, Recorder, SilentAudio,
     StreamMessage,
@@ -32,6 +34,8 @@ pub(super) struct Sinks<'a> {
     pub(super) outputs: &'a mut VecDeque<Output>,
     /// Publications whose recording has bytes to hand out.
     pub(super) recording_dirty: &'a mut Vec<ConnId>,
+    /// What the stream's shared encodings are consumed by.
+    pub(super) demand: &'a mut Demand,
 }
 
 /// One locally published stream. See the module docs.
@@ -48,6 +52,9 @@ pub(super) struct Publication {
     describe_metadata: bool,
     /// Every frame is muxed once, here, for HLS and the TS players.
     muxer: TsMuxer,
+    /// The TS and fMP4 muxers take the coded frames (each stops while nobody consumes what it
+    /// makes, and starts again at a random access point).
+    muxing: Wants,
     /// Codecs whose frames the TS muxer refused, each logged once: TS outputs leave them out.
     left_out_of_ts: Vec<Codec>,
     /// The `OpusHead` for Enhanced RTMP players went out (before the first Opus frame).
@@ -85,6 +92,10 @@ impl Publication {
             chunk_size: config.rtmp.chunk_size,
             describe_metadata: described.is_some(),
             muxer: ts_muxer_for(described.as_ref()),
+            muxing: Wants {
+                ts: true,
+                fmp4: true,
+            },
             tracks: TrackWatch::new(described.unwrap_or_default()),
             left_out_of_ts: Vec::new(),
             left_out_of_fmp4: Vec::new(),
@@ -242,10 +253,22 @@ impl Publication {
                 None,
             ),
         };
+        let muxing = self.muxing_for(&frame, s.demand);
         // A frame TS cannot carry is left out of the TS outputs only, with a line in the log
-        // the first time for each codec of the stream.
-        let ts = match self.muxer.mux(&frame) {
-            Ok(ts) => ts,
+        // the first time for each codec of the stream. Configurations always go in: the muxer
+        // keeps them for the next random access point.
+        let ts = if frame.kind == FrameKind::Coded && !muxing.ts {
+            Ok(TsChunk::default())
+        } else {
+            self.muxer.mux(&frame)
+        };
+        let ts = match ts {
+            Ok(ts) => {
+                if !ts.bytes.is_empty() {
+                    s.demand.muxed.ts += 1;
+                }
+                ts
+            }
             Err(e) => {
                 if !self.left_out_of_ts.contains(&frame.codec) {
                     self.left_out_of_ts.push(frame.codec);
@@ -261,7 +284,14 @@ impl Publication {
                 TsChunk::default()
             }
         };
-        let fragment = self.fmp4.as_mut().and_then(|m| m.push(&frame));
+        let fragment = if muxing.fmp4 {
+            self.fmp4.as_mut().and_then(|m| m.push(&frame))
+        } else {
+            None
+        };
+        if fragment.is_some() {
+            s.demand.muxed.fmp4 += 1;
+        }
         let packet = Packet::new(
             kind,
             frame.dts,
@@ -280,6 +310,31 @@ impl Publication {
             packet.set_fmp4(f);
         }
         Some(packet)
+    }
+
+    /// Which muxers take `frame` (a coded one; configurations always go to both): those whose
+    /// output someone consumes, a stopped one from the next random access point on (a video
+    /// key frame, or any audio frame of a stream without video). A stopped fMP4 muxer starts
+    /// again as a new one, so no sample held from before the stop comes out.
+    fn muxing_for(&mut self, frame: &Frame, demand: &Demand) -> Wants {
+        let mut wanted = demand.wants(&self.key);
+        wanted.ts |= self.recorder.as_ref().is_some_and(Recorder::records_ts);
+        let random_access = match frame.track() {
+            TrackKind::Video => frame.key,
+            TrackKind::Audio => self.tracks.tracks().video.is_none(),
+        };
+        if frame.kind != FrameKind::Coded {
+            return self.muxing;
+        }
+        let resume = |on: bool, wanted: bool| wanted && (on || random_access);
+        if !self.muxing.fmp4 && wanted.fmp4 && random_access && self.fmp4.is_some() {
+            self.fmp4 = Fmp4Muxer::new(self.tracks.tracks());
+        }
+        self.muxing = Wants {
+            ts: resume(self.muxing.ts, wanted.ts),
+            fmp4: resume(self.muxing.fmp4, wanted.fmp4),
+        };
+        self.muxing
     }
 
     fn metadata_packet(&self, body: Bytes, dts: i64) -> Packet {

@@ -326,6 +326,11 @@ impl Recorder {
         })
     }
 
+    /// It records MPEG-TS (so the stream's TS muxer must run).
+    pub fn records_ts(&self) -> bool {
+        self.ts.is_some()
+    }
+
     /// The FLV file's path, when recording FLV.
     pub fn flv_path(&self) -> Option<&str> {
         self.flv.as_ref().map(|f| f.file.path.as_str())

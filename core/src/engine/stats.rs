@@ -87,6 +87,8 @@ pub struct EngineStats {
     pub player_skips: u64,
     /// Players disconnected for falling past the hub's hard bound.
     pub slow_players_closed: u64,
+    /// Frames the publications of this engine muxed into MPEG-TS and fMP4.
+    pub muxed: super::MuxedFrames,
     /// The cluster registry as this engine sees it (`None`: no cluster).
     pub cluster: Option<super::cluster::ClusterStats>,
     /// What HLS holds in memory, by use.
@@ -188,6 +190,7 @@ impl Engine {
             bytes_out: self.meters.closed_bytes_out,
             player_skips: self.meters.player_skips,
             slow_players_closed: self.meters.slow_players_closed,
+            muxed: self.demand.muxed,
             cluster: self.cluster.stats(),
             hls: self.hls.memory(),
             ..EngineStats::default()
