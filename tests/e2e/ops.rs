@@ -66,6 +66,15 @@ fn server_with_stream(stream: &str) -> (Server, rill_e2e::Proc) {
     loop {
         let mut p = flv_player(server.http_port, &format!("live/{stream}.flv"));
         if served(&read_until(&mut p, Duration::from_secs(2), served)) {
+            // Until the server closed this player, a descriptor it frees later would go to
+            // whichever client is queued then.
+            let open = proc_fd_count(server.pid()).unwrap_or(0);
+            drop(p);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while proc_fd_count(server.pid()).unwrap_or(0) >= open {
+                assert!(Instant::now() < deadline, "the player's close went unseen");
+                sleep(Duration::from_millis(10));
+            }
             break;
         }
         assert!(Instant::now() < deadline, "the stream never played");
