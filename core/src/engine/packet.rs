@@ -1,7 +1,7 @@
 //! The packet the hub fans out, encoded once per stream for every output format, and the
 //! per-player rendering that adds only a small header in front of the shared bytes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -32,17 +32,20 @@ pub struct PacketData {
     pub type_id: u8,
     /// The FLV tag body, which is also the RTMP message payload.
     pub body: Bytes,
-    /// `body` cut into RTMP chunks (fmt-3 separators) at the engine's chunk size.
-    pub rtmp_chunked: Bytes,
+    /// `body` cut into RTMP chunks (fmt-3 separators) at `chunk_size`: made once, by the
+    /// first RTMP player or push that needs it (a stream nobody plays over RTMP is never
+    /// chunked).
+    rtmp_chunked: OnceLock<Bytes>,
+    chunk_size: u32,
     /// The frame as MPEG-TS packets, muxed once by the stream's muxer for HLS and every
     /// HTTP-TS / WS-TS player (empty for metadata and configurations).
     pub ts: Bytes,
     /// `ts` starts with PAT/PMT and a decodable frame: a TS player or segment may start here.
     pub ts_random_access: bool,
-    /// The Enhanced RTMP form (body, chunked) when it differs from `body`, the legacy form
-    /// (HEVC: FourCC `hvc1` instead of codec id 12; Opus, whose legacy body is empty), for
-    /// players that announced support.
-    pub enhanced: Option<(Bytes, Bytes)>,
+    /// The Enhanced RTMP form (body, chunked on first use) when it differs from `body`, the
+    /// legacy form (HEVC: FourCC `hvc1` instead of codec id 12; Opus, whose legacy body is
+    /// empty), for players that announced support.
+    enhanced: Option<(Bytes, OnceLock<Bytes>)>,
     /// The fMP4 fragment this frame completed (the previous sample of its track, see
     /// [`crate::fmp4`]), muxed once by the stream's muxer for every fMP4 output.
     pub fmp4: Option<Fragment>,
@@ -73,9 +76,24 @@ impl FlvForm {
 }
 
 impl PacketData {
-    /// The FLV tag body and its RTMP chunks in `form`; an empty body when FLV has nothing
-    /// for that reader.
-    pub fn flv_form(&self, form: FlvForm) -> (&Bytes, &Bytes) {
+    /// The FLV tag body in `form`; empty when FLV has nothing for that reader.
+    pub fn flv_body(&self, form: FlvForm) -> &Bytes {
+        self.flv_form(form).0
+    }
+
+    /// The FLV tag body in `form` cut into RTMP chunks, chunked on the first call.
+    pub fn rtmp_chunked(&self, form: FlvForm) -> &Bytes {
+        let (body, chunked) = self.flv_form(form);
+        chunked.get_or_init(|| {
+            if body.len() <= self.chunk_size as usize {
+                body.clone()
+            } else {
+                chunk_body(csid_for(self.type_id), body, self.chunk_size)
+            }
+        })
+    }
+
+    fn flv_form(&self, form: FlvForm) -> (&Bytes, &OnceLock<Bytes>) {
         match &self.enhanced {
             Some((body, chunked))
                 if form == FlvForm::Enhanced
@@ -89,8 +107,9 @@ impl PacketData {
 }
 
 impl Packet {
-    /// Builds a packet; chunks the body once for every RTMP player. `ts` is the frame as muxed
-    /// by the stream's [`crate::ts::TsMuxer`] (default when there is none).
+    /// Builds a packet; its RTMP chunks, for every RTMP player, are made at `chunk_size` when
+    /// first needed. `ts` is the frame as muxed by the stream's [`crate::ts::TsMuxer`]
+    /// (default when there is none).
     pub fn new(
         kind: PacketKind,
         dts: i64,
@@ -100,18 +119,14 @@ impl Packet {
         chunk_size: u32,
         ts: TsChunk,
     ) -> Self {
-        let rtmp_chunked = if body.len() <= chunk_size as usize {
-            body.clone()
-        } else {
-            chunk_body(csid_for(type_id), &body, chunk_size)
-        };
         Packet(Arc::new(PacketData {
             kind,
             dts,
             frame,
             type_id,
             body,
-            rtmp_chunked,
+            rtmp_chunked: OnceLock::new(),
+            chunk_size,
             ts: ts.bytes,
             ts_random_access: ts.random_access,
             enhanced: None,
@@ -119,15 +134,11 @@ impl Packet {
         }))
     }
 
-    /// Adds the Enhanced RTMP form of the body (chunked once here too), for a packet just built.
-    pub fn with_enhanced(mut self, body: Bytes, chunk_size: u32) -> Self {
+    /// Adds the Enhanced RTMP form of the body (chunked on first use too), for a packet just
+    /// built.
+    pub fn with_enhanced(mut self, body: Bytes) -> Self {
         if let Some(d) = Arc::get_mut(&mut self.0) {
-            let chunked = if body.len() <= chunk_size as usize {
-                body.clone()
-            } else {
-                chunk_body(csid_for(d.type_id), &body, chunk_size)
-            };
-            d.enhanced = Some((body, chunked));
+            d.enhanced = Some((body, OnceLock::new()));
         }
         self
     }
@@ -424,7 +435,7 @@ impl PlayerWriter {
         if self.format.is_fmp4() {
             return self.render_fmp4(p, out);
         }
-        let (body, chunked) = p.flv_form(self.form);
+        let body = p.flv_body(self.form);
         // A codec whose only FLV form is Enhanced, met by a player that did not ask for it:
         // AV1 goes anyway, Opus does not (the engine logs either once).
         if let Some(f) = p
@@ -465,6 +476,7 @@ impl PlayerWriter {
                     &mut self.scratch,
                 ) {
                     let header = self.take_header();
+                    let chunked = p.rtmp_chunked(self.form);
                     let n = header.len() + chunked.len();
                     out.push(header);
                     out.push(chunked.clone());
@@ -611,6 +623,37 @@ impl PlayerWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtmp_chunks_are_made_once_and_only_for_rtmp_readers() {
+        let body = Bytes::from(vec![7u8; 10_000]);
+        let packet = Packet::new(
+            PacketKind::Video { key: true },
+            0,
+            None,
+            message_type::VIDEO,
+            body.clone(),
+            4096,
+            TsChunk::default(),
+        );
+        let mut out = Vec::new();
+        PlayerWriter::new(PlayerFormat::Flv, 4096).render(&packet, &mut out);
+        assert!(
+            packet.data().rtmp_chunked.get().is_none(),
+            "FLV needs no chunks"
+        );
+        let rtmp = || {
+            let mut out = Vec::new();
+            PlayerWriter::new(PlayerFormat::Rtmp { stream_id: 1 }, 4096).render(&packet, &mut out);
+            out.pop().expect("the chunked body")
+        };
+        let (first, second) = (rtmp(), rtmp());
+        assert_eq!(
+            first,
+            chunk_body(csid_for(message_type::VIDEO), &body, 4096)
+        );
+        assert_eq!(first.as_ptr(), second.as_ptr(), "chunked once, shared");
+    }
 
     #[test]
     fn ts_players_share_the_bytes_muxed_once() {

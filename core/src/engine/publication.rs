@@ -302,7 +302,7 @@ impl Publication {
             ts,
         );
         let mut packet = match enhanced {
-            Some(e) => packet.with_enhanced(e, self.chunk_size),
+            Some(e) => packet.with_enhanced(e),
             None => packet,
         };
         if let Some(f) = fragment {

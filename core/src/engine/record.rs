@@ -211,12 +211,7 @@ impl FlvFile {
     }
 
     fn push(&mut self, packet: &Packet) {
-        if packet
-            .data()
-            .flv_form(FlvForm::LegacyOrEnhanced)
-            .0
-            .is_empty()
-        {
+        if packet.data().flv_body(FlvForm::LegacyOrEnhanced).is_empty() {
             // A frame FLV cannot carry: it neither starts the file nor announces audio.
             return;
         }

@@ -1440,7 +1440,7 @@ impl Engine {
                     continue;
                 }
                 // The target is taken to read Enhanced RTMP where a codec has no other form.
-                let (body, _) = d.flv_form(FlvForm::LegacyOrEnhanced);
+                let body = d.flv_body(FlvForm::LegacyOrEnhanced);
                 if body.is_empty() {
                     continue;
                 }

@@ -317,8 +317,9 @@ enum Step {
 /// bounded by [`Limits::max_pending_bytes`]). Errors are final: once `poll_message` has returned an
 /// error it returns the same error again.
 ///
-/// A message that arrives in one chunk is returned as a zero-copy slice of the input buffer; a
-/// message spanning several chunks is assembled in one buffer allocated at its declared length.
+/// Every message gets a buffer of its own, of its declared length (a message in one chunk is
+/// copied out of the input buffer, one spanning several is assembled there), so the input
+/// buffer is never shared and is reused for every read.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     buf: BytesMut,
@@ -612,7 +613,11 @@ impl ChunkDecoder {
         self.buf.advance(pos);
         self.consumed += (pos + n) as u64;
         if single {
-            let payload = self.buf.split_to(n).freeze();
+            // Copied out rather than split off: a slice would keep the whole read buffer alive
+            // as long as the message (a cached frame, for seconds) and make every later read
+            // allocate a new buffer; copied, the buffer is reused for every read.
+            let payload = Bytes::copy_from_slice(self.buf.get(..n).unwrap_or_default());
+            self.buf.advance(n);
             let msg = Message {
                 csid,
                 timestamp,
@@ -1523,14 +1528,17 @@ mod tests {
     }
 
     #[test]
-    fn single_chunk_message_is_zero_copy() {
+    fn a_single_chunk_message_does_not_hold_the_input_buffer() {
         let mut dec = ChunkDecoder::new(&limits());
         let mut data = header(0, 3, 0, 100, 20, 0);
         data.extend_from_slice(&[1; 100]);
-        dec.push(&data);
-        let expected_ptr = dec.buf[12..].as_ptr();
-        let m = dec.poll_message().unwrap().unwrap();
-        assert_eq!(m.payload.as_ptr(), expected_ptr);
+        for _ in 0..3 {
+            dec.push(&data);
+            let m = dec.poll_message().unwrap().unwrap();
+            assert_eq!(&m.payload[..], &[1; 100][..]);
+            assert!(m.payload.is_unique(), "the payload shares no buffer");
+            assert!(dec.poll_message().unwrap().is_none());
+        }
     }
 
     #[test]
