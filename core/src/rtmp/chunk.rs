@@ -317,9 +317,9 @@ enum Step {
 /// bounded by [`Limits::max_pending_bytes`]). Errors are final: once `poll_message` has returned an
 /// error it returns the same error again.
 ///
-/// Every message gets a buffer of its own, of its declared length (a message in one chunk is
-/// copied out of the input buffer, one spanning several is assembled there), so the input
-/// buffer is never shared and is reused for every read.
+/// Every message gets a buffer of its own, of its declared length: a message in one chunk is
+/// copied out of the input buffer, one spanning several is assembled in it chunk by chunk. So
+/// the input buffer is never shared, and it is reused for every read.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     buf: BytesMut,
