@@ -14,35 +14,14 @@ use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
-use serde_json::{json, Value};
+use mio::{Events, Poll, Token};
+use serde_json::json;
 
-use crate::http::take_response;
-use crate::net::{self, connect_done, read_some, OutQueue, ReadOutcome};
+use crate::http_players::{Conn, HttpPlayersConfig, Ramp, Report, READ_BUF};
 use crate::stats::{round3, Histogram, Summary};
-use crate::url::HttpUrl;
 
-/// Shared read buffer size.
-const READ_BUF: usize = 64 * 1024;
 /// Playlist reload interval when the playlist names no target duration.
 const DEFAULT_TARGET: Duration = Duration::from_secs(2);
-
-/// Settings of an `hls` run.
-#[derive(Clone, Debug)]
-pub struct HlsConfig {
-    /// The live playlist, `http://host:port/app/stream.m3u8`.
-    pub url: HttpUrl,
-    /// Players to open.
-    pub players: usize,
-    /// Players opened per second.
-    pub rate: f64,
-    /// How long all players run after the last one was opened.
-    pub duration: Duration,
-    /// Print progress on stderr once a second.
-    pub progress: bool,
-}
 
 /// What a player waits for.
 #[derive(Clone, Copy, Debug)]
@@ -57,9 +36,7 @@ enum Waiting {
 }
 
 struct Player {
-    sock: TcpStream,
-    out: OutQueue,
-    inbuf: Vec<u8>,
+    conn: Conn,
     waiting: Waiting,
     /// The newest segment it has (or is fetching).
     last: Option<u64>,
@@ -69,7 +46,6 @@ struct Player {
     target: Duration,
     /// When the last playlist was asked for.
     asked_playlist: Instant,
-    failed: Option<String>,
 }
 
 /// What a player needs of a live playlist.
@@ -110,78 +86,37 @@ fn resolve(dir: &str, uri: &str) -> String {
     }
 }
 
-/// The outcome of a run.
-#[derive(Debug)]
-pub struct HlsReport {
-    json: Value,
-    human: String,
-}
-
-impl HlsReport {
-    /// The summary as JSON.
-    pub fn json(&self) -> &Value {
-        &self.json
-    }
-
-    /// A few lines for people.
-    pub fn human(&self) -> &str {
-        &self.human
-    }
-}
-
 /// Runs the players (see the module docs).
-pub fn run(cfg: &HlsConfig) -> io::Result<HlsReport> {
+pub fn run(cfg: &HttpPlayersConfig) -> io::Result<Report> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let mut buf = vec![0u8; READ_BUF];
-    let playlist_path = cfg.url.path.split('?').next().unwrap_or("/").to_owned();
-    let dir = playlist_path
-        .rsplit_once('/')
-        .map_or(String::new(), |(d, _)| d.to_owned());
-    let request = |path: &str| {
-        Bytes::from(format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rill-bench\r\n\r\n",
-            cfg.url.host_header
-        ))
-    };
+    let playlist_path = cfg.playlist_path();
+    let dir = cfg.playlist_dir();
     let mut players: Vec<Player> = Vec::with_capacity(cfg.players);
-    let start = Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / cfg.rate.max(1e-6));
-    let mut next_open = start;
-    let mut ramp_done: Option<Instant> = None;
+    let mut ramp = Ramp::new(cfg);
     let mut fetch = Histogram::default();
     let mut statuses: HashMap<u16, u64> = HashMap::new();
     let (mut segments, mut playlists, mut empty_reloads, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     // Counted from the end of the ramp: the steady state.
     let mut steady: Option<(Instant, u64, u64)> = None;
-    let mut last_progress = start;
+    let mut last_progress = Instant::now();
     loop {
         let now = Instant::now();
-        while players.len() < cfg.players && now >= next_open {
-            let mut p = Player {
-                sock: TcpStream::connect(cfg.url.addr)?,
-                out: OutQueue::default(),
-                inbuf: Vec::new(),
+        while ramp.due(now, players.len()) {
+            players.push(Player {
+                conn: Conn::open(cfg, poll.registry(), Token(players.len()))?,
                 waiting: Waiting::Connect,
                 last: None,
                 queue: Vec::new(),
                 target: DEFAULT_TARGET,
                 asked_playlist: now,
-                failed: None,
-            };
-            poll.registry().register(
-                &mut p.sock,
-                Token(players.len()),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            players.push(p);
-            next_open += interval;
-            if players.len() == cfg.players {
-                ramp_done = Some(now);
+            });
+            if ramp.done.is_some() {
                 steady = Some((now, segments + playlists, bytes));
             }
         }
-        if ramp_done.is_some_and(|t| now >= t + cfg.duration) {
+        if ramp.over(now) {
             break;
         }
         if cfg.progress && now >= last_progress + Duration::from_secs(1) {
@@ -189,19 +124,17 @@ pub fn run(cfg: &HlsConfig) -> io::Result<HlsReport> {
             eprintln!(
                 "hls: {} players, {segments} segments, {playlists} playlists, {} failed",
                 players.len(),
-                players.iter().filter(|p| p.failed.is_some()).count()
+                players.iter().filter(|p| p.conn.failed.is_some()).count()
             );
         }
         // Players whose next playlist is due ask for it.
-        for p in players.iter_mut().filter(|p| p.failed.is_none()) {
+        for p in players.iter_mut().filter(|p| p.conn.failed.is_none()) {
             if let Waiting::Idle(due) = p.waiting {
                 if now >= due {
-                    p.out.push(request(&playlist_path));
+                    p.conn.send(cfg.request(&playlist_path));
                     p.waiting = Waiting::Playlist;
                     p.asked_playlist = now;
-                    if let Err(e) = p.out.write_to(&mut p.sock) {
-                        p.failed = Some(net::io_reason("write", &e));
-                    }
+                    p.conn.flush();
                 }
             }
         }
@@ -210,47 +143,15 @@ pub fn run(cfg: &HlsConfig) -> io::Result<HlsReport> {
             let Some(p) = players.get_mut(ev.token().0) else {
                 continue;
             };
-            if p.failed.is_some() {
+            if p.conn.failed.is_some() {
                 continue;
             }
-            if matches!(p.waiting, Waiting::Connect) {
-                match connect_done(&p.sock) {
-                    Ok(true) => {
-                        let now = Instant::now();
-                        p.out.push(request(&playlist_path));
-                        p.waiting = Waiting::Playlist;
-                        p.asked_playlist = now;
-                    }
-                    Ok(false) => continue,
-                    Err(e) => {
-                        p.failed = Some(net::io_reason("connect", &e));
-                        continue;
-                    }
-                }
+            if p.conn.on_ready(&mut buf) {
+                p.conn.send(cfg.request(&playlist_path));
+                p.waiting = Waiting::Playlist;
+                p.asked_playlist = Instant::now();
             }
-            loop {
-                match read_some(&mut p.sock, &mut buf) {
-                    Ok(ReadOutcome::Data(n)) => p.inbuf.extend_from_slice(&buf[..n]),
-                    Ok(ReadOutcome::WouldBlock) => break,
-                    Ok(ReadOutcome::Eof) => {
-                        p.failed = Some("closed by the server".into());
-                        break;
-                    }
-                    Err(e) => {
-                        p.failed = Some(net::io_reason("read", &e));
-                        break;
-                    }
-                }
-            }
-            while p.failed.is_none() {
-                let (status, body) = match take_response(&p.inbuf) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break,
-                    Err(e) => {
-                        p.failed = Some(e);
-                        break;
-                    }
-                };
+            while let Some((status, body)) = p.conn.next_response() {
                 *statuses.entry(status).or_default() += 1;
                 bytes += body.len() as u64;
                 let end = body.end;
@@ -258,7 +159,7 @@ pub fn run(cfg: &HlsConfig) -> io::Result<HlsReport> {
                 match p.waiting {
                     Waiting::Playlist if status == 200 => {
                         playlists += 1;
-                        let list = parse_playlist(&String::from_utf8_lossy(&p.inbuf[body]));
+                        let list = parse_playlist(&String::from_utf8_lossy(p.conn.body(body)));
                         p.target = list.target.unwrap_or(DEFAULT_TARGET);
                         // Join at the newest segment; then every segment after the last one.
                         let from = match p.last {
@@ -287,23 +188,22 @@ pub fn run(cfg: &HlsConfig) -> io::Result<HlsReport> {
                     }
                     _ => {}
                 }
-                p.inbuf.drain(..end);
+                p.conn.consume(end);
                 // The next request: a queued segment, or the playlist when it is due.
                 if let Some((seq, path)) = p.queue.pop() {
-                    p.out.push(request(&path));
+                    p.conn.send(cfg.request(&path));
                     p.waiting = Waiting::Segment(seq, now);
                 } else {
                     p.waiting = Waiting::Idle(p.asked_playlist + p.target);
                 }
             }
-            if p.failed.is_none() {
-                if let Err(e) = p.out.write_to(&mut p.sock) {
-                    p.failed = Some(net::io_reason("write", &e));
-                }
-            }
+            p.conn.flush();
         }
     }
-    let failed: Vec<&str> = players.iter().filter_map(|p| p.failed.as_deref()).collect();
+    let failed: Vec<&str> = players
+        .iter()
+        .filter_map(|p| p.conn.failed.as_deref())
+        .collect();
     let (requests_per_s, mbps) = steady.map_or((0.0, 0.0), |(t, requests, b)| {
         let secs = t.elapsed().as_secs_f64().max(1e-3);
         (
@@ -334,7 +234,7 @@ pub fn run(cfg: &HlsConfig) -> io::Result<HlsReport> {
         pct(50.0),
         pct(99.0),
     );
-    Ok(HlsReport { json, human })
+    Ok(Report { json, human })
 }
 
 #[cfg(test)]

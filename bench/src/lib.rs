@@ -14,6 +14,7 @@
 
 pub mod hls;
 pub mod http;
+pub mod http_players;
 pub mod llhls;
 pub mod net;
 pub mod pacing;

@@ -18,36 +18,16 @@ use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
-use serde_json::{json, Value};
+use mio::{Events, Poll, Token};
+use serde_json::json;
 
-use crate::http::take_response;
-use crate::net::{self, connect_done, read_some, OutQueue, ReadOutcome};
+use crate::http_players::{Conn, HttpPlayersConfig, Ramp, Report, READ_BUF};
+use crate::net;
 use crate::stats::{Histogram, Summary};
-use crate::url::HttpUrl;
 
-/// Shared read buffer size.
-const READ_BUF: usize = 64 * 1024;
 /// Parts a player gets before its delays count (its first ones come from the back of the
 /// window).
 const SETTLE_PARTS: u32 = 2;
-
-/// Settings of an `llhls` run.
-#[derive(Clone, Debug)]
-pub struct LlConfig {
-    /// The playlist, `http://host:port/app/stream/llhls.m3u8`.
-    pub url: HttpUrl,
-    /// Players to open.
-    pub players: usize,
-    /// Players opened per second.
-    pub rate: f64,
-    /// How long all players run after the last one was opened.
-    pub duration: Duration,
-    /// Print progress on stderr once a second.
-    pub progress: bool,
-}
 
 /// What a player waits for.
 #[derive(Clone, Copy, Debug)]
@@ -66,33 +46,11 @@ enum Waiting {
 }
 
 struct Player {
-    sock: TcpStream,
-    out: OutQueue,
-    inbuf: Vec<u8>,
+    conn: Conn,
     waiting: Waiting,
     parts: u32,
     /// The last part it got.
     last: Option<(u64, u64)>,
-    failed: Option<String>,
-}
-
-/// The outcome of a run.
-#[derive(Debug)]
-pub struct LlReport {
-    json: Value,
-    human: String,
-}
-
-impl LlReport {
-    /// The summary as JSON.
-    pub fn json(&self) -> &Value {
-        &self.json
-    }
-
-    /// A few lines for people.
-    pub fn human(&self) -> &str {
-        &self.human
-    }
 }
 
 /// (msn, part) of `…/{msn}.{part}.m4s`.
@@ -152,29 +110,14 @@ fn parse_playlist(text: &str) -> Playlist {
 }
 
 /// Runs the players (see the module docs).
-pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
+pub fn run(cfg: &HttpPlayersConfig) -> io::Result<Report> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let mut buf = vec![0u8; READ_BUF];
-    let base = cfg
-        .url
-        .path
-        .split('?')
-        .next()
-        .and_then(|p| p.rsplit_once('/'))
-        .map_or(String::new(), |(dir, _)| dir.to_owned());
-    let playlist_path = cfg.url.path.split('?').next().unwrap_or("/").to_owned();
-    let request = |path: &str| {
-        Bytes::from(format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rill-bench\r\n\r\n",
-            cfg.url.host_header
-        ))
-    };
+    let base = cfg.playlist_dir();
+    let playlist_path = cfg.playlist_path();
     let mut players: Vec<Player> = Vec::with_capacity(cfg.players);
-    let start = Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / cfg.rate.max(1e-6));
-    let mut next_open = start;
-    let mut ramp_done: Option<Instant> = None;
+    let mut ramp = Ramp::new(cfg);
     let mut held = Histogram::default();
     let mut after_end = Histogram::default();
     let mut released_without_part = 0u64;
@@ -182,32 +125,18 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
     // Per part: the earliest blocking answer, and when each player got the whole part.
     let mut first_answer: HashMap<(u64, u64), f64> = HashMap::new();
     let mut delivered: Vec<((u64, u64), f64)> = Vec::new();
-    let mut last_progress = start;
+    let mut last_progress = Instant::now();
     loop {
         let now = Instant::now();
-        while players.len() < cfg.players && now >= next_open {
-            let sock = TcpStream::connect(cfg.url.addr)?;
-            let mut p = Player {
-                sock,
-                out: OutQueue::default(),
-                inbuf: Vec::new(),
+        while ramp.due(now, players.len()) {
+            players.push(Player {
+                conn: Conn::open(cfg, poll.registry(), Token(players.len()))?,
                 waiting: Waiting::Connect,
                 parts: 0,
                 last: None,
-                failed: None,
-            };
-            poll.registry().register(
-                &mut p.sock,
-                Token(players.len()),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            players.push(p);
-            next_open += interval;
-            if players.len() == cfg.players {
-                ramp_done = Some(now);
-            }
+            });
         }
-        if ramp_done.is_some_and(|t| now >= t + cfg.duration) {
+        if ramp.over(now) {
             break;
         }
         if cfg.progress && now >= last_progress + Duration::from_secs(1) {
@@ -216,7 +145,7 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
                 "llhls: {} players, {} parts delivered, {} failed",
                 players.len(),
                 delivered.len(),
-                players.iter().filter(|p| p.failed.is_some()).count()
+                players.iter().filter(|p| p.conn.failed.is_some()).count()
             );
         }
         poll.poll(&mut events, Some(Duration::from_millis(20)))?;
@@ -224,55 +153,24 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
             let Some(p) = players.get_mut(ev.token().0) else {
                 continue;
             };
-            if p.failed.is_some() {
+            if p.conn.failed.is_some() {
                 continue;
             }
-            if matches!(p.waiting, Waiting::Connect) {
-                match connect_done(&p.sock) {
-                    Ok(true) => {
-                        p.out.push(request(&playlist_path));
-                        p.waiting = Waiting::Playlist {
-                            asked: Instant::now(),
-                            part: None,
-                        };
-                    }
-                    Ok(false) => continue,
-                    Err(e) => {
-                        p.failed = Some(net::io_reason("connect", &e));
-                        continue;
-                    }
-                }
-            }
-            loop {
-                match read_some(&mut p.sock, &mut buf) {
-                    Ok(ReadOutcome::Data(n)) => p.inbuf.extend_from_slice(&buf[..n]),
-                    Ok(ReadOutcome::WouldBlock) => break,
-                    Ok(ReadOutcome::Eof) => {
-                        p.failed = Some("closed by the server".into());
-                        break;
-                    }
-                    Err(e) => {
-                        p.failed = Some(net::io_reason("read", &e));
-                        break;
-                    }
-                }
+            if p.conn.on_ready(&mut buf) {
+                p.conn.send(cfg.request(&playlist_path));
+                p.waiting = Waiting::Playlist {
+                    asked: Instant::now(),
+                    part: None,
+                };
             }
             // Every complete response.
-            while p.failed.is_none() {
-                let (status, body) = match take_response(&p.inbuf) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break,
-                    Err(e) => {
-                        p.failed = Some(e);
-                        break;
-                    }
-                };
+            while let Some((status, body)) = p.conn.next_response() {
                 let got_ms = net::unix_micros() as f64 / 1000.0;
                 *statuses.entry(status).or_default() += 1;
                 let end = body.end;
                 match p.waiting {
                     Waiting::Playlist { asked, part } if status == 200 => {
-                        let text = String::from_utf8_lossy(&p.inbuf[body]).into_owned();
+                        let text = String::from_utf8_lossy(p.conn.body(body)).into_owned();
                         let list = parse_playlist(&text);
                         if part.is_some() {
                             held.record(asked.elapsed().as_micros() as u64);
@@ -286,15 +184,16 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
                             (Some((want, end_ms)), _, _) => {
                                 let f = first_answer.entry(want).or_insert(got_ms);
                                 *f = f.min(got_ms);
-                                p.out
-                                    .push(request(&format!("{base}/ll/{}.{}.m4s", want.0, want.1)));
+                                p.conn.send(
+                                    cfg.request(&format!("{base}/ll/{}.{}.m4s", want.0, want.1)),
+                                );
                                 p.waiting = Waiting::Part { part: want, end_ms };
                             }
                             (None, asked_for, Some((m, n))) => {
                                 if asked_for.is_some() {
                                     released_without_part += 1;
                                 }
-                                p.out.push(request(&format!(
+                                p.conn.send(cfg.request(&format!(
                                     "{playlist_path}?_HLS_msn={m}&_HLS_part={n}"
                                 )));
                                 p.waiting = Waiting::Playlist {
@@ -310,7 +209,9 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
                                     });
                                 }
                             }
-                            (None, _, None) => p.failed = Some("playlist without a hint".into()),
+                            (None, _, None) => {
+                                p.conn.failed = Some("playlist without a hint".into())
+                            }
                         }
                     }
                     Waiting::Part { part, end_ms } if status == 200 => {
@@ -321,7 +222,7 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
                             delivered.push((part, got_ms));
                         }
                         let next = (part.0, part.1 + 1);
-                        p.out.push(request(&format!(
+                        p.conn.send(cfg.request(&format!(
                             "{playlist_path}?_HLS_msn={}&_HLS_part={}",
                             next.0, next.1
                         )));
@@ -333,20 +234,16 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
                     _ => {
                         // Not found (the segment ended before the asked part, or the stream is
                         // not there yet): start over from a plain playlist.
-                        p.out.push(request(&playlist_path));
+                        p.conn.send(cfg.request(&playlist_path));
                         p.waiting = Waiting::Playlist {
                             asked: Instant::now(),
                             part: None,
                         };
                     }
                 }
-                p.inbuf.drain(..end);
+                p.conn.consume(end);
             }
-            if p.failed.is_none() {
-                if let Err(e) = p.out.write_to(&mut p.sock) {
-                    p.failed = Some(net::io_reason("write", &e));
-                }
-            }
+            p.conn.flush();
         }
     }
     let mut after_first = Histogram::default();
@@ -355,7 +252,10 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
             after_first.record(((got - first).max(0.0) * 1000.0) as u64);
         }
     }
-    let failed: Vec<&str> = players.iter().filter_map(|p| p.failed.as_deref()).collect();
+    let failed: Vec<&str> = players
+        .iter()
+        .filter_map(|p| p.conn.failed.as_deref())
+        .collect();
     let ms = |h: &Histogram| h.summary(1000.0).map(|s: Summary| s.to_json());
     let json = json!({
         "players": players.len(),
@@ -383,7 +283,7 @@ pub fn run(cfg: &LlConfig) -> io::Result<LlReport> {
         p50(&after_end),
         p99(&after_end),
     );
-    Ok(LlReport { json, human })
+    Ok(Report { json, human })
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rill_bench::http_players::HttpPlayersConfig;
 use rill_bench::{hls, llhls, play, publish, url};
 
 /// Fan-out load generator for rill (RTMP publisher, RTMP and HTTP-FLV players).
@@ -91,54 +92,37 @@ enum Command {
     },
     /// Open many classic HLS players that behave like hls.js at the live edge: each fetches
     /// every new segment once and reloads the playlist once per target duration.
-    Hls {
-        /// http://host[:port]/app/stream.m3u8
-        #[arg(long)]
-        url: String,
-        /// Number of players.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=play::MAX_PLAYERS as i64))]
-        players: u32,
-        /// Players opened per second.
-        #[arg(long, default_value_t = 100.0)]
-        rate: f64,
-        /// Seconds to keep all players after the last one was opened.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Also write the JSON summary to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Allow a non-loopback address.
-        #[arg(long)]
-        allow_remote: bool,
-        /// No progress lines on stderr.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Hls(HlsArgs),
     /// Open many Low-Latency HLS players: each repeats a blocking playlist request for the
     /// hinted part, then that part, on one keep-alive connection.
-    Llhls {
-        /// http://host[:port]/app/stream/llhls.m3u8
-        #[arg(long)]
-        url: String,
-        /// Number of players.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=play::MAX_PLAYERS as i64))]
-        players: u32,
-        /// Players opened per second.
-        #[arg(long, default_value_t = 100.0)]
-        rate: f64,
-        /// Seconds to keep all players after the last one was opened.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Also write the JSON summary to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Allow a non-loopback address.
-        #[arg(long)]
-        allow_remote: bool,
-        /// No progress lines on stderr.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Llhls(HlsArgs),
+}
+
+/// The options of `hls` and `llhls`.
+#[derive(Args, Debug)]
+struct HlsArgs {
+    /// The playlist: http://host[:port]/app/stream.m3u8 (hls) or
+    /// http://host[:port]/app/stream/llhls.m3u8 (llhls).
+    #[arg(long)]
+    url: String,
+    /// Number of players.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=play::MAX_PLAYERS as i64))]
+    players: u32,
+    /// Players opened per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds to keep all players after the last one was opened.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Also write the JSON summary to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Allow a non-loopback address.
+    #[arg(long)]
+    allow_remote: bool,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -190,42 +174,8 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Llhls {
-            url,
-            players,
-            rate,
-            duration,
-            json,
-            allow_remote,
-            quiet,
-        } => run_hls(
-            HlsKind::LowLatency,
-            &url,
-            players,
-            rate,
-            duration,
-            json,
-            allow_remote,
-            quiet,
-        ),
-        Command::Hls {
-            url,
-            players,
-            rate,
-            duration,
-            json,
-            allow_remote,
-            quiet,
-        } => run_hls(
-            HlsKind::Classic,
-            &url,
-            players,
-            rate,
-            duration,
-            json,
-            allow_remote,
-            quiet,
-        ),
+        Command::Llhls(args) => run_hls(HlsKind::LowLatency, args),
+        Command::Hls(args) => run_hls(HlsKind::Classic, args),
         Command::Play {
             url,
             proto,
@@ -295,22 +245,12 @@ enum HlsKind {
 }
 
 /// `rill-bench hls` and `rill-bench llhls`.
-#[allow(clippy::too_many_arguments)]
-fn run_hls(
-    kind: HlsKind,
-    url: &str,
-    players: u32,
-    rate: f64,
-    duration: f64,
-    json: Option<PathBuf>,
-    allow_remote: bool,
-    quiet: bool,
-) -> ExitCode {
-    let url = match url::parse_http(url, allow_remote) {
+fn run_hls(kind: HlsKind, args: HlsArgs) -> ExitCode {
+    let url = match url::parse_http(&args.url, args.allow_remote) {
         Ok(u) => u,
         Err(e) => return fail(&e),
     };
-    if !(play::MIN_RATE..=play::MAX_RATE).contains(&rate) {
+    if !(play::MIN_RATE..=play::MAX_RATE).contains(&args.rate) {
         eprintln!(
             "rill-bench: --rate must be in {}..={}",
             play::MIN_RATE,
@@ -318,39 +258,31 @@ fn run_hls(
         );
         return ExitCode::from(2);
     }
-    let (players, duration, progress) = (players as usize, secs(duration), !quiet);
-    let report = match kind {
-        HlsKind::Classic => hls::run(&hls::HlsConfig {
-            url,
-            players,
-            rate,
-            duration,
-            progress,
-        })
-        .map(|r| (r.json().clone(), r.human().to_owned())),
-        HlsKind::LowLatency => llhls::run(&llhls::LlConfig {
-            url,
-            players,
-            rate,
-            duration,
-            progress,
-        })
-        .map(|r| (r.json().clone(), r.human().to_owned())),
+    let cfg = HttpPlayersConfig {
+        url,
+        players: args.players as usize,
+        rate: args.rate,
+        duration: secs(args.duration),
+        progress: !args.quiet,
     };
-    let (report, human) = match report {
+    let report = match kind {
+        HlsKind::Classic => hls::run(&cfg),
+        HlsKind::LowLatency => llhls::run(&cfg),
+    };
+    let report = match report {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    eprint!("{human}");
-    let text = report.to_string();
+    eprint!("{}", report.human);
+    let text = report.json.to_string();
     println!("{text}");
-    if let Some(path) = json {
+    if let Some(path) = args.json {
         if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
             eprintln!("rill-bench: writing {}: {e}", path.display());
             return ExitCode::from(2);
         }
     }
-    if report["failed"].as_u64() == Some(0) {
+    if report.json["failed"].as_u64() == Some(0) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
