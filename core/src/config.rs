@@ -123,7 +123,9 @@ room_keys_file = ""
 
 [hls]
 # HLS of every stream: /{app}/{stream}.m3u8 (live), /{app}/{stream}/record.m3u8 (record),
-# segments /{app}/{stream}/{n}.ts (or {n}.m4s, see segment_format).
+# segments /{app}/{stream}/{n}.ts (or {n}.m4s, see segment_format). HLS and LL-HLS make
+# every stream's MPEG-TS or fMP4 muxer run; with them off a stream is muxed only while an
+# HTTP-TS/WS-TS or fMP4 player, or a TS recording, consumes it (rill_muxed_frames_total).
 enable = true
 # Segment container: "ts" (MPEG-TS, HLS version 3) or "fmp4" (fragmented MP4 segments with
 # an EXT-X-MAP init segment /{app}/{stream}/init{n}.mp4, HLS version 7: HEVC in Safari).
