@@ -6,18 +6,8 @@
 mod common;
 
 use common::*;
-use rill_core::config::Config;
 use rill_core::hls::HlsMemory;
 use rill_core::sim::{ClientId, World};
-
-fn world(toml: &str) -> World {
-    World::new(
-        2,
-        Config::from_toml(toml)
-            .expect("valid config")
-            .engine_config(),
-    )
-}
 
 /// The largest engine's figures (every engine holds the same shared segments).
 fn memory(w: &mut World) -> HlsMemory {

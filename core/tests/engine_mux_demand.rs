@@ -6,20 +6,10 @@
 mod common;
 
 use common::*;
-use rill_core::config::Config;
 use rill_core::engine::{Listener, MuxedFrames};
 use rill_core::rtmp::message_type;
 use rill_core::sim::{ClientId, World};
 use rill_core::ts::{TsDemuxer, VIDEO_PID};
-
-fn world(toml: &str) -> World {
-    World::new(
-        2,
-        Config::from_toml(toml)
-            .expect("valid config")
-            .engine_config(),
-    )
-}
 
 /// Frames muxed over both engines.
 fn muxed(w: &mut World) -> MuxedFrames {

@@ -9,6 +9,16 @@ use rill_core::rtmp::client::ClientEvent;
 use rill_core::rtmp::message_type;
 use rill_core::sim::{ClientId, World};
 
+/// Two engines with the settings of `toml` (a `rill.toml` document).
+pub fn world(toml: &str) -> World {
+    World::new(
+        2,
+        rill_core::config::Config::from_toml(toml)
+            .expect("valid config")
+            .engine_config(),
+    )
+}
+
 /// An RTMP client of app `live` on `engine` that asked to publish `stream` (run until quiet).
 pub fn publisher(w: &mut World, engine: usize, stream: &str) -> ClientId {
     let c = w.rtmp(engine, "live");
