@@ -57,10 +57,7 @@ keep_after_end_ms = $KEEP_MS
 record_max_bytes = 8388608
 EOF
 
-# As packaged (packaging/rill.service): HLS segments in their own mappings, so memory they
-# free goes back to the system. SOAK_GLIBC_TUNABLES="" runs with glibc's defaults.
-GLIBC_TUNABLES=${SOAK_GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072} \
-  "$BIN" --config "$DIR/rill.toml" 2>"$DIR/rill.log" &
+"$BIN" --config "$DIR/rill.toml" 2>"$DIR/rill.log" &
 RILL=$!
 CLIENTS=()
 cleanup() {

@@ -34,6 +34,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # nginx-rtmp: the third-party server of the relay tests (tests/e2e/relay_nginx.rs).
 { command -v nginx && [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; } >/dev/null 2>&1 \
   || missing+=(nginx-light libnginx-mod-rtmp)
+# A C compiler and make: the binaries' allocator (tikv-jemallocator) builds jemalloc from source.
+{ command -v cc && command -v make; } >/dev/null 2>&1 || missing+=(gcc make)
 # pip, to install imageio-ffmpeg (a current ffmpeg) below.
 command -v pip3 >/dev/null 2>&1 || missing+=(python3-pip)
 # Redis: the registry of the cluster tests (tests/e2e/cluster.rs).

@@ -5,6 +5,10 @@
 
 use tracing::{error, info};
 
+/// jemalloc returns memory freed by ended streams to the system (see `runtime-mio/Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let start = rill_runtime_common::start(
         "rill-async",

@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 use tracing::{error, info};
 
+/// jemalloc returns memory freed by ended streams to the system (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let start = rill_runtime_common::start(
         "rill",
