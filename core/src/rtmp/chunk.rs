@@ -305,21 +305,30 @@ struct Partial {
 /// What one attempt to read a chunk produced.
 enum Step {
     NeedMore,
-    Chunk,
-    Message(Message, u64),
+    /// A chunk of this many bytes was taken in; its message is not complete yet.
+    Chunk(usize),
+    /// A chunk of this many bytes completed a message (which began at this stream offset).
+    Message(Message, u64, usize),
 }
+
+/// The most bytes one chunk's headers take on the wire: a 3-byte basic header, an 11-byte
+/// message header and a 4-byte extended timestamp.
+const MAX_CHUNK_HEADER: usize = 3 + 11 + 4;
 
 /// Reassembles RTMP messages from a chunk stream.
 ///
 /// Sans-IO: [`push`](Self::push) the bytes read from the connection (after the handshake), then
-/// call [`poll_message`](Self::poll_message) until it returns `Ok(None)` before pushing more. After
-/// draining, the decoder buffers less than one chunk of unread input (plus the partial messages,
-/// bounded by [`Limits::max_pending_bytes`]). Errors are final: once `poll_message` has returned an
-/// error it returns the same error again.
+/// call [`poll_message`](Self::poll_message) until it returns `Ok(None)` before pushing more.
+/// `push` reads the chunks straight from the bytes it is given and buffers only an incomplete
+/// chunk at their end (less than one chunk), so a read is not copied before it is parsed; the
+/// messages it completed wait for `poll_message` (at most what one push carried, plus the
+/// partial messages, bounded by [`Limits::max_pending_bytes`]). Errors are final: once
+/// `poll_message` has returned an error it returns the same error again, after the messages
+/// that came before it.
 ///
 /// Every message gets a buffer of its own, of its declared length: a message in one chunk is
-/// copied out of the input buffer, one spanning several is assembled in it chunk by chunk. So
-/// the input buffer is never shared, and it is reused for every read.
+/// copied out of the input, one spanning several is assembled chunk by chunk. So the input is
+/// never shared, and the buffer of an incomplete chunk is reused for every read.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     buf: BytesMut,
@@ -356,10 +365,62 @@ impl ChunkDecoder {
         }
     }
 
-    /// Buffer bytes read from the peer. Drain [`poll_message`](Self::poll_message) afterwards.
+    /// Bytes read from the peer: their complete chunks are parsed at once, an incomplete one at
+    /// the end is buffered. Drain [`poll_message`](Self::poll_message) afterwards.
     pub fn push(&mut self, data: &[u8]) {
         self.received += data.len() as u64;
-        self.buf.extend_from_slice(data);
+        let mut data = data;
+        // Complete the chunk buffered from the last push, copying no more than one chunk.
+        while !self.buf.is_empty() && !data.is_empty() && self.failed.is_none() {
+            let take = data.len().min(self.chunk_size as usize + MAX_CHUNK_HEADER);
+            let (head, tail) = data.split_at(take);
+            self.buf.extend_from_slice(head);
+            let mut buf = std::mem::take(&mut self.buf);
+            let used = self.read_chunks(&buf);
+            buf.advance(used);
+            let left = buf.len();
+            self.buf = buf;
+            if left <= take {
+                // What is left came from `data`: parse it from there, not from the copy.
+                self.buf.clear();
+                data = data.get(take - left..).unwrap_or_default();
+            } else {
+                data = tail;
+            }
+        }
+        if self.failed.is_some() {
+            return; // errors are final: nothing after one is read
+        }
+        let used = self.read_chunks(data);
+        self.buf
+            .extend_from_slice(data.get(used..).unwrap_or_default());
+    }
+
+    /// Reads every complete chunk at the start of `input` (the messages they complete go to
+    /// `ready`, an error to `failed`) and returns the bytes they took.
+    fn read_chunks(&mut self, input: &[u8]) -> usize {
+        let mut used = 0;
+        while self.failed.is_none() {
+            let rest = input.get(used..).unwrap_or_default();
+            let result = match self.read_chunk(rest) {
+                Ok(Step::NeedMore) => return used,
+                Ok(Step::Chunk(n)) => {
+                    used += n;
+                    continue;
+                }
+                Ok(Step::Message(msg, start, n)) => {
+                    used += n;
+                    self.complete(msg, start)
+                }
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(Some(msg)) => self.ready.push_back(msg),
+                Ok(None) => {}
+                Err(err) => self.failed = Some(err),
+            }
+        }
+        used
     }
 
     /// The next complete message; `Ok(None)` when more bytes are needed.
@@ -371,28 +432,9 @@ impl ChunkDecoder {
         if let Some(msg) = self.ready.pop_front() {
             return Ok(Some(msg));
         }
-        if let Some(err) = &self.failed {
-            return Err(err.clone());
-        }
-        loop {
-            let result = match self.read_chunk() {
-                Ok(Step::NeedMore) => return Ok(None),
-                Ok(Step::Chunk) => continue,
-                Ok(Step::Message(msg, start)) => self.complete(msg, start),
-                Err(err) => Err(err),
-            };
-            match result {
-                Ok(Some(msg)) => return Ok(Some(msg)),
-                Ok(None) => {
-                    if let Some(msg) = self.ready.pop_front() {
-                        return Ok(Some(msg));
-                    }
-                }
-                Err(err) => {
-                    self.failed = Some(err.clone());
-                    return Err(err);
-                }
-            }
+        match &self.failed {
+            Some(err) => Err(err.clone()),
+            None => Ok(None),
         }
     }
 
@@ -406,11 +448,10 @@ impl ChunkDecoder {
         self.received
     }
 
-    /// Read one chunk if it is complete in the buffer. Nothing is consumed or changed unless the
-    /// whole chunk is there.
-    fn read_chunk(&mut self) -> Result<Step, ChunkError> {
+    /// Read one chunk if it is complete at the start of `input`. Nothing is changed unless the
+    /// whole chunk is there; the step says how many bytes it took.
+    fn read_chunk(&mut self, input: &[u8]) -> Result<Step, ChunkError> {
         let offset = self.consumed;
-        let input = &self.buf[..];
         let Some(&b0) = input.first() else {
             return Ok(Step::NeedMore);
         };
@@ -499,13 +540,13 @@ impl ChunkDecoder {
                 return Ok(Step::NeedMore);
             };
             partial.data.extend_from_slice(data);
-            self.buf.advance(pos + n);
-            self.consumed += (pos + n) as u64;
+            let used = pos + n;
+            self.consumed += used as u64;
             if partial.data.len() < length {
-                return Ok(Step::Chunk);
+                return Ok(Step::Chunk(used));
             }
             let Some(done) = stream.partial.take() else {
-                return Ok(Step::Chunk);
+                return Ok(Step::Chunk(used));
             };
             self.pending_bytes = self.pending_bytes.saturating_sub(length);
             let msg = Message {
@@ -515,7 +556,7 @@ impl ChunkDecoder {
                 stream_id: stream.stream_id,
                 payload: done.data.freeze(),
             };
-            return Ok(Step::Message(msg, done.start));
+            return Ok(Step::Message(msg, done.start, used));
         }
         // A new message: the extended timestamp is mandatory.
         let ext = if extended {
@@ -610,32 +651,28 @@ impl ChunkDecoder {
         stream.stream_id = stream_id;
         stream.extended = extended;
         stream.ext_value = ext.unwrap_or(0);
-        self.buf.advance(pos);
         self.consumed += (pos + n) as u64;
+        let payload = input.get(pos..pos + n).unwrap_or_default();
         if single {
-            // Copied out rather than split off: a slice would keep the whole read buffer alive
-            // as long as the message (a cached frame, for seconds) and make every later read
-            // allocate a new buffer; copied, the buffer is reused for every read.
-            let payload = Bytes::copy_from_slice(self.buf.get(..n).unwrap_or_default());
-            self.buf.advance(n);
+            // Copied out rather than kept as a slice of the read: a cached frame would keep a
+            // whole read buffer alive for seconds.
             let msg = Message {
                 csid,
                 timestamp,
                 type_id,
                 stream_id,
-                payload,
+                payload: Bytes::copy_from_slice(payload),
             };
-            return Ok(Step::Message(msg, offset));
+            return Ok(Step::Message(msg, offset, pos + n));
         }
         let mut data = BytesMut::with_capacity(length as usize);
-        data.extend_from_slice(self.buf.get(..n).unwrap_or_default());
-        self.buf.advance(n);
+        data.extend_from_slice(payload);
         self.pending_bytes += length as usize;
         stream.partial = Some(Partial {
             data,
             start: offset,
         });
-        Ok(Step::Chunk)
+        Ok(Step::Chunk(pos + n))
     }
 
     /// Act on a completed message. `Ok(None)` when it was turned into queued sub-messages.
@@ -1539,6 +1576,27 @@ mod tests {
             assert!(m.payload.is_unique(), "the payload shares no buffer");
             assert!(dec.poll_message().unwrap().is_none());
         }
+    }
+
+    #[test]
+    fn complete_chunks_are_parsed_from_the_read_without_buffering_it() {
+        let mut enc = ChunkEncoder::new();
+        let mut out = BytesMut::new();
+        for i in 0..4u32 {
+            enc.encode(6, i * 40, 9, 1, &[i as u8; 300], &mut out);
+        }
+        let mut dec = ChunkDecoder::new(&limits());
+        assert_eq!(decode(&mut dec, &out).unwrap().len(), 4);
+        assert_eq!(dec.buf.capacity(), 0, "nothing was copied into the buffer");
+        // A read ending mid-chunk buffers that chunk's head only; the next read completes it
+        // and the rest of that read is parsed where it lies.
+        let cut = out.len() - 150;
+        assert_eq!(decode(&mut dec, &out[..cut]).unwrap().len(), 3);
+        assert!(dec.buf.len() < 128 + 18, "buffered {}", dec.buf.len());
+        let mut rest = out[cut..].to_vec();
+        rest.extend_from_slice(&out);
+        assert_eq!(decode(&mut dec, &rest).unwrap().len(), 5);
+        assert!(dec.buf.is_empty());
     }
 
     #[test]
