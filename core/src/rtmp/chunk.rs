@@ -315,16 +315,22 @@ enum Step {
 /// message header and a 4-byte extended timestamp.
 const MAX_CHUNK_HEADER: usize = 3 + 11 + 4;
 
+/// Messages parsed ahead of [`ChunkDecoder::poll_message`]: past this many, the rest of a read
+/// waits in the buffer, so a read of tiny messages (one byte each on the wire, 48 in memory)
+/// or of aggregates completed at once does not turn into a queue many times its size.
+const READY_BOUND: usize = 64;
+
 /// Reassembles RTMP messages from a chunk stream.
 ///
 /// Sans-IO: [`push`](Self::push) the bytes read from the connection (after the handshake), then
 /// call [`poll_message`](Self::poll_message) until it returns `Ok(None)` before pushing more.
 /// `push` reads the chunks straight from the bytes it is given and buffers only an incomplete
 /// chunk at their end (less than one chunk), so a read is not copied before it is parsed; the
-/// messages it completed wait for `poll_message` (at most what one push carried, plus the
-/// partial messages, bounded by [`Limits::max_pending_bytes`]). Errors are final: once
-/// `poll_message` has returned an error it returns the same error again, after the messages
-/// that came before it.
+/// messages it completed wait for `poll_message`. Past [`READY_BOUND`] waiting messages it
+/// stops and buffers the rest of the read, which `poll_message` parses as it is drained. After
+/// draining, the decoder buffers less than one chunk (plus the partial messages, bounded by
+/// [`Limits::max_pending_bytes`]). Errors are final: once `poll_message` has returned an error
+/// it returns the same error again, after the messages that came before it.
 ///
 /// Every message gets a buffer of its own, of its declared length: a message in one chunk is
 /// copied out of the input, one spanning several is assembled chunk by chunk. So the input is
@@ -371,7 +377,7 @@ impl ChunkDecoder {
         self.received += data.len() as u64;
         let mut data = data;
         // Complete the chunk buffered from the last push, copying no more than one chunk.
-        while !self.buf.is_empty() && !data.is_empty() && self.failed.is_none() {
+        while !self.buf.is_empty() && !data.is_empty() && self.parsing() {
             let take = data.len().min(self.chunk_size as usize + MAX_CHUNK_HEADER);
             let (head, tail) = data.split_at(take);
             self.buf.extend_from_slice(head);
@@ -391,16 +397,23 @@ impl ChunkDecoder {
         if self.failed.is_some() {
             return; // errors are final: nothing after one is read
         }
-        let used = self.read_chunks(data);
-        self.buf
-            .extend_from_slice(data.get(used..).unwrap_or_default());
+        if self.buf.is_empty() {
+            let used = self.read_chunks(data);
+            data = data.get(used..).unwrap_or_default();
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Whether more chunks are to be parsed now: no error, and few messages waiting.
+    fn parsing(&self) -> bool {
+        self.failed.is_none() && self.ready.len() < READY_BOUND
     }
 
     /// Reads every complete chunk at the start of `input` (the messages they complete go to
     /// `ready`, an error to `failed`) and returns the bytes they took.
     fn read_chunks(&mut self, input: &[u8]) -> usize {
         let mut used = 0;
-        while self.failed.is_none() {
+        while self.parsing() {
             let rest = input.get(used..).unwrap_or_default();
             let result = match self.read_chunk(rest) {
                 Ok(Step::NeedMore) => return used,
@@ -431,6 +444,20 @@ impl ChunkDecoder {
     pub fn poll_message(&mut self) -> Result<Option<Message>, ChunkError> {
         if let Some(msg) = self.ready.pop_front() {
             return Ok(Some(msg));
+        }
+        if self.failed.is_none() && !self.buf.is_empty() {
+            // What a push left for later (it stopped at READY_BOUND messages).
+            let mut buf = std::mem::take(&mut self.buf);
+            let used = self.read_chunks(&buf);
+            buf.advance(used);
+            self.buf = buf;
+            if let Some(msg) = self.ready.pop_front() {
+                return Ok(Some(msg));
+            }
+        }
+        if self.ready.capacity() > 4 * READY_BOUND {
+            // An aggregate's many sub-messages are gone: so is their room.
+            self.ready.shrink_to(READY_BOUND);
         }
         match &self.failed {
             Some(err) => Err(err.clone()),
@@ -1596,6 +1623,24 @@ mod tests {
         let mut rest = out[cut..].to_vec();
         rest.extend_from_slice(&out);
         assert_eq!(decode(&mut dec, &rest).unwrap().len(), 5);
+        assert!(dec.buf.is_empty());
+    }
+
+    #[test]
+    fn a_read_of_empty_messages_queues_a_bounded_number_and_keeps_no_room_for_them() {
+        // One fmt 0 header of an empty message, then 64 KiB of fmt 3 headers: each another
+        // empty message, one byte on the wire.
+        let mut data = header(0, 3, 0, 0, 9, 1);
+        data.resize(64 * 1024, 0xC3);
+        let mut dec = ChunkDecoder::new(&limits());
+        dec.push(&data);
+        assert!(dec.ready.len() <= READY_BOUND, "{} queued", dec.ready.len());
+        let mut n = 0;
+        while dec.poll_message().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, data.len() - 11);
+        assert!(dec.ready.capacity() <= 4 * READY_BOUND);
         assert!(dec.buf.is_empty());
     }
 

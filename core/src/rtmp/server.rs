@@ -282,12 +282,14 @@ impl ServerSession {
         result
     }
 
+    /// Handles held messages, then what the transport decoded (holding it while a request
+    /// awaits its answer, within [`Limits::max_pending_bytes`]).
     fn process_messages(&mut self) -> Result<(), SessionError> {
         while !self.awaiting_answer() {
             let Some(msg) = self.held.pop_front() else {
                 break;
             };
-            self.held_bytes -= msg.payload.len();
+            self.held_bytes -= held_cost(&msg);
             self.on_message(msg)?;
         }
         while let Some(msg) = self.transport.poll_message()? {
@@ -295,7 +297,7 @@ impl ServerSession {
                 self.on_message(msg)?;
                 continue;
             }
-            self.held_bytes += msg.payload.len();
+            self.held_bytes += held_cost(&msg);
             self.held.push_back(msg);
             let limit = self.config.limits.max_pending_bytes;
             if self.held_bytes > limit {
@@ -819,6 +821,12 @@ impl ServerSession {
     }
 }
 
+/// What a held message counts against [`Limits::max_pending_bytes`]: its payload and the
+/// message itself, so a flood of empty messages is bounded too.
+fn held_cost(msg: &Message) -> usize {
+    msg.payload.len() + std::mem::size_of::<Message>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1062,5 +1070,29 @@ mod tests {
         assert!(audio(&mut server).is_ok());
         assert!(audio(&mut server).is_ok());
         assert!(matches!(audio(&mut server), Err(SessionError::Protocol(_))));
+    }
+
+    #[test]
+    fn empty_messages_held_for_an_answer_are_bounded_too() {
+        let limits = Limits {
+            max_pending_bytes: 10_000,
+            ..Limits::default()
+        };
+        let config = ServerConfig {
+            limits,
+            ..ServerConfig::default()
+        };
+        let mut server = ServerSession::new(config, &[1; 1536], 0);
+        server.handle_input(&publisher_bytes(), 0).unwrap();
+        while server.poll_event().is_some() {}
+        // The connect is never answered. An empty audio message on chunk stream 8, then
+        // one-byte fmt 3 headers: each another empty message.
+        let mut out = bytes::BytesMut::new();
+        ChunkEncoder::new().encode(8, 0, message_type::AUDIO, 1, &[], &mut out);
+        out.resize(out.len() + 1000, 0xC8);
+        assert!(matches!(
+            server.handle_input(&out, 0),
+            Err(SessionError::Protocol(_))
+        ));
     }
 }
