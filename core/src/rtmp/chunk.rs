@@ -381,11 +381,7 @@ impl ChunkDecoder {
             let take = data.len().min(self.chunk_size as usize + MAX_CHUNK_HEADER);
             let (head, tail) = data.split_at(take);
             self.buf.extend_from_slice(head);
-            let mut buf = std::mem::take(&mut self.buf);
-            let used = self.read_chunks(&buf);
-            buf.advance(used);
-            let left = buf.len();
-            self.buf = buf;
+            let left = self.read_buffered();
             if left <= take {
                 // What is left came from `data`: parse it from there, not from the copy.
                 self.buf.clear();
@@ -407,6 +403,16 @@ impl ChunkDecoder {
     /// Whether more chunks are to be parsed now: no error, and few messages waiting.
     fn parsing(&self) -> bool {
         self.failed.is_none() && self.ready.len() < READY_BOUND
+    }
+
+    /// Reads the complete chunks in the buffer ([`Self::read_chunks`]) and returns how many
+    /// bytes are left in it.
+    fn read_buffered(&mut self) -> usize {
+        let mut buf = std::mem::take(&mut self.buf);
+        let used = self.read_chunks(&buf);
+        buf.advance(used);
+        self.buf = buf;
+        self.buf.len()
     }
 
     /// Reads every complete chunk at the start of `input` (the messages they complete go to
@@ -447,10 +453,7 @@ impl ChunkDecoder {
         }
         if self.failed.is_none() && !self.buf.is_empty() {
             // What a push left for later (it stopped at READY_BOUND messages).
-            let mut buf = std::mem::take(&mut self.buf);
-            let used = self.read_chunks(&buf);
-            buf.advance(used);
-            self.buf = buf;
+            self.read_buffered();
             if let Some(msg) = self.ready.pop_front() {
                 return Ok(Some(msg));
             }

@@ -1038,8 +1038,9 @@ mod tests {
         assert!(!late, "a message behind the one that failed was handled");
     }
 
-    #[test]
-    fn messages_held_for_an_answer_are_bounded() {
+    /// A session whose client sent its connect, which is never answered: what follows is
+    /// held, up to 10,000 bytes.
+    fn session_awaiting_connect_answer() -> ServerSession {
         let limits = Limits {
             max_pending_bytes: 10_000,
             ..Limits::default()
@@ -1058,8 +1059,13 @@ mod tests {
             server.poll_event(),
             Some(ServerEvent::ConnectRequest { .. })
         ));
-        // The connect is never answered: what follows is held, up to the limit.
         assert!(server.poll_event().is_none());
+        server
+    }
+
+    #[test]
+    fn messages_held_for_an_answer_are_bounded() {
+        let mut server = session_awaiting_connect_answer();
         let mut encoder = ChunkEncoder::new();
         encoder.set_chunk_size(4096);
         let mut audio = |server: &mut ServerSession| {
@@ -1074,19 +1080,9 @@ mod tests {
 
     #[test]
     fn empty_messages_held_for_an_answer_are_bounded_too() {
-        let limits = Limits {
-            max_pending_bytes: 10_000,
-            ..Limits::default()
-        };
-        let config = ServerConfig {
-            limits,
-            ..ServerConfig::default()
-        };
-        let mut server = ServerSession::new(config, &[1; 1536], 0);
-        server.handle_input(&publisher_bytes(), 0).unwrap();
-        while server.poll_event().is_some() {}
-        // The connect is never answered. An empty audio message on chunk stream 8, then
-        // one-byte fmt 3 headers: each another empty message.
+        let mut server = session_awaiting_connect_answer();
+        // An empty audio message on chunk stream 8, then one-byte fmt 3 headers: each another
+        // empty message.
         let mut out = bytes::BytesMut::new();
         ChunkEncoder::new().encode(8, 0, message_type::AUDIO, 1, &[], &mut out);
         out.resize(out.len() + 1000, 0xC8);
