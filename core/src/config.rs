@@ -155,6 +155,12 @@ keep_after_end_ms = 60000
 # Low-Latency HLS of every stream (fMP4 parts, blocking playlist reload, delta updates):
 # /{app}/{stream}/llhls.m3u8. Segments are cut as above (fragment_ms).
 ll_enable = true
+# Build a stream's Low-Latency window only while it is asked for: the first request waits
+# for its first segment (about one to two key frame intervals), and the window is dropped
+# 30 s after the last request. false: every stream has its window from its start (a first
+# request is answered at once; about 2.5 MB of memory per stream at 1 Mbit/s, watched or
+# not).
+ll_on_demand = true
 # Part target duration (ms); players stay about three parts behind the live edge.
 ll_part_ms = 300
 # Complete segments in the Low-Latency playlist (delta updates skip those older than six
@@ -1063,6 +1069,8 @@ pub struct HlsSection {
     pub record_max_bytes: usize,
     /// Low-Latency HLS.
     pub ll_enable: bool,
+    /// Low-Latency HLS windows only while asked for.
+    pub ll_on_demand: bool,
     /// Low-Latency HLS part target (ms).
     pub ll_part_ms: u64,
     /// Segments in the Low-Latency HLS playlist.
@@ -1086,6 +1094,7 @@ impl Default for HlsSection {
             cleanup: h.cleanup,
             record_max_bytes: h.record_max_bytes,
             ll_enable: h.ll_enable,
+            ll_on_demand: h.ll_on_demand,
             ll_part_ms: h.ll_part_ms,
             ll_playlist_len: h.ll_playlist_len,
             segment_format: h.segment_format,
@@ -1434,6 +1443,7 @@ impl Config {
                 cleanup: self.hls.cleanup,
                 record_max_bytes: self.hls.record_max_bytes,
                 ll_enable: self.hls.ll_enable,
+                ll_on_demand: self.hls.ll_on_demand,
                 ll_part_ms: self.hls.ll_part_ms,
                 ll_playlist_len: self.hls.ll_playlist_len,
                 segment_format: self.hls.segment_format,

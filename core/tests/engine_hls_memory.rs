@@ -41,7 +41,7 @@ fn after_a_churn_of_streams_hls_memory_returns_to_the_live_windows_once_the_keep
     // No record segments and short windows: what a live stream holds is small and fixed.
     let mut w = world(
         "[hls]\nkeep_after_end_ms = 10000\nplaylist_len = 3\nrecord_max_bytes = 0\n\
-         ll_playlist_len = 3\n",
+         ll_playlist_len = 3\nll_on_demand = false\n",
     );
     let long = publisher(&mut w, 0, "long");
     send_configs(&mut w, long, 0);

@@ -11,6 +11,7 @@ use rill_core::config::Config;
 use rill_core::engine::Listener;
 use rill_core::fmp4::demux::demux;
 use rill_core::fmp4::VIDEO_TRACK_ID;
+use rill_core::hls::ll::FIRST_SEGMENT_HOLD_MS;
 use rill_core::sim::{ClientId, World};
 
 const PART_MS: u64 = 300;
@@ -19,10 +20,16 @@ fn world() -> World {
     world_with("")
 }
 
-/// Two engines with LL-HLS parts of `PART_MS` and `extra` in `[hls]`.
+/// Two engines with LL-HLS parts of `PART_MS` for every stream from its start (not on
+/// demand) and `extra` in `[hls]`.
 fn world_with(extra: &str) -> World {
+    world_from(&format!("ll_on_demand = false\n{extra}"))
+}
+
+/// Two engines with LL-HLS parts of `PART_MS` and `hls` in `[hls]`.
+fn world_from(hls: &str) -> World {
     let config = Config::from_toml(&format!(
-        "[hls]\nfragment_ms = 1000\nll_part_ms = {PART_MS}\n{extra}"
+        "[hls]\nfragment_ms = 1000\nll_part_ms = {PART_MS}\n{hls}"
     ))
     .expect("valid config")
     .engine_config();
@@ -320,4 +327,129 @@ fn reconnect_and_end(format: &str) {
         );
         assert!(!classic.contains("ENDLIST"), "{format}: {classic}");
     }
+}
+
+/// LL-HLS memory of each engine.
+fn ll_memory(w: &mut World) -> Vec<u64> {
+    w.stats().iter().map(|s| s.hls.ll).collect()
+}
+
+/// Publishes frame by frame from `from` until `c` has a whole answer (at most to `to`); the
+/// frame reached.
+fn publish_until_answered(
+    w: &mut World,
+    publisher: ClientId,
+    c: ClientId,
+    from: u32,
+    to: u32,
+) -> u32 {
+    for f in from..to {
+        if answer(w, c).is_some() {
+            return f;
+        }
+        publish(w, publisher, f, f + 1);
+    }
+    panic!("no answer by frame {to}");
+}
+
+#[test]
+fn on_demand_the_window_starts_at_the_first_request_on_every_engine_and_goes_when_idle() {
+    let mut w = world_from("");
+    let publisher = publisher(&mut w, 0, "s");
+    send_configs(&mut w, publisher, 0);
+    publish(&mut w, publisher, 0, 50);
+    assert_eq!(ll_memory(&mut w), [0, 0], "nobody asked for LL-HLS");
+
+    // The first request, on the engine without the publisher, waits for the first segment:
+    // it starts at the next key frame (frame 50) and ends at the one after.
+    let first = get(&mut w, 1, "/live/s/llhls.m3u8");
+    w.run();
+    assert!(answer(&w, first).is_none(), "held for the first segment");
+    let asked = w.now();
+    let reached = publish_until_answered(&mut w, publisher, first, 50, 150);
+    assert!(
+        w.now() - asked <= 1_200,
+        "answered {} ms after the request",
+        w.now() - asked
+    );
+    let (status, body) = answer(&w, first).expect("answered");
+    assert!(status.contains(" 200 "), "{status}");
+    let p = String::from_utf8(body).unwrap();
+    check_playlist(&p);
+    assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{p}");
+    assert!(!p.contains("DISCONTINUITY"), "{p}");
+
+    // A player keeps asking: both engines build the same window from the same frame.
+    let mut frame = reached;
+    for _ in 0..5 {
+        publish(&mut w, publisher, frame, frame + 25);
+        frame += 25;
+        assert_eq!(playlist(&mut w, 0), playlist(&mut w, 1));
+    }
+    let last_msn = hint(&playlist(&mut w, 1)).0;
+    assert!(ll_memory(&mut w).iter().all(|&m| m > 0));
+
+    // Nobody asks for 32 s: both windows are dropped, and stay so.
+    publish(&mut w, publisher, frame, frame + 32 * 25);
+    frame += 32 * 25;
+    assert_eq!(ll_memory(&mut w), [0, 0], "windows dropped when idle");
+    publish(&mut w, publisher, frame, frame + 50);
+    frame += 50;
+    assert_eq!(ll_memory(&mut w), [0, 0]);
+
+    // Asked for again: a new window, numbered on after a discontinuity, the same on both.
+    let again = get(&mut w, 0, "/live/s/llhls.m3u8");
+    w.run();
+    assert!(
+        answer(&w, again).is_none(),
+        "held for the new window's first segment"
+    );
+    frame = publish_until_answered(&mut w, publisher, again, frame, frame + 100);
+    let (status, body) = answer(&w, again).expect("answered");
+    assert!(status.contains(" 200 "), "{status}");
+    let p = String::from_utf8(body).unwrap();
+    check_playlist(&p);
+    assert!(p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
+    let msn: u64 = p
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(msn > last_msn, "{msn} after {last_msn}: {p}");
+    publish(&mut w, publisher, frame, frame + 10);
+    assert_eq!(playlist(&mut w, 0), playlist(&mut w, 1));
+}
+
+#[test]
+fn a_request_before_the_first_segment_is_held_at_most_its_limit_and_an_ended_stream_is_404() {
+    let mut w = world_from("");
+    let publisher = publisher(&mut w, 0, "s");
+    send_configs(&mut w, publisher, 0);
+    publish(&mut w, publisher, 0, 10);
+    // Only non-key frames follow for a while: no segment can start.
+    let held = get(&mut w, 1, "/live/s/llhls.m3u8");
+    w.run();
+    let asked = w.now();
+    for i in 0..(FIRST_SEGMENT_HOLD_MS / 40 + 5) as u32 {
+        let t = 400 + i * 40;
+        let mut frame = stream(t, 1, 1);
+        frame[0].2 = video(false, 0x41, 200);
+        send(&mut w, publisher, &frame);
+        w.advance(40);
+        if answer(&w, held).is_some() {
+            break;
+        }
+    }
+    let (status, _) = answer(&w, held).expect("answered at the hold limit");
+    assert!(status.contains(" 404 "), "{status}");
+    let waited = w.now() - asked;
+    assert!(
+        (FIRST_SEGMENT_HOLD_MS..FIRST_SEGMENT_HOLD_MS + 100).contains(&waited),
+        "answered after {waited} ms"
+    );
+    w.hang_up(publisher);
+    w.run();
+    let (status, _) = fetch(&mut w, 1, "/live/s/llhls.m3u8");
+    assert!(status.contains(" 404 "), "{status}");
 }

@@ -90,7 +90,7 @@ fn ffprobe_reads_llhls_and_blocking_reload_is_answered_when_the_part_completes()
     let file = media("h264_aac_10s.flv");
     let reference = ffprobe_file(&file);
     let cfg = TempConfig::new(&format!(
-        "[hls]\nfragment_ms = 1000\nll_part_ms = {PART_MS}\nll_playlist_len = 20\n"
+        "[hls]\nfragment_ms = 1000\nll_part_ms = {PART_MS}\nll_playlist_len = 20\nll_on_demand = false\n"
     ));
     let server = Server::start_with(WORKERS, &cfg.args());
     let port = server.http_port;

@@ -3,7 +3,9 @@
 //! Every frame of a publication can be muxed once as MPEG-TS (HLS with TS segments, HTTP-TS
 //! and WS-TS players, TS recordings) and once as fMP4 (Low-Latency HLS, HLS with fMP4
 //! segments, HTTP-fMP4 and WS-fMP4 players). HLS and LL-HLS, when enabled, consume every
-//! stream; players consume the streams they play, on whichever engine they sit. Each engine
+//! stream; players consume the streams they play, on whichever engine they sit. The
+//! Low-Latency HLS windows are a third consumer of their own when they are on demand: wanted
+//! for the streams asked for on some engine within [`crate::hls::ll::ON_DEMAND_IDLE_MS`]. Each engine
 //! announces what its own players of a stream consume ([`StreamMessage::Wants`]) when that
 //! grows (at once, as a player asks) and when it shrinks (at the next sweep), and keeps what
 //! the others announced, so the engine of the stream's publisher, wherever it is, knows.
@@ -27,21 +29,33 @@ pub struct Wants {
     pub ts: bool,
     /// Fragmented MP4.
     pub fmp4: bool,
+    /// Low-Latency HLS windows (built from the fMP4 fragments, so wanting them wants fMP4).
+    pub ll: bool,
 }
 
 impl Wants {
-    /// Neither.
+    /// Nothing.
     pub const NONE: Wants = Wants {
         ts: false,
         fmp4: false,
+        ll: false,
     };
 
-    /// What HLS and LL-HLS, as configured, consume of every stream.
+    /// What a request for a stream's Low-Latency HLS wants when its windows are on demand.
+    pub const LL: Wants = Wants {
+        ts: false,
+        fmp4: true,
+        ll: true,
+    };
+
+    /// What HLS and LL-HLS, as configured, consume of every stream (LL-HLS on demand: its
+    /// fMP4, which fMP4 players start with from the cache, but not its windows).
     pub fn of_hls(config: &HlsConfig) -> Wants {
         Wants {
             ts: config.enable && config.segment_format == SegmentFormat::Ts,
             fmp4: config.enable
                 && (config.ll_enable || config.segment_format == SegmentFormat::Fmp4),
+            ll: config.enable && config.ll_enable && !config.ll_on_demand,
         }
     }
 
@@ -50,6 +64,7 @@ impl Wants {
         Wants {
             ts: format.is_ts(),
             fmp4: format.is_fmp4(),
+            ll: false,
         }
     }
 
@@ -71,6 +86,7 @@ impl BitOr for Wants {
         Wants {
             ts: self.ts || other.ts,
             fmp4: self.fmp4 || other.fmp4,
+            ll: self.ll || other.ll,
         }
     }
 }
@@ -225,10 +241,12 @@ mod tests {
     const TS: Wants = Wants {
         ts: true,
         fmp4: false,
+        ll: false,
     };
     const FMP4: Wants = Wants {
         ts: false,
         fmp4: true,
+        ll: false,
     };
 
     fn key() -> StreamKey {

@@ -11,7 +11,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::http_conn::{sized_head, Ask};
-use super::{ConnId, ConnKind, Engine, HttpState, Protocol};
+use super::{demand, ConnId, ConnKind, Engine, HttpState, Output, Protocol};
 use crate::auth::Access;
 use crate::hls::ll::{decimal, Blocking, LlRequest, PartAnswer};
 use crate::http::{Request, Response};
@@ -58,6 +58,9 @@ impl Engine {
                 now_ms,
             );
         };
+        if !matches!(r, LlRequest::Playlist { .. }) {
+            self.ll_wanted(&key, now_ms);
+        }
         match r {
             LlRequest::Playlist { .. } => self.ll_playlist_request(conn, req, ask, key, now_ms),
             LlRequest::Init { generation, .. } => match self.hls.ll().init(&key, generation) {
@@ -98,6 +101,18 @@ impl Engine {
         }
     }
 
+    /// With on-demand windows, a request makes `key`'s windows wanted (every engine's starts
+    /// at the next random access point) until [`crate::hls::ll::ON_DEMAND_IDLE_MS`] pass
+    /// without one (see [`super::demand`]).
+    fn ll_wanted(&mut self, key: &StreamKey, now_ms: u64) {
+        if !self.hls.config().ll_on_demand || !self.hls.ll().note_request(key, now_ms) {
+            return;
+        }
+        if let Some(m) = self.demand.player_wants(key, demand::Wants::LL, now_ms) {
+            self.outputs.push_back(Output::Broadcast(m));
+        }
+    }
+
     fn ll_playlist_request(
         &mut self,
         conn: ConnId,
@@ -107,7 +122,7 @@ impl Engine {
         now_ms: u64,
     ) {
         match self.check_access_http(conn, Access::PlayHls, Protocol::Http, &key, req, now_ms) {
-            Ok(true) => {}
+            Ok(true) => self.ll_wanted(&key, now_ms),
             Ok(false) => return self.hold_http(conn),
             Err(reason) => {
                 let response = Response::text(403, reason.clone());

@@ -1240,6 +1240,12 @@ impl Engine {
                 *all = *all | wants;
             }
         }
+        if self.hls.config().ll_on_demand {
+            for stream in self.hls.ll().requested(now_ms) {
+                let all = local.entry(stream.clone()).or_default();
+                *all = *all | demand::Wants::LL;
+            }
+        }
         let mut gone = Vec::new();
         self.demand.sweep(&local, now_ms, &mut gone);
         self.outputs.extend(gone.into_iter().map(Output::Broadcast));

@@ -49,6 +49,11 @@ pub struct PacketData {
     /// The fMP4 fragment this frame completed (the previous sample of its track, see
     /// [`crate::fmp4`]), muxed once by the stream's muxer for every fMP4 output.
     pub fmp4: Option<Fragment>,
+    /// Low-Latency HLS windows are built from this packet: the stream's fMP4 muxer ran for it
+    /// (its fragment may still be `None`: a frame completes the previous sample of its
+    /// track) and the windows are wanted. They are dropped at a packet without it, so every
+    /// engine starts and stops them at the same packet.
+    pub ll_window: bool,
 }
 
 /// Which FLV form of a frame a reader gets (see [`PacketData::flv_form`]).
@@ -131,6 +136,7 @@ impl Packet {
             ts_random_access: ts.random_access,
             enhanced: None,
             fmp4: None,
+            ll_window: false,
         }))
     }
 
@@ -139,6 +145,15 @@ impl Packet {
     pub fn with_enhanced(mut self, body: Bytes) -> Self {
         if let Some(d) = Arc::get_mut(&mut self.0) {
             d.enhanced = Some((body, OnceLock::new()));
+        }
+        self
+    }
+
+    /// Marks a packet just built as one Low-Latency HLS windows are built from
+    /// ([`PacketData::ll_window`]).
+    pub fn with_ll_window(mut self) -> Self {
+        if let Some(d) = Arc::get_mut(&mut self.0) {
+            d.ll_window = true;
         }
         self
     }

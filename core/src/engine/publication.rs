@@ -65,6 +65,9 @@ pub(super) struct Publication {
     /// Codecs the fMP4 muxer has no sample entry for, each logged once: fMP4 outputs leave
     /// them out.
     left_out_of_fmp4: Vec<Codec>,
+    /// The first coded frame's decode time: where the fMP4 timeline starts, so a muxer that
+    /// starts later (on demand) carries the stream's time, as one running from the start.
+    first_coded_dts: Option<i64>,
     /// The silent audio track, while it may still be needed.
     silent_audio: Option<SilentAudio>,
     recorder: Option<Recorder>,
@@ -95,10 +98,12 @@ impl Publication {
             muxing: Wants {
                 ts: true,
                 fmp4: true,
+                ll: true,
             },
             tracks: TrackWatch::new(described.unwrap_or_default()),
             left_out_of_ts: Vec::new(),
             left_out_of_fmp4: Vec::new(),
+            first_coded_dts: None,
             opus_head_sent: false,
             fmp4: None,
             silent_audio: silent.enable.then(|| SilentAudio::new(silent.wait_ms)),
@@ -301,9 +306,14 @@ impl Publication {
             self.chunk_size,
             ts,
         );
-        let mut packet = match enhanced {
+        let packet = match enhanced {
             Some(e) => packet.with_enhanced(e),
             None => packet,
+        };
+        let mut packet = if muxing.ll {
+            packet.with_ll_window()
+        } else {
+            packet
         };
         if let Some(f) = fragment {
             // The packet was just made: nothing shares it yet.
@@ -326,13 +336,20 @@ impl Publication {
         if frame.kind != FrameKind::Coded {
             return self.muxing;
         }
+        let origin = *self.first_coded_dts.get_or_insert(frame.dts);
         let resume = |on: bool, wanted: bool| wanted && (on || random_access);
-        if !self.muxing.fmp4 && wanted.fmp4 && random_access && self.fmp4.is_some() {
-            self.fmp4 = Fmp4Muxer::new(self.tracks.tracks());
+        if !self.muxing.fmp4 && wanted.fmp4 && random_access {
+            if let Some(old) = &self.fmp4 {
+                let base = old.base().unwrap_or(origin);
+                self.fmp4 = Fmp4Muxer::new(self.tracks.tracks()).map(|m| m.with_base(base));
+            }
         }
+        let fmp4 = resume(self.muxing.fmp4, wanted.fmp4);
         self.muxing = Wants {
             ts: resume(self.muxing.ts, wanted.ts),
-            fmp4: resume(self.muxing.fmp4, wanted.fmp4),
+            fmp4,
+            // The windows start at the next independent fragment by themselves.
+            ll: fmp4 && wanted.ll,
         };
         self.muxing
     }
@@ -437,10 +454,12 @@ impl Publication {
 }
 
 /// Gives HLS what it segments of a packet: its TS bytes, or its fMP4 fragment when the
-/// segments are fMP4, and the fragment to Low-Latency HLS (every worker does this for the
-/// packets it sees).
+/// segments are fMP4, and the fragment to Low-Latency HLS while the packet says its windows
+/// are built (every worker does this for the packets it sees).
 pub(super) fn feed_hls(hls: &mut Hls, key: &str, p: &PacketData) {
-    if let Some(f) = &p.fmp4 {
+    if p.frame.is_some() && !p.ll_window {
+        hls.ll().pause(key);
+    } else if let Some(f) = &p.fmp4 {
         hls.ll()
             .push(key, f.dts_ms, &f.pieces, f.independent, &f.init);
     }

@@ -148,6 +148,19 @@ impl Fmp4Muxer {
         })
     }
 
+    /// Where this muxer's timeline starts, as a publisher decode time (ms); `None` before
+    /// its first frame.
+    pub fn base(&self) -> Option<i64> {
+        self.base
+    }
+
+    /// The same muxer with its timeline starting at publisher decode time `base` (ms) rather
+    /// than at its first frame: a muxer started again later goes on with the stream's time.
+    pub fn with_base(mut self, base: i64) -> Self {
+        self.base = Some(base);
+        self
+    }
+
     /// The init segment (`ftyp` + `moov`).
     pub fn init(&self) -> &Bytes {
         &self.init

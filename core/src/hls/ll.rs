@@ -30,6 +30,16 @@
 //! Delta updates: `_HLS_skip=YES` (or `v2`) replaces the segments older than `CAN-SKIP-UNTIL`
 //! (six target durations) with `EXT-X-SKIP`.
 //!
+//! A playlist request for a live stream that has no complete segment yet is held for its first
+//! one, up to [`FIRST_SEGMENT_HOLD_MS`].
+//!
+//! On demand ([`crate::hls::HlsConfig::ll_on_demand`]): a stream's windows are wanted while
+//! some engine had a request for it within [`ON_DEMAND_IDLE_MS`] (see `engine::demand`). The
+//! publisher's engine marks its packets while they are; a packet without the mark drops the
+//! window ([`LlHls::pause`]), and the next window starts at the next random access point,
+//! numbered on after a discontinuity. Every engine sees the same packets, so every engine's
+//! window starts and stops at the same frame.
+//!
 //! Publisher reconnects continue the numbering after an `EXT-X-DISCONTINUITY`; a changed init
 //! segment gets a new name and its own `EXT-X-MAP`; the end of the stream adds
 //! `EXT-X-ENDLIST`.
@@ -52,6 +62,13 @@ use crate::stream_key::StreamKey;
 pub const ADVANCE_PART_LIMIT: u64 = 3;
 /// A held request is answered after this many part targets at the latest.
 pub const HOLD_PARTS: u64 = 3;
+/// A playlist request for a live stream without a complete segment yet (its window just
+/// started, on demand or with the stream) is held this long at the latest (ms): under the
+/// 10 s a player such as hls.js gives a playlist request.
+pub const FIRST_SEGMENT_HOLD_MS: u64 = 8_000;
+/// With on-demand windows ([`crate::hls::HlsConfig::ll_on_demand`]), a stream's window is
+/// wanted until this long (ms) after the last request for it.
+pub const ON_DEMAND_IDLE_MS: u64 = 30_000;
 /// An ended stream's playlist and parts stay available for this long (ms).
 /// The part number standing for "the whole segment" in a [`Pos`].
 const WHOLE: u64 = u64::MAX;
@@ -188,7 +205,7 @@ pub enum Blocking {
     Held,
     /// 400: too far ahead, or `_HLS_part` without `_HLS_msn`.
     BadRequest,
-    /// 404: no such stream (or no playlist yet).
+    /// 404: no such stream, or an ended one without segments.
     NotFound,
 }
 
@@ -255,10 +272,10 @@ struct LlStream {
     target_s: Option<u64>,
     /// Init segments by generation, oldest first (those still referenced, and the current).
     inits: VecDeque<(u64, Bytes)>,
-    /// The wall clock when the publisher started (ms since the Unix epoch), and its first
-    /// decode time: the program date-time of a segment is measured from them.
+    /// The wall clock when the publisher started (ms since the Unix epoch): the program
+    /// date-time of a segment is this plus its decode time (the fMP4 timeline starts at the
+    /// stream's first frame, however late the muxer started).
     wall_start: u64,
-    first_dts: Option<i64>,
     last_dts: Option<i64>,
     max_dts: i64,
     /// The longest step between consecutive frames of this publisher (ms), capped.
@@ -271,6 +288,8 @@ struct LlStream {
     cache: [Option<Bytes>; 2],
     /// Held requests by the place they wait for.
     waiters: BTreeMap<Pos, Vec<u64>>,
+    /// When this engine last had a request for the stream (ms).
+    requested_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -333,7 +352,6 @@ impl LlHls {
         s.max_rap_gap_ms = 0;
         s.step = 0;
         s.wall_start = wall_ms;
-        s.first_dts = None;
         s.cache = [None, None];
         self.wake(key);
     }
@@ -384,6 +402,49 @@ impl LlHls {
         if s.progress() != before {
             self.wake(key);
         }
+    }
+
+    /// A frame of `key` not marked for the windows (nobody asks for them now): the window, if it holds anything, is dropped, and the next one continues
+    /// the numbering after a discontinuity. Held requests are answered.
+    pub fn pause(&mut self, key: &str) {
+        let Some(s) = self.streams.get_mut(key) else {
+            return;
+        };
+        if s.segments.is_empty() && s.open.is_none() {
+            return;
+        }
+        s.segments.clear();
+        s.open = None;
+        s.discontinuity_next = true;
+        s.last_dts = None;
+        s.last_rap_dts = None;
+        s.step = 0;
+        s.cache = [None, None];
+        s.trim_inits();
+        self.wake_all(key);
+    }
+
+    /// A request for `key` came to this engine at `now_ms`: true when none had come within
+    /// [`ON_DEMAND_IDLE_MS`] (the stream's fMP4 is newly wanted here).
+    pub fn note_request(&mut self, key: &str, now_ms: u64) -> bool {
+        let Some(s) = self.streams.get_mut(key) else {
+            return false;
+        };
+        let idle = s
+            .requested_at
+            .map_or(true, |at| now_ms.saturating_sub(at) >= ON_DEMAND_IDLE_MS);
+        s.requested_at = Some(now_ms);
+        idle
+    }
+
+    /// The streams this engine had a request for within [`ON_DEMAND_IDLE_MS`] before
+    /// `now_ms`.
+    pub fn requested(&self, now_ms: u64) -> impl Iterator<Item = &StreamKey> {
+        self.streams.values().filter_map(move |s| {
+            s.requested_at
+                .filter(|at| now_ms.saturating_sub(*at) < ON_DEMAND_IDLE_MS)
+                .map(|_| &s.key)
+        })
     }
 
     /// The publisher of `key` left: the part and segment in progress close and the playlist
@@ -501,7 +562,14 @@ impl LlHls {
             return Blocking::NotFound;
         };
         if s.segments.is_empty() {
-            return Blocking::NotFound;
+            if s.ended {
+                return Blocking::NotFound;
+            }
+            // Live, with its window just started: wait for its first segment.
+            let first = (s.open.as_ref().map_or(s.next_msn, |o| o.msn), WHOLE);
+            let deadline = now_ms.saturating_add(FIRST_SEGMENT_HOLD_MS);
+            self.hold(key, first, waiter, deadline);
+            return Blocking::Held;
         }
         let Some(msn) = msn else {
             return if part.is_some() {
@@ -528,7 +596,7 @@ impl LlHls {
         if s.ended || s.progress().is_some_and(|at| at >= pos) {
             return Blocking::Ready;
         }
-        self.hold(key, pos, waiter, now_ms);
+        self.hold(key, pos, waiter, self.part_deadline(now_ms));
         Blocking::Held
     }
 
@@ -548,7 +616,7 @@ impl LlHls {
         if !building || s.ended {
             return PartAnswer::NotFound;
         }
-        self.hold(key, (msn, n), waiter, now_ms);
+        self.hold(key, (msn, n), waiter, self.part_deadline(now_ms));
         PartAnswer::Held
     }
 
@@ -590,12 +658,16 @@ impl LlHls {
         Some(rendered)
     }
 
-    fn hold(&mut self, key: &str, pos: Pos, waiter: u64, now_ms: u64) {
+    /// When a request held at `now_ms` for a part or segment is answered at the latest.
+    fn part_deadline(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add(HOLD_PARTS.saturating_mul(self.config.part_ms.max(1)))
+    }
+
+    fn hold(&mut self, key: &str, pos: Pos, waiter: u64, deadline: u64) {
         self.cancel(waiter);
         let Some(s) = self.streams.get_mut(key) else {
             return;
         };
-        let deadline = now_ms.saturating_add(HOLD_PARTS.saturating_mul(self.config.part_ms.max(1)));
         s.waiters.entry(pos).or_default().push(waiter);
         self.held.insert(
             waiter,
@@ -670,7 +742,6 @@ impl LlStream {
             target_s: None,
             inits: VecDeque::new(),
             wall_start: 0,
-            first_dts: None,
             last_dts: None,
             max_dts: 0,
             step: 0,
@@ -680,6 +751,7 @@ impl LlStream {
             expire_at: None,
             cache: [None, None],
             waiters: BTreeMap::new(),
+            requested_at: None,
         }
     }
 
@@ -717,8 +789,7 @@ impl LlStream {
     }
 
     fn push(&mut self, config: &LlConfig, dts: i64, pieces: &[Bytes], rap: bool) {
-        let first = *self.first_dts.get_or_insert(dts);
-        let since_start = u64::try_from(dts.saturating_sub(first)).unwrap_or(0);
+        let since_start = u64::try_from(dts).unwrap_or(0);
         let wall_ms = self.wall_start.saturating_add(since_start);
         let size: usize = pieces.iter().map(Bytes::len).sum();
         if let Some(last) = self.last_dts {

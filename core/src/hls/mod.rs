@@ -122,6 +122,11 @@ pub struct HlsConfig {
     pub record_max_bytes: usize,
     /// Low-Latency HLS (`/{app}/{stream}/llhls.m3u8`) of every stream.
     pub ll_enable: bool,
+    /// Low-Latency HLS windows are built only while someone asks for them: from the first
+    /// request for a stream's `llhls.m3u8`, its parts or segments (answered once the first
+    /// segment is complete) until [`ll::ON_DEMAND_IDLE_MS`] pass without one. Off, every
+    /// stream has its window from its start.
+    pub ll_on_demand: bool,
     /// Low-Latency HLS part target duration (ms).
     pub ll_part_ms: u64,
     /// Complete segments in the Low-Latency HLS playlist.
@@ -147,6 +152,7 @@ impl Default for HlsConfig {
             cleanup: Cleanup::StreamEnd,
             record_max_bytes: 64 << 20,
             ll_enable: true,
+            ll_on_demand: true,
             ll_part_ms: 300,
             ll_playlist_len: 10,
             segment_format: SegmentFormat::Ts,
