@@ -47,6 +47,7 @@ pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod id_map;
 pub mod interleave;
 pub mod limits;
 pub mod media;

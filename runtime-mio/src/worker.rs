@@ -2,6 +2,8 @@
 //! everything a connection means is decided by the core engine.
 
 use std::collections::{HashMap, VecDeque};
+
+use rill_core::id_map::IdMap;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,12 +110,12 @@ struct Udp {
 struct Net {
     index: usize,
     poll: Poll,
-    conns: HashMap<Token, Connection>,
+    conns: IdMap<Token, Connection>,
     next_token: usize,
     /// Connections with something to write this pass.
     dirty: Vec<Token>,
     udp_ports: Option<UdpPorts>,
-    udp: HashMap<Token, Udp>,
+    udp: IdMap<Token, Udp>,
     /// The UDP sockets of each connection, by (track, rtcp).
     udp_of: HashMap<u64, Vec<(usize, bool, Token)>>,
     peers: Vec<Peer>,
@@ -122,11 +124,11 @@ struct Net {
     /// Wakes this worker's poll (a resolver thread finished).
     waker: Arc<Waker>,
     /// Outbound connections whose host is being resolved; the results come on `resolved`.
-    resolving: HashMap<ConnId, ConnIo>,
+    resolving: IdMap<ConnId, ConnIo>,
     resolved_tx: Sender<Resolved>,
     resolved: Receiver<Resolved>,
     /// Outbound connections being made, by token (the local part of the engine's id).
-    connecting: HashMap<Token, Connecting>,
+    connecting: IdMap<Token, Connecting>,
 }
 
 struct Worker {
@@ -284,19 +286,19 @@ pub fn run(
             net: Net {
                 index,
                 poll,
-                conns: HashMap::new(),
+                conns: IdMap::default(),
                 next_token: FIRST_CONN,
                 dirty: Vec::new(),
                 udp_ports: UdpPorts::from_config(config),
-                udp: HashMap::new(),
+                udp: IdMap::default(),
                 udp_of: HashMap::new(),
                 peers: Vec::new(),
                 wake_peers: false,
                 waker,
-                resolving: HashMap::new(),
+                resolving: IdMap::default(),
                 resolved_tx,
                 resolved,
-                connecting: HashMap::new(),
+                connecting: IdMap::default(),
             },
             listeners,
             rx,

@@ -14,6 +14,7 @@
 //! address fetch the same stream with the same query for [`HLS_VERDICT_TTL_MS`] without asking
 //! again.
 
+use crate::id_map::IdMap;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -141,11 +142,11 @@ pub(super) enum Gate {
 #[derive(Debug, Default)]
 pub(super) struct Callbacks {
     /// Held requests by the outbound connection asking for them.
-    held: HashMap<ConnId, Hold>,
+    held: IdMap<ConnId, Hold>,
     /// Verdicts known, waiting to be applied at the engine's top level.
     ready: VecDeque<(Hold, Result<(), String>)>,
     /// The verdict of the request being handled again, by its connection.
-    decided: HashMap<ConnId, Decided>,
+    decided: IdMap<ConnId, Decided>,
     /// Allowed HLS playlist requests: address, stream and query, until when.
     hls_allowed: HashMap<(IpAddr, StreamKey, String), u64>,
 }

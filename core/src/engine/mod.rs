@@ -51,6 +51,7 @@ mod rtsp_conn;
 mod silent_audio;
 mod stats;
 
+use crate::id_map::IdMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
@@ -692,7 +693,7 @@ pub struct Engine {
     config: EngineConfig,
     hub: Hub<Packet>,
     hls: Hls,
-    conns: HashMap<ConnId, Conn>,
+    conns: IdMap<ConnId, Conn>,
     outputs: VecDeque<Output>,
     timers: BinaryHeap<Reverse<(u64, ConnId)>>,
     rng: u64,
@@ -705,7 +706,7 @@ pub struct Engine {
     merging: Vec<ConnId>,
     merge_until: Option<u64>,
     /// The streams published on this engine, by publishing connection.
-    publications: HashMap<ConnId, Publication>,
+    publications: IdMap<ConnId, Publication>,
     /// Publications whose recordings have bytes not yet handed out.
     recording_dirty: Vec<ConnId>,
     /// Bitrate measurements and the byte counts of closed connections, for [`Engine::stats`].
@@ -744,7 +745,7 @@ impl Engine {
                 config.share_streams,
             ),
             config,
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             outputs: VecDeque::new(),
             timers: BinaryHeap::new(),
             rng: seed | 1,
@@ -752,7 +753,7 @@ impl Engine {
             next_remote_id: 0,
             merging: Vec::new(),
             merge_until: None,
-            publications: HashMap::new(),
+            publications: IdMap::default(),
             recording_dirty: Vec::new(),
             meters: stats::Meters::default(),
         }

@@ -15,7 +15,8 @@
 //! [`Engine::pending_notifications`] is 0 (or its patience runs out), so the last stop events
 //! still go out.
 
-use std::collections::{HashMap, VecDeque};
+use crate::id_map::IdMap;
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -125,9 +126,9 @@ pub(super) struct Notify {
     first_worker: bool,
     workers: usize,
     queue: VecDeque<Job>,
-    in_flight: HashMap<ConnId, Job>,
+    in_flight: IdMap<ConnId, Job>,
     /// Sessions started on this engine and not yet stopped, by connection.
-    active: HashMap<ConnId, SessionRecord>,
+    active: IdMap<ConnId, SessionRecord>,
     /// Whether the first pump (which sends `on_server_start`) happened.
     started: bool,
     next_update_ms: Option<u64>,
@@ -145,8 +146,8 @@ impl Notify {
             first_worker: worker == 0,
             workers,
             queue: VecDeque::new(),
-            in_flight: HashMap::new(),
-            active: HashMap::new(),
+            in_flight: IdMap::default(),
+            active: IdMap::default(),
             started: false,
             next_update_ms: None,
             gather: None,

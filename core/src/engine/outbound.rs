@@ -14,7 +14,8 @@
 //! These connections are not sessions: they have no session records and do not count in the
 //! statistics.
 
-use std::collections::{HashMap, VecDeque};
+use crate::id_map::IdMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -104,7 +105,7 @@ struct OutConn {
 #[derive(Debug)]
 pub(super) struct Outbound {
     ids: OutboundIds,
-    conns: HashMap<ConnId, OutConn>,
+    conns: IdMap<ConnId, OutConn>,
     finished: VecDeque<Finished>,
 }
 
@@ -113,7 +114,7 @@ impl Outbound {
     pub(super) fn new(worker: usize) -> Self {
         Outbound {
             ids: OutboundIds::new(worker),
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             finished: VecDeque::new(),
         }
     }

@@ -40,6 +40,7 @@ mod flv;
 mod rtsp;
 mod url;
 
+use crate::id_map::IdMap;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -347,11 +348,11 @@ impl fmt::Display for PullTarget {
 #[derive(Debug, Default)]
 pub(super) struct Relays {
     config: RelayConfig,
-    links: HashMap<ConnId, Link>,
+    links: IdMap<ConnId, Link>,
     pulls: HashMap<StreamKey, Pull>,
-    pushes: HashMap<ConnId, Push>,
+    pushes: IdMap<ConnId, Push>,
     /// The last bytes of relay connections closed politely, sent before the close.
-    farewells: HashMap<ConnId, Vec<Bytes>>,
+    farewells: IdMap<ConnId, Vec<Bytes>>,
     /// Streams pulled by another worker for players here: when to say so again.
     wants: HashMap<StreamKey, u64>,
     /// When pulls next check for players.

@@ -8,7 +8,7 @@
 //! [`Engine::answer`], handing it the snapshots of every engine; [`crate::api`] renders them
 //! (merged by stream, so a player on one engine is counted with a stream published on another).
 
-use std::collections::HashMap;
+use crate::id_map::IdMap;
 use std::net::SocketAddr;
 
 use super::{ConnId, Engine, Protocol, Role};
@@ -108,7 +108,7 @@ struct Rate {
 /// What the engine keeps for statistics between snapshots.
 #[derive(Debug, Default)]
 pub(super) struct Meters {
-    rates: HashMap<ConnId, Rate>,
+    rates: IdMap<ConnId, Rate>,
     closed_bytes_in: u64,
     closed_bytes_out: u64,
     pub(super) player_skips: u64,

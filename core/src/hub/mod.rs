@@ -28,7 +28,6 @@ mod tracks;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use gop::GopCache;
 
@@ -231,28 +230,7 @@ pub struct StreamInfo<'a> {
     pub cached_bytes: usize,
 }
 
-/// Hasher for [`SessionId`] keys: ids are chosen by the engine, not by peers, so a fast
-/// multiplicative mix is enough.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type IdMap<V> = HashMap<SessionId, V, BuildHasherDefault<IdHasher>>;
+type IdMap<V> = crate::id_map::IdMap<SessionId, V>;
 
 /// Who feeds a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
