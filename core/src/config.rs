@@ -190,11 +190,11 @@ publisher_grace_ms = 5000
 # go: one write per player per window instead of one per frame, which costs far less CPU (a
 # third to a half less at 1,000 to 2,000 players) for up to that much extra delay. The window
 # grows with the players on a worker and is whole from write_merge_players on: no wait below
-# 50 players, 2 ms at 100, 20 ms at 1,000, 40 ms from 2,000. A new player's start is never held.
+# 25 players, 4 ms at 100, 20 ms at 500, 40 ms from 1,000. A new player's start is never held.
 # low_latency = true (or write_merge_ms = 0) writes every frame to every player at once.
 low_latency = false
 write_merge_ms = 40
-write_merge_players = 2000
+write_merge_players = 1000
 # A publisher for a stream that already has a live one: "reject" it (it gets a protocol
 # error), or "kick" the old one (players stay and go on from the newcomer's next key frame).
 publish_conflict = "reject"

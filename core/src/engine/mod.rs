@@ -214,7 +214,7 @@ impl Default for EngineConfig {
             flv_enhanced: false,
             share_streams: false,
             write_merge_ms: 40,
-            write_merge_players: 2000,
+            write_merge_players: 1000,
             publish_conflict: PublishConflict::Reject,
             auth: SimpleAuth::default(),
             auth_callback: CallbackConfig::default(),
