@@ -457,6 +457,9 @@ impl Publication {
 /// segments are fMP4, and the fragment to Low-Latency HLS while the packet says its windows
 /// are built (every worker does this for the packets it sees).
 pub(super) fn feed_hls(hls: &mut Hls, key: &str, p: &PacketData) {
+    if !hls.config().enable {
+        return;
+    }
     if p.frame.is_some() && !p.ll_window {
         hls.ll().pause(key);
     } else if let Some(f) = &p.fmp4 {
