@@ -12,6 +12,7 @@ use rill_core::engine::Listener;
 use rill_core::fmp4::demux::demux;
 use rill_core::fmp4::VIDEO_TRACK_ID;
 use rill_core::hls::ll::FIRST_SEGMENT_HOLD_MS;
+use rill_core::rtmp::message_type;
 use rill_core::sim::{ClientId, World};
 
 const PART_MS: u64 = 300;
@@ -417,8 +418,22 @@ fn on_demand_the_window_starts_at_the_first_request_on_every_engine_and_goes_whe
         .parse()
         .unwrap();
     assert!(msn > last_msn, "{msn} after {last_msn}: {p}");
+    assert!(!p.contains("DISCONTINUITY-SEQUENCE"), "{p}");
     publish(&mut w, publisher, frame, frame + 10);
+    frame += 10;
     assert_eq!(playlist(&mut w, 0), playlist(&mut w, 1));
+
+    // Dropped and asked for once more: the dropped window's discontinuity is counted.
+    publish(&mut w, publisher, frame, frame + 32 * 25);
+    frame += 32 * 25;
+    assert_eq!(ll_memory(&mut w), [0, 0]);
+    let third = get(&mut w, 1, "/live/s/llhls.m3u8");
+    w.run();
+    publish_until_answered(&mut w, publisher, third, frame, frame + 100);
+    let (_, body) = answer(&w, third).expect("answered");
+    let p = String::from_utf8(body).unwrap();
+    assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{p}");
+    assert!(p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
 }
 
 #[test]
@@ -452,4 +467,160 @@ fn a_request_before_the_first_segment_is_held_at_most_its_limit_and_an_ended_str
     w.run();
     let (status, _) = fetch(&mut w, 1, "/live/s/llhls.m3u8");
     assert!(status.contains(" 404 "), "{status}");
+}
+
+/// ms since the epoch of `1970-01-01THH:MM:SS.mmmZ`.
+fn pdt_ms(line: &str) -> u64 {
+    let t = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:").unwrap();
+    let time = t.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let mut it = time.split(':');
+    let h: u64 = it.next().unwrap().parse().unwrap();
+    let m: u64 = it.next().unwrap().parse().unwrap();
+    let s: f64 = it.next().unwrap().parse().unwrap();
+    assert!(t.starts_with("1970-01-01"), "{t}");
+    h * 3_600_000 + m * 60_000 + (s * 1000.0).round() as u64
+}
+
+fn pdts(p: &str) -> Vec<u64> {
+    p.lines()
+        .filter(|l| l.starts_with("#EXT-X-PROGRAM-DATE-TIME:"))
+        .map(pdt_ms)
+        .collect()
+}
+
+/// Frames `from..to` of 25 fps H.264 (a key frame every 25), each with an AAC frame when
+/// `audio`, at `offset + 40 * i` ms, in real time.
+fn publish_v(w: &mut World, p: ClientId, from: u32, to: u32, offset: u32, audio: bool) {
+    for i in from..to {
+        let key = i % 25 == 0;
+        let ts = offset + i * 40;
+        let mut m = vec![(
+            message_type::VIDEO,
+            ts,
+            video(key, if key { 0x65 } else { 0x41 }, 200),
+        )];
+        if audio {
+            m.push((
+                message_type::AUDIO,
+                ts + 20,
+                Bytes::from_static(&[0xAF, 1, 0x21, 0x10, 0x04]),
+            ));
+        }
+        send(w, p, &m);
+        w.advance(40);
+    }
+}
+
+/// The program date-times of the LL playlist after 4 s of media (video only unless `audio`),
+/// less the publish time, modulo 1 s: each segment starts on a key frame at a whole second.
+fn pdt_case(hls: &str, audio: bool) -> Vec<u64> {
+    let mut w = world_from(hls);
+    let publisher = publisher(&mut w, 0, "s");
+    if audio {
+        send_configs(&mut w, publisher, 0);
+    } else {
+        send(
+            &mut w,
+            publisher,
+            &[(message_type::VIDEO, 0, avc_sequence_header())],
+        );
+    }
+    let t0 = w.now();
+    publish_v(&mut w, publisher, 0, 100, 0, audio);
+    let c = get(&mut w, 1, "/live/s/llhls.m3u8");
+    w.run();
+    publish_v(&mut w, publisher, 100, 200, 0, audio);
+    assert!(answer(&w, c).is_some());
+    let p = playlist(&mut w, 1);
+    let v: Vec<u64> = pdts(&p).iter().map(|x| (x - t0) % 1000).collect();
+    v
+}
+
+#[test]
+fn program_date_times_count_from_the_publish_time_on_demand_or_not_with_or_without_audio() {
+    for audio in [true, false] {
+        for hls in ["", "ll_on_demand = false\n"] {
+            let v = pdt_case(hls, audio);
+            assert!(
+                !v.is_empty() && v.iter().all(|&x| x == 0),
+                "audio {audio}, [{hls}]: {v:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_init_segment_keeps_the_program_date_time_going_forward() {
+    let mut w = world_with("");
+    let publisher = publisher(&mut w, 0, "s");
+    send_configs(&mut w, publisher, 0);
+    let t0 = w.now();
+    publish_v(&mut w, publisher, 0, 100, 0, true);
+    // A new SPS (another level): a new init segment and a new fMP4 muxer.
+    let mut h = avc_sequence_header().to_vec();
+    h[8] = 0x1E;
+    h[15] = 0x1E;
+    send(
+        &mut w,
+        publisher,
+        &[(message_type::VIDEO, 4000, Bytes::from(h))],
+    );
+    publish_v(&mut w, publisher, 100, 300, 0, true);
+    let p = playlist(&mut w, 1);
+    let v: Vec<i64> = pdts(&p).iter().map(|&x| x as i64 - t0 as i64).collect();
+    assert!(
+        v.len() > 3 && v.windows(2).all(|x| x[1] > x[0]),
+        "{v:?}\n{p}"
+    );
+}
+
+#[test]
+fn only_an_authorized_playlist_request_starts_the_windows() {
+    let mut w = world_from("\n[auth]\nkey = \"k\"\nplay_hls = true\n");
+    let publisher = publisher(&mut w, 0, "s");
+    send_configs(&mut w, publisher, 0);
+    publish(&mut w, publisher, 0, 50);
+    let (status, _) = fetch(&mut w, 1, "/live/s/llhls.m3u8");
+    assert!(status.contains(" 403 "), "{status}");
+    for path in [
+        "/live/s/ll/init0.mp4",
+        "/live/s/ll/2.0.m4s",
+        "/live/s/ll/2.m4s",
+    ] {
+        get(&mut w, 1, path);
+    }
+    publish(&mut w, publisher, 50, 150);
+    assert_eq!(
+        ll_memory(&mut w),
+        [0, 0],
+        "no window without an authorized request"
+    );
+}
+
+#[test]
+fn an_fmp4_muxer_started_after_the_publishers_clock_went_back_starts_its_own_timeline() {
+    let config = Config::from_toml("[hls]\nenable = false\n")
+        .expect("valid config")
+        .engine_config();
+    let mut w = World::new(2, config);
+    let publisher = publisher(&mut w, 0, "s");
+    send_configs(&mut w, publisher, 100_000);
+    publish_v(&mut w, publisher, 0, 50, 100_000, true);
+    // The encoder's clock restarts (same connection) while nobody consumes fMP4.
+    publish_v(&mut w, publisher, 50, 60, 0, true);
+    let c = get(&mut w, 0, "/live/s.mp4");
+    w.run();
+    publish_v(&mut w, publisher, 60, 150, 0, true);
+    let (head, body) = http_response(&w, c);
+    assert!(head.contains(" 200 "), "{head}");
+    let d = demux(&Bytes::copy_from_slice(body)).expect("fMP4");
+    let times: Vec<u64> = d
+        .samples
+        .iter()
+        .filter(|s| s.track_id == VIDEO_TRACK_ID)
+        .map(|s| s.decode_time)
+        .collect();
+    assert!(times.len() > 10, "{times:?}");
+    // 40 ms apart at 90 kHz.
+    assert!(times.windows(2).all(|x| x[1] == x[0] + 3600), "{times:?}");
 }

@@ -58,9 +58,6 @@ impl Engine {
                 now_ms,
             );
         };
-        if !matches!(r, LlRequest::Playlist { .. }) {
-            self.ll_wanted(&key, now_ms);
-        }
         match r {
             LlRequest::Playlist { .. } => self.ll_playlist_request(conn, req, ask, key, now_ms),
             LlRequest::Init { generation, .. } => match self.hls.ll().init(&key, generation) {
@@ -101,9 +98,11 @@ impl Engine {
         }
     }
 
-    /// With on-demand windows, a request makes `key`'s windows wanted (every engine's starts
-    /// at the next random access point) until [`crate::hls::ll::ON_DEMAND_IDLE_MS`] pass
-    /// without one (see [`super::demand`]).
+    /// With on-demand windows, an authorized playlist request makes `key`'s windows wanted
+    /// (every engine's starts at the next random access point) until
+    /// [`crate::hls::ll::ON_DEMAND_IDLE_MS`] pass without one (see [`super::demand`]). Only
+    /// the playlist counts: it carries the access check, and a Low-Latency player reloads it
+    /// about every part.
     fn ll_wanted(&mut self, key: &StreamKey, now_ms: u64) {
         if !self.hls.config().ll_on_demand || !self.hls.ll().note_request(key, now_ms) {
             return;

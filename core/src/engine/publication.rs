@@ -117,7 +117,7 @@ impl Publication {
                 publisher: conn,
             },
         );
-        p.tracks_changed(sinks);
+        p.tracks_changed(None, sinks);
         p
     }
 
@@ -170,7 +170,7 @@ impl Publication {
         let fps = value.get("framerate").or_else(|| value.get("fps"));
         if let Some(fps) = fps.and_then(Value::as_f64) {
             if self.tracks.set_frame_rate(fps) {
-                self.tracks_changed(s);
+                self.tracks_changed(None, s);
             }
         }
         let body = command::encode_on_metadata(value);
@@ -224,7 +224,7 @@ impl Publication {
             (FrameKind::EndOfSequence, _) => return None,
         };
         if self.tracks.observe(&frame) {
-            self.tracks_changed(s);
+            self.tracks_changed(Some(frame.dts), s);
         }
         // The FLV forms, built here whatever the publisher sent: HEVC has two, legacy codec
         // id 12 for players that predate Enhanced RTMP and FourCC `hvc1` for those that
@@ -336,13 +336,10 @@ impl Publication {
         if frame.kind != FrameKind::Coded {
             return self.muxing;
         }
-        let origin = *self.first_coded_dts.get_or_insert(frame.dts);
+        self.first_coded_dts.get_or_insert(frame.dts);
         let resume = |on: bool, wanted: bool| wanted && (on || random_access);
-        if !self.muxing.fmp4 && wanted.fmp4 && random_access {
-            if let Some(old) = &self.fmp4 {
-                let base = old.base().unwrap_or(origin);
-                self.fmp4 = Fmp4Muxer::new(self.tracks.tracks()).map(|m| m.with_base(base));
-            }
+        if !self.muxing.fmp4 && wanted.fmp4 && random_access && self.fmp4.is_some() {
+            self.fmp4 = self.new_fmp4_muxer(Some(frame.dts));
         }
         let fmp4 = resume(self.muxing.fmp4, wanted.fmp4);
         self.muxing = Wants {
@@ -352,6 +349,24 @@ impl Publication {
             ll: fmp4 && wanted.ll,
         };
         self.muxing
+    }
+
+    /// A new fMP4 muxer for the current tracks whose timeline goes on from the stream's (the
+    /// previous muxer's start, else the first coded frame): decode times, and the program
+    /// date-times Low-Latency HLS counts from them, keep measuring from the stream's start
+    /// however late a muxer starts. From `dts` on instead when the publisher's clock went back
+    /// past that start.
+    fn new_fmp4_muxer(&self, dts: Option<i64>) -> Option<Fmp4Muxer> {
+        let base = self
+            .fmp4
+            .as_ref()
+            .and_then(Fmp4Muxer::base)
+            .or(self.first_coded_dts);
+        let muxer = Fmp4Muxer::new(self.tracks.tracks())?;
+        Some(match base {
+            Some(base) if dts.map_or(true, |d| d >= base) => muxer.with_base(base),
+            _ => muxer,
+        })
     }
 
     fn metadata_packet(&self, body: Bytes, dts: i64) -> Packet {
@@ -368,7 +383,8 @@ impl Publication {
 
     /// The description changed: the hub and other engines learn it, and players of a
     /// publisher without metadata of its own get an `onMetaData` built from it.
-    fn tracks_changed(&mut self, s: &mut Sinks<'_>) {
+    /// `dts`: the frame that changed it, if one did.
+    fn tracks_changed(&mut self, dts: Option<i64>, s: &mut Sinks<'_>) {
         let tracks = self.tracks.tracks().clone();
         // fMP4 needs every track in its init segment: mux once the description is complete,
         // or has both tracks already (an RTMP publisher's configurations come first).
@@ -376,7 +392,7 @@ impl Publication {
             // A new muxer only when the init segment changes (a new picture size, codec, ...).
             let init = fmp4::init_segment(&tracks);
             if init.as_ref() != self.fmp4.as_ref().map(|m| m.init()) {
-                self.fmp4 = Fmp4Muxer::new(&tracks);
+                self.fmp4 = self.new_fmp4_muxer(dts);
                 self.log_left_out_of_fmp4(&tracks, s);
             }
         }

@@ -413,6 +413,10 @@ impl LlHls {
         if s.segments.is_empty() && s.open.is_none() {
             return;
         }
+        // EXT-X-DISCONTINUITY-SEQUENCE counts the discontinuities of segments that left.
+        let gone = s.segments.iter().filter(|g| g.discontinuity).count()
+            + usize::from(s.open.as_ref().is_some_and(|o| o.discontinuity));
+        s.discontinuity_seq += gone as u64;
         s.segments.clear();
         s.open = None;
         s.discontinuity_next = true;
