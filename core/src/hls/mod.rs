@@ -123,9 +123,9 @@ pub struct HlsConfig {
     /// Low-Latency HLS (`/{app}/{stream}/llhls.m3u8`) of every stream.
     pub ll_enable: bool,
     /// Low-Latency HLS windows are built only while someone asks for them: from the first
-    /// request for a stream's `llhls.m3u8`, its parts or segments (answered once the first
-    /// segment is complete) until [`ll::ON_DEMAND_IDLE_MS`] pass without one. Off, every
-    /// stream has its window from its start.
+    /// authorized request for a stream's `llhls.m3u8` (answered once the first segment is
+    /// complete) until [`ll::ON_DEMAND_IDLE_MS`] pass without one. Off, every stream has its
+    /// window from its start.
     pub ll_on_demand: bool,
     /// Low-Latency HLS part target duration (ms).
     pub ll_part_ms: u64,
