@@ -37,16 +37,6 @@ fn world_from(hls: &str) -> World {
     World::new(2, config)
 }
 
-/// Sends frames `from..to` of 25 fps H.264 + AAC (a key frame every second), advancing the
-/// clock 40 ms per frame as an encoder would.
-fn publish(w: &mut World, publisher: ClientId, from: u32, to: u32) {
-    let all = stream(0, to, 25);
-    for m in all.chunks(2).skip(from as usize) {
-        send(w, publisher, m);
-        w.advance(40);
-    }
-}
-
 /// A GET of `path` on `engine` on a connection of its own (not run yet).
 fn get(w: &mut World, engine: usize, path: &str) -> ClientId {
     let c = w.raw(engine, Listener::Http);
@@ -165,7 +155,7 @@ fn playlist_parts_and_blocking_reload_on_both_engines() {
     let mut w = world();
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
-    publish(&mut w, publisher, 0, 90);
+    publish_live(&mut w, publisher, 0, 90, 0, true);
     for engine in [0, 1] {
         let p = playlist(&mut w, engine);
         let parts = check_playlist(&p);
@@ -212,7 +202,7 @@ fn playlist_parts_and_blocking_reload_on_both_engines() {
     let mut frame = 90;
     let uri = format!("URI=\"ll/{m}.{n}.m4s\"");
     loop {
-        publish(&mut w, publisher, frame, frame + 1);
+        publish_live(&mut w, publisher, frame, frame + 1, 0, true);
         frame += 1;
         assert!(frame < 110, "the part never completed");
         let now = playlist(&mut w, 1);
@@ -283,7 +273,7 @@ fn reconnect_and_end(format: &str) {
     let mut w = world_with(&format!("segment_format = \"{format}\"\n"));
     let first = publisher(&mut w, 0, "s");
     send_configs(&mut w, first, 0);
-    publish(&mut w, first, 0, 60);
+    publish_live(&mut w, first, 0, 60, 0, true);
     let (m, n) = hint(&playlist(&mut w, 1));
     let held = get(
         &mut w,
@@ -310,7 +300,7 @@ fn reconnect_and_end(format: &str) {
 
     let second = publisher(&mut w, 0, "s");
     send_configs(&mut w, second, 0);
-    publish(&mut w, second, 0, 60);
+    publish_live(&mut w, second, 0, 60, 0, true);
     for engine in [0, 1] {
         let p = playlist(&mut w, engine);
         assert!(!p.contains("ENDLIST"), "{p}");
@@ -348,7 +338,7 @@ fn publish_until_answered(
         if answer(w, c).is_some() {
             return f;
         }
-        publish(w, publisher, f, f + 1);
+        publish_live(w, publisher, f, f + 1, 0, true);
     }
     panic!("no answer by frame {to}");
 }
@@ -358,7 +348,7 @@ fn on_demand_the_window_starts_at_the_first_request_on_every_engine_and_goes_whe
     let mut w = world_from("");
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
-    publish(&mut w, publisher, 0, 50);
+    publish_live(&mut w, publisher, 0, 50, 0, true);
     assert_eq!(ll_memory(&mut w), [0, 0], "nobody asked for LL-HLS");
 
     // The first request, on the engine without the publisher, waits for the first segment:
@@ -383,7 +373,7 @@ fn on_demand_the_window_starts_at_the_first_request_on_every_engine_and_goes_whe
     // A player keeps asking: both engines build the same window from the same frame.
     let mut frame = reached;
     for _ in 0..5 {
-        publish(&mut w, publisher, frame, frame + 25);
+        publish_live(&mut w, publisher, frame, frame + 25, 0, true);
         frame += 25;
         assert_eq!(playlist(&mut w, 0), playlist(&mut w, 1));
     }
@@ -391,10 +381,10 @@ fn on_demand_the_window_starts_at_the_first_request_on_every_engine_and_goes_whe
     assert!(ll_memory(&mut w).iter().all(|&m| m > 0));
 
     // Nobody asks for 32 s: both windows are dropped, and stay so.
-    publish(&mut w, publisher, frame, frame + 32 * 25);
+    publish_live(&mut w, publisher, frame, frame + 32 * 25, 0, true);
     frame += 32 * 25;
     assert_eq!(ll_memory(&mut w), [0, 0], "windows dropped when idle");
-    publish(&mut w, publisher, frame, frame + 50);
+    publish_live(&mut w, publisher, frame, frame + 50, 0, true);
     frame += 50;
     assert_eq!(ll_memory(&mut w), [0, 0]);
 
@@ -419,12 +409,12 @@ fn on_demand_the_window_starts_at_the_first_request_on_every_engine_and_goes_whe
         .unwrap();
     assert!(msn > last_msn, "{msn} after {last_msn}: {p}");
     assert!(!p.contains("DISCONTINUITY-SEQUENCE"), "{p}");
-    publish(&mut w, publisher, frame, frame + 10);
+    publish_live(&mut w, publisher, frame, frame + 10, 0, true);
     frame += 10;
     assert_eq!(playlist(&mut w, 0), playlist(&mut w, 1));
 
     // Dropped and asked for once more: the dropped window's discontinuity is counted.
-    publish(&mut w, publisher, frame, frame + 32 * 25);
+    publish_live(&mut w, publisher, frame, frame + 32 * 25, 0, true);
     frame += 32 * 25;
     assert_eq!(ll_memory(&mut w), [0, 0]);
     let third = get(&mut w, 1, "/live/s/llhls.m3u8");
@@ -441,7 +431,7 @@ fn a_request_before_the_first_segment_is_held_at_most_its_limit_and_an_ended_str
     let mut w = world_from("");
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
-    publish(&mut w, publisher, 0, 10);
+    publish_live(&mut w, publisher, 0, 10, 0, true);
     // Only non-key frames follow for a while: no segment can start.
     let held = get(&mut w, 1, "/live/s/llhls.m3u8");
     w.run();
@@ -488,29 +478,6 @@ fn pdts(p: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Frames `from..to` of 25 fps H.264 (a key frame every 25), each with an AAC frame when
-/// `audio`, at `offset + 40 * i` ms, in real time.
-fn publish_v(w: &mut World, p: ClientId, from: u32, to: u32, offset: u32, audio: bool) {
-    for i in from..to {
-        let key = i % 25 == 0;
-        let ts = offset + i * 40;
-        let mut m = vec![(
-            message_type::VIDEO,
-            ts,
-            video(key, if key { 0x65 } else { 0x41 }, 200),
-        )];
-        if audio {
-            m.push((
-                message_type::AUDIO,
-                ts + 20,
-                Bytes::from_static(&[0xAF, 1, 0x21, 0x10, 0x04]),
-            ));
-        }
-        send(w, p, &m);
-        w.advance(40);
-    }
-}
-
 /// The program date-times of the LL playlist after 4 s of media (video only unless `audio`),
 /// less the publish time, modulo 1 s: each segment starts on a key frame at a whole second.
 fn pdt_case(hls: &str, audio: bool) -> Vec<u64> {
@@ -526,10 +493,10 @@ fn pdt_case(hls: &str, audio: bool) -> Vec<u64> {
         );
     }
     let t0 = w.now();
-    publish_v(&mut w, publisher, 0, 100, 0, audio);
+    publish_live(&mut w, publisher, 0, 100, 0, audio);
     let c = get(&mut w, 1, "/live/s/llhls.m3u8");
     w.run();
-    publish_v(&mut w, publisher, 100, 200, 0, audio);
+    publish_live(&mut w, publisher, 100, 200, 0, audio);
     assert!(answer(&w, c).is_some());
     let p = playlist(&mut w, 1);
     let v: Vec<u64> = pdts(&p).iter().map(|x| (x - t0) % 1000).collect();
@@ -555,7 +522,7 @@ fn a_new_init_segment_keeps_the_program_date_time_going_forward() {
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
     let t0 = w.now();
-    publish_v(&mut w, publisher, 0, 100, 0, true);
+    publish_live(&mut w, publisher, 0, 100, 0, true);
     // A new SPS (another level): a new init segment and a new fMP4 muxer.
     let mut h = avc_sequence_header().to_vec();
     h[8] = 0x1E;
@@ -565,7 +532,7 @@ fn a_new_init_segment_keeps_the_program_date_time_going_forward() {
         publisher,
         &[(message_type::VIDEO, 4000, Bytes::from(h))],
     );
-    publish_v(&mut w, publisher, 100, 300, 0, true);
+    publish_live(&mut w, publisher, 100, 300, 0, true);
     let p = playlist(&mut w, 1);
     let v: Vec<i64> = pdts(&p).iter().map(|&x| x as i64 - t0 as i64).collect();
     assert!(
@@ -579,7 +546,7 @@ fn only_an_authorized_playlist_request_starts_the_windows() {
     let mut w = world_from("\n[auth]\nkey = \"k\"\nplay_hls = true\n");
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
-    publish(&mut w, publisher, 0, 50);
+    publish_live(&mut w, publisher, 0, 50, 0, true);
     let (status, _) = fetch(&mut w, 1, "/live/s/llhls.m3u8");
     assert!(status.contains(" 403 "), "{status}");
     for path in [
@@ -589,7 +556,7 @@ fn only_an_authorized_playlist_request_starts_the_windows() {
     ] {
         get(&mut w, 1, path);
     }
-    publish(&mut w, publisher, 50, 150);
+    publish_live(&mut w, publisher, 50, 150, 0, true);
     assert_eq!(
         ll_memory(&mut w),
         [0, 0],
@@ -605,12 +572,12 @@ fn an_fmp4_muxer_started_after_the_publishers_clock_went_back_starts_its_own_tim
     let mut w = World::new(2, config);
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 100_000);
-    publish_v(&mut w, publisher, 0, 50, 100_000, true);
+    publish_live(&mut w, publisher, 0, 50, 100_000, true);
     // The encoder's clock restarts (same connection) while nobody consumes fMP4.
-    publish_v(&mut w, publisher, 50, 60, 0, true);
+    publish_live(&mut w, publisher, 50, 60, 0, true);
     let c = get(&mut w, 0, "/live/s.mp4");
     w.run();
-    publish_v(&mut w, publisher, 60, 150, 0, true);
+    publish_live(&mut w, publisher, 60, 150, 0, true);
     let (head, body) = http_response(&w, c);
     assert!(head.contains(" 200 "), "{head}");
     let d = demux(&Bytes::copy_from_slice(body)).expect("fMP4");

@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use rill_core::engine::{Listener, MuxedFrames};
-use rill_core::rtmp::message_type;
 use rill_core::sim::{ClientId, World};
 use rill_core::ts::{TsDemuxer, VIDEO_PID};
 
@@ -19,32 +18,6 @@ fn muxed(w: &mut World) -> MuxedFrames {
             ts: a.ts + s.muxed.ts,
             fmp4: a.fmp4 + s.muxed.fmp4,
         })
-}
-
-/// Video frames `from..to` of a 25 fps stream with a key frame every 25 (frame 0 is one),
-/// each followed by an AAC frame, in real time.
-fn publish_frames(w: &mut World, publisher: ClientId, from: u32, to: u32) {
-    for i in from..to {
-        let key = i % 25 == 0;
-        let ts = i * 40;
-        send(
-            w,
-            publisher,
-            &[
-                (
-                    message_type::VIDEO,
-                    ts,
-                    video(key, if key { 0x65 } else { 0x41 }, 200),
-                ),
-                (
-                    message_type::AUDIO,
-                    ts + 20,
-                    bytes::Bytes::from_static(&[0xAF, 1, 0x21, 0x10, 0x04]),
-                ),
-            ],
-        );
-        w.advance(40);
-    }
 }
 
 fn get(w: &mut World, engine: usize, path: &str) -> ClientId {
@@ -76,7 +49,7 @@ fn with_hls_off_ts_and_fmp4_are_muxed_only_while_a_player_consumes_them() {
     let flv = flv_player(&mut w, 1, "s");
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
-    publish_frames(&mut w, publisher, 0, 110);
+    publish_live(&mut w, publisher, 0, 110, 0, true);
     assert_eq!(
         muxed(&mut w),
         MuxedFrames::default(),
@@ -85,7 +58,7 @@ fn with_hls_off_ts_and_fmp4_are_muxed_only_while_a_player_consumes_them() {
 
     // An HTTP-TS player on the other engine, in the middle of a group of pictures (frame 110).
     let ts = get(&mut w, 1, "/live/s.ts");
-    publish_frames(&mut w, publisher, 110, 200);
+    publish_live(&mut w, publisher, 110, 200, 0, true);
     let m = muxed(&mut w);
     assert!(m.ts > 0, "TS is muxed for it");
     assert_eq!(m.fmp4, 0, "fMP4 still is not");
@@ -94,15 +67,15 @@ fn with_hls_off_ts_and_fmp4_are_muxed_only_while_a_player_consumes_them() {
 
     // It leaves: TS stops at the engines' next sweep (within 2 s).
     w.hang_up(ts);
-    publish_frames(&mut w, publisher, 200, 275);
+    publish_live(&mut w, publisher, 200, 275, 0, true);
     let stopped = muxed(&mut w);
-    publish_frames(&mut w, publisher, 275, 350);
+    publish_live(&mut w, publisher, 275, 350, 0, true);
     assert_eq!(muxed(&mut w), stopped, "no TS once nobody consumes it");
 
     // An fMP4 player on the publisher's own engine: fMP4 from the next key frame, with its
     // init segment first.
     let mp4 = get(&mut w, 0, "/live/s.mp4");
-    publish_frames(&mut w, publisher, 350, 420);
+    publish_live(&mut w, publisher, 350, 420, 0, true);
     let m = muxed(&mut w);
     assert!(m.fmp4 > 0 && m.ts == stopped.ts, "{m:?}");
     let (head, body) = http_response(&w, mp4);
@@ -123,7 +96,7 @@ fn hls_and_ll_hls_consume_every_stream() {
     let mut w = world("");
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
-    publish_frames(&mut w, publisher, 0, 100);
+    publish_live(&mut w, publisher, 0, 100, 0, true);
     let m = muxed(&mut w);
     // Every video and audio frame, once, on the publisher's engine only (fMP4 holds each
     // track's last sample until the next one tells its duration).

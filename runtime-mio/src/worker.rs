@@ -1,9 +1,7 @@
 //! One event loop per worker thread: sockets and timers in, bytes out. No protocol logic here:
 //! everything a connection means is decided by the core engine.
 
-use std::collections::{HashMap, VecDeque};
-
-use rill_core::id_map::IdMap;
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +16,7 @@ use rill_core::config::Config;
 use rill_core::dump::listener_name;
 use rill_core::engine::conn_id::{conn_id, local_of};
 use rill_core::engine::{Command, ConnId, Engine, EngineConfig, Listener, StreamMessage};
+use rill_core::id_map::IdMap;
 use rill_runtime_common::accept_exhaustion::{is_exhaustion, AcceptExhaustion, AfterExhaustion};
 use rill_runtime_common::admission::{refuse, Admission, Permit, RefusalLog};
 use rill_runtime_common::conn_io::{ConnIo, MAX_IOV};
@@ -117,7 +116,7 @@ struct Net {
     udp_ports: Option<UdpPorts>,
     udp: IdMap<Token, Udp>,
     /// The UDP sockets of each connection, by (track, rtcp).
-    udp_of: HashMap<u64, Vec<(usize, bool, Token)>>,
+    udp_of: IdMap<u64, Vec<(usize, bool, Token)>>,
     peers: Vec<Peer>,
     /// A stream message went to the peers this pass: wake them once it is over.
     wake_peers: bool,
@@ -291,7 +290,7 @@ pub fn run(
                 dirty: Vec::new(),
                 udp_ports: UdpPorts::from_config(config),
                 udp: IdMap::default(),
-                udp_of: HashMap::new(),
+                udp_of: IdMap::default(),
                 peers: Vec::new(),
                 wake_peers: false,
                 waker,

@@ -14,7 +14,6 @@
 //! address fetch the same stream with the same query for [`HLS_VERDICT_TTL_MS`] without asking
 //! again.
 
-use crate::id_map::IdMap;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
@@ -27,6 +26,7 @@ use crate::api::webhook::WebhookUrl;
 use crate::auth::Access;
 use crate::http::client::ClientRequest;
 use crate::http::Request;
+use crate::id_map::IdMap;
 use crate::rtp::TrackParams;
 use crate::stream_key::StreamKey;
 

@@ -5,10 +5,11 @@
 //! segments, HTTP-fMP4 and WS-fMP4 players). HLS and LL-HLS, when enabled, consume every
 //! stream; players consume the streams they play, on whichever engine they sit. The
 //! Low-Latency HLS windows are a third consumer of their own when they are on demand: wanted
-//! for the streams asked for on some engine within [`crate::hls::ll::ON_DEMAND_IDLE_MS`]. Each engine
-//! announces what its own players of a stream consume ([`StreamMessage::Wants`]) when that
-//! grows (at once, as a player asks) and when it shrinks (at the next sweep), and keeps what
-//! the others announced, so the engine of the stream's publisher, wherever it is, knows.
+//! for the streams asked for on some engine within [`crate::hls::ll::ON_DEMAND_IDLE_MS`].
+//! Each engine announces what its own players of a stream consume ([`StreamMessage::Wants`])
+//! when that grows (at once, as a player asks) and when it shrinks (at the next sweep), and
+//! keeps what the others announced, so the engine of the stream's publisher, wherever it is,
+//! knows.
 //!
 //! A muxer that was idle starts again at the next random access point: a player that arrives
 //! then starts at the next key frame rather than in the cached group of pictures.

@@ -51,7 +51,6 @@ mod rtsp_conn;
 mod silent_audio;
 mod stats;
 
-use crate::id_map::IdMap;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
@@ -66,6 +65,7 @@ use crate::hls::{Hls, HlsConfig, HlsOutput};
 use crate::http::websocket::WsReader;
 use crate::http::{self, HttpLimits, RequestReader, Response};
 use crate::hub::{Hub, HubConfig, HubEvent, Tracks};
+use crate::id_map::IdMap;
 use crate::media::{Codec, Frame};
 use crate::rtmp::command::code;
 use crate::rtmp::handshake::HANDSHAKE_RANDOM_LEN;

@@ -15,7 +15,6 @@
 //! [`Engine::pending_notifications`] is 0 (or its patience runs out), so the last stop events
 //! still go out.
 
-use crate::id_map::IdMap;
 use std::collections::VecDeque;
 
 use bytes::Bytes;
@@ -28,6 +27,7 @@ use super::{
 use crate::api::webhook::{server_start_json, update_json, SessionInfo, WebhookEvent, WebhookUrl};
 use crate::http::client::ClientRequest;
 use crate::hub::Hub;
+use crate::id_map::IdMap;
 
 /// Webhook settings of one engine (built from `[webhook]`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,7 +14,6 @@
 //! These connections are not sessions: they have no session records and do not count in the
 //! statistics.
 
-use crate::id_map::IdMap;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
@@ -26,6 +25,7 @@ use super::{ConnId, Output};
 use crate::http::client::{
     ClientError, ClientEvent, ClientLimits, ClientRequest, ClientSession, ResponseHead,
 };
+use crate::id_map::IdMap;
 
 /// Deadlines of one outbound exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

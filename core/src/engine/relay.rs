@@ -40,7 +40,6 @@ mod flv;
 mod rtsp;
 mod url;
 
-use crate::id_map::IdMap;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -54,6 +53,7 @@ use super::{
 };
 use crate::api::lal::RelayPullRequest;
 use crate::api::webhook::{SessionInfo, WebhookEvent};
+use crate::id_map::IdMap;
 use crate::limits::Limits;
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::rtmp::command::DataMessage;

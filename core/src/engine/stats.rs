@@ -8,11 +8,11 @@
 //! [`Engine::answer`], handing it the snapshots of every engine; [`crate::api`] renders them
 //! (merged by stream, so a player on one engine is counted with a stream published on another).
 
-use crate::id_map::IdMap;
 use std::net::SocketAddr;
 
 use super::{ConnId, Engine, Protocol, Role};
 use crate::hub::Tracks;
+use crate::id_map::IdMap;
 use crate::media::Codec;
 
 /// Shortest span (ms) a bitrate is measured over: a snapshot taken sooner after the last

@@ -404,8 +404,9 @@ impl LlHls {
         }
     }
 
-    /// A frame of `key` not marked for the windows (nobody asks for them now): the window, if it holds anything, is dropped, and the next one continues
-    /// the numbering after a discontinuity. Held requests are answered.
+    /// A frame of `key` not marked for the windows (nobody asks for them now): the window, if
+    /// it holds anything, is dropped, and the next one continues the numbering after a
+    /// discontinuity. Held requests are answered.
     pub fn pause(&mut self, key: &str) {
         let Some(s) = self.streams.get_mut(key) else {
             return;

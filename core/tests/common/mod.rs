@@ -150,23 +150,44 @@ pub fn is_key_frame(body: &[u8]) -> bool {
     body.first() == Some(&0x17) && body.get(1) == Some(&1)
 }
 
+/// Sends frames `from..to` of 25 fps H.264 (a key frame every 25, frame 0 one), each followed
+/// by an AAC frame when `audio`, at `offset_ms + 40 * i`, advancing the clock 40 ms per frame
+/// as an encoder would.
+pub fn publish_live(
+    w: &mut World,
+    publisher: ClientId,
+    from: u32,
+    to: u32,
+    offset_ms: u32,
+    audio: bool,
+) {
+    for i in from..to {
+        let frames = av_frames(offset_ms + i * 40, i % 25 == 0);
+        send(w, publisher, if audio { &frames } else { &frames[..1] });
+        w.advance(40);
+    }
+}
+
 /// `frames` video frames at 25 fps from `start_ms`, a key frame every `gop`, each followed by
 /// an AAC frame.
 pub fn stream(start_ms: u32, frames: u32, gop: u32) -> Vec<(u8, u32, Bytes)> {
-    let mut out = Vec::new();
-    for i in 0..frames {
-        let ts = start_ms + i * 40;
-        let key = i % gop == 0;
-        out.push((
+    (0..frames)
+        .flat_map(|i| av_frames(start_ms + i * 40, i % gop == 0))
+        .collect()
+}
+
+/// An H.264 frame at `ts` (a key frame when `key`) and the AAC frame 20 ms after it.
+fn av_frames(ts: u32, key: bool) -> [(u8, u32, Bytes); 2] {
+    [
+        (
             message_type::VIDEO,
             ts,
             video(key, if key { 0x65 } else { 0x41 }, 200),
-        ));
-        out.push((
+        ),
+        (
             message_type::AUDIO,
             ts + 20,
             Bytes::from_static(&[0xAF, 1, 0x21, 0x10, 0x04]),
-        ));
-    }
-    out
+        ),
+    ]
 }
