@@ -155,12 +155,12 @@ keep_after_end_ms = 60000
 # Low-Latency HLS of every stream (fMP4 parts, blocking playlist reload, delta updates):
 # /{app}/{stream}/llhls.m3u8. Segments are cut as above (fragment_ms).
 ll_enable = true
-# Build a stream's Low-Latency window only while it is asked for: the first request waits
-# for its first segment (about one to two key frame intervals), and the window is dropped
-# 30 s after the last request. false: every stream has its window from its start (a first
-# request is answered at once; about 2.5 MB of memory per stream at 1 Mbit/s, watched or
-# not).
-ll_on_demand = true
+# true: build a stream's Low-Latency window only while it is asked for (it saves about
+# 2.5 MB per stream at 1 Mbit/s that nobody watches as LL-HLS): the first request waits for
+# its first segment (one to two key frame intervals), and the window is dropped 30 s after
+# the last request. Not the default yet: hls.js sometimes stalls once right after such a
+# first answer. false: every stream has its window from its start.
+ll_on_demand = false
 # Part target duration (ms); players stay about three parts behind the live edge.
 ll_part_ms = 300
 # Complete segments in the Low-Latency playlist (delta updates skip those older than six

@@ -345,7 +345,7 @@ fn publish_until_answered(
 
 #[test]
 fn on_demand_the_window_starts_at_the_first_request_on_every_engine_and_goes_when_idle() {
-    let mut w = world_from("");
+    let mut w = world_from("ll_on_demand = true\n");
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
     publish_live(&mut w, publisher, 0, 50, 0, true);
@@ -428,7 +428,7 @@ fn on_demand_the_window_starts_at_the_first_request_on_every_engine_and_goes_whe
 
 #[test]
 fn a_request_before_the_first_segment_is_held_at_most_its_limit_and_an_ended_stream_is_404() {
-    let mut w = world_from("");
+    let mut w = world_from("ll_on_demand = true\n");
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
     publish_live(&mut w, publisher, 0, 10, 0, true);
@@ -506,7 +506,7 @@ fn pdt_case(hls: &str, audio: bool) -> Vec<u64> {
 #[test]
 fn program_date_times_count_from_the_publish_time_on_demand_or_not_with_or_without_audio() {
     for audio in [true, false] {
-        for hls in ["", "ll_on_demand = false\n"] {
+        for hls in ["ll_on_demand = true\n", "ll_on_demand = false\n"] {
             let v = pdt_case(hls, audio);
             assert!(
                 !v.is_empty() && v.iter().all(|&x| x == 0),
@@ -543,7 +543,7 @@ fn a_new_init_segment_keeps_the_program_date_time_going_forward() {
 
 #[test]
 fn only_an_authorized_playlist_request_starts_the_windows() {
-    let mut w = world_from("\n[auth]\nkey = \"k\"\nplay_hls = true\n");
+    let mut w = world_from("ll_on_demand = true\n[auth]\nkey = \"k\"\nplay_hls = true\n");
     let publisher = publisher(&mut w, 0, "s");
     send_configs(&mut w, publisher, 0);
     publish_live(&mut w, publisher, 0, 50, 0, true);

@@ -152,7 +152,7 @@ impl Default for HlsConfig {
             cleanup: Cleanup::StreamEnd,
             record_max_bytes: 64 << 20,
             ll_enable: true,
-            ll_on_demand: true,
+            ll_on_demand: false,
             ll_part_ms: 300,
             ll_playlist_len: 10,
             segment_format: SegmentFormat::Ts,
